@@ -342,6 +342,18 @@ path = "data/tidemark"
     }
 
     #[test]
+    fn the_shipped_example_is_valid_and_says_the_defaults() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/tidemark.toml"));
+        let example = Config::load(path).unwrap();
+        let minimal = parse(MINIMAL).unwrap();
+        assert_eq!(example.storage.cache_bytes, minimal.storage.cache_bytes);
+        assert_eq!(example.storage.flush_batch, minimal.storage.flush_batch);
+        assert_eq!(example.limits.max_body_bytes, minimal.limits.max_body_bytes);
+        assert_eq!(example.presence.offline, minimal.presence.offline);
+        assert_eq!(example.component.keepalive, minimal.component.keepalive);
+    }
+
+    #[test]
     fn minimal_file_gets_defaults() {
         let c = parse(MINIMAL).unwrap();
         assert_eq!(c.component.jid.as_str(), "chat.localhost");
