@@ -129,6 +129,20 @@ impl Addresses {
         }
     }
 
+    /// The room a JID at this service names, and the nickname if it has a
+    /// resource. Tracked addresses (nodes holding an escaped `@`) are not
+    /// rooms.
+    pub fn room_of(&self, jid: &Jid) -> Option<(BareJid, Option<String>)> {
+        if !self.is_ours(jid) {
+            return None;
+        }
+        let node = jid.node()?.as_str();
+        if !crate::config::is_room_name(node) {
+            return None;
+        }
+        Some((jid.to_bare(), jid.resource().map(|r| r.as_str().to_owned())))
+    }
+
     /// The real contact a tracked address stands for, keeping the resource.
     pub fn contact_of(&self, tracked: &Jid) -> Result<Jid, AddressError> {
         if !self.is_ours(tracked) {
@@ -203,6 +217,20 @@ mod tests {
         let tracked = a.tracked_full(&alice);
         assert_eq!(tracked.as_str(), "alice\\40localhost@chat.localhost/phone");
         assert_eq!(a.contact_of(&tracked).unwrap(), alice);
+    }
+
+    #[test]
+    fn rooms_and_tracked_addresses_do_not_overlap() {
+        let a = addrs();
+        let room = Jid::new("team@chat.localhost/alice").unwrap();
+        let (bare, nick) = a.room_of(&room).unwrap();
+        assert_eq!(
+            (bare.as_str(), nick.as_deref()),
+            ("team@chat.localhost", Some("alice"))
+        );
+        let tracked = Jid::new("bob\\40localhost@chat.localhost").unwrap();
+        assert!(a.room_of(&tracked).is_none());
+        assert!(a.room_of(&Jid::new("team@elsewhere").unwrap()).is_none());
     }
 
     #[test]

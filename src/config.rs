@@ -43,7 +43,26 @@ pub struct Config {
     pub presence: PresenceConfig,
     pub limits: LimitsConfig,
     pub status: StatusConfig,
+    pub groups: GroupsConfig,
+    pub rooms: Vec<RoomConfig>,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupsConfig {
+    /// How many recent messages a joiner gets (XEP-0045 §7.2.15).
+    pub history: usize,
+    /// Above this many members, a read marker is reflected only to the
+    /// message's sender instead of every occupant.
+    pub marker_reflection_limit: usize,
+}
+
+/// A room declared in the file, with a fixed member list.
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    /// The room's node: `team` for team@chat.example.org.
+    pub name: String,
+    pub members: Vec<BareJid>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +96,8 @@ pub struct LimitsConfig {
 pub struct StatusConfig {
     /// Avaya's rule: a message that is only an attachment gets no read status.
     pub attachments_get_read_status: bool,
+    /// Whether a user who has not chosen sends read receipts.
+    pub send_read_receipts: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +119,36 @@ struct RawConfig {
     #[serde(default)]
     status: RawStatus,
     #[serde(default)]
+    groups: RawGroups,
+    #[serde(default)]
+    rooms: Vec<RawRoom>,
+    #[serde(default)]
     log: RawLog,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroups {
+    #[serde(default = "default_history")]
+    history: usize,
+    #[serde(default = "default_marker_reflection_limit")]
+    marker_reflection_limit: usize,
+}
+
+impl Default for RawGroups {
+    fn default() -> Self {
+        Self {
+            history: default_history(),
+            marker_reflection_limit: default_marker_reflection_limit(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoom {
+    name: String,
+    members: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -149,11 +199,22 @@ impl Default for RawLimits {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStatus {
     #[serde(default)]
     attachments_get_read_status: bool,
+    #[serde(default = "default_true")]
+    send_read_receipts: bool,
+}
+
+impl Default for RawStatus {
+    fn default() -> Self {
+        Self {
+            attachments_get_read_status: false,
+            send_read_receipts: true,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -188,6 +249,15 @@ fn default_max_body_bytes() -> usize {
 }
 fn default_max_queued() -> usize {
     1000
+}
+fn default_history() -> usize {
+    20
+}
+fn default_marker_reflection_limit() -> usize {
+    50
+}
+fn default_true() -> bool {
+    true
 }
 fn default_log_level() -> String {
     "info".into()
@@ -293,6 +363,45 @@ impl Config {
             ));
         }
 
+        let mut rooms = Vec::with_capacity(raw.rooms.len());
+        for room in raw.rooms {
+            if !is_room_name(&room.name) {
+                return Err(invalid(
+                    "rooms.name",
+                    format!(
+                        "{:?} is not a room name (letters, digits, '-', '_' and '.', at most 64)",
+                        room.name
+                    ),
+                ));
+            }
+            if rooms.iter().any(|r: &RoomConfig| r.name == room.name) {
+                return Err(invalid(
+                    "rooms.name",
+                    format!("room {:?} is declared twice", room.name),
+                ));
+            }
+            let mut members = Vec::with_capacity(room.members.len());
+            for m in &room.members {
+                let jid = BareJid::new(m).map_err(|e| {
+                    invalid(
+                        "rooms.members",
+                        format!("{m:?} in room {:?} is not a JID: {e}", room.name),
+                    )
+                })?;
+                if jid.node().is_none() {
+                    return Err(invalid(
+                        "rooms.members",
+                        format!("{m:?} in room {:?} is a server, not a user", room.name),
+                    ));
+                }
+                members.push(jid);
+            }
+            rooms.push(RoomConfig {
+                name: room.name.to_lowercase(),
+                members,
+            });
+        }
+
         Ok(Config {
             component: ComponentConfig {
                 jid,
@@ -315,12 +424,28 @@ impl Config {
             },
             status: StatusConfig {
                 attachments_get_read_status: raw.status.attachments_get_read_status,
+                send_read_receipts: raw.status.send_read_receipts,
             },
+            groups: GroupsConfig {
+                history: raw.groups.history,
+                marker_reflection_limit: raw.groups.marker_reflection_limit,
+            },
+            rooms,
             log: LogConfig {
                 level: raw.log.level,
             },
         })
     }
+}
+
+/// Room names are JID nodes without escapes, so they can never be mistaken
+/// for a tracked address (whose node holds an escaped `@`).
+pub fn is_room_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 #[cfg(test)]
@@ -397,6 +522,22 @@ path = "data/tidemark"
         let text = MINIMAL.replace("chat.localhost", "bot@chat.localhost");
         let e = parse(&text).unwrap_err().to_string();
         assert!(e.contains("component.jid"), "{e}");
+    }
+
+    #[test]
+    fn rooms_are_declared_with_members() {
+        let text = format!(
+            "{MINIMAL}\n[[rooms]]\nname = \"team\"\nmembers = [\"alice@localhost\", \"bob@localhost\"]\n"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.rooms[0].name, "team");
+        assert_eq!(c.rooms[0].members.len(), 2);
+        let bad = text.replace("bob@localhost", "localhost");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("rooms.members"), "{e}");
+        let bad = text.replace("\"team\"", "\"te am\"");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("rooms.name"), "{e}");
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub enum ServiceRequest {
         id: Option<String>,
     },
     Ping,
+    /// disco#items of the XEP-0050 commands node.
+    CommandList,
+    /// A XEP-0050 `<command/>`.
+    Command(Element),
     Unsupported,
 }
 
@@ -67,8 +71,43 @@ pub enum SubscriptionKind {
     Unsubscribed,
 }
 
+/// What a stanza to a room (`room@service` or `room@service/nick`) asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomRequest {
+    /// Presence to `room/nick`: join (or update), or leave.
+    Presence {
+        nick: String,
+        available: bool,
+    },
+    /// A groupchat message with content.
+    Groupchat {
+        body_bytes: usize,
+        has_body: bool,
+    },
+    /// A read marker in a groupchat message.
+    Marker {
+        kind: AckKind,
+        id: String,
+    },
+    DiscoInfo,
+    DiscoItems,
+    /// An error from an occupant's client or server: the session is gone.
+    Bounce,
+    /// Anything else a room does not do (private messages, other queries);
+    /// carries the error to answer with, if any.
+    Refused {
+        reply: Option<Element>,
+    },
+    Ignored(&'static str),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
+    Room {
+        from: Jid,
+        room: xmpp_parsers::jid::BareJid,
+        request: RoomRequest,
+    },
     ServiceIq {
         from: Jid,
         request: ServiceRequest,
@@ -166,6 +205,15 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
         };
     }
 
+    if let Some((room, nick)) = addrs.room_of(&to) {
+        let request = classify_room(stanza, nick, &own);
+        return Incoming::Room {
+            from,
+            room,
+            request,
+        };
+    }
+
     let contact = match addrs.contact_of(&to) {
         Ok(c) => c,
         Err(e) => return invalid(stanza, &own, e.to_string(), "item-not-found"),
@@ -183,6 +231,93 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
             reason: format!("unexpected top-level element <{other}/>"),
             reply: None,
         },
+    }
+}
+
+fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomRequest {
+    let type_ = stanza.attr("type");
+    let refuse = |condition: &str, text: &str| RoomRequest::Refused {
+        reply: match type_ {
+            Some("error") | Some("result") => None,
+            _ => Some(error_reply(stanza, own, ErrorType::Cancel, condition, text)),
+        },
+    };
+    match stanza.name() {
+        "presence" => match (nick, type_) {
+            (_, Some("error")) => RoomRequest::Bounce,
+            (Some(nick), None) => RoomRequest::Presence {
+                nick,
+                available: true,
+            },
+            (Some(nick), Some("unavailable")) => RoomRequest::Presence {
+                nick,
+                available: false,
+            },
+            (None, None) => refuse(
+                "jid-malformed",
+                "join a room as room@service/nickname (XEP-0045 §7.2.1)",
+            ),
+            _ => RoomRequest::Ignored("presence to a room that is not a join or leave"),
+        },
+        "message" => {
+            if type_ == Some("error") {
+                return RoomRequest::Bounce;
+            }
+            if nick.is_some() || type_ != Some("groupchat") {
+                return refuse(
+                    "not-acceptable",
+                    "this room takes groupchat messages only; private messages are not supported",
+                );
+            }
+            let bodies: Vec<&Element> = stanza.children().filter(|c| c.name() == "body").collect();
+            if bodies.is_empty() {
+                for child in stanza.children() {
+                    let kind = match (child.ns().as_str(), child.name()) {
+                        (ns::CHAT_MARKERS, "received") => AckKind::ReceivedMarker,
+                        (ns::CHAT_MARKERS, "displayed") => AckKind::Displayed,
+                        (ns::CHAT_MARKERS, "acknowledged") => AckKind::Acknowledged,
+                        // XEP-0184 §5.3: no receipts in groupchat.
+                        (ns::RECEIPTS, "received") => {
+                            return RoomRequest::Ignored("receipt in groupchat");
+                        }
+                        _ => continue,
+                    };
+                    return match child.attr("id") {
+                        Some(id) if !id.is_empty() => RoomRequest::Marker {
+                            kind,
+                            id: id.to_owned(),
+                        },
+                        _ => refuse(
+                            "bad-request",
+                            "marker without the id of the message it names",
+                        ),
+                    };
+                }
+            }
+            let has_attachment = stanza.has_child("x", ns::OOB);
+            if bodies.is_empty() && !has_attachment {
+                // Chat states and the like: nothing to keep.
+                return RoomRequest::Ignored("groupchat message without content");
+            }
+            RoomRequest::Groupchat {
+                body_bytes: bodies.iter().map(|b| b.text().len()).sum(),
+                has_body: !bodies.is_empty(),
+            }
+        }
+        "iq" => match type_ {
+            Some("result") | Some("error") => RoomRequest::Ignored("iq response to a room"),
+            Some("get") => match stanza.children().next() {
+                Some(q) if q.is("query", ns::DISCO_INFO) && nick.is_none() => {
+                    RoomRequest::DiscoInfo
+                }
+                Some(q) if q.is("query", ns::DISCO_ITEMS) && nick.is_none() => {
+                    RoomRequest::DiscoItems
+                }
+                _ => refuse("service-unavailable", "the room does not answer that query"),
+            },
+            _ => refuse("service-unavailable", "the room does not answer that query"),
+        },
+        _ => RoomRequest::Ignored("unknown element to a room"),
     }
 }
 
@@ -225,7 +360,15 @@ fn classify_service_iq(iq: &Element, from: Jid, own: &str) -> Incoming {
         (ns::DISCO_INFO, "query", true) => ServiceRequest::DiscoInfo {
             node: payload.attr("node").map(str::to_owned),
         },
+        (ns::DISCO_ITEMS, "query", true)
+            if payload.attr("node") == Some(crate::query::commands::COMMANDS) =>
+        {
+            ServiceRequest::CommandList
+        }
         (ns::DISCO_ITEMS, "query", true) => ServiceRequest::DiscoItems,
+        (crate::query::commands::COMMANDS, "command", false) => {
+            ServiceRequest::Command(payload.clone())
+        }
         (ns::GATEWAY, "query", true) => ServiceRequest::GatewayPrompt,
         (ns::GATEWAY, "query", false) => ServiceRequest::GatewayTranslate {
             prompt: payload
@@ -441,7 +584,7 @@ mod tests {
     #[test]
     fn tracked_address_that_names_nobody() {
         let m = parse(
-            "<message from='alice@localhost/a' to='nobody@chat.localhost' id='m'><body>x</body></message>",
+            "<message from='alice@localhost/a' to='bob\\40@chat.localhost' id='m'><body>x</body></message>",
         );
         let Incoming::Invalid { reply: Some(r), .. } = classify(&m, &addrs()) else {
             panic!("accepted")

@@ -104,7 +104,13 @@ async fn serve(config: Config) -> ExitCode {
         "tidemark starting"
     );
     let shared: Arc<dyn Store> = store.clone();
-    let mut tm = Tidemark::new(config.clone(), shared);
+    let mut tm = match Tidemark::new(config.clone(), shared) {
+        Ok(tm) => tm,
+        Err(e) => {
+            error!(error = %e, "cannot set up the rooms of the config file");
+            return ExitCode::from(EXIT_STORAGE);
+        }
+    };
     let outcome = tokio::select! {
         r = component::run(&config, &mut tm) => Some(r),
         _ = shutdown_signal() => None,

@@ -11,6 +11,7 @@ use xmpp_parsers::jid::Jid;
 use crate::address::Addresses;
 use crate::config::Config;
 use crate::conversation::direct;
+use crate::conversation::room::{self, Rooms};
 use crate::incoming::{Incoming, Route, classify};
 use crate::presence::{self, PresenceBook};
 use crate::query;
@@ -22,18 +23,23 @@ pub struct Tidemark {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub presence: PresenceBook,
+    pub rooms: Rooms,
     local_ids: u64,
 }
 
 impl Tidemark {
-    pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
-        Self {
+    /// Sets up the service over `store`, declaring the config file's rooms.
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, StoreError> {
+        let mut tm = Self {
             addrs: Addresses::new(config.component.jid.clone()),
             config,
             store,
             presence: PresenceBook::default(),
+            rooms: Rooms::default(),
             local_ids: 0,
-        }
+        };
+        room::apply_config(&mut tm, crate::stanza::now_millis())?;
+        Ok(tm)
     }
 
     /// A fresh id for a stanza tidemark originates.
@@ -73,6 +79,11 @@ impl Tidemark {
 
     fn dispatch(&mut self, stanza: &Element, now: Millis) -> Result<Vec<Element>, StoreError> {
         match classify(stanza, &self.addrs) {
+            Incoming::Room {
+                from,
+                room: room_jid,
+                request,
+            } => room::handle(self, stanza, &from, &room_jid, request, now),
             Incoming::ServiceIq { from, request } => {
                 Ok(vec![query::answer(self, stanza, &from, request)?])
             }
@@ -123,6 +134,15 @@ impl Tidemark {
         );
         set_attr(&mut out, "to", route.to.to_string());
         out
+    }
+
+    /// Whether `user` lets others see that they read something: their own
+    /// choice (ad-hoc command), else the config default.
+    pub fn sends_read_receipts(&self, user: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .store
+            .read_receipts_pref(user)?
+            .unwrap_or(self.config.status.send_read_receipts))
     }
 
     /// The tracked address of `jid`'s bare JID, as a string.

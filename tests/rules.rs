@@ -35,7 +35,7 @@ impl World {
     fn with_config(extra: &str) -> Self {
         let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
         Self {
-            tm: Tidemark::new(config(extra), store),
+            tm: Tidemark::new(config(extra), store).unwrap(),
             now: 1_795_000_000_000,
         }
     }

@@ -5,6 +5,7 @@ use minidom::Element;
 use tracing::{debug, info};
 
 use crate::config::OfflinePolicy;
+use crate::conversation::room::private_reader;
 use crate::incoming::{AckKind, Chat, Route};
 use crate::presence::{self, Gate};
 use crate::service::Tidemark;
@@ -154,6 +155,13 @@ pub fn on_ack(tm: &mut Tidemark, route: &Route, kind: AckKind, id: &str, now: Mi
         }
         AckKind::Displayed | AckKind::Acknowledged => Evidence::Read,
     };
+    // A reader who turned read receipts off still clears their own unread
+    // state, and nobody learns that they read anything.
+    tm.store
+        .advance_mark(&conv, &private_reader(reader.as_str()), seq, now)?;
+    if !tm.sends_read_receipts(reader.as_str())? {
+        return Ok(vec![]);
+    }
     // XEP-0333 §3.2: a displayed marker covers every earlier message of the
     // conversation, so one forward move of the reader's tidemark records it.
     if !tm.store.advance_mark(&conv, reader.as_str(), seq, now)? {

@@ -1,3 +1,4 @@
-//! Conversations tidemark carries.
+//! Conversations tidemark carries: 1:1 through tracked addresses, and rooms.
 
 pub mod direct;
+pub mod room;

@@ -1,6 +1,7 @@
 //! IQ requests to the service's own domain: service discovery, the XEP-0100
 //! gateway prompt, pings, and the status query of `xep/status.md`.
 
+pub mod commands;
 mod status;
 
 use minidom::Element;
@@ -14,6 +15,9 @@ use crate::store::StoreError;
 /// What the service really serves, announced in disco#info (XEP-0030).
 pub const FEATURES: &[&str] = &[
     ns::DISCO_INFO,
+    ns::DISCO_ITEMS,
+    commands::COMMANDS,
+    crate::conversation::room::MUC,
     ns::GATEWAY,
     ns::PING,
     ns::RECEIPTS,
@@ -61,6 +65,11 @@ pub fn answer(
             Err(text) => error_reply(iq, &own, ErrorType::Modify, "bad-request", &text),
         },
         ServiceRequest::Ping => result(iq, &own, None),
+        ServiceRequest::CommandList => result(iq, &own, Some(commands::list(tm))),
+        ServiceRequest::Command(cmd) => match commands::execute(tm, from, commands::parse(&cmd))? {
+            Ok(payload) => result(iq, &own, Some(payload)),
+            Err(e) => error_reply(iq, &own, e.type_, e.condition, &e.text),
+        },
         ServiceRequest::Status { conversation, id } => {
             match status::answer(tm, from, conversation.as_deref(), id.as_deref())? {
                 Ok(payload) => result(iq, &own, Some(payload)),

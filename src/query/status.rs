@@ -45,6 +45,13 @@ pub fn answer(
             format!("conversation {conversation:?} is not an XMPP address"),
         )));
     };
+    if let Some((room, None)) = tm.addrs.room_of(&conv_jid) {
+        let asker = asker.to_bare();
+        return Ok(
+            crate::conversation::room::status(tm, asker.as_str(), &room, id)?
+                .map_err(|(type_, condition, text)| error(type_, condition, text)),
+        );
+    }
     let Ok(contact) = tm.addrs.contact_of(&conv_jid) else {
         return Ok(Err(not_found()));
     };

@@ -107,6 +107,85 @@ fn queues_come_back_in_order_once(store: &dyn Store) {
     assert_eq!(store.queued_count("bob@x.org").unwrap(), 1);
 }
 
+fn room_message(sender: &str, id: &str, stanza_id: &str) -> RoomMessage {
+    RoomMessage {
+        id: id.into(),
+        stanza_id: stanza_id.into(),
+        sender: sender.into(),
+        sent_at: 1,
+        readable: true,
+        stanza: b"<message/>".to_vec(),
+    }
+}
+
+fn room_messages_are_found_by_stanza_id_or_sender_id(store: &dyn Store) {
+    let room = "team@chat";
+    store
+        .put_room_message(room, 5, &room_message("alice@x", "a1", "s5"))
+        .unwrap();
+    store
+        .put_room_message(room, 9, &room_message("bob@x", "b1", "s9"))
+        .unwrap();
+    store
+        .put_room_message("other@chat", 7, &room_message("alice@x", "a2", "s7"))
+        .unwrap();
+    assert_eq!(store.find_room_message(room, "s5").unwrap().unwrap().0, 5);
+    assert_eq!(store.find_room_message(room, "b1").unwrap().unwrap().0, 9);
+    assert!(store.find_room_message(room, "s7").unwrap().is_none());
+    let between: Vec<Seq> = store
+        .room_messages_between(room, 5, 9)
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(between, vec![9]);
+    let history: Vec<Seq> = store
+        .room_history(room, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(history, vec![5, 9]);
+    let last: Vec<Seq> = store
+        .room_history(room, 1)
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(last, vec![9]);
+}
+
+fn memberships_and_rooms_are_kept(store: &dyn Store) {
+    let rec = RoomRecord {
+        created_at: 3,
+        fixed_members: true,
+    };
+    store.put_room("team@chat", &rec).unwrap();
+    assert_eq!(store.room("team@chat").unwrap(), Some(rec.clone()));
+    assert_eq!(store.rooms().unwrap(), vec![("team@chat".to_owned(), rec)]);
+    let m = Membership {
+        joined: 4,
+        left: Some(8),
+    };
+    store.set_membership("team@chat", "bob@x", &m).unwrap();
+    store.set_membership("team@chat.org", "eve@x", &m).unwrap();
+    assert_eq!(
+        store.memberships("team@chat").unwrap(),
+        vec![("bob@x".to_owned(), m)]
+    );
+    assert_eq!(store.membership("team@chat", "bob@x").unwrap(), Some(m));
+    assert_eq!(store.membership("team@chat", "eve@x").unwrap(), None);
+    assert!(m.covers(5) && !m.covers(4) && !m.covers(8));
+}
+
+fn read_receipt_preferences_are_kept(store: &dyn Store) {
+    assert_eq!(store.read_receipts_pref("bob@x").unwrap(), None);
+    store.set_read_receipts_pref("bob@x", false).unwrap();
+    assert_eq!(store.read_receipts_pref("bob@x").unwrap(), Some(false));
+    store.set_read_receipts_pref("bob@x", true).unwrap();
+    assert_eq!(store.read_receipts_pref("bob@x").unwrap(), Some(true));
+}
+
 macro_rules! backends {
     ($($backend:ident => $make:expr),* $(,)?) => {
         $(mod $backend {
@@ -118,6 +197,9 @@ macro_rules! backends {
             #[test] fn tidemarks_only_move_forward_and_remember_when() { super::tidemarks_only_move_forward_and_remember_when(&*store()) }
             #[test] fn presence_grants_are_directional() { super::presence_grants_are_directional(&*store()) }
             #[test] fn queues_come_back_in_order_once() { super::queues_come_back_in_order_once(&*store()) }
+            #[test] fn room_messages_are_found_by_stanza_id_or_sender_id() { super::room_messages_are_found_by_stanza_id_or_sender_id(&*store()) }
+            #[test] fn memberships_and_rooms_are_kept() { super::memberships_and_rooms_are_kept(&*store()) }
+            #[test] fn read_receipt_preferences_are_kept() { super::read_receipt_preferences_are_kept(&*store()) }
         })*
     };
 }

@@ -23,6 +23,14 @@ impl ConversationKey {
         Self(k)
     }
 
+    /// A group conversation, by the room's bare JID.
+    pub fn room(room: &str) -> Self {
+        let mut k = Vec::with_capacity(room.len() + 1);
+        k.push(b'r');
+        k.extend_from_slice(room.as_bytes());
+        Self(k)
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
@@ -89,6 +97,27 @@ pub fn queue(recipient: &str, seq: Seq) -> Vec<u8> {
     let mut k = queue_prefix(recipient);
     k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+pub fn room_member(room: &str, member: &str) -> Vec<u8> {
+    join(&[room.as_bytes(), member.as_bytes()])
+}
+
+pub fn room_prefix(room: &str) -> Vec<u8> {
+    let mut k = room.as_bytes().to_vec();
+    k.push(SEP);
+    k
+}
+
+pub fn room_message(room: &str, seq: Seq) -> Vec<u8> {
+    let mut k = room_prefix(room);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Room message index: `s` for stanza-ids, `i` for senders' ids.
+pub fn room_message_id(room: &str, kind: u8, id: &str) -> Vec<u8> {
+    join(&[room.as_bytes(), &[kind], id.as_bytes()])
 }
 
 pub fn seq_from(bytes: &[u8]) -> Option<Seq> {

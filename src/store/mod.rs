@@ -153,8 +153,86 @@ pub trait Store: Send + Sync {
     /// Removes and returns everything held for `recipient`, oldest first.
     fn take_queue(&self, recipient: &str) -> StoreResult<Vec<QueuedStanza>>;
 
+    fn put_room(&self, room: &str, record: &RoomRecord) -> StoreResult<()>;
+
+    fn room(&self, room: &str) -> StoreResult<Option<RoomRecord>>;
+
+    fn rooms(&self) -> StoreResult<Vec<(String, RoomRecord)>>;
+
+    fn set_membership(&self, room: &str, member: &str, m: &Membership) -> StoreResult<()>;
+
+    fn membership(&self, room: &str, member: &str) -> StoreResult<Option<Membership>>;
+
+    /// Everyone who is or was a member of `room`.
+    fn memberships(&self, room: &str) -> StoreResult<Vec<(String, Membership)>>;
+
+    /// Stores a room message, indexed by its stanza-id and its sender's id.
+    fn put_room_message(&self, room: &str, seq: Seq, message: &RoomMessage) -> StoreResult<()>;
+
+    /// The message a marker or query names: by the room's stanza-id, or else
+    /// by the sender's own id.
+    fn find_room_message(&self, room: &str, id: &str) -> StoreResult<Option<(Seq, RoomMessage)>>;
+
+    /// Room messages with `after < seq <= upto`, oldest first.
+    fn room_messages_between(
+        &self,
+        room: &str,
+        after: Seq,
+        upto: Seq,
+    ) -> StoreResult<Vec<(Seq, RoomMessage)>>;
+
+    /// The last `limit` room messages, oldest first.
+    fn room_history(&self, room: &str, limit: usize) -> StoreResult<Vec<(Seq, RoomMessage)>>;
+
+    /// A user's choice to send read receipts, if they made one.
+    fn read_receipts_pref(&self, user: &str) -> StoreResult<Option<bool>>;
+
+    fn set_read_receipts_pref(&self, user: &str, enabled: bool) -> StoreResult<()>;
+
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;
+}
+
+/// A group conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRecord {
+    pub created_at: Millis,
+    /// The member list comes from the config file; joining does not add to it.
+    pub fixed_members: bool,
+}
+
+/// When someone was a member of a room, in sequence numbers: a member is a
+/// recipient of the messages sent while they were one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub joined: Seq,
+    pub left: Option<Seq>,
+}
+
+impl Membership {
+    pub fn is_current(&self) -> bool {
+        self.left.is_none()
+    }
+
+    /// Whether a message with sequence `seq` was sent while this membership
+    /// lasted.
+    pub fn covers(&self, seq: Seq) -> bool {
+        self.joined < seq && self.left.is_none_or(|l| seq < l)
+    }
+}
+
+/// One message sent to a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomMessage {
+    /// The sender's own id for the message.
+    pub id: String,
+    /// The room's XEP-0359 stanza-id.
+    pub stanza_id: String,
+    pub sender: String,
+    pub sent_at: Millis,
+    pub readable: bool,
+    /// The message as reflected to occupants (without `to`), for history.
+    pub stanza: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,8 @@ use std::path::Path;
 
 use super::keys::{self, ConversationKey};
 use super::{
-    MessageRecord, Millis, QueuedStanza, SCHEMA_VERSION, Seq, Store, StoreError, StoreResult,
+    Membership, MessageRecord, Millis, QueuedStanza, RoomMessage, RoomRecord, SCHEMA_VERSION, Seq,
+    Store, StoreError, StoreResult,
 };
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
@@ -17,6 +18,11 @@ pub struct SledStore {
     mark_log: sled::Tree,
     grants: sled::Tree,
     queue: sled::Tree,
+    rooms: sled::Tree,
+    room_members: sled::Tree,
+    room_messages: sled::Tree,
+    room_message_ids: sled::Tree,
+    prefs: sled::Tree,
 }
 
 impl SledStore {
@@ -69,6 +75,11 @@ impl SledStore {
             mark_log: db.open_tree("mark_log")?,
             grants: db.open_tree("presence_grants")?,
             queue: db.open_tree("queue")?,
+            rooms: db.open_tree("rooms")?,
+            room_members: db.open_tree("room_members")?,
+            room_messages: db.open_tree("room_messages")?,
+            room_message_ids: db.open_tree("room_message_ids")?,
+            prefs: db.open_tree("read_receipt_prefs")?,
             db,
         })
     }
@@ -79,11 +90,35 @@ impl SledStore {
     }
 }
 
-fn decode_record(bytes: &[u8]) -> StoreResult<MessageRecord> {
-    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
-        what: "message record",
+fn encode<T: serde::Serialize>(value: &T, what: &'static str) -> StoreResult<Vec<u8>> {
+    postcard::to_allocvec(value).map_err(|e| StoreError::Corrupt {
+        what,
         detail: e.to_string(),
     })
+}
+
+fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], what: &'static str) -> StoreResult<T> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+fn decode_record(bytes: &[u8]) -> StoreResult<MessageRecord> {
+    decode(bytes, "message record")
+}
+
+fn decode_room_messages(
+    entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    prefix_len: usize,
+) -> StoreResult<Vec<(Seq, RoomMessage)>> {
+    let mut out = Vec::new();
+    for entry in entries {
+        let (k, v) = entry?;
+        let seq = decode_seq(&k[prefix_len..], "room message key")?;
+        out.push((seq, decode(&v, "room message")?));
+    }
+    Ok(out)
 }
 
 fn decode_seq(bytes: &[u8], what: &'static str) -> StoreResult<Seq> {
@@ -106,10 +141,7 @@ impl Store for SledStore {
         seq: Seq,
         record: &MessageRecord,
     ) -> StoreResult<()> {
-        let bytes = postcard::to_allocvec(record).map_err(|e| StoreError::Corrupt {
-            what: "message record",
-            detail: e.to_string(),
-        })?;
+        let bytes = encode(record, "message record")?;
         self.messages.insert(keys::message(conv, seq), bytes)?;
         self.message_ids.insert(
             keys::message_id(conv, &record.sender, &record.id),
@@ -239,11 +271,7 @@ impl Store for SledStore {
         for entry in self.queue.scan_prefix(&prefix) {
             let (k, v) = entry?;
             let seq = decode_seq(&k[prefix.len()..], "queue key")?;
-            let (conv, stanza): (Vec<u8>, Vec<u8>) =
-                postcard::from_bytes(&v).map_err(|e| StoreError::Corrupt {
-                    what: "queued stanza",
-                    detail: e.to_string(),
-                })?;
+            let (conv, stanza): (Vec<u8>, Vec<u8>) = decode(&v, "queued stanza")?;
             out.push(QueuedStanza {
                 seq,
                 conv: ConversationKey::from_bytes(conv),
@@ -254,6 +282,130 @@ impl Store for SledStore {
             self.queue.remove(keys::queue(recipient, q.seq))?;
         }
         Ok(out)
+    }
+
+    fn put_room(&self, room: &str, record: &RoomRecord) -> StoreResult<()> {
+        self.rooms
+            .insert(room.as_bytes(), encode(record, "room")?)?;
+        Ok(())
+    }
+
+    fn room(&self, room: &str) -> StoreResult<Option<RoomRecord>> {
+        self.rooms
+            .get(room.as_bytes())?
+            .map(|v| decode(&v, "room"))
+            .transpose()
+    }
+
+    fn rooms(&self) -> StoreResult<Vec<(String, RoomRecord)>> {
+        let mut out = Vec::new();
+        for entry in self.rooms.iter() {
+            let (k, v) = entry?;
+            out.push((
+                String::from_utf8_lossy(&k).into_owned(),
+                decode(&v, "room")?,
+            ));
+        }
+        Ok(out)
+    }
+
+    fn set_membership(&self, room: &str, member: &str, m: &Membership) -> StoreResult<()> {
+        self.room_members
+            .insert(keys::room_member(room, member), encode(m, "membership")?)?;
+        Ok(())
+    }
+
+    fn membership(&self, room: &str, member: &str) -> StoreResult<Option<Membership>> {
+        self.room_members
+            .get(keys::room_member(room, member))?
+            .map(|v| decode(&v, "membership"))
+            .transpose()
+    }
+
+    fn memberships(&self, room: &str) -> StoreResult<Vec<(String, Membership)>> {
+        let prefix = keys::room_prefix(room);
+        let mut out = Vec::new();
+        for entry in self.room_members.scan_prefix(&prefix) {
+            let (k, v) = entry?;
+            let member = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.push((member, decode(&v, "membership")?));
+        }
+        Ok(out)
+    }
+
+    fn put_room_message(&self, room: &str, seq: Seq, message: &RoomMessage) -> StoreResult<()> {
+        self.room_messages.insert(
+            keys::room_message(room, seq),
+            encode(message, "room message")?,
+        )?;
+        let seq_bytes = seq.to_be_bytes();
+        self.room_message_ids.insert(
+            keys::room_message_id(room, b's', &message.stanza_id),
+            &seq_bytes,
+        )?;
+        self.room_message_ids
+            .insert(keys::room_message_id(room, b'i', &message.id), &seq_bytes)?;
+        Ok(())
+    }
+
+    fn find_room_message(&self, room: &str, id: &str) -> StoreResult<Option<(Seq, RoomMessage)>> {
+        // XEP-0333 §3.3: in groups, markers name the room's stanza-id; some
+        // clients still name the sender's id.
+        let found = match self
+            .room_message_ids
+            .get(keys::room_message_id(room, b's', id))?
+        {
+            Some(v) => Some(v),
+            None => self
+                .room_message_ids
+                .get(keys::room_message_id(room, b'i', id))?,
+        };
+        let Some(seq) = found else {
+            return Ok(None);
+        };
+        let seq = decode_seq(&seq, "room message index")?;
+        Ok(self
+            .room_messages
+            .get(keys::room_message(room, seq))?
+            .map(|v| decode(&v, "room message"))
+            .transpose()?
+            .map(|m| (seq, m)))
+    }
+
+    fn room_messages_between(
+        &self,
+        room: &str,
+        after: Seq,
+        upto: Seq,
+    ) -> StoreResult<Vec<(Seq, RoomMessage)>> {
+        if upto <= after {
+            return Ok(vec![]);
+        }
+        let prefix_len = keys::room_prefix(room).len();
+        let range = keys::room_message(room, after + 1)..=keys::room_message(room, upto);
+        decode_room_messages(self.room_messages.range(range), prefix_len)
+    }
+
+    fn room_history(&self, room: &str, limit: usize) -> StoreResult<Vec<(Seq, RoomMessage)>> {
+        let prefix = keys::room_prefix(room);
+        let mut out = decode_room_messages(
+            self.room_messages.scan_prefix(&prefix).rev().take(limit),
+            prefix.len(),
+        )?;
+        out.reverse();
+        Ok(out)
+    }
+
+    fn read_receipts_pref(&self, user: &str) -> StoreResult<Option<bool>> {
+        Ok(self
+            .prefs
+            .get(user.as_bytes())?
+            .map(|v| v.first() == Some(&1)))
+    }
+
+    fn set_read_receipts_pref(&self, user: &str, enabled: bool) -> StoreResult<()> {
+        self.prefs.insert(user.as_bytes(), &[u8::from(enabled)])?;
+        Ok(())
     }
 
     fn flush(&self) -> StoreResult<()> {

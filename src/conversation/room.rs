@@ -1,0 +1,928 @@
+//! Group conversations: the subset of XEP-0045 a private, members-only,
+//! non-anonymous group chat needs, with per-recipient read status.
+//!
+//! Read state follows DESIGN.md "one tidemark per reader": a member's
+//! `displayed` marker moves their tidemark in the room, and the room keeps the
+//! tidemarks of its members in an ordered multiset, so the "all read"
+//! frontier (the lowest tidemark) is known in O(log members) per marker.
+
+use std::collections::{BTreeMap, HashMap};
+
+use minidom::Element;
+use sha1::{Digest, Sha1};
+use tracing::{debug, info};
+use xmpp_parsers::jid::{BareJid, Jid};
+
+use crate::incoming::{AckKind, RoomRequest};
+use crate::service::Tidemark;
+use crate::stanza::{
+    ErrorType, element, error_reply, ns, remove_attr, set_attr, to_string, xep0082,
+};
+use crate::store::{ConversationKey, Membership, Millis, RoomMessage, RoomRecord, Seq, StoreError};
+
+pub const MUC: &str = "http://jabber.org/protocol/muc";
+pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+pub const SID: &str = "urn:xmpp:sid:0";
+pub const OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
+pub const DELAY: &str = "urn:xmpp:delay";
+
+type Out = Result<Vec<Element>, StoreError>;
+
+/// The lowest tidemark among a room's members who send read receipts, kept
+/// as an ordered multiset of tidemarks.
+#[derive(Debug, Default)]
+pub struct Frontier {
+    marks: HashMap<String, Seq>,
+    counts: BTreeMap<Seq, u32>,
+}
+
+impl Frontier {
+    pub fn min(&self) -> Option<Seq> {
+        self.counts.keys().next().copied()
+    }
+
+    pub fn set(&mut self, reader: &str, seq: Seq) {
+        if let Some(old) = self.marks.insert(reader.to_owned(), seq) {
+            self.decrement(old);
+        }
+        *self.counts.entry(seq).or_default() += 1;
+    }
+
+    pub fn remove(&mut self, reader: &str) {
+        if let Some(old) = self.marks.remove(reader) {
+            self.decrement(old);
+        }
+    }
+
+    fn decrement(&mut self, seq: Seq) {
+        if let Some(n) = self.counts.get_mut(&seq) {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.remove(&seq);
+            }
+        }
+    }
+}
+
+/// One nickname in a room; a user may be in with several clients.
+#[derive(Debug, Clone)]
+struct Occupant {
+    user: String,
+    sessions: Vec<Jid>,
+    /// The last presence the occupant sent, addressed from their nick.
+    presence: Element,
+}
+
+#[derive(Debug, Default)]
+struct LiveRoom {
+    occupants: BTreeMap<String, Occupant>,
+    /// Loaded from the store on first use; `None` until then.
+    frontier: Option<Frontier>,
+    members: usize,
+}
+
+impl LiveRoom {
+    fn nick_of(&self, session: &Jid) -> Option<&str> {
+        self.occupants
+            .iter()
+            .find(|(_, o)| o.sessions.iter().any(|s| s == session))
+            .map(|(n, _)| n.as_str())
+    }
+
+    fn all_sessions(&self) -> impl Iterator<Item = &Jid> {
+        self.occupants.values().flat_map(|o| o.sessions.iter())
+    }
+}
+
+/// What tidemark knows of rooms beyond the store: who is in them now, and
+/// the read frontier.
+#[derive(Debug, Default)]
+pub struct Rooms {
+    live: HashMap<String, LiveRoom>,
+}
+
+impl Rooms {
+    /// Forgets the frontiers, so they are rebuilt from the store (after a
+    /// member changes their read-receipt choice).
+    pub fn forget_frontiers(&mut self) {
+        for room in self.live.values_mut() {
+            room.frontier = None;
+        }
+    }
+
+    /// Occupants are sessions on the server; after a reconnect they rejoin.
+    pub fn forget_occupants(&mut self) {
+        self.live.clear();
+    }
+}
+
+/// A reader's tidemark that moves without telling anyone: for users who do
+/// not send read receipts, it still clears their own unread state. `<` cannot
+/// appear in a JID, so this never collides with a real reader.
+pub fn private_reader(user: &str) -> String {
+    format!("<private>{user}")
+}
+
+/// XEP-0421: a stable id per (room, user) that reveals nothing by itself.
+fn occupant_id(tm: &Tidemark, room: &str, user: &str) -> String {
+    let digest = Sha1::digest(format!("{}\0{room}\0{user}", tm.config.component.secret));
+    hex::encode(&digest[..10])
+}
+
+/// Declares the rooms of the config file, with their fixed member lists.
+pub fn apply_config(tm: &mut Tidemark, now: Millis) -> Result<(), StoreError> {
+    let domain = tm.addrs.domain().clone();
+    for room_cfg in tm.config.rooms.clone() {
+        let room = format!("{}@{}", room_cfg.name, domain);
+        tm.store.put_room(
+            &room,
+            &RoomRecord {
+                created_at: tm.store.room(&room)?.map_or(now, |r| r.created_at),
+                fixed_members: true,
+            },
+        )?;
+        let wanted: Vec<String> = room_cfg.members.iter().map(|m| m.to_string()).collect();
+        for member in &wanted {
+            add_member(tm, &room, member, now)?;
+        }
+        for (member, m) in tm.store.memberships(&room)? {
+            if m.is_current() && !wanted.contains(&member) {
+                let left = tm.store.next_seq()?;
+                tm.store.set_membership(
+                    &room,
+                    &member,
+                    &Membership {
+                        joined: m.joined,
+                        left: Some(left),
+                    },
+                )?;
+                info!(%room, %member, "removed from the room by the config file");
+            }
+        }
+    }
+    tm.rooms.forget_frontiers();
+    Ok(())
+}
+
+/// Makes `user` a member from now on. Their tidemark starts at the join, since
+/// they are not a recipient of what came before.
+fn add_member(tm: &mut Tidemark, room: &str, user: &str, now: Millis) -> Result<bool, StoreError> {
+    if tm
+        .store
+        .membership(room, user)?
+        .is_some_and(|m| m.is_current())
+    {
+        return Ok(false);
+    }
+    let joined = tm.store.next_seq()?;
+    tm.store
+        .set_membership(room, user, &Membership { joined, left: None })?;
+    let conv = ConversationKey::room(room);
+    tm.store.advance_mark(&conv, user, joined, now)?;
+    tm.store
+        .advance_mark(&conv, &private_reader(user), joined, now)?;
+    if let Some(live) = tm.rooms.live.get_mut(room) {
+        live.frontier = None;
+    }
+    info!(%room, %user, "new member");
+    Ok(true)
+}
+
+pub fn handle(
+    tm: &mut Tidemark,
+    stanza: &Element,
+    from: &Jid,
+    room: &BareJid,
+    request: RoomRequest,
+    now: Millis,
+) -> Out {
+    match request {
+        RoomRequest::Presence {
+            nick,
+            available: true,
+        } => join(tm, stanza, from, room, &nick, now),
+        RoomRequest::Presence {
+            available: false, ..
+        } => Ok(leave(tm, stanza, from, room)),
+        RoomRequest::Groupchat {
+            body_bytes,
+            has_body,
+        } => groupchat(tm, stanza, from, room, body_bytes, has_body, now),
+        RoomRequest::Marker { kind, id } => marker(tm, stanza, from, room, kind, &id, now),
+        RoomRequest::DiscoInfo => disco_info(tm, stanza, room),
+        RoomRequest::DiscoItems => {
+            let mut r = iq_result(stanza, room.as_str());
+            r.append_child(Element::bare("query", ns::DISCO_ITEMS));
+            Ok(vec![r])
+        }
+        RoomRequest::Refused { reply } => Ok(reply.into_iter().collect()),
+        // XEP-0045 §9.9: a session that bounces the room's stanzas is gone.
+        RoomRequest::Bounce => Ok(leave(tm, stanza, from, room)),
+        RoomRequest::Ignored(why) => {
+            debug!(why, "ignored");
+            Ok(vec![])
+        }
+    }
+}
+
+fn iq_result(iq: &Element, from: &str) -> Element {
+    let mut r = element("iq", ns::COMPONENT, &[("type", "result"), ("from", from)]);
+    if let Some(to) = iq.attr("from") {
+        set_attr(&mut r, "to", to);
+    }
+    if let Some(id) = iq.attr("id") {
+        set_attr(&mut r, "id", id);
+    }
+    r
+}
+
+fn disco_info(tm: &Tidemark, iq: &Element, room: &BareJid) -> Out {
+    let Some(record) = tm.store.room(room.as_str())? else {
+        return Ok(vec![error_reply(
+            iq,
+            room.as_str(),
+            ErrorType::Cancel,
+            "item-not-found",
+            "no such room; joining it creates it",
+        )]);
+    };
+    let mut q = Element::bare("query", ns::DISCO_INFO);
+    let name = room
+        .node()
+        .map(|n| n.as_str().to_owned())
+        .unwrap_or_default();
+    q.append_child(element(
+        "identity",
+        ns::DISCO_INFO,
+        &[
+            ("category", "conference"),
+            ("type", "text"),
+            ("name", &name),
+        ],
+    ));
+    let mut features = vec![
+        MUC,
+        "muc_membersonly",
+        "muc_nonanonymous",
+        "muc_persistent",
+        "muc_unmoderated",
+        SID,
+        OCCUPANT_ID,
+        ns::CHAT_MARKERS,
+        ns::STATUS,
+    ];
+    if !record.fixed_members {
+        features.push("muc_open");
+        features.retain(|f| *f != "muc_membersonly");
+    }
+    for f in features {
+        q.append_child(element("feature", ns::DISCO_INFO, &[("var", f)]));
+    }
+    let mut r = iq_result(iq, room.as_str());
+    r.append_child(q);
+    Ok(vec![r])
+}
+
+/// `<x xmlns='muc#user'>` with the occupant's item and status codes.
+fn muc_user(jid: Option<&Jid>, role: &str, codes: &[&str]) -> Element {
+    let mut x = Element::bare("x", MUC_USER);
+    let mut item = element(
+        "item",
+        MUC_USER,
+        &[("affiliation", "member"), ("role", role)],
+    );
+    if let Some(jid) = jid {
+        set_attr(&mut item, "jid", jid.to_string());
+    }
+    x.append_child(item);
+    for code in codes {
+        x.append_child(element("status", MUC_USER, &[("code", code)]));
+    }
+    x
+}
+
+/// An occupant's presence as the room shows it: the client's own payloads
+/// (show, status, caps), the room's additions, from `room/nick`.
+fn occupant_presence(
+    tm: &Tidemark,
+    client_presence: &Element,
+    room: &str,
+    nick: &str,
+    user: &str,
+) -> Element {
+    let mut p = element(
+        "presence",
+        ns::COMPONENT,
+        &[("from", &format!("{room}/{nick}"))],
+    );
+    if client_presence.attr("type") == Some("unavailable") {
+        set_attr(&mut p, "type", "unavailable");
+    }
+    for child in client_presence.children() {
+        let ours =
+            child.is("x", MUC) || child.is("x", MUC_USER) || child.is("occupant-id", OCCUPANT_ID);
+        if !ours {
+            p.append_child(child.clone());
+        }
+    }
+    p.append_child(element(
+        "occupant-id",
+        OCCUPANT_ID,
+        &[("id", &occupant_id(tm, room, user))],
+    ));
+    p
+}
+
+fn addressed(mut el: Element, to: &Jid) -> Element {
+    set_attr(&mut el, "to", to.to_string());
+    el
+}
+
+fn join(
+    tm: &mut Tidemark,
+    stanza: &Element,
+    from: &Jid,
+    room: &BareJid,
+    nick: &str,
+    now: Millis,
+) -> Out {
+    let room_s = room.as_str().to_owned();
+    let user = from.to_bare().to_string();
+    let own = format!("{room_s}/{nick}");
+    let live = tm.rooms.live.entry(room_s.clone()).or_default();
+
+    if let Some(current) = live.nick_of(from).map(str::to_owned) {
+        if current != nick {
+            return Ok(vec![error_reply(
+                stanza,
+                &own,
+                ErrorType::Modify,
+                "not-acceptable",
+                "nickname changes are not supported; leave and join again",
+            )]);
+        }
+        // A presence update from someone already in: show it to everyone.
+        let p = occupant_presence(tm, stanza, &room_s, nick, &user);
+        let live = tm.rooms.live.get_mut(&room_s).expect("present");
+        let occupant = live.occupants.get_mut(nick).expect("present");
+        occupant.presence = p.clone();
+        let first = occupant.sessions.first().cloned();
+        return Ok(live
+            .all_sessions()
+            .map(|s| {
+                let mut p = p.clone();
+                let codes: &[&str] = if s.to_bare().as_str() == user {
+                    &["110"]
+                } else {
+                    &[]
+                };
+                p.append_child(muc_user(first.as_ref(), "participant", codes));
+                addressed(p, s)
+            })
+            .collect());
+    }
+    if live
+        .occupants
+        .get(nick)
+        .is_some_and(|holder| holder.user != user)
+    {
+        // XEP-0045 §7.2.9.
+        return Ok(vec![error_reply(
+            stanza,
+            &own,
+            ErrorType::Cancel,
+            "conflict",
+            "that nickname is in use in this room; choose another",
+        )]);
+    }
+
+    let created = match tm.store.room(&room_s)? {
+        Some(record) => {
+            let member = tm
+                .store
+                .membership(&room_s, &user)?
+                .is_some_and(|m| m.is_current());
+            if record.fixed_members && !member {
+                // XEP-0045 §7.2.6: members-only room.
+                return Ok(vec![error_reply(
+                    stanza,
+                    &own,
+                    ErrorType::Auth,
+                    "registration-required",
+                    "this room's members are set by the administrator, and you are not one of them",
+                )]);
+            }
+            false
+        }
+        None => {
+            tm.store.put_room(
+                &room_s,
+                &RoomRecord {
+                    created_at: now,
+                    fixed_members: false,
+                },
+            )?;
+            info!(room = %room_s, "room created");
+            true
+        }
+    };
+    add_member(tm, &room_s, &user, now)?;
+
+    let presence = occupant_presence(tm, stanza, &room_s, nick, &user);
+    let history = tm.store.room_history(&room_s, tm.config.groups.history)?;
+    let live = tm.rooms.live.get_mut(&room_s).expect("inserted above");
+    let mut out = Vec::new();
+    // XEP-0045 §7.2.3: first the other occupants, then the joiner's own
+    // presence to everyone, the joiner's copy last with status 110.
+    for (other_nick, o) in &live.occupants {
+        if other_nick == nick {
+            continue;
+        }
+        let mut p = o.presence.clone();
+        p.append_child(muc_user(o.sessions.first(), "participant", &[]));
+        out.push(addressed(p, from));
+    }
+    let new_nick = !live.occupants.contains_key(nick);
+    if new_nick {
+        for s in live.all_sessions() {
+            let mut p = presence.clone();
+            p.append_child(muc_user(Some(from), "participant", &[]));
+            out.push(addressed(p, s));
+        }
+    }
+    let occupant = live
+        .occupants
+        .entry(nick.to_owned())
+        .or_insert_with(|| Occupant {
+            user: user.clone(),
+            sessions: vec![],
+            presence: presence.clone(),
+        });
+    occupant.sessions.push(from.clone());
+    let mut own_presence = presence;
+    let mut codes = vec!["100", "110"];
+    if created {
+        codes.push("201");
+    }
+    own_presence.append_child(muc_user(Some(from), "participant", &codes));
+    out.push(addressed(own_presence, from));
+
+    // XEP-0045 §7.2.15: history with its original time, then the subject,
+    // which tells the client the join is complete.
+    for (_, m) in history {
+        let Some(mut msg) = std::str::from_utf8(&m.stanza)
+            .ok()
+            .and_then(|s| s.parse::<Element>().ok())
+        else {
+            continue;
+        };
+        msg.append_child(element(
+            "delay",
+            DELAY,
+            &[("stamp", &xep0082(m.sent_at)), ("from", &room_s)],
+        ));
+        out.push(addressed(msg, from));
+    }
+    let mut subject = element(
+        "message",
+        ns::COMPONENT,
+        &[
+            ("type", "groupchat"),
+            ("from", &room_s),
+            ("id", &tm.local_id()),
+        ],
+    );
+    subject.append_child(Element::bare("subject", ns::COMPONENT));
+    out.push(addressed(subject, from));
+    info!(room = %room_s, %nick, "joined");
+    Ok(out)
+}
+
+fn leave(tm: &mut Tidemark, stanza: &Element, from: &Jid, room: &BareJid) -> Vec<Element> {
+    let room_s = room.as_str();
+    let Some(live) = tm.rooms.live.get_mut(room_s) else {
+        return vec![];
+    };
+    let Some(nick) = live.nick_of(from).map(str::to_owned) else {
+        return vec![];
+    };
+    let occupant = live.occupants.get_mut(&nick).expect("found above");
+    occupant.sessions.retain(|s| s != from);
+    let user = occupant.user.clone();
+    let gone = occupant.sessions.is_empty();
+    if gone {
+        live.occupants.remove(&nick);
+    }
+    let mut p = occupant_presence(tm, stanza, room_s, &nick, &user);
+    set_attr(&mut p, "type", "unavailable");
+    let mut out = Vec::new();
+    let live = tm.rooms.live.get(room_s).expect("present");
+    if gone {
+        for s in live.all_sessions() {
+            let mut p = p.clone();
+            p.append_child(muc_user(Some(from), "none", &[]));
+            out.push(addressed(p, s));
+        }
+    }
+    p.append_child(muc_user(Some(from), "none", &["110"]));
+    out.push(addressed(p, from));
+    info!(room = %room_s, %nick, "left");
+    out
+}
+
+/// The room's frontier, loaded from the store on first use.
+fn frontier<'a>(tm: &'a mut Tidemark, room: &str) -> Result<&'a mut LiveRoom, StoreError> {
+    let loaded = tm
+        .rooms
+        .live
+        .get(room)
+        .is_some_and(|l| l.frontier.is_some());
+    if !loaded {
+        let conv = ConversationKey::room(room);
+        let mut f = Frontier::default();
+        let mut members = 0;
+        for (member, m) in tm.store.memberships(room)? {
+            if !m.is_current() {
+                continue;
+            }
+            members += 1;
+            if tm.sends_read_receipts(&member)? {
+                f.set(&member, tm.store.mark(&conv, &member)?);
+            }
+        }
+        let live = tm.rooms.live.entry(room.to_owned()).or_default();
+        live.frontier = Some(f);
+        live.members = members;
+    }
+    Ok(tm.rooms.live.get_mut(room).expect("loaded above"))
+}
+
+/// Moves `reader`'s tidemark and returns the "all read" notices it causes.
+fn advance(tm: &mut Tidemark, room: &str, reader: &str, seq: Seq, now: Millis) -> Out {
+    let conv = ConversationKey::room(room);
+    if !tm.sends_read_receipts(reader)? {
+        tm.store
+            .advance_mark(&conv, &private_reader(reader), seq, now)?;
+        return Ok(vec![]);
+    }
+    tm.store
+        .advance_mark(&conv, &private_reader(reader), seq, now)?;
+    if !tm.store.advance_mark(&conv, reader, seq, now)? {
+        return Ok(vec![]);
+    }
+    let live = frontier(tm, room)?;
+    let f = live.frontier.as_mut().expect("loaded");
+    let before = f.min();
+    f.set(reader, seq);
+    let after = f.min();
+    match (before, after) {
+        (Some(b), Some(a)) if a > b => all_read_notices(tm, room, b, a, now),
+        _ => Ok(vec![]),
+    }
+}
+
+/// Messages in `(from, upto]` just became read by every member: tell each
+/// sender once, about their latest such message (a notice covers the
+/// sender's earlier messages, as a XEP-0333 marker does).
+fn all_read_notices(tm: &mut Tidemark, room: &str, from: Seq, upto: Seq, now: Millis) -> Out {
+    let mut latest: BTreeMap<String, RoomMessage> = BTreeMap::new();
+    for (_, m) in tm.store.room_messages_between(room, from, upto)? {
+        if m.readable {
+            latest.insert(m.sender.clone(), m);
+        }
+    }
+    let mut out = Vec::with_capacity(latest.len());
+    for (sender, m) in latest {
+        let id = tm.local_id();
+        let mut notice = element(
+            "message",
+            ns::COMPONENT,
+            &[
+                ("type", "headline"),
+                ("from", room),
+                ("to", &sender),
+                ("id", &id),
+            ],
+        );
+        notice.append_child(element(
+            "all-read",
+            ns::STATUS,
+            &[
+                ("id", &m.id),
+                ("stanza-id", &m.stanza_id),
+                ("at", &xep0082(now)),
+            ],
+        ));
+        out.push(notice);
+    }
+    Ok(out)
+}
+
+fn groupchat(
+    tm: &mut Tidemark,
+    stanza: &Element,
+    from: &Jid,
+    room: &BareJid,
+    body_bytes: usize,
+    has_body: bool,
+    now: Millis,
+) -> Out {
+    let room_s = room.as_str().to_owned();
+    let Some(nick) = tm
+        .rooms
+        .live
+        .get(&room_s)
+        .and_then(|l| l.nick_of(from))
+        .map(str::to_owned)
+    else {
+        // XEP-0045 §7.4: only occupants may send.
+        return Ok(vec![error_reply(
+            stanza,
+            &room_s,
+            ErrorType::Modify,
+            "not-acceptable",
+            "you are not in this room; join it before sending",
+        )]);
+    };
+    let user = from.to_bare().to_string();
+    if !tm
+        .store
+        .membership(&room_s, &user)?
+        .is_some_and(|m| m.is_current())
+    {
+        return Ok(vec![error_reply(
+            stanza,
+            &room_s,
+            ErrorType::Auth,
+            "forbidden",
+            "you are no longer a member of this room",
+        )]);
+    }
+    let limit = tm.config.limits.max_body_bytes;
+    if body_bytes > limit {
+        return Ok(vec![error_reply(
+            stanza,
+            &room_s,
+            ErrorType::Modify,
+            "policy-violation",
+            &format!(
+                "the message body is {body_bytes} bytes; this service accepts at most {limit} bytes"
+            ),
+        )]);
+    }
+
+    let seq = tm.store.next_seq()?;
+    let stanza_id = seq.to_string();
+    let readable = has_body || tm.config.status.attachments_get_read_status;
+    let mut reflected = stanza.clone();
+    strip_room_claims(&mut reflected, &room_s);
+    set_attr(&mut reflected, "from", format!("{room_s}/{nick}"));
+    remove_attr(&mut reflected, "to");
+    reflected.append_child(element(
+        "stanza-id",
+        SID,
+        &[("id", &stanza_id), ("by", &room_s)],
+    ));
+    reflected.append_child(element(
+        "occupant-id",
+        OCCUPANT_ID,
+        &[("id", &occupant_id(tm, &room_s, &user))],
+    ));
+    if readable && !reflected.has_child("markable", ns::CHAT_MARKERS) {
+        reflected.append_child(Element::bare("markable", ns::CHAT_MARKERS));
+    }
+    let record = RoomMessage {
+        id: stanza
+            .attr("id")
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&stanza_id)
+            .to_owned(),
+        stanza_id,
+        sender: user.clone(),
+        sent_at: now,
+        readable,
+        stanza: to_string(&reflected).into_bytes(),
+    };
+    tm.store.put_room_message(&room_s, seq, &record)?;
+
+    let live = tm.rooms.live.get(&room_s).expect("sender is in it");
+    let mut out: Vec<Element> = live
+        .all_sessions()
+        .map(|s| addressed(reflected.clone(), s))
+        .collect();
+    // Writing to the room means having seen what came before.
+    out.extend(advance(tm, &room_s, &user, seq, now)?);
+    debug!(seq, "group message recorded");
+    Ok(out)
+}
+
+/// Removes what only the room may say (XEP-0359 §5: a stanza-id `by` the
+/// room from anyone else is spoofed), and XEP-0184 requests, which have no
+/// place in groupchat.
+fn strip_room_claims(msg: &mut Element, room: &str) {
+    let keep: Vec<Element> = msg
+        .children()
+        .filter(|c| {
+            let spoofed_id = c.is("stanza-id", SID) && c.attr("by") == Some(room);
+            !(spoofed_id || c.is("occupant-id", OCCUPANT_ID) || c.is("request", ns::RECEIPTS))
+        })
+        .cloned()
+        .collect();
+    let mut bare = Element::bare(msg.name(), msg.ns());
+    for ((attr_ns, name), value) in msg.attrs().iter() {
+        bare.attrs_mut()
+            .insert(attr_ns.clone(), name.clone(), value.clone());
+    }
+    for c in keep {
+        bare.append_child(c);
+    }
+    *msg = bare;
+}
+
+fn marker(
+    tm: &mut Tidemark,
+    stanza: &Element,
+    from: &Jid,
+    room: &BareJid,
+    kind: AckKind,
+    id: &str,
+    now: Millis,
+) -> Out {
+    let room_s = room.as_str().to_owned();
+    let reader = from.to_bare().to_string();
+    let Some(nick) = tm
+        .rooms
+        .live
+        .get(&room_s)
+        .and_then(|l| l.nick_of(from))
+        .map(str::to_owned)
+    else {
+        debug!("marker from someone not in the room ignored");
+        return Ok(vec![]);
+    };
+    if kind == AckKind::ReceivedMarker {
+        // Groups have no delivered state (the Avaya rule).
+        return Ok(vec![]);
+    }
+    let Some((seq, message)) = tm.store.find_room_message(&room_s, id)? else {
+        debug!(id, "marker for an unknown message ignored");
+        return Ok(vec![]);
+    };
+    let recipient = tm
+        .store
+        .membership(&room_s, &reader)?
+        .is_some_and(|m| m.covers(seq));
+    if message.sender == reader || !recipient {
+        debug!(id, "marker from someone who is not a recipient ignored");
+        return Ok(vec![]);
+    }
+    let reflect = tm.sends_read_receipts(&reader)?;
+    let conv = ConversationKey::room(&room_s);
+    let moved = reflect && tm.store.mark(&conv, &reader)? < seq;
+    let mut out = advance(tm, &room_s, &reader, seq, now)?;
+    if !moved {
+        return Ok(out);
+    }
+
+    let mut reflected = stanza.clone();
+    strip_room_claims(&mut reflected, &room_s);
+    set_attr(&mut reflected, "from", format!("{room_s}/{nick}"));
+    reflected.append_child(element(
+        "occupant-id",
+        OCCUPANT_ID,
+        &[("id", &occupant_id(tm, &room_s, &reader))],
+    ));
+    let live = frontier(tm, &room_s)?;
+    // Above the limit, reflecting to everyone is O(members) stanzas per
+    // marker, O(members²) per message read by all: only the sender, whose
+    // client shows "read by", gets it.
+    let everyone = live.members <= tm.config.groups.marker_reflection_limit;
+    let live = tm.rooms.live.get(&room_s).expect("loaded");
+    for o in live.occupants.values() {
+        if everyone || o.user == message.sender {
+            for s in &o.sessions {
+                out.push(addressed(reflected.clone(), s));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The status query for a room message (xep/status.md §4): one recipient per
+/// member the message was sent to.
+pub fn status(
+    tm: &Tidemark,
+    asker: &str,
+    room: &BareJid,
+    id: &str,
+) -> Result<Result<Element, (ErrorType, &'static str, String)>, StoreError> {
+    let room_s = room.as_str();
+    let Some((seq, message)) = tm.store.find_room_message(room_s, id)? else {
+        return Ok(Err((
+            ErrorType::Cancel,
+            "item-not-found",
+            format!("no message {id:?} in {room_s}"),
+        )));
+    };
+    if message.sender != asker {
+        return Ok(Err((
+            ErrorType::Auth,
+            "forbidden",
+            "only the sender of a message may ask for its status".into(),
+        )));
+    }
+    let conv = ConversationKey::room(room_s);
+    let mut recipients = Vec::new();
+    for (member, m) in tm.store.memberships(room_s)? {
+        if member == message.sender || !m.covers(seq) {
+            continue;
+        }
+        let read = if message.readable && tm.sends_read_receipts(&member)? {
+            tm.store.read_at(&conv, &member, seq)?
+        } else {
+            None
+        };
+        recipients.push((member, read));
+    }
+    let read_count = recipients.iter().filter(|(_, r)| r.is_some()).count();
+    let summary = if read_count == 0 {
+        "sent"
+    } else if read_count == recipients.len() {
+        "all-read"
+    } else {
+        "some-read"
+    };
+    let mut payload = element(
+        "status",
+        ns::STATUS,
+        &[
+            ("conversation", room_s),
+            ("id", id),
+            ("summary", summary),
+            ("read", &read_count.to_string()),
+            ("recipients", &recipients.len().to_string()),
+        ],
+    );
+    if summary == "all-read" {
+        let last = recipients.iter().filter_map(|(_, r)| *r).max().unwrap_or(0);
+        set_attr(&mut payload, "all-read", xep0082(last));
+    }
+    let sent = xep0082(message.sent_at);
+    for (member, read) in recipients {
+        let mut r = element(
+            "recipient",
+            ns::STATUS,
+            &[
+                ("jid", &member),
+                ("state", if read.is_some() { "read" } else { "sent" }),
+                ("sent", &sent),
+            ],
+        );
+        if let Some(t) = read {
+            set_attr(&mut r, "read", xep0082(t));
+        }
+        payload.append_child(r);
+    }
+    Ok(Ok(payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frontier_is_the_lowest_tidemark() {
+        let mut f = Frontier::default();
+        assert_eq!(f.min(), None);
+        f.set("a", 5);
+        f.set("b", 3);
+        f.set("c", 3);
+        assert_eq!(f.min(), Some(3));
+        f.set("b", 9);
+        assert_eq!(f.min(), Some(3));
+        f.set("c", 7);
+        assert_eq!(f.min(), Some(5));
+        f.remove("a");
+        assert_eq!(f.min(), Some(7));
+    }
+
+    #[test]
+    fn spoofed_stanza_ids_and_receipt_requests_are_stripped() {
+        let mut m: Element = "<message xmlns='jabber:component:accept' type='groupchat' id='x'>\
+            <body>hi</body><stanza-id xmlns='urn:xmpp:sid:0' id='fake' by='team@chat'/>\
+            <stanza-id xmlns='urn:xmpp:sid:0' id='keep' by='alice@x'/>\
+            <request xmlns='urn:xmpp:receipts'/></message>"
+            .parse()
+            .unwrap();
+        strip_room_claims(&mut m, "team@chat");
+        let ids: Vec<_> = m
+            .children()
+            .filter(|c| c.is("stanza-id", SID))
+            .map(|c| c.attr("id").unwrap())
+            .collect();
+        assert_eq!(ids, vec!["keep"]);
+        assert!(!m.has_child("request", ns::RECEIPTS));
+        assert_eq!(m.attr("id"), Some("x"));
+        assert!(m.has_child("body", ns::COMPONENT));
+    }
+}

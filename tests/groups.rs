@@ -1,0 +1,396 @@
+//! Group conversations through the router, no socket: joins, reflection with
+//! stanza-ids, markers, "some read" / "all read", opt-out, membership.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use minidom::Element;
+use tidemark::config::Config;
+use tidemark::service::Tidemark;
+use tidemark::store::{SledStore, Store};
+
+const NS: &str = "jabber:component:accept";
+const STATUS: &str = "urn:tidemark:status:0";
+const ROOM: &str = "team@chat.localhost";
+
+struct World {
+    tm: Tidemark,
+    now: u64,
+}
+
+impl World {
+    fn new(extra: &str) -> Self {
+        let text = format!(
+            "[component]\njid = \"chat.localhost\"\nserver = \"127.0.0.1:5347\"\nsecret = \"s\"\n[storage]\npath = \"unused\"\n{extra}"
+        );
+        let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
+        Self {
+            tm: Tidemark::new(config, store).unwrap(),
+            now: 1_795_000_000_000,
+        }
+    }
+
+    fn send(&mut self, xml: &str) -> Vec<Element> {
+        self.now += 1000;
+        let mut s = xml.to_owned();
+        for name in ["message", "presence", "iq"] {
+            s = s.replacen(&format!("<{name} "), &format!("<{name} xmlns='{NS}' "), 1);
+        }
+        self.tm.handle(&s.parse().unwrap(), self.now)
+    }
+
+    fn join(&mut self, user: &str) -> Vec<Element> {
+        self.send(&format!(
+            "<presence from='{user}@localhost/res' to='{ROOM}/{user}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        ))
+    }
+
+    fn say(&mut self, user: &str, id: &str) -> Vec<Element> {
+        self.send(&format!(
+            "<message type='groupchat' id='{id}' from='{user}@localhost/res' to='{ROOM}'><body>{id}</body></message>"
+        ))
+    }
+
+    fn display(&mut self, user: &str, id: &str) -> Vec<Element> {
+        self.send(&format!(
+            "<message type='groupchat' from='{user}@localhost/res' to='{ROOM}'><displayed xmlns='urn:xmpp:chat-markers:0' id='{id}'/></message>"
+        ))
+    }
+
+    fn status(&mut self, user: &str, id: &str) -> Element {
+        let out = self.send(&format!(
+            "<iq type='get' id='q' from='{user}@localhost/res' to='chat.localhost'><status xmlns='{STATUS}' conversation='{ROOM}' id='{id}'/></iq>"
+        ));
+        out.into_iter().next().unwrap()
+    }
+
+    fn summary(&mut self, user: &str, id: &str) -> (String, Vec<(String, String)>) {
+        let r = self.status(user, id);
+        let s = r
+            .get_child("status", STATUS)
+            .unwrap_or_else(|| panic!("{}", String::from(&r)));
+        let recipients = s
+            .children()
+            .map(|c| {
+                (
+                    c.attr("jid").unwrap().to_owned(),
+                    c.attr("state").unwrap().to_owned(),
+                )
+            })
+            .collect();
+        (s.attr("summary").unwrap().to_owned(), recipients)
+    }
+}
+
+fn to_of(out: &[Element]) -> Vec<String> {
+    out.iter()
+        .map(|e| e.attr("to").unwrap().to_owned())
+        .collect()
+}
+
+fn stanza_id(msg: &Element) -> String {
+    msg.get_child("stanza-id", "urn:xmpp:sid:0")
+        .unwrap()
+        .attr("id")
+        .unwrap()
+        .to_owned()
+}
+
+fn condition(el: &Element) -> Option<String> {
+    el.get_child("error", NS)?
+        .children()
+        .find(|c| c.name() != "text")
+        .map(|c| c.name().to_owned())
+}
+
+#[test]
+fn the_first_join_creates_the_room_and_later_joiners_see_everyone() {
+    let mut w = World::new("");
+    let out = w.join("alice");
+    let own = out.iter().find(|e| e.name() == "presence").unwrap();
+    let codes: Vec<_> = own
+        .get_child("x", "http://jabber.org/protocol/muc#user")
+        .unwrap()
+        .children()
+        .filter_map(|c| c.attr("code"))
+        .collect();
+    assert!(
+        codes.contains(&"110") && codes.contains(&"201"),
+        "{codes:?}"
+    );
+    // The join ends with the subject, as XEP-0045 §7.2.16 wants.
+    assert!(out.last().unwrap().has_child("subject", NS));
+
+    let out = w.join("bob");
+    let presences: Vec<_> = out.iter().filter(|e| e.name() == "presence").collect();
+    // Alice's presence to bob, bob's to alice, bob's own.
+    assert_eq!(presences.len(), 3);
+    assert_eq!(presences[0].attr("from"), Some("team@chat.localhost/alice"));
+    assert_eq!(presences[0].attr("to"), Some("bob@localhost/res"));
+    let item = presences[0]
+        .get_child("x", "http://jabber.org/protocol/muc#user")
+        .and_then(|x| x.get_child("item", "http://jabber.org/protocol/muc#user"))
+        .unwrap();
+    assert_eq!(
+        item.attr("jid"),
+        Some("alice@localhost/res"),
+        "real JIDs to members"
+    );
+    assert!(presences[0].has_child("occupant-id", "urn:xmpp:occupant-id:0"));
+}
+
+#[test]
+fn a_nickname_in_use_is_a_conflict() {
+    let mut w = World::new("");
+    w.join("alice");
+    let out = w.send(&format!(
+        "<presence from='bob@localhost/res' to='{ROOM}/alice'/>"
+    ));
+    assert_eq!(out.len(), 1);
+    assert_eq!(condition(&out[0]).as_deref(), Some("conflict"));
+}
+
+#[test]
+fn messages_are_reflected_to_everyone_with_the_rooms_stanza_id() {
+    let mut w = World::new("");
+    w.join("alice");
+    w.join("bob");
+    w.join("carol");
+    let out = w.send(&format!(
+        "<message type='groupchat' id='a1' from='alice@localhost/res' to='{ROOM}'><body>hi</body>\
+         <stanza-id xmlns='urn:xmpp:sid:0' id='spoof' by='{ROOM}'/><request xmlns='urn:xmpp:receipts'/></message>"
+    ));
+    let mut tos = to_of(&out);
+    tos.sort();
+    assert_eq!(
+        tos,
+        vec![
+            "alice@localhost/res",
+            "bob@localhost/res",
+            "carol@localhost/res"
+        ]
+    );
+    for m in &out {
+        assert_eq!(m.attr("from"), Some("team@chat.localhost/alice"));
+        assert_eq!(m.attr("id"), Some("a1"));
+        let ids: Vec<_> = m
+            .children()
+            .filter(|c| c.is("stanza-id", "urn:xmpp:sid:0"))
+            .collect();
+        assert_eq!(ids.len(), 1, "the spoofed stanza-id is gone");
+        assert_ne!(ids[0].attr("id"), Some("spoof"));
+        assert!(m.has_child("markable", "urn:xmpp:chat-markers:0"));
+        assert!(
+            !m.has_child("request", "urn:xmpp:receipts"),
+            "no receipts in groupchat"
+        );
+    }
+}
+
+#[test]
+fn some_read_then_all_read_with_a_notice_to_the_sender() {
+    let mut w = World::new("");
+    for u in ["alice", "bob", "carol"] {
+        w.join(u);
+    }
+    let sid = stanza_id(&w.say("alice", "a1")[0]);
+    assert_eq!(
+        w.summary("alice", "a1"),
+        (
+            "sent".into(),
+            vec![
+                ("bob@localhost".into(), "sent".into()),
+                ("carol@localhost".into(), "sent".into())
+            ]
+        )
+    );
+    // Bob reads by stanza-id: reflected to all occupants.
+    let out = w.display("bob", &sid);
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert!(
+        out.iter()
+            .all(|e| e.attr("from") == Some("team@chat.localhost/bob"))
+    );
+    let (summary, recipients) = w.summary("alice", "a1");
+    assert_eq!(summary, "some-read");
+    assert_eq!(recipients[0], ("bob@localhost".into(), "read".into()));
+    let r = w.status("alice", "a1");
+    let s = r.get_child("status", STATUS).unwrap();
+    assert_eq!(
+        (s.attr("read"), s.attr("recipients")),
+        (Some("1"), Some("2"))
+    );
+
+    // Carol reads by the sender's id (older clients do): now all read, and
+    // alice gets the notice.
+    let out = w.display("carol", "a1");
+    let notice = out
+        .iter()
+        .find(|e| e.has_child("all-read", STATUS))
+        .expect("all-read notice");
+    assert_eq!(notice.attr("to"), Some("alice@localhost"));
+    assert_eq!(notice.attr("from"), Some(ROOM));
+    let all = notice.get_child("all-read", STATUS).unwrap();
+    assert_eq!(
+        (all.attr("id"), all.attr("stanza-id")),
+        (Some("a1"), Some(&*sid))
+    );
+    let r = w.status("alice", "a1");
+    let s = r.get_child("status", STATUS).unwrap();
+    assert_eq!(s.attr("summary"), Some("all-read"));
+    assert!(s.attr("all-read").is_some());
+}
+
+#[test]
+fn a_marker_covers_earlier_messages_and_a_late_one_changes_nothing() {
+    let mut w = World::new("");
+    w.join("alice");
+    w.join("bob");
+    w.say("alice", "a1");
+    w.say("alice", "a2");
+    let sid3 = stanza_id(&w.say("alice", "a3")[0]);
+    w.display("bob", &sid3);
+    assert_eq!(w.summary("alice", "a1").0, "all-read");
+    assert!(w.display("bob", "a1").is_empty(), "older marker ignored");
+}
+
+#[test]
+fn markers_from_non_recipients_change_nothing() {
+    let mut w = World::new("");
+    w.join("alice");
+    w.join("bob");
+    w.say("alice", "a1");
+    // Dave never joined; carol joins after the message, so it was not sent to her.
+    assert!(w.display("dave", "a1").is_empty());
+    w.join("carol");
+    assert!(w.display("carol", "a1").is_empty());
+    // The sender cannot mark her own message.
+    assert!(w.display("alice", "a1").is_empty());
+    let (summary, recipients) = w.summary("alice", "a1");
+    assert_eq!(summary, "sent");
+    assert_eq!(recipients, vec![("bob@localhost".into(), "sent".into())]);
+    // Nobody else may ask.
+    let r = w.status("bob", "a1");
+    assert_eq!(condition(&r).as_deref(), Some("forbidden"));
+}
+
+#[test]
+fn above_the_reflection_limit_markers_go_only_to_the_sender() {
+    let mut w = World::new("[groups]\nmarker_reflection_limit = 2\n");
+    for u in ["alice", "bob", "carol"] {
+        w.join(u);
+    }
+    let sid = stanza_id(&w.say("alice", "a1")[0]);
+    let out = w.display("bob", &sid);
+    assert_eq!(to_of(&out), vec!["alice@localhost/res"]);
+}
+
+#[test]
+fn a_member_who_turned_read_receipts_off_never_shows_as_read() {
+    let mut w = World::new("");
+    for u in ["alice", "bob", "carol"] {
+        w.join(u);
+    }
+    let out = w.send(
+        "<iq type='set' id='c1' from='carol@localhost/res' to='chat.localhost'>\
+         <command xmlns='http://jabber.org/protocol/commands' node='read-receipts' action='execute'/></iq>",
+    );
+    let cmd = out[0]
+        .get_child("command", "http://jabber.org/protocol/commands")
+        .unwrap();
+    assert_eq!(cmd.attr("status"), Some("executing"));
+    let session = cmd.attr("sessionid").unwrap().to_owned();
+    let out = w.send(&format!(
+        "<iq type='set' id='c2' from='carol@localhost/res' to='chat.localhost'>\
+         <command xmlns='http://jabber.org/protocol/commands' node='read-receipts' sessionid='{session}'>\
+         <x xmlns='jabber:x:data' type='submit'><field var='send-read-receipts'><value>0</value></field></x>\
+         </command></iq>"
+    ));
+    let cmd = out[0]
+        .get_child("command", "http://jabber.org/protocol/commands")
+        .unwrap();
+    assert_eq!(cmd.attr("status"), Some("completed"));
+
+    let sid = stanza_id(&w.say("alice", "a1")[0]);
+    assert!(w.display("carol", &sid).is_empty(), "not reflected");
+    let (_, recipients) = w.summary("alice", "a1");
+    assert!(recipients.contains(&("carol@localhost".into(), "sent".into())));
+    // Bob's read completes the group: carol, who hides her reads, is not waited for.
+    let out = w.display("bob", &sid);
+    assert!(out.iter().any(|e| e.has_child("all-read", STATUS)));
+}
+
+#[test]
+fn a_fixed_member_list_keeps_others_out() {
+    let mut w = World::new(
+        "[[rooms]]\nname = \"team\"\nmembers = [\"alice@localhost\", \"bob@localhost\"]\n",
+    );
+    let out = w.join("eve");
+    assert_eq!(condition(&out[0]).as_deref(), Some("registration-required"));
+    w.join("alice");
+    w.say("alice", "a1");
+    // Bob is a member from the config even before he ever joined.
+    let (_, recipients) = w.summary("alice", "a1");
+    assert_eq!(recipients, vec![("bob@localhost".into(), "sent".into())]);
+}
+
+#[test]
+fn history_comes_with_its_original_time() {
+    let mut w = World::new("[groups]\nhistory = 2\n");
+    w.join("alice");
+    for id in ["a1", "a2", "a3"] {
+        w.say("alice", id);
+    }
+    let out = w.join("bob");
+    let history: Vec<_> = out
+        .iter()
+        .filter(|e| e.name() == "message" && e.has_child("body", NS))
+        .collect();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].attr("id"), Some("a2"));
+    assert!(history[0].has_child("delay", "urn:xmpp:delay"));
+    assert!(history[0].has_child("stanza-id", "urn:xmpp:sid:0"));
+}
+
+#[test]
+fn only_occupants_may_write_and_leaving_is_announced() {
+    let mut w = World::new("");
+    let out = w.say("alice", "a1");
+    assert_eq!(condition(&out[0]).as_deref(), Some("not-acceptable"));
+    w.join("alice");
+    w.join("bob");
+    let out = w.send(&format!(
+        "<presence type='unavailable' from='bob@localhost/res' to='{ROOM}/bob'/>"
+    ));
+    let mut tos = to_of(&out);
+    tos.sort();
+    assert_eq!(tos, vec!["alice@localhost/res", "bob@localhost/res"]);
+    assert!(out.iter().all(|p| p.attr("type") == Some("unavailable")));
+    // Bob left the room but is still a member: a message reaches his status list.
+    w.say("alice", "a2");
+    let (_, recipients) = w.summary("alice", "a2");
+    assert_eq!(recipients, vec![("bob@localhost".into(), "sent".into())]);
+}
+
+#[test]
+fn room_disco_announces_stanza_ids() {
+    let mut w = World::new("");
+    w.join("alice");
+    let out = w.send(&format!(
+        "<iq type='get' id='d' from='bob@localhost/res' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    ));
+    let features: Vec<_> = out[0]
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap()
+        .children()
+        .filter_map(|c| c.attr("var"))
+        .collect();
+    for f in [
+        "http://jabber.org/protocol/muc",
+        "urn:xmpp:sid:0",
+        "urn:xmpp:occupant-id:0",
+    ] {
+        assert!(features.contains(&f), "{f} in {features:?}");
+    }
+}
