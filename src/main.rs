@@ -1,3 +1,156 @@
-fn main() {
-    println!("Hello, world!");
+//! `tidemark --config FILE`: load the config, open the store, serve.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tidemark::component::{self, ComponentError};
+use tidemark::config::Config;
+use tidemark::service::Tidemark;
+use tidemark::store::{SledStore, Store};
+use tracing::{error, info};
+
+const USAGE: &str = "usage: tidemark --config FILE [--check-config]
+
+  --config FILE    the TOML config (see config/tidemark.toml)
+  --check-config   validate the config and exit
+  --version        print the version";
+
+/// Exit codes an admin or a supervisor can act on.
+const EXIT_CONFIG: u8 = 2;
+const EXIT_AUTH: u8 = 3;
+const EXIT_STORAGE: u8 = 4;
+
+fn main() -> ExitCode {
+    let mut config_path: Option<PathBuf> = None;
+    let mut check_only = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => config_path = args.next().map(PathBuf::from),
+            "--check-config" => check_only = true,
+            "--version" | "-V" => {
+                println!("tidemark {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("tidemark: unknown argument {other:?}\n{USAGE}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    }
+    let Some(config_path) = config_path else {
+        eprintln!("tidemark: --config FILE is required\n{USAGE}");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let config = match Config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tidemark: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if check_only {
+        println!("tidemark: {} is valid", config_path.display());
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(&config.log.level);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tidemark: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(config))
+}
+
+fn init_tracing(level: &str) {
+    // tokio-xmpp logs every stanza at TRACE, the handshake hash included:
+    // keep it at info whatever the configured level.
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "{level},tokio_xmpp=info,xmpp_parsers=info,sled=warn"
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let store = match SledStore::open(&config.storage.path, config.storage.cache_bytes) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            error!(path = %config.storage.path.display(), error = %e, "cannot open the store");
+            return ExitCode::from(EXIT_STORAGE);
+        }
+    };
+    info!(
+        jid = %config.component.jid,
+        server = %config.component.server,
+        store = %config.storage.path.display(),
+        offline = ?config.presence.offline,
+        "tidemark starting"
+    );
+    let shared: Arc<dyn Store> = store.clone();
+    let mut tm = Tidemark::new(config.clone(), shared);
+    let outcome = tokio::select! {
+        r = component::run(&config, &mut tm) => Some(r),
+        _ = shutdown_signal() => None,
+    };
+    // Everything acknowledged was flushed already; this covers what was
+    // handled but not yet answered.
+    if let Err(e) = store.flush() {
+        error!(error = %e, "final flush failed");
+    }
+    match outcome {
+        None => {
+            info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Some(Ok(())) => ExitCode::SUCCESS,
+        Some(Err(e)) => {
+            error!("{e}");
+            eprintln!("tidemark: {e}");
+            ExitCode::from(match e {
+                ComponentError::SecretRejected { .. } | ComponentError::UnknownComponent { .. } => {
+                    EXIT_AUTH
+                }
+                ComponentError::Storage(_) => EXIT_STORAGE,
+            })
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

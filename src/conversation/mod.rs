@@ -1,0 +1,3 @@
+//! Conversations tidemark carries.
+
+pub mod direct;

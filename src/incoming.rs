@@ -1,0 +1,443 @@
+//! Every stanza that arrives is classified once, here, into what it means to
+//! tidemark. The router then matches on the kind; nothing further down has to
+//! look at raw attributes again. Malformed input is a kind too, carrying the
+//! error reply the protocol wants (if any).
+
+use minidom::Element;
+use xmpp_parsers::jid::Jid;
+
+use crate::address::Addresses;
+use crate::stanza::{ErrorType, error_reply, jid_attr, ns};
+
+/// A stanza between a real user and a tracked address: `from` is the real
+/// sender, `to` the real contact the tracked address stands for (resources
+/// kept on both).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub from: Jid,
+    pub to: Jid,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceRequest {
+    DiscoInfo { node: Option<String> },
+    DiscoItems,
+    GatewayPrompt,
+    GatewayTranslate { prompt: String },
+    Status { conversation: Option<String>, id: Option<String> },
+    Ping,
+    Unsupported,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckKind {
+    /// XEP-0184 `<received/>`.
+    Receipt,
+    /// The older XEP-0333 `<received/>` marker; means the same.
+    ReceivedMarker,
+    /// XEP-0333 `<displayed/>`.
+    Displayed,
+    /// The older XEP-0333 `<acknowledged/>`; implies displayed.
+    Acknowledged,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chat {
+    pub route: Route,
+    pub id: Option<String>,
+    pub body_bytes: usize,
+    pub has_body: bool,
+    pub has_attachment: bool,
+    pub wants_receipt: bool,
+    pub wants_markers: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionKind {
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+    Unsubscribed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    ServiceIq {
+        from: Jid,
+        request: ServiceRequest,
+    },
+    /// An IQ request addressed to a tracked address.
+    ContactIq,
+    /// A result or error to one of our own requests (keepalive pings).
+    IqResponse,
+    /// A message with content for a contact.
+    Chat(Chat),
+    /// Receipts and markers; `id` names the message acknowledged.
+    Ack {
+        route: Route,
+        kind: AckKind,
+        id: String,
+    },
+    /// A message without content or acks (chat states and the like), relayed
+    /// untracked.
+    Passthrough(Route),
+    /// A message error coming back from the contact's side.
+    Bounce(Route),
+    Subscription {
+        route: Route,
+        kind: SubscriptionKind,
+    },
+    /// Available or unavailable presence from a contact to a watcher's
+    /// tracked address.
+    Presence {
+        route: Route,
+        available: bool,
+    },
+    Probe(Route),
+    Ignored(&'static str),
+    Invalid {
+        reason: String,
+        reply: Option<Element>,
+    },
+}
+
+fn invalid(stanza: &Element, own: &str, reason: String, condition: &str) -> Incoming {
+    // RFC 6120 §8.3.1: never answer an error with an error; presence errors
+    // are not worth a reply either.
+    let reply = match (stanza.name(), stanza.attr("type")) {
+        (_, Some("error")) | ("presence", _) => None,
+        ("iq", Some("result")) => None,
+        _ if stanza.attr("from").is_some() => Some(error_reply(
+            stanza,
+            own,
+            ErrorType::Modify,
+            condition,
+            &reason,
+        )),
+        _ => None,
+    };
+    Incoming::Invalid { reason, reply }
+}
+
+pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
+    let own = stanza
+        .attr("to")
+        .unwrap_or(addrs.domain().as_str())
+        .to_owned();
+    let from = match jid_attr(stanza, "from") {
+        Some(Ok(j)) => j,
+        Some(Err(e)) => return invalid(stanza, &own, e, "jid-malformed"),
+        None => {
+            return Incoming::Invalid {
+                reason: "stanza without from".into(),
+                reply: None,
+            };
+        }
+    };
+    let to = match jid_attr(stanza, "to") {
+        Some(Ok(j)) => j,
+        Some(Err(e)) => return invalid(stanza, &own, e, "jid-malformed"),
+        None => return Incoming::Ignored("stanza without to"),
+    };
+    if addrs.is_ours(&from) {
+        // Something of ours came back (a loop through the server).
+        return Incoming::Ignored("stanza from this service");
+    }
+    let type_ = stanza.attr("type");
+
+    if addrs.is_service(&to) {
+        return match stanza.name() {
+            "iq" => classify_service_iq(stanza, from, &own),
+            "message" if type_ == Some("error") => Incoming::Ignored("error to the service"),
+            "message" => invalid(
+                stanza,
+                &own,
+                "this service takes no messages; write to a contact's tracked address (user\\40domain@this-service)".into(),
+                "service-unavailable",
+            ),
+            _ => Incoming::Ignored("presence to the service"),
+        };
+    }
+
+    let contact = match addrs.contact_of(&to) {
+        Ok(c) => c,
+        Err(e) => return invalid(stanza, &own, e.to_string(), "item-not-found"),
+    };
+    let route = Route { from, to: contact };
+
+    match stanza.name() {
+        "iq" => match type_ {
+            Some("result") | Some("error") => Incoming::IqResponse,
+            _ => Incoming::ContactIq,
+        },
+        "message" => classify_message(stanza, route, &own),
+        "presence" => classify_presence(stanza, route),
+        other => Incoming::Invalid {
+            reason: format!("unexpected top-level element <{other}/>"),
+            reply: None,
+        },
+    }
+}
+
+fn classify_service_iq(iq: &Element, from: Jid, own: &str) -> Incoming {
+    let type_ = iq.attr("type");
+    match type_ {
+        Some("result") | Some("error") => return Incoming::IqResponse,
+        Some("get") | Some("set") => {}
+        _ => {
+            return invalid(
+                iq,
+                own,
+                "iq type must be get, set, result or error".into(),
+                "bad-request",
+            );
+        }
+    }
+    if iq.attr("id").is_none() {
+        return invalid(iq, own, "iq without id".into(), "bad-request");
+    }
+    let mut children = iq.children();
+    let Some(payload) = children.next() else {
+        return invalid(
+            iq,
+            own,
+            "iq request without a payload".into(),
+            "bad-request",
+        );
+    };
+    if children.next().is_some() {
+        return invalid(
+            iq,
+            own,
+            "iq request with more than one payload".into(),
+            "bad-request",
+        );
+    }
+    let get = type_ == Some("get");
+    let request = match (payload.ns().as_str(), payload.name(), get) {
+        (ns::DISCO_INFO, "query", true) => ServiceRequest::DiscoInfo {
+            node: payload.attr("node").map(str::to_owned),
+        },
+        (ns::DISCO_ITEMS, "query", true) => ServiceRequest::DiscoItems,
+        (ns::GATEWAY, "query", true) => ServiceRequest::GatewayPrompt,
+        (ns::GATEWAY, "query", false) => ServiceRequest::GatewayTranslate {
+            prompt: payload
+                .get_child("prompt", ns::GATEWAY)
+                .map(|p| p.text())
+                .unwrap_or_default(),
+        },
+        (ns::STATUS, "status", true) => ServiceRequest::Status {
+            conversation: payload.attr("conversation").map(str::to_owned),
+            id: payload.attr("id").map(str::to_owned),
+        },
+        (ns::PING, "ping", true) => ServiceRequest::Ping,
+        _ => ServiceRequest::Unsupported,
+    };
+    Incoming::ServiceIq { from, request }
+}
+
+fn classify_message(msg: &Element, route: Route, own: &str) -> Incoming {
+    match msg.attr("type") {
+        Some("error") => return Incoming::Bounce(route),
+        Some("groupchat") => {
+            return invalid(
+                msg,
+                own,
+                "groupchat messages go to a room, not to a contact".into(),
+                "bad-request",
+            );
+        }
+        None | Some("chat") | Some("normal") | Some("headline") => {}
+        Some(other) => {
+            return invalid(
+                msg,
+                own,
+                format!("unknown message type {other:?}"),
+                "bad-request",
+            );
+        }
+    }
+    let bodies: Vec<&Element> = msg.children().filter(|c| c.name() == "body").collect();
+    let has_body = !bodies.is_empty();
+    if !has_body {
+        for child in msg.children() {
+            let kind = match (child.ns().as_str(), child.name()) {
+                (ns::RECEIPTS, "received") => AckKind::Receipt,
+                (ns::CHAT_MARKERS, "received") => AckKind::ReceivedMarker,
+                (ns::CHAT_MARKERS, "displayed") => AckKind::Displayed,
+                (ns::CHAT_MARKERS, "acknowledged") => AckKind::Acknowledged,
+                _ => continue,
+            };
+            return match child.attr("id") {
+                Some(id) if !id.is_empty() => Incoming::Ack {
+                    route,
+                    kind,
+                    id: id.to_owned(),
+                },
+                _ => invalid(
+                    msg,
+                    own,
+                    format!("<{}/> without the id of the message it acknowledges", child.name()),
+                    "bad-request",
+                ),
+            };
+        }
+    }
+    let has_attachment = msg.has_child("x", ns::OOB);
+    if !has_body && !has_attachment {
+        return Incoming::Passthrough(route);
+    }
+    Incoming::Chat(Chat {
+        route,
+        id: msg.attr("id").filter(|s| !s.is_empty()).map(str::to_owned),
+        body_bytes: bodies.iter().map(|b| b.text().len()).sum(),
+        has_body,
+        has_attachment,
+        wants_receipt: msg.has_child("request", ns::RECEIPTS),
+        wants_markers: msg.has_child("markable", ns::CHAT_MARKERS),
+    })
+}
+
+fn classify_presence(p: &Element, route: Route) -> Incoming {
+    match p.attr("type") {
+        None => Incoming::Presence {
+            route,
+            available: true,
+        },
+        Some("unavailable") => Incoming::Presence {
+            route,
+            available: false,
+        },
+        Some("subscribe") => Incoming::Subscription {
+            route,
+            kind: SubscriptionKind::Subscribe,
+        },
+        Some("subscribed") => Incoming::Subscription {
+            route,
+            kind: SubscriptionKind::Subscribed,
+        },
+        Some("unsubscribe") => Incoming::Subscription {
+            route,
+            kind: SubscriptionKind::Unsubscribe,
+        },
+        Some("unsubscribed") => Incoming::Subscription {
+            route,
+            kind: SubscriptionKind::Unsubscribed,
+        },
+        Some("probe") => Incoming::Probe(route),
+        Some("error") => Incoming::Ignored("presence error"),
+        Some(_) => Incoming::Ignored("presence of unknown type"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xmpp_parsers::jid::BareJid;
+
+    fn addrs() -> Addresses {
+        Addresses::new(BareJid::new("chat.localhost").unwrap())
+    }
+
+    fn parse(xml: &str) -> Element {
+        xml.replace("<message ", "<message xmlns='jabber:component:accept' ")
+            .replace("<iq ", "<iq xmlns='jabber:component:accept' ")
+            .replace("<presence ", "<presence xmlns='jabber:component:accept' ")
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn chat_to_a_tracked_address() {
+        let m = parse(
+            "<message from='alice@localhost/a' to='bob\\40localhost@chat.localhost' id='m1' type='chat'>\
+             <body>hi</body><request xmlns='urn:xmpp:receipts'/></message>",
+        );
+        let Incoming::Chat(chat) = classify(&m, &addrs()) else {
+            panic!("not a chat")
+        };
+        assert_eq!(chat.route.to.as_str(), "bob@localhost");
+        assert_eq!(chat.id.as_deref(), Some("m1"));
+        assert!(chat.wants_receipt && !chat.wants_markers);
+        assert_eq!(chat.body_bytes, 2);
+    }
+
+    #[test]
+    fn receipts_and_markers_in_both_generations() {
+        for (payload, kind) in [
+            ("<received xmlns='urn:xmpp:receipts' id='m1'/>", AckKind::Receipt),
+            ("<received xmlns='urn:xmpp:chat-markers:0' id='m1'/>", AckKind::ReceivedMarker),
+            ("<displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/>", AckKind::Displayed),
+            ("<acknowledged xmlns='urn:xmpp:chat-markers:0' id='m1'/>", AckKind::Acknowledged),
+        ] {
+            let m = parse(&format!(
+                "<message from='bob@localhost/b' to='alice\\40localhost@chat.localhost'>{payload}</message>"
+            ));
+            match classify(&m, &addrs()) {
+                Incoming::Ack { kind: k, id, .. } => {
+                    assert_eq!((k, id.as_str()), (kind, "m1"))
+                }
+                other => panic!("{payload}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn marker_without_id_is_a_bad_request() {
+        let m = parse(
+            "<message from='bob@localhost/b' to='alice\\40localhost@chat.localhost'><displayed xmlns='urn:xmpp:chat-markers:0'/></message>",
+        );
+        let Incoming::Invalid { reply: Some(r), .. } = classify(&m, &addrs()) else {
+            panic!("accepted")
+        };
+        assert!(r.get_child("error", ns::COMPONENT).unwrap().has_child("bad-request", ns::STANZAS));
+    }
+
+    #[test]
+    fn iq_without_payload_gets_bad_request() {
+        let iq = parse("<iq from='alice@localhost/a' to='chat.localhost' id='x' type='get'/>");
+        let Incoming::Invalid { reply: Some(r), .. } = classify(&iq, &addrs()) else {
+            panic!("accepted")
+        };
+        assert_eq!(r.attr("type"), Some("error"));
+        assert_eq!(r.attr("id"), Some("x"));
+    }
+
+    #[test]
+    fn errors_are_never_answered() {
+        let m = parse("<message from='bad jid@@' to='chat.localhost' type='error'/>");
+        assert!(matches!(
+            classify(&m, &addrs()),
+            Incoming::Invalid { reply: None, .. }
+        ));
+    }
+
+    #[test]
+    fn tracked_address_that_names_nobody() {
+        let m = parse(
+            "<message from='alice@localhost/a' to='nobody@chat.localhost' id='m'><body>x</body></message>",
+        );
+        let Incoming::Invalid { reply: Some(r), .. } = classify(&m, &addrs()) else {
+            panic!("accepted")
+        };
+        assert!(r.get_child("error", ns::COMPONENT).unwrap().has_child("item-not-found", ns::STANZAS));
+    }
+
+    #[test]
+    fn status_query_is_recognised() {
+        let iq = parse(
+            "<iq from='alice@localhost/a' to='chat.localhost' id='q1' type='get'>\
+             <status xmlns='urn:tidemark:status:0' conversation='bob\\40localhost@chat.localhost' id='m1'/></iq>",
+        );
+        assert_eq!(
+            classify(&iq, &addrs()),
+            Incoming::ServiceIq {
+                from: Jid::new("alice@localhost/a").unwrap(),
+                request: ServiceRequest::Status {
+                    conversation: Some("bob\\40localhost@chat.localhost".into()),
+                    id: Some("m1".into())
+                }
+            }
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! IQ requests to the service's own domain: service discovery, the XEP-0100
+//! gateway prompt, pings, and the status query of `xep/status.md`.
+
+mod status;
+
+use minidom::Element;
+use xmpp_parsers::jid::{BareJid, Jid};
+
+use crate::incoming::ServiceRequest;
+use crate::service::Tidemark;
+use crate::stanza::{ErrorType, element, error_reply, ns, set_attr, with_text};
+use crate::store::StoreError;
+
+/// What the service really serves, announced in disco#info (XEP-0030).
+pub const FEATURES: &[&str] = &[
+    ns::DISCO_INFO,
+    ns::GATEWAY,
+    ns::PING,
+    ns::RECEIPTS,
+    ns::CHAT_MARKERS,
+    ns::STATUS,
+];
+
+pub fn answer(
+    tm: &mut Tidemark,
+    iq: &Element,
+    from: &Jid,
+    request: ServiceRequest,
+) -> Result<Element, StoreError> {
+    let own = tm.addrs.domain().to_string();
+    Ok(match request {
+        ServiceRequest::DiscoInfo { node: Some(_) } => error_reply(
+            iq,
+            &own,
+            ErrorType::Cancel,
+            "item-not-found",
+            "this service has no disco nodes",
+        ),
+        ServiceRequest::DiscoInfo { node: None } => result(iq, &own, Some(disco_info())),
+        ServiceRequest::DiscoItems => result(
+            iq,
+            &own,
+            Some(Element::bare("query", ns::DISCO_ITEMS)),
+        ),
+        ServiceRequest::GatewayPrompt => {
+            let mut q = Element::bare("query", ns::GATEWAY);
+            q.append_child(with_text(
+                Element::bare("desc", ns::GATEWAY),
+                "Enter the XMPP address of the contact you want to chat with; tidemark tracks the status of every message you send them.",
+            ));
+            q.append_child(with_text(Element::bare("prompt", ns::GATEWAY), "XMPP address"));
+            result(iq, &own, Some(q))
+        }
+        ServiceRequest::GatewayTranslate { prompt } => match translate(tm, &prompt) {
+            Ok(tracked) => {
+                let mut q = Element::bare("query", ns::GATEWAY);
+                q.append_child(with_text(Element::bare("jid", ns::GATEWAY), tracked));
+                result(iq, &own, Some(q))
+            }
+            Err(text) => error_reply(iq, &own, ErrorType::Modify, "bad-request", &text),
+        },
+        ServiceRequest::Ping => result(iq, &own, None),
+        ServiceRequest::Status { conversation, id } => {
+            match status::answer(tm, from, conversation.as_deref(), id.as_deref())? {
+                Ok(payload) => result(iq, &own, Some(payload)),
+                Err(e) => error_reply(iq, &own, e.type_, e.condition, &e.text),
+            }
+        }
+        ServiceRequest::Unsupported => error_reply(
+            iq,
+            &own,
+            ErrorType::Cancel,
+            "service-unavailable",
+            "this service does not answer that query",
+        ),
+    })
+}
+
+/// An error the query answers with instead of a result.
+pub struct QueryError {
+    pub type_: ErrorType,
+    pub condition: &'static str,
+    pub text: String,
+}
+
+fn result(iq: &Element, own: &str, payload: Option<Element>) -> Element {
+    let mut r = element("iq", ns::COMPONENT, &[("type", "result"), ("from", own)]);
+    if let Some(to) = iq.attr("from") {
+        set_attr(&mut r, "to", to);
+    }
+    if let Some(id) = iq.attr("id") {
+        set_attr(&mut r, "id", id);
+    }
+    if let Some(p) = payload {
+        r.append_child(p);
+    }
+    r
+}
+
+pub fn disco_info() -> Element {
+    let mut q = Element::bare("query", ns::DISCO_INFO);
+    q.append_child(element(
+        "identity",
+        ns::DISCO_INFO,
+        &[
+            ("category", "gateway"),
+            ("type", "xmpp"),
+            ("name", "tidemark message status"),
+        ],
+    ));
+    for f in FEATURES {
+        q.append_child(element("feature", ns::DISCO_INFO, &[("var", f)]));
+    }
+    q
+}
+
+/// XEP-0100 §6.3: a plain JID in, its tracked address out.
+fn translate(tm: &Tidemark, prompt: &str) -> Result<String, String> {
+    let prompt = prompt.trim();
+    let jid = Jid::new(prompt).map_err(|e| format!("{prompt:?} is not an XMPP address: {e}"))?;
+    let bare: BareJid = jid.to_bare();
+    if bare.node().is_none() {
+        return Err(format!(
+            "{prompt:?} is a server, not a contact; give an address like user@example.org"
+        ));
+    }
+    if tm.addrs.is_ours(&jid) {
+        return Err(format!("{prompt:?} is already an address at this service"));
+    }
+    Ok(tm.addrs.tracked(&bare).to_string())
+}

@@ -1,0 +1,132 @@
+//! The router: one entry point per incoming stanza, a `match` on its kind, and
+//! the stanzas to send back. No sockets here; the connection loop moves
+//! stanzas in and out and flushes the store before sending what this returns.
+
+use std::sync::Arc;
+
+use minidom::Element;
+use tracing::{debug, info_span, warn};
+use xmpp_parsers::jid::Jid;
+
+use crate::address::Addresses;
+use crate::config::Config;
+use crate::conversation::direct;
+use crate::incoming::{Incoming, Route, classify};
+use crate::presence::{self, PresenceBook};
+use crate::query;
+use crate::stanza::{ErrorType, error_reply, set_attr};
+use crate::store::{Millis, Store, StoreError};
+
+pub struct Tidemark {
+    pub addrs: Addresses,
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub presence: PresenceBook,
+    local_ids: u64,
+}
+
+impl Tidemark {
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
+        Self {
+            addrs: Addresses::new(config.component.jid.clone()),
+            config,
+            store,
+            presence: PresenceBook::default(),
+            local_ids: 0,
+        }
+    }
+
+    /// A fresh id for a stanza tidemark originates.
+    pub fn local_id(&mut self) -> String {
+        self.local_ids += 1;
+        format!("tm-{}-{}", crate::stanza::now_millis(), self.local_ids)
+    }
+
+    /// Handles one stanza from the server and returns what to send.
+    pub fn handle(&mut self, stanza: &Element, now: Millis) -> Vec<Element> {
+        let span = info_span!(
+            "stanza",
+            kind = stanza.name(),
+            id = stanza.attr("id").unwrap_or(""),
+            from = stanza.attr("from").unwrap_or(""),
+            to = stanza.attr("to").unwrap_or(""),
+        );
+        let _enter = span.enter();
+        match self.dispatch(stanza, now) {
+            Ok(out) => out,
+            Err(e) => {
+                warn!(error = %e, "storage failed; stanza not processed");
+                match stanza.attr("type") {
+                    Some("error") | Some("result") => vec![],
+                    _ if stanza.name() == "presence" => vec![],
+                    _ => vec![error_reply(
+                        stanza,
+                        stanza.attr("to").unwrap_or(self.addrs.domain().as_str()),
+                        ErrorType::Wait,
+                        "internal-server-error",
+                        "the message status store failed; try again later",
+                    )],
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, stanza: &Element, now: Millis) -> Result<Vec<Element>, StoreError> {
+        match classify(stanza, &self.addrs) {
+            Incoming::ServiceIq { from, request } => {
+                Ok(vec![query::answer(self, stanza, &from, request)?])
+            }
+            Incoming::ContactIq => Ok(vec![error_reply(
+                stanza,
+                stanza.attr("to").unwrap_or_default(),
+                ErrorType::Cancel,
+                "service-unavailable",
+                "tracked addresses answer no queries; ask the service's domain",
+            )]),
+            Incoming::IqResponse => Ok(vec![]),
+            Incoming::Chat(chat) => direct::on_chat(self, stanza, &chat, now),
+            Incoming::Ack { route, kind, id } => direct::on_ack(self, &route, kind, &id, now),
+            Incoming::Bounce(route) => direct::on_bounce(self, stanza, &route, now),
+            Incoming::Passthrough(route) => Ok(direct::on_passthrough(self, stanza, &route)?),
+            Incoming::Subscription { route, kind } => {
+                presence::on_subscription(self, stanza, &route, kind)
+            }
+            Incoming::Presence { route, available } => {
+                presence::on_presence(self, stanza, &route, available)
+            }
+            Incoming::Probe(route) => presence::on_probe(self, &route),
+            Incoming::Ignored(why) => {
+                debug!(why, "ignored");
+                Ok(vec![])
+            }
+            Incoming::Invalid { reason, reply } => {
+                warn!(%reason, "invalid stanza dropped");
+                Ok(reply.into_iter().collect())
+            }
+        }
+    }
+
+    /// Called after every (re)connect: what tidemark knew of presence is
+    /// stale, so it asks again.
+    pub fn on_connected(&mut self) -> Result<Vec<Element>, StoreError> {
+        presence::on_connected(self)
+    }
+
+    /// `stanza` re-addressed along `route`: from the sender's tracked address
+    /// (resource kept) to the real contact.
+    pub fn relay(&self, stanza: &Element, route: &Route) -> Element {
+        let mut out = stanza.clone();
+        set_attr(
+            &mut out,
+            "from",
+            self.addrs.tracked_full(&route.from).to_string(),
+        );
+        set_attr(&mut out, "to", route.to.to_string());
+        out
+    }
+
+    /// The tracked address of `jid`'s bare JID, as a string.
+    pub fn tracked(&self, jid: &Jid) -> String {
+        self.addrs.tracked(&jid.to_bare()).to_string()
+    }
+}

@@ -1,0 +1,142 @@
+//! The contract every [`Store`] backend passes. Each test takes a fresh store
+//! from the factory; a new backend adds one line to `backends!`.
+
+use super::*;
+
+fn record(sender: &str, recipient: &str, id: &str, at: Millis) -> MessageRecord {
+    MessageRecord {
+        id: id.into(),
+        sender: sender.into(),
+        recipient: recipient.into(),
+        sent_at: at,
+        delivered_at: None,
+        failed: None,
+        wants_receipt: true,
+        wants_markers: true,
+        readable: true,
+        queued: false,
+    }
+}
+
+fn sequence_numbers_only_grow(store: &dyn Store) {
+    let a = store.next_seq().unwrap();
+    let b = store.next_seq().unwrap();
+    assert!(a > 0, "0 is reserved for 'nothing read'");
+    assert!(b > a);
+}
+
+fn messages_are_found_by_sender_and_id(store: &dyn Store) {
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let seq = store.next_seq().unwrap();
+    let rec = record("alice@x", "bob@x", "m1", 1000);
+    store.put_message(&conv, seq, &rec).unwrap();
+    assert_eq!(store.message(&conv, seq).unwrap(), Some(rec.clone()));
+    assert_eq!(
+        store.find_message(&conv, "alice@x", "m1").unwrap(),
+        Some((seq, rec))
+    );
+    // The same id from the other side, or in another conversation, is not it.
+    assert_eq!(store.find_message(&conv, "bob@x", "m1").unwrap(), None);
+    let other = ConversationKey::direct("alice@x", "carol@x");
+    assert_eq!(store.find_message(&other, "alice@x", "m1").unwrap(), None);
+}
+
+fn a_reused_id_finds_the_latest_message(store: &dyn Store) {
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let first = store.next_seq().unwrap();
+    store
+        .put_message(&conv, first, &record("alice@x", "bob@x", "dup", 1))
+        .unwrap();
+    let second = store.next_seq().unwrap();
+    store
+        .put_message(&conv, second, &record("alice@x", "bob@x", "dup", 2))
+        .unwrap();
+    let (seq, rec) = store.find_message(&conv, "alice@x", "dup").unwrap().unwrap();
+    assert_eq!((seq, rec.sent_at), (second, 2));
+}
+
+fn tidemarks_only_move_forward_and_remember_when(store: &dyn Store) {
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    assert_eq!(store.mark(&conv, "bob@x").unwrap(), 0);
+    assert!(store.advance_mark(&conv, "bob@x", 5, 100).unwrap());
+    assert!(!store.advance_mark(&conv, "bob@x", 3, 200).unwrap());
+    assert!(!store.advance_mark(&conv, "bob@x", 5, 300).unwrap());
+    assert_eq!(store.mark(&conv, "bob@x").unwrap(), 5);
+    assert!(store.advance_mark(&conv, "bob@x", 9, 400).unwrap());
+    // Read at the first move that passed the message.
+    assert_eq!(store.read_at(&conv, "bob@x", 1).unwrap(), Some(100));
+    assert_eq!(store.read_at(&conv, "bob@x", 5).unwrap(), Some(100));
+    assert_eq!(store.read_at(&conv, "bob@x", 6).unwrap(), Some(400));
+    assert_eq!(store.read_at(&conv, "bob@x", 10).unwrap(), None);
+    // Another reader's log is not this reader's.
+    assert_eq!(store.read_at(&conv, "alice@x", 1).unwrap(), None);
+    assert_eq!(store.read_at(&conv, "bob@x.org", 1).unwrap(), None);
+}
+
+fn presence_grants_are_directional(store: &dyn Store) {
+    store.set_presence_allowed("bob@x", "alice@x", true).unwrap();
+    assert!(store.presence_allowed("bob@x", "alice@x").unwrap());
+    assert!(!store.presence_allowed("alice@x", "bob@x").unwrap());
+    assert_eq!(
+        store.presence_grants().unwrap(),
+        vec![("bob@x".to_owned(), "alice@x".to_owned())]
+    );
+    store.set_presence_allowed("bob@x", "alice@x", false).unwrap();
+    assert!(!store.presence_allowed("bob@x", "alice@x").unwrap());
+    assert!(store.presence_grants().unwrap().is_empty());
+}
+
+fn queues_come_back_in_order_once(store: &dyn Store) {
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    store.enqueue("bob@x", 7, &conv, b"<second/>").unwrap();
+    store.enqueue("bob@x", 3, &conv, b"<first/>").unwrap();
+    store.enqueue("bob@x.org", 4, &conv, b"<other/>").unwrap();
+    assert_eq!(store.queued_count("bob@x").unwrap(), 2);
+    let got = store.take_queue("bob@x").unwrap();
+    let stanzas: Vec<&[u8]> = got.iter().map(|q| q.stanza.as_slice()).collect();
+    assert_eq!(stanzas, vec![&b"<first/>"[..], &b"<second/>"[..]]);
+    assert_eq!(got[0].conv, conv);
+    assert!(store.take_queue("bob@x").unwrap().is_empty());
+    assert_eq!(store.queued_count("bob@x.org").unwrap(), 1);
+}
+
+macro_rules! backends {
+    ($($backend:ident => $make:expr),* $(,)?) => {
+        $(mod $backend {
+            use super::*;
+            fn store() -> Box<dyn Store> { Box::new($make) }
+            #[test] fn sequence_numbers_only_grow() { super::sequence_numbers_only_grow(&*store()) }
+            #[test] fn messages_are_found_by_sender_and_id() { super::messages_are_found_by_sender_and_id(&*store()) }
+            #[test] fn a_reused_id_finds_the_latest_message() { super::a_reused_id_finds_the_latest_message(&*store()) }
+            #[test] fn tidemarks_only_move_forward_and_remember_when() { super::tidemarks_only_move_forward_and_remember_when(&*store()) }
+            #[test] fn presence_grants_are_directional() { super::presence_grants_are_directional(&*store()) }
+            #[test] fn queues_come_back_in_order_once() { super::queues_come_back_in_order_once(&*store()) }
+        })*
+    };
+}
+
+backends! {
+    sled => SledStore::temporary().unwrap(),
+}
+
+#[test]
+fn sled_keeps_everything_flushed_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let seq;
+    {
+        let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+        seq = store.next_seq().unwrap();
+        store
+            .put_message(&conv, seq, &record("alice@x", "bob@x", "m1", 10))
+            .unwrap();
+        store.advance_mark(&conv, "bob@x", seq, 20).unwrap();
+        store.set_presence_allowed("bob@x", "alice@x", true).unwrap();
+        store.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+    assert!(store.find_message(&conv, "alice@x", "m1").unwrap().is_some());
+    assert_eq!(store.read_at(&conv, "bob@x", seq).unwrap(), Some(20));
+    assert!(store.presence_allowed("bob@x", "alice@x").unwrap());
+    assert!(store.next_seq().unwrap() > seq);
+}

@@ -1,0 +1,127 @@
+//! Key layout. JIDs never contain NUL, so NUL separates the variable parts
+//! and a prefix scan can never run into a neighbour's keys. Sequence numbers
+//! are big-endian so byte order is numeric order.
+
+use super::Seq;
+
+const SEP: u8 = 0;
+
+/// Identifies a conversation in storage. A 1:1 conversation is the same key
+/// whichever side names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConversationKey(Vec<u8>);
+
+impl ConversationKey {
+    /// The conversation between two bare JIDs.
+    pub fn direct(a: &str, b: &str) -> Self {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let mut k = Vec::with_capacity(lo.len() + hi.len() + 2);
+        k.push(b'd');
+        k.extend_from_slice(lo.as_bytes());
+        k.push(SEP);
+        k.extend_from_slice(hi.as_bytes());
+        Self(k)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+}
+
+fn join(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(SEP);
+        }
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+pub fn message(conv: &ConversationKey, seq: Seq) -> Vec<u8> {
+    join(&[conv.as_bytes(), &seq.to_be_bytes()])
+}
+
+pub fn message_id(conv: &ConversationKey, sender: &str, id: &str) -> Vec<u8> {
+    join(&[conv.as_bytes(), sender.as_bytes(), id.as_bytes()])
+}
+
+pub fn mark(conv: &ConversationKey, reader: &str) -> Vec<u8> {
+    join(&[conv.as_bytes(), reader.as_bytes()])
+}
+
+/// Prefix of a reader's mark log; the log key appends the sequence number.
+pub fn mark_log_prefix(conv: &ConversationKey, reader: &str) -> Vec<u8> {
+    let mut k = join(&[conv.as_bytes(), reader.as_bytes()]);
+    k.push(SEP);
+    k
+}
+
+pub fn mark_log(conv: &ConversationKey, reader: &str, seq: Seq) -> Vec<u8> {
+    let mut k = mark_log_prefix(conv, reader);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn grant(contact: &str, watcher: &str) -> Vec<u8> {
+    join(&[contact.as_bytes(), watcher.as_bytes()])
+}
+
+pub fn split_grant(key: &[u8]) -> Option<(String, String)> {
+    let pos = key.iter().position(|b| *b == SEP)?;
+    let contact = std::str::from_utf8(&key[..pos]).ok()?;
+    let watcher = std::str::from_utf8(&key[pos + 1..]).ok()?;
+    Some((contact.to_owned(), watcher.to_owned()))
+}
+
+pub fn queue_prefix(recipient: &str) -> Vec<u8> {
+    let mut k = recipient.as_bytes().to_vec();
+    k.push(SEP);
+    k
+}
+
+pub fn queue(recipient: &str, seq: Seq) -> Vec<u8> {
+    let mut k = queue_prefix(recipient);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn seq_from(bytes: &[u8]) -> Option<Seq> {
+    Some(Seq::from_be_bytes(bytes.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_conversation_is_symmetric() {
+        assert_eq!(
+            ConversationKey::direct("alice@x", "bob@x"),
+            ConversationKey::direct("bob@x", "alice@x")
+        );
+        assert_ne!(
+            ConversationKey::direct("alice@x", "bob@x"),
+            ConversationKey::direct("alice@x", "carol@x")
+        );
+    }
+
+    #[test]
+    fn sequence_keys_sort_numerically() {
+        let c = ConversationKey::direct("a@x", "b@x");
+        assert!(message(&c, 255) < message(&c, 256));
+        assert!(mark_log(&c, "a@x", 9) < mark_log(&c, "a@x", 10));
+    }
+
+    #[test]
+    fn a_reader_prefix_does_not_cover_a_longer_name() {
+        let c = ConversationKey::direct("a@x", "b@x");
+        let log = mark_log(&c, "bob@x.org", 1);
+        assert!(!log.starts_with(&mark_log_prefix(&c, "bob@x")));
+    }
+}

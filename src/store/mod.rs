@@ -1,0 +1,162 @@
+//! What tidemark keeps on disk, behind a trait so the backend can change
+//! (sled calls itself beta). Every backend passes the contract tests in
+//! `contract.rs`.
+//!
+//! The model follows DESIGN.md "one tidemark per reader": a message is a row
+//! keyed by (conversation, sequence); read state is one high-water mark per
+//! (conversation, reader) plus the log of when it moved.
+
+mod keys;
+mod sled_store;
+
+#[cfg(test)]
+mod contract;
+
+pub use keys::ConversationKey;
+pub use sled_store::SledStore;
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = u64;
+
+/// The position of a message in its conversation. Sequence numbers grow with
+/// time across the whole store, so they order messages within a conversation.
+pub type Seq = u64;
+
+/// Bumped whenever the on-disk encoding changes incompatibly.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage backend: {0}")]
+    Backend(String),
+    #[error("stored record is corrupt ({what}): {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error(
+        "store at {path} has schema version {found}, this tidemark speaks {expected}; migrate or point storage.path elsewhere"
+    )]
+    Schema {
+        path: String,
+        found: u32,
+        expected: u32,
+    },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Why a message failed, as shown to its sender.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub at: Millis,
+    /// An RFC 6120 stanza error condition, e.g. `recipient-unavailable`.
+    pub condition: String,
+    pub text: String,
+}
+
+/// One message tidemark carried, with what it knows of it per recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// The sender's own id for the message; receipts and markers name it.
+    pub id: String,
+    /// Sender's bare JID.
+    pub sender: String,
+    /// Recipient's bare JID (1:1).
+    pub recipient: String,
+    pub sent_at: Millis,
+    /// First XEP-0184 receipt (or chat-markers `received`) from the recipient.
+    pub delivered_at: Option<Millis>,
+    pub failed: Option<Failure>,
+    /// The sender asked for a XEP-0184 receipt.
+    pub wants_receipt: bool,
+    /// The sender marked the message XEP-0333 markable.
+    pub wants_markers: bool,
+    /// False for attachment-only messages, which get no read status.
+    pub readable: bool,
+    /// Held until the recipient comes online (offline policy "queue").
+    pub queued: bool,
+}
+
+/// The storage contract. Writes become durable at the next [`Store::flush`];
+/// callers relay nothing that depends on a write before that flush returns.
+pub trait Store: Send + Sync {
+    /// A new sequence number, greater than any handed out before, even
+    /// across a crash.
+    fn next_seq(&self) -> StoreResult<Seq>;
+
+    /// Stores a message and indexes it by (sender, id) in its conversation.
+    fn put_message(
+        &self,
+        conv: &ConversationKey,
+        seq: Seq,
+        record: &MessageRecord,
+    ) -> StoreResult<()>;
+
+    fn message(&self, conv: &ConversationKey, seq: Seq) -> StoreResult<Option<MessageRecord>>;
+
+    /// The latest message `sender` sent in `conv` with the id `id`.
+    fn find_message(
+        &self,
+        conv: &ConversationKey,
+        sender: &str,
+        id: &str,
+    ) -> StoreResult<Option<(Seq, MessageRecord)>>;
+
+    /// `reader`'s tidemark in `conv`: the highest sequence they have read, 0
+    /// for none.
+    fn mark(&self, conv: &ConversationKey, reader: &str) -> StoreResult<Seq>;
+
+    /// Moves `reader`'s tidemark to `seq` at time `at` if that is forward.
+    /// Returns whether it moved; a tidemark never goes back.
+    fn advance_mark(
+        &self,
+        conv: &ConversationKey,
+        reader: &str,
+        seq: Seq,
+        at: Millis,
+    ) -> StoreResult<bool>;
+
+    /// When `reader`'s tidemark first reached `seq`, if it has.
+    fn read_at(&self, conv: &ConversationKey, reader: &str, seq: Seq)
+    -> StoreResult<Option<Millis>>;
+
+    /// Records whether `contact` lets `watcher` see their presence.
+    fn set_presence_allowed(&self, contact: &str, watcher: &str, allowed: bool)
+    -> StoreResult<()>;
+
+    fn presence_allowed(&self, contact: &str, watcher: &str) -> StoreResult<bool>;
+
+    /// Every (contact, watcher) pair with permission, for probing after a
+    /// (re)connect.
+    fn presence_grants(&self) -> StoreResult<Vec<(String, String)>>;
+
+    /// Holds a stanza for `recipient` until they come online.
+    fn enqueue(
+        &self,
+        recipient: &str,
+        seq: Seq,
+        conv: &ConversationKey,
+        stanza: &[u8],
+    ) -> StoreResult<()>;
+
+    fn queued_count(&self, recipient: &str) -> StoreResult<usize>;
+
+    /// Removes and returns everything held for `recipient`, oldest first.
+    fn take_queue(&self, recipient: &str) -> StoreResult<Vec<QueuedStanza>>;
+
+    /// Makes every write so far durable.
+    fn flush(&self) -> StoreResult<()>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedStanza {
+    pub seq: Seq,
+    pub conv: ConversationKey,
+    pub stanza: Vec<u8>,
+}
