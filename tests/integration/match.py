@@ -22,8 +22,9 @@ MARKER_ACKNOWLEDGED = (NS_MARKERS, "acknowledged")
 class Stanza:
     """A received stanza: its element plus the questions tests ask of it."""
 
-    def __init__(self, element: ET.Element):
+    def __init__(self, element: ET.Element, raw: str | None = None):
         self.el = element
+        self.raw = raw  # as slixmpp printed it, with the stream's namespaces
 
     @property
     def kind(self):
@@ -85,7 +86,7 @@ class Stanza:
 
     @property
     def xml(self):
-        return ET.tostring(self.el, encoding="unicode")
+        return self.raw or ET.tostring(self.el, encoding="unicode")
 
     def __repr__(self):
         return self.xml

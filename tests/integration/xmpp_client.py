@@ -106,7 +106,7 @@ class Client:
             self._session.set_exception(RuntimeError(f"{self.full}: login failed: {what}"))
 
     def _incoming(self, stanza):
-        st = Stanza(stanza.xml)
+        st = Stanza(stanza.xml, str(stanza))
         self.note(f"{self.name} <- {st.xml}")
         self.received.append(st)
         self.history.append(st)
