@@ -107,6 +107,8 @@ class Client:
 
     def _incoming(self, stanza):
         st = Stanza(stanza.xml, str(stanza))
+        if st.kind not in ("message", "presence", "iq"):
+            return stanza  # stream features, SASL, TLS: slixmpp's business
         self.note(f"{self.name} <- {st.xml}")
         self.received.append(st)
         self.history.append(st)
@@ -156,6 +158,17 @@ class Client:
         bad = [s for s in self.received if pred(s)]
         assert not bad, f"{self.name} ({self.full}) received {what or pred}, which it must not:\n    " + \
             "\n    ".join(s.xml for s in bad)
+
+    def roster_subscription(self, jid):
+        """The subscription state of jid in the roster fetched at login, or None."""
+        for st in self.history:
+            if st.kind == "iq" and st.type == "result":
+                q = st.el.find("{jabber:iq:roster}query")
+                if q is not None:
+                    for item in q.findall("{jabber:iq:roster}item"):
+                        if item.get("jid") == jid:
+                            return item.get("subscription")
+        return None
 
     def new_id(self, prefix="q"):
         return f"{prefix}{next(self._ids)}"
