@@ -86,6 +86,7 @@ ENV
 		-e "s|@COMPONENT_JID@|$jid|g" -e "s|@SECRET@|$secret|g" \
 		-e "s|@LOG_LEVEL@|$level|g" -e "s|@RUN_AS_ROOT@|$run_as_root|g" \
 		"$REPO_ROOT/config/prosody.cfg.lua.in" >"$dir/prosody.cfg.lua"
+	chmod 640 "$dir/prosody.cfg.lua" "$dir/env" # they hold the component secret
 	[ $as_prosody = 1 ] && chown -R prosody:prosody "$dir"
 
 	rm -f "$dir/prosody.pid"
