@@ -69,7 +69,10 @@ pub fn unescape_node(node: &str) -> String {
 }
 
 fn starts_with_escape(s: &str) -> bool {
-    s.len() >= 3 && ESCAPES.iter().any(|(_, seq)| s[..3].eq_ignore_ascii_case(seq))
+    s.len() >= 3
+        && ESCAPES
+            .iter()
+            .any(|(_, seq)| s[..3].eq_ignore_ascii_case(seq))
 }
 
 /// The component's view of addresses: which JIDs are tracked addresses and
@@ -144,11 +147,7 @@ impl Addresses {
             return Err(AddressError::NoContact(tracked.to_string()));
         }
         Ok(match tracked.resource() {
-            Some(res) => Jid::from(FullJid::from_parts(
-                bare.node(),
-                bare.domain(),
-                res,
-            )),
+            Some(res) => Jid::from(FullJid::from_parts(bare.node(), bare.domain(), res)),
             None => Jid::from(bare),
         })
     }
@@ -191,7 +190,10 @@ mod tests {
         let bob = BareJid::new("bob@localhost").unwrap();
         let tracked = a.tracked(&bob);
         assert_eq!(tracked.as_str(), "bob\\40localhost@chat.localhost");
-        assert_eq!(a.contact_of(&Jid::from(tracked)).unwrap().as_str(), "bob@localhost");
+        assert_eq!(
+            a.contact_of(&Jid::from(tracked)).unwrap().as_str(),
+            "bob@localhost"
+        );
     }
 
     #[test]
@@ -208,12 +210,21 @@ mod tests {
         let a = addrs();
         let service = Jid::new("chat.localhost").unwrap();
         assert!(a.is_service(&service));
-        assert!(matches!(a.contact_of(&service), Err(AddressError::NoContact(_))));
+        assert!(matches!(
+            a.contact_of(&service),
+            Err(AddressError::NoContact(_))
+        ));
         let looped = Jid::new("x\\40chat.localhost@chat.localhost").unwrap();
         assert!(matches!(a.contact_of(&looped), Err(AddressError::Loop(_))));
         let domain_only = Jid::new("nobody@chat.localhost").unwrap();
-        assert!(matches!(a.contact_of(&domain_only), Err(AddressError::NoContact(_))));
+        assert!(matches!(
+            a.contact_of(&domain_only),
+            Err(AddressError::NoContact(_))
+        ));
         let elsewhere = Jid::new("bob\\40localhost@other.example").unwrap();
-        assert!(matches!(a.contact_of(&elsewhere), Err(AddressError::NotOurs(_))));
+        assert!(matches!(
+            a.contact_of(&elsewhere),
+            Err(AddressError::NotOurs(_))
+        ));
     }
 }

@@ -156,11 +156,9 @@ async fn connect(config: &Config) -> Result<Stream, Fatal> {
                 });
             }
             Some(Ok(el)) => {
-                return Err(Retry::Lost(format!(
-                    "expected <handshake/>, got <{}/>",
-                    el.name()
-                ))
-                .into());
+                return Err(
+                    Retry::Lost(format!("expected <handshake/>, got <{}/>", el.name())).into(),
+                );
             }
             Some(Err(ReadError::SoftTimeout)) => continue,
             Some(Err(e)) => return Err(Retry::Lost(format!("during handshake: {e}")).into()),
@@ -278,7 +276,10 @@ async fn serve(config: &Config, tm: &mut Tidemark, stream: &mut Stream) -> Resul
         }
         flush_store(tm)?;
         if let Err(e) = send_all(stream, &out).await {
-            error!(pending = out.len(), "connection lost before answers were sent");
+            error!(
+                pending = out.len(),
+                "connection lost before answers were sent"
+            );
             return Err(e);
         }
         if let Some(r) = ended {

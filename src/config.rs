@@ -202,8 +202,8 @@ impl Config {
         Self::parse(&text, path)
     }
 
-    /// Parses and validates `text`; `path` is used for messages and to
-    /// resolve relative paths (`secret_file`) against the file's directory.
+    /// Parses and validates `text`; `path` names the file in messages.
+    /// Relative paths in the file are relative to the working directory.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
@@ -246,24 +246,24 @@ impl Config {
                 ));
             }
             (Some(s), None) => s,
-            (None, Some(file)) => {
-                let file = resolve(path, &file);
-                std::fs::read_to_string(&file)
-                    .map_err(|e| {
-                        invalid(
-                            "component.secret_file",
-                            format!("cannot read {}: {e}", file.display()),
-                        )
-                    })?
-                    .trim()
-                    .to_owned()
-            }
+            (None, Some(file)) => std::fs::read_to_string(&file)
+                .map_err(|e| {
+                    invalid(
+                        "component.secret_file",
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                })?
+                .trim()
+                .to_owned(),
         };
         if secret.is_empty() {
             return Err(invalid("component.secret", "is empty".into()));
         }
         if raw.component.keepalive_secs == 0 {
-            return Err(invalid("component.keepalive_secs", "must be at least 1".into()));
+            return Err(invalid(
+                "component.keepalive_secs",
+                "must be at least 1".into(),
+            ));
         }
         if raw.component.reconnect_max_secs == 0 {
             return Err(invalid(
@@ -278,7 +278,10 @@ impl Config {
             return Err(invalid("storage.flush_batch", "must be at least 1".into()));
         }
         if raw.limits.max_body_bytes == 0 {
-            return Err(invalid("limits.max_body_bytes", "must be at least 1".into()));
+            return Err(invalid(
+                "limits.max_body_bytes",
+                "must be at least 1".into(),
+            ));
         }
         if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
             return Err(invalid(
@@ -299,7 +302,7 @@ impl Config {
                 reconnect_max: Duration::from_secs(raw.component.reconnect_max_secs),
             },
             storage: StorageConfig {
-                path: resolve(path, &raw.storage.path),
+                path: raw.storage.path,
                 cache_bytes: raw.storage.cache_mb * 1024 * 1024,
                 flush_batch: raw.storage.flush_batch,
             },
@@ -320,23 +323,6 @@ impl Config {
     }
 }
 
-/// Paths in the file are relative to the working directory, like Prosody's,
-/// unless absolute. `secret_file` is the exception: it sits beside the config.
-fn resolve(config_path: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() || p.starts_with(".") || p.starts_with("..") {
-        return p.to_owned();
-    }
-    if p.components().count() == 1 {
-        if let Some(dir) = config_path.parent() {
-            let beside = dir.join(p);
-            if beside.exists() {
-                return beside;
-            }
-        }
-    }
-    p.to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +339,18 @@ path = "data/tidemark"
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid_and_says_the_defaults() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/tidemark.toml"));
+        let example = Config::load(path).unwrap();
+        let minimal = parse(MINIMAL).unwrap();
+        assert_eq!(example.storage.cache_bytes, minimal.storage.cache_bytes);
+        assert_eq!(example.storage.flush_batch, minimal.storage.flush_batch);
+        assert_eq!(example.limits.max_body_bytes, minimal.limits.max_body_bytes);
+        assert_eq!(example.presence.offline, minimal.presence.offline);
+        assert_eq!(example.component.keepalive, minimal.component.keepalive);
     }
 
     #[test]

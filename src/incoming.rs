@@ -20,11 +20,18 @@ pub struct Route {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServiceRequest {
-    DiscoInfo { node: Option<String> },
+    DiscoInfo {
+        node: Option<String>,
+    },
     DiscoItems,
     GatewayPrompt,
-    GatewayTranslate { prompt: String },
-    Status { conversation: Option<String>, id: Option<String> },
+    GatewayTranslate {
+        prompt: String,
+    },
+    Status {
+        conversation: Option<String>,
+        id: Option<String>,
+    },
     Ping,
     Unsupported,
 }
@@ -277,7 +284,10 @@ fn classify_message(msg: &Element, route: Route, own: &str) -> Incoming {
                 _ => invalid(
                     msg,
                     own,
-                    format!("<{}/> without the id of the message it acknowledges", child.name()),
+                    format!(
+                        "<{}/> without the id of the message it acknowledges",
+                        child.name()
+                    ),
                     "bad-request",
                 ),
             };
@@ -365,10 +375,22 @@ mod tests {
     #[test]
     fn receipts_and_markers_in_both_generations() {
         for (payload, kind) in [
-            ("<received xmlns='urn:xmpp:receipts' id='m1'/>", AckKind::Receipt),
-            ("<received xmlns='urn:xmpp:chat-markers:0' id='m1'/>", AckKind::ReceivedMarker),
-            ("<displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/>", AckKind::Displayed),
-            ("<acknowledged xmlns='urn:xmpp:chat-markers:0' id='m1'/>", AckKind::Acknowledged),
+            (
+                "<received xmlns='urn:xmpp:receipts' id='m1'/>",
+                AckKind::Receipt,
+            ),
+            (
+                "<received xmlns='urn:xmpp:chat-markers:0' id='m1'/>",
+                AckKind::ReceivedMarker,
+            ),
+            (
+                "<displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/>",
+                AckKind::Displayed,
+            ),
+            (
+                "<acknowledged xmlns='urn:xmpp:chat-markers:0' id='m1'/>",
+                AckKind::Acknowledged,
+            ),
         ] {
             let m = parse(&format!(
                 "<message from='bob@localhost/b' to='alice\\40localhost@chat.localhost'>{payload}</message>"
@@ -390,7 +412,11 @@ mod tests {
         let Incoming::Invalid { reply: Some(r), .. } = classify(&m, &addrs()) else {
             panic!("accepted")
         };
-        assert!(r.get_child("error", ns::COMPONENT).unwrap().has_child("bad-request", ns::STANZAS));
+        assert!(
+            r.get_child("error", ns::COMPONENT)
+                .unwrap()
+                .has_child("bad-request", ns::STANZAS)
+        );
     }
 
     #[test]
@@ -420,7 +446,11 @@ mod tests {
         let Incoming::Invalid { reply: Some(r), .. } = classify(&m, &addrs()) else {
             panic!("accepted")
         };
-        assert!(r.get_child("error", ns::COMPONENT).unwrap().has_child("item-not-found", ns::STANZAS));
+        assert!(
+            r.get_child("error", ns::COMPONENT)
+                .unwrap()
+                .has_child("item-not-found", ns::STANZAS)
+        );
     }
 
     #[test]

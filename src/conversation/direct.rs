@@ -70,12 +70,22 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
             let text = format!(
                 "Chat with {recipient} is unavailable: {recipient} has not authorised you to see their presence. Send a subscription request to {tracked_recipient} first."
             );
-            vec![refuse(&mut record, ErrorType::Cancel, "service-unavailable", text)]
+            vec![refuse(
+                &mut record,
+                ErrorType::Cancel,
+                "service-unavailable",
+                text,
+            )]
         }
         Gate::Offline => match tm.config.presence.offline {
             OfflinePolicy::Reject => {
                 let text = format!("{recipient} is offline; the message was not delivered.");
-                vec![refuse(&mut record, ErrorType::Cancel, "recipient-unavailable", text)]
+                vec![refuse(
+                    &mut record,
+                    ErrorType::Cancel,
+                    "recipient-unavailable",
+                    text,
+                )]
             }
             OfflinePolicy::Queue => {
                 let max = tm.config.limits.max_queued_per_contact;
@@ -83,11 +93,20 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
                     let text = format!(
                         "{recipient} is offline and already has {max} messages waiting; the message was not delivered."
                     );
-                    vec![refuse(&mut record, ErrorType::Wait, "resource-constraint", text)]
+                    vec![refuse(
+                        &mut record,
+                        ErrorType::Wait,
+                        "resource-constraint",
+                        text,
+                    )]
                 } else {
                     record.queued = true;
-                    tm.store
-                        .enqueue(recipient.as_str(), seq, &conv, to_string(&relayed).as_bytes())?;
+                    tm.store.enqueue(
+                        recipient.as_str(),
+                        seq,
+                        &conv,
+                        to_string(&relayed).as_bytes(),
+                    )?;
                     info!(seq, "held until the contact comes online");
                     vec![]
                 }
@@ -96,7 +115,15 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
         Gate::Online => vec![relayed],
     };
     tm.store.put_message(&conv, seq, &record)?;
-    debug!(seq, state = if record.failed.is_some() { "failed" } else { "sent" }, "recorded");
+    debug!(
+        seq,
+        state = if record.failed.is_some() {
+            "failed"
+        } else {
+            "sent"
+        },
+        "recorded"
+    );
     Ok(out)
 }
 
@@ -123,11 +150,7 @@ pub fn on_ack(tm: &mut Tidemark, route: &Route, kind: AckKind, id: &str, now: Mi
             }
             record.delivered_at = Some(now);
             tm.store.put_message(&conv, seq, &record)?;
-            // The sender hears of the delivery in its own terms; compute them
-            // before the record knows it was delivered.
-            let mut before = record.clone();
-            before.delivered_at = None;
-            return Ok(send_ack(tm, route, &before, Evidence::Delivered));
+            return Ok(send_ack(tm, route, &record, Evidence::Delivered));
         }
         AckKind::Displayed | AckKind::Acknowledged => Evidence::Read,
     };
@@ -140,7 +163,12 @@ pub fn on_ack(tm: &mut Tidemark, route: &Route, kind: AckKind, id: &str, now: Mi
     Ok(send_ack(tm, route, &record, evidence))
 }
 
-fn send_ack(tm: &mut Tidemark, route: &Route, record: &MessageRecord, evidence: Evidence) -> Vec<Element> {
+fn send_ack(
+    tm: &mut Tidemark,
+    route: &Route,
+    record: &MessageRecord,
+    evidence: Evidence,
+) -> Vec<Element> {
     let payloads = payloads_for_sender(record, evidence);
     if payloads.is_empty() {
         return vec![];
@@ -179,7 +207,11 @@ pub fn on_bounce(tm: &mut Tidemark, stanza: &Element, route: &Route, now: Millis
 /// Chat states and other content-free messages: relayed untracked, and only
 /// where the contact lets the sender see their presence.
 pub fn on_passthrough(tm: &mut Tidemark, stanza: &Element, route: &Route) -> Out {
-    let allowed = presence::gate(tm, route.from.to_bare().as_str(), route.to.to_bare().as_str())?;
+    let allowed = presence::gate(
+        tm,
+        route.from.to_bare().as_str(),
+        route.to.to_bare().as_str(),
+    )?;
     Ok(match allowed {
         Gate::NotPermitted => vec![],
         _ => vec![tm.relay(stanza, route)],

@@ -37,18 +37,19 @@ pub fn answer(
             "this service has no disco nodes",
         ),
         ServiceRequest::DiscoInfo { node: None } => result(iq, &own, Some(disco_info())),
-        ServiceRequest::DiscoItems => result(
-            iq,
-            &own,
-            Some(Element::bare("query", ns::DISCO_ITEMS)),
-        ),
+        ServiceRequest::DiscoItems => {
+            result(iq, &own, Some(Element::bare("query", ns::DISCO_ITEMS)))
+        }
         ServiceRequest::GatewayPrompt => {
             let mut q = Element::bare("query", ns::GATEWAY);
             q.append_child(with_text(
                 Element::bare("desc", ns::GATEWAY),
                 "Enter the XMPP address of the contact you want to chat with; tidemark tracks the status of every message you send them.",
             ));
-            q.append_child(with_text(Element::bare("prompt", ns::GATEWAY), "XMPP address"));
+            q.append_child(with_text(
+                Element::bare("prompt", ns::GATEWAY),
+                "XMPP address",
+            ));
             result(iq, &own, Some(q))
         }
         ServiceRequest::GatewayTranslate { prompt } => match translate(tm, &prompt) {

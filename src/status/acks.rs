@@ -4,7 +4,7 @@
 
 use minidom::Element;
 
-use crate::stanza::{element, ns, set_attr};
+use crate::stanza::{element, ns};
 use crate::store::MessageRecord;
 
 /// What the recipient's client just told us about a message.
@@ -65,10 +65,6 @@ pub fn request_acks(msg: &mut Element, markable: bool) {
     if markable && !msg.has_child("markable", ns::CHAT_MARKERS) {
         msg.append_child(Element::bare("markable", ns::CHAT_MARKERS));
     }
-    // XEP-0184 §5.1 and XEP-0333 need an id to name in the answer.
-    if msg.attr("id").is_none() {
-        set_attr(msg, "id", "tidemark-untracked");
-    }
 }
 
 #[cfg(test)]
@@ -99,14 +95,20 @@ mod tests {
         let r = payloads_for_sender(&record(true, true), Evidence::Delivered);
         assert_eq!(names(&r), vec![(ns::RECEIPTS.into(), "received".into())]);
         let m = payloads_for_sender(&record(false, true), Evidence::Delivered);
-        assert_eq!(names(&m), vec![(ns::CHAT_MARKERS.into(), "received".into())]);
+        assert_eq!(
+            names(&m),
+            vec![(ns::CHAT_MARKERS.into(), "received".into())]
+        );
         assert!(payloads_for_sender(&record(false, false), Evidence::Delivered).is_empty());
     }
 
     #[test]
     fn read_goes_to_receipt_only_clients_as_delivery() {
         let d = payloads_for_sender(&record(true, true), Evidence::Read);
-        assert_eq!(names(&d), vec![(ns::CHAT_MARKERS.into(), "displayed".into())]);
+        assert_eq!(
+            names(&d),
+            vec![(ns::CHAT_MARKERS.into(), "displayed".into())]
+        );
         let r = payloads_for_sender(&record(true, false), Evidence::Read);
         assert_eq!(names(&r), vec![(ns::RECEIPTS.into(), "received".into())]);
         let mut delivered = record(true, false);

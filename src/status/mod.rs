@@ -120,7 +120,10 @@ mod tests {
         r.delivered_at = Some(2);
         assert_eq!(derive(&r, None).state, State::Delivered);
         let read = derive(&r, Some(3));
-        assert_eq!((read.state, read.delivered, read.read), (State::Read, Some(2), Some(3)));
+        assert_eq!(
+            (read.state, read.delivered, read.read),
+            (State::Read, Some(2), Some(3))
+        );
     }
 
     #[test]

@@ -51,7 +51,10 @@ fn a_reused_id_finds_the_latest_message(store: &dyn Store) {
     store
         .put_message(&conv, second, &record("alice@x", "bob@x", "dup", 2))
         .unwrap();
-    let (seq, rec) = store.find_message(&conv, "alice@x", "dup").unwrap().unwrap();
+    let (seq, rec) = store
+        .find_message(&conv, "alice@x", "dup")
+        .unwrap()
+        .unwrap();
     assert_eq!((seq, rec.sent_at), (second, 2));
 }
 
@@ -74,14 +77,18 @@ fn tidemarks_only_move_forward_and_remember_when(store: &dyn Store) {
 }
 
 fn presence_grants_are_directional(store: &dyn Store) {
-    store.set_presence_allowed("bob@x", "alice@x", true).unwrap();
+    store
+        .set_presence_allowed("bob@x", "alice@x", true)
+        .unwrap();
     assert!(store.presence_allowed("bob@x", "alice@x").unwrap());
     assert!(!store.presence_allowed("alice@x", "bob@x").unwrap());
     assert_eq!(
         store.presence_grants().unwrap(),
         vec![("bob@x".to_owned(), "alice@x".to_owned())]
     );
-    store.set_presence_allowed("bob@x", "alice@x", false).unwrap();
+    store
+        .set_presence_allowed("bob@x", "alice@x", false)
+        .unwrap();
     assert!(!store.presence_allowed("bob@x", "alice@x").unwrap());
     assert!(store.presence_grants().unwrap().is_empty());
 }
@@ -131,11 +138,18 @@ fn sled_keeps_everything_flushed_across_reopen() {
             .put_message(&conv, seq, &record("alice@x", "bob@x", "m1", 10))
             .unwrap();
         store.advance_mark(&conv, "bob@x", seq, 20).unwrap();
-        store.set_presence_allowed("bob@x", "alice@x", true).unwrap();
+        store
+            .set_presence_allowed("bob@x", "alice@x", true)
+            .unwrap();
         store.flush().unwrap();
     }
     let store = SledStore::open(dir.path(), 8 << 20).unwrap();
-    assert!(store.find_message(&conv, "alice@x", "m1").unwrap().is_some());
+    assert!(
+        store
+            .find_message(&conv, "alice@x", "m1")
+            .unwrap()
+            .is_some()
+    );
     assert_eq!(store.read_at(&conv, "bob@x", seq).unwrap(), Some(20));
     assert!(store.presence_allowed("bob@x", "alice@x").unwrap());
     assert!(store.next_seq().unwrap() > seq);

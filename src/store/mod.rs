@@ -123,12 +123,15 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<bool>;
 
     /// When `reader`'s tidemark first reached `seq`, if it has.
-    fn read_at(&self, conv: &ConversationKey, reader: &str, seq: Seq)
-    -> StoreResult<Option<Millis>>;
+    fn read_at(
+        &self,
+        conv: &ConversationKey,
+        reader: &str,
+        seq: Seq,
+    ) -> StoreResult<Option<Millis>>;
 
     /// Records whether `contact` lets `watcher` see their presence.
-    fn set_presence_allowed(&self, contact: &str, watcher: &str, allowed: bool)
-    -> StoreResult<()>;
+    fn set_presence_allowed(&self, contact: &str, watcher: &str, allowed: bool) -> StoreResult<()>;
 
     fn presence_allowed(&self, contact: &str, watcher: &str) -> StoreResult<bool>;
 

@@ -44,12 +44,11 @@ impl SledStore {
     fn from_db(db: sled::Db, path: &str) -> StoreResult<Self> {
         match db.get(SCHEMA_KEY)? {
             Some(v) => {
-                let found = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| {
-                    StoreError::Corrupt {
+                let found =
+                    u32::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
                         what: "schema version",
                         detail: format!("{} bytes", v.len()),
-                    }
-                })?);
+                    })?);
                 if found != SCHEMA_VERSION {
                     return Err(StoreError::Schema {
                         path: path.to_owned(),
@@ -156,7 +155,8 @@ impl Store for SledStore {
         if seq <= self.mark(conv, reader)? {
             return Ok(false);
         }
-        self.marks.insert(keys::mark(conv, reader), &seq.to_be_bytes())?;
+        self.marks
+            .insert(keys::mark(conv, reader), &seq.to_be_bytes())?;
         self.mark_log
             .insert(keys::mark_log(conv, reader, seq), &at.to_be_bytes())?;
         Ok(true)
@@ -183,12 +183,7 @@ impl Store for SledStore {
         }
     }
 
-    fn set_presence_allowed(
-        &self,
-        contact: &str,
-        watcher: &str,
-        allowed: bool,
-    ) -> StoreResult<()> {
+    fn set_presence_allowed(&self, contact: &str, watcher: &str, allowed: bool) -> StoreResult<()> {
         let key = keys::grant(contact, watcher);
         if allowed {
             self.grants.insert(key, &[1u8])?;
@@ -222,18 +217,20 @@ impl Store for SledStore {
         conv: &ConversationKey,
         stanza: &[u8],
     ) -> StoreResult<()> {
-        let value = postcard::to_allocvec(&(conv.as_bytes(), stanza)).map_err(|e| {
-            StoreError::Corrupt {
+        let value =
+            postcard::to_allocvec(&(conv.as_bytes(), stanza)).map_err(|e| StoreError::Corrupt {
                 what: "queued stanza",
                 detail: e.to_string(),
-            }
-        })?;
+            })?;
         self.queue.insert(keys::queue(recipient, seq), value)?;
         Ok(())
     }
 
     fn queued_count(&self, recipient: &str) -> StoreResult<usize> {
-        Ok(self.queue.scan_prefix(keys::queue_prefix(recipient)).count())
+        Ok(self
+            .queue
+            .scan_prefix(keys::queue_prefix(recipient))
+            .count())
     }
 
     fn take_queue(&self, recipient: &str) -> StoreResult<Vec<QueuedStanza>> {

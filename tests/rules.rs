@@ -1,0 +1,581 @@
+//! The status and presence rules of DESIGN.md, driven through the router with
+//! parsed stanzas and a real sled store, no socket: each test reads like a
+//! transcript of what the server hands tidemark and what tidemark answers.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use minidom::Element;
+use tidemark::config::Config;
+use tidemark::service::Tidemark;
+use tidemark::store::{SledStore, Store};
+
+const NS: &str = "jabber:component:accept";
+const ALICE_T: &str = "alice\\40localhost@chat.localhost";
+const BOB_T: &str = "bob\\40localhost@chat.localhost";
+const CAROL_T: &str = "carol\\40localhost@chat.localhost";
+
+fn config(extra: &str) -> Config {
+    let text = format!(
+        "[component]\njid = \"chat.localhost\"\nserver = \"127.0.0.1:5347\"\nsecret = \"s\"\n[storage]\npath = \"unused\"\n{extra}"
+    );
+    Config::parse(&text, Path::new("test.toml")).unwrap()
+}
+
+struct World {
+    tm: Tidemark,
+    now: u64,
+}
+
+impl World {
+    fn new() -> Self {
+        Self::with_config("")
+    }
+
+    fn with_config(extra: &str) -> Self {
+        let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
+        Self {
+            tm: Tidemark::new(config(extra), store),
+            now: 1_795_000_000_000,
+        }
+    }
+
+    /// The server hands tidemark a stanza; returns what tidemark sends.
+    fn server_sends(&mut self, xml: &str) -> Vec<Element> {
+        self.now += 1000;
+        let el: Element = with_ns(xml).parse().expect("test stanza parses");
+        self.tm.handle(&el, self.now)
+    }
+
+    /// `contact` lets `watcher` see their presence, and is online as
+    /// `contact/res`.
+    fn grant_and_online(&mut self, watcher: &str, contact: &str) {
+        let tracked = format!("{}\\40localhost@chat.localhost", watcher);
+        self.server_sends(&format!(
+            "<presence type='subscribed' from='{contact}@localhost' to='{tracked}'/>"
+        ));
+        self.server_sends(&format!(
+            "<presence from='{contact}@localhost/res' to='{tracked}'/>"
+        ));
+    }
+
+    fn status(&mut self, asker: &str, conversation: &str, id: &str) -> Element {
+        let out = self.server_sends(&format!(
+            "<iq type='get' id='q' from='{asker}' to='chat.localhost'>\
+             <status xmlns='urn:tidemark:status:0' conversation='{conversation}' id='{id}'/></iq>"
+        ));
+        assert_eq!(out.len(), 1, "one answer to a status query");
+        out.into_iter().next().unwrap()
+    }
+
+    fn state(&mut self, asker: &str, conversation: &str, id: &str) -> String {
+        let r = self.status(asker, conversation, id);
+        assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+        let status = r.get_child("status", "urn:tidemark:status:0").unwrap();
+        status
+            .get_child("recipient", "urn:tidemark:status:0")
+            .unwrap()
+            .attr("state")
+            .unwrap()
+            .to_owned()
+    }
+}
+
+fn with_ns(xml: &str) -> String {
+    let mut s = xml.to_owned();
+    for name in ["message", "presence", "iq"] {
+        s = s.replacen(&format!("<{name} "), &format!("<{name} xmlns='{NS}' "), 1);
+    }
+    s
+}
+
+fn error_condition(el: &Element) -> Option<String> {
+    let err = el.get_child("error", NS)?;
+    err.children()
+        .find(|c| c.name() != "text")
+        .map(|c| c.name().to_owned())
+}
+
+fn error_text(el: &Element) -> String {
+    el.get_child("error", NS)
+        .and_then(|e| e.children().find(|c| c.name() == "text"))
+        .map(|t| t.text())
+        .unwrap_or_default()
+}
+
+fn alice_says(w: &mut World, id: &str, extra: &str) -> Vec<Element> {
+    w.server_sends(&format!(
+        "<message type='chat' id='{id}' from='alice@localhost/phone' to='{BOB_T}'>\
+         <body>hello {id}</body>{extra}</message>"
+    ))
+}
+
+const ASK_BOTH: &str =
+    "<request xmlns='urn:xmpp:receipts'/><markable xmlns='urn:xmpp:chat-markers:0'/>";
+
+fn bob_acks(w: &mut World, payload: &str) -> Vec<Element> {
+    w.server_sends(&format!(
+        "<message from='bob@localhost/res' to='{ALICE_T}/phone'>{payload}</message>"
+    ))
+}
+
+#[test]
+fn a_message_is_relayed_from_the_senders_tracked_address_with_its_id() {
+    let mut w = World::new();
+    w.grant_and_online("alice", "bob");
+    let out = alice_says(&mut w, "m1", "");
+    assert_eq!(out.len(), 1);
+    let m = &out[0];
+    assert_eq!(m.attr("to"), Some("bob@localhost"));
+    assert_eq!(m.attr("from"), Some(&*format!("{ALICE_T}/phone")));
+    assert_eq!(m.attr("id"), Some("m1"));
+    // tidemark asks for what it needs to track, whatever the client asked.
+    assert!(m.has_child("request", "urn:xmpp:receipts"));
+    assert!(m.has_child("markable", "urn:xmpp:chat-markers:0"));
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "m1"), "sent");
+}
+
+#[test]
+fn receipt_then_displayed_reach_the_sender_in_the_forms_asked_for() {
+    let mut w = World::new();
+    w.grant_and_online("alice", "bob");
+    alice_says(&mut w, "m1", ASK_BOTH);
+    let out = bob_acks(&mut w, "<received xmlns='urn:xmpp:receipts' id='m1'/>");
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].attr("to"), Some("alice@localhost/phone"));
+    assert_eq!(
+        out[0].attr("from"),
+        Some("bob\\40localhost@chat.localhost/res")
+    );
+    let r = out[0].get_child("received", "urn:xmpp:receipts").unwrap();
+    assert_eq!(r.attr("id"), Some("m1"));
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "m1"), "delivered");
+
+    // A second resource's receipt changes nothing and is not relayed.
+    assert!(bob_acks(&mut w, "<received xmlns='urn:xmpp:receipts' id='m1'/>").is_empty());
+
+    let out = bob_acks(
+        &mut w,
+        "<displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/>",
+    );
+    assert_eq!(out.len(), 1);
+    assert!(out[0].has_child("displayed", "urn:xmpp:chat-markers:0"));
+    let r = w.status("alice@localhost/phone", BOB_T, "m1");
+    let rec = r
+        .get_child("status", "urn:tidemark:status:0")
+        .unwrap()
+        .get_child("recipient", "urn:tidemark:status:0")
+        .unwrap();
+    assert_eq!(rec.attr("state"), Some("read"));
+    assert!(rec.attr("sent").unwrap() < rec.attr("delivered").unwrap());
+    assert!(rec.attr("delivered").unwrap() < rec.attr("read").unwrap());
+}
+
+#[test]
+fn markers_only_sender_gets_a_received_marker_for_a_receipt() {
+    let mut w = World::new();
+    w.grant_and_online("alice", "bob");
+    alice_says(&mut w, "m1", "<markable xmlns='urn:xmpp:chat-markers:0'/>");
+    let out = bob_acks(&mut w, "<received xmlns='urn:xmpp:receipts' id='m1'/>");
+    assert!(out[0].has_child("received", "urn:xmpp:chat-markers:0"));
+}
+
+#[test]
+fn an_older_clients_received_marker_counts_as_delivery() {
+    let mut w = World::new();
+    w.grant_and_online("alice", "bob");
+    alice_says(&mut w, "m1", ASK_BOTH);
+    let out = bob_acks(
+        &mut w,
+        "<received xmlns='urn:xmpp:chat-markers:0' id='m1'/>",
+    );
+    assert!(out[0].has_child("received", "urn:xmpp:receipts"));
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "m1"), "delivered");
+}
+
+#[test]
+fn a_sender_who_asked_nothing_gets_nothing_but_status_is_kept() {
+    let mut w = World::new();
+    w.grant_and_online("alice", "bob");
+    alice_says(&mut w, "m1", "");
+    assert!(bob_acks(&mut w, "<received xmlns='urn:xmpp:receipts' id='m1'/>").is_empty());
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "m1"), "delivered");
+}
+
+#[test]
+fn displayed_covers_every_earlier_message_and_never_goes_back() {
+    let mut w = World::new();
+    w.grant_and_online("alice", "bob");
+    for id in ["m1", "m2", "m3", "m4"] {
+        alice_says(&mut w, id, ASK_BOTH);
+    }
+    bob_acks(
+        &mut w,
+        "<displayed xmlns='urn:xmpp:chat-markers:0' id='m3'/>",
+    );
+    for (id, state) in [
+        ("m1", "read"),
+        ("m2", "read"),
+        ("m3", "read"),
+        ("m4", "sent"),
+    ] {
+        assert_eq!(w.state("alice@localhost/phone", BOB_T, id), state, "{id}");
+    }
+    // An older marker arriving late is redundant (XEP-0333 §3.2) and ignored.
+    assert!(
+        bob_acks(
+            &mut w,
+            "<displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/>"
+        )
+        .is_empty()
+    );
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "m3"), "read");
+}
+
+#[test]
+fn only_the_recipient_can_mark_a_message() {
+    let mut w = World::new();
+    w.grant_and_online("alice", "bob");
+    w.grant_and_online("carol", "alice");
+    alice_says(&mut w, "m1", ASK_BOTH);
+    // Carol names alice's message id in her own conversation with alice.
+    let spoof = w.server_sends(&format!(
+        "<message from='carol@localhost/x' to='{ALICE_T}'><displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/></message>"
+    ));
+    assert!(spoof.is_empty());
+    // Alice marking her own message does nothing either.
+    let own = w.server_sends(&format!(
+        "<message from='alice@localhost/phone' to='{BOB_T}'><displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/></message>"
+    ));
+    assert!(own.is_empty());
+    // An unknown id changes nothing.
+    assert!(
+        bob_acks(
+            &mut w,
+            "<displayed xmlns='urn:xmpp:chat-markers:0' id='nope'/>"
+        )
+        .is_empty()
+    );
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "m1"), "sent");
+    let _ = CAROL_T;
+}
+
+#[test]
+fn offline_contact_gets_recipient_unavailable_and_status_failed() {
+    let mut w = World::new();
+    w.grant_and_online("alice", "bob");
+    w.server_sends(&format!(
+        "<presence type='unavailable' from='bob@localhost/res' to='{ALICE_T}'/>"
+    ));
+    let out = alice_says(&mut w, "m1", ASK_BOTH);
+    assert_eq!(out.len(), 1, "nothing goes to bob");
+    assert_eq!(out[0].attr("type"), Some("error"));
+    assert_eq!(out[0].attr("to"), Some("alice@localhost/phone"));
+    assert_eq!(out[0].attr("from"), Some(BOB_T));
+    assert_eq!(
+        error_condition(&out[0]).as_deref(),
+        Some("recipient-unavailable")
+    );
+    assert_eq!(
+        error_text(&out[0]),
+        "bob@localhost is offline; the message was not delivered."
+    );
+    let r = w.status("alice@localhost/phone", BOB_T, "m1");
+    let rec = r
+        .get_child("status", "urn:tidemark:status:0")
+        .unwrap()
+        .get_child("recipient", "urn:tidemark:status:0")
+        .unwrap();
+    assert_eq!(rec.attr("state"), Some("failed"));
+    let reason = rec.get_child("reason", "urn:tidemark:status:0").unwrap();
+    assert_eq!(reason.attr("condition"), Some("recipient-unavailable"));
+    // A late receipt cannot revive a failed message.
+    assert!(bob_acks(&mut w, "<received xmlns='urn:xmpp:receipts' id='m1'/>").is_empty());
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "m1"), "failed");
+}
+
+#[test]
+fn without_permission_chat_is_unavailable_and_presence_is_not_revealed() {
+    let mut w = World::new();
+    // Bob is online (he lets carol see him), but never granted alice.
+    w.grant_and_online("carol", "bob");
+    let out = alice_says(&mut w, "m1", "");
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        error_condition(&out[0]).as_deref(),
+        Some("service-unavailable")
+    );
+    let text = error_text(&out[0]);
+    assert!(text.contains("unavailable"), "{text}");
+    assert!(
+        !text.contains("offline") && !text.contains("online"),
+        "{text}"
+    );
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "m1"), "failed");
+}
+
+#[test]
+fn queue_policy_holds_messages_until_the_contact_comes_online() {
+    let mut w = World::with_config("[presence]\noffline = \"queue\"\n");
+    w.server_sends(&format!(
+        "<presence type='subscribed' from='bob@localhost' to='{ALICE_T}'/>"
+    ));
+    assert!(alice_says(&mut w, "m1", ASK_BOTH).is_empty());
+    assert!(alice_says(&mut w, "m2", ASK_BOTH).is_empty());
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "m1"), "sent");
+    let out = w.server_sends(&format!(
+        "<presence from='bob@localhost/res' to='{ALICE_T}'/>"
+    ));
+    let delivered: Vec<_> = out
+        .iter()
+        .filter(|e| e.name() == "message")
+        .map(|e| e.attr("id").unwrap().to_owned())
+        .collect();
+    assert_eq!(delivered, vec!["m1", "m2"]);
+    // Delivered once: coming online again releases nothing more.
+    w.server_sends(&format!(
+        "<presence type='unavailable' from='bob@localhost/res' to='{ALICE_T}'/>"
+    ));
+    let again = w.server_sends(&format!(
+        "<presence from='bob@localhost/res' to='{ALICE_T}'/>"
+    ));
+    assert!(again.iter().all(|e| e.name() == "presence"));
+}
+
+#[test]
+fn an_oversized_body_is_refused_and_nothing_is_recorded() {
+    let mut w = World::with_config("[limits]\nmax_body_bytes = 1000\n");
+    w.grant_and_online("alice", "bob");
+    let big = "x".repeat(200 * 1024);
+    let out = w.server_sends(&format!(
+        "<message type='chat' id='big' from='alice@localhost/phone' to='{BOB_T}'><body>{big}</body></message>"
+    ));
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        error_condition(&out[0]).as_deref(),
+        Some("policy-violation")
+    );
+    let r = w.status("alice@localhost/phone", BOB_T, "big");
+    assert_eq!(error_condition(&r).as_deref(), Some("item-not-found"));
+}
+
+#[test]
+fn an_error_from_the_contacts_side_fails_the_message_with_its_reason() {
+    let mut w = World::new();
+    w.grant_and_online("alice", "bob");
+    alice_says(&mut w, "m1", ASK_BOTH);
+    let out = w.server_sends(&format!(
+        "<message type='error' id='m1' from='bob@localhost' to='{ALICE_T}/phone'>\
+         <error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
+         <text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>no such user</text></error></message>"
+    ));
+    assert_eq!(out.len(), 1, "the error is relayed to the sender");
+    assert_eq!(out[0].attr("to"), Some("alice@localhost/phone"));
+    assert_eq!(out[0].attr("from"), Some(BOB_T));
+    let r = w.status("alice@localhost/phone", BOB_T, "m1");
+    let reason = r
+        .get_child("status", "urn:tidemark:status:0")
+        .and_then(|s| s.get_child("recipient", "urn:tidemark:status:0"))
+        .and_then(|s| s.get_child("reason", "urn:tidemark:status:0"))
+        .unwrap();
+    assert_eq!(reason.attr("condition"), Some("service-unavailable"));
+    assert_eq!(reason.text(), "no such user");
+}
+
+#[test]
+fn status_is_for_the_sender_only() {
+    let mut w = World::new();
+    w.grant_and_online("alice", "bob");
+    alice_says(&mut w, "m1", "");
+    let r = w.status("bob@localhost/res", ALICE_T, "m1");
+    assert_eq!(error_condition(&r).as_deref(), Some("forbidden"));
+    let r = w.status("carol@localhost/x", BOB_T, "m1");
+    assert_eq!(error_condition(&r).as_deref(), Some("item-not-found"));
+    let out = w.server_sends(
+        "<iq type='get' id='q' from='alice@localhost/phone' to='chat.localhost'><status xmlns='urn:tidemark:status:0' id='m1'/></iq>",
+    );
+    assert_eq!(error_condition(&out[0]).as_deref(), Some("bad-request"));
+}
+
+#[test]
+fn attachment_only_messages_get_no_read_status() {
+    let mut w = World::new();
+    w.grant_and_online("alice", "bob");
+    let out = w.server_sends(&format!(
+        "<message type='chat' id='pic' from='alice@localhost/phone' to='{BOB_T}'>\
+         <x xmlns='jabber:x:oob'><url>https://localhost/p.jpg</url></x></message>"
+    ));
+    assert!(!out[0].has_child("markable", "urn:xmpp:chat-markers:0"));
+    alice_says(&mut w, "m2", ASK_BOTH);
+    bob_acks(&mut w, "<received xmlns='urn:xmpp:receipts' id='pic'/>");
+    bob_acks(
+        &mut w,
+        "<displayed xmlns='urn:xmpp:chat-markers:0' id='m2'/>",
+    );
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "pic"), "delivered");
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "m2"), "read");
+}
+
+#[test]
+fn subscriptions_flow_through_tracked_addresses() {
+    let mut w = World::new();
+    let out = w.server_sends(&format!(
+        "<presence type='subscribe' from='alice@localhost/phone' to='{BOB_T}'/>"
+    ));
+    assert_eq!(out[0].attr("from"), Some(ALICE_T));
+    assert_eq!(out[0].attr("to"), Some("bob@localhost"));
+    let out = w.server_sends(&format!(
+        "<presence type='subscribed' from='bob@localhost' to='{ALICE_T}'/>"
+    ));
+    assert_eq!(out[0].attr("from"), Some(BOB_T));
+    assert_eq!(out[0].attr("to"), Some("alice@localhost"));
+    let out = w.server_sends(&format!(
+        "<presence from='bob@localhost/res' to='{ALICE_T}'><show>away</show></presence>"
+    ));
+    assert_eq!(out[0].attr("from"), Some(&*format!("{BOB_T}/res")));
+    assert!(out[0].has_child("show", NS));
+    // Alice's server probes when she logs in: answered from what tidemark knows.
+    let out = w.server_sends(&format!(
+        "<presence type='probe' from='alice@localhost' to='{BOB_T}'/>"
+    ));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].attr("from"), Some(&*format!("{BOB_T}/res")));
+    // Carol has no permission: her probe learns nothing.
+    assert!(
+        w.server_sends(&format!(
+            "<presence type='probe' from='carol@localhost' to='{BOB_T}'/>"
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
+fn after_a_reconnect_every_watched_contact_is_probed_once() {
+    let mut w = World::new();
+    w.grant_and_online("alice", "bob");
+    w.grant_and_online("carol", "bob");
+    w.grant_and_online("bob", "alice");
+    let probes = w.tm.on_connected().unwrap();
+    let mut targets: Vec<_> = probes
+        .iter()
+        .map(|p| p.attr("to").unwrap().to_owned())
+        .collect();
+    targets.sort();
+    assert_eq!(targets, vec!["alice@localhost", "bob@localhost"]);
+    assert!(probes.iter().all(|p| p.attr("type") == Some("probe")));
+    // Presence is forgotten until the answers come.
+    let out = alice_says(&mut w, "m1", "");
+    assert_eq!(
+        error_condition(&out[0]).as_deref(),
+        Some("recipient-unavailable")
+    );
+}
+
+#[test]
+fn gateway_translates_a_plain_address() {
+    let mut w = World::new();
+    let out = w.server_sends(
+        "<iq type='set' id='g' from='alice@localhost/phone' to='chat.localhost'><query xmlns='jabber:iq:gateway'><prompt>bob@localhost</prompt></query></iq>",
+    );
+    let jid = out[0]
+        .get_child("query", "jabber:iq:gateway")
+        .and_then(|q| q.get_child("jid", "jabber:iq:gateway"))
+        .unwrap();
+    assert_eq!(jid.text(), BOB_T);
+    let out = w.server_sends(
+        "<iq type='set' id='g' from='alice@localhost/phone' to='chat.localhost'><query xmlns='jabber:iq:gateway'><prompt>not a jid@@</prompt></query></iq>",
+    );
+    assert_eq!(error_condition(&out[0]).as_deref(), Some("bad-request"));
+}
+
+#[test]
+fn malformed_input_gets_an_error_and_changes_nothing() {
+    let mut w = World::new();
+    w.grant_and_online("alice", "bob");
+    alice_says(&mut w, "m1", "");
+    for bad in [
+        "<iq type='get' id='x' from='alice@localhost/phone' to='chat.localhost'/>".to_owned(),
+        format!("<message id='x' from='alice@localhost/phone' to='{BOB_T}'><displayed xmlns='urn:xmpp:chat-markers:0'/></message>"),
+        "<message id='x' from='alice@localhost/phone' to='nobody@chat.localhost'><body>x</body></message>".to_owned(),
+        "<iq type='bogus' id='x' from='alice@localhost/phone' to='chat.localhost'><ping xmlns='urn:xmpp:ping'/></iq>".to_owned(),
+    ] {
+        let out = w.server_sends(&bad);
+        assert_eq!(out.len(), 1, "{bad}");
+        assert_eq!(out[0].attr("type"), Some("error"), "{bad}");
+    }
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "m1"), "sent");
+}
+
+/// Every XML example in xep/status.md parses, and tidemark's own answers have
+/// the documented shape: the document and the code cannot drift apart.
+#[test]
+fn xep_status_examples_match_what_tidemark_says() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/xep/status.md")).unwrap();
+    let examples: Vec<Element> = doc
+        .split("```xml")
+        .skip(1)
+        .map(|block| {
+            let xml = block.split("```").next().unwrap();
+            with_ns(xml.trim())
+                .parse::<Element>()
+                .unwrap_or_else(|e| panic!("{e}: {xml}"))
+        })
+        .collect();
+    assert_eq!(examples.len(), 6);
+
+    let mut w = World::new();
+    let shape = |el: &Element| -> Vec<String> {
+        fn walk(el: &Element, out: &mut Vec<String>) {
+            let mut attrs: Vec<String> = el
+                .attrs()
+                .iter()
+                .map(|((_, k), _)| k.to_string())
+                .filter(|k| k != "id" && k != "by")
+                .collect();
+            attrs.sort();
+            out.push(format!("{}{{{}}}[{}]", el.name(), el.ns(), attrs.join(",")));
+            for c in el.children() {
+                walk(c, out);
+            }
+        }
+        let mut out = vec![];
+        walk(el, &mut out);
+        out
+    };
+
+    // §2 disco#info.
+    let got = w.server_sends(&String::from(&examples[0]));
+    assert_eq!(shape(&got[0]), shape(&examples[1]));
+
+    // §4 a read message.
+    w.grant_and_online("alice", "bob");
+    alice_says(&mut w, "m1", ASK_BOTH);
+    bob_acks(&mut w, "<received xmlns='urn:xmpp:receipts' id='m1'/>");
+    bob_acks(
+        &mut w,
+        "<displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/>",
+    );
+    let got = w.server_sends(&String::from(&examples[2]));
+    assert_eq!(shape(&got[0]), shape(&examples[3]));
+
+    // §4 a failed message.
+    w.server_sends(&format!(
+        "<presence type='unavailable' from='bob@localhost/res' to='{ALICE_T}'/>"
+    ));
+    alice_says(&mut w, "m2", "");
+    let got = w.status("alice@localhost/phone", BOB_T, "m2");
+    assert_eq!(shape(&got), shape(&examples[4]));
+    let reason = |el: &Element| {
+        el.get_child("status", "urn:tidemark:status:0")
+            .and_then(|s| s.get_child("recipient", "urn:tidemark:status:0"))
+            .and_then(|s| s.get_child("reason", "urn:tidemark:status:0"))
+            .map(|r| r.text())
+    };
+    assert_eq!(reason(&got), reason(&examples[4]));
+
+    // §5 forbidden.
+    let got = w.status("bob@localhost/laptop", ALICE_T, "m1");
+    assert_eq!(shape(&got), shape(&examples[5]));
+    assert_eq!(error_text(&got), error_text(&examples[5]));
+}
