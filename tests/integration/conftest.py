@@ -160,6 +160,8 @@ class World:
     def start_prosody(self):
         self.note("prosody start")
         self.prosody("start", str(self.prosody_dir))
+        # tidemark, if running, has to reconnect before it can answer again
+        self.ready_needed = True
 
     def stop_prosody(self):
         self.note("prosody stop")
@@ -187,8 +189,8 @@ class World:
         c = Client(name, user, password, resource or f"{name}res", port=C2S_PORT, note=self.note)
         self.clients_now.append(c)
         await c.connect(available=available)
-        if self.ready_needed:
-            await self.wait_ready(c)
+        if self.ready_needed and self.tidemark.alive():
+            await self.wait_ready(c, timeout=40)  # reconnect backoff is at most 30 s
         return c
 
     async def clients(self, *names, available=True):
