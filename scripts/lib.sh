@@ -1,0 +1,64 @@
+# Shared helpers for tidemark's scripts. Source it; do not run it.
+# shellcheck shell=bash
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+as_root() {
+	if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+		die "need root to run: $*"; fi
+}
+
+# Debian's Prosody (and lua-unbound, for the federation tests to come).
+# Installed only when prosody is missing; apt-get update runs once.
+ensure_prosody() {
+	if command -v prosody >/dev/null 2>&1 && command -v prosodyctl >/dev/null 2>&1; then
+		return 0
+	fi
+	log "prosody is missing: installing prosody and lua-unbound with apt-get"
+	as_root apt-get update
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y prosody lua-unbound
+	# The package starts a system Prosody on the default ports; tidemark's
+	# scripts never use it (their ports differ), but do not leave it
+	# running on a CI box. No systemd here: the package's init script, if any.
+	if [ -x /etc/init.d/prosody ]; then as_root /etc/init.d/prosody stop >/dev/null 2>&1 || true; fi
+}
+
+# slixmpp 1.17.0 and pytest for the integration tests and the demo.
+ensure_python() {
+	command -v python3 >/dev/null || die "python3 is required"
+	local missing=()
+	python3 -c 'import slixmpp, sys; sys.exit(slixmpp.__version__ != "1.17.0")' 2>/dev/null \
+		|| missing+=("slixmpp==1.17.0")
+	python3 -c 'import pytest' 2>/dev/null || missing+=("pytest")
+	[ ${#missing[@]} -eq 0 ] && return 0
+	python3 -m pip --version >/dev/null 2>&1 || {
+		log "pip is missing: installing python3-pip with apt-get"
+		as_root apt-get update
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y python3-pip
+	}
+	log "installing ${missing[*]} with pip"
+	# Debian 12 marks its Python as externally managed (PEP 668).
+	python3 -m pip install --quiet "${missing[@]}" 2>/dev/null \
+		|| python3 -m pip install --quiet --break-system-packages "${missing[@]}"
+}
+
+ensure_cargo() {
+	command -v cargo >/dev/null 2>&1 && return 0
+	[ -x "$HOME/.cargo/bin/cargo" ] && { export PATH="$HOME/.cargo/bin:$PATH"; return 0; }
+	die "cargo is missing: install a Rust toolchain (https://rustup.rs) first"
+}
+
+# wait_port PORT SECONDS: until something accepts on 127.0.0.1:PORT.
+wait_port() {
+	local port=$1 deadline=$((SECONDS + $2))
+	while [ $SECONDS -lt "$deadline" ]; do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	return 1
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

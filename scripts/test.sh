@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# THE test command: installs what is missing, builds tidemark, runs the unit
+# tests and the integration tests against a real Prosody on 127.0.0.1.
+#
+#   bash scripts/test.sh                 everything
+#   bash scripts/test.sh -k receipts     extra arguments go to pytest
+#
+# KEEP_RUN_DIR=1 keeps run/it-*/ (Prosody + tidemark logs) even when all pass;
+# it is always kept when a test fails.
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+
+ensure_prosody
+ensure_python
+ensure_cargo
+
+# A Prosody left behind by an interrupted run would hold the test ports.
+for d in run/it-*/prosody; do
+	[ -f "$d/prosody.pid" ] && bash scripts/prosody.sh stop "$d" || true
+done
+
+log "cargo build --release"
+cargo build --release
+log "cargo test --release"
+cargo test --release
+log "integration tests (tests/integration)"
+python3 -m pytest -q tests/integration "$@"

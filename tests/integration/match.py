@@ -1,0 +1,190 @@
+"""What a test expects to receive: small predicates over received stanzas.
+
+    await bob.expect(message(frm=alice_tm, id="m1", has=RECEIPT_REQUEST))
+    await alice.expect(presence(frm=bob_tm, type="subscribed"))
+
+Each predicate prints as what it looks for, so a timeout names what was missing.
+"""
+
+import xml.etree.ElementTree as ET
+
+from stanzas import NS_CLIENT, NS_MARKERS, NS_RECEIPTS, NS_STANZAS
+
+# (namespace, element) pairs for has=
+RECEIPT_REQUEST = (NS_RECEIPTS, "request")
+RECEIPT = (NS_RECEIPTS, "received")
+MARKABLE = (NS_MARKERS, "markable")
+MARKER_RECEIVED = (NS_MARKERS, "received")
+MARKER_DISPLAYED = (NS_MARKERS, "displayed")
+MARKER_ACKNOWLEDGED = (NS_MARKERS, "acknowledged")
+
+
+class Stanza:
+    """A received stanza: its element plus the questions tests ask of it."""
+
+    def __init__(self, element: ET.Element, raw: str | None = None):
+        self.el = element
+        self.raw = raw  # as slixmpp printed it, with the stream's namespaces
+
+    @property
+    def kind(self):
+        return self.el.tag.split("}")[-1]
+
+    def get(self, attr, default=None):
+        return self.el.get(attr, default)
+
+    @property
+    def frm(self):
+        return self.el.get("from")
+
+    @property
+    def to(self):
+        return self.el.get("to")
+
+    @property
+    def id(self):
+        return self.el.get("id")
+
+    @property
+    def type(self):
+        return self.el.get("type")
+
+    def child(self, ns, name):
+        return self.el.find(f"{{{ns}}}{name}")
+
+    def has(self, ns, name):
+        return self.child(ns, name) is not None
+
+    @property
+    def body(self):
+        b = self.el.find(f"{{{NS_CLIENT}}}body")
+        return None if b is None else (b.text or "")
+
+    @property
+    def error(self):
+        return self.el.find(f"{{{NS_CLIENT}}}error")
+
+    @property
+    def error_type(self):
+        return None if self.error is None else self.error.get("type")
+
+    @property
+    def error_condition(self):
+        if self.error is None:
+            return None
+        for c in self.error:
+            if c.tag.startswith(f"{{{NS_STANZAS}}}") and not c.tag.endswith("}text"):
+                return c.tag.split("}")[-1]
+        return None
+
+    @property
+    def error_text(self):
+        if self.error is None:
+            return None
+        t = self.error.find(f"{{{NS_STANZAS}}}text")
+        return None if t is None else (t.text or "")
+
+    @property
+    def xml(self):
+        return self.raw or ET.tostring(self.el, encoding="unicode")
+
+    def __repr__(self):
+        return self.xml
+
+
+class Pred:
+    def __init__(self, fn, desc):
+        self.fn, self.desc = fn, desc
+
+    def __call__(self, st: Stanza) -> bool:
+        try:
+            return bool(self.fn(st))
+        except Exception:  # a predicate that cannot decide does not match
+            return False
+
+    def __and__(self, other):
+        return Pred(lambda s: self(s) and other(s), f"{self.desc} and {other.desc}")
+
+    def __repr__(self):
+        return self.desc
+
+
+def _has_all(st, has):
+    if has is None:
+        return True
+    if isinstance(has, tuple):
+        has = [has]
+    return all(st.has(ns, name) for ns, name in has)
+
+
+def stanza(kind, frm=None, id=None, type=None, has=None, where=None, **attrs):
+    """A stanza of this kind whose attributes are as given (None: any value).
+
+    frm="x@y" matches exactly; frm="x@y/*" matches x@y with any resource.
+    type=False matches a stanza without a type attribute.
+    """
+    def fn(st):
+        if st.kind != kind:
+            return False
+        if frm is not None:
+            if frm.endswith("/*"):
+                if not (st.frm or "").startswith(frm[:-1]):
+                    return False
+            elif st.frm != frm:
+                return False
+        if id is not None and st.id != id:
+            return False
+        if type is False and st.type is not None:
+            return False
+        if type not in (None, False) and st.type != type:
+            return False
+        for k, v in attrs.items():
+            if st.get(k.rstrip("_")) != v:
+                return False
+        if not _has_all(st, has):
+            return False
+        return where is None or where(st)
+
+    shown = {"from": frm, "id": id, "type": type, "has": has, **attrs}
+    desc = f"<{kind} " + " ".join(f"{k}={v!r}" for k, v in shown.items() if v is not None) + ">"
+    if where is not None:
+        desc += " where " + getattr(where, "__name__", "…")
+    return Pred(fn, desc)
+
+
+def message(frm=None, id=None, type=None, has=None, where=None, **attrs):
+    return stanza("message", frm, id, type, has, where, **attrs)
+
+
+def presence(frm=None, type=None, where=None, **attrs):
+    return stanza("presence", frm, None, type, None, where, **attrs)
+
+
+def iq(id=None, type=None, frm=None, where=None):
+    return stanza("iq", frm, id, type, None, where)
+
+
+def receipt_for(msg_id, frm=None):
+    """XEP-0184 <received id=msg_id/>."""
+    return Pred(lambda s: s.kind == "message" and s.has(*RECEIPT) and s.child(*RECEIPT).get("id") == msg_id
+                and (frm is None or s.frm == frm),
+                f"XEP-0184 receipt for {msg_id!r}" + (f" from {frm!r}" if frm else ""))
+
+
+def marker_for(kind, msg_id, frm=None):
+    """XEP-0333 <kind id=msg_id/> (kind: received, displayed, acknowledged)."""
+    return Pred(lambda s: s.kind == "message" and s.has(NS_MARKERS, kind)
+                and s.child(NS_MARKERS, kind).get("id") == msg_id and (frm is None or s.frm == frm),
+                f"XEP-0333 {kind} marker for {msg_id!r}" + (f" from {frm!r}" if frm else ""))
+
+
+def any_mention_of(msg_id):
+    """Any message that relays, acknowledges or marks msg_id."""
+    def fn(s):
+        if s.kind != "message":
+            return False
+        if s.id == msg_id:
+            return True
+        return any(c.get("id") == msg_id for c in s.el
+                   if c.tag.startswith(f"{{{NS_RECEIPTS}}}") or c.tag.startswith(f"{{{NS_MARKERS}}}"))
+    return Pred(fn, f"any message about {msg_id!r}")

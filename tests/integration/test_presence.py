@@ -1,0 +1,40 @@
+"""Presence through tracked addresses: subscriptions flow the way they do through
+any gateway, and the contact's presence is mirrored on its tracked address."""
+
+from match import presence
+from stanzas import NS_CLIENT, presence as presence_xml, subscribe, subscribed
+
+
+async def test_subscription_flow_and_mirrored_presence(tm, world):
+    alice, bob = await world.clients("alice", "bob")
+    await alice.send(subscribe(bob.tracked))
+    await bob.expect(presence(frm=alice.tracked, type="subscribe"))
+    await bob.send(subscribed(alice.tracked))
+    await alice.expect(presence(frm=bob.tracked, type="subscribed"))
+    # bob is online: alice sees his presence on his tracked address, with his resource
+    await alice.expect(presence(frm=bob.tracked_full, type=False))
+
+
+async def test_presence_changes_are_mirrored(tm, world):
+    alice, bob = await world.clients("alice", "bob")
+    await world.befriend(alice, bob, mutual=False)
+    await bob.send(presence_xml(show="away", status="lunch"))
+    got = await alice.expect(presence(frm=bob.tracked_full, type=False,
+                                      where=lambda s: s.el.findtext(f"{{{NS_CLIENT}}}show") == "away"))
+    assert got.el.findtext(f"{{{NS_CLIENT}}}status") == "lunch", got
+    await bob.disconnect()
+    await alice.expect(presence(frm=bob.tracked + "/*", type="unavailable"))
+
+
+async def test_subscription_request_from_bob_reaches_alice(tm, world):
+    alice, bob = await world.clients("alice", "bob")
+    await bob.send(subscribe(alice.tracked))
+    await alice.expect(presence(frm=bob.tracked, type="subscribe"))
+
+
+async def test_no_presence_without_approval(tm, world):
+    alice, bob = await world.clients("alice", "bob")
+    await alice.send(subscribe(bob.tracked))
+    await bob.expect(presence(frm=alice.tracked, type="subscribe"))
+    await bob.send(presence_xml(show="dnd"))
+    await alice.expect_nothing(presence(frm=bob.tracked + "/*"), what="bob's presence before he approved")
