@@ -9,7 +9,8 @@ use tidemark::config::Config;
 use tidemark::service::Tidemark;
 use tidemark::store::{SledStore, Store};
 
-const NS: &str = "jabber:component:accept";
+mod common;
+use common::{NS, shape, with_ns, xep_examples};
 const STATUS: &str = "urn:tidemark:status:0";
 const ROOM: &str = "team@chat.localhost";
 
@@ -33,11 +34,7 @@ impl World {
 
     fn send(&mut self, xml: &str) -> Vec<Element> {
         self.now += 1000;
-        let mut s = xml.to_owned();
-        for name in ["message", "presence", "iq"] {
-            s = s.replacen(&format!("<{name} "), &format!("<{name} xmlns='{NS}' "), 1);
-        }
-        self.tm.handle(&s.parse().unwrap(), self.now)
+        self.tm.handle(&with_ns(xml).parse().unwrap(), self.now)
     }
 
     fn join(&mut self, user: &str) -> Vec<Element> {
@@ -393,4 +390,52 @@ fn room_disco_announces_stanza_ids() {
     ] {
         assert!(features.contains(&f), "{f} in {features:?}");
     }
+}
+
+/// The examples of xep/groups.md are what tidemark says, in shape.
+#[test]
+fn xep_groups_examples_match_what_tidemark_says() {
+    let ex = xep_examples("groups.md");
+    assert_eq!(ex.len(), 10);
+    let mut w = World::new("");
+    for u in ["alice", "bob", "carol"] {
+        w.join(u);
+    }
+    let out = w.send(&format!(
+        "<iq type='get' id='rd1' from='bob@localhost/laptop' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    ));
+    assert_eq!(shape(&out[0]), shape(&ex[0]), "room disco#info");
+
+    let reflected = w.say("alice", "a1");
+    let to_bob = reflected
+        .iter()
+        .find(|m| m.attr("to") == Some("bob@localhost/res"))
+        .unwrap();
+    assert_eq!(shape(to_bob), shape(&ex[1]), "reflected message");
+    let sid = stanza_id(to_bob);
+
+    let marker = String::from(&ex[2])
+        .replace("1041", &sid)
+        .replace("bob@localhost/laptop", "bob@localhost/res");
+    w.send(&marker);
+    let out = w.send(&String::from(&ex[4]).replace("alice@localhost/phone", "alice@localhost/res"));
+    assert_eq!(shape(&out[0]), shape(&ex[5]), "room status query");
+
+    let out = w.display("carol", &sid);
+    let notice = out
+        .iter()
+        .find(|e| e.has_child("all-read", STATUS))
+        .unwrap();
+    assert_eq!(shape(notice), shape(&ex[3]), "all-read notice");
+
+    let out = w.send(&String::from(&ex[6]).replace("carol@localhost/desk", "carol@localhost/res"));
+    assert_eq!(shape(&out[0]), shape(&ex[7]), "command form");
+    let out = w.send(&String::from(&ex[8]).replace("carol@localhost/desk", "carol@localhost/res"));
+    assert_eq!(shape(&out[0]), shape(&ex[9]), "command completed");
+    let note = |e: &Element| {
+        e.get_child("command", "http://jabber.org/protocol/commands")
+            .and_then(|c| c.get_child("note", "http://jabber.org/protocol/commands"))
+            .map(|n| n.text())
+    };
+    assert_eq!(note(&out[0]), note(&ex[9]));
 }

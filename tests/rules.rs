@@ -10,7 +10,8 @@ use tidemark::config::Config;
 use tidemark::service::Tidemark;
 use tidemark::store::{SledStore, Store};
 
-const NS: &str = "jabber:component:accept";
+mod common;
+use common::{NS, shape, with_ns, xep_examples};
 const ALICE_T: &str = "alice\\40localhost@chat.localhost";
 const BOB_T: &str = "bob\\40localhost@chat.localhost";
 const CAROL_T: &str = "carol\\40localhost@chat.localhost";
@@ -79,14 +80,6 @@ impl World {
             .unwrap()
             .to_owned()
     }
-}
-
-fn with_ns(xml: &str) -> String {
-    let mut s = xml.to_owned();
-    for name in ["message", "presence", "iq"] {
-        s = s.replacen(&format!("<{name} "), &format!("<{name} xmlns='{NS}' "), 1);
-    }
-    s
 }
 
 fn error_condition(el: &Element) -> Option<String> {
@@ -525,25 +518,6 @@ fn xep_status_examples_match_what_tidemark_says() {
     assert_eq!(examples.len(), 6);
 
     let mut w = World::new();
-    let shape = |el: &Element| -> Vec<String> {
-        fn walk(el: &Element, out: &mut Vec<String>) {
-            let mut attrs: Vec<String> = el
-                .attrs()
-                .iter()
-                .map(|((_, k), _)| k.to_string())
-                .filter(|k| k != "id" && k != "by")
-                .collect();
-            attrs.sort();
-            out.push(format!("{}{{{}}}[{}]", el.name(), el.ns(), attrs.join(",")));
-            for c in el.children() {
-                walk(c, out);
-            }
-        }
-        let mut out = vec![];
-        walk(el, &mut out);
-        out
-    };
-
     // §2 disco#info.
     let got = w.server_sends(&String::from(&examples[0]));
     assert_eq!(shape(&got[0]), shape(&examples[1]));
