@@ -503,18 +503,7 @@ fn malformed_input_gets_an_error_and_changes_nothing() {
 /// the documented shape: the document and the code cannot drift apart.
 #[test]
 fn xep_status_examples_match_what_tidemark_says() {
-    let doc =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/xep/status.md")).unwrap();
-    let examples: Vec<Element> = doc
-        .split("```xml")
-        .skip(1)
-        .map(|block| {
-            let xml = block.split("```").next().unwrap();
-            with_ns(xml.trim())
-                .parse::<Element>()
-                .unwrap_or_else(|e| panic!("{e}: {xml}"))
-        })
-        .collect();
+    let examples = xep_examples("status.md");
     assert_eq!(examples.len(), 6);
 
     let mut w = World::new();
