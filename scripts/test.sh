@@ -21,6 +21,9 @@ for d in run/it-*/prosody; do
 	[ -f "$d/prosody.pid" ] && bash scripts/prosody.sh stop "$d" || true
 done
 
+log "cargo fmt --check, cargo clippy -D warnings"
+cargo fmt --all -- --check
+cargo clippy --release --all-targets -- -D warnings
 log "cargo build --release"
 cargo build --release
 log "cargo test --release"

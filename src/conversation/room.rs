@@ -102,6 +102,14 @@ pub struct Rooms {
 }
 
 impl Rooms {
+    /// The nickname under which `session` is in `room`, if it is.
+    pub fn nick_of(&self, room: &str, session: &Jid) -> Option<String> {
+        self.live
+            .get(room)
+            .and_then(|l| l.nick_of(session))
+            .map(str::to_owned)
+    }
+
     /// Forgets the frontiers, so they are rebuilt from the store (after a
     /// member changes their read-receipt choice).
     pub fn forget_frontiers(&mut self) {
@@ -628,13 +636,7 @@ fn groupchat(
     now: Millis,
 ) -> Out {
     let room_s = room.as_str().to_owned();
-    let Some(nick) = tm
-        .rooms
-        .live
-        .get(&room_s)
-        .and_then(|l| l.nick_of(from))
-        .map(str::to_owned)
-    else {
+    let Some(nick) = tm.rooms.nick_of(&room_s, from) else {
         // XEP-0045 §7.4: only occupants may send.
         return Ok(vec![error_reply(
             stanza,
@@ -750,13 +752,7 @@ fn marker(
 ) -> Out {
     let room_s = room.as_str().to_owned();
     let reader = from.to_bare().to_string();
-    let Some(nick) = tm
-        .rooms
-        .live
-        .get(&room_s)
-        .and_then(|l| l.nick_of(from))
-        .map(str::to_owned)
-    else {
+    let Some(nick) = tm.rooms.nick_of(&room_s, from) else {
         debug!("marker from someone not in the room ignored");
         return Ok(vec![]);
     };

@@ -73,16 +73,9 @@ mod tests {
 
     fn record(receipt: bool, markers: bool) -> MessageRecord {
         MessageRecord {
-            id: "m1".into(),
-            sender: "alice@x".into(),
-            recipient: "bob@x".into(),
-            sent_at: 1,
-            delivered_at: None,
-            failed: None,
             wants_receipt: receipt,
             wants_markers: markers,
-            readable: true,
-            queued: false,
+            ..MessageRecord::sample("alice@x", "bob@x", "m1", 1)
         }
     }
 

@@ -99,18 +99,7 @@ mod tests {
     use super::*;
 
     fn record() -> MessageRecord {
-        MessageRecord {
-            id: "m1".into(),
-            sender: "alice@x".into(),
-            recipient: "bob@x".into(),
-            sent_at: 1,
-            delivered_at: None,
-            failed: None,
-            wants_receipt: true,
-            wants_markers: true,
-            readable: true,
-            queued: false,
-        }
+        MessageRecord::sample("alice@x", "bob@x", "m1", 1)
     }
 
     #[test]

@@ -4,18 +4,7 @@
 use super::*;
 
 fn record(sender: &str, recipient: &str, id: &str, at: Millis) -> MessageRecord {
-    MessageRecord {
-        id: id.into(),
-        sender: sender.into(),
-        recipient: recipient.into(),
-        sent_at: at,
-        delivered_at: None,
-        failed: None,
-        wants_receipt: true,
-        wants_markers: true,
-        readable: true,
-        queued: false,
-    }
+    MessageRecord::sample(sender, recipient, id, at)
 }
 
 fn sequence_numbers_only_grow(store: &dyn Store) {

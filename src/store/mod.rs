@@ -193,6 +193,25 @@ pub trait Store: Send + Sync {
     fn flush(&self) -> StoreResult<()>;
 }
 
+impl MessageRecord {
+    /// A sent 1:1 message asking for receipts and markers, for tests.
+    #[cfg(test)]
+    pub(crate) fn sample(sender: &str, recipient: &str, id: &str, at: Millis) -> Self {
+        MessageRecord {
+            id: id.into(),
+            sender: sender.into(),
+            recipient: recipient.into(),
+            sent_at: at,
+            delivered_at: None,
+            failed: None,
+            wants_receipt: true,
+            wants_markers: true,
+            readable: true,
+            queued: false,
+        }
+    }
+}
+
 /// A group conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomRecord {
