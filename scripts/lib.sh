@@ -51,14 +51,15 @@ ensure_cargo() {
 	die "cargo is missing: install a Rust toolchain (https://rustup.rs) first"
 }
 
-# wait_port PORT SECONDS: until something accepts on 127.0.0.1:PORT.
+# wait_port PORT SECONDS [HOST]: until something accepts on HOST:PORT
+# (HOST 127.0.0.1 unless given).
 wait_port() {
-	local port=$1 deadline=$((SECONDS + $2))
+	local port=$1 deadline=$((SECONDS + $2)) host=${3:-127.0.0.1}
 	while [ $SECONDS -lt "$deadline" ]; do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+		if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then return 0; fi
 		sleep 0.1
 	done
 	return 1
 }
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_in_use() { (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }

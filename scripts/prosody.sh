@@ -7,11 +7,14 @@
 #   scripts/prosody.sh stop DIR
 #   scripts/prosody.sh restart DIR
 #   scripts/prosody.sh status DIR
-#   scripts/prosody.sh register DIR USER PASS  create USER@localhost
+#   scripts/prosody.sh register DIR USER PASS  create USER@DOMAIN
 #
 # Environment (read by start; saved in DIR so restart reuses it):
 #   C2S_PORT (15222)  COMPONENT_PORT (15347)  COMPONENT_JID (chat.localhost)
-#   COMPONENT_SECRET (s3cret)  PROSODY_LOG_LEVEL (info)
+#   COMPONENT_SECRET (s3cret)  PROSODY_LOG_LEVEL (info)  XMPP_DOMAIN (localhost)
+#   Federation, off unless S2S_ADDR is set: s2s listens on S2S_ADDR:5269
+#   (say 127.0.0.2; each server its own address) and resolves domains with
+#   the hosts file HOSTS_FILE only (lua-unbound, no DNS server asked).
 #
 # As root, Prosody drops to the `prosody` user (DIR is chowned to it) when that
 # user can reach DIR; when it cannot (say, a clone under /root, mode 0700),
@@ -56,17 +59,30 @@ cmd_start() {
 	fi
 	local c2s=${C2S_PORT:-15222} comp=${COMPONENT_PORT:-15347}
 	local jid=${COMPONENT_JID:-chat.localhost} secret=${COMPONENT_SECRET:-s3cret}
-	local level=${PROSODY_LOG_LEVEL:-info}
+	local level=${PROSODY_LOG_LEVEL:-info} domain=${XMPP_DOMAIN:-localhost}
+	local s2s_addr=${S2S_ADDR:-} hosts=${HOSTS_FILE:-}
 	cat >"$dir/env" <<ENV
 C2S_PORT=$c2s
 COMPONENT_PORT=$comp
 COMPONENT_JID=$jid
 COMPONENT_SECRET=$secret
 PROSODY_LOG_LEVEL=$level
+XMPP_DOMAIN=$domain
+S2S_ADDR=$s2s_addr
+HOSTS_FILE=$hosts
 ENV
 	for p in "$c2s" "$comp"; do
 		port_in_use "$p" && die "127.0.0.1:$p is already in use (another Prosody?)"
 	done
+	local s2s='modules_disabled = { "s2s" }'
+	if [ -n "$s2s_addr" ]; then
+		[ -f "$hosts" ] || die "S2S_ADDR needs HOSTS_FILE, a hosts file naming the federated domains"
+		port_in_use 5269 "$s2s_addr" && die "$s2s_addr:5269 is already in use"
+		# Resolve only through the hosts file: the resolv.conf names a closed
+		# loopback port, so nothing ever leaves the machine.
+		echo "nameserver 127.0.0.1" >"$dir/resolv.conf"
+		s2s="s2s_ports = { 5269 }; s2s_interfaces = { \"$s2s_addr\" }; s2s_require_encryption = false; s2s_secure_auth = false; unbound = { hoststxt = \"$hosts\"; resolvconf = \"$dir/resolv.conf\" }"
+	fi
 
 	mkdir -p "$dir/data" "$dir/certs"
 	cp "$REPO_ROOT/certs/localhost.crt" "$REPO_ROOT/certs/localhost.key" "$dir/certs/"
@@ -85,6 +101,7 @@ ENV
 	sed -e "s|@DIR@|$dir|g" -e "s|@C2S_PORT@|$c2s|g" -e "s|@COMPONENT_PORT@|$comp|g" \
 		-e "s|@COMPONENT_JID@|$jid|g" -e "s|@SECRET@|$secret|g" \
 		-e "s|@LOG_LEVEL@|$level|g" -e "s|@RUN_AS_ROOT@|$run_as_root|g" \
+		-e "s|@DOMAIN@|$domain|g" -e "s|@S2S@|$s2s|g" \
 		"$REPO_ROOT/config/prosody.cfg.lua.in" >"$dir/prosody.cfg.lua"
 	chmod 640 "$dir/prosody.cfg.lua" "$dir/env" # they hold the component secret
 	[ $as_prosody = 1 ] && chown -R prosody:prosody "$dir"
@@ -98,7 +115,7 @@ ENV
 	else
 		setsid prosody --config "$dir/prosody.cfg.lua" -F >>"$dir/prosody.out" 2>&1 </dev/null &
 	fi
-	if ! wait_port "$c2s" 15 || ! wait_port "$comp" 5; then
+	if ! wait_port "$c2s" 15 || ! wait_port "$comp" 5 || { [ -n "$s2s_addr" ] && ! wait_port 5269 5 "$s2s_addr"; }; then
 		log "prosody did not start; last lines of its logs:"
 		tail -n 20 "$dir/prosody.out" "$dir/prosody.log" >&2 2>/dev/null || true
 		exit 1
@@ -126,7 +143,10 @@ cmd_status() {
 cmd_register() {
 	local dir; dir=$(abs_dir "$1")
 	[ -f "$dir/prosody.cfg.lua" ] || die "no $dir/prosody.cfg.lua: run '$0 start $dir' first"
-	prosodyctl --config "$dir/prosody.cfg.lua" register "$2" localhost "$3"
+	local XMPP_DOMAIN=localhost
+	# shellcheck disable=SC1091
+	[ -f "$dir/env" ] && source "$dir/env"
+	prosodyctl --config "$dir/prosody.cfg.lua" register "$2" "${XMPP_DOMAIN:-localhost}" "$3"
 }
 
 [ $# -ge 1 ] || usage
