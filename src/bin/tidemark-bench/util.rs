@@ -2,7 +2,6 @@
 //! percentiles, temporary directories, argument parsing.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// CPU time (user + system) a process has used so far, from /proc/PID/stat.
 pub fn cpu_seconds(pid: u32) -> f64 {
@@ -90,23 +89,6 @@ impl Drop for TempDir {
     }
 }
 
-/// Total size of the files under `dir`, in bytes (what `du` would call the
-/// apparent size).
-pub fn dir_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let Ok(md) = e.metadata() else { continue };
-            if md.is_dir() {
-                total += dir_bytes(&e.path());
-            } else {
-                total += md.len();
-            }
-        }
-    }
-    total
-}
-
 /// Blocks actually allocated under `dir` (what `du` reports), in bytes.
 pub fn dir_allocated(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -176,9 +158,6 @@ impl Args {
     }
 }
 
-pub fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
-}
 
 /// The directory holding this executable (target/release), where the
 /// `tidemark` binary is expected too.
