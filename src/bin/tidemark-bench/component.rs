@@ -157,7 +157,11 @@ fn reader(mut sock: TcpStream, leftover: Vec<u8>, sh: Arc<Shared>) {
         match sock.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => split.feed(&buf[..n], &mut on),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => break,
         }
     }
@@ -243,9 +247,10 @@ fn phase(
         }
         sent += n;
     }
-    let all = wait_for(deadline.max(Instant::now() + Duration::from_secs(5)), || {
-        sh.matched.load(Ordering::Acquire) - matched0 >= sent
-    });
+    let all = wait_for(
+        deadline.max(Instant::now() + Duration::from_secs(5)),
+        || sh.matched.load(Ordering::Acquire) - matched0 >= sent,
+    );
     let cpu = util::cpu_seconds(pid) - cpu0;
     let gen_cpu = util::cpu_seconds(std::process::id()) - gen0;
     if timed_out || !all {
@@ -332,7 +337,15 @@ pub fn run_one(kind: Kind, p: &Params, fixed_rate: Option<f64>) -> Result<Outcom
 
         let saturated = phase(&mut sock, &sh, pid, p, 0, p.units, None);
         let paced_rate = fixed_rate.unwrap_or(saturated.rate * p.paced_fraction);
-        let paced = phase(&mut sock, &sh, pid, p, p.units, p.paced_units, Some(paced_rate));
+        let paced = phase(
+            &mut sock,
+            &sh,
+            pid,
+            p,
+            p.units,
+            p.paced_units,
+            Some(paced_rate),
+        );
         let peak = util::peak_rss_mib(pid);
         sh.stop.store(true, Ordering::Relaxed);
         let _ = sock.shutdown(std::net::Shutdown::Both);
@@ -391,7 +404,9 @@ pub fn main(args: &Args) -> Result<(), String> {
 
     let per100k = |ph: &Phase| ph.cpu / ph.stanzas_out as f64 * 100_000.0;
     println!();
-    println!("| figure | tidemark | baseline (parse+serialize+sled, no routing) | tidemark / baseline |");
+    println!(
+        "| figure | tidemark | baseline (parse+serialize+sled, no routing) | tidemark / baseline |"
+    );
     println!("|---|---|---|---|");
     println!(
         "| throughput, stanzas in/s (saturated) | {:.0} | {:.0} | {} |",

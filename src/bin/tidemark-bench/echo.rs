@@ -32,12 +32,15 @@ pub fn main(args: &Args) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let store = Arc::new(SledStore::open(&store, cache_mb * 1024 * 1024).map_err(|e| e.to_string())?);
+    let store =
+        Arc::new(SledStore::open(&store, cache_mb * 1024 * 1024).map_err(|e| e.to_string())?);
     rt.block_on(serve(&server, store, flush_batch))
 }
 
 async fn serve(server: &str, store: Arc<SledStore>, batch_limit: usize) -> Result<(), String> {
-    let tcp = TcpStream::connect(server).await.map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(server)
+        .await
+        .map_err(|e| e.to_string())?;
     tcp.set_nodelay(true).ok();
     let header = StreamHeader {
         to: Some(Cow::Borrowed(DOMAIN)),
@@ -54,11 +57,18 @@ async fn serve(server: &str, store: Arc<SledStore>, batch_limit: usize) -> Resul
     let id = pending.take_header().id.ok_or("no stream id")?.into_owned();
     let mut stream: Stream = pending.skip_features();
     let mut hs = Element::bare("handshake", ns::COMPONENT);
-    hs.append_text(hex::encode(Sha1::digest(format!("{id}{SECRET}").as_bytes())));
+    hs.append_text(hex::encode(Sha1::digest(
+        format!("{id}{SECRET}").as_bytes(),
+    )));
     stream.send(&hs).await.map_err(|e| e.to_string())?;
     match stream.next().await {
         Some(Ok(el)) if el.is("handshake", ns::COMPONENT) => {}
-        other => return Err(format!("handshake failed: {:?}", other.map(|r| r.map(|e| e.name().to_owned())))),
+        other => {
+            return Err(format!(
+                "handshake failed: {:?}",
+                other.map(|r| r.map(|e| e.name().to_owned()))
+            ));
+        }
     }
 
     let mut batch: Vec<Element> = Vec::with_capacity(batch_limit);
@@ -70,7 +80,9 @@ async fn serve(server: &str, store: Arc<SledStore>, batch_limit: usize) -> Resul
         }
         let mut ended = false;
         while batch.len() < batch_limit {
-            let Some(item) = stream.next().now_or_never() else { break };
+            let Some(item) = stream.next().now_or_never() else {
+                break;
+            };
             match item {
                 Some(Ok(el)) => batch.push(el),
                 Some(Err(ReadError::SoftTimeout)) | Some(Err(ReadError::ParseError(_))) => {}
@@ -98,7 +110,9 @@ async fn serve(server: &str, store: Arc<SledStore>, batch_limit: usize) -> Resul
         for el in &out {
             stream.feed(el).await.map_err(|e| e.to_string())?;
         }
-        SinkExt::<&Element>::flush(&mut stream).await.map_err(|e| e.to_string())?;
+        SinkExt::<&Element>::flush(&mut stream)
+            .await
+            .map_err(|e| e.to_string())?;
         if ended {
             return Ok(());
         }
@@ -107,7 +121,11 @@ async fn serve(server: &str, store: Arc<SledStore>, batch_limit: usize) -> Resul
 
 /// The writes tidemark makes for each kind of stanza, with keys and values
 /// of the same shape, but without the reads and checks that decide them.
-fn write_like_tidemark(store: &dyn Store, el: &Element, now: u64) -> Result<(), tidemark::store::StoreError> {
+fn write_like_tidemark(
+    store: &dyn Store,
+    el: &Element,
+    now: u64,
+) -> Result<(), tidemark::store::StoreError> {
     let from = el.attr("from").unwrap_or_default();
     let to = el.attr("to").unwrap_or_default();
     let from_bare = from.split('/').next().unwrap_or_default();

@@ -27,7 +27,11 @@ fn user(n: u64) -> String {
 fn parties(i: u64) -> (String, String) {
     let p = i % USERS_PER_SIDE;
     let (a, b) = (user(2 * p), user(2 * p + 1));
-    if (i / USERS_PER_SIDE) % 2 == 0 { (a, b) } else { (b, a) }
+    if (i / USERS_PER_SIDE) % 2 == 0 {
+        (a, b)
+    } else {
+        (b, a)
+    }
 }
 
 fn record(i: u64, sender: &str, recipient: &str, now: u64) -> MessageRecord {
@@ -72,7 +76,11 @@ pub fn child(args: &Args) -> Result<(), String> {
             .path(path.join("raw"))
             .cache_capacity(cache)
             .flush_every_ms(None);
-        let raw = if schema == "raw" { Some(raw.open().map_err(|e| e.to_string())?) } else { None };
+        let raw = if schema == "raw" {
+            Some(raw.open().map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
         let t = Instant::now();
         let mut ops = 0u64;
         for i in 0..n {
@@ -83,7 +91,8 @@ pub fn child(args: &Args) -> Result<(), String> {
                 rec.delivered_at = Some(now + 1);
                 let mut v = postcard::to_allocvec(&rec).unwrap();
                 v.extend_from_slice(&(now + 2).to_be_bytes()); // read at
-                db.insert((i + 1).to_be_bytes(), v).map_err(|e| e.to_string())?;
+                db.insert((i + 1).to_be_bytes(), v)
+                    .map_err(|e| e.to_string())?;
                 ops += 3;
                 if ops % batch < 3 {
                     db.flush().map_err(|e| e.to_string())?;
@@ -283,7 +292,9 @@ pub fn main(args: &Args) -> Result<(), String> {
         let r = |a: f64, b: f64| format!("{:.2}x", a / b);
         println!();
         println!("cache_mb = {cache}");
-        println!("| figure | tidemark store | baseline (one sled insert per status) | tidemark / baseline |");
+        println!(
+            "| figure | tidemark store | baseline (one sled insert per status) | tidemark / baseline |"
+        );
         println!("|---|---|---|---|");
         println!(
             "| write {n} statuses, s (statuses/s) | {:.1} ({:.0}/s) | {:.1} ({:.0}/s) | {} |",

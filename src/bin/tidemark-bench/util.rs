@@ -12,8 +12,13 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     let rest = &stat[stat.rfind(')').map(|i| i + 2).unwrap_or(0)..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the full line: 11 and 12 here.
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    let ticks: f64 = f
+        .get(11)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(f64::NAN)
+        + f.get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN);
     ticks / clock_ticks()
 }
 
@@ -157,7 +162,6 @@ impl Args {
         }
     }
 }
-
 
 /// The directory holding this executable (target/release), where the
 /// `tidemark` binary is expected too.

@@ -13,7 +13,10 @@ pub const SECRET: &str = "bench-secret";
 
 /// Waits for the component to connect and does the server side of the
 /// handshake. Returns the stream and any bytes that came after it.
-pub fn accept_component(listener: &TcpListener, timeout: Duration) -> Result<(TcpStream, Vec<u8>), String> {
+pub fn accept_component(
+    listener: &TcpListener,
+    timeout: Duration,
+) -> Result<(TcpStream, Vec<u8>), String> {
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + timeout;
     let mut sock = loop {
@@ -41,8 +44,11 @@ pub fn accept_component(listener: &TcpListener, timeout: Duration) -> Result<(Tc
     let header = format!(
         "<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:component:accept' id='{id}' from='{DOMAIN}'>"
     );
-    sock.write_all(header.as_bytes()).map_err(|e| e.to_string())?;
-    let hs_end = read_until(&mut sock, &mut buf, |b| find(b, b"</handshake>").map(|p| p + 12))?;
+    sock.write_all(header.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let hs_end = read_until(&mut sock, &mut buf, |b| {
+        find(b, b"</handshake>").map(|p| p + 12)
+    })?;
     let hs = String::from_utf8_lossy(&buf[..hs_end]).to_string();
     buf.drain(..hs_end);
     let expected = hex::encode(Sha1::digest(format!("{id}{SECRET}").as_bytes()));
@@ -64,7 +70,9 @@ fn read_until(
         if let Some(n) = done(buf) {
             return Ok(n);
         }
-        let n = sock.read(&mut chunk).map_err(|e| format!("during handshake: {e}"))?;
+        let n = sock
+            .read(&mut chunk)
+            .map_err(|e| format!("during handshake: {e}"))?;
         if n == 0 {
             return Err("closed during handshake".into());
         }
@@ -165,7 +173,11 @@ impl Splitter {
             i += 1;
         }
         // Keep only the unfinished stanza.
-        let keep = if self.depth > 1 || self.in_tag { self.start } else { i };
+        let keep = if self.depth > 1 || self.in_tag {
+            self.start
+        } else {
+            i
+        };
         self.pending.drain(..keep);
         self.pos = i - keep;
         self.start -= keep.min(self.start);
