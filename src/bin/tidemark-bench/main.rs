@@ -1,0 +1,52 @@
+//! `tidemark-bench SCENARIO [--option value ...]`: benchmarks that print
+//! figures, each next to a baseline measured in the same run. See
+//! BENCHMARKS.md for what each scenario does and the figures measured.
+
+mod component;
+mod echo;
+mod storage;
+mod util;
+mod wire;
+
+use util::Args;
+
+const USAGE: &str = "usage: tidemark-bench SCENARIO [--option value ...]
+
+scenarios:
+  component        1. tidemark alone, driven over XEP-0114 by a load generator
+                      that plays the server; baseline: echo-component
+  storage          3. 1,000,000 statuses written, queried, reopened after kill -9
+  echo-component   (internal) the baseline component of scenario 1
+  storage-child    (internal) the child process of scenario 3
+
+Build first: cargo build --release --bins";
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(scenario) = argv.first() else {
+        eprintln!("{USAGE}");
+        std::process::exit(2);
+    };
+    let args = match Args::parse(&argv[1..]) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("tidemark-bench: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let result = match scenario.as_str() {
+        "component" => component::main(&args),
+        "storage" => storage::main(&args),
+        "echo-component" => echo::main(&args),
+        "storage-child" => storage::child(&args),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown scenario {other:?}\n{USAGE}")),
+    };
+    if let Err(e) = result {
+        eprintln!("tidemark-bench {scenario}: {e}");
+        std::process::exit(1);
+    }
+}
