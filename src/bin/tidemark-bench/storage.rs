@@ -175,7 +175,7 @@ pub fn child(args: &Args) -> Result<(), String> {
             std::path::Path::new("bench.toml"),
         )
         .map_err(|e| e.to_string())?;
-        let mut tm = Tidemark::new(cfg, store.clone());
+        let mut tm = Tidemark::new(cfg, store.clone()).expect("service over the reopened store");
         let ask = |tm: &mut Tidemark, i: u64| -> bool {
             let (s, r) = parties(i);
             let conv = r.replace('@', "\\40") + "@chat.localhost";

@@ -144,9 +144,9 @@ impl Args {
             .unwrap_or(default)
     }
 
-    pub fn list<T: std::str::FromStr>(&self, name: &str, default: &[T]) -> Vec<T>
+    pub fn list<T>(&self, name: &str, default: &[T]) -> Vec<T>
     where
-        T: Clone,
+        T: std::str::FromStr + Clone,
     {
         match self.pairs.iter().rev().find(|(k, _)| k == name) {
             None => default.to_vec(),
