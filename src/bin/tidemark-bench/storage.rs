@@ -27,7 +27,7 @@ fn user(n: u64) -> String {
 fn parties(i: u64) -> (String, String) {
     let p = i % USERS_PER_SIDE;
     let (a, b) = (user(2 * p), user(2 * p + 1));
-    if (i / USERS_PER_SIDE) % 2 == 0 {
+    if (i / USERS_PER_SIDE).is_multiple_of(2) {
         (a, b)
     } else {
         (b, a)

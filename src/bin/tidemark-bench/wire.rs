@@ -218,7 +218,11 @@ pub fn classify_out(s: &[u8]) -> Option<(u64, u8, bool)> {
 pub fn unit_users(i: u64, pairs: u64) -> (u64, u64) {
     let p = i % pairs;
     let (a, b) = (2 * p, 2 * p + 1);
-    if (i / pairs) % 2 == 0 { (a, b) } else { (b, a) }
+    if (i / pairs).is_multiple_of(2) {
+        (a, b)
+    } else {
+        (b, a)
+    }
 }
 
 /// The three stanzas of unit `i`, as a server would pass them on.
