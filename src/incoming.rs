@@ -91,6 +91,12 @@ pub enum RoomRequest {
     },
     DiscoInfo,
     DiscoItems,
+    /// An iq to `room/nick`; XEP-0410 self-pings are how clients learn
+    /// whether they are still in the room.
+    OccupantIq {
+        nick: String,
+        self_ping: bool,
+    },
     /// An error from an occupant's client or server: the session is gone.
     Bounce,
     /// Anything else a room does not do (private messages, other queries);
@@ -304,15 +310,19 @@ fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomReque
                 has_body: !bodies.is_empty(),
             }
         }
-        "iq" => match type_ {
-            Some("result") | Some("error") => RoomRequest::Ignored("iq response to a room"),
-            Some("get") => match stanza.children().next() {
-                Some(q) if q.is("query", ns::DISCO_INFO) && nick.is_none() => {
-                    RoomRequest::DiscoInfo
-                }
-                Some(q) if q.is("query", ns::DISCO_ITEMS) && nick.is_none() => {
-                    RoomRequest::DiscoItems
-                }
+        "iq" => match (type_, nick) {
+            (Some("result") | Some("error"), _) => RoomRequest::Ignored("iq response to a room"),
+            (Some("get") | Some("set"), Some(nick)) => RoomRequest::OccupantIq {
+                nick,
+                self_ping: type_ == Some("get")
+                    && stanza
+                        .children()
+                        .next()
+                        .is_some_and(|q| q.is("ping", ns::PING)),
+            },
+            (Some("get"), None) => match stanza.children().next() {
+                Some(q) if q.is("query", ns::DISCO_INFO) => RoomRequest::DiscoInfo,
+                Some(q) if q.is("query", ns::DISCO_ITEMS) => RoomRequest::DiscoItems,
                 _ => refuse("service-unavailable", "the room does not answer that query"),
             },
             _ => refuse("service-unavailable", "the room does not answer that query"),

@@ -371,6 +371,22 @@ fn only_occupants_may_write_and_leaving_is_announced() {
 }
 
 #[test]
+fn a_self_ping_tells_a_client_whether_it_is_still_in_the_room() {
+    let mut w = World::new("");
+    let ping = |user: &str| {
+        format!(
+            "<iq type='get' id='p' from='{user}@localhost/res' to='{ROOM}/{user}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        )
+    };
+    w.join("alice");
+    let out = w.send(&ping("alice"));
+    assert_eq!(out[0].attr("type"), Some("result"));
+    // Not joined (or forgotten by a restart): not-acceptable makes the client rejoin.
+    let out = w.send(&ping("bob"));
+    assert_eq!(condition(&out[0]).as_deref(), Some("not-acceptable"));
+}
+
+#[test]
 fn room_disco_announces_stanza_ids() {
     let mut w = World::new("");
     w.join("alice");

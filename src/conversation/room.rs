@@ -223,6 +223,9 @@ pub fn handle(
             r.append_child(Element::bare("query", ns::DISCO_ITEMS));
             Ok(vec![r])
         }
+        RoomRequest::OccupantIq { nick, self_ping } => {
+            Ok(vec![occupant_iq(tm, stanza, from, room, &nick, self_ping)])
+        }
         RoomRequest::Refused { reply } => Ok(reply.into_iter().collect()),
         // XEP-0045 §9.9: a session that bounces the room's stanzas is gone.
         RoomRequest::Bounce => Ok(leave(tm, stanza, from, room)),
@@ -230,6 +233,38 @@ pub fn handle(
             debug!(why, "ignored");
             Ok(vec![])
         }
+    }
+}
+
+/// XEP-0410 §3: a self-ping answers "still joined" with a result, "not
+/// joined" with `not-acceptable`, which makes the client rejoin (after a
+/// tidemark restart, say). Other queries to occupants are not forwarded.
+fn occupant_iq(
+    tm: &Tidemark,
+    iq: &Element,
+    from: &Jid,
+    room: &BareJid,
+    nick: &str,
+    self_ping: bool,
+) -> Element {
+    let to = format!("{room}/{nick}");
+    let in_room = tm.rooms.nick_of(room.as_str(), from);
+    match in_room {
+        None => error_reply(
+            iq,
+            &to,
+            ErrorType::Cancel,
+            "not-acceptable",
+            "you are not in this room; join it again",
+        ),
+        Some(own) if self_ping && own == nick => iq_result(iq, &to),
+        Some(_) => error_reply(
+            iq,
+            &to,
+            ErrorType::Cancel,
+            "service-unavailable",
+            "queries to occupants are not forwarded",
+        ),
     }
 }
 
