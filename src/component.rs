@@ -71,12 +71,17 @@ impl From<Retry> for Fatal {
 /// Connects, serves, and reconnects until a fatal error.
 pub async fn run(config: &Config, tm: &mut Tidemark) -> Result<(), ComponentError> {
     let mut backoff = Duration::from_secs(1);
+    // Answers whose statuses are recorded but that the lost connection did not
+    // take: sent again on the next connection rather than lost (a client may
+    // see one twice; XEP-0184 and XEP-0333 answers are idempotent, and a
+    // message keeps its id).
+    let mut unsent: Vec<Element> = Vec::new();
     loop {
         match connect(config).await {
             Ok(mut stream) => {
                 info!(server = %config.component.server, jid = %config.component.jid, "connected to server");
                 backoff = Duration::from_secs(1);
-                match serve(config, tm, &mut stream).await {
+                match serve(config, tm, &mut stream, &mut unsent).await {
                     Err(Fatal::Stop(e)) => return Err(e),
                     Err(Fatal::Retry(e)) => warn!(error = %e, "disconnected; reconnecting"),
                     Ok(()) => warn!("server closed the stream; reconnecting"),
@@ -219,11 +224,24 @@ fn flush_store(tm: &Tidemark) -> Result<(), Fatal> {
         .map_err(|e| Fatal::Stop(ComponentError::Storage(e)))
 }
 
-async fn serve(config: &Config, tm: &mut Tidemark, stream: &mut Stream) -> Result<(), Fatal> {
+async fn serve(
+    config: &Config,
+    tm: &mut Tidemark,
+    stream: &mut Stream,
+    unsent: &mut Vec<Element>,
+) -> Result<(), Fatal> {
     let hello = tm
         .on_connected()
         .map_err(|e| Fatal::Stop(ComponentError::Storage(e)))?;
     send_all(stream, &hello).await?;
+    if !unsent.is_empty() {
+        info!(
+            count = unsent.len(),
+            "sending answers the last connection did not take"
+        );
+        send_all(stream, unsent).await?;
+        unsent.clear();
+    }
 
     let batch_limit = config.storage.flush_batch;
     let mut batch: Vec<Element> = Vec::with_capacity(batch_limit);
@@ -275,15 +293,18 @@ async fn serve(config: &Config, tm: &mut Tidemark, stream: &mut Stream) -> Resul
             out.extend(tm.handle(&el, now));
         }
         flush_store(tm)?;
+        if let Some(r) = ended {
+            // The server closed its side: it will not route these any more.
+            *unsent = out;
+            return r;
+        }
         if let Err(e) = send_all(stream, &out).await {
             error!(
                 pending = out.len(),
-                "connection lost before answers were sent"
+                "connection lost before answers were sent; they go out on the next connection"
             );
+            *unsent = out;
             return Err(e);
-        }
-        if let Some(r) = ended {
-            return r;
         }
     }
 }

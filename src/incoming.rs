@@ -172,8 +172,11 @@ fn invalid(stanza: &Element, own: &str, reason: String, condition: &str) -> Inco
 }
 
 pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
+    // Errors come from the address the stanza was sent to, or from the
+    // service when that address is not a valid JID.
     let own = stanza
         .attr("to")
+        .filter(|to| Jid::new(to).is_ok())
         .unwrap_or(addrs.domain().as_str())
         .to_owned();
     let from = match jid_attr(stanza, "from") {

@@ -1,0 +1,199 @@
+//! The XEP-0114 connection loop against a scripted server on loopback: the
+//! parts a real Prosody cannot be made to do on cue (closing right after a
+//! stanza, staying silent, refusing the handshake in a given way).
+//! Everything else about the connection is tested against Prosody in
+//! tests/integration.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha1::{Digest, Sha1};
+use tidemark::component::{self, ComponentError};
+use tidemark::config::Config;
+use tidemark::service::Tidemark;
+use tidemark::store::{SledStore, Store};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+
+const SECRET: &str = "s3cret";
+const STREAM_ID: &str = "abc123";
+
+fn config(port: u16) -> Config {
+    let text = format!(
+        "[component]\njid = \"chat.localhost\"\nserver = \"127.0.0.1:{port}\"\nsecret = \"{SECRET}\"\n\
+         keepalive_secs = 1\nreconnect_max_secs = 1\n[storage]\npath = \"unused\"\n"
+    );
+    Config::parse(&text, Path::new("test.toml")).unwrap()
+}
+
+fn service(config: &Config) -> Tidemark {
+    let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
+    Tidemark::new(config.clone(), store).unwrap()
+}
+
+/// The server side of one component connection, speaking raw XML.
+struct Peer {
+    sock: TcpStream,
+    seen: String,
+}
+
+impl Peer {
+    /// Accepts a connection and answers the stream header; returns the peer
+    /// and the handshake digest tidemark sent.
+    async fn accept(listener: &TcpListener) -> (Peer, String) {
+        let (sock, _) = timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .expect("tidemark connects")
+            .unwrap();
+        let mut peer = Peer {
+            sock,
+            seen: String::new(),
+        };
+        peer.wait_for("jabber:component:accept").await;
+        peer.wait_for(">").await;
+        peer.write(&format!(
+            "<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams' \
+             xmlns='jabber:component:accept' id='{STREAM_ID}' from='chat.localhost'>"
+        ))
+        .await;
+        peer.wait_for("</handshake>").await;
+        let start = peer.seen.find("<handshake>").expect("a handshake") + "<handshake>".len();
+        let end = peer.seen.find("</handshake>").unwrap();
+        let digest = peer.seen[start..end].to_owned();
+        peer.seen.clear();
+        (peer, digest)
+    }
+
+    async fn accept_and_login(listener: &TcpListener) -> Peer {
+        let (mut peer, digest) = Self::accept(listener).await;
+        let expected = hex::encode(Sha1::digest(format!("{STREAM_ID}{SECRET}").as_bytes()));
+        assert_eq!(
+            digest, expected,
+            "XEP-0114 §3: SHA-1 of stream id and secret"
+        );
+        peer.write("<handshake/>").await;
+        peer
+    }
+
+    async fn write(&mut self, xml: &str) {
+        self.sock.write_all(xml.as_bytes()).await.unwrap();
+    }
+
+    /// Reads until `needle` has been seen; panics after 5 s.
+    async fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut buf = [0u8; 4096];
+        while !self.seen.contains(needle) {
+            let n = tokio::time::timeout_at(deadline, self.sock.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("no {needle:?} within 5 s; seen: {}", self.seen))
+                .unwrap();
+            assert!(
+                n > 0,
+                "connection closed while waiting for {needle:?}; seen: {}",
+                self.seen
+            );
+            self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        self.seen.clone()
+    }
+}
+
+const DISCO: &str = "<iq type='get' id='d1' from='alice@localhost/a' to='chat.localhost'>\
+                     <query xmlns='http://jabber.org/protocol/disco#info'/></iq>";
+
+async fn listener() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_queries_pings_when_silent_and_survives_bad_stanzas() {
+    let (l, port) = listener().await;
+    let config = config(port);
+    let task = tokio::spawn(async move {
+        let mut tm = service(&config);
+        component::run(&config, &mut tm).await
+    });
+    let mut peer = Peer::accept_and_login(&l).await;
+    peer.write(DISCO).await;
+    peer.wait_for("urn:tidemark:status:0").await;
+
+    // A stanza xmpp-parsers would reject (a bad JID): an error, and the
+    // connection goes on.
+    peer.write("<iq type='get' id='bad' from='alice@localhost/a' to='bad@@jid'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    let seen = peer.wait_for("jid-malformed").await;
+    assert!(seen.contains("from='chat.localhost' id='bad'"), "{seen}");
+    peer.write(&DISCO.replace("d1", "d2")).await;
+    peer.wait_for("id='d2'").await;
+
+    // Silence: tidemark pings within its keepalive (1 s here).
+    peer.seen.clear();
+    peer.wait_for("urn:xmpp:ping").await;
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_the_lost_connection_did_not_take_go_out_on_the_next() {
+    let (l, port) = listener().await;
+    let config = config(port);
+    let task = tokio::spawn(async move {
+        let mut tm = service(&config);
+        component::run(&config, &mut tm).await
+    });
+    let mut peer = Peer::accept_and_login(&l).await;
+    // The query and the end of the stream arrive together: tidemark handles
+    // the query but cannot answer on a closed stream.
+    peer.write(&format!("{DISCO}</stream:stream>")).await;
+    let _ = peer.sock.shutdown().await;
+    drop(peer);
+
+    let mut again = Peer::accept_and_login(&l).await;
+    let seen = again.wait_for("id='d1'").await;
+    assert!(seen.contains("disco#info"), "{seen}");
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_secret_stops_with_a_message_that_says_so() {
+    let (l, port) = listener().await;
+    let config = config(port);
+    let task = tokio::spawn(async move {
+        let mut tm = service(&config);
+        component::run(&config, &mut tm).await
+    });
+    let (mut peer, _) = Peer::accept(&l).await;
+    peer.write(
+        "<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>",
+    )
+    .await;
+    let result = timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+    let err = result.expect_err("a refused secret is fatal");
+    assert!(matches!(err, ComponentError::SecretRejected { .. }));
+    assert!(err.to_string().contains("secret"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_retried_until_it_comes() {
+    let (l, port) = listener().await;
+    drop(l);
+    let config = config(port);
+    let task = tokio::spawn(async move {
+        let mut tm = service(&config);
+        component::run(&config, &mut tm).await
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!task.is_finished(), "still trying");
+    let l = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let mut peer = Peer::accept_and_login(&l).await;
+    peer.write(DISCO).await;
+    peer.wait_for("id='d1'").await;
+    task.abort();
+}
