@@ -316,6 +316,26 @@ fn a_member_who_turned_read_receipts_off_never_shows_as_read() {
     // Bob's read completes the group: carol, who hides her reads, is not waited for.
     let out = w.display("bob", &sid);
     assert!(out.iter().any(|e| e.has_child("all-read", STATUS)));
+    let (summary, recipients) = w.summary("alice", "a1");
+    assert_eq!(summary, "all-read", "the query agrees with the notice");
+    assert!(recipients.contains(&("carol@localhost".into(), "sent".into())));
+}
+
+#[test]
+fn the_all_read_notice_comes_after_the_frontier_was_rebuilt() {
+    let mut w = World::new("");
+    for u in ["alice", "bob", "carol"] {
+        w.join(u);
+    }
+    let sid = stanza_id(&w.say("alice", "a1")[0]);
+    w.display("bob", &sid);
+    // A new member makes the room rebuild its frontier from the store.
+    w.join("dave");
+    let out = w.display("carol", &sid);
+    assert!(
+        out.iter().any(|e| e.has_child("all-read", STATUS)),
+        "{out:?}"
+    );
 }
 
 #[test]

@@ -603,18 +603,19 @@ fn frontier<'a>(tm: &'a mut Tidemark, room: &str) -> Result<&'a mut LiveRoom, St
 /// Moves `reader`'s tidemark and returns the "all read" notices it causes.
 fn advance(tm: &mut Tidemark, room: &str, reader: &str, seq: Seq, now: Millis) -> Out {
     let conv = ConversationKey::room(room);
-    if !tm.sends_read_receipts(reader)? {
-        tm.store
-            .advance_mark(&conv, &private_reader(reader), seq, now)?;
-        return Ok(vec![]);
-    }
     tm.store
         .advance_mark(&conv, &private_reader(reader), seq, now)?;
+    if !tm.sends_read_receipts(reader)? {
+        return Ok(vec![]);
+    }
+    // Load the frontier (from the store, after a restart or a membership
+    // change) before the mark moves, so that it says where things stood.
+    frontier(tm, room)?;
     if !tm.store.advance_mark(&conv, reader, seq, now)? {
         return Ok(vec![]);
     }
-    let live = frontier(tm, room)?;
-    let f = live.frontier.as_mut().expect("loaded");
+    let live = tm.rooms.live.get_mut(room).expect("loaded above");
+    let f = live.frontier.as_mut().expect("loaded above");
     let before = f.min();
     f.set(reader, seq);
     let after = f.min();
@@ -868,17 +869,21 @@ pub fn status(
         if member == message.sender || !m.covers(seq) {
             continue;
         }
-        let read = if message.readable && tm.sends_read_receipts(&member)? {
+        let shows_reads = tm.sends_read_receipts(&member)?;
+        let read = if message.readable && shows_reads {
             tm.store.read_at(&conv, &member, seq)?
         } else {
             None
         };
-        recipients.push((member, read));
+        recipients.push((member, read, shows_reads));
     }
-    let read_count = recipients.iter().filter(|(_, r)| r.is_some()).count();
+    let read_count = recipients.iter().filter(|(_, r, _)| r.is_some()).count();
+    // Those who turned read receipts off are listed but not waited for, as
+    // with the all-read notice.
+    let counted = recipients.iter().filter(|(_, _, shows)| *shows).count();
     let summary = if read_count == 0 {
         "sent"
-    } else if read_count == recipients.len() {
+    } else if read_count == counted {
         "all-read"
     } else {
         "some-read"
@@ -895,11 +900,15 @@ pub fn status(
         ],
     );
     if summary == "all-read" {
-        let last = recipients.iter().filter_map(|(_, r)| *r).max().unwrap_or(0);
+        let last = recipients
+            .iter()
+            .filter_map(|(_, r, _)| *r)
+            .max()
+            .unwrap_or(0);
         set_attr(&mut payload, "all-read", xep0082(last));
     }
     let sent = xep0082(message.sent_at);
-    for (member, read) in recipients {
+    for (member, read, _) in recipients {
         let mut r = element(
             "recipient",
             ns::STATUS,
