@@ -367,7 +367,7 @@ async def test_markers_from_non_recipients_change_nothing(tm, world):
     # bob reads n2; then a marker for the older n1 is not reflected and moves nothing back
     await bob.send(group_displayed(room, s2))
     await alice.expect(marker_for("displayed", s2, frm=f"{room}/bob"))
-    await alice.expect(all_read("n2", room=room))
+    await status_when(alice, room, "n2", "all-read")
     read_n1 = (await alice.status(room, "n1"))[bob.jid].read
     await bob.send(group_displayed(room, s1))
     for x in (alice, bob, carol):
@@ -378,6 +378,26 @@ async def test_markers_from_non_recipients_change_nothing(tm, world):
     await bob.send(f"<message type='groupchat' to='{room}'><received xmlns='urn:xmpp:chat-markers:0' id='{s2}'/></message>")
     await alice.expect_nothing(marker_for("received", s2), within=0.3)
     assert (await alice.status(room, "n2"))[bob.jid].delivered is None
+
+
+async def test_all_read_notice_comes_even_when_someone_joined_after_the_message(tm, world):
+    room, clients = await room_of(world, "alice", "bob", "carol")
+    alice, bob, carol = clients
+    sid = await say_to_all(room, alice, clients, "j1")
+    await bob.send(group_displayed(room, sid))
+    await alice.expect(marker_for("displayed", sid, frm=f"{room}/bob"))
+    # dave joins: he becomes a member, but j1 was not sent to him
+    dave = await world.client("dave")
+    await dave.join(room, "dave")
+    for c in clients:
+        await c.expect(presence(frm=f"{room}/dave", type=False))
+    # carol, the last recipient, reads j1
+    await carol.send(group_displayed(room, sid))
+    for c in clients + [dave]:
+        await c.expect(marker_for("displayed", sid, frm=f"{room}/carol"))
+    st = await status_when(alice, room, "j1", "all-read")
+    assert (st.read, st.recipient_count) == (2, 2) and dave.jid not in st.recipients, st.reply.xml
+    await alice.expect(all_read("j1", room=room))
 
 
 async def test_a_fixed_member_list_refuses_an_outsider(world):
@@ -458,9 +478,9 @@ async def test_kill_9_and_restart_keeps_every_rooms_marks(tm, world):
     await carol.send(group_displayed(team, k2))
     for c in (alice, bob, carol):
         await c.expect(marker_for("displayed", k2, frm=f"{team}/carol"))
-    await alice.expect(all_read("k2", room=team))
     st = await status_when(alice, team, "k2", "all-read")
     assert st[bob.jid].read == before[("team", "k2")][4][bob.jid][2], "bob's read time survived"
+    await alice.expect(all_read("k2", room=team))
 
     k3 = await say_to_all(team, alice, (alice, bob, carol), "k3")
     assert k3 not in (k1, k2, p1), "stanza-ids are not reused after a restart"
