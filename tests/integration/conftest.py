@@ -45,7 +45,8 @@ TEST_DEADLINE = 120  # a whole test, as a last resort
 # --- tidemark configuration -------------------------------------------------
 
 def tidemark_toml(jid=COMPONENT, server=f"127.0.0.1:{COMPONENT_PORT}", secret="s3cret",
-                  storage="db", offline="reject", max_body_bytes=65536, level="info"):
+                  storage="db", offline="reject", max_body_bytes=65536, level="info", extra=""):
+    """The config file; `extra` is appended as is (say, [groups] or [[rooms]] sections)."""
     return f"""\
 [component]
 jid = "{jid}"
@@ -63,7 +64,7 @@ max_body_bytes = {max_body_bytes}
 
 [log]
 level = "{level}"
-"""
+{extra}"""
 
 
 class Tidemark:
@@ -248,6 +249,15 @@ class World:
         tm.start()
         self.ready_needed = True
         return tm
+
+    def use_config(self, extra, name=None):
+        """Swap in a tidemark with a fresh database and this config snippet appended
+        (say, "[groups]\nmarker_reflection_limit = 2\n" or a [[rooms]] section)."""
+        return self.use_tidemark(Tidemark(self, name or f"t{self.test_no}", extra=extra))
+
+    def room(self, name="team"):
+        """A room name of this test's own: team -> team7@chat.localhost."""
+        return f"{name}{self.test_no}@{COMPONENT}"
 
     def run_tidemark_once(self, config_text, timeout=15):
         """Run tidemark with this config until it exits: (status, output)."""

@@ -8,7 +8,8 @@ Each predicate prints as what it looks for, so a timeout names what was missing.
 
 import xml.etree.ElementTree as ET
 
-from stanzas import NS_CLIENT, NS_MARKERS, NS_RECEIPTS, NS_STANZAS
+from stanzas import (NS_CLIENT, NS_DELAY, NS_MARKERS, NS_MUC_USER, NS_OCCUPANT_ID, NS_RECEIPTS, NS_SID,
+                      NS_STANZAS, NS_STATUS)
 
 # (namespace, element) pairs for has=
 RECEIPT_REQUEST = (NS_RECEIPTS, "request")
@@ -17,6 +18,11 @@ MARKABLE = (NS_MARKERS, "markable")
 MARKER_RECEIVED = (NS_MARKERS, "received")
 MARKER_DISPLAYED = (NS_MARKERS, "displayed")
 MARKER_ACKNOWLEDGED = (NS_MARKERS, "acknowledged")
+STANZA_ID = (NS_SID, "stanza-id")
+OCCUPANT_ID = (NS_OCCUPANT_ID, "occupant-id")
+DELAY = (NS_DELAY, "delay")
+MUC_USER = (NS_MUC_USER, "x")
+ALL_READ = (NS_STATUS, "all-read")
 
 
 class Stanza:
@@ -105,6 +111,9 @@ class Pred:
     def __and__(self, other):
         return Pred(lambda s: self(s) and other(s), f"{self.desc} and {other.desc}")
 
+    def __or__(self, other):
+        return Pred(lambda s: self(s) or other(s), f"{self.desc} or {other.desc}")
+
     def __repr__(self):
         return self.desc
 
@@ -188,3 +197,53 @@ def any_mention_of(msg_id):
         return any(c.get("id") == msg_id for c in s.el
                    if c.tag.startswith(f"{{{NS_RECEIPTS}}}") or c.tag.startswith(f"{{{NS_MARKERS}}}"))
     return Pred(fn, f"any message about {msg_id!r}")
+
+
+# --- group conversations ------------------------------------------------------
+
+def stanza_ids(st: Stanza, by=None):
+    """The XEP-0359 stanza-ids of a message (those `by` a given JID, if given)."""
+    return [e.get("id") for e in st.el.findall(f"{{{NS_SID}}}stanza-id") if by is None or e.get("by") == by]
+
+
+def occupant_id(st: Stanza):
+    e = st.child(*OCCUPANT_ID)
+    return None if e is None else e.get("id")
+
+
+def muc_item(st: Stanza):
+    """The attributes of <x xmlns='muc#user'><item/></x> in an occupant presence."""
+    x = st.child(*MUC_USER)
+    item = None if x is None else x.find(f"{{{NS_MUC_USER}}}item")
+    return None if item is None else dict(item.attrib)
+
+
+def status_codes(st: Stanza):
+    x = st.child(*MUC_USER)
+    return set() if x is None else {s.get("code") for s in x.findall(f"{{{NS_MUC_USER}}}status")}
+
+
+def subject(room):
+    """XEP-0045 §7.2.15: the subject message that ends a join."""
+    return Pred(lambda s: s.kind == "message" and s.frm == room and s.type == "groupchat"
+                and s.child(NS_CLIENT, "subject") is not None, f"the subject of {room}")
+
+
+def all_read(msg_id, room=None):
+    """tidemark's all-read notice for the sender's message msg_id."""
+    return Pred(lambda s: s.kind == "message" and s.type == "headline" and s.has(*ALL_READ)
+                and s.child(*ALL_READ).get("id") == msg_id and (room is None or s.frm == room),
+                f"all-read notice for {msg_id!r}" + (f" from {room!r}" if room else ""))
+
+
+def any_all_read(room=None):
+    return Pred(lambda s: s.kind == "message" and s.has(*ALL_READ) and (room is None or s.frm == room),
+                "any all-read notice" + (f" from {room!r}" if room else ""))
+
+
+def any_marker(room=None):
+    """Any XEP-0333 marker (from the room, if given)."""
+    return Pred(lambda s: s.kind == "message" and any(c.tag.startswith(f"{{{NS_MARKERS}}}") and
+                                                       not c.tag.endswith("}markable") for c in s.el)
+                and (room is None or (s.frm or "").startswith(room)),
+                "any XEP-0333 marker" + (f" from {room!r}" if room else ""))

@@ -16,6 +16,14 @@ NS_STATUS = "urn:tidemark:status:0"  # xep/status.md
 NS_GATEWAY = "jabber:iq:gateway"  # XEP-0100
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"  # XEP-0030
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"  # RFC 6120 §8.3
+NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"  # XEP-0030
+NS_MUC = "http://jabber.org/protocol/muc"  # XEP-0045
+NS_MUC_USER = "http://jabber.org/protocol/muc#user"  # XEP-0045
+NS_SID = "urn:xmpp:sid:0"  # XEP-0359
+NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"  # XEP-0421
+NS_DELAY = "urn:xmpp:delay"  # XEP-0203
+NS_COMMANDS = "http://jabber.org/protocol/commands"  # XEP-0050
+NS_DATA = "jabber:x:data"  # XEP-0004
 
 
 def tracked(bare_jid: str, component: str = COMPONENT) -> str:
@@ -75,10 +83,53 @@ def subscribed(to):
     return presence("subscribed", to)
 
 
+# --- group conversations (XEP-0045 subset, at room@chat.localhost) --------
+
+def muc_join(room, nick):
+    """XEP-0045 §7.2.1: enter a room (the first join creates it)."""
+    return f"<presence{_attrs(to=f'{room}/{nick}')}><x xmlns='{NS_MUC}'/></presence>"
+
+
+def muc_leave(room, nick):
+    """XEP-0045 §7.14: exit a room."""
+    return f"<presence type='unavailable'{_attrs(to=f'{room}/{nick}')}/>"
+
+
+def groupchat(room, id, body="hello", extra=""):
+    """XEP-0045 §7.4: a message to all occupants."""
+    body_xml = f"<body>{escape(body)}</body>" if body is not None else ""
+    return f"<message type='groupchat'{_attrs(to=room, id=id)}>{body_xml}{extra}</message>"
+
+
+def group_displayed(room, id, msg_id=None):
+    """XEP-0333 in a group: displayed naming the room's stanza-id (or the sender's id)."""
+    return (f"<message type='groupchat'{_attrs(to=room, id=msg_id)}>"
+            f"<displayed xmlns='{NS_MARKERS}'{_attrs(id=id)}/></message>")
+
+
 # --- iqs ------------------------------------------------------------------
 
 def disco_info(id, to=COMPONENT):
     return f"<iq type='get'{_attrs(to=to, id=id)}><query xmlns='{NS_DISCO_INFO}'/></iq>"
+
+
+def disco_items(id, to=COMPONENT, node=None):
+    return f"<iq type='get'{_attrs(to=to, id=id)}><query xmlns='{NS_DISCO_ITEMS}'{_attrs(node=node)}/></iq>"
+
+
+def command_execute(id, node, to=COMPONENT):
+    """XEP-0050 §3.3: run an ad-hoc command."""
+    return (f"<iq type='set'{_attrs(to=to, id=id)}>"
+            f"<command xmlns='{NS_COMMANDS}'{_attrs(node=node)} action='execute'/></iq>")
+
+
+def command_submit(id, node, sessionid, fields: dict, to=COMPONENT):
+    """XEP-0050 §3.3 + XEP-0004: submit the command's form."""
+    xml_fields = "".join(f"<field{_attrs(var=k)}><value>{escape(str(v))}</value></field>"
+                         for k, v in fields.items())
+    return (f"<iq type='set'{_attrs(to=to, id=id)}>"
+            f"<command xmlns='{NS_COMMANDS}'{_attrs(node=node, sessionid=sessionid)}>"
+            f"<x xmlns='{NS_DATA}' type='submit'>{xml_fields}</x></command></iq>")
 
 
 def gateway_get(id, to=COMPONENT):

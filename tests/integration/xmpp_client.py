@@ -13,11 +13,24 @@ from dataclasses import dataclass, field
 
 import slixmpp
 
-from match import Stanza, iq
-from stanzas import NS_STATUS, status_query, subscribe, tracked
+from match import Stanza, iq, message, stanza_ids, subject
+from stanzas import NS_STATUS, groupchat, muc_join, status_query, subscribe, tracked
 
 TIMEOUT = float(os.environ.get("TIDEMARK_TEST_TIMEOUT", "5"))
 ABSENCE = 1.0  # how long "nothing arrives" is watched for
+
+
+@dataclass
+class Joined:
+    """What a room sent a joining client, in order (XEP-0045 §7.2): the other
+    occupants' presences, the joiner's own presence, history, the subject."""
+    room: str
+    nick: str
+    occupants: dict  # nick -> presence from room/nick, before the self-presence
+    self_presence: Stanza
+    history: list  # groupchat messages between the self-presence and the subject
+    subject: Stanza
+    sequence: list  # every stanza from the room, in arrival order
 
 
 # --- clients ----------------------------------------------------------------
@@ -43,6 +56,9 @@ class Status:
     conversation: str | None = None
     id: str | None = None
     recipients: dict = field(default_factory=dict)
+    read: int | None = None  # how many recipients have read it (groups)
+    recipient_count: int | None = None  # how many it was sent to (groups)
+    all_read: str | None = None  # when the last recipient read it (groups)
 
     def __getitem__(self, jid) -> Recipient:
         return self.recipients[jid]
@@ -184,6 +200,38 @@ class Client:
         reply = await self.request(status_query(qid, conversation, msg_id), qid, timeout)
         return parse_status(reply)
 
+    async def join(self, room, nick, timeout=None) -> Joined:
+        """Enter a room and take everything the room sends up to its subject."""
+        start = len(self.history)
+        await self.send(muc_join(room, nick))
+        subj = await self.expect(subject(room) | _presence_error(f"{room}/{nick}"), timeout,
+                                 what=f"the subject of {room} (end of the join) or a presence error")
+        if subj.kind == "presence":
+            raise AssertionError(f"{self.name} could not join {room} as {nick}: {subj.xml}")
+        end = next(i for i in range(len(self.history) - 1, start - 1, -1) if self.history[i] is subj)
+        seq = [s for s in self.history[start:end] if (s.frm or "").startswith(f"{room}/")]
+        own = f"{room}/{nick}"
+        selfp = [s for s in seq if s.kind == "presence" and s.frm == own]
+        assert len(selfp) == 1, f"{self.name}: expected one self-presence from {own}, got {selfp}"
+        i_self = seq.index(selfp[0])
+        occupants = {s.frm.split("/", 1)[1]: s for s in seq[:i_self] if s.kind == "presence"}
+        history = [s for s in seq[i_self + 1:] if s.kind == "message"]
+        taken = {id(s) for s in seq}
+        self.received = [s for s in self.received if id(s) not in taken]
+        return Joined(room, nick, occupants, selfp[0], history, subj, seq + [subj])
+
+    async def join_refused(self, room, nick, timeout=None) -> Stanza:
+        """Try to enter a room and return the presence error it answers with."""
+        await self.send(muc_join(room, nick))
+        return await self.expect(_presence_error(f"{room}/{nick}") | subject(room), timeout,
+                                 what=f"a presence error from {room}/{nick}")
+
+    async def say(self, room, nick, id, body=None, extra="") -> Stanza:
+        """Send a groupchat message and return the room's reflection of it to us."""
+        await self.send(groupchat(room, id, body or f"text {id}", extra))
+        return await self.expect(message(frm=f"{room}/{nick}", id=id, type="groupchat"),
+                                 what=f"the reflection of {id!r} from {room}/{nick}")
+
     async def subscribe_to(self, other: "Client"):
         await self.send(subscribe(other.tracked))
 
@@ -209,7 +257,10 @@ def parse_status(reply: Stanza) -> Status:
         return Status(reply=reply, error=reply.error_condition or "(no condition)")
     el = reply.child(NS_STATUS, "status")
     assert el is not None, f"status result without <status xmlns='{NS_STATUS}'/>: {reply.xml}"
-    st = Status(reply=reply, summary=el.get("summary"), conversation=el.get("conversation"), id=el.get("id"))
+    st = Status(reply=reply, summary=el.get("summary"), conversation=el.get("conversation"), id=el.get("id"),
+                read=None if el.get("read") is None else int(el.get("read")),
+                recipient_count=None if el.get("recipients") is None else int(el.get("recipients")),
+                all_read=el.get("all-read"))
     for r in el.findall(f"{{{NS_STATUS}}}recipient"):
         reason = r.find(f"{{{NS_STATUS}}}reason")
         st.recipients[r.get("jid")] = Recipient(
@@ -220,3 +271,14 @@ def parse_status(reply: Stanza) -> Status:
     return st
 
 
+
+
+def _presence_error(frm):
+    from match import presence
+    return presence(frm=frm, type="error")
+
+
+def room_stanza_id(st: Stanza, room: str) -> str:
+    ids = stanza_ids(st, by=room)
+    assert len(ids) == 1, f"expected one stanza-id by {room}: {st.xml}"
+    return ids[0]
