@@ -10,10 +10,14 @@ use tidemark::service::Tidemark;
 use tidemark::store::{SledStore, Store};
 use tracing::{error, info};
 
-const USAGE: &str = "usage: tidemark --config FILE [--check-config]
+const USAGE: &str = "usage: tidemark --config FILE [--check-config | --export OUT | --import IN]
 
   --config FILE    the TOML config (see config/tidemark.toml)
   --check-config   validate the config and exit
+  --export OUT     write a backup of the store to OUT (- for stdout) and exit;
+                   tidemark must be stopped (sled locks its directory)
+  --import IN      load a backup into the store at storage.path, which must
+                   be new, and exit
   --version        print the version";
 
 /// Exit codes an admin or a supervisor can act on.
@@ -24,11 +28,15 @@ const EXIT_STORAGE: u8 = 4;
 fn main() -> ExitCode {
     let mut config_path: Option<PathBuf> = None;
     let mut check_only = false;
+    let mut export_to: Option<PathBuf> = None;
+    let mut import_from: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" | "-c" => config_path = args.next().map(PathBuf::from),
             "--check-config" => check_only = true,
+            "--export" => export_to = args.next().map(PathBuf::from),
+            "--import" => import_from = args.next().map(PathBuf::from),
             "--version" | "-V" => {
                 println!("tidemark {}", env!("CARGO_PKG_VERSION"));
                 return ExitCode::SUCCESS;
@@ -58,6 +66,9 @@ fn main() -> ExitCode {
         println!("tidemark: {} is valid", config_path.display());
         return ExitCode::SUCCESS;
     }
+    if export_to.is_some() || import_from.is_some() {
+        return backup(&config, export_to, import_from);
+    }
     init_tracing(&config.log.level);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -72,6 +83,46 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(serve(config))
+}
+
+/// `--export` / `--import`: the store as text, for backups (DESIGN.md: sled
+/// calls itself beta, so the data must be able to leave it).
+fn backup(config: &Config, export_to: Option<PathBuf>, import_from: Option<PathBuf>) -> ExitCode {
+    let store = match SledStore::open(&config.storage.path, config.storage.cache_bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "tidemark: cannot open the store at {} (is tidemark running?): {e}",
+                config.storage.path.display()
+            );
+            return ExitCode::from(EXIT_STORAGE);
+        }
+    };
+    let result = match (export_to, import_from) {
+        (Some(out), None) if out.as_os_str() == "-" => {
+            store.export(&mut std::io::BufWriter::new(std::io::stdout().lock()))
+        }
+        (Some(out), None) => std::fs::File::create(&out)
+            .map_err(Into::into)
+            .and_then(|f| store.export(&mut std::io::BufWriter::new(f))),
+        (None, Some(input)) => std::fs::File::open(&input)
+            .map_err(Into::into)
+            .and_then(|f| store.import(std::io::BufReader::new(f))),
+        _ => {
+            eprintln!("tidemark: give --export or --import, not both\n{USAGE}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match result {
+        Ok(n) => {
+            eprintln!("tidemark: {n} entries");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tidemark: {e}");
+            ExitCode::from(EXIT_STORAGE)
+        }
+    }
 }
 
 fn init_tracing(level: &str) {

@@ -225,3 +225,37 @@ fn sled_keeps_everything_flushed_across_reopen() {
     assert!(store.presence_allowed("bob@x", "alice@x").unwrap());
     assert!(store.next_seq().unwrap() > seq);
 }
+
+#[test]
+fn an_export_imports_into_an_empty_store_as_it_was() {
+    let from = SledStore::temporary().unwrap();
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let seq = from.next_seq().unwrap();
+    from.put_message(&conv, seq, &record("alice@x", "bob@x", "m1", 10))
+        .unwrap();
+    from.advance_mark(&conv, "bob@x", seq, 20).unwrap();
+    from.set_presence_allowed("bob@x", "alice@x", true).unwrap();
+    let mut dump = Vec::new();
+    let exported = from.export(&mut dump).unwrap();
+    assert!(exported >= 4, "{exported}");
+
+    let to = SledStore::temporary().unwrap();
+    assert_eq!(to.import(&dump[..]).unwrap(), exported);
+    assert_eq!(
+        to.find_message(&conv, "alice@x", "m1").unwrap(),
+        from.find_message(&conv, "alice@x", "m1").unwrap()
+    );
+    assert_eq!(to.read_at(&conv, "bob@x", seq).unwrap(), Some(20));
+    assert!(to.presence_allowed("bob@x", "alice@x").unwrap());
+    assert!(
+        to.next_seq().unwrap() > seq,
+        "new messages come after imported ones"
+    );
+    // Never over existing data, and never from something that is not an export.
+    assert!(matches!(to.import(&dump[..]), Err(ExportError::NotEmpty)));
+    let fresh = SledStore::temporary().unwrap();
+    assert!(matches!(
+        fresh.import(&b"not an export\n"[..]),
+        Err(ExportError::Format { line: 1, .. })
+    ));
+}

@@ -13,7 +13,7 @@ mod sled_store;
 mod contract;
 
 pub use keys::ConversationKey;
-pub use sled_store::SledStore;
+pub use sled_store::{ExportError, SledStore};
 
 use serde::{Deserialize, Serialize};
 

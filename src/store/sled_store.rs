@@ -9,9 +9,13 @@ use super::{
 };
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
+/// Added to sled's id generator, so that sequence numbers after an import
+/// continue above the imported ones (the generator itself cannot be set).
+const SEQ_OFFSET_KEY: &[u8] = b"seq_offset";
 
 pub struct SledStore {
     db: sled::Db,
+    seq_offset: std::sync::atomic::AtomicU64,
     messages: sled::Tree,
     message_ids: sled::Tree,
     marks: sled::Tree,
@@ -68,7 +72,12 @@ impl SledStore {
                 db.flush()?;
             }
         }
+        let seq_offset = match db.get(SEQ_OFFSET_KEY)? {
+            Some(v) => decode_seq(&v, "sequence offset")?,
+            None => 0,
+        };
         Ok(Self {
+            seq_offset: seq_offset.into(),
             messages: db.open_tree("messages")?,
             message_ids: db.open_tree("message_ids")?,
             marks: db.open_tree("marks")?,
@@ -88,6 +97,101 @@ impl SledStore {
     pub fn size_on_disk(&self) -> StoreResult<u64> {
         Ok(self.db.size_on_disk()?)
     }
+
+    /// Writes every tree as text, for backups and for moving between
+    /// backends or sled versions: a header line, then one
+    /// `tree<TAB>hex key<TAB>hex value` line per entry.
+    pub fn export(&self, out: &mut impl std::io::Write) -> Result<u64, ExportError> {
+        let next = self
+            .next_seq()
+            .map_err(|e| ExportError::Store(e.to_string()))?;
+        writeln!(
+            out,
+            "{EXPORT_HEADER} schema={SCHEMA_VERSION} next_seq={next}"
+        )?;
+        let mut n = 0;
+        for name in self.db.tree_names() {
+            let tree = self.db.open_tree(&name)?;
+            let name = hex::encode(&name);
+            for entry in tree.iter() {
+                let (k, v) = entry?;
+                if k.as_ref() == SEQ_OFFSET_KEY {
+                    continue;
+                }
+                writeln!(out, "{name}\t{}\t{}", hex::encode(&k), hex::encode(&v))?;
+                n += 1;
+            }
+        }
+        out.flush()?;
+        Ok(n)
+    }
+
+    /// Loads an [`export`](Self::export) into this store, which must be
+    /// empty; flushed when done.
+    pub fn import(&self, input: impl std::io::BufRead) -> Result<u64, ExportError> {
+        let nonempty = self.db.tree_names().into_iter().any(|name| {
+            self.db
+                .open_tree(&name)
+                .map(|t| {
+                    t.iter()
+                        .any(|e| e.map(|(k, _)| k.as_ref() != SCHEMA_KEY).unwrap_or(true))
+                })
+                .unwrap_or(true)
+        });
+        if nonempty {
+            return Err(ExportError::NotEmpty);
+        }
+        let mut lines = input.lines();
+        let header = lines.next().transpose()?.unwrap_or_default();
+        let expected = format!("{EXPORT_HEADER} schema={SCHEMA_VERSION} next_seq=");
+        let next_seq = header
+            .strip_prefix(&expected)
+            .and_then(|n| n.parse::<Seq>().ok())
+            .ok_or_else(|| ExportError::Format {
+                line: 1,
+                detail: format!("expected \"{expected}N\", got {header:?}"),
+            })?;
+        let mut n = 0;
+        for (i, line) in lines.enumerate() {
+            let line = line?;
+            let bad = |detail: &str| ExportError::Format {
+                line: i + 2,
+                detail: detail.to_owned(),
+            };
+            let mut parts = line.split('\t');
+            let (Some(tree), Some(k), Some(v), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad("expected three tab-separated fields"));
+            };
+            let decode = |s: &str| hex::decode(s).map_err(|_| bad("a field is not hex"));
+            self.db
+                .open_tree(decode(tree)?)?
+                .insert(decode(k)?, decode(v)?)?;
+            n += 1;
+        }
+        self.db.insert(SEQ_OFFSET_KEY, &next_seq.to_be_bytes())?;
+        self.seq_offset
+            .store(next_seq, std::sync::atomic::Ordering::Relaxed);
+        self.db.flush()?;
+        Ok(n)
+    }
+}
+
+const EXPORT_HEADER: &str = "tidemark-export 1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("storage backend: {0}")]
+    Backend(#[from] sled::Error),
+    #[error("{0}")]
+    Store(String),
+    #[error("the store to import into is not empty; import into a new storage.path")]
+    NotEmpty,
+    #[error("line {line} of the export: {detail}")]
+    Format { line: usize, detail: String },
 }
 
 fn encode<T: serde::Serialize>(value: &T, what: &'static str) -> StoreResult<Vec<u8>> {
@@ -132,7 +236,8 @@ impl Store for SledStore {
     fn next_seq(&self) -> StoreResult<Seq> {
         // sled's id generator is monotonic across crashes; +1 keeps 0 free to
         // mean "nothing read yet".
-        Ok(self.db.generate_id()? + 1)
+        let offset = self.seq_offset.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(self.db.generate_id()? + 1 + offset)
     }
 
     fn put_message(
