@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """tidemark demo: alice and bob chat through tidemark; alice watches m1 go
-sent -> delivered -> read, then bob goes offline and alice's m2 fails.
+sent -> delivered -> read; in a group with carol, alice watches g1 go
+sent -> some-read -> all-read; then bob goes offline and alice's m2 fails.
 
 Run by scripts/demo.sh, which starts Prosody and tidemark first:
-    python3 scripts/demo.py --port 5222 --alice alice:PASSWORD --bob bob:PASSWORD
+    python3 scripts/demo.py --port 5222 --alice alice:PW --bob bob:PW --carol carol:PW
 """
 
 import argparse
@@ -13,8 +14,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
-from match import iq, marker_for, message, presence, receipt_for  # noqa: E402
-from stanzas import chat, disco_info, marker, receipt, subscribe, subscribed  # noqa: E402
+from match import all_read, iq, marker_for, message, presence, receipt_for, stanza_ids  # noqa: E402
+from stanzas import (chat, disco_info, group_displayed, marker, receipt, subscribe,  # noqa: E402
+                     subscribed)
 from xmpp_client import Client  # noqa: E402
 
 
@@ -51,10 +53,36 @@ async def watch(alice, conversation, mid, want, seen):
     raise SystemExit(f"demo: {mid} did not become {want} (last: {seen.get(mid)})")
 
 
+def show_group(mid, st):
+    if st.error:
+        return f"  {mid} -> (status query error: {st.error})"
+    who = ", ".join(f"{j} at {r.read}" for j, r in st.recipients.items() if r.read) or "nobody yet"
+    line = f"  {mid} -> {st.summary:<9} read by {st.read} of {st.recipient_count}: {who}"
+    if st.all_read:
+        line += f"\n       all read at {st.all_read}"
+    return line
+
+
+async def watch_group(alice, room, mid, want, seen):
+    """Like watch(), for a room message: summary, counts and who read it when."""
+    for _ in range(50):
+        st = await alice.status(room, mid)
+        state = st.summary or st.error
+        if state != seen.get(mid):
+            seen[mid] = state
+            print(show_group(mid.split("-")[0], st))
+        if state == want:
+            return st
+        await asyncio.sleep(0.1)
+    raise SystemExit(f"demo: {mid} did not become {want} (last: {seen.get(mid)})")
+
+
 async def main(args):
-    (a_user, a_pw), (b_user, b_pw) = (x.split(":", 1) for x in (args.alice, args.bob))
+    (a_user, a_pw), (b_user, b_pw), (c_user, c_pw) = (
+        x.split(":", 1) for x in (args.alice, args.bob, args.carol))
     alice = await Client("alice", a_user, a_pw, "demo", port=args.port, note=quiet).connect()
     bob = await Client("bob", b_user, b_pw, "demo", port=args.port, note=quiet).connect()
+    carol = await Client("carol", c_user, c_pw, "demo", port=args.port, note=quiet).connect()
     for attempt in range(60):  # tidemark may still be connecting to Prosody
         await alice.send(disco_info(f"ready{attempt}"))
         try:
@@ -68,7 +96,7 @@ async def main(args):
     # Message ids are unique per run (tidemark keeps what earlier runs sent);
     # the demo calls them m1 and m2.
     run = secrets.token_hex(3)
-    m1, m2 = f"m1-{run}", f"m2-{run}"
+    m1, m2, g1 = f"m1-{run}", f"m2-{run}", f"g1-{run}"
     print(f"alice is {alice.full}; she writes to bob at his tracked address {bob.tracked}")
     print(f"bob   is {bob.full}; alice reaches him from {alice.tracked_full}")
 
@@ -104,6 +132,29 @@ async def main(args):
     print("  alice got the displayed marker")
     await watch(alice, bob.tracked, m1, "read", seen)
 
+    room = "team@chat.localhost"
+    step(f"alice, bob and carol meet in the group {room}")
+    for c in (alice, bob, carol):
+        await c.join(room, c.name)
+    print("  all three joined")
+
+    step('alice -> team: "Stand-up in five minutes" (id g1)')
+    reflected = await alice.say(room, "alice", g1, body="Stand-up in five minutes")
+    sid = stanza_ids(reflected, by=room)[0]
+    print(f"  the room gave it stanza-id {sid}; bob and carol see it")
+    await watch_group(alice, room, g1, "sent", seen)
+
+    step("bob reads it (a XEP-0333 displayed marker naming the stanza-id)")
+    await bob.send(group_displayed(room, sid))
+    await watch_group(alice, room, g1, "some-read", seen)
+
+    step("carol reads it")
+    await carol.send(group_displayed(room, sid))
+    notice = await alice.expect(all_read(g1, room))
+    print(f"  alice got the all-read notice from {notice.frm}")
+    await watch_group(alice, room, g1, "all-read", seen)
+    await carol.disconnect()
+
     step("bob goes offline")
     await bob.disconnect()
     await alice.expect(presence(frm=bob.tracked + "/*", type="unavailable"))
@@ -124,4 +175,5 @@ if __name__ == "__main__":
     p.add_argument("--port", type=int, default=5222)
     p.add_argument("--alice", required=True, help="USER:PASSWORD")
     p.add_argument("--bob", required=True, help="USER:PASSWORD")
+    p.add_argument("--carol", required=True, help="USER:PASSWORD")
     asyncio.run(main(p.parse_args()))

@@ -81,7 +81,8 @@ sleep 0.5
 kill -0 "$(cat "$DIR/tidemark.pid")" 2>/dev/null || { tail -20 "$DIR/tidemark.log" >&2; die "tidemark did not start"; }
 log "tidemark running (pid $(cat "$DIR/tidemark.pid"), log $DIR/tidemark.log)"
 
-python3 scripts/demo.py --port 5222 --alice "alice:${PW[alice]}" --bob "bob:${PW[bob]}"
+python3 scripts/demo.py --port 5222 --alice "alice:${PW[alice]}" --bob "bob:${PW[bob]}" \
+	--carol "carol:${PW[carol]}"
 
 cat <<INFO
 
