@@ -39,7 +39,7 @@ def show(mid, st):
     return line
 
 
-async def watch(alice, conversation, mid, want, seen):
+async def watch(alice, conversation, mid, want, seen, show=show):
     """Query until mid's status reaches `want` (a few seconds at most); print the change."""
     for _ in range(50):
         st = await alice.status(conversation, mid)
@@ -61,20 +61,6 @@ def show_group(mid, st):
     if st.all_read:
         line += f"\n       all read at {st.all_read}"
     return line
-
-
-async def watch_group(alice, room, mid, want, seen):
-    """Like watch(), for a room message: summary, counts and who read it when."""
-    for _ in range(50):
-        st = await alice.status(room, mid)
-        state = st.summary or st.error
-        if state != seen.get(mid):
-            seen[mid] = state
-            print(show_group(mid.split("-")[0], st))
-        if state == want:
-            return st
-        await asyncio.sleep(0.1)
-    raise SystemExit(f"demo: {mid} did not become {want} (last: {seen.get(mid)})")
 
 
 async def main(args):
@@ -142,17 +128,17 @@ async def main(args):
     reflected = await alice.say(room, "alice", g1, body="Stand-up in five minutes")
     sid = stanza_ids(reflected, by=room)[0]
     print(f"  the room gave it stanza-id {sid}; bob and carol see it")
-    await watch_group(alice, room, g1, "sent", seen)
+    await watch(alice, room, g1, "sent", seen, show_group)
 
     step("bob reads it (a XEP-0333 displayed marker naming the stanza-id)")
     await bob.send(group_displayed(room, sid))
-    await watch_group(alice, room, g1, "some-read", seen)
+    await watch(alice, room, g1, "some-read", seen, show_group)
 
     step("carol reads it")
     await carol.send(group_displayed(room, sid))
     notice = await alice.expect(all_read(g1, room))
     print(f"  alice got the all-read notice from {notice.frm}")
-    await watch_group(alice, room, g1, "all-read", seen)
+    await watch(alice, room, g1, "all-read", seen, show_group)
     await carol.disconnect()
 
     step("bob goes offline")

@@ -28,9 +28,13 @@ fn config(port: u16) -> Config {
     Config::parse(&text, Path::new("test.toml")).unwrap()
 }
 
-fn service(config: &Config) -> Tidemark {
-    let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
-    Tidemark::new(config.clone(), store).unwrap()
+/// tidemark's connection loop, running until it ends or the test aborts it.
+fn spawn_tidemark(config: Config) -> tokio::task::JoinHandle<Result<(), ComponentError>> {
+    tokio::spawn(async move {
+        let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
+        let mut tm = Tidemark::new(config.clone(), store).unwrap();
+        component::run(&config, &mut tm).await
+    })
 }
 
 /// The server side of one component connection, speaking raw XML.
@@ -113,11 +117,7 @@ async fn listener() -> (TcpListener, u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_queries_pings_when_silent_and_survives_bad_stanzas() {
     let (l, port) = listener().await;
-    let config = config(port);
-    let task = tokio::spawn(async move {
-        let mut tm = service(&config);
-        component::run(&config, &mut tm).await
-    });
+    let task = spawn_tidemark(config(port));
     let mut peer = Peer::accept_and_login(&l).await;
     peer.write(DISCO).await;
     peer.wait_for("urn:tidemark:status:0").await;
@@ -140,11 +140,7 @@ async fn answers_queries_pings_when_silent_and_survives_bad_stanzas() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_the_lost_connection_did_not_take_go_out_on_the_next() {
     let (l, port) = listener().await;
-    let config = config(port);
-    let task = tokio::spawn(async move {
-        let mut tm = service(&config);
-        component::run(&config, &mut tm).await
-    });
+    let task = spawn_tidemark(config(port));
     let mut peer = Peer::accept_and_login(&l).await;
     // The query and the end of the stream arrive together: tidemark handles
     // the query but cannot answer on a closed stream.
@@ -161,11 +157,7 @@ async fn answers_the_lost_connection_did_not_take_go_out_on_the_next() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_secret_stops_with_a_message_that_says_so() {
     let (l, port) = listener().await;
-    let config = config(port);
-    let task = tokio::spawn(async move {
-        let mut tm = service(&config);
-        component::run(&config, &mut tm).await
-    });
+    let task = spawn_tidemark(config(port));
     let (mut peer, _) = Peer::accept(&l).await;
     peer.write(
         "<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>",
@@ -184,11 +176,7 @@ async fn a_refused_secret_stops_with_a_message_that_says_so() {
 async fn an_unreachable_server_is_retried_until_it_comes() {
     let (l, port) = listener().await;
     drop(l);
-    let config = config(port);
-    let task = tokio::spawn(async move {
-        let mut tm = service(&config);
-        component::run(&config, &mut tm).await
-    });
+    let task = spawn_tidemark(config(port));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!task.is_finished(), "still trying");
     let l = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
