@@ -476,6 +476,15 @@ path = "data/tidemark"
         assert_eq!(example.limits.max_body_bytes, minimal.limits.max_body_bytes);
         assert_eq!(example.presence.offline, minimal.presence.offline);
         assert_eq!(example.component.keepalive, minimal.component.keepalive);
+        assert_eq!(example.groups.history, minimal.groups.history);
+        assert_eq!(
+            example.groups.marker_reflection_limit,
+            minimal.groups.marker_reflection_limit
+        );
+        assert_eq!(
+            example.status.send_read_receipts,
+            minimal.status.send_read_receipts
+        );
     }
 
     #[test]

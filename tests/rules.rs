@@ -72,14 +72,16 @@ impl World {
     fn state(&mut self, asker: &str, conversation: &str, id: &str) -> String {
         let r = self.status(asker, conversation, id);
         assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
-        let status = r.get_child("status", "urn:tidemark:status:0").unwrap();
-        status
-            .get_child("recipient", "urn:tidemark:status:0")
-            .unwrap()
-            .attr("state")
-            .unwrap()
-            .to_owned()
+        recipient(&r).attr("state").unwrap().to_owned()
     }
+}
+
+/// The `<recipient/>` of a 1:1 status result.
+fn recipient(result: &Element) -> &Element {
+    result
+        .get_child("status", "urn:tidemark:status:0")
+        .and_then(|s| s.get_child("recipient", "urn:tidemark:status:0"))
+        .unwrap_or_else(|| panic!("no recipient in {}", String::from(result)))
 }
 
 fn error_condition(el: &Element) -> Option<String> {
@@ -154,11 +156,7 @@ fn receipt_then_displayed_reach_the_sender_in_the_forms_asked_for() {
     assert_eq!(out.len(), 1);
     assert!(out[0].has_child("displayed", "urn:xmpp:chat-markers:0"));
     let r = w.status("alice@localhost/phone", BOB_T, "m1");
-    let rec = r
-        .get_child("status", "urn:tidemark:status:0")
-        .unwrap()
-        .get_child("recipient", "urn:tidemark:status:0")
-        .unwrap();
+    let rec = recipient(&r);
     assert_eq!(rec.attr("state"), Some("read"));
     assert!(rec.attr("sent").unwrap() < rec.attr("delivered").unwrap());
     assert!(rec.attr("delivered").unwrap() < rec.attr("read").unwrap());
@@ -274,11 +272,7 @@ fn offline_contact_gets_recipient_unavailable_and_status_failed() {
         "bob@localhost is offline; the message was not delivered."
     );
     let r = w.status("alice@localhost/phone", BOB_T, "m1");
-    let rec = r
-        .get_child("status", "urn:tidemark:status:0")
-        .unwrap()
-        .get_child("recipient", "urn:tidemark:status:0")
-        .unwrap();
+    let rec = recipient(&r);
     assert_eq!(rec.attr("state"), Some("failed"));
     let reason = rec.get_child("reason", "urn:tidemark:status:0").unwrap();
     assert_eq!(reason.attr("condition"), Some("recipient-unavailable"));
@@ -366,10 +360,8 @@ fn an_error_from_the_contacts_side_fails_the_message_with_its_reason() {
     assert_eq!(out[0].attr("to"), Some("alice@localhost/phone"));
     assert_eq!(out[0].attr("from"), Some(BOB_T));
     let r = w.status("alice@localhost/phone", BOB_T, "m1");
-    let reason = r
-        .get_child("status", "urn:tidemark:status:0")
-        .and_then(|s| s.get_child("recipient", "urn:tidemark:status:0"))
-        .and_then(|s| s.get_child("reason", "urn:tidemark:status:0"))
+    let reason = recipient(&r)
+        .get_child("reason", "urn:tidemark:status:0")
         .unwrap();
     assert_eq!(reason.attr("condition"), Some("service-unavailable"));
     assert_eq!(reason.text(), "no such user");
@@ -530,9 +522,8 @@ fn xep_status_examples_match_what_tidemark_says() {
     let got = w.status("alice@localhost/phone", BOB_T, "m2");
     assert_eq!(shape(&got), shape(&examples[4]));
     let reason = |el: &Element| {
-        el.get_child("status", "urn:tidemark:status:0")
-            .and_then(|s| s.get_child("recipient", "urn:tidemark:status:0"))
-            .and_then(|s| s.get_child("reason", "urn:tidemark:status:0"))
+        recipient(el)
+            .get_child("reason", "urn:tidemark:status:0")
             .map(|r| r.text())
     };
     assert_eq!(reason(&got), reason(&examples[4]));

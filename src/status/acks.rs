@@ -75,7 +75,7 @@ mod tests {
         MessageRecord {
             wants_receipt: receipt,
             wants_markers: markers,
-            ..MessageRecord::sample("alice@x", "bob@x", "m1", 1)
+            ..MessageRecord::sent("alice@x", "bob@x", "m1", 1)
         }
     }
 

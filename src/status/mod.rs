@@ -99,7 +99,7 @@ mod tests {
     use super::*;
 
     fn record() -> MessageRecord {
-        MessageRecord::sample("alice@x", "bob@x", "m1", 1)
+        MessageRecord::sent("alice@x", "bob@x", "m1", 1)
     }
 
     #[test]

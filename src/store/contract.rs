@@ -4,7 +4,7 @@
 use super::*;
 
 fn record(sender: &str, recipient: &str, id: &str, at: Millis) -> MessageRecord {
-    MessageRecord::sample(sender, recipient, id, at)
+    MessageRecord::sent(sender, recipient, id, at)
 }
 
 fn sequence_numbers_only_grow(store: &dyn Store) {

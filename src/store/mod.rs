@@ -194,9 +194,9 @@ pub trait Store: Send + Sync {
 }
 
 impl MessageRecord {
-    /// A sent 1:1 message asking for receipts and markers, for tests.
-    #[cfg(test)]
-    pub(crate) fn sample(sender: &str, recipient: &str, id: &str, at: Millis) -> Self {
+    /// A 1:1 message just sent, whose sender asked for receipts and
+    /// markers (tests and benchmarks start from it).
+    pub fn sent(sender: &str, recipient: &str, id: &str, at: Millis) -> Self {
         MessageRecord {
             id: id.into(),
             sender: sender.into(),

@@ -35,18 +35,7 @@ fn parties(i: u64) -> (String, String) {
 }
 
 fn record(i: u64, sender: &str, recipient: &str, now: u64) -> MessageRecord {
-    MessageRecord {
-        id: format!("m{i}"),
-        sender: sender.to_owned(),
-        recipient: recipient.to_owned(),
-        sent_at: now,
-        delivered_at: None,
-        failed: None,
-        wants_receipt: true,
-        wants_markers: true,
-        readable: true,
-        queued: false,
-    }
+    MessageRecord::sent(sender, recipient, &format!("m{i}"), now)
 }
 
 fn kv(line: &str, key: &str) -> f64 {
