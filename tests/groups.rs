@@ -475,3 +475,25 @@ fn xep_groups_examples_match_what_tidemark_says() {
     };
     assert_eq!(note(&out[0]), note(&ex[9]));
 }
+
+#[test]
+fn a_bad_read_receipts_answer_is_refused_and_changes_nothing() {
+    let mut w = World::new("");
+    w.join("alice");
+    w.join("bob");
+    let out = w.send(
+        "<iq type='set' id='c' from='bob@localhost/res' to='chat.localhost'>\
+         <command xmlns='http://jabber.org/protocol/commands' node='read-receipts' sessionid='s'>\
+         <x xmlns='jabber:x:data' type='submit'><field var='send-read-receipts'><value>maybe</value></field></x>\
+         </command></iq>",
+    );
+    assert_eq!(condition(&out[0]).as_deref(), Some("bad-request"));
+    let out = w.send(
+        "<iq type='set' id='c' from='bob@localhost/res' to='chat.localhost'>\
+         <command xmlns='http://jabber.org/protocol/commands' node='no-such-command'/></iq>",
+    );
+    assert_eq!(condition(&out[0]).as_deref(), Some("item-not-found"));
+    // Bob still sends read receipts: his marker is reflected.
+    let sid = stanza_id(&w.say("alice", "a1")[0]);
+    assert!(!w.display("bob", &sid).is_empty());
+}
