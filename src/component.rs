@@ -246,8 +246,25 @@ async fn serve(
     let batch_limit = config.storage.flush_batch;
     let mut batch: Vec<Element> = Vec::with_capacity(batch_limit);
     let mut pings = 0u64;
+    // Deadlines inside the service (presence probes, expiry) need a clock
+    // even when nothing arrives.
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        match step(stream.next().await) {
+        let item = tokio::select! {
+            item = stream.next() => item,
+            _ = ticker.tick() => {
+                let out = tm
+                    .tick(now_millis())
+                    .map_err(|e| Fatal::Stop(ComponentError::Storage(e)))?;
+                if !out.is_empty() {
+                    flush_store(tm)?;
+                    send_all(stream, &out).await?;
+                }
+                continue;
+            }
+        };
+        match step(item) {
             Step::Stanza(el) => batch.push(el),
             Step::Keepalive => {
                 pings += 1;

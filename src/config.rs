@@ -46,6 +46,32 @@ pub struct Config {
     pub groups: GroupsConfig,
     pub rooms: Vec<RoomConfig>,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Who may create a room by joining a room name nobody uses yet. Rooms of
+/// the file's `[[rooms]]` exist whatever this says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomCreators {
+    /// Anyone on the federation.
+    Anyone,
+    /// Users of these domains only (none: no room is created by a join).
+    Domains(Vec<String>),
+}
+
+impl RoomCreators {
+    pub fn allows(&self, domain: &str) -> bool {
+        match self {
+            RoomCreators::Anyone => true,
+            RoomCreators::Domains(d) => d.iter().any(|x| x.eq_ignore_ascii_case(domain)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    /// Where to serve Prometheus text (`GET /metrics`); off when `None`.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +81,10 @@ pub struct GroupsConfig {
     /// Above this many members, a read marker is reflected only to the
     /// message's sender instead of every occupant.
     pub marker_reflection_limit: usize,
+    /// Who may create rooms by joining them.
+    pub room_creators: RoomCreators,
+    /// How many rooms one user may create by joining (file rooms not counted).
+    pub max_rooms_per_creator: usize,
 }
 
 /// A room declared in the file, with a fixed member list.
@@ -79,17 +109,40 @@ pub struct StorageConfig {
     pub path: PathBuf,
     pub cache_bytes: u64,
     pub flush_batch: usize,
+    /// Statuses older than this are removed; `None` keeps them forever.
+    pub retention: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
 pub struct PresenceConfig {
     pub offline: OfflinePolicy,
+    /// After a (re)connect, how long a contact's presence stays unknown
+    /// (messages to them wait) before a missing probe answer means offline.
+    pub probe_wait: Duration,
 }
 
 #[derive(Debug, Clone)]
 pub struct LimitsConfig {
     pub max_body_bytes: usize,
     pub max_queued_per_contact: usize,
+    /// A whole stanza as read from the stream, in bytes.
+    pub max_stanza_bytes: usize,
+    /// Elements nested in a stanza, the stanza itself counted as 1.
+    pub max_depth: usize,
+    /// One attribute value, in bytes (escaped, as on the wire).
+    pub max_attribute_bytes: usize,
+    /// One element or attribute name, prefix included, in bytes.
+    pub max_name_bytes: usize,
+    /// Stanzas per second one sender (bare JID) may send, sustained.
+    pub rate_per_second: f64,
+    /// Stanzas one sender may send at once above the sustained rate.
+    pub rate_burst: u32,
+    /// Refused messages kept per sender for the status query; older
+    /// refusals are dropped so a flood cannot grow the store.
+    pub max_refusals_per_sender: usize,
+    /// Messages held in memory, all senders together, while contacts'
+    /// presence is unknown after a (re)connect.
+    pub max_waiting_for_presence: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +177,14 @@ struct RawConfig {
     rooms: Vec<RawRoom>,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +194,9 @@ struct RawGroups {
     history: usize,
     #[serde(default = "default_marker_reflection_limit")]
     marker_reflection_limit: usize,
+    room_creators: Option<Vec<String>>,
+    #[serde(default = "default_max_rooms_per_creator")]
+    max_rooms_per_creator: usize,
 }
 
 impl Default for RawGroups {
@@ -140,6 +204,8 @@ impl Default for RawGroups {
         Self {
             history: default_history(),
             marker_reflection_limit: default_marker_reflection_limit(),
+            room_creators: None,
+            max_rooms_per_creator: default_max_rooms_per_creator(),
         }
     }
 }
@@ -172,13 +238,26 @@ struct RawStorage {
     cache_mb: u64,
     #[serde(default = "default_flush_batch")]
     flush_batch: usize,
+    #[serde(default)]
+    retention_days: u64,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPresence {
     #[serde(default)]
     offline: OfflinePolicy,
+    #[serde(default = "default_probe_wait_ms")]
+    probe_wait_ms: u64,
+}
+
+impl Default for RawPresence {
+    fn default() -> Self {
+        Self {
+            offline: OfflinePolicy::default(),
+            probe_wait_ms: default_probe_wait_ms(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -188,6 +267,22 @@ struct RawLimits {
     max_body_bytes: usize,
     #[serde(default = "default_max_queued")]
     max_queued_per_contact: usize,
+    #[serde(default = "default_max_stanza_bytes")]
+    max_stanza_bytes: usize,
+    #[serde(default = "default_max_depth")]
+    max_depth: usize,
+    #[serde(default = "default_max_attribute_bytes")]
+    max_attribute_bytes: usize,
+    #[serde(default = "default_max_name_bytes")]
+    max_name_bytes: usize,
+    #[serde(default = "default_rate_per_second")]
+    rate_per_second: f64,
+    #[serde(default = "default_rate_burst")]
+    rate_burst: u32,
+    #[serde(default = "default_max_refusals_per_sender")]
+    max_refusals_per_sender: usize,
+    #[serde(default = "default_max_waiting_for_presence")]
+    max_waiting_for_presence: usize,
 }
 
 impl Default for RawLimits {
@@ -195,6 +290,14 @@ impl Default for RawLimits {
         Self {
             max_body_bytes: default_max_body_bytes(),
             max_queued_per_contact: default_max_queued(),
+            max_stanza_bytes: default_max_stanza_bytes(),
+            max_depth: default_max_depth(),
+            max_attribute_bytes: default_max_attribute_bytes(),
+            max_name_bytes: default_max_name_bytes(),
+            rate_per_second: default_rate_per_second(),
+            rate_burst: default_rate_burst(),
+            max_refusals_per_sender: default_max_refusals_per_sender(),
+            max_waiting_for_presence: default_max_waiting_for_presence(),
         }
     }
 }
@@ -249,6 +352,43 @@ fn default_max_body_bytes() -> usize {
 }
 fn default_max_queued() -> usize {
     1000
+}
+// Prosody's s2s default (s2s_stanza_size_limit, 512 KiB): anything a server
+// will carry across federation fits, one stanza cannot hold much memory.
+fn default_max_stanza_bytes() -> usize {
+    512 * 1024
+}
+// Real stanzas nest a handful deep (XHTML-IM, forms in commands stay under
+// 16); 64 leaves room and keeps recursive walks far from the stack's end.
+fn default_max_depth() -> usize {
+    64
+}
+// A full JID is at most 3071 bytes (RFC 7622); ids and the like are short.
+fn default_max_attribute_bytes() -> usize {
+    4096
+}
+fn default_max_name_bytes() -> usize {
+    256
+}
+// A person types far slower; a client catching up after reconnecting sends
+// receipts and markers in bursts, which the burst absorbs.
+fn default_rate_per_second() -> f64 {
+    20.0
+}
+fn default_rate_burst() -> u32 {
+    200
+}
+fn default_max_refusals_per_sender() -> usize {
+    100
+}
+fn default_max_waiting_for_presence() -> usize {
+    10_000
+}
+fn default_probe_wait_ms() -> u64 {
+    5000
+}
+fn default_max_rooms_per_creator() -> usize {
+    10
 }
 fn default_history() -> usize {
     20
@@ -329,6 +469,14 @@ impl Config {
         if secret.is_empty() {
             return Err(invalid("component.secret", "is empty".into()));
         }
+        if secret == EXAMPLE_SECRET {
+            return Err(invalid(
+                "component.secret",
+                format!(
+                    "is still the example's {EXAMPLE_SECRET:?}: choose a secret of your own and set the same value as component_secret in the server's config"
+                ),
+            ));
+        }
         if raw.component.keepalive_secs == 0 {
             return Err(invalid(
                 "component.keepalive_secs",
@@ -353,6 +501,72 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        for (key, value, min) in [
+            ("limits.max_stanza_bytes", raw.limits.max_stanza_bytes, 4096),
+            ("limits.max_depth", raw.limits.max_depth, 4),
+            (
+                "limits.max_attribute_bytes",
+                raw.limits.max_attribute_bytes,
+                256,
+            ),
+            ("limits.max_name_bytes", raw.limits.max_name_bytes, 64),
+            (
+                "limits.max_refusals_per_sender",
+                raw.limits.max_refusals_per_sender,
+                1,
+            ),
+            ("limits.rate_burst", raw.limits.rate_burst as usize, 1),
+        ] {
+            if value < min {
+                return Err(invalid(key, format!("must be at least {min}, got {value}")));
+            }
+        }
+        if raw.limits.max_depth > 1024 {
+            return Err(invalid(
+                "limits.max_depth",
+                "must be at most 1024 (deeper nesting risks the stack)".into(),
+            ));
+        }
+        if !(raw.limits.rate_per_second.is_finite() && raw.limits.rate_per_second > 0.0) {
+            return Err(invalid(
+                "limits.rate_per_second",
+                format!(
+                    "must be a number above 0, got {}",
+                    raw.limits.rate_per_second
+                ),
+            ));
+        }
+        let room_creators = match raw.groups.room_creators {
+            None => RoomCreators::Domains(vec![own_server_domain(&jid)]),
+            Some(list) if list.iter().any(|d| d == "*") => RoomCreators::Anyone,
+            Some(list) => {
+                let mut domains = Vec::with_capacity(list.len());
+                for d in list {
+                    let domain = BareJid::new(&d)
+                        .ok()
+                        .filter(|j| j.node().is_none())
+                        .ok_or_else(|| {
+                            invalid(
+                                "groups.room_creators",
+                                format!(
+                                    "{d:?} is not a domain (give domains, or \"*\" for anyone)"
+                                ),
+                            )
+                        })?;
+                    domains.push(domain.as_str().to_owned());
+                }
+                RoomCreators::Domains(domains)
+            }
+        };
+        let metrics_listen = match raw.metrics.listen {
+            None => None,
+            Some(addr) => Some(addr.parse::<std::net::SocketAddr>().map_err(|e| {
+                invalid(
+                    "metrics.listen",
+                    format!("expected ip:port such as 127.0.0.1:9464, got {addr:?}: {e}"),
+                )
+            })?),
+        };
         if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
             return Err(invalid(
                 "log.level",
@@ -414,13 +628,24 @@ impl Config {
                 path: raw.storage.path,
                 cache_bytes: raw.storage.cache_mb * 1024 * 1024,
                 flush_batch: raw.storage.flush_batch,
+                retention: (raw.storage.retention_days > 0)
+                    .then(|| Duration::from_secs(raw.storage.retention_days * 86_400)),
             },
             presence: PresenceConfig {
                 offline: raw.presence.offline,
+                probe_wait: Duration::from_millis(raw.presence.probe_wait_ms),
             },
             limits: LimitsConfig {
                 max_body_bytes: raw.limits.max_body_bytes,
                 max_queued_per_contact: raw.limits.max_queued_per_contact,
+                max_stanza_bytes: raw.limits.max_stanza_bytes,
+                max_depth: raw.limits.max_depth,
+                max_attribute_bytes: raw.limits.max_attribute_bytes,
+                max_name_bytes: raw.limits.max_name_bytes,
+                rate_per_second: raw.limits.rate_per_second,
+                rate_burst: raw.limits.rate_burst,
+                max_refusals_per_sender: raw.limits.max_refusals_per_sender,
+                max_waiting_for_presence: raw.limits.max_waiting_for_presence,
             },
             status: StatusConfig {
                 attachments_get_read_status: raw.status.attachments_get_read_status,
@@ -429,12 +654,30 @@ impl Config {
             groups: GroupsConfig {
                 history: raw.groups.history,
                 marker_reflection_limit: raw.groups.marker_reflection_limit,
+                room_creators,
+                max_rooms_per_creator: raw.groups.max_rooms_per_creator,
             },
             rooms,
             log: LogConfig {
                 level: raw.log.level,
             },
+            metrics: MetricsConfig {
+                listen: metrics_listen,
+            },
         })
+    }
+}
+
+/// The secret of the shipped example file, which must not reach production.
+pub const EXAMPLE_SECRET: &str = "change-me";
+
+/// The server a component is a subdomain of: `localhost` for
+/// `chat.localhost`. A single-label component stands for itself.
+fn own_server_domain(component: &BareJid) -> String {
+    let d = component.domain().as_str();
+    match d.split_once('.') {
+        Some((_, parent)) if !parent.is_empty() => parent.to_owned(),
+        _ => d.to_owned(),
     }
 }
 
@@ -469,7 +712,10 @@ path = "data/tidemark"
     #[test]
     fn the_shipped_example_is_valid_and_says_the_defaults() {
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/tidemark.toml"));
-        let example = Config::load(path).unwrap();
+        let text = std::fs::read_to_string(path).unwrap();
+        // The example's placeholder secret is refused on purpose (tested
+        // below); everything else in the file must be valid as shipped.
+        let example = parse(&text.replace(EXAMPLE_SECRET, "s3cret")).unwrap();
         let minimal = parse(MINIMAL).unwrap();
         assert_eq!(example.storage.cache_bytes, minimal.storage.cache_bytes);
         assert_eq!(example.storage.flush_batch, minimal.storage.flush_batch);
@@ -485,6 +731,78 @@ path = "data/tidemark"
             example.status.send_read_receipts,
             minimal.status.send_read_receipts
         );
+        let (e, m) = (&example.limits, &minimal.limits);
+        assert_eq!(e.max_stanza_bytes, m.max_stanza_bytes);
+        assert_eq!(e.max_depth, m.max_depth);
+        assert_eq!(e.max_attribute_bytes, m.max_attribute_bytes);
+        assert_eq!(e.max_name_bytes, m.max_name_bytes);
+        assert_eq!(e.rate_per_second, m.rate_per_second);
+        assert_eq!(e.rate_burst, m.rate_burst);
+        assert_eq!(e.max_refusals_per_sender, m.max_refusals_per_sender);
+        assert_eq!(e.max_waiting_for_presence, m.max_waiting_for_presence);
+        assert_eq!(example.presence.probe_wait, minimal.presence.probe_wait);
+        assert_eq!(example.storage.retention, minimal.storage.retention);
+        assert_eq!(example.groups.room_creators, minimal.groups.room_creators);
+        assert_eq!(
+            example.groups.max_rooms_per_creator,
+            minimal.groups.max_rooms_per_creator
+        );
+        assert_eq!(example.metrics.listen, minimal.metrics.listen);
+    }
+
+    #[test]
+    fn the_example_placeholder_secret_is_refused() {
+        let text = MINIMAL.replace("s3cret", EXAMPLE_SECRET);
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("component.secret") && e.contains("component_secret"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn rooms_are_created_by_the_servers_own_users_unless_told_otherwise() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(
+            c.groups.room_creators,
+            RoomCreators::Domains(vec!["localhost".into()])
+        );
+        assert!(c.groups.room_creators.allows("localhost"));
+        assert!(!c.groups.room_creators.allows("evil.example"));
+        let anyone = parse(&format!("{MINIMAL}\n[groups]\nroom_creators = [\"*\"]\n")).unwrap();
+        assert!(anyone.groups.room_creators.allows("evil.example"));
+        let e = parse(&format!("{MINIMAL}\n[groups]\nroom_creators = [\"a@b\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("groups.room_creators"), "{e}");
+    }
+
+    #[test]
+    fn limits_below_their_floor_are_named() {
+        for (key, bad) in [
+            ("max_stanza_bytes", "100"),
+            ("max_depth", "2000"),
+            ("rate_per_second", "0.0"),
+            ("rate_burst", "0"),
+        ] {
+            let text = format!("{MINIMAL}\n[limits]\n{key} = {bad}\n");
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(&format!("limits.{key}")), "{key}: {e}");
+        }
+    }
+
+    #[test]
+    fn metrics_are_off_unless_given_an_address() {
+        assert_eq!(parse(MINIMAL).unwrap().metrics.listen, None);
+        let on = parse(&format!(
+            "{MINIMAL}\n[metrics]\nlisten = \"127.0.0.1:9464\"\n"
+        ))
+        .unwrap();
+        assert_eq!(on.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        let e = parse(&format!("{MINIMAL}\n[metrics]\nlisten = \"localhost\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("metrics.listen"), "{e}");
     }
 
     #[test]

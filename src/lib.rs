@@ -10,6 +10,7 @@ pub mod component;
 pub mod config;
 pub mod conversation;
 pub mod incoming;
+pub mod metrics;
 pub mod presence;
 pub mod query;
 pub mod service;

@@ -117,6 +117,12 @@ impl Tidemark {
         }
     }
 
+    /// Called about once a second by the connection loop, with the time:
+    /// whatever waits on a deadline (presence probes, expiry) happens here.
+    pub fn tick(&mut self, _now: Millis) -> Result<Vec<Element>, StoreError> {
+        Ok(vec![])
+    }
+
     /// Called after every (re)connect: what tidemark knew of presence is
     /// stale, so it asks again.
     pub fn on_connected(&mut self) -> Result<Vec<Element>, StoreError> {

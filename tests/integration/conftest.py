@@ -1,7 +1,8 @@
 """The world the integration tests run in, and the clients that live in it.
 
 One Prosody per test session (scripts/prosody.sh, in a run directory of its own,
-127.0.0.1 only, c2s 15222, component 15347), fresh users for every test
+127.0.0.1 only, c2s 15222, component 15347, or TIDEMARK_IT_C2S_PORT and
+TIDEMARK_IT_COMPONENT_PORT), fresh users for every test
 (alice -> alice7@localhost in test 7), and tidemark (target/release/tidemark)
 connected to it as chat.localhost. Tests are `async def`; they get `world`
 (or `tm`, which also makes sure tidemark is up) and write transcripts:
@@ -37,8 +38,10 @@ from xmpp_client import ABSENCE, TIMEOUT, Client, Recipient, Status  # noqa: E40
 REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("TIDEMARK_BIN", REPO / "target" / "release" / "tidemark"))
 PROSODY_SH = REPO / "scripts" / "prosody.sh"
-C2S_PORT = 15222
-COMPONENT_PORT = 15347
+# Two copies of the suite can run side by side when each is given its own
+# ports (and, for federation, its own loopback addresses; test_federation.py).
+C2S_PORT = int(os.environ.get("TIDEMARK_IT_C2S_PORT", "15222"))
+COMPONENT_PORT = int(os.environ.get("TIDEMARK_IT_COMPONENT_PORT", "15347"))
 TEST_DEADLINE = 120  # a whole test, as a last resort
 
 

@@ -20,9 +20,17 @@ from xmpp_client import Client, parse_status
 
 ONE, TWO = "one.test", "two.test"
 COMPONENT = "chat.one.test"
+# TIDEMARK_IT_FED_{ONE,TWO}_{C2S,COMPONENT,ADDR} move a copy of the suite
+# out of another's way (s2s always listens on port 5269 of ADDR).
+def _fed(server, key, default):
+    return os.environ.get(f"TIDEMARK_IT_FED_{server}_{key}", default)
+
+
 SERVERS = {
-    ONE: {"C2S_PORT": "16222", "COMPONENT_PORT": "16347", "S2S_ADDR": "127.0.0.2", "COMPONENT_JID": COMPONENT},
-    TWO: {"C2S_PORT": "17222", "COMPONENT_PORT": "17347", "S2S_ADDR": "127.0.0.3", "COMPONENT_JID": "chat.two.test"},
+    ONE: {"C2S_PORT": _fed("ONE", "C2S", "16222"), "COMPONENT_PORT": _fed("ONE", "COMPONENT", "16347"),
+          "S2S_ADDR": _fed("ONE", "ADDR", "127.0.0.2"), "COMPONENT_JID": COMPONENT},
+    TWO: {"C2S_PORT": _fed("TWO", "C2S", "17222"), "COMPONENT_PORT": _fed("TWO", "COMPONENT", "17347"),
+          "S2S_ADDR": _fed("TWO", "ADDR", "127.0.0.3"), "COMPONENT_JID": "chat.two.test"},
 }
 
 
@@ -33,7 +41,8 @@ class Federation:
         self.dir.mkdir(exist_ok=True)
         os.chmod(self.dir, 0o755)
         self.hosts = self.dir / "hosts"
-        self.hosts.write_text(f"127.0.0.2 {ONE} {COMPONENT}\n127.0.0.3 {TWO} chat.two.test\n")
+        self.hosts.write_text(f"{SERVERS[ONE]['S2S_ADDR']} {ONE} {COMPONENT}\n"
+                              f"{SERVERS[TWO]['S2S_ADDR']} {TWO} chat.two.test\n")
         os.chmod(self.hosts, 0o644)
         self.secret = "fed-" + secrets.token_hex(8)
         self.n = 0
