@@ -16,6 +16,7 @@ use crate::incoming::{Incoming, Route, classify};
 use crate::presence::{self, PresenceBook};
 use crate::query;
 use crate::stanza::{ErrorType, error_reply, set_attr};
+use crate::store::retention::Retention;
 use crate::store::{Millis, Store, StoreError};
 
 pub struct Tidemark {
@@ -24,6 +25,7 @@ pub struct Tidemark {
     pub store: Arc<dyn Store>,
     pub presence: PresenceBook,
     pub rooms: Rooms,
+    retention: Retention,
     local_ids: u64,
 }
 
@@ -36,6 +38,7 @@ impl Tidemark {
             store,
             presence: PresenceBook::default(),
             rooms: Rooms::default(),
+            retention: Retention::default(),
             local_ids: 0,
         };
         room::apply_config(&mut tm, crate::stanza::now_millis())?;
@@ -119,7 +122,9 @@ impl Tidemark {
 
     /// Called about once a second by the connection loop, with the time:
     /// whatever waits on a deadline (presence probes, expiry) happens here.
-    pub fn tick(&mut self, _now: Millis) -> Result<Vec<Element>, StoreError> {
+    pub fn tick(&mut self, now: Millis) -> Result<Vec<Element>, StoreError> {
+        self.retention
+            .step(&*self.store, self.config.storage.retention, now)?;
         Ok(vec![])
     }
 

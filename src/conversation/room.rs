@@ -13,7 +13,9 @@ use sha1::{Digest, Sha1};
 use tracing::{debug, info};
 use xmpp_parsers::jid::{BareJid, Jid};
 
+use crate::config::RoomCreators;
 use crate::incoming::{AckKind, RoomRequest};
+use crate::metrics::{METRICS, Refusal};
 use crate::service::Tidemark;
 use crate::stanza::{
     ErrorType, element, error_reply, ns, remove_attr, set_attr, to_string, xep0082,
@@ -95,10 +97,15 @@ impl LiveRoom {
 }
 
 /// What tidemark knows of rooms beyond the store: who is in them now, and
-/// the read frontier.
+/// the read frontier. Only rooms someone is in are kept: the last occupant's
+/// leaving drops the room's entry, and the frontier is loaded again from the
+/// store when someone is back, so memory follows occupancy, not the number
+/// of rooms ever made.
 #[derive(Debug, Default)]
 pub struct Rooms {
     live: HashMap<String, LiveRoom>,
+    /// Rooms in the store, for the metrics.
+    stored: usize,
 }
 
 impl Rooms {
@@ -121,6 +128,11 @@ impl Rooms {
     /// Occupants are sessions on the server; after a reconnect they rejoin.
     pub fn forget_occupants(&mut self) {
         self.live.clear();
+    }
+
+    /// How many rooms are in memory (someone is in them).
+    pub fn live_count(&self) -> usize {
+        self.live.len()
     }
 }
 
@@ -169,6 +181,8 @@ pub fn apply_config(tm: &mut Tidemark, now: Millis) -> Result<(), StoreError> {
         }
     }
     tm.rooms.forget_frontiers();
+    tm.rooms.stored = tm.store.rooms()?.len();
+    METRICS.set_rooms(tm.rooms.stored);
     Ok(())
 }
 
@@ -286,7 +300,7 @@ fn disco_info(tm: &Tidemark, iq: &Element, room: &BareJid) -> Out {
             room.as_str(),
             ErrorType::Cancel,
             "item-not-found",
-            "no such room; joining it creates it",
+            "no such room",
         )]);
     };
     let mut q = Element::bare("query", ns::DISCO_INFO);
@@ -392,9 +406,10 @@ fn join(
     let room_s = room.as_str().to_owned();
     let user = from.to_bare().to_string();
     let own = format!("{room_s}/{nick}");
-    let live = tm.rooms.live.entry(room_s.clone()).or_default();
+    // Nothing is kept in memory for the room until the join is accepted.
+    let live = tm.rooms.live.get(&room_s);
 
-    if let Some(current) = live.nick_of(from).map(str::to_owned) {
+    if let Some(current) = live.and_then(|l| l.nick_of(from)).map(str::to_owned) {
         if current != nick {
             return Ok(vec![error_reply(
                 stanza,
@@ -425,8 +440,7 @@ fn join(
             .collect());
     }
     if live
-        .occupants
-        .get(nick)
+        .and_then(|l| l.occupants.get(nick))
         .is_some_and(|holder| holder.user != user)
     {
         // XEP-0045 §7.2.9.
@@ -447,6 +461,7 @@ fn join(
                 .is_some_and(|m| m.is_current());
             if record.fixed_members && !member {
                 // XEP-0045 §7.2.6: members-only room.
+                METRICS.refused(Refusal::Room);
                 return Ok(vec![error_reply(
                     stanza,
                     &own,
@@ -458,6 +473,10 @@ fn join(
             false
         }
         None => {
+            if let Some(refusal) = may_not_create(tm, stanza, from, &own)? {
+                METRICS.refused(Refusal::Room);
+                return Ok(vec![refusal]);
+            }
             tm.store.put_room(
                 &room_s,
                 &RoomRecord {
@@ -465,7 +484,10 @@ fn join(
                     fixed_members: false,
                 },
             )?;
-            info!(room = %room_s, "room created");
+            tm.store.add_room_creator(&user, &room_s)?;
+            tm.rooms.stored += 1;
+            METRICS.set_rooms(tm.rooms.stored);
+            info!(room = %room_s, creator = %user, "room created");
             true
         }
     };
@@ -473,7 +495,7 @@ fn join(
 
     let presence = occupant_presence(tm, stanza, &room_s, nick, &user);
     let history = tm.store.room_history(&room_s, tm.config.groups.history)?;
-    let live = tm.rooms.live.get_mut(&room_s).expect("inserted above");
+    let live = tm.rooms.live.entry(room_s.clone()).or_default();
     let mut out = Vec::new();
     // XEP-0045 §7.2.3: first the other occupants, then the joiner's own
     // presence to everyone, the joiner's copy last with status 110.
@@ -541,6 +563,56 @@ fn join(
     Ok(out)
 }
 
+/// Whether `from` may create a room by joining it: their domain must be one
+/// of `groups.room_creators`, and they must be under
+/// `groups.max_rooms_per_creator`. The refusal to send if not.
+fn may_not_create(
+    tm: &Tidemark,
+    stanza: &Element,
+    from: &Jid,
+    own: &str,
+) -> Result<Option<Element>, StoreError> {
+    let service = tm.addrs.domain();
+    let groups = &tm.config.groups;
+    if let RoomCreators::Domains(domains) = &groups.room_creators
+        && !groups.room_creators.allows(from.domain().as_str())
+    {
+        let text = if domains.is_empty() {
+            format!(
+                "rooms at {service} are not created by joining (groups.room_creators is empty); ask the administrator"
+            )
+        } else {
+            format!(
+                "rooms at {service} are created by users of {}; ask a member to invite you",
+                domains.join(", ")
+            )
+        };
+        debug!(%from, "room creation refused: domain not allowed");
+        return Ok(Some(error_reply(
+            stanza,
+            own,
+            ErrorType::Cancel,
+            "not-allowed",
+            &text,
+        )));
+    }
+    let max = groups.max_rooms_per_creator;
+    let creator = from.to_bare();
+    if tm.store.rooms_created_by(creator.as_str())? >= max {
+        debug!(%from, max, "room creation refused: over the cap");
+        return Ok(Some(error_reply(
+            stanza,
+            own,
+            ErrorType::Cancel,
+            "policy-violation",
+            &format!(
+                "you have created {max} rooms at {service}, the most groups.max_rooms_per_creator allows; join an existing room"
+            ),
+        )));
+    }
+    Ok(None)
+}
+
 fn leave(tm: &mut Tidemark, stanza: &Element, from: &Jid, room: &BareJid) -> Vec<Element> {
     let room_s = room.as_str();
     let Some(live) = tm.rooms.live.get_mut(room_s) else {
@@ -569,6 +641,9 @@ fn leave(tm: &mut Tidemark, stanza: &Element, from: &Jid, room: &BareJid) -> Vec
     }
     p.append_child(muc_user(Some(from), "none", &["110"]));
     out.push(addressed(p, from));
+    if live.occupants.is_empty() {
+        tm.rooms.live.remove(room_s);
+    }
     info!(room = %room_s, %nick, "left");
     out
 }
@@ -796,7 +871,7 @@ fn marker(
         // Groups have no delivered state (the Avaya rule).
         return Ok(vec![]);
     }
-    let Some((seq, message)) = tm.store.find_room_message(&room_s, id)? else {
+    let Some((seq, message)) = marked_message(tm, &room_s, &reader, id)? else {
         debug!(id, "marker for an unknown message ignored");
         return Ok(vec![]);
     };
@@ -840,6 +915,41 @@ fn marker(
     Ok(out)
 }
 
+/// How many messages with the same sender's id a marker naming that id looks
+/// at; beyond them, a marker by sender's id is ignored (by stanza-id it never
+/// is).
+const SENDER_ID_CANDIDATES: usize = 32;
+
+/// The message a member's marker names. The room's stanza-id first
+/// (DESIGN.md, XEP-0333 §3.3): only the room assigns it, so nobody can make
+/// it name another message. Some clients name the sender's id instead
+/// (xep/groups.md §3), and any member may reuse any id, so among the messages
+/// with that id the one taken is the oldest the reader has not read yet and
+/// that was sent to them by someone else. A message that reuses the id (bob
+/// sending alice's) can then only make the marker cover less than the reader
+/// read, never more: it cannot produce a false "read" or "all read".
+fn marked_message(
+    tm: &Tidemark,
+    room: &str,
+    reader: &str,
+    id: &str,
+) -> Result<Option<(Seq, RoomMessage)>, StoreError> {
+    if let Some(found) = tm.store.room_message_by_stanza_id(room, id)? {
+        return Ok(Some(found));
+    }
+    let conv = ConversationKey::room(room);
+    // The private tidemark moves for everyone, read receipts or not.
+    let read = tm.store.mark(&conv, &private_reader(reader))?;
+    let Some(membership) = tm.store.membership(room, reader)? else {
+        return Ok(None);
+    };
+    Ok(tm
+        .store
+        .room_messages_with_sender_id(room, id, read, SENDER_ID_CANDIDATES)?
+        .into_iter()
+        .find(|(seq, m)| m.sender != reader && membership.covers(*seq)))
+}
+
 /// The status query for a room message (xep/status.md §4): one recipient per
 /// member the message was sent to.
 pub fn status(
@@ -849,7 +959,24 @@ pub fn status(
     id: &str,
 ) -> Result<Result<Element, (ErrorType, &'static str, String)>, StoreError> {
     let room_s = room.as_str();
-    let Some((seq, message)) = tm.store.find_room_message(room_s, id)? else {
+    // The asker's own id first: only the asker writes under it, so another
+    // member's message with the same id never answers for theirs.
+    let found = match tm.store.room_message_by_sender_id(room_s, asker, id)? {
+        Some(found) => Some(found),
+        None => tm.store.room_message_by_stanza_id(room_s, id)?,
+    };
+    let Some((seq, message)) = found else {
+        let someone_elses = !tm
+            .store
+            .room_messages_with_sender_id(room_s, id, 0, 1)?
+            .is_empty();
+        if someone_elses {
+            return Ok(Err((
+                ErrorType::Auth,
+                "forbidden",
+                "only the sender of a message may ask for its status".into(),
+            )));
+        }
         return Ok(Err((
             ErrorType::Cancel,
             "item-not-found",

@@ -118,9 +118,34 @@ fn room_messages_are_found_by_stanza_id_or_sender_id(store: &dyn Store) {
     store
         .put_room_message("other@chat", 7, &room_message("alice@x", "a2", "s7"))
         .unwrap();
-    assert_eq!(store.find_room_message(room, "s5").unwrap().unwrap().0, 5);
-    assert_eq!(store.find_room_message(room, "b1").unwrap().unwrap().0, 9);
-    assert!(store.find_room_message(room, "s7").unwrap().is_none());
+    assert_eq!(
+        store
+            .room_message_by_stanza_id(room, "s5")
+            .unwrap()
+            .unwrap()
+            .0,
+        5
+    );
+    assert_eq!(
+        store
+            .room_message_by_sender_id(room, "bob@x", "b1")
+            .unwrap()
+            .unwrap()
+            .0,
+        9
+    );
+    assert!(
+        store
+            .room_message_by_stanza_id(room, "s7")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .room_message_by_stanza_id(room, "b1")
+            .unwrap()
+            .is_none()
+    );
     let between: Vec<Seq> = store
         .room_messages_between(room, 5, 9)
         .unwrap()
@@ -142,6 +167,200 @@ fn room_messages_are_found_by_stanza_id_or_sender_id(store: &dyn Store) {
         .map(|(s, _)| s)
         .collect();
     assert_eq!(last, vec![9]);
+}
+
+fn one_members_id_is_not_anothers(store: &dyn Store) {
+    let room = "team@chat";
+    store
+        .put_room_message(room, 5, &room_message("alice@x", "a1", "s5"))
+        .unwrap();
+    // bob reuses alice's id, later: alice's own message is still hers.
+    store
+        .put_room_message(room, 9, &room_message("bob@x", "a1", "s9"))
+        .unwrap();
+    let of = |sender: &str| {
+        store
+            .room_message_by_sender_id(room, sender, "a1")
+            .unwrap()
+            .map(|(seq, m)| (seq, m.sender))
+    };
+    assert_eq!(of("alice@x"), Some((5, "alice@x".to_owned())));
+    assert_eq!(of("bob@x"), Some((9, "bob@x".to_owned())));
+    assert_eq!(of("carol@x"), None);
+    // Every use of the id, oldest first, above a sequence, at most `limit`.
+    let uses = |after, limit| -> Vec<Seq> {
+        store
+            .room_messages_with_sender_id(room, "a1", after, limit)
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+    };
+    assert_eq!(uses(0, 10), vec![5, 9]);
+    assert_eq!(uses(5, 10), vec![9]);
+    assert_eq!(uses(0, 1), vec![5]);
+    assert_eq!(uses(9, 10), Vec::<Seq>::new());
+    assert!(
+        store
+            .room_messages_with_sender_id(room, "a", 0, 10)
+            .unwrap()
+            .is_empty(),
+        "a prefix of an id is not the id"
+    );
+}
+
+fn room_creators_are_counted_per_creator(store: &dyn Store) {
+    assert_eq!(store.rooms_created_by("bob@x").unwrap(), 0);
+    store.add_room_creator("bob@x", "a@chat").unwrap();
+    store.add_room_creator("bob@x", "b@chat").unwrap();
+    store.add_room_creator("bob@x", "b@chat").unwrap();
+    store.add_room_creator("bob@x.org", "c@chat").unwrap();
+    assert_eq!(store.rooms_created_by("bob@x").unwrap(), 2);
+    assert_eq!(store.rooms_created_by("bob@x.org").unwrap(), 1);
+}
+
+/// Old and new statuses of every kind, sent at 100 and 1000 (the cutoff in
+/// the retention tests is 500).
+struct Aged {
+    conv: ConversationKey,
+    old: Seq,
+    new: Seq,
+}
+
+fn aged_statuses(store: &dyn Store) -> Aged {
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let old = store.next_seq().unwrap();
+    store
+        .put_message(&conv, old, &record("alice@x", "bob@x", "m-old", 100))
+        .unwrap();
+    store.advance_mark(&conv, "bob@x", old, 150).unwrap();
+    let held_old = store.next_seq().unwrap();
+    store
+        .put_message(&conv, held_old, &record("alice@x", "carol@x", "q-old", 110))
+        .unwrap();
+    store
+        .enqueue("carol@x", held_old, &conv, b"<old/>")
+        .unwrap();
+    let new = store.next_seq().unwrap();
+    store
+        .put_message(&conv, new, &record("alice@x", "bob@x", "m-new", 1000))
+        .unwrap();
+    store.advance_mark(&conv, "bob@x", new, 1100).unwrap();
+    let held_new = store.next_seq().unwrap();
+    store
+        .put_message(
+            &conv,
+            held_new,
+            &record("alice@x", "carol@x", "q-new", 1010),
+        )
+        .unwrap();
+    store
+        .enqueue("carol@x", held_new, &conv, b"<new/>")
+        .unwrap();
+    let room = "team@chat";
+    let mut m = room_message("alice@x", "r-old", "s-old");
+    m.sent_at = 100;
+    store.put_room_message(room, old, &m).unwrap();
+    let mut m = room_message("alice@x", "r-new", "s-new");
+    m.sent_at = 1000;
+    store.put_room_message(room, new, &m).unwrap();
+    Aged { conv, old, new }
+}
+
+fn retention_removes_what_is_older_than_the_cutoff(store: &dyn Store) {
+    let Aged { conv, old, new } = aged_statuses(store);
+    let done = store.expire(500, &ExpiryCursor::default(), 10_000).unwrap();
+    assert_eq!(done.next, None, "the whole store fits in the budget");
+    // Old: the message, its held copy, the room message, the log entry.
+    assert_eq!(done.removed, 5, "{done:?}");
+    assert_eq!(store.message(&conv, old).unwrap(), None);
+    assert_eq!(store.find_message(&conv, "alice@x", "m-old").unwrap(), None);
+    assert!(
+        store
+            .room_message_by_stanza_id("team@chat", "s-old")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .room_message_by_sender_id("team@chat", "alice@x", "r-old")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .room_messages_with_sender_id("team@chat", "r-old", 0, 10)
+            .unwrap()
+            .is_empty()
+    );
+    let queued: Vec<Vec<u8>> = store
+        .take_queue("carol@x")
+        .unwrap()
+        .into_iter()
+        .map(|q| q.stanza)
+        .collect();
+    assert_eq!(queued, vec![b"<new/>".to_vec()]);
+    // New: all there; the tidemark stays where it was.
+    assert!(
+        store
+            .find_message(&conv, "alice@x", "m-new")
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .room_message_by_sender_id("team@chat", "alice@x", "r-new")
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store.room_history("team@chat", 10).unwrap().len(),
+        1,
+        "the history lost the old message"
+    );
+    assert_eq!(store.mark(&conv, "bob@x").unwrap(), new);
+    assert_eq!(store.read_at(&conv, "bob@x", new).unwrap(), Some(1100));
+    // Nothing is left to remove.
+    let again = store.expire(500, &ExpiryCursor::default(), 10_000).unwrap();
+    assert_eq!(again.removed, 0);
+}
+
+fn retention_goes_in_bounded_steps_from_a_cursor(store: &dyn Store) {
+    aged_statuses(store);
+    let mut cursor = ExpiryCursor::default();
+    let (mut steps, mut removed) = (0, 0);
+    loop {
+        let done = store.expire(500, &cursor, 2).unwrap();
+        assert!(done.examined <= 2, "{done:?}");
+        assert!(done.removed <= done.examined, "{done:?}");
+        removed += done.removed;
+        steps += 1;
+        assert!(steps < 100, "the pass never ends");
+        match done.next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    assert_eq!(removed, 5);
+    assert!(steps >= 5, "{steps} steps of 2 entries for 11 entries");
+}
+
+fn a_reused_id_keeps_the_newer_messages_index(store: &dyn Store) {
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    store
+        .put_message(&conv, 3, &record("alice@x", "bob@x", "dup", 100))
+        .unwrap();
+    store
+        .put_message(&conv, 8, &record("alice@x", "bob@x", "dup", 1000))
+        .unwrap();
+    store.expire(500, &ExpiryCursor::default(), 100).unwrap();
+    assert_eq!(
+        store
+            .find_message(&conv, "alice@x", "dup")
+            .unwrap()
+            .map(|(s, _)| s),
+        Some(8)
+    );
 }
 
 fn memberships_and_rooms_are_kept(store: &dyn Store) {
@@ -187,6 +406,11 @@ macro_rules! backends {
             #[test] fn presence_grants_are_directional() { super::presence_grants_are_directional(&*store()) }
             #[test] fn queues_come_back_in_order_once() { super::queues_come_back_in_order_once(&*store()) }
             #[test] fn room_messages_are_found_by_stanza_id_or_sender_id() { super::room_messages_are_found_by_stanza_id_or_sender_id(&*store()) }
+            #[test] fn one_members_id_is_not_anothers() { super::one_members_id_is_not_anothers(&*store()) }
+            #[test] fn room_creators_are_counted_per_creator() { super::room_creators_are_counted_per_creator(&*store()) }
+            #[test] fn retention_removes_what_is_older_than_the_cutoff() { super::retention_removes_what_is_older_than_the_cutoff(&*store()) }
+            #[test] fn retention_goes_in_bounded_steps_from_a_cursor() { super::retention_goes_in_bounded_steps_from_a_cursor(&*store()) }
+            #[test] fn a_reused_id_keeps_the_newer_messages_index() { super::a_reused_id_keeps_the_newer_messages_index(&*store()) }
             #[test] fn memberships_and_rooms_are_kept() { super::memberships_and_rooms_are_kept(&*store()) }
             #[test] fn read_receipt_preferences_are_kept() { super::read_receipt_preferences_are_kept(&*store()) }
         })*

@@ -115,9 +115,54 @@ pub fn room_message(room: &str, seq: Seq) -> Vec<u8> {
     k
 }
 
-/// Room message index: `s` for stanza-ids, `i` for senders' ids.
+/// Room message index: `s` for stanza-ids, `i` for senders' ids (no longer
+/// written: one index for every sender let a member take over another's id;
+/// read only for messages stored before `p` and `m` existed).
 pub fn room_message_id(room: &str, kind: u8, id: &str) -> Vec<u8> {
     join(&[room.as_bytes(), &[kind], id.as_bytes()])
+}
+
+/// A sender's own id in a room, per sender: (room, sender, id) -> the latest
+/// such message. Only `sender` writes under it, so nobody can take it over.
+pub fn room_sender_id(room: &str, sender: &str, id: &str) -> Vec<u8> {
+    join(&[room.as_bytes(), b"p", sender.as_bytes(), id.as_bytes()])
+}
+
+/// Every room message with a sender's id `id`, whoever sent it, in sequence
+/// order: the prefix, then [`room_id_use`] appends the sequence number. XML
+/// forbids NUL in attributes, so an id never runs into its neighbour's.
+pub fn room_id_uses_prefix(room: &str, id: &str) -> Vec<u8> {
+    let mut k = join(&[room.as_bytes(), b"m", id.as_bytes()]);
+    k.push(SEP);
+    k
+}
+
+pub fn room_id_use(room: &str, id: &str, seq: Seq) -> Vec<u8> {
+    let mut k = room_id_uses_prefix(room, id);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The rooms a user created by joining: (creator, room), counted against
+/// `groups.max_rooms_per_creator`.
+pub fn room_creator(creator: &str, room: &str) -> Vec<u8> {
+    join(&[creator.as_bytes(), room.as_bytes()])
+}
+
+pub fn room_creator_prefix(creator: &str) -> Vec<u8> {
+    let mut k = creator.as_bytes().to_vec();
+    k.push(SEP);
+    k
+}
+
+/// The conversation (or room) part of a key that ends in `SEP` and a
+/// sequence number, with the sequence number.
+pub fn split_seq_suffix(key: &[u8]) -> Option<(&[u8], Seq)> {
+    let cut = key.len().checked_sub(9)?;
+    if key[cut] != SEP {
+        return None;
+    }
+    Some((&key[..cut], seq_from(&key[cut + 1..])?))
 }
 
 pub fn seq_from(bytes: &[u8]) -> Option<Seq> {
@@ -145,6 +190,29 @@ mod tests {
         let c = ConversationKey::direct("a@x", "b@x");
         assert!(message(&c, 255) < message(&c, 256));
         assert!(mark_log(&c, "a@x", 9) < mark_log(&c, "a@x", 10));
+    }
+
+    #[test]
+    fn a_sequence_suffix_splits_off_what_it_follows() {
+        let c = ConversationKey::direct("a@x", "b@x");
+        assert_eq!(
+            split_seq_suffix(&message(&c, 300)),
+            Some((c.as_bytes(), 300))
+        );
+        assert_eq!(
+            split_seq_suffix(&room_message("team@chat", 7)),
+            Some((&b"team@chat"[..], 7))
+        );
+        assert_eq!(split_seq_suffix(b"short"), None);
+    }
+
+    #[test]
+    fn one_senders_ids_are_not_anothers() {
+        assert_ne!(
+            room_sender_id("r@c", "alice@x", "a1"),
+            room_sender_id("r@c", "bob@x", "a1")
+        );
+        assert!(!room_id_use("r@c", "a10", 1).starts_with(&room_id_uses_prefix("r@c", "a1")));
     }
 
     #[test]

@@ -7,12 +7,14 @@
 //! (conversation, reader) plus the log of when it moved.
 
 mod keys;
+pub mod retention;
 mod sled_store;
 
 #[cfg(test)]
 mod contract;
 
 pub use keys::ConversationKey;
+pub use retention::{Expiry, ExpiryCursor};
 pub use sled_store::{ExportError, SledStore};
 
 use serde::{Deserialize, Serialize};
@@ -166,12 +168,41 @@ pub trait Store: Send + Sync {
     /// Everyone who is or was a member of `room`.
     fn memberships(&self, room: &str) -> StoreResult<Vec<(String, Membership)>>;
 
-    /// Stores a room message, indexed by its stanza-id and its sender's id.
+    /// Stores a room message, indexed by its stanza-id and by its sender's
+    /// id per sender.
     fn put_room_message(&self, room: &str, seq: Seq, message: &RoomMessage) -> StoreResult<()>;
 
-    /// The message a marker or query names: by the room's stanza-id, or else
-    /// by the sender's own id.
-    fn find_room_message(&self, room: &str, id: &str) -> StoreResult<Option<(Seq, RoomMessage)>>;
+    /// The message with the room's XEP-0359 stanza-id `stanza_id`.
+    fn room_message_by_stanza_id(
+        &self,
+        room: &str,
+        stanza_id: &str,
+    ) -> StoreResult<Option<(Seq, RoomMessage)>>;
+
+    /// The latest message `sender` sent to `room` with their own id `id`;
+    /// another sender's use of the same id is never it.
+    fn room_message_by_sender_id(
+        &self,
+        room: &str,
+        sender: &str,
+        id: &str,
+    ) -> StoreResult<Option<(Seq, RoomMessage)>>;
+
+    /// Up to `limit` messages of `room`, from any sender, whose sender's id
+    /// is `id` and whose sequence is above `after`, oldest first.
+    fn room_messages_with_sender_id(
+        &self,
+        room: &str,
+        id: &str,
+        after: Seq,
+        limit: usize,
+    ) -> StoreResult<Vec<(Seq, RoomMessage)>>;
+
+    /// Records that `creator` created `room` by joining it.
+    fn add_room_creator(&self, creator: &str, room: &str) -> StoreResult<()>;
+
+    /// How many rooms `creator` created by joining.
+    fn rooms_created_by(&self, creator: &str) -> StoreResult<usize>;
 
     /// Room messages with `after < seq <= upto`, oldest first.
     fn room_messages_between(
@@ -188,6 +219,13 @@ pub trait Store: Send + Sync {
     fn read_receipts_pref(&self, user: &str) -> StoreResult<Option<bool>>;
 
     fn set_read_receipts_pref(&self, user: &str, enabled: bool) -> StoreResult<()>;
+
+    /// Retention: examines at most `budget` entries from `from` on and
+    /// removes the statuses older than `cutoff` among them (messages and
+    /// their indexes, room messages and theirs, tidemark log entries, held
+    /// stanzas); tidemarks themselves stay. [`Expiry::next`] is where to go
+    /// on, `None` when a pass over the whole store is complete.
+    fn expire(&self, cutoff: Millis, from: &ExpiryCursor, budget: usize) -> StoreResult<Expiry>;
 
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use super::keys::{self, ConversationKey};
 use super::{
-    Membership, MessageRecord, Millis, QueuedStanza, RoomMessage, RoomRecord, SCHEMA_VERSION, Seq,
-    Store, StoreError, StoreResult,
+    Expiry, ExpiryCursor, Membership, MessageRecord, Millis, QueuedStanza, RoomMessage, RoomRecord,
+    SCHEMA_VERSION, Seq, Store, StoreError, StoreResult,
 };
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
@@ -26,6 +26,7 @@ pub struct SledStore {
     room_members: sled::Tree,
     room_messages: sled::Tree,
     room_message_ids: sled::Tree,
+    room_creators: sled::Tree,
     prefs: sled::Tree,
 }
 
@@ -88,6 +89,7 @@ impl SledStore {
             room_members: db.open_tree("room_members")?,
             room_messages: db.open_tree("room_messages")?,
             room_message_ids: db.open_tree("room_message_ids")?,
+            room_creators: db.open_tree("room_creators")?,
             prefs: db.open_tree("read_receipt_prefs")?,
             db,
         })
@@ -448,33 +450,87 @@ impl Store for SledStore {
             keys::room_message_id(room, b's', &message.stanza_id),
             &seq_bytes,
         )?;
+        self.room_message_ids.insert(
+            keys::room_sender_id(room, &message.sender, &message.id),
+            &seq_bytes,
+        )?;
         self.room_message_ids
-            .insert(keys::room_message_id(room, b'i', &message.id), &seq_bytes)?;
+            .insert(keys::room_id_use(room, &message.id, seq), &[])?;
         Ok(())
     }
 
-    fn find_room_message(&self, room: &str, id: &str) -> StoreResult<Option<(Seq, RoomMessage)>> {
-        // XEP-0333 §3.3: in groups, markers name the room's stanza-id; some
-        // clients still name the sender's id.
-        let found = match self
-            .room_message_ids
-            .get(keys::room_message_id(room, b's', id))?
-        {
-            Some(v) => Some(v),
-            None => self
-                .room_message_ids
-                .get(keys::room_message_id(room, b'i', id))?,
-        };
-        let Some(seq) = found else {
-            return Ok(None);
-        };
-        let seq = decode_seq(&seq, "room message index")?;
+    fn room_message_by_stanza_id(
+        &self,
+        room: &str,
+        stanza_id: &str,
+    ) -> StoreResult<Option<(Seq, RoomMessage)>> {
+        self.room_message_at(room, keys::room_message_id(room, b's', stanza_id))
+    }
+
+    fn room_message_by_sender_id(
+        &self,
+        room: &str,
+        sender: &str,
+        id: &str,
+    ) -> StoreResult<Option<(Seq, RoomMessage)>> {
+        if let Some(found) = self.room_message_at(room, keys::room_sender_id(room, sender, id))? {
+            return Ok(Some(found));
+        }
+        // Stored before ids were kept per sender: the shared index, believed
+        // only when the message it names is the sender's.
         Ok(self
-            .room_messages
-            .get(keys::room_message(room, seq))?
-            .map(|v| decode(&v, "room message"))
-            .transpose()?
-            .map(|m| (seq, m)))
+            .room_message_at(room, keys::room_message_id(room, b'i', id))?
+            .filter(|(_, m)| m.sender == sender))
+    }
+
+    fn room_messages_with_sender_id(
+        &self,
+        room: &str,
+        id: &str,
+        after: Seq,
+        limit: usize,
+    ) -> StoreResult<Vec<(Seq, RoomMessage)>> {
+        let prefix = keys::room_id_uses_prefix(room, id);
+        let from = keys::room_id_use(room, id, after.saturating_add(1));
+        let mut out = Vec::new();
+        for entry in self.room_message_ids.range(from..).take(limit) {
+            let (k, _) = entry?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let seq = decode_seq(&k[prefix.len()..], "room id use")?;
+            if let Some(m) = self.room_messages.get(keys::room_message(room, seq))? {
+                out.push((seq, decode(&m, "room message")?));
+            }
+        }
+        if out.is_empty() {
+            // Stored before ids were kept per sender, as above.
+            if let Some((seq, m)) =
+                self.room_message_at(room, keys::room_message_id(room, b'i', id))?
+                && seq > after
+            {
+                out.push((seq, m));
+            }
+        }
+        Ok(out)
+    }
+
+    fn add_room_creator(&self, creator: &str, room: &str) -> StoreResult<()> {
+        self.room_creators
+            .insert(keys::room_creator(creator, room), &[])?;
+        Ok(())
+    }
+
+    fn rooms_created_by(&self, creator: &str) -> StoreResult<usize> {
+        let mut n = 0;
+        for entry in self
+            .room_creators
+            .scan_prefix(keys::room_creator_prefix(creator))
+        {
+            entry?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     fn room_messages_between(
@@ -513,8 +569,196 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn expire(&self, cutoff: Millis, from: &ExpiryCursor, budget: usize) -> StoreResult<Expiry> {
+        let mut cursor = from.clone();
+        let (mut examined, mut removed) = (0, 0);
+        while examined < budget {
+            let Some(phase) = Phase::ALL.get(usize::from(cursor.phase)).copied() else {
+                return Ok(Expiry {
+                    examined,
+                    removed,
+                    next: None,
+                });
+            };
+            let tree = self.phase_tree(phase);
+            let wanted = budget - examined;
+            // Taken first and then removed, so that removals never race the
+            // iterator over the same tree.
+            let batch: Vec<(sled::IVec, sled::IVec)> = match &cursor.after {
+                None => tree.iter().take(wanted).collect::<sled::Result<_>>()?,
+                Some(k) => tree
+                    .range::<&[u8], _>((
+                        std::ops::Bound::Excluded(k.as_slice()),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .take(wanted)
+                    .collect::<sled::Result<_>>()?,
+            };
+            examined += batch.len();
+            if batch.len() < wanted {
+                cursor = ExpiryCursor {
+                    phase: cursor.phase + 1,
+                    after: None,
+                };
+            } else if let Some((k, _)) = batch.last() {
+                cursor.after = Some(k.to_vec());
+            }
+            for (k, v) in &batch {
+                removed += self.expire_entry(phase, k, v, cutoff)?;
+            }
+        }
+        Ok(Expiry {
+            examined,
+            removed,
+            next: Some(cursor),
+        })
+    }
+
     fn flush(&self) -> StoreResult<()> {
         self.db.flush()?;
         Ok(())
+    }
+}
+
+/// The kinds of entry a retention pass visits, in order. Held stanzas come
+/// first, while the records that date them still exist.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Queue,
+    Messages,
+    RoomMessages,
+    MarkLog,
+}
+
+impl Phase {
+    const ALL: [Phase; 4] = [
+        Phase::Queue,
+        Phase::Messages,
+        Phase::RoomMessages,
+        Phase::MarkLog,
+    ];
+}
+
+impl SledStore {
+    fn room_message_at(
+        &self,
+        room: &str,
+        index_key: Vec<u8>,
+    ) -> StoreResult<Option<(Seq, RoomMessage)>> {
+        let Some(seq) = self.room_message_ids.get(index_key)? else {
+            return Ok(None);
+        };
+        let seq = decode_seq(&seq, "room message index")?;
+        Ok(self
+            .room_messages
+            .get(keys::room_message(room, seq))?
+            .map(|v| decode(&v, "room message"))
+            .transpose()?
+            .map(|m| (seq, m)))
+    }
+
+    fn phase_tree(&self, phase: Phase) -> &sled::Tree {
+        match phase {
+            Phase::Queue => &self.queue,
+            Phase::Messages => &self.messages,
+            Phase::RoomMessages => &self.room_messages,
+            Phase::MarkLog => &self.mark_log,
+        }
+    }
+
+    /// Removes `index_key` if it still names `seq` (a later message may have
+    /// reused the id).
+    fn remove_index_to(&self, tree: &sled::Tree, index_key: Vec<u8>, seq: Seq) -> StoreResult<()> {
+        tree.compare_and_swap(index_key, Some(&seq.to_be_bytes()[..]), None::<&[u8]>)?
+            .ok();
+        Ok(())
+    }
+
+    /// Removes one entry (and what indexes it) if it is older than `cutoff`;
+    /// returns how many statuses went. An entry that does not decode is left
+    /// for `tidemark export` to show, rather than stopping every later pass.
+    fn expire_entry(&self, phase: Phase, k: &[u8], v: &[u8], cutoff: Millis) -> StoreResult<usize> {
+        match phase {
+            Phase::Queue => {
+                // A stanza held for a contact who has been away longer than
+                // the retention: its status is about to go (or has gone), so
+                // delivering it later would carry a message nobody can ask
+                // about any more, and keeping it lets one absent contact
+                // grow the store. It goes with its record; its sender's
+                // client already showed it as not delivered.
+                let Some((recipient_prefix, seq)) = keys::split_seq_suffix(k) else {
+                    return Ok(0);
+                };
+                let Ok((conv, _)) = decode::<(Vec<u8>, Vec<u8>)>(v, "queued stanza") else {
+                    return Ok(0);
+                };
+                let conv = ConversationKey::from_bytes(conv);
+                let sent_at = self
+                    .messages
+                    .get(keys::message(&conv, seq))?
+                    .and_then(|r| decode_record(&r).ok())
+                    .map(|r| r.sent_at);
+                if sent_at.is_some_and(|t| t >= cutoff) {
+                    return Ok(0);
+                }
+                tracing::debug!(
+                    recipient = %String::from_utf8_lossy(recipient_prefix),
+                    seq,
+                    "held message older than the retention dropped"
+                );
+                self.queue.remove(k)?;
+                Ok(1)
+            }
+            Phase::Messages => {
+                let Ok(record) = decode_record(v) else {
+                    return Ok(0);
+                };
+                let Some((conv, seq)) = keys::split_seq_suffix(k) else {
+                    return Ok(0);
+                };
+                if record.sent_at >= cutoff {
+                    return Ok(0);
+                }
+                let conv = ConversationKey::from_bytes(conv.to_vec());
+                self.messages.remove(k)?;
+                self.remove_index_to(
+                    &self.message_ids,
+                    keys::message_id(&conv, &record.sender, &record.id),
+                    seq,
+                )?;
+                Ok(1)
+            }
+            Phase::RoomMessages => {
+                let Ok(m) = decode::<RoomMessage>(v, "room message") else {
+                    return Ok(0);
+                };
+                let Some((room, seq)) = keys::split_seq_suffix(k) else {
+                    return Ok(0);
+                };
+                if m.sent_at >= cutoff {
+                    return Ok(0);
+                }
+                let room = String::from_utf8_lossy(room).into_owned();
+                self.room_messages.remove(k)?;
+                let ids = &self.room_message_ids;
+                self.remove_index_to(ids, keys::room_message_id(&room, b's', &m.stanza_id), seq)?;
+                self.remove_index_to(ids, keys::room_sender_id(&room, &m.sender, &m.id), seq)?;
+                self.remove_index_to(ids, keys::room_message_id(&room, b'i', &m.id), seq)?;
+                ids.remove(keys::room_id_use(&room, &m.id, seq))?;
+                Ok(1)
+            }
+            Phase::MarkLog => {
+                // A tidemark's log entry older than the cutoff only dates
+                // messages read before it, hence sent before it: expired too.
+                // The tidemark itself stays, so nothing reads as unread.
+                match keys::seq_from(v) {
+                    Some(at) if at < cutoff => {
+                        self.mark_log.remove(k)?;
+                        Ok(1)
+                    }
+                    _ => Ok(0),
+                }
+            }
+        }
     }
 }
