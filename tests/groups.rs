@@ -497,3 +497,256 @@ fn a_bad_read_receipts_answer_is_refused_and_changes_nothing() {
     let sid = stanza_id(&w.say("alice", "a1")[0]);
     assert!(!w.display("bob", &sid).is_empty());
 }
+
+fn join_as(w: &mut World, jid: &str, room: &str) -> Vec<Element> {
+    let nick = jid.split('@').next().unwrap();
+    w.send(&format!(
+        "<presence from='{jid}/res' to='{room}/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ))
+}
+
+fn leave(w: &mut World, user: &str) -> Vec<Element> {
+    w.send(&format!(
+        "<presence type='unavailable' from='{user}@localhost/res' to='{ROOM}/{user}'/>"
+    ))
+}
+
+fn error_of(el: &Element) -> (String, String, String) {
+    let err = el.get_child("error", NS).unwrap();
+    (
+        err.attr("type").unwrap_or_default().to_owned(),
+        condition(el).unwrap_or_default(),
+        err.get_child("text", "urn:ietf:params:xml:ns:xmpp-stanzas")
+            .map(|t| t.text())
+            .unwrap_or_default(),
+    )
+}
+
+fn disco_features(w: &mut World, room: &str) -> Vec<String> {
+    let out = w.send(&format!(
+        "<iq type='get' id='d' from='alice@localhost/res' to='{room}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    ));
+    out[0]
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .map(|q| {
+            q.children()
+                .filter_map(|c| c.attr("var"))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_joiner_whose_domain_may_not_create_rooms_creates_nothing() {
+    let mut w = World::new("[groups]\nroom_creators = [\"example.org\"]\n");
+    let out = w.join("alice");
+    assert_eq!(out.len(), 1, "only the refusal: {out:?}");
+    let (type_, cond, text) = error_of(&out[0]);
+    assert_eq!((type_.as_str(), cond.as_str()), ("cancel", "not-allowed"));
+    assert!(
+        text.contains("chat.localhost") && text.contains("example.org"),
+        "{text}"
+    );
+    assert_eq!(out[0].name(), "presence");
+    assert_eq!(out[0].attr("from"), Some("team@chat.localhost/alice"));
+    // Nothing kept: not on disk, not in memory.
+    assert_eq!(w.tm.store.room(ROOM).unwrap(), None);
+    assert!(w.tm.store.memberships(ROOM).unwrap().is_empty());
+    assert_eq!(w.tm.rooms.live_count(), 0);
+    assert!(disco_features(&mut w, ROOM).is_empty(), "the room exists");
+
+    // A user of an allowed domain creates it; then anyone may join it.
+    let out = join_as(&mut w, "eve@example.org", ROOM);
+    assert!(
+        out.iter().all(|e| e.attr("type") != Some("error")),
+        "{out:?}"
+    );
+    let out = w.join("alice");
+    assert!(
+        out.iter().all(|e| e.attr("type") != Some("error")),
+        "{out:?}"
+    );
+    assert_eq!(w.tm.store.rooms_created_by("alice@localhost").unwrap(), 0);
+}
+
+#[test]
+fn with_no_room_creators_only_the_config_files_rooms_exist() {
+    let mut w = World::new(
+        "[groups]\nroom_creators = []\n[[rooms]]\nname = \"plan\"\nmembers = [\"alice@localhost\"]\n",
+    );
+    let (_, cond, text) = error_of(&w.join("alice")[0]);
+    assert_eq!(cond, "not-allowed");
+    assert!(text.contains("groups.room_creators"), "{text}");
+    let out = join_as(&mut w, "alice@localhost", "plan@chat.localhost");
+    assert!(
+        out.iter().all(|e| e.attr("type") != Some("error")),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_creator_over_the_cap_is_refused_even_after_a_restart() {
+    let mut w = World::new("[groups]\nmax_rooms_per_creator = 2\n");
+    for room in ["r1@chat.localhost", "r2@chat.localhost"] {
+        let out = join_as(&mut w, "alice@localhost", room);
+        assert!(
+            out.iter().all(|e| e.attr("type") != Some("error")),
+            "{out:?}"
+        );
+    }
+    let out = join_as(&mut w, "alice@localhost", "r3@chat.localhost");
+    let (type_, cond, text) = error_of(&out[0]);
+    assert_eq!(
+        (type_.as_str(), cond.as_str()),
+        ("cancel", "policy-violation")
+    );
+    assert!(text.contains("groups.max_rooms_per_creator"), "{text}");
+    assert_eq!(w.tm.store.room("r3@chat.localhost").unwrap(), None);
+    // Others still may; joining an existing room is not creating one.
+    let out = join_as(&mut w, "bob@localhost", "r3@chat.localhost");
+    assert!(
+        out.iter().all(|e| e.attr("type") != Some("error")),
+        "{out:?}"
+    );
+    let out = join_as(&mut w, "alice@localhost", "r3@chat.localhost");
+    assert!(
+        out.iter().all(|e| e.attr("type") != Some("error")),
+        "{out:?}"
+    );
+
+    // The count is on disk: a restarted tidemark still refuses a fourth.
+    let (config, store) = (w.tm.config.clone(), w.tm.store.clone());
+    w.tm = Tidemark::new(config, store).unwrap();
+    let out = join_as(&mut w, "alice@localhost", "r4@chat.localhost");
+    assert_eq!(error_of(&out[0]).1, "policy-violation");
+}
+
+#[test]
+fn rooms_announce_whether_anyone_may_join() {
+    let mut w = World::new("[[rooms]]\nname = \"plan\"\nmembers = [\"alice@localhost\"]\n");
+    w.join("alice");
+    let open = disco_features(&mut w, ROOM);
+    assert!(open.iter().any(|f| f == "muc_open"), "{open:?}");
+    assert!(!open.iter().any(|f| f == "muc_membersonly"), "{open:?}");
+    let fixed = disco_features(&mut w, "plan@chat.localhost");
+    assert!(fixed.iter().any(|f| f == "muc_membersonly"), "{fixed:?}");
+    assert!(!fixed.iter().any(|f| f == "muc_open"), "{fixed:?}");
+}
+
+#[test]
+fn rooms_nobody_is_in_leave_memory_and_come_back_as_they_were() {
+    let mut w = World::new("");
+    w.join("alice");
+    w.join("bob");
+    w.join("carol");
+    let sid = stanza_id(&w.say("alice", "a1")[0]);
+    w.display("bob", &sid);
+    for u in ["alice", "bob", "carol"] {
+        leave(&mut w, u);
+    }
+    assert_eq!(w.tm.rooms.live_count(), 0);
+    // Refused joins keep nothing either.
+    w.send(&format!("<presence from='eve@localhost/res' to='{ROOM}'/>"));
+    assert_eq!(w.tm.rooms.live_count(), 0);
+
+    w.join("carol");
+    assert_eq!(w.tm.rooms.live_count(), 1);
+    let out = w.display("carol", &sid);
+    assert!(
+        out.iter().any(|e| e.has_child("all-read", STATUS)),
+        "the frontier came back from the store: {out:?}"
+    );
+}
+
+#[test]
+fn a_member_cannot_take_over_another_members_message_id() {
+    let mut w = World::new("");
+    w.join("alice");
+    w.join("bob");
+    w.join("carol");
+    let a1 = stanza_id(&w.say("alice", "a1")[0]);
+    let a2 = stanza_id(&w.say("alice", "a2")[0]);
+    // bob reuses alice's id (and, by writing, has read a1 and a2).
+    let b1 = stanza_id(&w.say("bob", "a1")[0]);
+    assert_ne!(a1, b1);
+    let carol = |state: &str| ("carol@localhost".to_owned(), state.to_owned());
+
+    // Each asks about their own message by the id they gave it.
+    let (summary, recipients) = w.summary("alice", "a1");
+    assert_eq!(summary, "some-read");
+    assert_eq!(
+        recipients,
+        vec![("bob@localhost".into(), "read".into()), carol("sent")]
+    );
+    let (summary, recipients) = w.summary("bob", "a1");
+    assert_eq!(summary, "sent");
+    assert_eq!(
+        recipients,
+        vec![("alice@localhost".into(), "sent".into()), carol("sent")]
+    );
+    // By stanza-id, someone else's message is still not theirs to ask about.
+    assert_eq!(
+        condition(&w.status("bob", &a1)).as_deref(),
+        Some("forbidden")
+    );
+    assert_eq!(
+        condition(&w.status("dave", "a1")).as_deref(),
+        Some("forbidden")
+    );
+    assert_eq!(
+        condition(&w.status("dave", "zz")).as_deref(),
+        Some("item-not-found")
+    );
+
+    let notices = |out: Vec<Element>| -> Vec<String> {
+        out.iter()
+            .filter_map(|e| e.get_child("all-read", STATUS))
+            .map(|n| n.attr("stanza-id").unwrap().to_owned())
+            .collect()
+    };
+    // carol marks "a1" by the sender's id: the oldest she has not read,
+    // alice's, not bob's later copy, which would also cover a2 she has not
+    // read and tell alice "all read" for it.
+    let out = w.display("carol", "a1");
+    assert_eq!(notices(out), vec![a1.clone()]);
+    assert_eq!(w.summary("alice", "a1").0, "all-read");
+    let (summary, recipients) = w.summary("alice", "a2");
+    assert_eq!(summary, "some-read");
+    assert!(recipients.contains(&carol("sent")), "{recipients:?}");
+    assert!(w.summary("bob", "a1").1.contains(&carol("sent")));
+
+    // The next marker by that id names bob's message, the one she has not read.
+    let out = w.display("carol", "a1");
+    assert_eq!(notices(out), vec![a2], "a2 is read by all now");
+    let (summary, recipients) = w.summary("bob", "a1");
+    assert_eq!(summary, "some-read");
+    assert!(recipients.contains(&carol("read")), "{recipients:?}");
+}
+
+#[test]
+fn expired_room_messages_are_gone_from_status_and_history() {
+    let mut w = World::new("retention_days = 1\n");
+    w.join("alice");
+    w.join("bob");
+    w.say("alice", "old");
+    let now = w.now;
+    // Within the retention: kept.
+    w.tm.tick(now + 3_600_000).unwrap();
+    assert_eq!(w.summary("alice", "old").0, "sent");
+    w.now += 2 * 86_400_000;
+    w.say("alice", "new");
+    w.tm.tick(w.now).unwrap();
+    assert_eq!(
+        condition(&w.status("alice", "old")).as_deref(),
+        Some("item-not-found")
+    );
+    assert_eq!(w.summary("alice", "new").0, "sent");
+    let out = w.join("carol");
+    let history: Vec<_> = out
+        .iter()
+        .filter(|e| e.has_child("body", NS))
+        .filter_map(|e| e.attr("id"))
+        .collect();
+    assert_eq!(history, vec!["new"]);
+}
