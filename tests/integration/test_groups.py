@@ -488,3 +488,83 @@ async def test_kill_9_and_restart_keeps_every_rooms_marks(tm, world):
     await bob.join(plan, "bob")
     st = await bob.status(plan, "p1")
     assert view(st) == before[("plan", "p1")]
+
+
+# --- who may create rooms (issue 7) -------------------------------------------
+
+async def test_a_user_of_a_domain_not_in_room_creators_creates_nothing(world):
+    plan = world.room("plan")
+    alice_node = world.account("alice")[0]
+    world.use_config('[groups]\nroom_creators = ["example.org"]\n'
+                     f'[[rooms]]\nname = "{plan.split("@")[0]}"\nmembers = ["{alice_node}@localhost"]\n')
+    room = world.room()
+    alice, bob = await world.clients("alice", "bob")
+
+    err = await alice.join_refused(room, "alice")
+    assert (err.type, err.error_condition, err.error_type) == ("error", "not-allowed", "cancel"), err.xml
+    assert COMPONENT in err.error_text and "example.org" in err.error_text, err.xml
+    # nothing was created: the room does not exist for anyone
+    qid = bob.new_id("disco")
+    reply = await bob.request(disco_info(qid, to=room), qid)
+    assert reply.type == "error" and reply.error_condition == "item-not-found", reply.xml
+    err = await bob.join_refused(room, "bob")
+    assert err.error_condition == "not-allowed", "still no room: bob's join would create it"
+
+    # the config file's rooms exist whatever room_creators says
+    j = await alice.join(plan, "alice")
+    assert "110" in status_codes(j.self_presence), j.sequence
+
+
+async def test_a_creator_over_max_rooms_per_creator_is_refused_across_a_restart(world):
+    tm = world.use_config("[groups]\nmax_rooms_per_creator = 2\n")
+    r1, r2, r3, r4 = (world.room(n) for n in ("one", "two", "three", "four"))
+    alice, bob = await world.clients("alice", "bob")
+    for r in (r1, r2):
+        j = await alice.join(r, "alice")
+        assert "201" in status_codes(j.self_presence), "alice created it"
+
+    err = await alice.join_refused(r3, "alice")
+    assert (err.error_condition, err.error_type) == ("policy-violation", "cancel"), err.xml
+    assert "groups.max_rooms_per_creator" in err.error_text, err.xml
+    # bob may still create it, and alice may then join it: joining is not creating
+    j = await bob.join(r3, "bob")
+    assert "201" in status_codes(j.self_presence)
+    j = await alice.join(r3, "alice")
+    assert "201" not in status_codes(j.self_presence)
+
+    # the count is kept on disk
+    tm.restart()
+    await world.wait_ready(alice)
+    err = await alice.join_refused(r4, "alice")
+    assert err.error_condition == "policy-violation", err.xml
+
+
+# --- senders' ids (issue 7) -----------------------------------------------------
+
+async def test_a_member_reusing_another_members_id_takes_over_nothing(tm, world):
+    room, clients = await room_of(world, "alice", "bob", "carol")
+    alice, bob, carol = clients
+    s1 = await say_to_all(room, alice, clients, "a1")
+    s2 = await say_to_all(room, alice, clients, "a2")
+    b1 = await say_to_all(room, bob, clients, "a1")  # bob copies alice's id
+    assert b1 not in (s1, s2)
+
+    # alice still gets her own message's status (bob read it by writing after it)
+    st = await alice.status(room, "a1")
+    assert st.error is None, st.reply.xml
+    assert (st.summary, st.read, st.recipient_count) == ("some-read", 1, 2), st.reply.xml
+    assert st[bob.jid].state == "read" and st[carol.jid].state == "sent", st.reply.xml
+    st = await bob.status(room, "a1")
+    assert set(st.recipients) == {alice.jid, carol.jid} and st.summary == "sent", st.reply.xml
+
+    # carol marks "a1" by the sender's id: alice's a1, not bob's later copy
+    # (which would also cover a2, which carol has not read)
+    await carol.send(group_displayed(room, "a1"))
+    notice = await alice.expect(all_read("a1", room=room))
+    assert notice.child(NS_STATUS, "all-read").get("stanza-id") == s1, notice.xml
+    await alice.expect_nothing(all_read("a2", room=room), within=0.5, what="a false all-read for a2")
+    await bob.expect_nothing(any_all_read(), within=0.3, what="an all-read notice for bob's a1")
+    st = await alice.status(room, "a2")
+    assert st.summary == "some-read" and st[carol.jid].state == "sent", st.reply.xml
+    st = await bob.status(room, "a1")
+    assert st[carol.jid].state == "sent", st.reply.xml
