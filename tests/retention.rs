@@ -11,9 +11,6 @@ use tidemark::config::Config;
 use tidemark::service::Tidemark;
 use tidemark::store::{SledStore, Store};
 
-mod common;
-use common::{NS, with_ns};
-
 const BOB_T: &str = "bob\\40localhost@chat.localhost";
 const DAY: u64 = 86_400_000;
 
@@ -108,4 +105,11 @@ fn without_retention_nothing_expires() {
     w.now += 3650 * DAY;
     w.ticks(3);
     assert_eq!(w.status("old"), "delivered");
+}
+
+const NS: &str = "jabber:component:accept";
+
+/// Puts the component namespace on the stanza, as the server's stream has it.
+fn with_ns(xml: &str) -> String {
+    xml.replacen(' ', &format!(" xmlns='{NS}' "), 1)
 }
