@@ -123,8 +123,14 @@ impl Tidemark {
     /// Called about once a second by the connection loop, with the time:
     /// whatever waits on a deadline (presence probes, expiry) happens here.
     pub fn tick(&mut self, now: Millis) -> Result<Vec<Element>, StoreError> {
-        self.retention
-            .step(&*self.store, self.config.storage.retention, now)?;
+        // Housekeeping: a failed step is tried again at a later tick rather
+        // than ending the connection; stanzas meet any real storage fault.
+        if let Err(e) = self
+            .retention
+            .step(&*self.store, self.config.storage.retention, now)
+        {
+            warn!(error = %e, "expiring old statuses failed; trying again later");
+        }
         Ok(vec![])
     }
 

@@ -432,7 +432,7 @@ fn room_disco_announces_stanza_ids() {
 #[test]
 fn xep_groups_examples_match_what_tidemark_says() {
     let ex = xep_examples("groups.md");
-    assert_eq!(ex.len(), 10);
+    assert_eq!(ex.len(), 11);
     let mut w = World::new("");
     for u in ["alice", "bob", "carol"] {
         w.join(u);
@@ -474,6 +474,11 @@ fn xep_groups_examples_match_what_tidemark_says() {
             .map(|n| n.text())
     };
     assert_eq!(note(&out[0]), note(&ex[9]));
+
+    let mut w = World::new("");
+    let out = join_as(&mut w, "mallory@evil.example", ROOM);
+    assert_eq!(shape(&out[0]), shape(&ex[10]), "room creation refused");
+    assert_eq!(error_of(&out[0]), error_of(&ex[10]));
 }
 
 #[test]
