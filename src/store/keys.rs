@@ -120,6 +120,15 @@ pub fn room_message_id(room: &str, kind: u8, id: &str) -> Vec<u8> {
     join(&[room.as_bytes(), &[kind], id.as_bytes()])
 }
 
+/// Refused messages by sender, oldest first: `sender NUL seq`.
+pub fn refusal_prefix(sender: &str) -> Vec<u8> {
+    queue_prefix(sender)
+}
+
+pub fn refusal(sender: &str, seq: Seq) -> Vec<u8> {
+    queue(sender, seq)
+}
+
 pub fn seq_from(bytes: &[u8]) -> Option<Seq> {
     Some(Seq::from_be_bytes(bytes.try_into().ok()?))
 }
