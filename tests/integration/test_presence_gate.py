@@ -88,3 +88,40 @@ async def test_queue_mode_holds_the_message_until_bob_is_back(world):
     assert got.body == "for later"
     st = await alice.status(bob.tracked, "q1")
     assert st[bob.jid].state in ("sent", "delivered"), st.reply
+
+
+async def test_no_false_offline_right_after_a_restart(tm, world):
+    """Issue 7: right after tidemark (re)connects, a contact's presence is
+    unknown until their probe answer; a message to an online contact waits for
+    it and is delivered, never refused as if the contact were offline."""
+    alice, bob = await world.clients("alice", "bob")
+    await world.befriend(alice, bob)
+    delivered = 0
+    for round_ in range(5):
+        tm.restart()
+        # Send at once and keep sending until tidemark is there: the first
+        # messages it sees race the probe answers.
+        sent = []
+        for i in range(40):
+            mid = f"r{round_}-{i}"
+            sent.append(mid)
+            await alice.send(chat(bob.tracked, mid, body=f"after restart {mid}"))
+            await asyncio.sleep(0.05)
+        answered = []
+        for mid in sent:
+            got = [s for s in alice.received if s.id == mid and s.kind == "message" and s.type == "error"]
+            for s in got:
+                # Prosody's own "component unavailable" while tidemark was down.
+                assert s.error_condition != "recipient-unavailable", s
+                assert s.frm == bob.tracked, s
+            if not got:
+                answered.append(mid)
+        assert answered, f"round {round_}: tidemark took none of the messages:\n" + tm.log_text()[-2000:]
+        for mid in answered:
+            await bob.expect(message(frm=alice.tracked_full, id=mid), timeout=10)
+            delivered += 1
+        await alice.expect_nothing(message(type="error", where=lambda s: s.error_condition == "recipient-unavailable"),
+                                   within=0.2)
+        assert (await alice.status(bob.tracked, answered[0])).summary == "sent"
+        alice.received.clear()
+    assert delivered >= 5
