@@ -144,7 +144,7 @@ impl PresenceBook {
     }
 
     /// Records a presence; returns true if the contact just came online.
-    fn update(&mut self, contact: &str, resource: &str, presence: Option<Compact>) -> bool {
+    pub fn update(&mut self, contact: &str, resource: &str, presence: Option<Compact>) -> bool {
         let was_online = self.is_online(contact);
         match presence {
             Some(p) => {
