@@ -136,3 +136,14 @@ async def test_an_error_for_a_message_really_sent_comes_back_without_content(tm,
     assert err.body is None and SPAM not in err.xml, err
     st = await alice.status(bob.tracked, "m1")
     assert st[bob.jid].state == "failed", st.reply
+
+
+async def test_a_backslash_before_a_multibyte_character_crashes_nothing(tm, world):
+    """Issue 7: `x\\€` made tidemark slice inside a character and exit."""
+    alice, bob = await world.clients("alice", "bob")
+    await world.befriend(alice, bob)
+    await alice.send(chat("x\\€@chat.localhost", "bad1"))
+    err = await alice.expect(message(id="bad1", type="error"))
+    assert err.error_condition is not None, err
+    assert tm.alive(), tm.log_text()[-2000:]
+    await _sent(alice, bob, "after1")
