@@ -441,16 +441,22 @@ pub fn on_connected(tm: &mut Tidemark, now: Millis) -> Out {
 /// Once a second: when the probe wait is over, contacts that never answered
 /// are offline, and messages waiting for them are handled as such.
 pub fn on_tick(tm: &mut Tidemark, now: Millis) -> Out {
-    if tm.presence.unknown.is_empty() || now < tm.presence.unknown_until {
+    if now < tm.presence.unknown_until || (tm.presence.unknown.is_empty() && tm.waiting.is_empty())
+    {
         return Ok(vec![]);
     }
-    let silent: Vec<String> = tm.presence.unknown.drain().collect();
-    info!(
-        contacts = silent.len(),
-        "probe wait over; unanswered contacts are offline"
-    );
+    let silent = tm.presence.unknown.len();
+    tm.presence.unknown.clear();
+    if silent > 0 {
+        info!(
+            contacts = silent,
+            "probe wait over; unanswered contacts are offline"
+        );
+    }
+    // Everything still waiting goes on now, including messages whose
+    // contact answered while a store error kept them from being handled.
     let mut out = Vec::new();
-    for contact in silent {
+    for contact in tm.waiting.contacts() {
         out.extend(direct::release_waiting(tm, &contact, now)?);
     }
     Ok(out)

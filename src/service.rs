@@ -124,7 +124,8 @@ impl Tidemark {
             debug!("over the rate limit; dropped");
             return vec![];
         }
-        warn!("over the rate limit; refused");
+        // debug, not warn: a flood would otherwise fill the log instead.
+        debug!("over the rate limit; refused");
         let limits = &self.config.limits;
         vec![error_reply(
             stanza,

@@ -42,6 +42,11 @@ impl Waiting {
     pub fn is_empty(&self) -> bool {
         self.total == 0
     }
+
+    /// The recipients that have messages waiting.
+    pub fn contacts(&self) -> Vec<String> {
+        self.by_contact.keys().cloned().collect()
+    }
 }
 
 /// The recipient's presence is known now: the messages that waited for it
@@ -84,6 +89,8 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
 
     let gate = presence::gate(tm, sender.as_str(), recipient.as_str())?;
     if gate == Gate::Unknown {
+        // Nothing is recorded yet: the message is handled when the
+        // recipient's presence is known, as if it arrived then.
         return Ok(wait_for_presence(tm, stanza, chat, &tracked_recipient, now));
     }
 
@@ -165,8 +172,9 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
                 }
             }
         },
-        Gate::Online => vec![relayed],
-        Gate::Unknown => unreachable!("messages to contacts of unknown presence wait above"),
+        // Handled above; kept in one arm with Online so that no input can
+        // reach a panic here.
+        Gate::Online | Gate::Unknown => vec![relayed],
     };
     if record.failed.is_some() {
         METRICS.refused(Refusal::Gate);
