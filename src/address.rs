@@ -27,7 +27,7 @@ pub fn escape_node(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len() + 8);
     for (i, c) in raw.char_indices() {
         if c == '\\' {
-            if starts_with_escape(&raw[i..]) {
+            if starts_with_escape(&raw.as_bytes()[i..]) {
                 out.push_str("\\5c");
             } else {
                 out.push('\\');
@@ -49,13 +49,13 @@ pub fn unescape_node(node: &str) -> String {
     let mut rest = node;
     while let Some(pos) = rest.find('\\') {
         out.push_str(&rest[..pos]);
+        // `pos` is the backslash, one byte; every escape sequence is ASCII,
+        // so comparing bytes never cuts into a multi-byte character, and a
+        // match of three ASCII bytes ends on a character boundary.
         let tail = &rest[pos..];
-        match ESCAPES
-            .iter()
-            .find(|(_, seq)| tail.len() >= 3 && tail[..3].eq_ignore_ascii_case(seq))
-        {
-            Some((plain, _)) => {
-                out.push(*plain);
+        match escape_at(tail.as_bytes()) {
+            Some(plain) => {
+                out.push(plain);
                 rest = &tail[3..];
             }
             None => {
@@ -68,11 +68,17 @@ pub fn unescape_node(node: &str) -> String {
     out
 }
 
-fn starts_with_escape(s: &str) -> bool {
-    s.len() >= 3
-        && ESCAPES
-            .iter()
-            .any(|(_, seq)| s[..3].eq_ignore_ascii_case(seq))
+/// The character whose escape sequence `s` starts with, if any.
+fn escape_at(s: &[u8]) -> Option<char> {
+    let head = s.get(..3)?;
+    ESCAPES
+        .iter()
+        .find(|(_, seq)| head.eq_ignore_ascii_case(seq.as_bytes()))
+        .map(|(plain, _)| *plain)
+}
+
+fn starts_with_escape(s: &[u8]) -> bool {
+    escape_at(s).is_some()
 }
 
 /// The component's view of addresses: which JIDs are tracked addresses and
@@ -92,6 +98,11 @@ pub enum AddressError {
     Malformed(String, String),
     #[error("{0} would route back to this service")]
     Loop(String),
+    /// RFC 7622 §3.3: a node is at most 1023 bytes, and escaping a bare JID
+    /// into one makes it longer, so a long enough address has no tracked
+    /// address.
+    #[error("{0} cannot be tracked: its address at this service would be invalid ({1})")]
+    Untrackable(String, String),
 }
 
 impl Addresses {
@@ -113,20 +124,20 @@ impl Addresses {
     }
 
     /// The tracked address that stands for `user` (any resource dropped).
-    pub fn tracked(&self, user: &BareJid) -> BareJid {
+    pub fn tracked(&self, user: &BareJid) -> Result<BareJid, AddressError> {
         let node = escape_node(user.as_str());
         BareJid::new(&format!("{}@{}", node, self.domain.domain()))
-            .expect("an escaped bare JID is a valid node")
+            .map_err(|e| AddressError::Untrackable(user.to_string(), e.to_string()))
     }
 
     /// The tracked address of `user`, keeping `user`'s resource so that
     /// replies reach the same client.
-    pub fn tracked_full(&self, user: &Jid) -> Jid {
-        let bare = self.tracked(&user.to_bare());
-        match user.resource() {
+    pub fn tracked_full(&self, user: &Jid) -> Result<Jid, AddressError> {
+        let bare = self.tracked(&user.to_bare())?;
+        Ok(match user.resource() {
             Some(res) => Jid::from(bare.with_resource(res)),
             None => Jid::from(bare),
-        }
+        })
     }
 
     /// The room a JID at this service names, and the nickname if it has a
@@ -202,7 +213,7 @@ mod tests {
     fn tracked_address_stands_for_the_contact() {
         let a = addrs();
         let bob = BareJid::new("bob@localhost").unwrap();
-        let tracked = a.tracked(&bob);
+        let tracked = a.tracked(&bob).unwrap();
         assert_eq!(tracked.as_str(), "bob\\40localhost@chat.localhost");
         assert_eq!(
             a.contact_of(&Jid::from(tracked)).unwrap().as_str(),
@@ -214,7 +225,7 @@ mod tests {
     fn resources_carry_across() {
         let a = addrs();
         let alice = Jid::new("alice@localhost/phone").unwrap();
-        let tracked = a.tracked_full(&alice);
+        let tracked = a.tracked_full(&alice).unwrap();
         assert_eq!(tracked.as_str(), "alice\\40localhost@chat.localhost/phone");
         assert_eq!(a.contact_of(&tracked).unwrap(), alice);
     }
@@ -254,5 +265,99 @@ mod tests {
             a.contact_of(&elsewhere),
             Err(AddressError::NotOurs(_))
         ));
+    }
+
+    #[test]
+    fn a_backslash_before_a_multibyte_character_is_plain() {
+        // The inputs that crashed tidemark (issue 7): byte slicing inside `€`.
+        for raw in ["x\\€", "z\\€@localhost", "\\€", "\\2€", "a\\"] {
+            assert_eq!(unescape_node(&escape_node(raw)), raw);
+            assert_eq!(unescape_node(raw), raw, "no escape in {raw:?}");
+        }
+        assert_eq!(escape_node("x\\€"), "x\\€");
+    }
+
+    #[test]
+    fn a_sender_too_long_to_track_is_an_error_not_a_panic() {
+        let a = addrs();
+        // A node of 1015 bytes is valid; escaped with `\40localhost` it is
+        // 1027, over RFC 7622's 1023.
+        let user = BareJid::new(&format!("{}@localhost", "a".repeat(1015))).unwrap();
+        assert!(matches!(
+            a.tracked(&user),
+            Err(AddressError::Untrackable(..))
+        ));
+        let full = Jid::new(&format!("{}@localhost/r", "a".repeat(1015))).unwrap();
+        assert!(matches!(
+            a.tracked_full(&full),
+            Err(AddressError::Untrackable(..))
+        ));
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Strings dense in the characters that matter: backslashes, hex
+        /// digits, the escaped set and multi-byte characters.
+        fn tricky() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    Just('\\'),
+                    Just('5'),
+                    Just('c'),
+                    Just('C'),
+                    Just('2'),
+                    Just('0'),
+                    Just('4'),
+                    Just('€'),
+                    Just('é'),
+                    Just('😀'),
+                    proptest::sample::select(ESCAPES.iter().map(|(c, _)| *c).collect::<Vec<_>>()),
+                    any::<char>(),
+                ],
+                0..24,
+            )
+            .prop_map(|cs| cs.into_iter().collect())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn unescape_reverses_escape(raw in tricky()) {
+                prop_assert_eq!(unescape_node(&escape_node(&raw)), raw);
+            }
+
+            #[test]
+            fn unescape_reverses_escape_for_any_string(raw in any::<String>()) {
+                prop_assert_eq!(unescape_node(&escape_node(&raw)), raw);
+            }
+
+            #[test]
+            fn escaped_nodes_hold_no_forbidden_character(raw in tricky()) {
+                let escaped = escape_node(&raw);
+                for (plain, _) in ESCAPES.iter().filter(|(c, _)| *c != '\\') {
+                    prop_assert!(!escaped.contains(*plain), "{:?} in {:?}", plain, escaped);
+                }
+            }
+
+            #[test]
+            fn nothing_panics_on_any_node_or_address(raw in tricky(), any_raw in any::<String>()) {
+                let a = Addresses::new(BareJid::new("chat.localhost").unwrap());
+                for s in [&raw, &any_raw] {
+                    let _ = unescape_node(s);
+                    let _ = escape_node(s);
+                    if let Ok(jid) = Jid::new(&format!("{s}@chat.localhost/r"))
+                        && let Ok(contact) = a.contact_of(&jid)
+                    {
+                        let _ = a.tracked_full(&contact);
+                    }
+                    if let Ok(user) = BareJid::new(&format!("{s}@localhost")) {
+                        let _ = a.tracked(&user);
+                    }
+                }
+            }
+        }
     }
 }

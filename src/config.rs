@@ -673,7 +673,7 @@ pub const EXAMPLE_SECRET: &str = "change-me";
 
 /// The server a component is a subdomain of: `localhost` for
 /// `chat.localhost`. A single-label component stands for itself.
-fn own_server_domain(component: &BareJid) -> String {
+pub fn own_server_domain(component: &BareJid) -> String {
     let d = component.domain().as_str();
     match d.split_once('.') {
         Some((_, parent)) if !parent.is_empty() => parent.to_owned(),

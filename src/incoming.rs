@@ -4,7 +4,7 @@
 //! error reply the protocol wants (if any).
 
 use minidom::Element;
-use xmpp_parsers::jid::Jid;
+use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::address::Addresses;
 use crate::stanza::{ErrorType, error_reply, jid_attr, ns};
@@ -16,6 +16,12 @@ use crate::stanza::{ErrorType, error_reply, jid_attr, ns};
 pub struct Route {
     pub from: Jid,
     pub to: Jid,
+    /// The sender's tracked address (resource kept), which anything relayed
+    /// comes from. Computed once here, so that a sender tidemark cannot
+    /// track is refused before any handler runs.
+    pub tracked_from: Jid,
+    /// The tracked address the stanza was sent to.
+    pub tracked_to: BareJid,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +152,9 @@ pub enum Incoming {
         available: bool,
     },
     Probe(Route),
+    /// A presence error from a contact: the answer to a probe when the
+    /// contact's server cannot say (unknown user, server down).
+    PresenceError(Route),
     Ignored(&'static str),
     Invalid {
         reason: String,
@@ -169,6 +178,25 @@ fn invalid(stanza: &Element, own: &str, reason: String, condition: &str) -> Inco
         _ => None,
     };
     Incoming::Invalid { reason, reply }
+}
+
+/// A sender without a tracked address: told so, since they would otherwise
+/// wait forever (a subscription request too, the way a server answers one it
+/// cannot route).
+fn untrackable(stanza: &Element, own: &str, reason: String) -> Incoming {
+    if stanza.name() == "presence" && stanza.attr("type") == Some("subscribe") {
+        return Incoming::Invalid {
+            reply: Some(error_reply(
+                stanza,
+                own,
+                ErrorType::Modify,
+                "jid-malformed",
+                &reason,
+            )),
+            reason,
+        };
+    }
+    invalid(stanza, own, reason, "jid-malformed")
 }
 
 pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
@@ -227,7 +255,19 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
         Ok(c) => c,
         Err(e) => return invalid(stanza, &own, e.to_string(), "item-not-found"),
     };
-    let route = Route { from, to: contact };
+    // XEP-0106 makes a node longer than the JID it escapes: a sender whose
+    // tracked address would be over RFC 7622's limits gets a clear error,
+    // and nothing further down ever has an address it cannot relay from.
+    let tracked_from = match addrs.tracked_full(&from) {
+        Ok(t) => t,
+        Err(e) => return untrackable(stanza, &own, e.to_string()),
+    };
+    let route = Route {
+        tracked_to: to.to_bare(),
+        from,
+        to: contact,
+        tracked_from,
+    };
 
     match stanza.name() {
         "iq" => match type_ {
@@ -491,7 +531,7 @@ fn classify_presence(p: &Element, route: Route) -> Incoming {
             kind: SubscriptionKind::Unsubscribed,
         },
         Some("probe") => Incoming::Probe(route),
-        Some("error") => Incoming::Ignored("presence error"),
+        Some("error") => Incoming::PresenceError(route),
         Some(_) => Incoming::Ignored("presence of unknown type"),
     }
 }
@@ -499,7 +539,6 @@ fn classify_presence(p: &Element, route: Route) -> Incoming {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xmpp_parsers::jid::BareJid;
 
     fn addrs() -> Addresses {
         Addresses::new(BareJid::new("chat.localhost").unwrap())

@@ -13,6 +13,7 @@ pub mod incoming;
 pub mod metrics;
 pub mod presence;
 pub mod query;
+pub mod rate_limit;
 pub mod service;
 pub mod stanza;
 pub mod status;

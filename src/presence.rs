@@ -4,23 +4,120 @@
 //! gateway; tidemark remembers who lets whom see their presence (durably),
 //! and what each contact's resources last said (in memory: after a restart it
 //! probes again, since presence may have changed while it was away).
+//!
+//! Presence travels only along a granted subscription, and is kept only for
+//! contacts someone may see: anyone on the federation can send presence to a
+//! tracked address, and none of it may reach a user who did not ask for it or
+//! grow tidemark's memory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use minidom::Element;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
+use crate::conversation::direct;
 use crate::incoming::{Route, SubscriptionKind};
+use crate::metrics::{METRICS, Refusal};
 use crate::service::Tidemark;
-use crate::stanza::{element, ns, set_attr};
-use crate::store::StoreError;
+use crate::stanza::{element, ns, set_attr, with_text};
+use crate::store::{Millis, StoreError};
 
 type Out = Result<Vec<Element>, StoreError>;
 
-/// The last available presence of each resource of each contact.
+/// Resources kept per contact. A person has a few clients; the cap stops one
+/// account with thousands of resources from growing tidemark's memory. A
+/// resource past the cap is still relayed and the contact still counts as
+/// online; it is only missing from probe answers.
+pub const MAX_RESOURCES_PER_CONTACT: usize = 16;
+
+/// RFC 6121 §4.7.2.1: the `<show/>` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Show {
+    Away,
+    Chat,
+    Dnd,
+    Xa,
+}
+
+impl Show {
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "away" => Some(Show::Away),
+            "chat" => Some(Show::Chat),
+            "dnd" => Some(Show::Dnd),
+            "xa" => Some(Show::Xa),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Show::Away => "away",
+            Show::Chat => "chat",
+            Show::Dnd => "dnd",
+            Show::Xa => "xa",
+        }
+    }
+}
+
+/// An available presence as tidemark keeps and relays it: the RFC 6121
+/// availability fields, nothing else (no caps, avatars or extensions, which
+/// a tracked address has no use for).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compact {
+    show: Option<Show>,
+    status: Option<Box<str>>,
+    priority: i8,
+}
+
+impl Compact {
+    pub fn of(p: &Element) -> Self {
+        let child = |name: &str| p.children().find(|c| c.name() == name);
+        Compact {
+            show: child("show").and_then(|s| Show::parse(&s.text())),
+            status: child("status").map(|s| s.text().into_boxed_str()),
+            priority: child("priority")
+                .and_then(|s| s.text().trim().parse().ok())
+                .unwrap_or(0),
+        }
+    }
+
+    /// The presence as sent on: `from` and `to` set, and only the fields
+    /// kept.
+    pub fn to_element(&self, from: &str, to: &str) -> Element {
+        let mut p = element("presence", ns::COMPONENT, &[("from", from), ("to", to)]);
+        if let Some(show) = self.show {
+            p.append_child(with_text(
+                Element::bare("show", ns::COMPONENT),
+                show.as_str(),
+            ));
+        }
+        if let Some(status) = &self.status {
+            p.append_child(with_text(
+                Element::bare("status", ns::COMPONENT),
+                status.as_ref(),
+            ));
+        }
+        if self.priority != 0 {
+            p.append_child(with_text(
+                Element::bare("priority", ns::COMPONENT),
+                self.priority.to_string(),
+            ));
+        }
+        p
+    }
+}
+
+/// What tidemark knows of contacts' presence: the last available presence of
+/// each resource, and, after a (re)connect, whose presence is not known yet.
 #[derive(Default, Debug)]
 pub struct PresenceBook {
-    online: HashMap<String, BTreeMap<String, Element>>,
+    online: HashMap<String, Vec<(Box<str>, Compact)>>,
+    kept: usize,
+    /// Contacts probed after the last (re)connect that have not answered.
+    unknown: HashSet<String>,
+    /// When a missing probe answer stops meaning "unknown" and means offline.
+    unknown_until: Millis,
 }
 
 impl PresenceBook {
@@ -28,28 +125,49 @@ impl PresenceBook {
         self.online.get(contact).is_some_and(|r| !r.is_empty())
     }
 
-    pub fn resources(&self, contact: &str) -> impl Iterator<Item = (&String, &Element)> {
-        self.online.get(contact).into_iter().flatten()
+    /// Whether `contact`'s presence is still unknown after a (re)connect.
+    pub fn is_unknown(&self, contact: &str) -> bool {
+        self.unknown.contains(contact)
+    }
+
+    pub fn resources(&self, contact: &str) -> impl Iterator<Item = (&str, &Compact)> {
+        self.online
+            .get(contact)
+            .into_iter()
+            .flatten()
+            .map(|(r, p)| (r.as_ref(), p))
+    }
+
+    /// Resource presences kept, all contacts together.
+    pub fn kept(&self) -> usize {
+        self.kept
     }
 
     /// Records a presence; returns true if the contact just came online.
-    fn update(&mut self, contact: &str, resource: &str, presence: Option<Element>) -> bool {
+    pub fn update(&mut self, contact: &str, resource: &str, presence: Option<Compact>) -> bool {
         let was_online = self.is_online(contact);
         match presence {
             Some(p) => {
-                self.online
-                    .entry(contact.to_owned())
-                    .or_default()
-                    .insert(resource.to_owned(), p);
+                let resources = self.online.entry(contact.to_owned()).or_default();
+                match resources.iter().position(|(r, _)| r.as_ref() == resource) {
+                    Some(i) => resources[i].1 = p,
+                    None if resources.len() < MAX_RESOURCES_PER_CONTACT => {
+                        resources.push((resource.into(), p));
+                        self.kept += 1;
+                    }
+                    None => debug!(contact, "resource cap reached; presence not kept"),
+                }
             }
             None => {
                 if let Some(r) = self.online.get_mut(contact) {
+                    let before = r.len();
                     if resource.is_empty() {
                         // Unavailable from the bare JID: every resource is gone.
                         r.clear();
                     } else {
-                        r.remove(resource);
+                        r.retain(|(res, _)| res.as_ref() != resource);
                     }
+                    self.kept -= before - r.len();
                     if r.is_empty() {
                         self.online.remove(contact);
                     }
@@ -59,8 +177,23 @@ impl PresenceBook {
         !was_online && self.is_online(contact)
     }
 
-    fn clear(&mut self) {
+    /// Drops everything kept for `contact` (nobody may see them any more).
+    fn forget(&mut self, contact: &str) {
+        if let Some(r) = self.online.remove(contact) {
+            self.kept -= r.len();
+        }
+    }
+
+    /// `contact` answered: their presence is known. True if it was not.
+    fn resolve(&mut self, contact: &str) -> bool {
+        self.unknown.remove(contact)
+    }
+
+    fn restart(&mut self, unknown: HashSet<String>, until: Millis) {
         self.online.clear();
+        self.kept = 0;
+        self.unknown = unknown;
+        self.unknown_until = until;
     }
 }
 
@@ -69,6 +202,9 @@ impl PresenceBook {
 pub enum Gate {
     /// The contact has not let the writer see their presence.
     NotPermitted,
+    /// Permitted, but the contact's presence is not known yet after a
+    /// (re)connect: wait for their probe answer.
+    Unknown,
     Offline,
     Online,
 }
@@ -79,6 +215,8 @@ pub fn gate(tm: &Tidemark, watcher: &str, contact: &str) -> Result<Gate, StoreEr
     }
     Ok(if tm.presence.is_online(contact) {
         Gate::Online
+    } else if tm.presence.is_unknown(contact) {
+        Gate::Unknown
     } else {
         Gate::Offline
     })
@@ -110,28 +248,83 @@ pub fn on_subscription(
         SubscriptionKind::Subscribe => {}
     }
     info!(?kind, "subscription relayed");
-    // RFC 6121 §3: subscription stanzas go between bare JIDs.
-    let mut out = stanza.clone();
-    set_attr(&mut out, "from", tm.tracked(&route.from));
-    set_attr(&mut out, "to", to.to_string());
+    // RFC 6121 §3: subscription stanzas go between bare JIDs. They come from
+    // people not yet authorised, so only what the protocol needs goes on: a
+    // status or nickname in a request is content from a stranger.
+    let tracked = route.tracked_from.to_bare();
+    let mut out = element(
+        "presence",
+        ns::COMPONENT,
+        &[
+            ("from", tracked.as_str()),
+            ("to", to.as_str()),
+            ("type", stanza.attr("type").unwrap_or_default()),
+        ],
+    );
+    if let Some(id) = stanza.attr("id") {
+        set_attr(&mut out, "id", id);
+    }
     Ok(vec![out])
 }
 
-pub fn on_presence(tm: &mut Tidemark, stanza: &Element, route: &Route, available: bool) -> Out {
+/// Presence from a contact to a watcher's tracked address: kept if someone
+/// may see the contact, relayed only if this watcher may.
+pub fn on_presence(
+    tm: &mut Tidemark,
+    stanza: &Element,
+    route: &Route,
+    available: bool,
+    now: Millis,
+) -> Out {
     let contact = route.from.to_bare().to_string();
-    let resource = route
-        .from
-        .resource()
-        .map(|r| r.as_str().to_owned())
-        .unwrap_or_default();
-    let came_online = tm
-        .presence
-        .update(&contact, &resource, available.then(|| stanza.clone()));
-    let mut out = vec![tm.relay(stanza, route)];
+    let watcher = route.to.to_bare();
+    let resource = route.from.resource().map_or("", |r| r.as_str());
+    let was_unknown = tm.presence.resolve(&contact);
+    let compact = available.then(|| Compact::of(stanza));
+    let mut out = Vec::new();
+    let mut came_online = false;
+    if tm.store.has_watchers(&contact)? {
+        came_online = tm.presence.update(&contact, resource, compact.clone());
+    } else {
+        tm.presence.forget(&contact);
+    }
+    METRICS.set_tracked_presences(tm.presence.kept());
+    if tm.store.presence_allowed(&contact, watcher.as_str())? {
+        let from = route.tracked_from.to_string();
+        out.push(match compact {
+            Some(p) => p.to_element(&from, route.to.as_str()),
+            None => element(
+                "presence",
+                ns::COMPONENT,
+                &[
+                    ("from", from.as_str()),
+                    ("to", route.to.as_str()),
+                    ("type", "unavailable"),
+                ],
+            ),
+        });
+    } else {
+        METRICS.refused(Refusal::Gate);
+        debug!("presence from a contact who has not granted the watcher dropped");
+    }
     if came_online {
         out.extend(deliver_queued(tm, &contact)?);
     }
+    if was_unknown {
+        out.extend(direct::release_waiting(tm, &contact, now)?);
+    }
     Ok(out)
+}
+
+/// A presence error from a contact, typically the answer to a probe: their
+/// presence is known now (offline), and what waited for it goes on.
+pub fn on_presence_error(tm: &mut Tidemark, route: &Route, now: Millis) -> Out {
+    let contact = route.from.to_bare().to_string();
+    if !tm.presence.resolve(&contact) {
+        return Ok(vec![]);
+    }
+    debug!("probe answered with an error: offline");
+    direct::release_waiting(tm, &contact, now)
 }
 
 fn deliver_queued(tm: &mut Tidemark, contact: &str) -> Out {
@@ -172,20 +365,17 @@ pub fn on_probe(tm: &mut Tidemark, route: &Route) -> Out {
         debug!("probe from a watcher without permission ignored");
         return Ok(vec![]);
     }
-    let tracked = tm.tracked(&route.to);
+    let tracked = route.tracked_to.as_str();
     let mut out: Vec<Element> = tm
         .presence
         .resources(contact.as_str())
         .map(|(resource, p)| {
-            let mut p = p.clone();
             let from = if resource.is_empty() {
-                tracked.clone()
+                tracked.to_owned()
             } else {
                 format!("{tracked}/{resource}")
             };
-            set_attr(&mut p, "from", from);
-            set_attr(&mut p, "to", watcher.to_string());
-            p
+            p.to_element(&from, watcher.as_str())
         })
         .collect();
     if out.is_empty() {
@@ -193,7 +383,7 @@ pub fn on_probe(tm: &mut Tidemark, route: &Route) -> Out {
             "presence",
             ns::COMPONENT,
             &[
-                ("from", tracked.as_str()),
+                ("from", tracked),
                 ("to", watcher.as_str()),
                 ("type", "unavailable"),
             ],
@@ -204,19 +394,27 @@ pub fn on_probe(tm: &mut Tidemark, route: &Route) -> Out {
 
 /// After a (re)connect: forget presence, probe every contact someone may
 /// watch. One probe per contact is enough: presence is the same for every
-/// watcher, and the server answers any watcher it knows.
-pub fn on_connected(tm: &mut Tidemark) -> Out {
-    tm.presence.clear();
+/// watcher, and the server answers any watcher it knows. Until a contact
+/// answers (or `presence.probe_wait` passes) their presence is unknown, and
+/// messages to them wait instead of failing as if they were offline.
+pub fn on_connected(tm: &mut Tidemark, now: Millis) -> Out {
     let mut probed: BTreeMap<String, String> = BTreeMap::new();
     for (contact, watcher) in tm.store.presence_grants()? {
         probed.entry(contact).or_insert(watcher);
     }
     let mut out = Vec::with_capacity(probed.len());
+    let mut unknown = HashSet::with_capacity(probed.len());
     for (contact, watcher) in probed {
-        let Ok(watcher) = xmpp_parsers::jid::BareJid::new(&watcher) else {
-            continue;
+        let tracked = xmpp_parsers::jid::BareJid::new(&watcher)
+            .map_err(|e| e.to_string())
+            .and_then(|w| tm.addrs.tracked(&w).map_err(|e| e.to_string()));
+        let from = match tracked {
+            Ok(t) => t.to_string(),
+            Err(e) => {
+                warn!(%contact, %watcher, error = %e, "cannot probe for this watcher");
+                continue;
+            }
         };
-        let from = tm.addrs.tracked(&watcher).to_string();
         let id = tm.local_id();
         let mut probe = element(
             "presence",
@@ -229,9 +427,37 @@ pub fn on_connected(tm: &mut Tidemark) -> Out {
         );
         set_attr(&mut probe, "id", id);
         out.push(probe);
+        unknown.insert(contact);
     }
+    let wait = u64::try_from(tm.config.presence.probe_wait.as_millis()).unwrap_or(u64::MAX);
+    tm.presence.restart(unknown, now.saturating_add(wait));
+    METRICS.set_tracked_presences(0);
     if !out.is_empty() {
         info!(contacts = out.len(), "probing presence");
+    }
+    Ok(out)
+}
+
+/// Once a second: when the probe wait is over, contacts that never answered
+/// are offline, and messages waiting for them are handled as such.
+pub fn on_tick(tm: &mut Tidemark, now: Millis) -> Out {
+    if now < tm.presence.unknown_until || (tm.presence.unknown.is_empty() && tm.waiting.is_empty())
+    {
+        return Ok(vec![]);
+    }
+    let silent = tm.presence.unknown.len();
+    tm.presence.unknown.clear();
+    if silent > 0 {
+        info!(
+            contacts = silent,
+            "probe wait over; unanswered contacts are offline"
+        );
+    }
+    // Everything still waiting goes on now, including messages whose
+    // contact answered while a store error kept them from being handled.
+    let mut out = Vec::new();
+    for contact in tm.waiting.contacts() {
+        out.extend(direct::release_waiting(tm, &contact, now)?);
     }
     Ok(out)
 }

@@ -8,13 +8,15 @@ use minidom::Element;
 use tracing::{debug, info_span, warn};
 use xmpp_parsers::jid::Jid;
 
-use crate::address::Addresses;
+use crate::address::{AddressError, Addresses};
 use crate::config::Config;
-use crate::conversation::direct;
+use crate::conversation::direct::{self, Waiting};
 use crate::conversation::room::{self, Rooms};
 use crate::incoming::{Incoming, Route, classify};
+use crate::metrics::{METRICS, Refusal};
 use crate::presence::{self, PresenceBook};
 use crate::query;
+use crate::rate_limit::RateLimiter;
 use crate::stanza::{ErrorType, error_reply, set_attr};
 use crate::store::retention::Retention;
 use crate::store::{Millis, Store, StoreError};
@@ -26,12 +28,21 @@ pub struct Tidemark {
     pub presence: PresenceBook,
     pub rooms: Rooms,
     retention: Retention,
+    /// Messages to contacts whose presence is not known yet after a
+    /// (re)connect.
+    pub waiting: Waiting,
+    rate: RateLimiter,
+    /// The server this component belongs to (`localhost` for
+    /// `chat.localhost`): its own stanzas are never rate limited.
+    server_domain: String,
     local_ids: u64,
 }
 
 impl Tidemark {
     /// Sets up the service over `store`, declaring the config file's rooms.
     pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, StoreError> {
+        let rate = RateLimiter::new(config.limits.rate_per_second, config.limits.rate_burst);
+        let server_domain = crate::config::own_server_domain(&config.component.jid);
         let mut tm = Self {
             addrs: Addresses::new(config.component.jid.clone()),
             config,
@@ -39,6 +50,9 @@ impl Tidemark {
             presence: PresenceBook::default(),
             rooms: Rooms::default(),
             retention: Retention::default(),
+            waiting: Waiting::default(),
+            rate,
+            server_domain,
             local_ids: 0,
         };
         room::apply_config(&mut tm, crate::stanza::now_millis())?;
@@ -61,6 +75,9 @@ impl Tidemark {
             to = stanza.attr("to").unwrap_or(""),
         );
         let _enter = span.enter();
+        if !self.within_rate(stanza, now) {
+            return self.over_rate(stanza);
+        }
         match self.dispatch(stanza, now) {
             Ok(out) => out,
             Err(e) => {
@@ -70,7 +87,7 @@ impl Tidemark {
                     _ if stanza.name() == "presence" => vec![],
                     _ => vec![error_reply(
                         stanza,
-                        stanza.attr("to").unwrap_or(self.addrs.domain().as_str()),
+                        self.own_address(stanza),
                         ErrorType::Wait,
                         "internal-server-error",
                         "the message status store failed; try again later",
@@ -78,6 +95,60 @@ impl Tidemark {
                 }
             }
         }
+    }
+
+    /// The per-sender token bucket, keyed by the `from` attribute's bare
+    /// part as written: a sender who varies its spelling only gets the
+    /// buckets new JIDs would get anyway, and no parsing is paid twice.
+    fn within_rate(&mut self, stanza: &Element, now: Millis) -> bool {
+        let Some(from) = stanza.attr("from") else {
+            return true;
+        };
+        let bare = from.split_once('/').map_or(from, |(b, _)| b);
+        // The server's own stanzas (answers to our pings, its notices) and
+        // answers to our own requests are never starved by a flood.
+        if bare.eq_ignore_ascii_case(&self.server_domain) {
+            return true;
+        }
+        if stanza.name() == "iq"
+            && matches!(stanza.attr("type"), Some("result") | Some("error"))
+            && stanza.attr("to") == Some(self.addrs.domain().as_str())
+        {
+            return true;
+        }
+        self.rate.allow(bare, now)
+    }
+
+    fn over_rate(&self, stanza: &Element) -> Vec<Element> {
+        METRICS.refused(Refusal::RateLimit);
+        let silent = stanza.name() == "presence"
+            || matches!(stanza.attr("type"), Some("error") | Some("result"));
+        if silent {
+            debug!("over the rate limit; dropped");
+            return vec![];
+        }
+        // debug, not warn: a flood would otherwise fill the log instead.
+        debug!("over the rate limit; refused");
+        let limits = &self.config.limits;
+        vec![error_reply(
+            stanza,
+            self.own_address(stanza),
+            ErrorType::Wait,
+            "resource-constraint",
+            &format!(
+                "you are sending faster than limits.rate_per_second ({} a second, bursts of {}); this stanza was not processed, slow down and try again",
+                limits.rate_per_second, limits.rate_burst
+            ),
+        )]
+    }
+
+    /// The address an error about `stanza` comes from: its `to` if that is
+    /// a JID, else the service.
+    fn own_address<'a>(&'a self, stanza: &'a Element) -> &'a str {
+        stanza
+            .attr("to")
+            .filter(|to| Jid::new(to).is_ok())
+            .unwrap_or(self.addrs.domain().as_str())
     }
 
     fn dispatch(&mut self, stanza: &Element, now: Millis) -> Result<Vec<Element>, StoreError> {
@@ -106,14 +177,16 @@ impl Tidemark {
                 presence::on_subscription(self, stanza, &route, kind)
             }
             Incoming::Presence { route, available } => {
-                presence::on_presence(self, stanza, &route, available)
+                presence::on_presence(self, stanza, &route, available, now)
             }
             Incoming::Probe(route) => presence::on_probe(self, &route),
+            Incoming::PresenceError(route) => presence::on_presence_error(self, &route, now),
             Incoming::Ignored(why) => {
                 debug!(why, "ignored");
                 Ok(vec![])
             }
             Incoming::Invalid { reason, reply } => {
+                METRICS.refused(Refusal::Malformed);
                 warn!(%reason, "invalid stanza dropped");
                 Ok(reply.into_iter().collect())
             }
@@ -131,24 +204,26 @@ impl Tidemark {
         {
             warn!(error = %e, "expiring old statuses failed; trying again later");
         }
-        Ok(vec![])
+        self.rate.sweep(now);
+        presence::on_tick(self, now)
     }
 
     /// Called after every (re)connect: what tidemark knew of presence is
     /// stale, so it asks again.
     pub fn on_connected(&mut self) -> Result<Vec<Element>, StoreError> {
-        presence::on_connected(self)
+        self.on_connected_at(crate::stanza::now_millis())
+    }
+
+    /// [`Tidemark::on_connected`] at a given time (tests drive the clock).
+    pub fn on_connected_at(&mut self, now: Millis) -> Result<Vec<Element>, StoreError> {
+        presence::on_connected(self, now)
     }
 
     /// `stanza` re-addressed along `route`: from the sender's tracked address
     /// (resource kept) to the real contact.
     pub fn relay(&self, stanza: &Element, route: &Route) -> Element {
         let mut out = stanza.clone();
-        set_attr(
-            &mut out,
-            "from",
-            self.addrs.tracked_full(&route.from).to_string(),
-        );
+        set_attr(&mut out, "from", route.tracked_from.to_string());
         set_attr(&mut out, "to", route.to.to_string());
         out
     }
@@ -163,7 +238,7 @@ impl Tidemark {
     }
 
     /// The tracked address of `jid`'s bare JID, as a string.
-    pub fn tracked(&self, jid: &Jid) -> String {
-        self.addrs.tracked(&jid.to_bare()).to_string()
+    pub fn tracked(&self, jid: &Jid) -> Result<String, AddressError> {
+        Ok(self.addrs.tracked(&jid.to_bare())?.to_string())
     }
 }

@@ -25,6 +25,7 @@ fn config(extra: &str) -> Config {
 
 struct World {
     tm: Tidemark,
+    store: Arc<SledStore>,
     now: u64,
 }
 
@@ -34,9 +35,11 @@ impl World {
     }
 
     fn with_config(extra: &str) -> Self {
-        let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
+        let store = Arc::new(SledStore::temporary().unwrap());
+        let dyn_store: Arc<dyn Store> = store.clone();
         Self {
-            tm: Tidemark::new(config(extra), store).unwrap(),
+            tm: Tidemark::new(config(extra), dyn_store).unwrap(),
+            store,
             now: 1_795_000_000_000,
         }
     }
@@ -440,7 +443,7 @@ fn after_a_reconnect_every_watched_contact_is_probed_once() {
     w.grant_and_online("alice", "bob");
     w.grant_and_online("carol", "bob");
     w.grant_and_online("bob", "alice");
-    let probes = w.tm.on_connected().unwrap();
+    let probes = w.tm.on_connected_at(w.now).unwrap();
     let mut targets: Vec<_> = probes
         .iter()
         .map(|p| p.attr("to").unwrap().to_owned())
@@ -448,12 +451,19 @@ fn after_a_reconnect_every_watched_contact_is_probed_once() {
     targets.sort();
     assert_eq!(targets, vec!["alice@localhost", "bob@localhost"]);
     assert!(probes.iter().all(|p| p.attr("type") == Some("probe")));
-    // Presence is forgotten until the answers come.
-    let out = alice_says(&mut w, "m1", "");
-    assert_eq!(
-        error_condition(&out[0]).as_deref(),
-        Some("recipient-unavailable")
-    );
+    // Presence is unknown until the answers come: the message waits for
+    // bob's, and is not refused as if he were offline.
+    assert!(alice_says(&mut w, "m1", "").is_empty());
+    let out = w.server_sends(&format!(
+        "<presence from='bob@localhost/res' to='{ALICE_T}'/>"
+    ));
+    let delivered: Vec<_> = out
+        .iter()
+        .filter(|m| m.name() == "message" && m.attr("to") == Some("bob@localhost"))
+        .collect();
+    assert_eq!(delivered.len(), 1, "m1 delivered once bob answered");
+    assert_eq!(delivered[0].attr("id"), Some("m1"));
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "m1"), "sent");
 }
 
 #[test]
@@ -532,4 +542,408 @@ fn xep_status_examples_match_what_tidemark_says() {
     let got = w.status("bob@localhost/laptop", ALICE_T, "m1");
     assert_eq!(shape(&got), shape(&examples[5]));
     assert_eq!(error_text(&got), error_text(&examples[5]));
+}
+
+/// The message elements of `out` going to `to`.
+fn messages_to<'a>(out: &'a [Element], to: &str) -> Vec<&'a Element> {
+    out.iter()
+        .filter(|m| m.name() == "message" && m.attr("to").is_some_and(|t| t.starts_with(to)))
+        .collect()
+}
+
+/// Records in the store's `messages` tree, counted from an export.
+fn stored_messages(w: &World) -> usize {
+    let mut dump = Vec::new();
+    w.store.export(&mut dump).unwrap();
+    let tree = hex_encode(b"messages");
+    String::from_utf8(dump)
+        .unwrap()
+        .lines()
+        .filter(|l| l.split('\t').next() == Some(tree.as_str()))
+        .count()
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// --- The presence gate is total (issue 7) ---
+
+#[test]
+fn an_error_from_a_stranger_with_a_body_reaches_nobody() {
+    let mut w = World::new();
+    // Mallory is a stranger to alice; she never wrote to him.
+    let out = w.server_sends(&format!(
+        "<message type='error' id='x1' from='mallory@localhost/m' to='{ALICE_T}/phone'>\
+         <body>click http://evil.example</body>\
+         <error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    ));
+    assert!(
+        out.is_empty(),
+        "{:?}",
+        out.iter().map(String::from).collect::<Vec<_>>()
+    );
+    // Nor with the id of a message alice sent to somebody else.
+    w.grant_and_online("alice", "bob");
+    alice_says(&mut w, "m1", "");
+    let out = w.server_sends(&format!(
+        "<message type='error' id='m1' from='mallory@localhost/m' to='{ALICE_T}/phone'>\
+         <body>spam</body><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    ));
+    assert!(out.is_empty());
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "m1"), "sent");
+}
+
+#[test]
+fn an_error_for_a_message_really_sent_is_relayed_as_an_error_only() {
+    let mut w = World::new();
+    w.grant_and_online("alice", "bob");
+    alice_says(&mut w, "m1", ASK_BOTH);
+    let out = w.server_sends(&format!(
+        "<message type='error' id='m1' from='bob@localhost/res' to='{ALICE_T}/phone'>\
+         <body>hello m1</body><subject>s</subject><x xmlns='jabber:x:oob'><url>http://x</url></x>\
+         <error type='cancel'><recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
+         <text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>gone</text></error></message>"
+    ));
+    assert_eq!(out.len(), 1);
+    let e = &out[0];
+    assert_eq!(e.attr("type"), Some("error"));
+    assert_eq!(e.attr("id"), Some("m1"));
+    assert_eq!(e.attr("to"), Some("alice@localhost/phone"));
+    assert_eq!(e.attr("from"), Some(&*format!("{BOB_T}/res")));
+    let children: Vec<_> = e.children().map(|c| c.name().to_owned()).collect();
+    assert_eq!(children, ["error"], "no body, subject or payloads relayed");
+    assert_eq!(error_condition(e).as_deref(), Some("recipient-unavailable"));
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "m1"), "failed");
+}
+
+#[test]
+fn directed_presence_from_a_stranger_is_not_relayed_nor_kept() {
+    let mut w = World::new();
+    let out = w.server_sends(&format!(
+        "<presence from='mallory@localhost/m' to='{ALICE_T}'><status>buy now at http://evil.example</status></presence>"
+    ));
+    assert!(out.is_empty());
+    let out = w.server_sends(&format!(
+        "<presence type='unavailable' from='mallory@localhost/m' to='{ALICE_T}'><status>bye, see http://evil.example</status></presence>"
+    ));
+    assert!(out.is_empty());
+    assert_eq!(
+        w.tm.presence.kept(),
+        0,
+        "no one may see mallory: nothing kept"
+    );
+    // Mallory granted carol, but not alice: kept for carol, still not relayed to alice.
+    w.server_sends(&format!(
+        "<presence type='subscribed' from='mallory@localhost' to='{CAROL_T}'/>"
+    ));
+    let out = w.server_sends(&format!(
+        "<presence from='mallory@localhost/m' to='{ALICE_T}'><status>hi</status></presence>"
+    ));
+    assert!(out.is_empty());
+    assert_eq!(w.tm.presence.kept(), 1);
+}
+
+#[test]
+fn presence_along_a_grant_is_relayed_with_its_availability_only() {
+    let mut w = World::new();
+    w.server_sends(&format!(
+        "<presence type='subscribed' from='bob@localhost' to='{ALICE_T}'/>"
+    ));
+    let out = w.server_sends(&format!(
+        "<presence from='bob@localhost/res' to='{ALICE_T}'><show>dnd</show><status>busy</status>\
+         <priority>5</priority><x xmlns='vcard-temp:x:update'><photo>abc</photo></x></presence>"
+    ));
+    assert_eq!(out.len(), 1);
+    let names: Vec<_> = out[0].children().map(|c| c.name().to_owned()).collect();
+    assert_eq!(names, ["show", "status", "priority"]);
+    assert_eq!(out[0].get_child("status", NS).unwrap().text(), "busy");
+    // Probe answers carry the same.
+    let out = w.server_sends(&format!(
+        "<presence type='probe' from='alice@localhost' to='{BOB_T}'/>"
+    ));
+    assert_eq!(out[0].get_child("show", NS).unwrap().text(), "dnd");
+}
+
+#[test]
+fn a_contact_with_many_resources_is_kept_only_up_to_the_cap() {
+    let mut w = World::new();
+    w.server_sends(&format!(
+        "<presence type='subscribed' from='bob@localhost' to='{ALICE_T}'/>"
+    ));
+    for i in 0..40 {
+        w.server_sends(&format!(
+            "<presence from='bob@localhost/r{i}' to='{ALICE_T}'/>"
+        ));
+    }
+    assert_eq!(
+        w.tm.presence.kept(),
+        tidemark::presence::MAX_RESOURCES_PER_CONTACT
+    );
+}
+
+#[test]
+fn a_subscription_request_carries_no_content_from_the_stranger() {
+    let mut w = World::new();
+    let out = w.server_sends(&format!(
+        "<presence type='subscribe' id='s1' from='mallory@localhost/m' to='{ALICE_T}'>\
+         <status>let me in: http://evil.example</status><nick xmlns='http://jabber.org/protocol/nick'>Your Bank</nick></presence>"
+    ));
+    assert_eq!(out.len(), 1);
+    let p = &out[0];
+    assert_eq!(p.children().count(), 0, "{}", String::from(p));
+    let mut attrs: Vec<_> = p
+        .attrs()
+        .iter()
+        .map(|((_, k), v)| format!("{k}={v}"))
+        .collect();
+    attrs.sort();
+    assert_eq!(
+        attrs,
+        [
+            "from=mallory\\40localhost@chat.localhost",
+            "id=s1",
+            "to=alice@localhost",
+            "type=subscribe"
+        ]
+    );
+}
+
+#[test]
+fn chat_states_from_a_stranger_are_dropped() {
+    let mut w = World::new();
+    let out = w.server_sends(&format!(
+        "<message type='chat' from='mallory@localhost/m' to='{ALICE_T}'>\
+         <composing xmlns='http://jabber.org/protocol/chatstates'/><subject>hello</subject></message>"
+    ));
+    assert!(out.is_empty());
+}
+
+// --- Addresses tidemark cannot track (issue 7) ---
+
+#[test]
+fn a_sender_too_long_to_track_gets_jid_malformed_and_nothing_is_recorded() {
+    let mut w = World::new();
+    let long = format!("{}@localhost", "a".repeat(1015));
+    let before = stored_messages(&w);
+    let out = w.server_sends(&format!(
+        "<message type='chat' id='m1' from='{long}/r' to='{BOB_T}'><body>hi</body></message>"
+    ));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].attr("type"), Some("error"));
+    assert_eq!(error_condition(&out[0]).as_deref(), Some("jid-malformed"));
+    assert_eq!(
+        out[0].get_child("error", NS).unwrap().attr("type"),
+        Some("modify")
+    );
+    assert!(
+        error_text(&out[0]).contains("cannot be tracked"),
+        "{}",
+        error_text(&out[0])
+    );
+    let out = w.server_sends(&format!(
+        "<presence type='subscribe' from='{long}' to='{BOB_T}'/>"
+    ));
+    assert_eq!(error_condition(&out[0]).as_deref(), Some("jid-malformed"));
+    assert!(!w.store.has_watchers(&long).unwrap());
+    assert_eq!(stored_messages(&w), before);
+}
+
+#[test]
+fn a_backslash_before_a_multibyte_character_crashes_nothing() {
+    let mut w = World::new();
+    let out = w.server_sends(
+        "<message type='chat' id='m1' from='alice@localhost/a' to='x\\€@chat.localhost'><body>hi</body></message>",
+    );
+    assert_eq!(out[0].attr("type"), Some("error"));
+    let out = w.server_sends(&format!(
+        "<presence type='subscribe' from='z\\€@localhost' to='{BOB_T}'/>"
+    ));
+    assert_eq!(
+        out[0].attr("from"),
+        Some("z\\€\\40localhost@chat.localhost")
+    );
+    assert_eq!(out[0].attr("to"), Some("bob@localhost"));
+}
+
+// --- No false offline after a (re)connect (issue 7) ---
+
+fn reconnected(extra: &str) -> World {
+    let mut w = World::with_config(extra);
+    w.grant_and_online("alice", "bob");
+    w.tm.on_connected_at(w.now).unwrap();
+    w
+}
+
+#[test]
+fn messages_wait_for_the_probe_answer_and_keep_their_order() {
+    let mut w = reconnected("[presence]\nprobe_wait_ms = 60000\n");
+    for id in ["m1", "m2", "m3"] {
+        assert!(alice_says(&mut w, id, "").is_empty(), "{id} waits");
+    }
+    assert_eq!(w.tm.waiting.len(), 3);
+    let out = w.server_sends(&format!(
+        "<presence from='bob@localhost/res' to='{ALICE_T}'/>"
+    ));
+    let ids: Vec<_> = messages_to(&out, "bob@localhost")
+        .iter()
+        .map(|m| m.attr("id").unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["m1", "m2", "m3"]);
+    assert!(w.tm.waiting.is_empty());
+    // Known now: the next one goes straight through.
+    assert_eq!(
+        messages_to(&alice_says(&mut w, "m4", ""), "bob@localhost").len(),
+        1
+    );
+}
+
+#[test]
+fn without_an_answer_the_wait_ends_in_tick_as_offline() {
+    let mut w = reconnected("[presence]\nprobe_wait_ms = 5000\n");
+    let connected_at = w.now;
+    assert!(alice_says(&mut w, "m1", "").is_empty());
+    assert!(
+        w.tm.tick(connected_at + 4999).unwrap().is_empty(),
+        "still waiting"
+    );
+    let out = w.tm.tick(connected_at + 5000).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].attr("to"), Some("alice@localhost/phone"));
+    assert_eq!(
+        error_condition(&out[0]).as_deref(),
+        Some("recipient-unavailable")
+    );
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "m1"), "failed");
+}
+
+#[test]
+fn a_probe_answered_with_an_error_means_offline_at_once() {
+    let mut w = reconnected("[presence]\nprobe_wait_ms = 60000\noffline = \"queue\"\n");
+    assert!(alice_says(&mut w, "m1", "").is_empty());
+    let out = w.server_sends(&format!(
+        "<presence type='error' from='bob@localhost' to='{ALICE_T}'>\
+         <error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"
+    ));
+    assert!(out.is_empty(), "queued, as for any offline contact");
+    assert_eq!(w.tm.waiting.len(), 0);
+    let out = w.server_sends(&format!(
+        "<presence from='bob@localhost/res' to='{ALICE_T}'/>"
+    ));
+    assert_eq!(messages_to(&out, "bob@localhost").len(), 1);
+}
+
+#[test]
+fn waiting_is_bounded_and_a_stranger_never_waits() {
+    let mut w =
+        reconnected("[presence]\nprobe_wait_ms = 60000\n[limits]\nmax_waiting_for_presence = 2\n");
+    assert!(alice_says(&mut w, "m1", "").is_empty());
+    assert!(alice_says(&mut w, "m2", "").is_empty());
+    let out = alice_says(&mut w, "m3", "");
+    assert_eq!(
+        error_condition(&out[0]).as_deref(),
+        Some("resource-constraint")
+    );
+    assert_eq!(
+        out[0].get_child("error", NS).unwrap().attr("type"),
+        Some("wait")
+    );
+    assert!(error_text(&out[0]).contains("limits.max_waiting_for_presence"));
+    // Carol was never granted: refused as ever, not held.
+    let out = w.server_sends(&format!(
+        "<message type='chat' id='c1' from='carol@localhost/c' to='{BOB_T}'><body>x</body></message>"
+    ));
+    assert_eq!(
+        error_condition(&out[0]).as_deref(),
+        Some("service-unavailable")
+    );
+    assert_eq!(w.tm.waiting.len(), 2);
+}
+
+// --- The per-sender rate limit (issue 7) ---
+
+#[test]
+fn over_the_rate_a_sender_is_refused_and_nothing_is_recorded() {
+    // 0.001 a second: nothing refills during the test.
+    let mut w = World::with_config("[limits]\nrate_per_second = 0.001\nrate_burst = 4\n");
+    w.grant_and_online("alice", "bob"); // bob: 2 stanzas
+    assert_eq!(
+        messages_to(&alice_says(&mut w, "m1", ASK_BOTH), "bob@localhost").len(),
+        1
+    );
+    for id in ["m2", "m3", "m4"] {
+        alice_says(&mut w, id, "");
+    }
+    let before = stored_messages(&w);
+    let out = alice_says(&mut w, "m5", "");
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].attr("to"), Some("alice@localhost/phone"));
+    assert_eq!(
+        error_condition(&out[0]).as_deref(),
+        Some("resource-constraint")
+    );
+    assert_eq!(
+        out[0].get_child("error", NS).unwrap().attr("type"),
+        Some("wait")
+    );
+    assert!(error_text(&out[0]).contains("limits.rate_per_second"));
+    assert_eq!(stored_messages(&w), before, "nothing recorded");
+    let conv = tidemark::store::ConversationKey::direct("alice@localhost", "bob@localhost");
+    assert!(
+        w.store
+            .find_message(&conv, "alice@localhost", "m5")
+            .unwrap()
+            .is_none()
+    );
+    // Presence and errors over the limit are dropped without a word.
+    assert!(
+        w.server_sends(&format!(
+            "<presence from='alice@localhost/phone' to='{BOB_T}'/>"
+        ))
+        .is_empty()
+    );
+    assert!(
+        w.server_sends(&format!(
+            "<message type='error' id='z' from='alice@localhost/phone' to='{BOB_T}'/>"
+        ))
+        .is_empty()
+    );
+    // Others are not affected, nor the server itself.
+    assert_eq!(
+        bob_acks(&mut w, "<received xmlns='urn:xmpp:receipts' id='m1'/>").len(),
+        1
+    );
+    for _ in 0..10 {
+        let out = w.server_sends("<iq type='get' id='p' from='localhost' to='chat.localhost'><ping xmlns='urn:xmpp:ping'/></iq>");
+        assert_eq!(out[0].attr("type"), Some("result"));
+    }
+}
+
+// --- Refusals kept per sender, newest only (issue 7) ---
+
+#[test]
+fn refused_messages_do_not_grow_the_store_past_the_bound() {
+    let mut w = World::with_config("[limits]\nmax_refusals_per_sender = 3\n");
+    // Bob never granted alice: every message is refused and recorded failed.
+    for i in 1..=50 {
+        let out = alice_says(&mut w, &format!("m{i}"), "");
+        assert_eq!(
+            error_condition(&out[0]).as_deref(),
+            Some("service-unavailable")
+        );
+    }
+    assert_eq!(stored_messages(&w), 3);
+    assert_eq!(w.store.refusal_count("alice@localhost").unwrap(), 3);
+    for id in ["m48", "m49", "m50"] {
+        assert_eq!(w.state("alice@localhost/phone", BOB_T, id), "failed");
+    }
+    let r = w.status("alice@localhost/phone", BOB_T, "m47");
+    assert_eq!(r.attr("type"), Some("error"));
+    assert_eq!(error_condition(&r).as_deref(), Some("item-not-found"));
+    // Another sender's refusals are counted apart, and delivered messages
+    // are not refusals.
+    w.grant_and_online("alice", "bob");
+    alice_says(&mut w, "ok1", "");
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "ok1"), "sent");
+    assert_eq!(w.state("alice@localhost/phone", BOB_T, "m50"), "failed");
 }

@@ -1,24 +1,77 @@
 //! 1:1 chat through tracked addresses: relay with status tracking, the
 //! presence gate, receipts and markers, and errors coming back.
 
+use std::collections::{HashMap, VecDeque};
+
 use minidom::Element;
 use tracing::{debug, info};
 
 use crate::config::OfflinePolicy;
 use crate::conversation::room::private_reader;
 use crate::incoming::{AckKind, Chat, Route};
+use crate::metrics::{METRICS, Refusal};
 use crate::presence::{self, Gate};
 use crate::service::Tidemark;
-use crate::stanza::{ErrorType, error_reply, read_error, set_attr, to_string};
+use crate::stanza::{ErrorType, element, error_reply, ns, read_error, set_attr, to_string};
 use crate::status::acks::{Evidence, ack_message, payloads_for_sender, request_acks};
 use crate::store::{ConversationKey, Failure, MessageRecord, Millis, StoreError};
 
 type Out = Result<Vec<Element>, StoreError>;
 
+/// A message that arrived while its recipient's presence was unknown.
+#[derive(Debug)]
+struct WaitingChat {
+    stanza: Element,
+    chat: Chat,
+    arrived: Millis,
+}
+
+/// Messages held in memory until their recipients' presence is known after
+/// a (re)connect, in arrival order per recipient.
+#[derive(Debug, Default)]
+pub struct Waiting {
+    by_contact: HashMap<String, VecDeque<WaitingChat>>,
+    total: usize,
+}
+
+impl Waiting {
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The recipients that have messages waiting.
+    pub fn contacts(&self) -> Vec<String> {
+        self.by_contact.keys().cloned().collect()
+    }
+}
+
+/// The recipient's presence is known now: the messages that waited for it
+/// are handled as if they had just arrived (delivered, queued or refused),
+/// oldest first, with the time they really arrived.
+pub fn release_waiting(tm: &mut Tidemark, contact: &str, now: Millis) -> Out {
+    let Some(held) = tm.waiting.by_contact.remove(contact) else {
+        return Ok(vec![]);
+    };
+    tm.waiting.total -= held.len();
+    info!(
+        count = held.len(),
+        contact, "presence known; handling waiting messages"
+    );
+    let mut out = Vec::new();
+    for w in held {
+        out.extend(on_chat(tm, &w.stanza, &w.chat, w.arrived.min(now))?);
+    }
+    Ok(out)
+}
+
 pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) -> Out {
     let sender = chat.route.from.to_bare();
     let recipient = chat.route.to.to_bare();
-    let tracked_recipient = tm.tracked(&chat.route.to);
+    let tracked_recipient = chat.route.tracked_to.to_string();
     let limit = tm.config.limits.max_body_bytes;
     if chat.body_bytes > limit {
         // Refused before anything is recorded: bad input changes nothing.
@@ -32,6 +85,13 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
                 chat.body_bytes
             ),
         )]);
+    }
+
+    let gate = presence::gate(tm, sender.as_str(), recipient.as_str())?;
+    if gate == Gate::Unknown {
+        // Nothing is recorded yet: the message is handled when the
+        // recipient's presence is known, as if it arrived then.
+        return Ok(wait_for_presence(tm, stanza, chat, &tracked_recipient, now));
     }
 
     let seq = tm.store.next_seq()?;
@@ -59,7 +119,6 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
         error_reply(stanza, &tracked_recipient, type_, condition, &text)
     };
 
-    let gate = presence::gate(tm, sender.as_str(), recipient.as_str())?;
     let mut relayed = tm.relay(stanza, &chat.route);
     set_attr(&mut relayed, "id", id.as_str());
     request_acks(&mut relayed, record.readable);
@@ -113,9 +172,23 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
                 }
             }
         },
-        Gate::Online => vec![relayed],
+        // Handled above; kept in one arm with Online so that no input can
+        // reach a panic here.
+        Gate::Online | Gate::Unknown => vec![relayed],
     };
-    tm.store.put_message(&conv, seq, &record)?;
+    if record.failed.is_some() {
+        METRICS.refused(Refusal::Gate);
+        // Kept for the sender's status query, newest few only: a flood of
+        // refused messages must not grow the store.
+        tm.store.put_refused_message(
+            &conv,
+            seq,
+            &record,
+            tm.config.limits.max_refusals_per_sender,
+        )?;
+    } else {
+        tm.store.put_message(&conv, seq, &record)?;
+    }
     debug!(
         seq,
         state = if record.failed.is_some() {
@@ -126,6 +199,43 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
         "recorded"
     );
     Ok(out)
+}
+
+/// Holds a message until its recipient's presence is known, within
+/// `limits.max_waiting_for_presence` (all recipients together); over it the
+/// sender is told to retry, and nothing is kept.
+fn wait_for_presence(
+    tm: &mut Tidemark,
+    stanza: &Element,
+    chat: &Chat,
+    tracked_recipient: &str,
+    now: Millis,
+) -> Vec<Element> {
+    let max = tm.config.limits.max_waiting_for_presence;
+    if tm.waiting.total >= max {
+        METRICS.refused(Refusal::Gate);
+        return vec![error_reply(
+            stanza,
+            tracked_recipient,
+            ErrorType::Wait,
+            "resource-constraint",
+            &format!(
+                "tidemark has just reconnected and {max} messages already wait for their recipients' presence (limits.max_waiting_for_presence); the message was not processed, send it again in a few seconds"
+            ),
+        )];
+    }
+    debug!("recipient's presence unknown; waiting for their probe answer");
+    tm.waiting
+        .by_contact
+        .entry(chat.route.to.to_bare().to_string())
+        .or_default()
+        .push_back(WaitingChat {
+            stanza: stanza.clone(),
+            chat: chat.clone(),
+            arrived: now,
+        });
+    tm.waiting.total += 1;
+    vec![]
 }
 
 pub fn on_ack(tm: &mut Tidemark, route: &Route, kind: AckKind, id: &str, now: Millis) -> Out {
@@ -181,35 +291,61 @@ fn send_ack(
     if payloads.is_empty() {
         return vec![];
     }
-    let from = tm.addrs.tracked_full(&route.from).to_string();
+    let from = route.tracked_from.to_string();
     let id = tm.local_id();
     vec![ack_message(&from, route.to.as_str(), &id, payloads)]
 }
 
 /// An error from the contact's side (their server or client) for a message:
 /// the message failed, with the condition and text they gave.
+///
+/// An error is relayed only for a message the erring side really received
+/// from the one it goes to, and only as an error (id, type, `<error/>`):
+/// anyone can send `type='error'`, and a body in it would otherwise reach a
+/// user who never authorised the sender.
 pub fn on_bounce(tm: &mut Tidemark, stanza: &Element, route: &Route, now: Millis) -> Out {
-    if let Some(id) = stanza.attr("id") {
-        let reader = route.from.to_bare();
-        let sender = route.to.to_bare();
-        let conv = ConversationKey::direct(reader.as_str(), sender.as_str());
-        if let Some((seq, mut record)) = tm.store.find_message(&conv, sender.as_str(), id)? {
-            let unanswered = record.delivered_at.is_none()
-                && record.failed.is_none()
-                && tm.store.mark(&conv, reader.as_str())? < seq;
-            if record.recipient == reader.as_str() && unanswered {
-                let (condition, text) = read_error(stanza);
-                info!(id, %condition, "message failed");
-                record.failed = Some(Failure {
-                    at: now,
-                    condition,
-                    text,
-                });
-                tm.store.put_message(&conv, seq, &record)?;
-            }
-        }
+    let Some(id) = stanza.attr("id") else {
+        METRICS.refused(Refusal::Gate);
+        debug!("error without an id dropped");
+        return Ok(vec![]);
+    };
+    let reader = route.from.to_bare();
+    let sender = route.to.to_bare();
+    let conv = ConversationKey::direct(reader.as_str(), sender.as_str());
+    let found = tm.store.find_message(&conv, sender.as_str(), id)?;
+    let Some((seq, mut record)) = found.filter(|(_, r)| {
+        // Relayed to the erring side: not refused by tidemark, not still held.
+        r.recipient == reader.as_str() && r.failed.is_none() && !r.queued
+    }) else {
+        METRICS.refused(Refusal::Gate);
+        debug!(id, "error for no message the sender sent there dropped");
+        return Ok(vec![]);
+    };
+    let unanswered = record.delivered_at.is_none() && tm.store.mark(&conv, reader.as_str())? < seq;
+    if unanswered {
+        let (condition, text) = read_error(stanza);
+        info!(id, %condition, "message failed");
+        record.failed = Some(Failure {
+            at: now,
+            condition,
+            text,
+        });
+        tm.store.put_message(&conv, seq, &record)?;
     }
-    Ok(vec![tm.relay(stanza, route)])
+    let mut out = element(
+        "message",
+        ns::COMPONENT,
+        &[
+            ("from", route.tracked_from.as_str()),
+            ("to", route.to.as_str()),
+            ("type", "error"),
+            ("id", id),
+        ],
+    );
+    if let Some(error) = stanza.children().find(|c| c.name() == "error") {
+        out.append_child(error.clone());
+    }
+    Ok(vec![out])
 }
 
 /// Chat states and other content-free messages: relayed untracked, and only
@@ -221,7 +357,10 @@ pub fn on_passthrough(tm: &mut Tidemark, stanza: &Element, route: &Route) -> Out
         route.to.to_bare().as_str(),
     )?;
     Ok(match allowed {
-        Gate::NotPermitted => vec![],
+        Gate::NotPermitted => {
+            METRICS.refused(Refusal::Gate);
+            vec![]
+        }
         _ => vec![tm.relay(stanza, route)],
     })
 }

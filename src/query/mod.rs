@@ -137,5 +137,8 @@ fn translate(tm: &Tidemark, prompt: &str) -> Result<String, String> {
     if tm.addrs.is_ours(&jid) {
         return Err(format!("{prompt:?} is already an address at this service"));
     }
-    Ok(tm.addrs.tracked(&bare).to_string())
+    tm.addrs
+        .tracked(&bare)
+        .map(|t| t.to_string())
+        .map_err(|e| e.to_string())
 }

@@ -394,6 +394,95 @@ fn read_receipt_preferences_are_kept(store: &dyn Store) {
     assert_eq!(store.read_receipts_pref("bob@x").unwrap(), Some(true));
 }
 
+fn refusals_keep_only_the_newest_per_sender(store: &dyn Store) {
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let mut seqs = vec![];
+    for i in 0..10 {
+        let seq = store.next_seq().unwrap();
+        let mut r = record("alice@x", "bob@x", &format!("r{i}"), i);
+        r.failed = Some(super::Failure {
+            at: i,
+            condition: "service-unavailable".into(),
+            text: "no".into(),
+        });
+        store.put_refused_message(&conv, seq, &r, 3).unwrap();
+        seqs.push(seq);
+    }
+    assert_eq!(store.refusal_count("alice@x").unwrap(), 3);
+    for (i, seq) in seqs.iter().enumerate().take(7) {
+        assert!(
+            store
+                .find_message(&conv, "alice@x", &format!("r{i}"))
+                .unwrap()
+                .is_none(),
+            "r{i}"
+        );
+        assert!(store.message(&conv, *seq).unwrap().is_none());
+    }
+    for i in 7..10 {
+        assert!(
+            store
+                .find_message(&conv, "alice@x", &format!("r{i}"))
+                .unwrap()
+                .is_some(),
+            "r{i}"
+        );
+    }
+    // Another sender has a bound of their own.
+    let seq = store.next_seq().unwrap();
+    store
+        .put_refused_message(&conv, seq, &record("bob@x", "alice@x", "b", 1), 3)
+        .unwrap();
+    assert_eq!(store.refusal_count("bob@x").unwrap(), 1);
+    assert_eq!(store.refusal_count("alice@x").unwrap(), 3);
+}
+
+fn a_trimmed_refusal_leaves_a_later_message_with_its_id(store: &dyn Store) {
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let old = store.next_seq().unwrap();
+    store
+        .put_refused_message(&conv, old, &record("alice@x", "bob@x", "same", 1), 1)
+        .unwrap();
+    // The id is sent again and goes through this time.
+    let delivered = store.next_seq().unwrap();
+    store
+        .put_message(&conv, delivered, &record("alice@x", "bob@x", "same", 2))
+        .unwrap();
+    let next = store.next_seq().unwrap();
+    store
+        .put_refused_message(&conv, next, &record("alice@x", "bob@x", "other", 3), 1)
+        .unwrap();
+    let (seq, _) = store
+        .find_message(&conv, "alice@x", "same")
+        .unwrap()
+        .unwrap();
+    assert_eq!(seq, delivered);
+    assert!(store.message(&conv, old).unwrap().is_none());
+}
+
+fn watchers_are_known_per_contact(store: &dyn Store) {
+    assert!(!store.has_watchers("bob@x").unwrap());
+    store
+        .set_presence_allowed("bob@x.org", "alice@x", true)
+        .unwrap();
+    assert!(
+        !store.has_watchers("bob@x").unwrap(),
+        "a longer name is not bob@x"
+    );
+    store
+        .set_presence_allowed("bob@x", "alice@x", true)
+        .unwrap();
+    assert!(store.has_watchers("bob@x").unwrap());
+    assert!(
+        !store.has_watchers("alice@x").unwrap(),
+        "grants are directional"
+    );
+    store
+        .set_presence_allowed("bob@x", "alice@x", false)
+        .unwrap();
+    assert!(!store.has_watchers("bob@x").unwrap());
+}
+
 macro_rules! backends {
     ($($backend:ident => $make:expr),* $(,)?) => {
         $(mod $backend {
@@ -413,6 +502,9 @@ macro_rules! backends {
             #[test] fn a_reused_id_keeps_the_newer_messages_index() { super::a_reused_id_keeps_the_newer_messages_index(&*store()) }
             #[test] fn memberships_and_rooms_are_kept() { super::memberships_and_rooms_are_kept(&*store()) }
             #[test] fn read_receipt_preferences_are_kept() { super::read_receipt_preferences_are_kept(&*store()) }
+            #[test] fn refusals_keep_only_the_newest_per_sender() { super::refusals_keep_only_the_newest_per_sender(&*store()) }
+            #[test] fn a_trimmed_refusal_leaves_a_later_message_with_its_id() { super::a_trimmed_refusal_leaves_a_later_message_with_its_id(&*store()) }
+            #[test] fn watchers_are_known_per_contact() { super::watchers_are_known_per_contact(&*store()) }
         })*
     };
 }

@@ -165,6 +165,15 @@ pub fn split_seq_suffix(key: &[u8]) -> Option<(&[u8], Seq)> {
     Some((&key[..cut], seq_from(&key[cut + 1..])?))
 }
 
+/// Refused messages by sender, oldest first: `sender NUL seq`.
+pub fn refusal_prefix(sender: &str) -> Vec<u8> {
+    queue_prefix(sender)
+}
+
+pub fn refusal(sender: &str, seq: Seq) -> Vec<u8> {
+    queue(sender, seq)
+}
+
 pub fn seq_from(bytes: &[u8]) -> Option<Seq> {
     Some(Seq::from_be_bytes(bytes.try_into().ok()?))
 }

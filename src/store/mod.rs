@@ -141,6 +141,24 @@ pub trait Store: Send + Sync {
     /// (re)connect.
     fn presence_grants(&self) -> StoreResult<Vec<(String, String)>>;
 
+    /// Whether `contact` lets anyone see their presence.
+    fn has_watchers(&self, contact: &str) -> StoreResult<bool>;
+
+    /// Stores a refused message like [`Store::put_message`], keeping only
+    /// the sender's newest `keep` refused messages: the oldest beyond that
+    /// is removed (with its id index, unless a later message took the id),
+    /// in O(1) amortised.
+    fn put_refused_message(
+        &self,
+        conv: &ConversationKey,
+        seq: Seq,
+        record: &MessageRecord,
+        keep: usize,
+    ) -> StoreResult<()>;
+
+    /// How many refused messages of `sender` are kept.
+    fn refusal_count(&self, sender: &str) -> StoreResult<usize>;
+
     /// Holds a stanza for `recipient` until they come online.
     fn enqueue(
         &self,

@@ -28,6 +28,12 @@ pub struct SledStore {
     room_message_ids: sled::Tree,
     room_creators: sled::Tree,
     prefs: sled::Tree,
+    /// Refused 1:1 messages by sender (`keys::refusal`), to keep only the
+    /// newest few; the value is the conversation key.
+    refusals: sled::Tree,
+    /// How many entries each sender has in `refusals`, so trimming needs no
+    /// count.
+    refusal_counts: sled::Tree,
 }
 
 impl SledStore {
@@ -91,6 +97,8 @@ impl SledStore {
             room_message_ids: db.open_tree("room_message_ids")?,
             room_creators: db.open_tree("room_creators")?,
             prefs: db.open_tree("read_receipt_prefs")?,
+            refusals: db.open_tree("refusals")?,
+            refusal_counts: db.open_tree("refusal_counts")?,
             db,
         })
     }
@@ -347,6 +355,61 @@ impl Store for SledStore {
             out.push(pair);
         }
         Ok(out)
+    }
+
+    fn has_watchers(&self, contact: &str) -> StoreResult<bool> {
+        let mut prefix = contact.as_bytes().to_vec();
+        prefix.push(0);
+        Ok(self
+            .grants
+            .scan_prefix(prefix)
+            .next()
+            .transpose()?
+            .is_some())
+    }
+
+    fn put_refused_message(
+        &self,
+        conv: &ConversationKey,
+        seq: Seq,
+        record: &MessageRecord,
+        keep: usize,
+    ) -> StoreResult<()> {
+        self.put_message(conv, seq, record)?;
+        let sender = record.sender.as_str();
+        self.refusals
+            .insert(keys::refusal(sender, seq), conv.as_bytes())?;
+        let mut count = self.refusal_count(sender)? + 1;
+        let prefix = keys::refusal_prefix(sender);
+        while count > keep {
+            let Some(entry) = self.refusals.scan_prefix(&prefix).next() else {
+                count = 0;
+                break;
+            };
+            let (k, v) = entry?;
+            let old_seq = decode_seq(&k[prefix.len()..], "refusal key")?;
+            let old_conv = ConversationKey::from_bytes(v.to_vec());
+            if let Some(old) = self.message(&old_conv, old_seq)? {
+                let id_key = keys::message_id(&old_conv, &old.sender, &old.id);
+                // A later message may have reused the id: its index stays.
+                if self.message_ids.get(&id_key)?.as_deref() == Some(&old_seq.to_be_bytes()[..]) {
+                    self.message_ids.remove(id_key)?;
+                }
+                self.messages.remove(keys::message(&old_conv, old_seq))?;
+            }
+            self.refusals.remove(k)?;
+            count -= 1;
+        }
+        self.refusal_counts
+            .insert(sender.as_bytes(), &(count as u64).to_be_bytes())?;
+        Ok(())
+    }
+
+    fn refusal_count(&self, sender: &str) -> StoreResult<usize> {
+        match self.refusal_counts.get(sender.as_bytes())? {
+            Some(v) => Ok(decode_seq(&v, "refusal count")? as usize),
+            None => Ok(0),
+        }
     }
 
     fn enqueue(

@@ -88,3 +88,41 @@ async def test_queue_mode_holds_the_message_until_bob_is_back(world):
     assert got.body == "for later"
     st = await alice.status(bob.tracked, "q1")
     assert st[bob.jid].state in ("sent", "delivered"), st.reply
+
+
+async def test_no_false_offline_right_after_a_restart(world):
+    """Issue 7: right after tidemark (re)connects, a contact's presence is
+    unknown until their probe answer; a message to an online contact waits for
+    it and is delivered, never refused as if the contact were offline."""
+    # Alice sends far faster than a person here, to fall between tidemark's
+    # connect and bob's probe answer: the rate limit is not what is tested.
+    # (That moment is short: this loop catches a regression only sometimes;
+    # tests/rules.rs pins the behaviour down with a fake clock.)
+    tm = Tidemark(world, f"fast{world.test_no}")
+    tm.config.write_text(tm.config_text.replace(
+        "[limits]\n", "[limits]\nrate_per_second = 10000.0\nrate_burst = 100000\n"))
+    world.use_tidemark(tm)
+    alice, bob = await world.clients("alice", "bob")
+    await world.befriend(alice, bob)
+    taken = 0
+    for round_ in range(6):
+        tm.restart()
+        sent = []
+        for i in range(100):
+            mid = f"r{round_}-{i}"
+            sent.append(mid)
+            await alice.send(chat(bob.tracked, mid, body=f"after restart {mid}", request=False, markable=False))
+            await asyncio.sleep(0.01)
+        await world.wait_ready(alice)
+        await asyncio.sleep(0.5)
+        errors = {s.id: s for s in alice.received if s.kind == "message" and s.type == "error"}
+        false_offline = [s for s in errors.values() if s.error_condition == "recipient-unavailable"]
+        assert not false_offline, f"round {round_}: bob is online, yet:\n" + \
+            "\n".join(s.xml for s in false_offline[:3])
+        answered = [mid for mid in sent if mid not in errors]
+        for mid in answered:
+            await bob.expect(message(frm=alice.tracked_full, id=mid), timeout=10)
+        taken += len(answered)
+        alice.received.clear()
+        bob.received.clear()
+    assert taken > 0, "tidemark took none of the messages:\n" + tm.log_text()[-2000:]
