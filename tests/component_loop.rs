@@ -63,7 +63,8 @@ impl Peer {
         ))
         .await;
         peer.wait_for("</handshake>").await;
-        let start = peer.seen.find("<handshake>").expect("a handshake") + "<handshake>".len();
+        let open = peer.seen.find("<handshake").expect("a handshake");
+        let start = open + peer.seen[open..].find('>').unwrap() + 1;
         let end = peer.seen.find("</handshake>").unwrap();
         let digest = peer.seen[start..end].to_owned();
         peer.seen.clear();
