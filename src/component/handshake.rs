@@ -72,44 +72,40 @@ pub(crate) async fn connect(config: &Config, first: bool) -> Result<(Reader, Wri
         .await
         .map_err(|e| Retry::Lost(format!("sending handshake: {e}")))?;
 
-    loop {
-        let frame = tokio::time::timeout(wait, reader.next())
-            .await
-            .map_err(|_| Retry::Lost("no answer to the handshake".into()))?
-            .map_err(|e| Retry::Lost(format!("during handshake: {e}")))?;
-        match frame {
-            Frame::Stanza(el) if el.is("handshake", ns::COMPONENT) => return Ok((reader, writer)),
-            Frame::Stanza(el) if el.is("error", ns::STREAM) => {
-                let err = StreamError::of(&el);
-                return Err(match err.condition.as_str() {
-                    "not-authorized" => Fatal::Stop(ComponentError::SecretRejected {
+    let frame = tokio::time::timeout(wait, reader.next())
+        .await
+        .map_err(|_| Retry::Lost("no answer to the handshake".into()))?
+        .map_err(|e| Retry::Lost(format!("during handshake: {e}")))?;
+    match frame {
+        Frame::Stanza(el) if el.is("handshake", ns::COMPONENT) => Ok((reader, writer)),
+        Frame::Stanza(el) if el.is("error", ns::STREAM) => {
+            let err = StreamError::of(&el);
+            Err(match err.condition.as_str() {
+                "not-authorized" => Fatal::Stop(ComponentError::SecretRejected {
+                    server: server.clone(),
+                    jid,
+                }),
+                "host-unknown" | "improper-addressing" => {
+                    Fatal::Stop(ComponentError::UnknownComponent {
                         server: server.clone(),
                         jid,
-                    }),
-                    "host-unknown" | "improper-addressing" => {
-                        Fatal::Stop(ComponentError::UnknownComponent {
-                            server: server.clone(),
-                            jid,
-                        })
-                    }
-                    "conflict" if first => Fatal::Stop(ComponentError::AlreadyConnected {
-                        server: server.clone(),
-                        jid,
-                        text: err.text,
-                    }),
-                    _ => Fatal::Retry(Retry::StreamError(err)),
-                });
-            }
-            Frame::Stanza(el) => {
-                return Err(
-                    Retry::Lost(format!("expected <handshake/>, got <{}/>", el.name())).into(),
-                );
-            }
-            Frame::Refused(_) | Frame::Header { .. } => {
-                return Err(Retry::Lost("unexpected data during handshake".into()).into());
-            }
-            Frame::End => return Err(Retry::Lost("closed during handshake".into()).into()),
+                    })
+                }
+                "conflict" if first => Fatal::Stop(ComponentError::AlreadyConnected {
+                    server: server.clone(),
+                    jid,
+                    text: err.text,
+                }),
+                _ => Fatal::Retry(Retry::StreamError(err)),
+            })
         }
+        Frame::Stanza(el) => {
+            Err(Retry::Lost(format!("expected <handshake/>, got <{}/>", el.name())).into())
+        }
+        Frame::Refused(_) | Frame::Header { .. } => {
+            Err(Retry::Lost("unexpected data during handshake".into()).into())
+        }
+        Frame::End => Err(Retry::Lost("closed during handshake".into()).into()),
     }
 }
 

@@ -148,66 +148,64 @@ impl Decoder {
     }
 
     fn advance(&mut self) -> Result<Option<Frame>, WireError> {
-        loop {
+        if self.scanner.idle() {
+            // Whitespace between stanzas belongs to nothing.
+            self.start = self.pos;
+        }
+        let (n, boundary) = self.scanner.scan(&self.buf[self.pos..])?;
+        self.pos += n;
+        let Some(boundary) = boundary else {
             if self.scanner.idle() {
-                // Whitespace between stanzas belongs to nothing.
                 self.start = self.pos;
             }
-            let (n, boundary) = self.scanner.scan(&self.buf[self.pos..])?;
-            self.pos += n;
-            let Some(boundary) = boundary else {
-                if self.scanner.idle() {
-                    self.start = self.pos;
+            if self.scanner.in_prolog() && self.pos - self.start > MAX_HEADER {
+                return Err(WireError::Header(Limit::StanzaBytes(MAX_HEADER)));
+            }
+            if self.scanner.over.is_some() {
+                // A refused stanza is never parsed: drop what was
+                // scanned of it so it costs no memory.
+                self.start = self.pos;
+            }
+            return Ok(None);
+        };
+        let from = self.start;
+        self.start = self.pos;
+        match boundary {
+            Boundary::Header => {
+                // The server's header is not a user's stanza: only its
+                // size is bounded (MAX_HEADER).
+                self.scanner.over = None;
+                let ns = self.parse(from)?.unwrap_or_default();
+                let root = self
+                    .tree
+                    .top()
+                    .ok_or_else(|| WireError::Xml("no stream header".into()))?;
+                if !root.is("stream", crate::stanza::ns::STREAM) {
+                    return Err(WireError::Xml(format!(
+                        "the stream opens with <{}/>, not <stream:stream/>",
+                        root.name()
+                    )));
                 }
-                if self.scanner.in_prolog() && self.pos - self.start > MAX_HEADER {
-                    return Err(WireError::Header(Limit::StanzaBytes(MAX_HEADER)));
+                Ok(Some(Frame::Header {
+                    id: root.attr("id").map(str::to_owned),
+                    from: root.attr("from").map(str::to_owned),
+                    ns,
+                }))
+            }
+            Boundary::End => {
+                self.phase = Phase::Ended;
+                Ok(Some(Frame::End))
+            }
+            Boundary::Stanza => {
+                if let Some(limit) = self.scanner.over.take() {
+                    return Ok(Some(Frame::Refused(self.refused(limit))));
                 }
-                if self.scanner.over.is_some() {
-                    // A refused stanza is never parsed: drop what was
-                    // scanned of it so it costs no memory.
-                    self.start = self.pos;
-                }
-                return Ok(None);
-            };
-            let from = self.start;
-            self.start = self.pos;
-            match boundary {
-                Boundary::Header => {
-                    // The server's header is not a user's stanza: only its
-                    // size is bounded (MAX_HEADER).
-                    self.scanner.over = None;
-                    let ns = self.parse(from)?.unwrap_or_default();
-                    let root = self
-                        .tree
-                        .top()
-                        .ok_or_else(|| WireError::Xml("no stream header".into()))?;
-                    if !root.is("stream", crate::stanza::ns::STREAM) {
-                        return Err(WireError::Xml(format!(
-                            "the stream opens with <{}/>, not <stream:stream/>",
-                            root.name()
-                        )));
-                    }
-                    return Ok(Some(Frame::Header {
-                        id: root.attr("id").map(str::to_owned),
-                        from: root.attr("from").map(str::to_owned),
-                        ns,
-                    }));
-                }
-                Boundary::End => {
-                    self.phase = Phase::Ended;
-                    return Ok(Some(Frame::End));
-                }
-                Boundary::Stanza => {
-                    if let Some(limit) = self.scanner.over.take() {
-                        return Ok(Some(Frame::Refused(self.refused(limit))));
-                    }
-                    self.parse(from)?;
-                    let stanza = self
-                        .tree
-                        .unshift_child()
-                        .ok_or_else(|| WireError::Xml("a stanza the parser did not end".into()))?;
-                    return Ok(Some(Frame::Stanza(stanza)));
-                }
+                self.parse(from)?;
+                let stanza = self
+                    .tree
+                    .unshift_child()
+                    .ok_or_else(|| WireError::Xml("a stanza the parser did not end".into()))?;
+                Ok(Some(Frame::Stanza(stanza)))
             }
         }
     }
