@@ -2,6 +2,7 @@
 //! the [`Decoder`], serialized elements out through one buffer.
 
 use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use minidom::Element;
 use tokio::io::AsyncWriteExt;
@@ -9,7 +10,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::metrics::{METRICS, StanzaKind};
+use crate::metrics::{METRICS, Refusal, StanzaKind};
 use crate::wire::{Decoder, Frame, Limits, WireError};
 
 /// What ended reading.
@@ -48,7 +49,7 @@ impl Reader {
     pub async fn next(&mut self) -> Result<Frame, ReadError> {
         use tokio::io::AsyncReadExt;
         loop {
-            if let Some(frame) = self.decoder.next_frame()? {
+            if let Some(frame) = self.decode()? {
                 return Ok(frame);
             }
             let n = self.half.read(&mut self.chunk).await?;
@@ -60,11 +61,24 @@ impl Reader {
         }
     }
 
+    /// The decoder is meant never to panic (the fuzzer drives it); if it
+    /// does, that ends this connection, not the process.
+    fn decode(&mut self) -> Result<Option<Frame>, ReadError> {
+        let decoder = &mut self.decoder;
+        match catch_unwind(AssertUnwindSafe(|| decoder.next_frame())) {
+            Ok(r) => Ok(r?),
+            Err(_) => {
+                self.decoder = Decoder::new(self.decoder.limits());
+                Err(WireError::Xml("the decoder panicked".into()).into())
+            }
+        }
+    }
+
     /// A frame that is already here (decoded, or in the socket's buffer),
     /// without waiting.
     pub fn try_next(&mut self) -> Result<Option<Frame>, ReadError> {
         loop {
-            if let Some(frame) = self.decoder.next_frame()? {
+            if let Some(frame) = self.decode()? {
                 return Ok(Some(frame));
             }
             match self.half.try_read(&mut self.chunk) {
@@ -96,7 +110,26 @@ impl Writer {
     /// Serializes `el` into the buffer; nothing is sent before [`flush`].
     pub fn queue(&mut self, el: &Element) {
         let mark = self.buf.len();
-        if let Err(e) = el.write_to(&mut self.buf) {
+        // minidom's serializer asserts on some namespace declarations a
+        // relayed element could carry (a reserved prefix rebound): a panic
+        // here would end the connection for everyone, so it costs only this
+        // element.
+        let buf = &mut self.buf;
+        let written = catch_unwind(AssertUnwindSafe(|| el.write_to(buf)));
+        let written = match written {
+            Ok(r) => r,
+            Err(_) => {
+                self.buf.truncate(mark);
+                METRICS.refused(Refusal::Panic);
+                warn!(
+                    name = el.name(),
+                    id = el.attr("id"),
+                    "serializing an answer panicked; dropped"
+                );
+                return;
+            }
+        };
+        if let Err(e) = written {
             // Only an element we built wrongly gets here: drop it, never a
             // half-written one.
             self.buf.truncate(mark);
@@ -125,5 +158,45 @@ impl Writer {
 
     pub async fn shutdown(&mut self) {
         let _ = self.half.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Frame;
+
+    /// A well-formed stanza whose child declares the xml prefix
+    /// (legal, if odd): our reader accepts it, minidom's writer asserts on it.
+    const XML_PREFIX_DECLARED: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+        xmlns:stream='http://etherx.jabber.org/streams' id='i'>\
+        <message id='m'><x xmlns='urn:x' xmlns:xml='http://www.w3.org/XML/1998/namespace'/></message>";
+
+    #[tokio::test]
+    async fn an_element_the_serializer_panics_on_is_dropped_not_fatal() {
+        let mut d = Decoder::new(Limits::default());
+        d.feed(XML_PREFIX_DECLARED.as_bytes());
+        assert!(matches!(d.next_frame(), Ok(Some(Frame::Header { .. }))));
+        let f = d.next_frame();
+        let Ok(Some(Frame::Stanza(bad))) = f else {
+            panic!("the stanza parses: {f:?}")
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let (_r, w) = client.into_split();
+        let mut writer = Writer::new(w);
+        writer.queue(&bad);
+        writer.queue(&Element::bare("iq", "jabber:component:accept"));
+        writer.flush().await.unwrap();
+        writer.shutdown().await;
+        let mut got = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut server, &mut got)
+            .await
+            .unwrap();
+        assert!(got.starts_with("<iq"), "{got}");
+        assert!(!got.contains("message"), "{got}");
     }
 }
