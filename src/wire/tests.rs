@@ -284,3 +284,50 @@ fn garbage_never_panics() {
         }
     }
 }
+
+#[test]
+fn random_mutations_and_splits_never_panic_and_never_hold_more_than_the_limit() {
+    let limits = Limits {
+        max_stanza_bytes: 300,
+        max_depth: 4,
+        max_attribute_bytes: 24,
+        max_name_bytes: 12,
+    };
+    let base = format!("{HEADER}{TRICKY}<a><b><c><d><e/></d></c></b></a></stream:stream>");
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    const BYTES: &[u8] = b"<>/'\"&;![]?= ax\xc3\xa9\xff";
+    for _ in 0..3000 {
+        let mut m = base.as_bytes().to_vec();
+        for _ in 0..(next() % 4) {
+            let at = (next() as usize) % m.len();
+            match next() % 3 {
+                0 => m[at] = BYTES[(next() as usize) % BYTES.len()],
+                1 => m.insert(at, BYTES[(next() as usize) % BYTES.len()]),
+                _ => {
+                    m.remove(at);
+                }
+            }
+        }
+        let mut d = Decoder::new(limits);
+        let mut rest = &m[..];
+        while !rest.is_empty() {
+            let n = 1 + (next() as usize) % 64;
+            let (piece, tail) = rest.split_at(n.min(rest.len()));
+            rest = tail;
+            d.feed(piece);
+            assert!(d.buffered() <= 16 * 1024 + 64);
+            loop {
+                match d.next_frame() {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+    }
+}
