@@ -322,12 +322,7 @@ fn random_mutations_and_splits_never_panic_and_never_hold_more_than_the_limit() 
             rest = tail;
             d.feed(piece);
             assert!(d.buffered() <= 16 * 1024 + 64);
-            loop {
-                match d.next_frame() {
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            while let Ok(Some(_)) = d.next_frame() {}
         }
     }
 }
