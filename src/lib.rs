@@ -18,3 +18,4 @@ pub mod service;
 pub mod stanza;
 pub mod status;
 pub mod store;
+pub mod wire;

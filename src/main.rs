@@ -1,14 +1,14 @@
 //! `tidemark --config FILE`: load the config, open the store, serve.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use tidemark::component::{self, ComponentError};
 use tidemark::config::Config;
 use tidemark::service::Tidemark;
-use tidemark::store::{SledStore, Store};
-use tracing::{error, info};
+use tidemark::store::{SledStore, Store, StoreError};
+use tracing::{error, info, warn};
 
 const USAGE: &str = "usage: tidemark --config FILE [--check-config | --export OUT | --import IN]
 
@@ -70,6 +70,7 @@ fn main() -> ExitCode {
         return backup(&config, export_to, import_from);
     }
     init_tracing(&config.log.level);
+    install_panic_hook();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -91,10 +92,7 @@ fn backup(config: &Config, export_to: Option<PathBuf>, import_from: Option<PathB
     let store = match SledStore::open(&config.storage.path, config.storage.cache_bytes) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!(
-                "tidemark: cannot open the store at {} (is tidemark running?): {e}",
-                config.storage.path.display()
-            );
+            eprintln!("tidemark: {}", open_failure(&config.storage.path, &e));
             return ExitCode::from(EXIT_STORAGE);
         }
     };
@@ -125,13 +123,39 @@ fn backup(config: &Config, export_to: Option<PathBuf>, import_from: Option<PathB
     }
 }
 
+/// What to tell an admin whose store would not open. sled reports a
+/// directory locked by another process as a raw `WouldBlock`.
+fn open_failure(path: &Path, e: &StoreError) -> String {
+    let text = e.to_string();
+    if text.contains("WouldBlock") || text.contains("could not acquire lock") {
+        format!(
+            "the store at {} is in use by another tidemark process; stop it or set storage.path to another directory",
+            path.display()
+        )
+    } else {
+        format!("cannot open the store at {}: {e}", path.display())
+    }
+}
+
+/// Panics are caught per stanza (the service goes on); their message goes
+/// to the log like everything else instead of a bare stderr dump.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let backtrace = std::backtrace::Backtrace::capture();
+        match backtrace.status() {
+            std::backtrace::BacktraceStatus::Captured => {
+                error!(target: "panic", "{info}\n{backtrace}")
+            }
+            _ => error!(target: "panic", "{info}"),
+        }
+    }));
+}
+
 fn init_tracing(level: &str) {
-    // tokio-xmpp logs every stanza at TRACE, the handshake hash included:
-    // keep it at info whatever the configured level.
-    let filter = tracing_subscriber::EnvFilter::try_new(format!(
-        "{level},tokio_xmpp=info,xmpp_parsers=info,sled=warn"
-    ))
-    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // sled is chatty below warn; xmpp-parsers logs whole stanzas.
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(format!("{level},xmpp_parsers=info,sled=warn"))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -143,7 +167,9 @@ async fn serve(config: Config) -> ExitCode {
     let store = match SledStore::open(&config.storage.path, config.storage.cache_bytes) {
         Ok(s) => Arc::new(s),
         Err(e) => {
-            error!(path = %config.storage.path.display(), error = %e, "cannot open the store");
+            let message = open_failure(&config.storage.path, &e);
+            error!("{message}");
+            eprintln!("tidemark: {message}");
             return ExitCode::from(EXIT_STORAGE);
         }
     };
@@ -154,6 +180,20 @@ async fn serve(config: Config) -> ExitCode {
         offline = ?config.presence.offline,
         "tidemark starting"
     );
+    if let Some(addr) = config.metrics.listen {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                info!(%addr, "metrics at http://{addr}/metrics");
+                tokio::spawn(component::metrics_endpoint::serve(listener));
+            }
+            Err(e) => {
+                let message = format!("cannot listen on metrics.listen = \"{addr}\": {e}");
+                error!("{message}");
+                eprintln!("tidemark: {message}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    }
     let shared: Arc<dyn Store> = store.clone();
     let mut tm = match Tidemark::new(config.clone(), shared) {
         Ok(tm) => tm,
@@ -162,28 +202,34 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::from(EXIT_STORAGE);
         }
     };
-    let outcome = tokio::select! {
-        r = component::run(&config, &mut tm) => Some(r),
-        _ = shutdown_signal() => None,
-    };
-    // Everything acknowledged was flushed already; this covers what was
-    // handled but not yet answered.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("stop requested; finishing what has arrived");
+        let _ = stop_tx.send(true);
+        // A second signal means now.
+        shutdown_signal().await;
+        warn!("second stop request; exiting at once");
+        std::process::exit(1);
+    });
+    let outcome = component::run_until(&config, &mut tm, stop).await;
+    // Everything acknowledged was flushed already; this covers the rest.
     if let Err(e) = store.flush() {
         error!(error = %e, "final flush failed");
     }
     match outcome {
-        None => {
+        Ok(()) => {
             info!("stopped");
             ExitCode::SUCCESS
         }
-        Some(Ok(())) => ExitCode::SUCCESS,
-        Some(Err(e)) => {
+        Err(e) => {
             error!("{e}");
             eprintln!("tidemark: {e}");
             ExitCode::from(match e {
-                ComponentError::SecretRejected { .. } | ComponentError::UnknownComponent { .. } => {
-                    EXIT_AUTH
-                }
+                ComponentError::SecretRejected { .. }
+                | ComponentError::UnknownComponent { .. }
+                | ComponentError::AlreadyConnected { .. } => EXIT_AUTH,
+                ComponentError::NotComponentPort { .. } => EXIT_CONFIG,
                 ComponentError::Storage(_) => EXIT_STORAGE,
             })
         }

@@ -63,7 +63,8 @@ impl Peer {
         ))
         .await;
         peer.wait_for("</handshake>").await;
-        let start = peer.seen.find("<handshake>").expect("a handshake") + "<handshake>".len();
+        let open = peer.seen.find("<handshake").expect("a handshake");
+        let start = open + peer.seen[open..].find('>').unwrap() + 1;
         let end = peer.seen.find("</handshake>").unwrap();
         let digest = peer.seen[start..end].to_owned();
         peer.seen.clear();
@@ -184,4 +185,131 @@ async fn an_unreachable_server_is_retried_until_it_comes() {
     peer.write(DISCO).await;
     peer.wait_for("id='d1'").await;
     task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_stanza_is_answered_and_the_stream_stays_up() {
+    let (l, port) = listener().await;
+    let task = spawn_tidemark(config(port));
+    let mut peer = Peer::accept_and_login(&l).await;
+    let id = "i".repeat(9 * 1024);
+    peer.write(&format!(
+        "<message type='chat' from='mallory@localhost/x' to='bob\\40localhost@chat.localhost' id='{id}'><body>x</body></message>"
+    ))
+    .await;
+    let deep = format!(
+        "<message from='mallory@localhost/x' to='chat.localhost' id='deep'>{}{}</message>",
+        "<a>".repeat(20_000),
+        "</a>".repeat(20_000)
+    );
+    peer.write(&deep).await;
+    peer.write(DISCO).await;
+    let seen = peer.wait_for("id='d1'").await;
+    assert!(
+        seen.contains("limits.max_attribute_bytes (4096 bytes)"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("limits.max_depth (64 elements deep)"),
+        "{seen}"
+    );
+    assert_eq!(seen.matches("policy-violation").count(), 2, "{seen}");
+    assert!(!task.is_finished());
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_port_is_named_as_such() {
+    let (l, port) = listener().await;
+    let task = spawn_tidemark(config(port));
+    let (mut sock, _) = timeout(Duration::from_secs(10), l.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    sock.write_all(
+        b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='c' from='chat.localhost'>\
+          <stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>",
+    )
+    .await
+    .unwrap();
+    let err = timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect_err("a client port is fatal");
+    assert!(
+        matches!(err, ComponentError::NotComponentPort { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("component_ports"), "{err}");
+}
+
+const CONFLICT: &str = "<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+    <text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>Component already connected</text></stream:error></stream:stream>";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_on_the_first_connection_stops_quoting_the_server() {
+    let (l, port) = listener().await;
+    let task = spawn_tidemark(config(port));
+    let (mut peer, _) = Peer::accept(&l).await;
+    peer.write(CONFLICT).await;
+    let err = timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect_err("another instance is fatal at start");
+    let text = err.to_string();
+    assert!(text.contains("Component already connected"), "{text}");
+    assert!(
+        text.contains("another process is connected as chat.localhost"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_on_a_reconnect_is_retried() {
+    let (l, port) = listener().await;
+    let task = spawn_tidemark(config(port));
+    let first = Peer::accept_and_login(&l).await;
+    drop(first);
+    let (mut second, _) = Peer::accept(&l).await;
+    second.write(CONFLICT).await;
+    let mut third = Peer::accept_and_login(&l).await;
+    assert!(!task.is_finished());
+    third.write(DISCO).await;
+    third.wait_for("id='d1'").await;
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_answers_what_arrived_and_closes_the_stream() {
+    let (l, port) = listener().await;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let cfg = config(port);
+    let task = tokio::spawn(async move {
+        let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
+        let mut tm = Tidemark::new(cfg.clone(), store).unwrap();
+        component::run_until(&cfg, &mut tm, stop).await
+    });
+    let mut peer = Peer::accept_and_login(&l).await;
+    peer.write(DISCO).await;
+    peer.wait_for("id='d1'").await;
+    peer.seen.clear();
+    peer.write(&DISCO.replace("d1", "d2")).await;
+    stop_tx.send(true).unwrap();
+    // Arrives after the stop, while the stream is not yet quiet: answered.
+    peer.write(&DISCO.replace("d1", "d3")).await;
+    let seen = peer.wait_for("</stream:stream>").await;
+    let d2 = seen.find("id='d2'").expect("d2 answered");
+    let d3 = seen.find("id='d3'").expect("d3 answered");
+    assert!(
+        d2.max(d3) < seen.find("</stream:stream>").unwrap(),
+        "{seen}"
+    );
+    peer.write("</stream:stream>").await;
+    let r = timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(r.is_ok(), "{r:?}");
 }

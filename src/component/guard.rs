@@ -1,0 +1,129 @@
+//! The last line of defence: a panic while handling one stanza costs that
+//! stanza, not the service. Every panic found is still a bug to fix; this
+//! only keeps other users' messages flowing meanwhile.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use minidom::Element;
+use tracing::error;
+
+use crate::metrics::{METRICS, Refusal};
+use crate::stanza::{ErrorType, error_reply};
+
+/// Runs `handle` for `stanza`; if it panics, logs and counts it and answers
+/// the sender with `internal-server-error` (never for errors, results or
+/// presence, which get no error answers).
+pub(crate) fn guarded(
+    stanza: &Element,
+    service: &str,
+    handle: impl FnOnce() -> Vec<Element>,
+) -> Vec<Element> {
+    // The handler's state may be half-updated after a panic; what it keeps
+    // is the store's, which only changes through whole writes.
+    match catch_unwind(AssertUnwindSafe(handle)) {
+        Ok(out) => out,
+        Err(payload) => {
+            error!(
+                id = stanza.attr("id"),
+                kind = stanza.name(),
+                from = stanza.attr("from"),
+                to = stanza.attr("to"),
+                panic = panic_text(payload.as_ref()),
+                "handling a stanza panicked; it was not processed"
+            );
+            METRICS.refused(Refusal::Panic);
+            internal_error(stanza, service).into_iter().collect()
+        }
+    }
+}
+
+fn internal_error(stanza: &Element, service: &str) -> Option<Element> {
+    if !matches!(stanza.name(), "message" | "iq")
+        || matches!(stanza.attr("type"), Some("error" | "result"))
+        || stanza.attr("from").is_none()
+    {
+        return None;
+    }
+    let from = stanza.attr("to").unwrap_or(service);
+    Some(error_reply(
+        stanza,
+        from,
+        ErrorType::Wait,
+        "internal-server-error",
+        "tidemark failed on this stanza; it was not processed",
+    ))
+}
+
+pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stanza::{element, ns};
+
+    fn stanza(name: &str, type_: &str) -> Element {
+        element(
+            name,
+            ns::COMPONENT,
+            &[
+                ("type", type_),
+                ("id", "p1"),
+                ("from", "alice@localhost/a"),
+                ("to", "bob\\40localhost@chat.localhost"),
+            ],
+        )
+    }
+
+    #[test]
+    fn a_panicking_handler_gives_internal_server_error_and_is_counted() {
+        let before = METRICS.refusals(Refusal::Panic);
+        let out = guarded(&stanza("message", "chat"), "chat.localhost", || {
+            panic!("boom")
+        });
+        // Other tests count panics too, at the same time.
+        assert!(METRICS.refusals(Refusal::Panic) > before);
+        assert_eq!(out.len(), 1);
+        let reply = &out[0];
+        assert_eq!(reply.attr("type"), Some("error"));
+        assert_eq!(reply.attr("id"), Some("p1"));
+        assert_eq!(reply.attr("to"), Some("alice@localhost/a"));
+        assert_eq!(reply.attr("from"), Some("bob\\40localhost@chat.localhost"));
+        let err = reply.get_child("error", ns::COMPONENT).unwrap();
+        assert_eq!(err.attr("type"), Some("wait"));
+        assert!(err.has_child("internal-server-error", ns::STANZAS));
+    }
+
+    #[test]
+    fn errors_results_and_presence_that_panic_get_no_answer() {
+        for (name, type_) in [
+            ("message", "error"),
+            ("iq", "result"),
+            ("presence", "available"),
+        ] {
+            let out = guarded(&stanza(name, type_), "chat.localhost", || panic!("boom"));
+            assert!(out.is_empty(), "{name} {type_}");
+        }
+    }
+
+    #[test]
+    fn a_handler_that_returns_is_passed_through() {
+        let answer = stanza("message", "chat");
+        let out = guarded(&stanza("iq", "get"), "c", || vec![answer.clone()]);
+        assert_eq!(out, vec![answer]);
+    }
+
+    #[test]
+    fn panic_messages_are_read_from_either_payload() {
+        let p = catch_unwind(|| panic!("static")).unwrap_err();
+        assert_eq!(panic_text(p.as_ref()), "static");
+        let p = catch_unwind(|| panic!("formatted {}", 1)).unwrap_err();
+        assert_eq!(panic_text(p.as_ref()), "formatted 1");
+    }
+}

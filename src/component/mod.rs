@@ -1,0 +1,503 @@
+//! The XEP-0114 connection to the server, kept up for as long as tidemark
+//! runs.
+//!
+//! Reading goes through our own bounded decoder ([`crate::wire`]): a stanza
+//! over a `limits.*` size is skipped and answered with `policy-violation`,
+//! and the stream stays up (tokio-xmpp's reader ended the whole connection
+//! on one long attribute, and overflowed the stack on deep nesting).
+//! Writing is serialized elements through one buffer per batch. Silence is
+//! answered with a ping, and a lost connection is re-established with
+//! backoff.
+//!
+//! Stanzas are handled in batches: everything that has arrived is processed,
+//! the store is flushed once, and only then are the answers sent. Statuses
+//! that arrive together share one flush (group commit), and nothing is
+//! relayed before the write it depends on is durable.
+
+mod conn;
+mod guard;
+mod handshake;
+pub mod metrics_endpoint;
+
+use std::fmt;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use minidom::Element;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::metrics::{METRICS, Refusal, StanzaKind};
+use crate::service::Tidemark;
+use crate::stanza::{element, now_millis, ns};
+use crate::store::StoreError;
+use crate::wire::Frame;
+use conn::{ReadError, Reader, Writer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    #[error(
+        "the server at {server} rejected the component secret for {jid} (not-authorized): check component.secret against component_secret in the server's config"
+    )]
+    SecretRejected { server: String, jid: String },
+    #[error(
+        "the server at {server} does not serve a component named {jid} (host-unknown): add `Component \"{jid}\"` to the server's config"
+    )]
+    UnknownComponent { server: String, jid: String },
+    #[error(
+        "the server at {server} answered as a {} port (stream namespace {ns}), not a component port: set component.server to the server's component port (Prosody: component_ports, default 5347)",
+        port_kind(ns)
+    )]
+    NotComponentPort { server: String, ns: String },
+    #[error(
+        "the server at {server} refused the connection (conflict: \"{text}\"): another process is connected as {jid}; stop it or pick another component.jid"
+    )]
+    AlreadyConnected {
+        server: String,
+        jid: String,
+        text: String,
+    },
+    #[error("storage failed, stopping so nothing is acknowledged that is not kept: {0}")]
+    Storage(#[from] StoreError),
+}
+
+fn port_kind(ns: &str) -> &'static str {
+    match ns {
+        "jabber:client" => "client (c2s)",
+        "jabber:server" => "server-to-server (s2s)",
+        _ => "non-component",
+    }
+}
+
+/// A `<stream:error/>` as the server sent it: the condition and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StreamError {
+    pub condition: String,
+    pub text: String,
+}
+
+impl StreamError {
+    pub fn of(el: &Element) -> Self {
+        let condition = el
+            .children()
+            .find(|c| c.ns() == ns::STREAMS && c.name() != "text")
+            .map(|c| c.name().to_owned())
+            .unwrap_or_else(|| "undefined-condition".into());
+        let text = el
+            .children()
+            .find(|c| c.is("text", ns::STREAMS))
+            .map(|c| c.text())
+            .unwrap_or_default();
+        StreamError { condition, text }
+    }
+}
+
+impl fmt::Display for StreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.text.is_empty() {
+            f.write_str(&self.condition)
+        } else {
+            write!(f, "{} ({:?})", self.condition, self.text)
+        }
+    }
+}
+
+/// Why one connection attempt or session ended, when it is worth retrying.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Retry {
+    #[error("cannot reach {0}: {1}")]
+    Unreachable(String, io::Error),
+    #[error("stream error from server: {0}")]
+    StreamError(StreamError),
+    #[error("connection lost: {0}")]
+    Lost(String),
+}
+
+pub(crate) enum Fatal {
+    Stop(ComponentError),
+    Retry(Retry),
+}
+
+impl From<Retry> for Fatal {
+    fn from(r: Retry) -> Self {
+        Fatal::Retry(r)
+    }
+}
+
+fn storage(e: StoreError) -> Fatal {
+    Fatal::Stop(ComponentError::Storage(e))
+}
+
+/// Connects, serves, and reconnects until a fatal error.
+pub async fn run(config: &Config, tm: &mut Tidemark) -> Result<(), ComponentError> {
+    let (_keep, stop) = watch::channel(false);
+    run_until(config, tm, stop).await
+}
+
+/// As [`run`], until `stop` turns true: then what has arrived is handled
+/// and answered, the store flushed and the stream closed.
+pub async fn run_until(
+    config: &Config,
+    tm: &mut Tidemark,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), ComponentError> {
+    let mut backoff = Duration::from_secs(1);
+    // Answers whose statuses are recorded but that the lost connection did not
+    // take: sent again on the next connection rather than lost (a client may
+    // see one twice; XEP-0184 and XEP-0333 answers are idempotent, and a
+    // message keeps its id).
+    let mut unsent: Vec<Element> = Vec::new();
+    let mut connected_before = false;
+    let stopping = |unsent: &Vec<Element>| {
+        if !unsent.is_empty() {
+            warn!(
+                count = unsent.len(),
+                "stopping while disconnected: answers the last connection did not take are not sent (their statuses are kept)"
+            );
+        }
+        Ok(())
+    };
+    loop {
+        let attempt = tokio::select! {
+            r = handshake::connect(config, !connected_before) => r,
+            _ = stopped(&mut stop) => return stopping(&unsent),
+        };
+        match attempt {
+            Ok((reader, writer)) => {
+                if connected_before {
+                    METRICS.reconnected();
+                }
+                connected_before = true;
+                info!(server = %config.component.server, jid = %config.component.jid, "connected to server");
+                backoff = Duration::from_secs(1);
+                let mut session = Session {
+                    config,
+                    tm,
+                    reader,
+                    writer,
+                    unsent: &mut unsent,
+                    pings: 0,
+                    pinged_at: None,
+                };
+                match session.serve(&mut stop).await {
+                    Ok(Ended::Stopped) => return Ok(()),
+                    Ok(Ended::ServerClosed) => warn!("server closed the stream; reconnecting"),
+                    Err(Fatal::Stop(e)) => return Err(e),
+                    Err(Fatal::Retry(e)) => warn!(error = %e, "disconnected; reconnecting"),
+                }
+            }
+            Err(Fatal::Stop(e)) => return Err(e),
+            Err(Fatal::Retry(e)) => {
+                warn!(error = %e, retry_in = ?backoff, "cannot connect to server");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stopped(&mut stop) => return stopping(&unsent),
+                }
+                backoff = (backoff * 2).min(config.component.reconnect_max);
+                continue;
+            }
+        }
+        // A short pause so a server that accepts and drops at once is not
+        // hammered.
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stopped(&mut stop) => return stopping(&unsent),
+        }
+    }
+}
+
+/// Resolves once `stop` is true; never if its sender is gone.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// How a session ended without an error.
+enum Ended {
+    Stopped,
+    ServerClosed,
+}
+
+/// One arrival, kept in order within a batch.
+enum Item {
+    Stanza(Element),
+    /// An answer that needs no handling (a refusal of an oversized stanza).
+    Answer(Element),
+}
+
+/// How long a stopping tidemark keeps taking stanzas the server already
+/// routed to it: until the stream is quiet this long, at most `STOP_DRAIN`.
+const STOP_QUIET: Duration = Duration::from_millis(150);
+const STOP_DRAIN: Duration = Duration::from_secs(2);
+
+struct Session<'a> {
+    config: &'a Config,
+    tm: &'a mut Tidemark,
+    reader: Reader,
+    writer: Writer,
+    unsent: &'a mut Vec<Element>,
+    pings: u64,
+    pinged_at: Option<Instant>,
+}
+
+impl Session<'_> {
+    async fn serve(&mut self, stop: &mut watch::Receiver<bool>) -> Result<Ended, Fatal> {
+        let hello = self.tm.on_connected().map_err(storage)?;
+        self.send(hello).await?;
+        if !self.unsent.is_empty() {
+            info!(
+                count = self.unsent.len(),
+                "sending answers the last connection did not take"
+            );
+            let pending = std::mem::take(self.unsent);
+            self.send(pending).await?;
+        }
+
+        let mut batch: Vec<Item> = Vec::with_capacity(self.config.storage.flush_batch);
+        // Deadlines inside the service (presence probes, expiry) need a clock
+        // even when nothing arrives.
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let silence = self.keepalive_deadline();
+            let first = tokio::select! {
+                r = self.reader.next() => r,
+                _ = ticker.tick() => {
+                    self.tick().await?;
+                    continue;
+                }
+                _ = tokio::time::sleep_until(silence) => {
+                    self.keepalive().await?;
+                    continue;
+                }
+                _ = stopped(stop) => return self.finish(batch).await,
+            };
+            let ended = self.collect(first, &mut batch);
+            self.process(&mut batch, ended.is_some()).await?;
+            if let Some(end) = ended {
+                return end;
+            }
+        }
+    }
+
+    /// Takes `first` and whatever else has already arrived into `batch`, so
+    /// it shares one flush. Returns how the stream ended, if it did.
+    fn collect(
+        &mut self,
+        first: Result<Frame, ReadError>,
+        batch: &mut Vec<Item>,
+    ) -> Option<Result<Ended, Fatal>> {
+        let limit = self.config.storage.flush_batch.max(1);
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            match item {
+                Ok(Frame::Stanza(el)) if el.is("error", ns::STREAM) => {
+                    return Some(Err(Retry::StreamError(StreamError::of(&el)).into()));
+                }
+                Ok(Frame::Stanza(el)) => {
+                    METRICS.stanza_in(StanzaKind::of(el.name()));
+                    batch.push(Item::Stanza(el));
+                }
+                Ok(Frame::Refused(r)) => {
+                    METRICS.stanza_in(StanzaKind::of(r.name.as_deref().unwrap_or("")));
+                    METRICS.refused(Refusal::Size);
+                    warn!(
+                        limit = r.limit.key(),
+                        kind = r.name.as_deref(),
+                        id = r.id.as_deref(),
+                        from = r.from.as_deref(),
+                        to = r.to.as_deref(),
+                        "stanza over a size limit refused"
+                    );
+                    if let Some(reply) = r.reply(self.config.component.jid.as_str()) {
+                        batch.push(Item::Answer(reply));
+                    }
+                }
+                Ok(Frame::End) | Err(ReadError::Closed) => return Some(Ok(Ended::ServerClosed)),
+                Ok(Frame::Header { .. }) => {
+                    return Some(Err(Retry::Lost("a second stream header".into()).into()));
+                }
+                Err(e) => return Some(Err(Retry::Lost(e.to_string()).into())),
+            }
+            if batch.len() >= limit {
+                break;
+            }
+            next = self.reader.try_next().transpose();
+        }
+        None
+    }
+
+    /// Handles the batch, flushes the store once, and sends the answers
+    /// (or keeps them for the next connection if this one is over).
+    async fn process(&mut self, batch: &mut Vec<Item>, ended: bool) -> Result<(), Fatal> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = now_millis();
+        let service = self.config.component.jid.as_str();
+        let mut out = Vec::with_capacity(batch.len());
+        for item in batch.drain(..) {
+            match item {
+                Item::Stanza(el) => {
+                    let tm = &mut *self.tm;
+                    out.extend(guard::guarded(&el, service, || tm.handle(&el, now)));
+                }
+                Item::Answer(el) => out.push(el),
+            }
+        }
+        self.flush_store()?;
+        if ended {
+            // The server closed its side: it will not route these any more.
+            self.unsent.extend(out);
+            return Ok(());
+        }
+        self.send(out).await
+    }
+
+    /// Sends `out`; if the connection is lost, keeps them for the next one.
+    async fn send(&mut self, out: Vec<Element>) -> Result<(), Fatal> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        for el in &out {
+            self.writer.queue(el);
+        }
+        if let Err(e) = self.writer.flush().await {
+            error!(
+                pending = out.len(),
+                "connection lost before answers were sent; they go out on the next connection"
+            );
+            self.unsent.extend(out);
+            return Err(Retry::Lost(format!("write: {e}")).into());
+        }
+        Ok(())
+    }
+
+    fn flush_store(&self) -> Result<(), Fatal> {
+        let store = self.tm.store.clone();
+        let started = std::time::Instant::now();
+        tokio::task::block_in_place(|| store.flush()).map_err(storage)?;
+        METRICS.flushed(started.elapsed());
+        Ok(())
+    }
+
+    async fn tick(&mut self) -> Result<(), Fatal> {
+        let tm = &mut *self.tm;
+        let out = match catch_unwind(AssertUnwindSafe(|| tm.tick(now_millis()))) {
+            Ok(r) => r.map_err(storage)?,
+            Err(payload) => {
+                error!(
+                    panic = guard::panic_text(payload.as_ref()),
+                    "the service tick panicked; skipped"
+                );
+                METRICS.refused(Refusal::Panic);
+                return Ok(());
+            }
+        };
+        if !out.is_empty() {
+            self.flush_store()?;
+            self.send(out).await?;
+        }
+        Ok(())
+    }
+
+    /// When silence calls for a ping, or (with a ping unanswered) ends the
+    /// connection.
+    fn keepalive_deadline(&mut self) -> Instant {
+        let keep = self.config.component.keepalive;
+        match self.pinged_at {
+            Some(p) if self.reader.last_read < p => p + keep,
+            _ => {
+                self.pinged_at = None;
+                self.reader.last_read + keep
+            }
+        }
+    }
+
+    async fn keepalive(&mut self) -> Result<(), Fatal> {
+        let keep = self.config.component.keepalive;
+        let now = Instant::now();
+        if let Some(p) = self.pinged_at
+            && self.reader.last_read < p
+        {
+            return Err(Retry::Lost(format!(
+                "nothing from the server for {:?} after a keepalive ping",
+                now - p
+            ))
+            .into());
+        }
+        if self.reader.last_read + keep > now {
+            // Bytes came in since the deadline was set.
+            return Ok(());
+        }
+        self.pings += 1;
+        let own = self.config.component.jid.as_str();
+        let mut ping = element(
+            "iq",
+            ns::COMPONENT,
+            &[
+                ("type", "get"),
+                ("from", own),
+                ("to", own),
+                ("id", &format!("keepalive-{}", self.pings)),
+            ],
+        );
+        ping.append_child(Element::bare("ping", ns::PING));
+        debug!("silence; pinging");
+        self.pinged_at = Some(now);
+        self.send(vec![ping]).await
+    }
+
+    /// A graceful stop: handle and answer what the server has already
+    /// routed here (until the stream is quiet), flush, close the stream.
+    async fn finish(&mut self, mut batch: Vec<Item>) -> Result<Ended, Fatal> {
+        info!("stopping: answering what has arrived, then closing the stream");
+        let give_up = Instant::now() + STOP_DRAIN;
+        loop {
+            let quiet = (Instant::now() + STOP_QUIET).min(give_up);
+            let Ok(first) = tokio::time::timeout_at(quiet, self.reader.next()).await else {
+                break;
+            };
+            let ended = self.collect(first, &mut batch);
+            self.process(&mut batch, ended.is_some()).await?;
+            if ended.is_some() {
+                if !self.unsent.is_empty() {
+                    warn!(
+                        count = self.unsent.len(),
+                        "the server closed the stream while tidemark was stopping; these answers are not sent (their statuses are kept)"
+                    );
+                }
+                return Ok(Ended::Stopped);
+            }
+        }
+        self.flush_store()?;
+        self.writer.queue_raw("</stream:stream>");
+        if let Err(e) = self.writer.flush().await {
+            warn!(error = %e, "could not close the stream");
+            return Ok(Ended::Stopped);
+        }
+        // The server answers with its own end tag; anything it routed here
+        // before that can no longer be answered.
+        let mut late = 0usize;
+        let until = Instant::now() + Duration::from_secs(1);
+        while let Ok(Ok(frame)) = tokio::time::timeout_at(until, self.reader.next()).await {
+            match frame {
+                Frame::End => break,
+                _ => late += 1,
+            }
+        }
+        if late > 0 {
+            warn!(
+                count = late,
+                "stanzas arrived after tidemark closed its stream; they were not handled"
+            );
+        }
+        self.writer.shutdown().await;
+        info!("stream closed");
+        Ok(Ended::Stopped)
+    }
+}

@@ -1,0 +1,169 @@
+"""The connection to the server, as its users and admins see it: a stanza over a
+size limit is refused with policy-violation while everyone else's messages keep
+flowing; SIGTERM answers what has arrived and exits 0; the wrong port, a second
+tidemark under the same name and a store in use each say what is wrong and what
+to do; the metrics endpoint counts what happened."""
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+from conftest import BINARY, C2S_PORT, COMPONENT, tidemark_toml
+from match import message
+from stanzas import chat
+
+ATTACK_ID = "x" * (9 * 1024)
+
+
+def oversized_id_message(to):
+    """The issue's attack: a message with a 9 KB id (Prosody passes it on)."""
+    return chat(to, ATTACK_ID, body="big id")
+
+
+def deep_message(to, depth=20_000):
+    """The issue's other attack: a body nested 20,000 elements deep (~140 KB)."""
+    return (f"<message type='chat' to='{to}' id='deep'><body>x</body>"
+            f"<x xmlns='urn:example:deep'>{'<a>' * depth}{'</a>' * depth}</x></message>")
+
+
+def is_policy_violation(key):
+    return lambda st: st.error_condition == "policy-violation" and key in (st.error_text or "")
+
+
+async def test_oversized_stanzas_are_refused_and_everyone_else_keeps_going(tm, world):
+    alice, bob, mallory = await world.clients("alice", "bob", "mallory")
+    await world.befriend(alice, bob)
+
+    await mallory.send(oversized_id_message(bob.tracked))
+    err = await mallory.expect(message(type="error", frm=bob.tracked,
+                                       where=is_policy_violation("limits.max_attribute_bytes")))
+    assert err.error_type == "modify", err
+    await alice.send(chat(bob.tracked, "between"))
+    await bob.expect(message(frm=alice.tracked_full, id="between"))
+
+    await mallory.send(deep_message(bob.tracked))
+    err = await mallory.expect(message(type="error", id="deep",
+                                       where=is_policy_violation("limits.max_depth")))
+    assert err.error_type == "modify", err
+
+    # Nothing of either reached bob, and the connection never dropped.
+    await bob.expect_nothing(message(id="deep"))
+    await alice.send(chat(bob.tracked, "after"))
+    await bob.expect(message(frm=alice.tracked_full, id="after"))
+    assert tm.alive()
+    assert "reconnect" not in tm.log_text().lower(), tm.log_text()[-3000:]
+
+
+async def test_sigterm_answers_what_has_arrived_and_exits_0(tm, world):
+    alice, bob = await world.clients("alice", "bob")
+    await world.befriend(alice, bob)
+    ids = [f"t{i}" for i in range(20)]
+    for mid in ids:
+        await alice.send(chat(bob.tracked, mid))
+    # Give slixmpp's send queue a moment to reach the socket, not tidemark.
+    await asyncio.sleep(0.05)
+    world.note("tidemark SIGTERM right after the sends")
+    tm.proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    while tm.alive() and time.monotonic() - started < 5:
+        await asyncio.sleep(0.05)
+    assert not tm.alive(), "tidemark did not exit within 5 s of SIGTERM:\n" + tm.log_text()[-3000:]
+    assert tm.proc.returncode == 0, tm.log_text()[-3000:]
+    assert "stream closed" in tm.log_text(), tm.log_text()[-3000:]
+
+    for mid in ids:
+        await bob.expect(message(frm=alice.tracked_full, id=mid))
+
+    tm.start()
+    await world.wait_ready(alice, timeout=20)
+    for mid in ids:
+        assert (await alice.status(bob.tracked, mid)).summary == "sent", mid
+
+
+def test_the_c2s_port_as_component_server_says_to_use_the_component_port(world):
+    status, out = world.run_tidemark_once(
+        tidemark_toml(server=f"127.0.0.1:{C2S_PORT}", secret=world.secret, storage="db"))
+    assert status == 2, out
+    assert "client (c2s) port" in out, out
+    assert "component_ports" in out and "5347" in out, out
+    assert "add `Component" not in out, out
+
+
+async def test_a_second_tidemark_under_the_same_name_exits_3_quoting_the_server(tm, world):
+    await world.wait_ready()
+    status, out = world.run_tidemark_once(tidemark_toml(secret=world.secret, storage="db"))
+    assert status == 3, out
+    assert "Component already connected" in out, out
+    assert f"another process is connected as {COMPONENT}" in out, out
+    assert "component.jid" in out, out
+    assert tm.alive()
+
+
+async def test_a_store_in_use_says_so_for_serve_export_and_import(tm, world):
+    await world.wait_ready()
+    in_use = "is in use by another tidemark process; stop it or set storage.path to another directory"
+    cfg_text = tidemark_toml(secret=world.secret, storage=str(tm.dir / "db"))
+    status, out = world.run_tidemark_once(cfg_text)
+    assert status == 4, out
+    assert in_use in out, out
+    assert "WouldBlock" not in out, out
+
+    cfg = world.dir / f"in-use-{world.test_no}.toml"
+    cfg.write_text(cfg_text)
+    for args in (["--export", "-"], ["--import", str(cfg)]):
+        res = subprocess.run([str(BINARY), "--config", str(cfg), *args], capture_output=True,
+                             text=True, timeout=15, env={**os.environ, "NO_COLOR": "1"})
+        assert res.returncode == 4, (args, res.stderr)
+        assert in_use in res.stderr, (args, res.stderr)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(url):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.status, r.headers.get("Content-Type"), r.read().decode()
+
+
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in:\n{text}")
+
+
+async def test_metrics_count_stanzas_and_size_refusals(world):
+    port = free_port()
+    world.use_config(f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    alice, bob, mallory = await world.clients("alice", "bob", "mallory")
+    url = f"http://127.0.0.1:{port}/metrics"
+    _, _, before = await asyncio.to_thread(scrape, url)
+
+    await world.befriend(alice, bob)
+    await alice.send(chat(bob.tracked, "m1"))
+    await bob.expect(message(frm=alice.tracked_full, id="m1"))
+    await mallory.send(oversized_id_message(bob.tracked))
+    await mallory.expect(message(type="error", where=is_policy_violation("limits.max_attribute_bytes")))
+
+    status, ctype, after = await asyncio.to_thread(scrape, url)
+    assert status == 200
+    assert ctype.startswith("text/plain; version=0.0.4"), ctype
+    for name in ('tidemark_stanzas_in_total{kind="message"}', 'tidemark_stanzas_out_total{kind="message"}',
+                 'tidemark_refusals_total{reason="size"}', "tidemark_flush_seconds_count"):
+        assert metric(after, name) > metric(before, name), name
+    assert metric(after, 'tidemark_refusals_total{reason="size"}') - \
+        metric(before, 'tidemark_refusals_total{reason="size"}') == 1
+
+    try:
+        await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}/other")
+        raise AssertionError("/other answered")
+    except urllib.error.HTTPError as e:
+        assert e.code == 404
