@@ -223,6 +223,16 @@ impl Decoder {
                     {
                         default_ns = Some(value.as_str().to_owned());
                     }
+                    // `xmlns:xml` may only restate the prefix's fixed
+                    // binding, so dropping it changes nothing; kept,
+                    // minidom's writer panics on it when the stanza is
+                    // relayed.
+                    if let rxml::RawEvent::Attribute(_, (Some(prefix), name), _) = &ev
+                        && prefix.as_str() == "xmlns"
+                        && name.as_str() == "xml"
+                    {
+                        continue;
+                    }
                     self.tree
                         .process_event(ev)
                         .map_err(|e| WireError::Xml(e.to_string()))?

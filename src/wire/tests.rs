@@ -326,3 +326,23 @@ fn random_mutations_and_splits_never_panic_and_never_hold_more_than_the_limit() 
         }
     }
 }
+
+#[test]
+fn a_declared_xml_prefix_is_dropped_so_the_stanza_can_be_relayed() {
+    let input = format!(
+        "{HEADER}<message id='m'><x xmlns='urn:x' xmlns:xml='http://www.w3.org/XML/1998/namespace' \
+         xml:lang='en'>t</x></message>"
+    );
+    let f = frames(&input).unwrap();
+    let msg = stanza(&f[1]);
+    let x = msg.get_child("x", "urn:x").unwrap();
+    assert_eq!(x.text(), "t");
+    // The serializer asserted on the declaration before it was dropped.
+    let mut out = Vec::new();
+    msg.write_to(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("<x xmlns='urn:x' xml:lang='en'>t</x>"),
+        "{text}"
+    );
+}
