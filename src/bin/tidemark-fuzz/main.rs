@@ -26,7 +26,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: tidemark-fuzz [--stanzas N] [--seed S] [--corpus DIR] [--out DIR] [--keep-going]
+const USAGE: &str =
+    "usage: tidemark-fuzz [--stanzas N] [--seed S] [--corpus DIR] [--out DIR] [--keep-going]
        tidemark-fuzz --replay FILE";
 const CHILD_ENV: &str = "TIDEMARK_FUZZ_CHILD";
 /// A stanza that takes longer than this is a hang.
@@ -60,7 +61,12 @@ fn parse_args() -> Result<Args, String> {
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
-            "--stanzas" => a.stanzas = value()?.replace('_', "").parse().map_err(|e| format!("--stanzas: {e}"))?,
+            "--stanzas" => {
+                a.stanzas = value()?
+                    .replace('_', "")
+                    .parse()
+                    .map_err(|e| format!("--stanzas: {e}"))?
+            }
             "--seed" => a.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--start" => a.start = value()?.parse().map_err(|e| format!("--start: {e}"))?,
             "--corpus" => a.corpus = value()?.into(),
@@ -115,7 +121,11 @@ fn supervise(args: &Args) -> ExitCode {
     let t0 = Instant::now();
     let summary = |distinct: &std::collections::BTreeMap<String, (u64, PathBuf)>, findings: u64| {
         if findings > 0 {
-            eprintln!("\ntidemark-fuzz: {findings} findings in {:.0} s, {} distinct:", t0.elapsed().as_secs_f64(), distinct.len());
+            eprintln!(
+                "\ntidemark-fuzz: {findings} findings in {:.0} s, {} distinct:",
+                t0.elapsed().as_secs_f64(),
+                distinct.len()
+            );
             for (sig, (count, file)) in distinct {
                 eprintln!("  {count:>6} x {sig}  (first: {})", file.display());
             }
@@ -137,7 +147,11 @@ fn supervise(args: &Args) -> ExitCode {
         };
         if status.success() {
             summary(&distinct, findings);
-            return if findings == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+            return if findings == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
         }
         findings += 1;
         let what = match status.code() {
@@ -147,13 +161,20 @@ fn supervise(args: &Args) -> ExitCode {
             Some(c) => format!("exit status {c}"),
             None => {
                 use std::os::unix::process::ExitStatusExt;
-                format!("death by signal {} (an abort: stack overflow?)", status.signal().unwrap_or(0))
+                format!(
+                    "death by signal {} (an abort: stack overflow?)",
+                    status.signal().unwrap_or(0)
+                )
             }
         };
         let (n, input) = read_current(&args.out).unwrap_or((u64::MAX, vec![]));
         let saved = args.out.join(format!("finding-seed{}-n{n}.xml", args.seed));
         let site = std::fs::read_to_string(args.out.join("panic.txt")).unwrap_or_default();
-        let sig = if site.is_empty() { what.clone() } else { format!("{what} at {site}") };
+        let sig = if site.is_empty() {
+            what.clone()
+        } else {
+            format!("{what} at {site}")
+        };
         let first = !distinct.contains_key(&sig);
         distinct.entry(sig).or_insert((0, saved.clone())).0 += 1;
         if first {
@@ -163,13 +184,13 @@ fn supervise(args: &Args) -> ExitCode {
             eprintln!("tidemark-fuzz: finding at input {n}: {what} again");
         } else {
             eprintln!(
-            "\ntidemark-fuzz: FINDING: {what} at input {n} (seed {}), {} bytes, saved as {}\n  replay: tidemark-fuzz --replay {}\n  input: {}",
-            args.seed,
-            input.len(),
-            saved.display(),
-            saved.display(),
-            shown(&input)
-        );
+                "\ntidemark-fuzz: FINDING: {what} at input {n} (seed {}), {} bytes, saved as {}\n  replay: tidemark-fuzz --replay {}\n  input: {}",
+                args.seed,
+                input.len(),
+                saved.display(),
+                saved.display(),
+                shown(&input)
+            );
         }
         if !args.keep_going || n == u64::MAX || n + 1 >= args.stanzas {
             summary(&distinct, findings);
@@ -186,7 +207,14 @@ fn shown(input: &[u8]) -> String {
         return s.into_owned();
     }
     let head: String = s.chars().take(600).collect();
-    let tail: String = s.chars().rev().take(300).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = s
+        .chars()
+        .rev()
+        .take(300)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("{head} [... {} bytes ...] {tail}", input.len())
 }
 
@@ -288,7 +316,7 @@ fn worker(args: &Args) -> ExitCode {
     let t0 = Instant::now();
     let mut last_report = Instant::now();
     for n in args.start..args.stanzas {
-        if n % world::RESET_EVERY == 0 || w.is_none() {
+        if n.is_multiple_of(world::RESET_EVERY) || w.is_none() {
             w = Some(world::World::new(&corpus, n));
         }
         let world = w.as_mut().expect("made above");
@@ -303,7 +331,11 @@ fn worker(args: &Args) -> ExitCode {
         started_ms.store(0, Ordering::Relaxed);
         if last_report.elapsed() > Duration::from_secs(10) {
             last_report = Instant::now();
-            eprintln!("tidemark-fuzz: {} stanzas so far, {:.0}/s", n + 1 - args.start, (n + 1 - args.start) as f64 / t0.elapsed().as_secs_f64());
+            eprintln!(
+                "tidemark-fuzz: {} stanzas so far, {:.0}/s",
+                n + 1 - args.start,
+                (n + 1 - args.start) as f64 / t0.elapsed().as_secs_f64()
+            );
         }
     }
     let secs = t0.elapsed().as_secs_f64();

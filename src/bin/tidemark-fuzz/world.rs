@@ -76,7 +76,8 @@ impl World {
 
     /// One fuzz input; Err names a finding.
     pub fn run(&mut self, input: &[u8], n: u64, stats: &mut Stats) -> Result<(), String> {
-        self.feed(input, n % DIGEST_EVERY == 0, stats).map(|_| ())
+        self.feed(input, n.is_multiple_of(DIGEST_EVERY), stats)
+            .map(|_| ())
     }
 
     /// One input with the store compared around every refusal; the outcomes.
@@ -84,7 +85,12 @@ impl World {
         self.feed(input, true, stats)
     }
 
-    fn feed(&mut self, input: &[u8], compare: bool, stats: &mut Stats) -> Result<Vec<String>, String> {
+    fn feed(
+        &mut self,
+        input: &[u8],
+        compare: bool,
+        stats: &mut Stats,
+    ) -> Result<Vec<String>, String> {
         let mut outcomes = vec![];
         for frame in reader::read(input) {
             let el = match frame {
@@ -115,7 +121,7 @@ impl World {
                     }
                 }
             }
-            if self.now % 1000 == 0 {
+            if self.now.is_multiple_of(1000) {
                 let _ = self.tm.tick(self.now);
             }
         }
@@ -126,15 +132,24 @@ impl World {
     /// counter is not state anyone sees), hashed.
     fn digest(&self) -> [u8; 20] {
         let mut buf = Vec::new();
-        self.store.export(&mut buf).expect("export of a temporary store");
-        let body = buf.iter().position(|&c| c == b'\n').map_or(&buf[..], |i| &buf[i + 1..]);
+        self.store
+            .export(&mut buf)
+            .expect("export of a temporary store");
+        let body = buf
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(&buf[..], |i| &buf[i + 1..]);
         Sha1::digest(body).into()
     }
 }
 
 /// An error message with its numbers taken out, so that outcomes group.
 fn generic(why: &str) -> String {
-    let s: String = why.chars().filter(|c| !c.is_ascii_digit()).take(60).collect();
+    let s: String = why
+        .chars()
+        .filter(|c| !c.is_ascii_digit())
+        .take(60)
+        .collect();
     s
 }
 
