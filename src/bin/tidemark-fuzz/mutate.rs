@@ -326,3 +326,66 @@ fn mutate_once(b: &mut Vec<u8>, corpus: &[Vec<u8>], rng: &mut Rng) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus() -> Vec<Vec<u8>> {
+        vec![
+            b"<message type='chat' id='m1' from='alice@localhost/res' to='bob\\40localhost@chat.localhost'><body>hi</body></message>".to_vec(),
+            b"<presence type='subscribe' from='alice@localhost/res' to='bob\\40localhost@chat.localhost'/>".to_vec(),
+        ]
+    }
+
+    #[test]
+    fn an_input_depends_only_on_the_seed_and_its_number() {
+        let c = corpus();
+        for n in 0..200 {
+            let a = input(&c, &mut Rng::for_input(7, n));
+            let b = input(&c, &mut Rng::for_input(7, n));
+            assert_eq!(a, b, "input {n} of seed 7 differs between two runs");
+        }
+        let differ = (0..50)
+            .filter(|&n| {
+                input(&c, &mut Rng::for_input(7, n)) != input(&c, &mut Rng::for_input(8, n))
+            })
+            .count();
+        assert!(
+            differ > 40,
+            "seeds 7 and 8 gave the same inputs {} times in 50",
+            50 - differ
+        );
+    }
+
+    #[test]
+    fn attribute_values_are_found_with_their_names() {
+        let b = b"<iq type='get' to=\"chat.localhost\" id='q1'/>";
+        let found: Vec<(String, String)> = attr_values(b)
+            .into_iter()
+            .map(|(n, s, e)| {
+                (
+                    String::from_utf8_lossy(&b[n..s - 2]).into_owned(),
+                    String::from_utf8_lossy(&b[s..e]).into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [("type", "get"), ("to", "chat.localhost"), ("id", "q1")]
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        );
+    }
+
+    #[test]
+    fn jids_include_broken_escapes_before_multibyte_characters() {
+        let mut rng = Rng::for_input(1, 0);
+        let found = (0..5000)
+            .map(|_| jid(&mut rng))
+            .any(|j| j.contains("\\€") || j.contains("\\4€"));
+        assert!(
+            found,
+            "no JID with a backslash before a multi-byte character in 5000"
+        );
+    }
+}

@@ -193,3 +193,59 @@ fn is_refusal(input: &Element, out: &[Element]) -> bool {
                 && condition(o).is_none_or(|c| !RECORDED_FAILURES.contains(&c.as_str()))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn el(xml: &str) -> Element {
+        xml.parse().unwrap()
+    }
+
+    const IN: &str = "<message xmlns='jabber:component:accept' from='a@localhost/r' to='b\\40localhost@chat.localhost' id='m1'/>";
+
+    #[test]
+    fn an_error_back_to_the_sender_is_a_refusal() {
+        let out = el(
+            "<message xmlns='jabber:component:accept' type='error' to='a@localhost/r' id='m1'>\
+             <error type='modify'><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
+        );
+        assert!(is_refusal(&el(IN), &[out]));
+    }
+
+    #[test]
+    fn a_recorded_failure_or_a_relay_is_not() {
+        let failed = el(
+            "<message xmlns='jabber:component:accept' type='error' to='a@localhost/r' id='m1'>\
+             <error type='cancel'><recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
+        );
+        let relayed = el(
+            "<message xmlns='jabber:component:accept' type='error' to='b@localhost' id='m1'>\
+             <error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
+        );
+        assert!(!is_refusal(&el(IN), &[failed]));
+        assert!(!is_refusal(&el(IN), &[relayed]));
+        assert!(!is_refusal(&el(IN), &[]));
+    }
+
+    #[test]
+    fn a_refusal_leaves_the_store_as_it_was_and_the_digest_says_so() {
+        let mut w = World::new(&[], 0);
+        let before = w.digest();
+        w.now += 50;
+        let probe = el(
+            "<iq xmlns='jabber:component:accept' type='get' id='q' from='a@localhost/r' to='chat.localhost'/>",
+        );
+        let out = w.tm.handle(&probe, w.now);
+        assert!(
+            is_refusal(&probe, &out),
+            "an iq get without a child is refused"
+        );
+        assert_eq!(w.digest(), before);
+        w.tm.handle(
+            &el("<presence xmlns='jabber:component:accept' type='subscribed' from='b@localhost' to='a\\40localhost@chat.localhost'/>"),
+            w.now + 50,
+        );
+        assert_ne!(w.digest(), before, "a grant changes the digest");
+    }
+}
