@@ -64,6 +64,10 @@ def with_settings(world, name, limits="", extra=""):
     return world.use_tidemark(t)
 
 
+def text_of(st):
+    return "".join(st.el.itertext())
+
+
 def connects_in(log):
     return log.count("connected to server")
 
@@ -181,12 +185,8 @@ async def test_directed_presence_with_status_from_a_stranger_is_not_relayed(tm, 
     await mallory.send(f"<presence to='{alice.tracked}'><status>buy at evil.example</status></presence>")
     await mallory.send(f"<presence to='{alice.tracked_full}'><status>buy at evil.example</status></presence>")
     await alice.expect_nothing(
-        presence(where=lambda s: "evil.example" in ET_text(s) or (s.frm or "").startswith(mallory.tracked)),
+        presence(where=lambda s: "evil.example" in text_of(s) or (s.frm or "").startswith(mallory.tracked)),
         what="mallory's directed presence")
-
-
-def ET_text(st):
-    return "".join(st.el.itertext())
 
 
 # --- 5. no false offline -----------------------------------------------------
