@@ -6,7 +6,8 @@
 #   bash scripts/test.sh -k receipts     extra arguments go to pytest
 #
 # KEEP_RUN_DIR=1 keeps run/it-*/ (Prosody + tidemark logs) even when all pass;
-# it is always kept when a test fails.
+# it is always kept when a test fails. FUZZ_STANZAS (100000; 0 skips) and FUZZ_SEED (1)
+# set the bounded fuzz run.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -30,3 +31,9 @@ log "cargo test --release"
 cargo test --release
 log "integration tests (tests/integration)"
 python3 -m pytest -q tests/integration "$@"
+# A bounded fuzz run (scripts/fuzz.sh runs millions): about a minute here.
+# FUZZ_STANZAS=0 skips it.
+if [ "${FUZZ_STANZAS:-100000}" != 0 ]; then
+	log "fuzz: ${FUZZ_STANZAS:-100000} mutated stanzas through the reader and the service"
+	target/release/tidemark-fuzz --stanzas "${FUZZ_STANZAS:-100000}" --seed "${FUZZ_SEED:-1}"
+fi
