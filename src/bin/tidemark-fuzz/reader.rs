@@ -13,21 +13,25 @@ pub enum Frame {
 const STREAM_HEAD: &[u8] = b"<stream:stream xmlns='jabber:component:accept' \
 xmlns:stream='http://etherx.jabber.org/streams'>";
 
-/// A stand-in for `tidemark::wire::Decoder` until it lands: the stanza inside
-/// a stream header, parsed by minidom. Switching means replacing this body
-/// with the decoder (feed the head and the bytes, collect `next_frame()`).
+/// The connection's own reader (`tidemark::wire::Decoder`, with the default
+/// limits) over the stanza inside a stream header, as the server sends it.
 pub fn read(bytes: &[u8]) -> Vec<Frame> {
-    let mut doc = Vec::with_capacity(STREAM_HEAD.len() + bytes.len() + 16);
-    doc.extend_from_slice(STREAM_HEAD);
-    doc.extend_from_slice(bytes);
-    doc.extend_from_slice(b"</stream:stream>");
-    match Element::from_reader(&doc[..]) {
-        Ok(mut stream) => stream
-            .take_nodes()
-            .into_iter()
-            .filter_map(|n| n.as_element().cloned())
-            .map(Frame::Stanza)
-            .collect(),
-        Err(e) => vec![Frame::Refused(e.to_string())],
+    use tidemark::wire::{Decoder, Frame as Wire, Limits};
+    let mut d = Decoder::new(Limits::default());
+    d.feed(STREAM_HEAD);
+    d.feed(bytes);
+    d.feed(b"</stream:stream>");
+    let mut out = vec![];
+    loop {
+        match d.next_frame() {
+            Ok(Some(Wire::Stanza(el))) => out.push(Frame::Stanza(el)),
+            Ok(Some(Wire::Refused(r))) => out.push(Frame::Refused(format!("over {}", r.limit))),
+            Ok(Some(Wire::Header { .. })) => {}
+            Ok(Some(Wire::End)) | Ok(None) => return out,
+            Err(e) => {
+                out.push(Frame::Refused(e.to_string()));
+                return out;
+            }
+        }
     }
 }
