@@ -123,17 +123,11 @@ fn backup(config: &Config, export_to: Option<PathBuf>, import_from: Option<PathB
     }
 }
 
-/// What to tell an admin whose store would not open. sled reports a
-/// directory locked by another process as a raw `WouldBlock`.
+/// What to tell an admin whose store would not open.
 fn open_failure(path: &Path, e: &StoreError) -> String {
-    let text = e.to_string();
-    if text.contains("WouldBlock") || text.contains("could not acquire lock") {
-        format!(
-            "the store at {} is in use by another tidemark process; stop it or set storage.path to another directory",
-            path.display()
-        )
-    } else {
-        format!("cannot open the store at {}: {e}", path.display())
+    match e {
+        StoreError::Locked { .. } => e.to_string(),
+        _ => format!("cannot open the store at {}: {e}", path.display()),
     }
 }
 

@@ -575,3 +575,18 @@ fn an_export_imports_into_an_empty_store_as_it_was() {
         Err(ExportError::Format { line: 1, .. })
     ));
 }
+
+#[test]
+fn a_store_held_by_another_process_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = SledStore::open(dir.path(), 1 << 20).unwrap();
+    // sled's lock is an flock on its directory's files: a second open, even
+    // from this process, meets it as another tidemark would.
+    match SledStore::open(dir.path(), 1 << 20) {
+        Err(e @ StoreError::Locked { .. }) => {
+            assert!(e.to_string().contains("in use by another tidemark"), "{e}")
+        }
+        Err(other) => panic!("expected Locked, got {other}"),
+        Ok(_) => panic!("the store opened twice"),
+    }
+}

@@ -33,6 +33,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub enum StoreError {
     #[error("storage backend: {0}")]
     Backend(String),
+    #[error(
+        "the store at {path} is in use by another tidemark process; stop it or set storage.path to another directory"
+    )]
+    Locked { path: String },
     #[error("stored record is corrupt ({what}): {detail}")]
     Corrupt { what: &'static str, detail: String },
     #[error(

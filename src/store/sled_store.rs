@@ -47,7 +47,16 @@ impl SledStore {
             // timer would only add writes.
             .flush_every_ms(None)
             .open()
-            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| match e {
+                // sled takes an exclusive file lock on its directory and
+                // reports a held lock only as text (config.rs: an `Other`
+                // error "could not acquire lock on ..: WouldBlock"), so the
+                // text is all there is to match.
+                sled::Error::Io(io) if is_would_block(&io) => StoreError::Locked {
+                    path: path.display().to_string(),
+                },
+                e => StoreError::Backend(format!("cannot open {}: {e}", path.display())),
+            })?;
         Self::from_db(db, &path.display().to_string())
     }
 
@@ -824,4 +833,8 @@ impl SledStore {
             }
         }
     }
+}
+
+fn is_would_block(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
 }
