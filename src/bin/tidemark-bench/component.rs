@@ -16,6 +16,9 @@ use crate::wire::{self, DOMAIN, SECRET, Splitter};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Kind {
     Tidemark,
+    /// Another tidemark binary (`--previous PATH`), say the last release,
+    /// run with the same bytes and config for a same-run comparison.
+    Previous,
     Baseline,
 }
 
@@ -23,6 +26,7 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Tidemark => "tidemark",
+            Kind::Previous => "previous",
             Kind::Baseline => "baseline",
         }
     }
@@ -37,6 +41,10 @@ pub struct Params {
     pub cache_mb: u64,
     pub max_secs: f64,
     pub paced_fraction: f64,
+    /// `--previous PATH`: a tidemark binary to compare with.
+    pub previous: Option<std::path::PathBuf>,
+    /// `--rounds N`: with `--previous`, alternate the two binaries N times.
+    pub rounds: usize,
 }
 
 impl Params {
@@ -50,6 +58,10 @@ impl Params {
             cache_mb: args.get("cache-mb", 64u64),
             max_secs: args.get("max-secs", 60.0f64),
             paced_fraction: args.get("paced-fraction", 0.5f64),
+            previous: Some(args.get("previous", String::new()))
+                .filter(|s| !s.is_empty())
+                .map(Into::into),
+            rounds: args.get("rounds", 3usize).max(1),
         }
     }
 }
@@ -100,7 +112,7 @@ fn spawn_target(kind: Kind, dir: &TempDir, port: u16, p: &Params) -> Child {
     let log = std::fs::File::create(dir.path().join(format!("{}.log", kind.name()))).unwrap();
     let store = dir.path().join("store");
     match kind {
-        Kind::Tidemark => {
+        Kind::Tidemark | Kind::Previous => {
             let cfg = dir.path().join("tidemark.toml");
             std::fs::write(
                 &cfg,
@@ -112,7 +124,11 @@ fn spawn_target(kind: Kind, dir: &TempDir, port: u16, p: &Params) -> Child {
                 ),
             )
             .unwrap();
-            Command::new(util::sibling_binary("tidemark"))
+            let binary = match (kind, &p.previous) {
+                (Kind::Previous, Some(path)) => path.clone(),
+                _ => util::sibling_binary("tidemark"),
+            };
+            Command::new(binary)
                 .arg("--config")
                 .arg(&cfg)
                 .stdin(Stdio::null())
@@ -384,6 +400,9 @@ fn ratio(a: f64, b: f64) -> String {
 
 pub fn main(args: &Args) -> Result<(), String> {
     let p = Params::from(args);
+    if p.previous.is_some() {
+        return compare_with_previous(&p);
+    }
     println!(
         "scenario 1: component alone over XEP-0114 on loopback; {} users ({} pairs), {} messages x 3 stanzas (message, receipt, displayed) saturated with a window of {} stanzas, then {} messages paced at {:.0}% of the saturated rate; flush_batch {}, cache_mb {}",
         p.pairs * 2,
@@ -445,6 +464,60 @@ pub fn main(args: &Args) -> Result<(), String> {
         base.peak_rss_mib,
         ratio(tm.peak_rss_mib, base.peak_rss_mib)
     );
+    Ok(())
+}
+
+/// This build against `--previous`, alternating so that a busy moment of
+/// the machine hits both: medians over the rounds, and their ratio.
+fn compare_with_previous(p: &Params) -> Result<(), String> {
+    let previous = p.previous.as_ref().map(|b| b.display().to_string());
+    println!(
+        "scenario 1, this build against {}: {} rounds alternating, {} users, {} messages x 3 stanzas saturated, then {} paced at a fixed rate",
+        previous.unwrap_or_default(),
+        p.rounds,
+        p.pairs * 2,
+        p.units,
+        p.paced_units
+    );
+    let (mut new, mut old) = (Vec::new(), Vec::new());
+    let mut paced_rate = None;
+    for _ in 0..p.rounds {
+        let n = run_one(Kind::Tidemark, p, paced_rate)?;
+        report(&n);
+        // Both are paced at the rate of the first run, so their latencies
+        // are read at the same load.
+        paced_rate.get_or_insert(n.paced_rate);
+        let o = run_one(Kind::Previous, p, paced_rate)?;
+        report(&o);
+        new.push(n);
+        old.push(o);
+    }
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+    type Figure = (&'static str, fn(&Outcome) -> f64);
+    let figures: [Figure; 4] = [
+        ("throughput, stanzas in/s (saturated)", |o| o.saturated.rate),
+        ("p99 latency in->out, paced, ms", |o| {
+            o.paced.p99_us as f64 / 1e3
+        }),
+        ("CPU seconds per 100k stanzas (saturated)", |o| {
+            o.saturated.cpu / o.saturated.stanzas_out as f64 * 100_000.0
+        }),
+        ("peak RSS, MiB", |o| o.peak_rss_mib),
+    ];
+    println!();
+    println!(
+        "| figure (median of {} rounds) | this build | previous | this / previous |",
+        p.rounds
+    );
+    println!("|---|---|---|---|");
+    for (name, get) in figures {
+        let n = median(new.iter().map(get).collect());
+        let o = median(old.iter().map(get).collect());
+        println!("| {name} | {n:.2} | {o:.2} | {} |", ratio(n, o));
+    }
     Ok(())
 }
 

@@ -14,7 +14,9 @@ const USAGE: &str = "usage: tidemark-bench SCENARIO [--option value ...]
 
 scenarios:
   component        1. tidemark alone, driven over XEP-0114 by a load generator
-                      that plays the server; baseline: echo-component
+                      that plays the server; baseline: echo-component;
+                      --previous BIN [--rounds N]: this build against another
+                      tidemark binary instead, alternating, medians
   storage          3. 1,000,000 statuses written, queried, reopened after kill -9
   echo-component   (internal) the baseline component of scenario 1
   storage-child    (internal) the child process of scenario 3
