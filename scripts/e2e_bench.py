@@ -280,6 +280,8 @@ async def main():
     ap.add_argument("--workdir", default="/tmp/tidemark-bench-e2e")
     ap.add_argument("--cache-mb", type=int, default=64)
     ap.add_argument("--flush-batch", type=int, default=512)
+    ap.add_argument("--rate", type=float, default=1e9,
+                    help="limits.rate_per_second for tidemark (default: lifted)")
     args = ap.parse_args()
     n = args.clients - args.clients % 2
 
@@ -291,7 +293,12 @@ async def main():
     with open(cfg, "w") as f:
         f.write(f'[component]\njid = "{COMPONENT}"\nserver = "127.0.0.1:{args.component_port}"\n'
                 f'secret = "{args.secret}"\n\n[storage]\npath = "{store}"\ncache_mb = {args.cache_mb}\n'
-                f'flush_batch = {args.flush_batch}\n\n[log]\nlevel = "{tm_log}"\n')
+                f'flush_batch = {args.flush_batch}\n\n'
+                # Each client sends as fast as it is answered, far above a
+                # person's pace: the per-sender rate limit would measure
+                # refusals, not throughput (--rate to try it).
+                f'[limits]\nrate_per_second = {args.rate}\nrate_burst = 1000000\n\n'
+                f'[log]\nlevel = "{tm_log}"\n')
     log = open(os.path.join(args.workdir, "tidemark.log"), "w")
     tm = subprocess.Popen([args.tidemark, "--config", cfg], stdout=subprocess.DEVNULL, stderr=log)
     try:

@@ -60,9 +60,9 @@ impl Show {
     }
 }
 
-/// An available presence as tidemark keeps and relays it: the RFC 6121
-/// availability fields, nothing else (no caps, avatars or extensions, which
-/// a tracked address has no use for).
+/// An available presence as tidemark keeps it for probe answers: the RFC 6121
+/// availability fields, nothing else: live presence goes on whole, and a
+/// probe answer needs only whether and how the contact is available.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compact {
     show: Option<Show>,
@@ -292,7 +292,10 @@ pub fn on_presence(
     if tm.store.presence_allowed(&contact, watcher.as_str())? {
         let from = route.tracked_from.to_string();
         out.push(match compact {
-            Some(p) => p.to_element(&from, route.to.as_str()),
+            // The watcher is authorised: the presence goes on whole, so that
+            // entity caps, avatar hashes and the like still reach their
+            // client. Only what is kept for probe answers is compact.
+            Some(_) => tm.relay(stanza, route),
             None => element(
                 "presence",
                 ns::COMPONENT,

@@ -645,7 +645,7 @@ fn directed_presence_from_a_stranger_is_not_relayed_nor_kept() {
 }
 
 #[test]
-fn presence_along_a_grant_is_relayed_with_its_availability_only() {
+fn presence_along_a_grant_is_relayed_whole_and_kept_compact() {
     let mut w = World::new();
     w.server_sends(&format!(
         "<presence type='subscribed' from='bob@localhost' to='{ALICE_T}'/>"
@@ -655,14 +655,18 @@ fn presence_along_a_grant_is_relayed_with_its_availability_only() {
          <priority>5</priority><x xmlns='vcard-temp:x:update'><photo>abc</photo></x></presence>"
     ));
     assert_eq!(out.len(), 1);
+    // Alice is authorised: her client gets the avatar hash (and caps) too.
     let names: Vec<_> = out[0].children().map(|c| c.name().to_owned()).collect();
-    assert_eq!(names, ["show", "status", "priority"]);
+    assert_eq!(names, ["show", "status", "priority", "x"]);
+    assert_eq!(out[0].attr("from"), Some(format!("{BOB_T}/res").as_str()));
     assert_eq!(out[0].get_child("status", NS).unwrap().text(), "busy");
-    // Probe answers carry the same.
+    // Probe answers come from what is kept: availability only.
     let out = w.server_sends(&format!(
         "<presence type='probe' from='alice@localhost' to='{BOB_T}'/>"
     ));
     assert_eq!(out[0].get_child("show", NS).unwrap().text(), "dnd");
+    let names: Vec<_> = out[0].children().map(|c| c.name().to_owned()).collect();
+    assert_eq!(names, ["show", "status", "priority"]);
 }
 
 #[test]
