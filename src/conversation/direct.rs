@@ -189,6 +189,7 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
     } else {
         tm.store.put_message(&conv, seq, &record)?;
     }
+    METRICS.status_recorded();
     debug!(
         seq,
         state = if record.failed.is_some() {
@@ -261,6 +262,7 @@ pub fn on_ack(tm: &mut Tidemark, route: &Route, kind: AckKind, id: &str, now: Mi
             }
             record.delivered_at = Some(now);
             tm.store.put_message(&conv, seq, &record)?;
+            METRICS.status_recorded();
             return Ok(send_ack(tm, route, &record, Evidence::Delivered));
         }
         AckKind::Displayed | AckKind::Acknowledged => Evidence::Read,
@@ -278,6 +280,7 @@ pub fn on_ack(tm: &mut Tidemark, route: &Route, kind: AckKind, id: &str, now: Mi
         debug!(id, "marker for a message already read ignored");
         return Ok(vec![]);
     }
+    METRICS.status_recorded();
     Ok(send_ack(tm, route, &record, evidence))
 }
 
@@ -331,6 +334,7 @@ pub fn on_bounce(tm: &mut Tidemark, stanza: &Element, route: &Route, now: Millis
             text,
         });
         tm.store.put_message(&conv, seq, &record)?;
+        METRICS.status_recorded();
     }
     let mut out = element(
         "message",

@@ -693,6 +693,7 @@ fn advance(tm: &mut Tidemark, room: &str, reader: &str, seq: Seq, now: Millis) -
     if !tm.store.advance_mark(&conv, reader, seq, now)? {
         return Ok(vec![]);
     }
+    METRICS.status_recorded();
     let live = tm.rooms.live.get_mut(room).expect("loaded above");
     let f = live.frontier.as_mut().expect("loaded above");
     let before = f.min();
@@ -821,6 +822,7 @@ fn groupchat(
         stanza: to_string(&reflected).into_bytes(),
     };
     tm.store.put_room_message(&room_s, seq, &record)?;
+    METRICS.status_recorded();
 
     let live = tm.rooms.live.get(&room_s).expect("sender is in it");
     let mut out: Vec<Element> = live

@@ -157,7 +157,8 @@ async def test_metrics_count_stanzas_and_size_refusals(world):
     assert status == 200
     assert ctype.startswith("text/plain; version=0.0.4"), ctype
     for name in ('tidemark_stanzas_in_total{kind="message"}', 'tidemark_stanzas_out_total{kind="message"}',
-                 'tidemark_refusals_total{reason="size"}', "tidemark_flush_seconds_count"):
+                 'tidemark_refusals_total{reason="size"}', "tidemark_flush_seconds_count",
+                 "tidemark_statuses_recorded_total", "tidemark_tracked_presences"):
         assert metric(after, name) > metric(before, name), name
     assert metric(after, 'tidemark_refusals_total{reason="size"}') - \
         metric(before, 'tidemark_refusals_total{reason="size"}') == 1
