@@ -81,39 +81,33 @@ impl XepDoc {
     }
 
     /// The example that is a `<name type=type>` stanza with this `id` (or,
-    /// with `None`, without one). Exactly one must match.
+    /// with `None`, without one).
     pub fn example(&self, name: &str, type_: &str, id: Option<&str>) -> Example {
-        let found: Vec<usize> = (0..self.examples.len())
-            .filter(|&i| {
-                let el = &self.examples[i].el;
-                el.name() == name && el.attr("type") == Some(type_) && el.attr("id") == id
-            })
-            .collect();
-        let [i] = found[..] else {
-            panic!(
-                "{}: {} examples are <{name} type='{type_}' id={id:?}>, not one",
-                self.file,
-                found.len()
-            )
-        };
-        self.taken.borrow_mut()[i] = true;
-        self.examples[i].clone()
+        self.take(&format!("<{name} type='{type_}' id={id:?}>"), |el| {
+            el.name() == name && el.attr("type") == Some(type_) && el.attr("id") == id
+        })
     }
 
-    /// The one example that is a `<name type=type>` stanza, whatever its id:
-    /// for a stanza whose id tidemark makes up.
+    /// The example that is a `<name type=type>` stanza, whatever its id: for
+    /// a stanza whose id tidemark makes up.
     // xep/status.md shows no stanza with a made-up id.
     #[allow(dead_code)]
     pub fn only(&self, name: &str, type_: &str) -> Example {
+        self.take(&format!("<{name} type='{type_}'>"), |el| {
+            el.name() == name && el.attr("type") == Some(type_)
+        })
+    }
+
+    /// The one example `matches` picks; a document with two (or none) is
+    /// ambiguous to its reader too.
+    fn take(&self, what: &str, matches: impl Fn(&Element) -> bool) -> Example {
         let found: Vec<usize> = (0..self.examples.len())
-            .filter(|&i| {
-                let el = &self.examples[i].el;
-                el.name() == name && el.attr("type") == Some(type_)
-            })
+            .filter(|&i| matches(&self.examples[i].el))
             .collect();
         let [i] = found[..] else {
             panic!(
-                "{} examples are <{name} type='{type_}'>, not one",
+                "{}: {} examples are {what}, not one",
+                self.file,
                 found.len()
             )
         };
@@ -132,7 +126,8 @@ impl XepDoc {
             .collect();
         assert!(
             unchecked.is_empty(),
-            "examples no test checks: {unchecked:?}"
+            "{}: examples no test checks: {unchecked:?}",
+            self.file
         );
     }
 }
