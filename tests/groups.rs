@@ -10,7 +10,7 @@ use tidemark::service::Tidemark;
 use tidemark::store::{SledStore, Store};
 
 mod common;
-use common::{NS, shape, with_ns, xep_examples};
+use common::{NS, Varies, XepDoc, millis, with_ns};
 const STATUS: &str = "urn:tidemark:status:0";
 const ROOM: &str = "team@chat.localhost";
 
@@ -21,8 +21,11 @@ struct World {
 
 impl World {
     fn new(extra: &str) -> Self {
+        // The secret the documents' examples were made with (the integration
+        // tests' default): XEP-0421 occupant-ids are a hash of it, so the
+        // examples' occupant-ids are this test's.
         let text = format!(
-            "[component]\njid = \"chat.localhost\"\nserver = \"127.0.0.1:5347\"\nsecret = \"s\"\n[storage]\npath = \"unused\"\n{extra}"
+            "[component]\njid = \"chat.localhost\"\nserver = \"127.0.0.1:5347\"\nsecret = \"s3cret\"\n[storage]\npath = \"unused\"\n{extra}"
         );
         let config = Config::parse(&text, Path::new("test.toml")).unwrap();
         let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
@@ -33,8 +36,19 @@ impl World {
     }
 
     fn send(&mut self, xml: &str) -> Vec<Element> {
-        self.now += 1000;
-        self.tm.handle(&with_ns(xml).parse().unwrap(), self.now)
+        self.handle_at(self.now + 1000, &with_ns(xml).parse().unwrap())
+    }
+
+    /// Hands tidemark `stanza` at `now`, never earlier than the stanza before.
+    fn handle_at(&mut self, now: u64, stanza: &Element) -> Vec<Element> {
+        assert!(now >= self.now, "the clock goes forward");
+        self.now = now;
+        self.tm.handle(stanza, now)
+    }
+
+    /// [`World::send`] at a time a document shows.
+    fn send_at(&mut self, xep0082: &str, xml: &str) -> Vec<Element> {
+        self.handle_at(millis(xep0082), &with_ns(xml).parse().unwrap())
     }
 
     fn join(&mut self, user: &str) -> Vec<Element> {
@@ -428,57 +442,118 @@ fn room_disco_announces_stanza_ids() {
     }
 }
 
-/// The examples of xep/groups.md are what tidemark says, in shape.
+/// Every XML example of xep/groups.md is what tidemark says, by value: the
+/// test plays the document's story (alice, bob and carol in team, alice's
+/// message a1, bob then carol reading it, carol turning read receipts off,
+/// mallory refused) at the document's times and compares each answer with
+/// the document's, element by element.
 #[test]
-fn xep_groups_examples_match_what_tidemark_says() {
-    let ex = xep_examples("groups.md");
-    assert_eq!(ex.len(), 11);
+fn xep_groups_examples_are_what_tidemark_says() {
+    let doc = XepDoc::load("groups.md");
     let mut w = World::new("");
-    for u in ["alice", "bob", "carol"] {
-        w.join(u);
+    for user in [
+        "alice@localhost/phone",
+        "bob@localhost/laptop",
+        "carol@localhost/desk",
+    ] {
+        let nick = user.split('@').next().unwrap();
+        w.send(&format!(
+            "<presence from='{user}' to='{ROOM}/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        ));
     }
-    let out = w.send(&format!(
+
+    // §2 the room's disco#info.
+    let got = w.send(&format!(
         "<iq type='get' id='rd1' from='bob@localhost/laptop' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
     ));
-    assert_eq!(shape(&out[0]), shape(&ex[0]), "room disco#info");
+    assert_eq!(got.len(), 1);
+    doc.example("iq", "result", Some("rd1"))
+        .assert_answer("§2 room disco#info", &got[0], &[]);
 
-    let reflected = w.say("alice", "a1");
+    // §2 alice's message, reflected to bob; her receipt request is dropped.
+    let reflected = w.send_at(
+        "2026-11-24T21:20:15.399Z",
+        &format!(
+            "<message type='groupchat' id='a1' from='alice@localhost/phone' to='{ROOM}'>\
+             <body>Stand-up in five minutes</body><request xmlns='urn:xmpp:receipts'/></message>"
+        ),
+    );
     let to_bob = reflected
         .iter()
-        .find(|m| m.attr("to") == Some("bob@localhost/res"))
-        .unwrap();
-    assert_eq!(shape(to_bob), shape(&ex[1]), "reflected message");
+        .find(|m| m.attr("to") == Some("bob@localhost/laptop"))
+        .expect("reflected to bob");
+    // The room's stanza-id is the store's next sequence number, so the
+    // document's 1041 stands for whatever this run's room assigned; every
+    // later example naming 1041 must then name that same one.
     let sid = stanza_id(to_bob);
+    doc.example("message", "groupchat", Some("a1"))
+        .with("1041", &sid)
+        .assert_answer("§2 reflected message", to_bob, &[]);
 
-    let marker = String::from(&ex[2])
-        .replace("1041", &sid)
-        .replace("bob@localhost/laptop", "bob@localhost/res");
-    w.send(&marker);
-    let out = w.send(&String::from(&ex[4]).replace("alice@localhost/phone", "alice@localhost/res"));
-    assert_eq!(shape(&out[0]), shape(&ex[5]), "room status query");
+    // §3 bob's marker, then §5 alice's query: bob read, carol not yet.
+    let marker = doc.example("message", "groupchat", None).with("1041", &sid);
+    let out = w.handle_at(millis("2026-11-24T21:20:15.440Z"), &marker.el);
+    assert!(!out.is_empty(), "bob's marker moves his read state");
+    let ask = doc.example("iq", "get", Some("q4"));
+    let got = w.handle_at(w.now + 1000, &ask.el);
+    assert_eq!(got.len(), 1);
+    doc.example("iq", "result", Some("q4"))
+        .assert_answer("§5 room status query", &got[0], &[]);
 
-    let out = w.display("carol", &sid);
-    let notice = out
+    // §4 carol reads it too: the notice to alice.
+    let out = w.send_at(
+        "2026-11-24T21:20:31.207Z",
+        &format!(
+            "<message type='groupchat' from='carol@localhost/desk' to='{ROOM}'><displayed xmlns='urn:xmpp:chat-markers:0' id='{sid}'/></message>"
+        ),
+    );
+    let notices: Vec<_> = out
         .iter()
-        .find(|e| e.has_child("all-read", STATUS))
-        .unwrap();
-    assert_eq!(shape(notice), shape(&ex[3]), "all-read notice");
+        .filter(|e| e.has_child("all-read", STATUS))
+        .collect();
+    assert_eq!(notices.len(), 1, "{out:?}");
+    doc.only("message", "headline")
+        .with("1041", &sid)
+        .assert_answer(
+            "§4 all-read notice",
+            notices[0],
+            &[Varies {
+                path: "message",
+                attr: "id",
+                why: "tidemark's own stanza id, made from the wall clock",
+            }],
+        );
 
-    let out = w.send(&String::from(&ex[6]).replace("carol@localhost/desk", "carol@localhost/res"));
-    assert_eq!(shape(&out[0]), shape(&ex[7]), "command form");
-    let out = w.send(&String::from(&ex[8]).replace("carol@localhost/desk", "carol@localhost/res"));
-    assert_eq!(shape(&out[0]), shape(&ex[9]), "command completed");
-    let note = |e: &Element| {
-        e.get_child("command", "http://jabber.org/protocol/commands")
-            .and_then(|c| c.get_child("note", "http://jabber.org/protocol/commands"))
-            .map(|n| n.text())
-    };
-    assert_eq!(note(&out[0]), note(&ex[9]));
+    // §6 carol turns read receipts off.
+    let got = w.handle_at(w.now + 1000, &doc.example("iq", "set", Some("c1")).el);
+    assert_eq!(got.len(), 1);
+    // The session id is tidemark's own (from the wall clock): the document's
+    // s1 stands for it, and carol's answer must carry it back.
+    let session = got[0]
+        .get_child("command", "http://jabber.org/protocol/commands")
+        .and_then(|c| c.attr("sessionid"))
+        .expect("a session id")
+        .to_owned();
+    doc.example("iq", "result", Some("c1"))
+        .with("s1", &session)
+        .assert_answer("§6 the command's form", &got[0], &[]);
+    let submit = doc.example("iq", "set", Some("c2")).with("s1", &session);
+    let got = w.handle_at(w.now + 1000, &submit.el);
+    assert_eq!(got.len(), 1);
+    doc.example("iq", "result", Some("c2"))
+        .with("s1", &session)
+        .assert_answer("§6 the command completed", &got[0], &[]);
 
+    // §8 a join that would create a room for a user of another domain.
     let mut w = World::new("");
-    let out = join_as(&mut w, "mallory@evil.example", ROOM);
-    assert_eq!(shape(&out[0]), shape(&ex[10]), "room creation refused");
-    assert_eq!(error_of(&out[0]), error_of(&ex[10]));
+    let got = w.send(&format!(
+        "<presence from='mallory@evil.example/pc' to='{ROOM}/mallory'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ));
+    assert_eq!(got.len(), 1);
+    doc.example("presence", "error", None)
+        .assert_answer("§8 room creation refused", &got[0], &[]);
+
+    doc.assert_all_checked();
 }
 
 #[test]

@@ -11,7 +11,7 @@ use tidemark::service::Tidemark;
 use tidemark::store::{SledStore, Store};
 
 mod common;
-use common::{NS, shape, with_ns, xep_examples};
+use common::{NS, XepDoc, millis, with_ns};
 const ALICE_T: &str = "alice\\40localhost@chat.localhost";
 const BOB_T: &str = "bob\\40localhost@chat.localhost";
 const CAROL_T: &str = "carol\\40localhost@chat.localhost";
@@ -46,9 +46,22 @@ impl World {
 
     /// The server hands tidemark a stanza; returns what tidemark sends.
     fn server_sends(&mut self, xml: &str) -> Vec<Element> {
-        self.now += 1000;
         let el: Element = with_ns(xml).parse().expect("test stanza parses");
-        self.tm.handle(&el, self.now)
+        self.handle_at(self.now + 1000, &el)
+    }
+
+    /// The server hands tidemark `stanza` at `now`, which is never earlier
+    /// than the stanza before.
+    fn handle_at(&mut self, now: u64, stanza: &Element) -> Vec<Element> {
+        assert!(now >= self.now, "the clock goes forward");
+        self.now = now;
+        self.tm.handle(stanza, now)
+    }
+
+    /// [`World::server_sends`] at a time a document shows.
+    fn server_sends_at(&mut self, xep0082: &str, xml: &str) -> Vec<Element> {
+        let el: Element = with_ns(xml).parse().expect("test stanza parses");
+        self.handle_at(millis(xep0082), &el)
     }
 
     /// `contact` lets `watcher` see their presence, and is online as
@@ -501,47 +514,81 @@ fn malformed_input_gets_an_error_and_changes_nothing() {
     assert_eq!(w.state("alice@localhost/phone", BOB_T, "m1"), "sent");
 }
 
-/// Every XML example in xep/status.md parses, and tidemark's own answers have
-/// the documented shape: the document and the code cannot drift apart.
+/// Every XML example in xep/status.md is what tidemark says, by value: the
+/// test plays the document's story (its JIDs, ids and times) and compares
+/// each answer with the document's, element by element.
 #[test]
-fn xep_status_examples_match_what_tidemark_says() {
-    let examples = xep_examples("status.md");
-    assert_eq!(examples.len(), 6);
-
+fn xep_status_examples_are_what_tidemark_says() {
+    let doc = XepDoc::load("status.md");
     let mut w = World::new();
-    // §2 disco#info.
-    let got = w.server_sends(&String::from(&examples[0]));
-    assert_eq!(shape(&got[0]), shape(&examples[1]));
 
-    // §4 a read message.
+    // §2 disco#info, asked as the document asks.
+    let ask = doc.example("iq", "get", Some("disco1"));
+    let got = w.handle_at(w.now + 1000, &ask.el);
+    assert_eq!(got.len(), 1);
+    doc.example("iq", "result", Some("disco1"))
+        .assert_answer("§2 disco#info", &got[0], &[]);
+
+    // §4 a message bob received, then read.
     w.grant_and_online("alice", "bob");
-    alice_says(&mut w, "m1", ASK_BOTH);
-    bob_acks(&mut w, "<received xmlns='urn:xmpp:receipts' id='m1'/>");
-    bob_acks(
-        &mut w,
-        "<displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/>",
+    let out = w.server_sends_at(
+        "2026-11-24T21:10:06.953Z",
+        &format!(
+            "<message type='chat' id='m1' from='alice@localhost/phone' to='{BOB_T}'>\
+             <body>hello</body>{ASK_BOTH}</message>"
+        ),
     );
-    let got = w.server_sends(&String::from(&examples[2]));
-    assert_eq!(shape(&got[0]), shape(&examples[3]));
+    assert_eq!(messages_to(&out, "bob@localhost").len(), 1);
+    w.server_sends_at(
+        "2026-11-24T21:10:06.954Z",
+        &format!(
+            "<message from='bob@localhost/res' to='{ALICE_T}/phone'><received xmlns='urn:xmpp:receipts' id='m1'/></message>"
+        ),
+    );
+    w.server_sends_at(
+        "2026-11-24T21:10:07.956Z",
+        &format!(
+            "<message from='bob@localhost/res' to='{ALICE_T}/phone'><displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/></message>"
+        ),
+    );
+    let ask = doc.example("iq", "get", Some("q1"));
+    let got = w.handle_at(w.now + 1000, &ask.el);
+    assert_eq!(got.len(), 1);
+    doc.example("iq", "result", Some("q1"))
+        .assert_answer("§4 a read message", &got[0], &[]);
 
-    // §4 a failed message.
+    // §4 a message to bob while he is offline (offline policy reject).
     w.server_sends(&format!(
         "<presence type='unavailable' from='bob@localhost/res' to='{ALICE_T}'/>"
     ));
-    alice_says(&mut w, "m2", "");
-    let got = w.status("alice@localhost/phone", BOB_T, "m2");
-    assert_eq!(shape(&got), shape(&examples[4]));
-    let reason = |el: &Element| {
-        recipient(el)
-            .get_child("reason", "urn:tidemark:status:0")
-            .map(|r| r.text())
-    };
-    assert_eq!(reason(&got), reason(&examples[4]));
+    let out = w.server_sends_at(
+        "2026-11-24T21:12:00.001Z",
+        &format!(
+            "<message type='chat' id='m2' from='alice@localhost/phone' to='{BOB_T}'><body>later</body></message>"
+        ),
+    );
+    assert_eq!(
+        error_condition(&out[0]).as_deref(),
+        Some("recipient-unavailable")
+    );
+    let got = w.server_sends(&format!(
+        "<iq type='get' id='q2' from='alice@localhost/phone' to='chat.localhost'>\
+         <status xmlns='urn:tidemark:status:0' conversation='{BOB_T}' id='m2'/></iq>"
+    ));
+    assert_eq!(got.len(), 1);
+    doc.example("iq", "result", Some("q2"))
+        .assert_answer("§4 a failed message", &got[0], &[]);
 
-    // §5 forbidden.
-    let got = w.status("bob@localhost/laptop", ALICE_T, "m1");
-    assert_eq!(shape(&got), shape(&examples[5]));
-    assert_eq!(error_text(&got), error_text(&examples[5]));
+    // §5 bob asks about alice's message in his conversation with her.
+    let got = w.server_sends(&format!(
+        "<iq type='get' id='q3' from='bob@localhost/laptop' to='chat.localhost'>\
+         <status xmlns='urn:tidemark:status:0' conversation='{ALICE_T}' id='m1'/></iq>"
+    ));
+    assert_eq!(got.len(), 1);
+    doc.example("iq", "error", Some("q3"))
+        .assert_answer("§5 forbidden", &got[0], &[]);
+
+    doc.assert_all_checked();
 }
 
 /// The message elements of `out` going to `to`.
