@@ -2,33 +2,12 @@
 //! presence book holds. Ignored by default (it measures, it does not check):
 //! `cargo test --release --test presence_memory -- --ignored --nocapture`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
-
 use minidom::Element;
 use tidemark::presence::{Compact, PresenceBook};
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::live;
 
 fn measure(contacts: usize, resources: usize, status: &str) -> f64 {
     let presence: Element = format!(
@@ -48,14 +27,14 @@ fn measure(contacts: usize, resources: usize, status: &str) -> f64 {
             )
         })
         .collect();
-    let before = LIVE.load(Relaxed);
+    let before = live();
     let mut book = PresenceBook::default();
     for (contact, res) in &names {
         for r in res {
             book.update(contact, r, Some(compact.clone()));
         }
     }
-    let bytes = LIVE.load(Relaxed) - before;
+    let bytes = live() - before;
     assert_eq!(book.kept(), contacts * resources);
     bytes as f64 / (contacts * resources) as f64
 }
