@@ -92,9 +92,7 @@ fn config(dir: &Path, cache_mb: u64, batch: u64) -> Result<Config, String> {
 /// it parses on its own.
 fn delivered(bytes: &[u8]) -> Element {
     let s = std::str::from_utf8(bytes).expect("bench stanzas are UTF-8");
-    let name_end = s
-        .find(|c: char| c == ' ' || c == '>' || c == '/')
-        .expect("a start tag");
+    let name_end = s.find([' ', '>', '/']).expect("a start tag");
     format!(
         "{} xmlns='{COMPONENT_NS}'{}",
         &s[..name_end],
