@@ -17,7 +17,10 @@ scenarios:
                       that plays the server; baseline: echo-component;
                       --previous BIN [--rounds N]: this build against another
                       tidemark binary instead, alternating, medians
-  storage          3. 1,000,000 statuses written, queried, reopened after kill -9
+  storage          3. 1,000,000 statuses written through Tidemark::handle
+                      (--path real, the default; store: Store calls only,
+                      as before issue 8; all: both), queried, reopened
+                      after kill -9; baseline: one sled insert per status
   echo-component   (internal) the baseline component of scenario 1
   storage-child    (internal) the child process of scenario 3
 
