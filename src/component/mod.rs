@@ -287,7 +287,8 @@ impl Session<'_> {
             let silence = self.keepalive_deadline();
             let room = commit.room();
             // Reading comes last: under load it is always ready, and the
-            // rest must not wait behind it.
+            // rest must not wait behind it. While reading waits for a flush
+            // (room 0) silence says nothing about the server.
             tokio::select! {
                 biased;
                 out = commit.durable() => {
@@ -296,7 +297,7 @@ impl Session<'_> {
                 }
                 _ = stopped(stop) => return self.finish(commit).await,
                 _ = ticker.tick() => self.tick(commit)?,
-                _ = tokio::time::sleep_until(silence) => self.keepalive().await?,
+                _ = tokio::time::sleep_until(silence), if room > 0 => self.keepalive().await?,
                 first = self.reader.next(), if room > 0 => {
                     let (batch, ended) = self.collect(first, room);
                     self.handle(batch, commit);
