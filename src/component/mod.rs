@@ -294,19 +294,6 @@ impl Session<'_> {
                 out = commit.durable() => {
                     let out = out.map_err(storage)?;
                     self.send(out).await?;
-                    // What has arrived meanwhile joins the next flush
-                    // before it starts.
-                    let room = commit.room();
-                    if room > 0
-                        && let Some(first) = self.reader.try_next().transpose()
-                    {
-                        let (batch, ended) = self.collect(first, room);
-                        self.handle(batch, commit);
-                        if let Some(end) = ended {
-                            return end;
-                        }
-                    }
-                    commit.start();
                 }
                 _ = stopped(stop) => return self.finish(commit).await,
                 _ = ticker.tick() => self.tick(commit)?,
