@@ -313,3 +313,198 @@ async fn a_stop_answers_what_arrived_and_closes_the_stream() {
         .unwrap();
     assert!(r.is_ok(), "{r:?}");
 }
+
+mod held_store;
+use held_store::HeldStore;
+
+/// As [`config`], with `[storage]` and `[limits]` lines of the test's own
+/// (the rate limit is lifted: these tests send one user's messages fast).
+fn config_with(port: u16, storage: &str) -> Config {
+    let text = format!(
+        "[component]\njid = \"chat.localhost\"\nserver = \"127.0.0.1:{port}\"\nsecret = \"{SECRET}\"\n\
+         keepalive_secs = 30\nreconnect_max_secs = 1\n[storage]\npath = \"unused\"\n{storage}\n\
+         [limits]\nrate_per_second = 100000.0\nrate_burst = 100000\n"
+    );
+    Config::parse(&text, Path::new("test.toml")).unwrap()
+}
+
+fn spawn_tidemark_on(
+    config: Config,
+    store: Arc<HeldStore>,
+) -> tokio::task::JoinHandle<Result<(), ComponentError>> {
+    tokio::spawn(async move {
+        let store: Arc<dyn Store> = store;
+        let mut tm = Tidemark::new(config.clone(), store).unwrap();
+        component::run(&config, &mut tm).await
+    })
+}
+
+/// A chat message from alice to bob's tracked address, asking for a receipt:
+/// tidemark records it, then relays it to bob.
+fn chat(id: &str) -> String {
+    format!(
+        "<message type='chat' from='alice@localhost/a' to='bob\\40localhost@chat.localhost' id='{id}'>\
+         <body>hi</body><request xmlns='urn:xmpp:receipts'/></message>"
+    )
+}
+
+/// Alice and bob grant each other presence and are online, so alice's
+/// messages pass the presence gate; returns once one has been relayed.
+async fn befriend(peer: &mut Peer) {
+    for (x, y) in [("alice", "bob"), ("bob", "alice")] {
+        peer.write(&format!(
+            "<presence type='subscribed' from='{x}@localhost' to='{y}\\40localhost@chat.localhost'/>"
+        ))
+        .await;
+    }
+    for (x, y) in [("alice", "bob"), ("bob", "alice")] {
+        peer.write(&format!(
+            "<presence from='{x}@localhost/a' to='{y}\\40localhost@chat.localhost'/>"
+        ))
+        .await;
+    }
+    peer.write(&chat("warm")).await;
+    let seen = peer.wait_for("id='warm'").await;
+    assert_eq!(relayed(&seen), ["warm"], "{seen}");
+    peer.seen.clear();
+}
+
+/// The ids of the messages relayed to bob, in the order they arrived.
+fn relayed(seen: &str) -> Vec<String> {
+    seen.split("<message")
+        .skip(1)
+        .filter(|m| m.contains("to='bob@localhost'") || m.contains("to=\"bob@localhost\""))
+        .filter_map(|m| {
+            let at = m.find(" id='").map(|i| i + 5)?;
+            Some(m[at..at + m[at..].find('\'')?].to_owned())
+        })
+        .collect()
+}
+
+/// Whatever tidemark sends within `wait`.
+async fn read_for(peer: &mut Peer, wait: Duration) -> String {
+    let mut buf = [0u8; 4096];
+    let until = tokio::time::Instant::now() + wait;
+    while let Ok(Ok(n)) = tokio::time::timeout_at(until, peer.sock.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        peer.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    peer.seen.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_is_relayed_only_after_its_flush_and_reading_goes_on_meanwhile() {
+    let (l, port) = listener().await;
+    let store = Arc::new(HeldStore::new());
+    let task = spawn_tidemark_on(config_with(port, ""), store.clone());
+    let mut peer = Peer::accept_and_login(&l).await;
+    befriend(&mut peer).await;
+
+    store.hold();
+    peer.write(&chat("m1")).await;
+    store.wait_for_messages(2).await;
+    // Recorded but not durable: not relayed.
+    assert_eq!(
+        relayed(&read_for(&mut peer, Duration::from_millis(300)).await),
+        Vec::<String>::new()
+    );
+    // The flush of m1 is still held, and tidemark reads and records m2.
+    peer.write(&chat("m2")).await;
+    store.wait_for_messages(3).await;
+    assert_eq!(
+        relayed(&read_for(&mut peer, Duration::from_millis(300)).await),
+        Vec::<String>::new()
+    );
+
+    store.release();
+    peer.wait_for("id='m2'").await;
+    assert_eq!(relayed(&peer.seen), ["m1", "m2"], "{}", peer.seen);
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_go_out_in_the_order_their_stanzas_came() {
+    let (l, port) = listener().await;
+    let store = Arc::new(HeldStore::new());
+    let task = spawn_tidemark_on(config_with(port, "flush_batch = 7"), store.clone());
+    let mut peer = Peer::accept_and_login(&l).await;
+    befriend(&mut peer).await;
+    // Written one by one and with flushes held now and then, so they fall
+    // into many batches, some gathered behind a held flush.
+    let ids: Vec<String> = (0..300).map(|i| format!("o{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        if i % 50 == 10 {
+            store.hold();
+        }
+        if i % 50 == 30 {
+            store.release();
+        }
+        peer.write(&chat(id)).await;
+        if i % 3 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    store.release();
+    peer.wait_for("id='o299'").await;
+    assert_eq!(
+        relayed(&peer.seen),
+        ids,
+        "{}",
+        &peer.seen[..peer.seen.len().min(1500)]
+    );
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_stops_while_a_full_batch_waits_behind_a_flush() {
+    let (l, port) = listener().await;
+    let store = Arc::new(HeldStore::new());
+    let task = spawn_tidemark_on(config_with(port, "flush_batch = 2"), store.clone());
+    let mut peer = Peer::accept_and_login(&l).await;
+    befriend(&mut peer).await;
+    store.hold();
+    peer.write(&chat("first")).await;
+    store.wait_for_messages(2).await;
+    let rest: String = (0..6).map(|i| chat(&format!("r{i}"))).collect();
+    peer.write(&rest).await;
+    // One batch flushing, one of flush_batch (2) gathered: the rest waits
+    // in the socket.
+    store.wait_for_messages(4).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.messages(), 4);
+
+    store.release();
+    peer.wait_for("id='r5'").await;
+    assert_eq!(
+        relayed(&peer.seen),
+        ["first", "r0", "r1", "r2", "r3", "r4", "r5"]
+    );
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_held_at_a_disconnect_go_out_on_the_next_connection_in_order() {
+    let (l, port) = listener().await;
+    let store = Arc::new(HeldStore::new());
+    let task = spawn_tidemark_on(config_with(port, ""), store.clone());
+    let mut peer = Peer::accept_and_login(&l).await;
+    befriend(&mut peer).await;
+    store.hold();
+    // m1's flush is held; m2 is gathered behind it; then the stream ends.
+    peer.write(&chat("m1")).await;
+    store.wait_for_messages(2).await;
+    peer.write(&chat("m2")).await;
+    store.wait_for_messages(3).await;
+    peer.write("</stream:stream>").await;
+    let _ = peer.sock.shutdown().await;
+    drop(peer);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    store.release();
+
+    let mut again = Peer::accept_and_login(&l).await;
+    again.wait_for("id='m2'").await;
+    assert_eq!(relayed(&again.seen), ["m1", "m2"], "{}", again.seen);
+    task.abort();
+}

@@ -12,8 +12,11 @@
 //! Stanzas are handled in batches: everything that has arrived is processed,
 //! the store is flushed once, and only then are the answers sent. Statuses
 //! that arrive together share one flush (group commit), and nothing is
-//! relayed before the write it depends on is durable.
+//! relayed before the write it depends on is durable. The flush runs off
+//! this task ([`commit`]): while it does, the next batch is read and
+//! handled, and its answers wait for a flush of their own.
 
+mod commit;
 mod conn;
 mod guard;
 mod handshake;
@@ -35,6 +38,7 @@ use crate::service::Tidemark;
 use crate::stanza::{element, now_millis, ns};
 use crate::store::StoreError;
 use crate::wire::Frame;
+use commit::GroupCommit;
 use conn::{ReadError, Reader, Writer};
 
 #[derive(Debug, thiserror::Error)]
@@ -256,47 +260,69 @@ impl Session<'_> {
             let pending = std::mem::take(self.unsent);
             self.send(pending).await?;
         }
+        let mut commit = GroupCommit::new(self.tm.store.clone(), self.config.storage.flush_batch);
+        let ended = self.pipelined(&mut commit, stop).await;
+        if let Err(Fatal::Stop(_)) = ended {
+            return ended;
+        }
+        // Handled but not sent (this connection is over): kept for the next
+        // one, once durable, after any answers a failed write left there.
+        let rest = commit.settle().await.map_err(storage)?;
+        self.unsent.extend(rest);
+        ended
+    }
 
-        let mut batch: Vec<Item> = Vec::with_capacity(self.config.storage.flush_batch);
+    /// Reads and handles the next batch while the previous one is flushed;
+    /// each batch's answers go out, in order, once its flush is done.
+    async fn pipelined(
+        &mut self,
+        commit: &mut GroupCommit,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Ended, Fatal> {
         // Deadlines inside the service (presence probes, expiry) need a clock
         // even when nothing arrives.
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let silence = self.keepalive_deadline();
-            let first = tokio::select! {
-                r = self.reader.next() => r,
-                _ = ticker.tick() => {
-                    self.tick().await?;
-                    continue;
+            let room = commit.room();
+            // Reading comes last: under load it is always ready, and the
+            // rest must not wait behind it. While reading waits for a flush
+            // (room 0) silence says nothing about the server.
+            tokio::select! {
+                biased;
+                out = commit.durable() => {
+                    let out = out.map_err(storage)?;
+                    self.send(out).await?;
                 }
-                _ = tokio::time::sleep_until(silence) => {
-                    self.keepalive().await?;
-                    continue;
+                _ = stopped(stop) => return self.finish(commit).await,
+                _ = ticker.tick() => self.tick(commit)?,
+                _ = tokio::time::sleep_until(silence), if room > 0 => self.keepalive().await?,
+                first = self.reader.next(), if room > 0 => {
+                    let (batch, ended) = self.collect(first, room);
+                    self.handle(batch, commit);
+                    if let Some(end) = ended {
+                        return end;
+                    }
                 }
-                _ = stopped(stop) => return self.finish(batch).await,
-            };
-            let ended = self.collect(first, &mut batch);
-            self.process(&mut batch, ended.is_some()).await?;
-            if let Some(end) = ended {
-                return end;
             }
         }
     }
 
-    /// Takes `first` and whatever else has already arrived into `batch`, so
-    /// it shares one flush. Returns how the stream ended, if it did.
+    /// Takes `first` and whatever else has already arrived, up to `limit`,
+    /// so they share one flush. Also returns how the stream ended, if it did.
     fn collect(
         &mut self,
         first: Result<Frame, ReadError>,
-        batch: &mut Vec<Item>,
-    ) -> Option<Result<Ended, Fatal>> {
-        let limit = self.config.storage.flush_batch.max(1);
+        limit: usize,
+    ) -> (Vec<Item>, Option<Result<Ended, Fatal>>) {
+        let mut batch = Vec::new();
         let mut next = Some(first);
         while let Some(item) = next.take() {
             match item {
                 Ok(Frame::Stanza(el)) if el.is("error", ns::STREAM) => {
-                    return Some(Err(Retry::StreamError(StreamError::of(&el)).into()));
+                    let end = Err(Retry::StreamError(StreamError::of(&el)).into());
+                    return (batch, Some(end));
                 }
                 Ok(Frame::Stanza(el)) => {
                     METRICS.stanza_in(StanzaKind::of(el.name()));
@@ -317,30 +343,34 @@ impl Session<'_> {
                         batch.push(Item::Answer(reply));
                     }
                 }
-                Ok(Frame::End) | Err(ReadError::Closed) => return Some(Ok(Ended::ServerClosed)),
-                Ok(Frame::Header { .. }) => {
-                    return Some(Err(Retry::Lost("a second stream header".into()).into()));
+                Ok(Frame::End) | Err(ReadError::Closed) => {
+                    return (batch, Some(Ok(Ended::ServerClosed)));
                 }
-                Err(e) => return Some(Err(Retry::Lost(e.to_string()).into())),
+                Ok(Frame::Header { .. }) => {
+                    let end = Err(Retry::Lost("a second stream header".into()).into());
+                    return (batch, Some(end));
+                }
+                Err(e) => return (batch, Some(Err(Retry::Lost(e.to_string()).into()))),
             }
             if batch.len() >= limit {
                 break;
             }
             next = self.reader.try_next().transpose();
         }
-        None
+        (batch, None)
     }
 
-    /// Handles the batch, flushes the store once, and sends the answers
-    /// (or keeps them for the next connection if this one is over).
-    async fn process(&mut self, batch: &mut Vec<Item>, ended: bool) -> Result<(), Fatal> {
+    /// Handles the batch; its answers wait in `commit` for a flush that
+    /// covers its writes.
+    fn handle(&mut self, batch: Vec<Item>, commit: &mut GroupCommit) {
         if batch.is_empty() {
-            return Ok(());
+            return;
         }
         let now = now_millis();
         let service = self.config.component.jid.as_str();
-        let mut out = Vec::with_capacity(batch.len());
-        for item in batch.drain(..) {
+        let stanzas = batch.len();
+        let mut out = Vec::with_capacity(stanzas);
+        for item in batch {
             match item {
                 Item::Stanza(el) => {
                     let tm = &mut *self.tm;
@@ -349,13 +379,7 @@ impl Session<'_> {
                 Item::Answer(el) => out.push(el),
             }
         }
-        self.flush_store()?;
-        if ended {
-            // The server closed its side: it will not route these any more.
-            self.unsent.extend(out);
-            return Ok(());
-        }
-        self.send(out).await
+        commit.gather(stanzas, out);
     }
 
     /// Sends `out`; if the connection is lost, keeps them for the next one.
@@ -377,15 +401,20 @@ impl Session<'_> {
         Ok(())
     }
 
-    fn flush_store(&self) -> Result<(), Fatal> {
+    async fn flush_store(&self) -> Result<(), Fatal> {
         let store = self.tm.store.clone();
         let started = std::time::Instant::now();
-        tokio::task::block_in_place(|| store.flush()).map_err(storage)?;
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|e| storage(StoreError::Backend(format!("the flush failed: {e}"))))?
+            .map_err(storage)?;
         METRICS.flushed(started.elapsed());
         Ok(())
     }
 
-    async fn tick(&mut self) -> Result<(), Fatal> {
+    /// The service's clock; what it answers takes the same path as the
+    /// answers to stanzas.
+    fn tick(&mut self, commit: &mut GroupCommit) -> Result<(), Fatal> {
         let tm = &mut *self.tm;
         let out = match catch_unwind(AssertUnwindSafe(|| tm.tick(now_millis()))) {
             Ok(r) => r.map_err(storage)?,
@@ -398,10 +427,7 @@ impl Session<'_> {
                 return Ok(());
             }
         };
-        if !out.is_empty() {
-            self.flush_store()?;
-            self.send(out).await?;
-        }
+        commit.gather(0, out);
         Ok(())
     }
 
@@ -454,17 +480,23 @@ impl Session<'_> {
 
     /// A graceful stop: handle and answer what the server has already
     /// routed here (until the stream is quiet), flush, close the stream.
-    async fn finish(&mut self, mut batch: Vec<Item>) -> Result<Ended, Fatal> {
+    async fn finish(&mut self, commit: &mut GroupCommit) -> Result<Ended, Fatal> {
         info!("stopping: answering what has arrived, then closing the stream");
         let give_up = Instant::now() + STOP_DRAIN;
         loop {
+            // No overlap while stopping: each batch is answered before the
+            // next is read, so nothing is left held when the stream closes.
+            let out = commit.settle().await.map_err(storage)?;
+            self.send(out).await?;
             let quiet = (Instant::now() + STOP_QUIET).min(give_up);
             let Ok(first) = tokio::time::timeout_at(quiet, self.reader.next()).await else {
                 break;
             };
-            let ended = self.collect(first, &mut batch);
-            self.process(&mut batch, ended.is_some()).await?;
+            let (batch, ended) = self.collect(first, commit.room());
+            self.handle(batch, commit);
             if ended.is_some() {
+                let rest = commit.settle().await.map_err(storage)?;
+                self.unsent.extend(rest);
                 if !self.unsent.is_empty() {
                     warn!(
                         count = self.unsent.len(),
@@ -474,7 +506,9 @@ impl Session<'_> {
                 return Ok(Ended::Stopped);
             }
         }
-        self.flush_store()?;
+        // Writes that had no answer (housekeeping at a tick) are made
+        // durable too before the process goes.
+        self.flush_store().await?;
         self.writer.queue_raw("</stream:stream>");
         if let Err(e) = self.writer.flush().await {
             warn!(error = %e, "could not close the stream");
