@@ -7,7 +7,7 @@ use minidom::Element;
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::address::Addresses;
-use crate::stanza::{ErrorType, error_reply, jid_attr, ns};
+use crate::stanza::{DefinedCondition, ErrorType, error_reply, jid_attr, ns};
 
 /// A stanza between a real user and a tracked address: `from` is the real
 /// sender, `to` the real contact the tracked address stands for (resources
@@ -162,7 +162,7 @@ pub enum Incoming {
     },
 }
 
-fn invalid(stanza: &Element, own: &str, reason: String, condition: &str) -> Incoming {
+fn invalid(stanza: &Element, own: &str, reason: String, condition: DefinedCondition) -> Incoming {
     // RFC 6120 §8.3.1: never answer an error with an error; presence errors
     // are not worth a reply either.
     let reply = match (stanza.name(), stanza.attr("type")) {
@@ -190,13 +190,13 @@ fn untrackable(stanza: &Element, own: &str, reason: String) -> Incoming {
                 stanza,
                 own,
                 ErrorType::Modify,
-                "jid-malformed",
+                DefinedCondition::JidMalformed,
                 &reason,
             )),
             reason,
         };
     }
-    invalid(stanza, own, reason, "jid-malformed")
+    invalid(stanza, own, reason, DefinedCondition::JidMalformed)
 }
 
 pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
@@ -209,7 +209,7 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
         .to_owned();
     let from = match jid_attr(stanza, "from") {
         Some(Ok(j)) => j,
-        Some(Err(e)) => return invalid(stanza, &own, e, "jid-malformed"),
+        Some(Err(e)) => return invalid(stanza, &own, e, DefinedCondition::JidMalformed),
         None => {
             return Incoming::Invalid {
                 reason: "stanza without from".into(),
@@ -219,7 +219,7 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
     };
     let to = match jid_attr(stanza, "to") {
         Some(Ok(j)) => j,
-        Some(Err(e)) => return invalid(stanza, &own, e, "jid-malformed"),
+        Some(Err(e)) => return invalid(stanza, &own, e, DefinedCondition::JidMalformed),
         None => return Incoming::Ignored("stanza without to"),
     };
     if addrs.is_ours(&from) {
@@ -236,7 +236,7 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
                 stanza,
                 &own,
                 "this service takes no messages; write to a contact's tracked address (user\\40domain@this-service)".into(),
-                "service-unavailable",
+                DefinedCondition::ServiceUnavailable,
             ),
             _ => Incoming::Ignored("presence to the service"),
         };
@@ -253,7 +253,7 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
 
     let contact = match addrs.contact_of(&to) {
         Ok(c) => c,
-        Err(e) => return invalid(stanza, &own, e.to_string(), "item-not-found"),
+        Err(e) => return invalid(stanza, &own, e.to_string(), DefinedCondition::ItemNotFound),
     };
     // XEP-0106 makes a node longer than the JID it escapes: a sender whose
     // tracked address would be over RFC 7622's limits gets a clear error,
@@ -285,7 +285,7 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
 
 fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomRequest {
     let type_ = stanza.attr("type");
-    let refuse = |condition: &str, text: &str| RoomRequest::Refused {
+    let refuse = |condition: DefinedCondition, text: &str| RoomRequest::Refused {
         reply: match type_ {
             Some("error") | Some("result") => None,
             _ => Some(error_reply(stanza, own, ErrorType::Cancel, condition, text)),
@@ -303,7 +303,7 @@ fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomReque
                 available: false,
             },
             (None, None) => refuse(
-                "jid-malformed",
+                DefinedCondition::JidMalformed,
                 "join a room as room@service/nickname (XEP-0045 §7.2.1)",
             ),
             _ => RoomRequest::Ignored("presence to a room that is not a join or leave"),
@@ -314,7 +314,7 @@ fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomReque
             }
             if nick.is_some() || type_ != Some("groupchat") {
                 return refuse(
-                    "not-acceptable",
+                    DefinedCondition::NotAcceptable,
                     "this room takes groupchat messages only; private messages are not supported",
                 );
             }
@@ -337,7 +337,7 @@ fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomReque
                             id: id.to_owned(),
                         },
                         _ => refuse(
-                            "bad-request",
+                            DefinedCondition::BadRequest,
                             "marker without the id of the message it names",
                         ),
                     };
@@ -366,9 +366,15 @@ fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomReque
             (Some("get"), None) => match stanza.children().next() {
                 Some(q) if q.is("query", ns::DISCO_INFO) => RoomRequest::DiscoInfo,
                 Some(q) if q.is("query", ns::DISCO_ITEMS) => RoomRequest::DiscoItems,
-                _ => refuse("service-unavailable", "the room does not answer that query"),
+                _ => refuse(
+                    DefinedCondition::ServiceUnavailable,
+                    "the room does not answer that query",
+                ),
             },
-            _ => refuse("service-unavailable", "the room does not answer that query"),
+            _ => refuse(
+                DefinedCondition::ServiceUnavailable,
+                "the room does not answer that query",
+            ),
         },
         _ => RoomRequest::Ignored("unknown element to a room"),
     }
@@ -384,12 +390,17 @@ fn classify_service_iq(iq: &Element, from: Jid, own: &str) -> Incoming {
                 iq,
                 own,
                 "iq type must be get, set, result or error".into(),
-                "bad-request",
+                DefinedCondition::BadRequest,
             );
         }
     }
     if iq.attr("id").is_none() {
-        return invalid(iq, own, "iq without id".into(), "bad-request");
+        return invalid(
+            iq,
+            own,
+            "iq without id".into(),
+            DefinedCondition::BadRequest,
+        );
     }
     let mut children = iq.children();
     let Some(payload) = children.next() else {
@@ -397,7 +408,7 @@ fn classify_service_iq(iq: &Element, from: Jid, own: &str) -> Incoming {
             iq,
             own,
             "iq request without a payload".into(),
-            "bad-request",
+            DefinedCondition::BadRequest,
         );
     };
     if children.next().is_some() {
@@ -405,7 +416,7 @@ fn classify_service_iq(iq: &Element, from: Jid, own: &str) -> Incoming {
             iq,
             own,
             "iq request with more than one payload".into(),
-            "bad-request",
+            DefinedCondition::BadRequest,
         );
     }
     let get = type_ == Some("get");
@@ -447,7 +458,7 @@ fn classify_message(msg: &Element, route: Route, own: &str) -> Incoming {
                 msg,
                 own,
                 "groupchat messages go to a room, not to a contact".into(),
-                "bad-request",
+                DefinedCondition::BadRequest,
             );
         }
         None | Some("chat") | Some("normal") | Some("headline") => {}
@@ -456,7 +467,7 @@ fn classify_message(msg: &Element, route: Route, own: &str) -> Incoming {
                 msg,
                 own,
                 format!("unknown message type {other:?}"),
-                "bad-request",
+                DefinedCondition::BadRequest,
             );
         }
     }
@@ -484,7 +495,7 @@ fn classify_message(msg: &Element, route: Route, own: &str) -> Incoming {
                         "<{}/> without the id of the message it acknowledges",
                         child.name()
                     ),
-                    "bad-request",
+                    DefinedCondition::BadRequest,
                 ),
             };
         }

@@ -18,7 +18,8 @@ use crate::incoming::{AckKind, RoomRequest};
 use crate::metrics::{METRICS, Refusal};
 use crate::service::Tidemark;
 use crate::stanza::{
-    ErrorType, element, error_reply, ns, remove_attr, set_attr, to_string, xep0082,
+    DefinedCondition, ErrorType, StanzaError, element, error_reply, ns, remove_attr, set_attr,
+    stanza_error, to_string, xep0082,
 };
 use crate::store::{ConversationKey, Membership, Millis, RoomMessage, RoomRecord, Seq, StoreError};
 
@@ -270,7 +271,7 @@ fn occupant_iq(
             iq,
             &to,
             ErrorType::Cancel,
-            "not-acceptable",
+            DefinedCondition::NotAcceptable,
             "you are not in this room; join it again",
         ),
         Some(own) if self_ping && own == nick => iq_result(iq, &to),
@@ -278,7 +279,7 @@ fn occupant_iq(
             iq,
             &to,
             ErrorType::Cancel,
-            "service-unavailable",
+            DefinedCondition::ServiceUnavailable,
             "queries to occupants are not forwarded",
         ),
     }
@@ -301,7 +302,7 @@ fn disco_info(tm: &Tidemark, iq: &Element, room: &BareJid) -> Out {
             iq,
             room.as_str(),
             ErrorType::Cancel,
-            "item-not-found",
+            DefinedCondition::ItemNotFound,
             "no such room",
         )]);
     };
@@ -417,7 +418,7 @@ fn join(
                 stanza,
                 &own,
                 ErrorType::Modify,
-                "not-acceptable",
+                DefinedCondition::NotAcceptable,
                 "nickname changes are not supported; leave and join again",
             )]);
         }
@@ -450,7 +451,7 @@ fn join(
             stanza,
             &own,
             ErrorType::Cancel,
-            "conflict",
+            DefinedCondition::Conflict,
             "that nickname is in use in this room; choose another",
         )]);
     }
@@ -468,7 +469,7 @@ fn join(
                     stanza,
                     &own,
                     ErrorType::Auth,
-                    "registration-required",
+                    DefinedCondition::RegistrationRequired,
                     "this room's members are set by the administrator, and you are not one of them",
                 )]);
             }
@@ -596,7 +597,7 @@ fn may_not_create(
             stanza,
             own,
             ErrorType::Cancel,
-            "not-allowed",
+            DefinedCondition::NotAllowed,
             &text,
         )));
     }
@@ -608,7 +609,7 @@ fn may_not_create(
             stanza,
             own,
             ErrorType::Cancel,
-            "policy-violation",
+            DefinedCondition::PolicyViolation,
             &format!(
                 "you have created {max} rooms at {service}, the most groups.max_rooms_per_creator allows; join an existing room"
             ),
@@ -758,7 +759,7 @@ fn groupchat(
             stanza,
             &room_s,
             ErrorType::Modify,
-            "not-acceptable",
+            DefinedCondition::NotAcceptable,
             "you are not in this room; join it before sending",
         )]);
     };
@@ -772,7 +773,7 @@ fn groupchat(
             stanza,
             &room_s,
             ErrorType::Auth,
-            "forbidden",
+            DefinedCondition::Forbidden,
             "you are no longer a member of this room",
         )]);
     }
@@ -782,7 +783,7 @@ fn groupchat(
             stanza,
             &room_s,
             ErrorType::Modify,
-            "policy-violation",
+            DefinedCondition::PolicyViolation,
             &format!(
                 "the message body is {body_bytes} bytes; this service accepts at most {limit} bytes"
             ),
@@ -963,7 +964,7 @@ pub fn status(
     asker: &str,
     room: &BareJid,
     id: &str,
-) -> Result<Result<Element, (ErrorType, &'static str, String)>, StoreError> {
+) -> Result<Result<Element, StanzaError>, StoreError> {
     let room_s = room.as_str();
     // The asker's own id first: only the asker writes under it, so another
     // member's message with the same id never answers for theirs.
@@ -977,23 +978,23 @@ pub fn status(
             .room_messages_with_sender_id(room_s, id, 0, 1)?
             .is_empty();
         if someone_elses {
-            return Ok(Err((
+            return Ok(Err(stanza_error(
                 ErrorType::Auth,
-                "forbidden",
-                "only the sender of a message may ask for its status".into(),
+                DefinedCondition::Forbidden,
+                "only the sender of a message may ask for its status",
             )));
         }
-        return Ok(Err((
+        return Ok(Err(stanza_error(
             ErrorType::Cancel,
-            "item-not-found",
+            DefinedCondition::ItemNotFound,
             format!("no message {id:?} in {room_s}"),
         )));
     };
     if message.sender != asker {
-        return Ok(Err((
+        return Ok(Err(stanza_error(
             ErrorType::Auth,
-            "forbidden",
-            "only the sender of a message may ask for its status".into(),
+            DefinedCondition::Forbidden,
+            "only the sender of a message may ask for its status",
         )));
     }
     let conv = ConversationKey::room(room_s);

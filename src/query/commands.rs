@@ -4,9 +4,8 @@
 use minidom::Element;
 use xmpp_parsers::jid::Jid;
 
-use super::QueryError;
 use crate::service::Tidemark;
-use crate::stanza::{ErrorType, element, with_text};
+use crate::stanza::{DefinedCondition, ErrorType, StanzaError, element, stanza_error, with_text};
 use crate::store::StoreError;
 
 pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
@@ -86,13 +85,13 @@ pub fn execute(
     tm: &mut Tidemark,
     from: &Jid,
     req: CommandRequest,
-) -> Result<Result<Element, QueryError>, StoreError> {
+) -> Result<Result<Element, StanzaError>, StoreError> {
     if req.node != READ_RECEIPTS {
-        return Ok(Err(QueryError {
-            type_: ErrorType::Cancel,
-            condition: "item-not-found",
-            text: format!("no command {:?}; try {READ_RECEIPTS:?}", req.node),
-        }));
+        return Ok(Err(stanza_error(
+            ErrorType::Cancel,
+            DefinedCondition::ItemNotFound,
+            format!("no command {:?}; try {READ_RECEIPTS:?}", req.node),
+        )));
     }
     let user = from.to_bare().to_string();
     let session = req.session.clone().unwrap_or_else(|| tm.local_id());
@@ -101,11 +100,11 @@ pub fn execute(
     }
     if let Some(value) = req.submitted {
         let Some(enabled) = parse_bool(&value) else {
-            return Ok(Err(QueryError {
-                type_: ErrorType::Modify,
-                condition: "bad-request",
-                text: format!("{FIELD} must be a boolean (1 or 0), not {value:?}"),
-            }));
+            return Ok(Err(stanza_error(
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
+                format!("{FIELD} must be a boolean (1 or 0), not {value:?}"),
+            )));
         };
         tm.store.set_read_receipts_pref(&user, enabled)?;
         // Group frontiers count only members who send read receipts.
