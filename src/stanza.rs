@@ -2,6 +2,7 @@
 //! errors and XEP-0082 times. Feature modules build stanzas with these.
 
 use minidom::Element;
+use xmpp_parsers::date::DateTime;
 use xmpp_parsers::jid::Jid;
 
 use crate::store::Millis;
@@ -164,11 +165,18 @@ pub fn read_error(stanza: &Element) -> (String, String) {
     (condition_name(&error.defined_condition), text)
 }
 
-/// XEP-0082 date-time in UTC with milliseconds.
-pub fn xep0082(ms: Millis) -> String {
-    let t = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
+/// The XEP-0082 date-time of a store time.
+pub fn date_time(ms: Millis) -> DateTime {
+    let utc = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
         .unwrap_or(chrono::DateTime::<chrono::Utc>::UNIX_EPOCH);
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    DateTime(utc.fixed_offset())
+}
+
+/// XEP-0082 date-time in UTC with milliseconds. Not `DateTime`'s own text,
+/// which is RFC 3339 with `+00:00` and only the fraction digits needed:
+/// every time tidemark has sent reads `...T11:06:40.123Z`.
+pub fn xep0082(ms: Millis) -> String {
+    date_time(ms).format("%Y-%m-%dT%H:%M:%S%.3fZ")
 }
 
 pub fn now_millis() -> Millis {
@@ -270,5 +278,10 @@ mod tests {
     #[test]
     fn times_are_xep0082_utc() {
         assert_eq!(xep0082(1_795_000_000_123), "2026-11-18T11:06:40.123Z");
+        assert_eq!(xep0082(1_795_000_000_000), "2026-11-18T11:06:40.000Z");
+        assert_eq!(
+            "2026-11-18T11:06:40.123Z".parse::<DateTime>().unwrap(),
+            date_time(1_795_000_000_123)
+        );
     }
 }
