@@ -297,9 +297,8 @@ fn send_ack(
     if payloads.is_empty() {
         return vec![];
     }
-    let from = route.tracked_from.to_string();
     let id = tm.local_id();
-    vec![ack_message(&from, route.to.as_str(), &id, payloads)]
+    vec![ack_message(&route.tracked_from, &route.to, &id, payloads)]
 }
 
 /// An error from the contact's side (their server or client) for a message:
