@@ -11,7 +11,11 @@ use std::collections::{BTreeMap, HashMap};
 use minidom::Element;
 use sha1::{Digest, Sha1};
 use tracing::{debug, info};
+use xmpp_parsers::displayed_markers::Markable;
 use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::muc::user::{Affiliation, Item, Role, Status};
+use xmpp_parsers::occupant_id::OccupantId;
+use xmpp_parsers::stanza_id::StanzaId;
 
 use crate::config::RoomCreators;
 use crate::incoming::{AckKind, RoomRequest};
@@ -344,19 +348,26 @@ fn disco_info(tm: &Tidemark, iq: &Element, room: &BareJid) -> Out {
 }
 
 /// `<x xmlns='muc#user'>` with the occupant's item and status codes.
-fn muc_user(jid: Option<&Jid>, role: &str, codes: &[&str]) -> Element {
-    let mut x = Element::bare("x", MUC_USER);
-    let mut item = element(
-        "item",
-        MUC_USER,
-        &[("affiliation", "member"), ("role", role)],
-    );
-    if let Some(jid) = jid {
-        set_attr(&mut item, "jid", jid.to_string());
+fn muc_user(jid: Option<&Jid>, role: Role, codes: &[Status]) -> Element {
+    let mut item = Item::new(Affiliation::Member, role.clone());
+    item.jid = jid.and_then(|j| j.clone().try_into_full().ok());
+    let mut item = Element::from(item);
+    // 0.23 leaves the default role out; a leaving occupant has always been
+    // shown role='none' (XEP-0045 §7.14).
+    if role == Role::None {
+        set_attr(&mut item, "role", "none");
     }
+    // A session address is always full; should a bare one come, it is still
+    // shown rather than dropped.
+    if let Some(bare) = jid.filter(|j| j.try_as_full().is_err()) {
+        set_attr(&mut item, "jid", bare.to_string());
+    }
+    // Assembled here rather than as a MucUser, which writes the status codes
+    // before the item: clients and xep/ have always had the item first.
+    let mut x = Element::bare("x", MUC_USER);
     x.append_child(item);
     for code in codes {
-        x.append_child(element("status", MUC_USER, &[("code", code)]));
+        x.append_child(code.clone().into());
     }
     x
 }
@@ -385,12 +396,16 @@ fn occupant_presence(
             p.append_child(child.clone());
         }
     }
-    p.append_child(element(
-        "occupant-id",
-        OCCUPANT_ID,
-        &[("id", &occupant_id(tm, room, user))],
-    ));
+    p.append_child(occupant_id_element(tm, room, user));
     p
+}
+
+/// The XEP-0421 `<occupant-id/>` of `user` in `room`.
+fn occupant_id_element(tm: &Tidemark, room: &str, user: &str) -> Element {
+    OccupantId {
+        id: occupant_id(tm, room, user),
+    }
+    .into()
 }
 
 fn addressed(mut el: Element, to: &Jid) -> Element {
@@ -432,12 +447,12 @@ fn join(
             .all_sessions()
             .map(|s| {
                 let mut p = p.clone();
-                let codes: &[&str] = if s.to_bare().as_str() == user {
-                    &["110"]
+                let codes: &[Status] = if s.to_bare().as_str() == user {
+                    &[Status::SelfPresence]
                 } else {
                     &[]
                 };
-                p.append_child(muc_user(first.as_ref(), "participant", codes));
+                p.append_child(muc_user(first.as_ref(), Role::Participant, codes));
                 addressed(p, s)
             })
             .collect());
@@ -509,14 +524,14 @@ fn join(
         let Ok(mut p) = o.presence.parse::<Element>() else {
             continue;
         };
-        p.append_child(muc_user(o.sessions.first(), "participant", &[]));
+        p.append_child(muc_user(o.sessions.first(), Role::Participant, &[]));
         out.push(addressed(p, from));
     }
     let new_nick = !live.occupants.contains_key(nick);
     if new_nick {
         for s in live.all_sessions() {
             let mut p = presence.clone();
-            p.append_child(muc_user(Some(from), "participant", &[]));
+            p.append_child(muc_user(Some(from), Role::Participant, &[]));
             out.push(addressed(p, s));
         }
     }
@@ -530,11 +545,11 @@ fn join(
         });
     occupant.sessions.push(from.clone());
     let mut own_presence = presence;
-    let mut codes = vec!["100", "110"];
+    let mut codes = vec![Status::NonAnonymousRoom, Status::SelfPresence];
     if created {
-        codes.push("201");
+        codes.push(Status::RoomHasBeenCreated);
     }
-    own_presence.append_child(muc_user(Some(from), "participant", &codes));
+    own_presence.append_child(muc_user(Some(from), Role::Participant, &codes));
     out.push(addressed(own_presence, from));
 
     // XEP-0045 §7.2.15: history with its original time, then the subject,
@@ -546,6 +561,8 @@ fn join(
         else {
             continue;
         };
+        // Hand-built: 0.23's Delay writes its stamp as `+00:00` without
+        // our milliseconds, and clients have always seen `...123Z` here.
         msg.append_child(element(
             "delay",
             DELAY,
@@ -640,11 +657,11 @@ fn leave(tm: &mut Tidemark, stanza: &Element, from: &Jid, room: &BareJid) -> Vec
     if gone {
         for s in live.all_sessions() {
             let mut p = p.clone();
-            p.append_child(muc_user(Some(from), "none", &[]));
+            p.append_child(muc_user(Some(from), Role::None, &[]));
             out.push(addressed(p, s));
         }
     }
-    p.append_child(muc_user(Some(from), "none", &["110"]));
+    p.append_child(muc_user(Some(from), Role::None, &[Status::SelfPresence]));
     out.push(addressed(p, from));
     if live.occupants.is_empty() {
         tm.rooms.live.remove(room_s);
@@ -797,18 +814,16 @@ fn groupchat(
     strip_room_claims(&mut reflected, &room_s);
     set_attr(&mut reflected, "from", format!("{room_s}/{nick}"));
     remove_attr(&mut reflected, "to");
-    reflected.append_child(element(
-        "stanza-id",
-        SID,
-        &[("id", &stanza_id), ("by", &room_s)],
-    ));
-    reflected.append_child(element(
-        "occupant-id",
-        OCCUPANT_ID,
-        &[("id", &occupant_id(tm, &room_s, &user))],
-    ));
+    reflected.append_child(
+        StanzaId {
+            id: stanza_id.clone(),
+            by: room.clone().into(),
+        }
+        .into(),
+    );
+    reflected.append_child(occupant_id_element(tm, &room_s, &user));
     if readable && !reflected.has_child("markable", ns::CHAT_MARKERS) {
-        reflected.append_child(Element::bare("markable", ns::CHAT_MARKERS));
+        reflected.append_child(Markable.into());
     }
     let record = RoomMessage {
         id: stanza
@@ -901,11 +916,7 @@ fn marker(
     let mut reflected = stanza.clone();
     strip_room_claims(&mut reflected, &room_s);
     set_attr(&mut reflected, "from", format!("{room_s}/{nick}"));
-    reflected.append_child(element(
-        "occupant-id",
-        OCCUPANT_ID,
-        &[("id", &occupant_id(tm, &room_s, &reader))],
-    ));
+    reflected.append_child(occupant_id_element(tm, &room_s, &reader));
     let live = frontier(tm, &room_s)?;
     // Above the limit, reflecting to everyone is O(members) stanzas per
     // marker, O(members²) per message read by all: only the sender, whose
@@ -1063,6 +1074,29 @@ pub fn status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn muc_user_has_the_item_then_the_status_codes() {
+        let full = Jid::new("alice@localhost/a").unwrap();
+        let bare = Jid::new("alice@localhost").unwrap();
+        let x = muc_user(
+            Some(&full),
+            Role::Participant,
+            &[Status::NonAnonymousRoom, Status::SelfPresence],
+        );
+        let expected: Element = "<x xmlns='http://jabber.org/protocol/muc#user'>\
+             <item affiliation='member' role='participant' jid='alice@localhost/a'/>\
+             <status code='100'/><status code='110'/></x>"
+            .parse()
+            .unwrap();
+        assert_eq!(x, expected, "{}", String::from(&x));
+        let x = muc_user(Some(&bare), Role::None, &[]);
+        let expected: Element = "<x xmlns='http://jabber.org/protocol/muc#user'>\
+             <item affiliation='member' role='none' jid='alice@localhost'/></x>"
+            .parse()
+            .unwrap();
+        assert_eq!(x, expected, "{}", String::from(&x));
+    }
 
     #[test]
     fn frontier_is_the_lowest_tidemark() {
