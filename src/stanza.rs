@@ -3,6 +3,7 @@
 
 use minidom::Element;
 use xmpp_parsers::date::DateTime;
+use xmpp_parsers::disco::DiscoItemsResult;
 use xmpp_parsers::jid::Jid;
 
 use crate::store::Millis;
@@ -184,6 +185,16 @@ pub fn now_millis() -> Millis {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as Millis)
         .unwrap_or(0)
+}
+
+/// An empty disco#items answer (XEP-0030 §4.2): nothing listed here.
+pub fn no_disco_items() -> Element {
+    DiscoItemsResult {
+        node: None,
+        items: vec![],
+        rsm: None,
+    }
+    .into()
 }
 
 /// Serialises an element to a string (for storage and size checks).

@@ -241,7 +241,7 @@ pub fn handle(
         RoomRequest::DiscoInfo => disco_info(tm, stanza, room),
         RoomRequest::DiscoItems => {
             let mut r = iq_result(stanza, room.as_str());
-            r.append_child(Element::bare("query", ns::DISCO_ITEMS));
+            r.append_child(crate::stanza::no_disco_items());
             Ok(vec![r])
         }
         RoomRequest::OccupantIq { nick, self_ping } => {
@@ -310,6 +310,8 @@ fn disco_info(tm: &Tidemark, iq: &Element, room: &BareJid) -> Out {
             "no such room",
         )]);
     };
+    // Hand-built: 0.23's DiscoInfoResult keeps features sorted, and clients
+    // and xep/groups.md have always had them in this order.
     let mut q = Element::bare("query", ns::DISCO_INFO);
     let name = room
         .node()

@@ -43,9 +43,8 @@ pub fn answer(
             "this service has no disco nodes",
         ),
         ServiceRequest::DiscoInfo { node: None } => result(iq, &own, Some(disco_info())),
-        ServiceRequest::DiscoItems => {
-            result(iq, &own, Some(Element::bare("query", ns::DISCO_ITEMS)))
-        }
+        ServiceRequest::DiscoItems => result(iq, &own, Some(crate::stanza::no_disco_items())),
+        // Hand-built: xmpp-parsers 0.23 has no XEP-0100 jabber:iq:gateway.
         ServiceRequest::GatewayPrompt => {
             let mut q = Element::bare("query", ns::GATEWAY);
             q.append_child(with_text(
@@ -60,6 +59,7 @@ pub fn answer(
         }
         ServiceRequest::GatewayTranslate { prompt } => match translate(tm, &prompt) {
             Ok(tracked) => {
+                // Hand-built: 0.23 has no jabber:iq:gateway (XEP-0100).
                 let mut q = Element::bare("query", ns::GATEWAY);
                 q.append_child(with_text(Element::bare("jid", ns::GATEWAY), tracked));
                 result(iq, &own, Some(q))
@@ -108,6 +108,8 @@ fn result(iq: &Element, own: &str, payload: Option<Element>) -> Element {
     r
 }
 
+/// Hand-built: 0.23's DiscoInfoResult keeps features sorted, and clients and
+/// xep/status.md have always had them in this order.
 pub fn disco_info() -> Element {
     let mut q = Element::bare("query", ns::DISCO_INFO);
     q.append_child(element(
