@@ -4,7 +4,10 @@
 //! error reply the protocol wants (if any).
 
 use minidom::Element;
+use xmpp_parsers::displayed_markers::Displayed;
 use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::ping::Ping;
+use xmpp_parsers::receipts::Received;
 
 use crate::address::Addresses;
 use crate::stanza::{DefinedCondition, ErrorType, error_reply, jid_attr, ns};
@@ -283,6 +286,31 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
     }
 }
 
+/// A receipt or marker payload: its kind and the id of the message it names
+/// (None when it names none).
+fn ack_payload(child: &Element) -> Option<(AckKind, Option<String>)> {
+    let (kind, id) = match (child.ns().as_str(), child.name()) {
+        (ns::RECEIPTS, "received") => (
+            AckKind::Receipt,
+            Received::try_from(child.clone()).ok().map(|r| r.id),
+        ),
+        (ns::CHAT_MARKERS, "displayed") => (
+            AckKind::Displayed,
+            Displayed::try_from(child.clone()).ok().map(|d| d.id.0),
+        ),
+        // Read by hand: xmpp-parsers 0.23 has no legacy <received/> or
+        // <acknowledged/> marker.
+        (ns::CHAT_MARKERS, "received") => {
+            (AckKind::ReceivedMarker, child.attr("id").map(str::to_owned))
+        }
+        (ns::CHAT_MARKERS, "acknowledged") => {
+            (AckKind::Acknowledged, child.attr("id").map(str::to_owned))
+        }
+        _ => return None,
+    };
+    Some((kind, id.filter(|id| !id.is_empty())))
+}
+
 fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomRequest {
     let type_ = stanza.attr("type");
     let refuse = |condition: DefinedCondition, text: &str| RoomRequest::Refused {
@@ -321,22 +349,16 @@ fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomReque
             let bodies: Vec<&Element> = stanza.children().filter(|c| c.name() == "body").collect();
             if bodies.is_empty() {
                 for child in stanza.children() {
-                    let kind = match (child.ns().as_str(), child.name()) {
-                        (ns::CHAT_MARKERS, "received") => AckKind::ReceivedMarker,
-                        (ns::CHAT_MARKERS, "displayed") => AckKind::Displayed,
-                        (ns::CHAT_MARKERS, "acknowledged") => AckKind::Acknowledged,
-                        // XEP-0184 §5.3: no receipts in groupchat.
-                        (ns::RECEIPTS, "received") => {
-                            return RoomRequest::Ignored("receipt in groupchat");
-                        }
-                        _ => continue,
+                    let Some((kind, id)) = ack_payload(child) else {
+                        continue;
                     };
-                    return match child.attr("id") {
-                        Some(id) if !id.is_empty() => RoomRequest::Marker {
-                            kind,
-                            id: id.to_owned(),
-                        },
-                        _ => refuse(
+                    if kind == AckKind::Receipt {
+                        // XEP-0184 §5.3: no receipts in groupchat.
+                        return RoomRequest::Ignored("receipt in groupchat");
+                    }
+                    return match id {
+                        Some(id) => RoomRequest::Marker { kind, id },
+                        None => refuse(
                             DefinedCondition::BadRequest,
                             "marker without the id of the message it names",
                         ),
@@ -361,7 +383,7 @@ fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomReque
                     && stanza
                         .children()
                         .next()
-                        .is_some_and(|q| q.is("ping", ns::PING)),
+                        .is_some_and(|q| Ping::try_from(q.clone()).is_ok()),
             },
             (Some("get"), None) => match stanza.children().next() {
                 Some(q) if q.is("query", ns::DISCO_INFO) => RoomRequest::DiscoInfo,
@@ -444,7 +466,7 @@ fn classify_service_iq(iq: &Element, from: Jid, own: &str) -> Incoming {
             conversation: payload.attr("conversation").map(str::to_owned),
             id: payload.attr("id").map(str::to_owned),
         },
-        (ns::PING, "ping", true) => ServiceRequest::Ping,
+        (ns::PING, "ping", true) if Ping::try_from(payload.clone()).is_ok() => ServiceRequest::Ping,
         _ => ServiceRequest::Unsupported,
     };
     Incoming::ServiceIq { from, request }
@@ -475,20 +497,12 @@ fn classify_message(msg: &Element, route: Route, own: &str) -> Incoming {
     let has_body = !bodies.is_empty();
     if !has_body {
         for child in msg.children() {
-            let kind = match (child.ns().as_str(), child.name()) {
-                (ns::RECEIPTS, "received") => AckKind::Receipt,
-                (ns::CHAT_MARKERS, "received") => AckKind::ReceivedMarker,
-                (ns::CHAT_MARKERS, "displayed") => AckKind::Displayed,
-                (ns::CHAT_MARKERS, "acknowledged") => AckKind::Acknowledged,
-                _ => continue,
+            let Some((kind, id)) = ack_payload(child) else {
+                continue;
             };
-            return match child.attr("id") {
-                Some(id) if !id.is_empty() => Incoming::Ack {
-                    route,
-                    kind,
-                    id: id.to_owned(),
-                },
-                _ => invalid(
+            return match id {
+                Some(id) => Incoming::Ack { route, kind, id },
+                None => invalid(
                     msg,
                     own,
                     format!(
@@ -607,6 +621,47 @@ mod tests {
                 }
                 other => panic!("{payload}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn receipts_and_markers_name_their_message() {
+        for (payload, kind) in [
+            (
+                "<received xmlns='urn:xmpp:receipts' id='m7'/>",
+                AckKind::Receipt,
+            ),
+            (
+                "<received xmlns='urn:xmpp:chat-markers:0' id='m7'/>",
+                AckKind::ReceivedMarker,
+            ),
+            (
+                "<displayed xmlns='urn:xmpp:chat-markers:0' id='m7'/>",
+                AckKind::Displayed,
+            ),
+            (
+                "<acknowledged xmlns='urn:xmpp:chat-markers:0' id='m7'/>",
+                AckKind::Acknowledged,
+            ),
+        ] {
+            let m = parse(&format!(
+                "<message from='bob@localhost/b' to='alice\\40localhost@chat.localhost'>{payload}</message>"
+            ));
+            let Incoming::Ack { kind: k, id, .. } = classify(&m, &addrs()) else {
+                panic!("{payload} not read as an ack")
+            };
+            assert_eq!((k, id.as_str()), (kind, "m7"), "{payload}");
+            let empty = parse(&format!(
+                "<message from='bob@localhost/b' to='alice\\40localhost@chat.localhost'>{}</message>",
+                payload.replace("m7", "")
+            ));
+            assert!(
+                matches!(
+                    classify(&empty, &addrs()),
+                    Incoming::Invalid { reply: Some(_), .. }
+                ),
+                "{payload} with an empty id accepted"
+            );
         }
     }
 
