@@ -13,6 +13,7 @@ use sha1::{Digest, Sha1};
 use tracing::{debug, info};
 use xmpp_parsers::displayed_markers::Markable;
 use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::message::{Id, Lang, Message};
 use xmpp_parsers::muc::user::{Affiliation, Item, Role, Status};
 use xmpp_parsers::occupant_id::OccupantId;
 use xmpp_parsers::stanza_id::StanzaId;
@@ -374,6 +375,15 @@ fn muc_user(jid: Option<&Jid>, role: Role, codes: &[Status]) -> Element {
     x
 }
 
+/// The empty subject that ends a join (XEP-0045 §7.2.15).
+fn subject_message(room: &BareJid, id: &str, to: &Jid) -> Element {
+    let mut subject = Message::groupchat(to.clone());
+    subject.from = Some(room.clone().into());
+    subject.id = Some(Id(id.to_owned()));
+    subject.subjects.insert(Lang::default(), String::new());
+    subject.into()
+}
+
 /// An occupant's presence as the room shows it: the client's own payloads
 /// (show, status, caps), the room's additions, from `room/nick`.
 fn occupant_presence(
@@ -572,17 +582,7 @@ fn join(
         ));
         out.push(addressed(msg, from));
     }
-    let mut subject = element(
-        "message",
-        ns::COMPONENT,
-        &[
-            ("type", "groupchat"),
-            ("from", &room_s),
-            ("id", &tm.local_id()),
-        ],
-    );
-    subject.append_child(Element::bare("subject", ns::COMPONENT));
-    out.push(addressed(subject, from));
+    out.push(subject_message(room, &tm.local_id(), from));
     info!(room = %room_s, %nick, "joined");
     Ok(out)
 }
@@ -738,6 +738,7 @@ fn all_read_notices(tm: &mut Tidemark, room: &str, from: Seq, upto: Seq, now: Mi
     let mut out = Vec::with_capacity(latest.len());
     for (sender, m) in latest {
         let id = tm.local_id();
+        // Hand-built: <all-read/> is tidemark's own (urn:tidemark:status:0).
         let mut notice = element(
             "message",
             ns::COMPONENT,
@@ -1076,6 +1077,21 @@ pub fn status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_subject_ending_a_join_is_empty_and_without_lang() {
+        let room = BareJid::new("team@rooms.localhost").unwrap();
+        let to = Jid::new("alice@localhost/a").unwrap();
+        // As it goes on the wire: 0.23 writes <subject></subject>, the same
+        // XML as the <subject/> sent before.
+        let m: Element = String::from(&subject_message(&room, "tm-9", &to))
+            .parse()
+            .unwrap();
+        let expected: Element = "<message xmlns='jabber:component:accept' type='groupchat' from='team@rooms.localhost' id='tm-9' to='alice@localhost/a'><subject/></message>"
+            .parse()
+            .unwrap();
+        assert_eq!(m, expected, "{}", String::from(&m));
+    }
 
     #[test]
     fn muc_user_has_the_item_then_the_status_codes() {
