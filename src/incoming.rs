@@ -4,10 +4,13 @@
 //! error reply the protocol wants (if any).
 
 use minidom::Element;
+use xmpp_parsers::displayed_markers::Displayed;
 use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::ping::Ping;
+use xmpp_parsers::receipts::Received;
 
 use crate::address::Addresses;
-use crate::stanza::{ErrorType, error_reply, jid_attr, ns};
+use crate::stanza::{DefinedCondition, ErrorType, error_reply, jid_attr, ns};
 
 /// A stanza between a real user and a tracked address: `from` is the real
 /// sender, `to` the real contact the tracked address stands for (resources
@@ -162,7 +165,7 @@ pub enum Incoming {
     },
 }
 
-fn invalid(stanza: &Element, own: &str, reason: String, condition: &str) -> Incoming {
+fn invalid(stanza: &Element, own: &str, reason: String, condition: DefinedCondition) -> Incoming {
     // RFC 6120 §8.3.1: never answer an error with an error; presence errors
     // are not worth a reply either.
     let reply = match (stanza.name(), stanza.attr("type")) {
@@ -190,13 +193,13 @@ fn untrackable(stanza: &Element, own: &str, reason: String) -> Incoming {
                 stanza,
                 own,
                 ErrorType::Modify,
-                "jid-malformed",
+                DefinedCondition::JidMalformed,
                 &reason,
             )),
             reason,
         };
     }
-    invalid(stanza, own, reason, "jid-malformed")
+    invalid(stanza, own, reason, DefinedCondition::JidMalformed)
 }
 
 pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
@@ -209,7 +212,7 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
         .to_owned();
     let from = match jid_attr(stanza, "from") {
         Some(Ok(j)) => j,
-        Some(Err(e)) => return invalid(stanza, &own, e, "jid-malformed"),
+        Some(Err(e)) => return invalid(stanza, &own, e, DefinedCondition::JidMalformed),
         None => {
             return Incoming::Invalid {
                 reason: "stanza without from".into(),
@@ -219,7 +222,7 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
     };
     let to = match jid_attr(stanza, "to") {
         Some(Ok(j)) => j,
-        Some(Err(e)) => return invalid(stanza, &own, e, "jid-malformed"),
+        Some(Err(e)) => return invalid(stanza, &own, e, DefinedCondition::JidMalformed),
         None => return Incoming::Ignored("stanza without to"),
     };
     if addrs.is_ours(&from) {
@@ -236,7 +239,7 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
                 stanza,
                 &own,
                 "this service takes no messages; write to a contact's tracked address (user\\40domain@this-service)".into(),
-                "service-unavailable",
+                DefinedCondition::ServiceUnavailable,
             ),
             _ => Incoming::Ignored("presence to the service"),
         };
@@ -253,7 +256,7 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
 
     let contact = match addrs.contact_of(&to) {
         Ok(c) => c,
-        Err(e) => return invalid(stanza, &own, e.to_string(), "item-not-found"),
+        Err(e) => return invalid(stanza, &own, e.to_string(), DefinedCondition::ItemNotFound),
     };
     // XEP-0106 makes a node longer than the JID it escapes: a sender whose
     // tracked address would be over RFC 7622's limits gets a clear error,
@@ -283,9 +286,34 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
     }
 }
 
+/// A receipt or marker payload: its kind and the id of the message it names
+/// (None when it names none).
+fn ack_payload(child: &Element) -> Option<(AckKind, Option<String>)> {
+    let (kind, id) = match (child.ns().as_str(), child.name()) {
+        (ns::RECEIPTS, "received") => (
+            AckKind::Receipt,
+            Received::try_from(child.clone()).ok().map(|r| r.id),
+        ),
+        (ns::CHAT_MARKERS, "displayed") => (
+            AckKind::Displayed,
+            Displayed::try_from(child.clone()).ok().map(|d| d.id.0),
+        ),
+        // Read by hand: xmpp-parsers 0.23 has no legacy <received/> or
+        // <acknowledged/> marker.
+        (ns::CHAT_MARKERS, "received") => {
+            (AckKind::ReceivedMarker, child.attr("id").map(str::to_owned))
+        }
+        (ns::CHAT_MARKERS, "acknowledged") => {
+            (AckKind::Acknowledged, child.attr("id").map(str::to_owned))
+        }
+        _ => return None,
+    };
+    Some((kind, id.filter(|id| !id.is_empty())))
+}
+
 fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomRequest {
     let type_ = stanza.attr("type");
-    let refuse = |condition: &str, text: &str| RoomRequest::Refused {
+    let refuse = |condition: DefinedCondition, text: &str| RoomRequest::Refused {
         reply: match type_ {
             Some("error") | Some("result") => None,
             _ => Some(error_reply(stanza, own, ErrorType::Cancel, condition, text)),
@@ -303,7 +331,7 @@ fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomReque
                 available: false,
             },
             (None, None) => refuse(
-                "jid-malformed",
+                DefinedCondition::JidMalformed,
                 "join a room as room@service/nickname (XEP-0045 §7.2.1)",
             ),
             _ => RoomRequest::Ignored("presence to a room that is not a join or leave"),
@@ -314,30 +342,24 @@ fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomReque
             }
             if nick.is_some() || type_ != Some("groupchat") {
                 return refuse(
-                    "not-acceptable",
+                    DefinedCondition::NotAcceptable,
                     "this room takes groupchat messages only; private messages are not supported",
                 );
             }
             let bodies: Vec<&Element> = stanza.children().filter(|c| c.name() == "body").collect();
             if bodies.is_empty() {
                 for child in stanza.children() {
-                    let kind = match (child.ns().as_str(), child.name()) {
-                        (ns::CHAT_MARKERS, "received") => AckKind::ReceivedMarker,
-                        (ns::CHAT_MARKERS, "displayed") => AckKind::Displayed,
-                        (ns::CHAT_MARKERS, "acknowledged") => AckKind::Acknowledged,
-                        // XEP-0184 §5.3: no receipts in groupchat.
-                        (ns::RECEIPTS, "received") => {
-                            return RoomRequest::Ignored("receipt in groupchat");
-                        }
-                        _ => continue,
+                    let Some((kind, id)) = ack_payload(child) else {
+                        continue;
                     };
-                    return match child.attr("id") {
-                        Some(id) if !id.is_empty() => RoomRequest::Marker {
-                            kind,
-                            id: id.to_owned(),
-                        },
-                        _ => refuse(
-                            "bad-request",
+                    if kind == AckKind::Receipt {
+                        // XEP-0184 §5.3: no receipts in groupchat.
+                        return RoomRequest::Ignored("receipt in groupchat");
+                    }
+                    return match id {
+                        Some(id) => RoomRequest::Marker { kind, id },
+                        None => refuse(
+                            DefinedCondition::BadRequest,
                             "marker without the id of the message it names",
                         ),
                     };
@@ -361,14 +383,20 @@ fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomReque
                     && stanza
                         .children()
                         .next()
-                        .is_some_and(|q| q.is("ping", ns::PING)),
+                        .is_some_and(|q| Ping::try_from(q.clone()).is_ok()),
             },
             (Some("get"), None) => match stanza.children().next() {
                 Some(q) if q.is("query", ns::DISCO_INFO) => RoomRequest::DiscoInfo,
                 Some(q) if q.is("query", ns::DISCO_ITEMS) => RoomRequest::DiscoItems,
-                _ => refuse("service-unavailable", "the room does not answer that query"),
+                _ => refuse(
+                    DefinedCondition::ServiceUnavailable,
+                    "the room does not answer that query",
+                ),
             },
-            _ => refuse("service-unavailable", "the room does not answer that query"),
+            _ => refuse(
+                DefinedCondition::ServiceUnavailable,
+                "the room does not answer that query",
+            ),
         },
         _ => RoomRequest::Ignored("unknown element to a room"),
     }
@@ -384,12 +412,17 @@ fn classify_service_iq(iq: &Element, from: Jid, own: &str) -> Incoming {
                 iq,
                 own,
                 "iq type must be get, set, result or error".into(),
-                "bad-request",
+                DefinedCondition::BadRequest,
             );
         }
     }
     if iq.attr("id").is_none() {
-        return invalid(iq, own, "iq without id".into(), "bad-request");
+        return invalid(
+            iq,
+            own,
+            "iq without id".into(),
+            DefinedCondition::BadRequest,
+        );
     }
     let mut children = iq.children();
     let Some(payload) = children.next() else {
@@ -397,7 +430,7 @@ fn classify_service_iq(iq: &Element, from: Jid, own: &str) -> Incoming {
             iq,
             own,
             "iq request without a payload".into(),
-            "bad-request",
+            DefinedCondition::BadRequest,
         );
     };
     if children.next().is_some() {
@@ -405,7 +438,7 @@ fn classify_service_iq(iq: &Element, from: Jid, own: &str) -> Incoming {
             iq,
             own,
             "iq request with more than one payload".into(),
-            "bad-request",
+            DefinedCondition::BadRequest,
         );
     }
     let get = type_ == Some("get");
@@ -433,7 +466,7 @@ fn classify_service_iq(iq: &Element, from: Jid, own: &str) -> Incoming {
             conversation: payload.attr("conversation").map(str::to_owned),
             id: payload.attr("id").map(str::to_owned),
         },
-        (ns::PING, "ping", true) => ServiceRequest::Ping,
+        (ns::PING, "ping", true) if Ping::try_from(payload.clone()).is_ok() => ServiceRequest::Ping,
         _ => ServiceRequest::Unsupported,
     };
     Incoming::ServiceIq { from, request }
@@ -447,7 +480,7 @@ fn classify_message(msg: &Element, route: Route, own: &str) -> Incoming {
                 msg,
                 own,
                 "groupchat messages go to a room, not to a contact".into(),
-                "bad-request",
+                DefinedCondition::BadRequest,
             );
         }
         None | Some("chat") | Some("normal") | Some("headline") => {}
@@ -456,7 +489,7 @@ fn classify_message(msg: &Element, route: Route, own: &str) -> Incoming {
                 msg,
                 own,
                 format!("unknown message type {other:?}"),
-                "bad-request",
+                DefinedCondition::BadRequest,
             );
         }
     }
@@ -464,27 +497,19 @@ fn classify_message(msg: &Element, route: Route, own: &str) -> Incoming {
     let has_body = !bodies.is_empty();
     if !has_body {
         for child in msg.children() {
-            let kind = match (child.ns().as_str(), child.name()) {
-                (ns::RECEIPTS, "received") => AckKind::Receipt,
-                (ns::CHAT_MARKERS, "received") => AckKind::ReceivedMarker,
-                (ns::CHAT_MARKERS, "displayed") => AckKind::Displayed,
-                (ns::CHAT_MARKERS, "acknowledged") => AckKind::Acknowledged,
-                _ => continue,
+            let Some((kind, id)) = ack_payload(child) else {
+                continue;
             };
-            return match child.attr("id") {
-                Some(id) if !id.is_empty() => Incoming::Ack {
-                    route,
-                    kind,
-                    id: id.to_owned(),
-                },
-                _ => invalid(
+            return match id {
+                Some(id) => Incoming::Ack { route, kind, id },
+                None => invalid(
                     msg,
                     own,
                     format!(
                         "<{}/> without the id of the message it acknowledges",
                         child.name()
                     ),
-                    "bad-request",
+                    DefinedCondition::BadRequest,
                 ),
             };
         }
@@ -596,6 +621,47 @@ mod tests {
                 }
                 other => panic!("{payload}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn receipts_and_markers_name_their_message() {
+        for (payload, kind) in [
+            (
+                "<received xmlns='urn:xmpp:receipts' id='m7'/>",
+                AckKind::Receipt,
+            ),
+            (
+                "<received xmlns='urn:xmpp:chat-markers:0' id='m7'/>",
+                AckKind::ReceivedMarker,
+            ),
+            (
+                "<displayed xmlns='urn:xmpp:chat-markers:0' id='m7'/>",
+                AckKind::Displayed,
+            ),
+            (
+                "<acknowledged xmlns='urn:xmpp:chat-markers:0' id='m7'/>",
+                AckKind::Acknowledged,
+            ),
+        ] {
+            let m = parse(&format!(
+                "<message from='bob@localhost/b' to='alice\\40localhost@chat.localhost'>{payload}</message>"
+            ));
+            let Incoming::Ack { kind: k, id, .. } = classify(&m, &addrs()) else {
+                panic!("{payload} not read as an ack")
+            };
+            assert_eq!((k, id.as_str()), (kind, "m7"), "{payload}");
+            let empty = parse(&format!(
+                "<message from='bob@localhost/b' to='alice\\40localhost@chat.localhost'>{}</message>",
+                payload.replace("m7", "")
+            ));
+            assert!(
+                matches!(
+                    classify(&empty, &addrs()),
+                    Incoming::Invalid { reply: Some(_), .. }
+                ),
+                "{payload} with an empty id accepted"
+            );
         }
     }
 

@@ -17,7 +17,7 @@ use crate::metrics::{METRICS, Refusal};
 use crate::presence::{self, PresenceBook};
 use crate::query;
 use crate::rate_limit::RateLimiter;
-use crate::stanza::{ErrorType, error_reply, set_attr};
+use crate::stanza::{DefinedCondition, ErrorType, error_reply, set_attr};
 use crate::store::retention::Retention;
 use crate::store::{Millis, Store, StoreError};
 
@@ -89,7 +89,7 @@ impl Tidemark {
                         stanza,
                         self.own_address(stanza),
                         ErrorType::Wait,
-                        "internal-server-error",
+                        DefinedCondition::InternalServerError,
                         "the message status store failed; try again later",
                     )],
                 }
@@ -134,7 +134,7 @@ impl Tidemark {
             stanza,
             self.own_address(stanza),
             ErrorType::Wait,
-            "resource-constraint",
+            DefinedCondition::ResourceConstraint,
             &format!(
                 "you are sending faster than limits.rate_per_second ({} a second, bursts of {}); this stanza was not processed, slow down and try again",
                 limits.rate_per_second, limits.rate_burst
@@ -165,7 +165,7 @@ impl Tidemark {
                 stanza,
                 stanza.attr("to").unwrap_or_default(),
                 ErrorType::Cancel,
-                "service-unavailable",
+                DefinedCondition::ServiceUnavailable,
                 "tracked addresses answer no queries; ask the service's domain",
             )]),
             Incoming::IqResponse => Ok(vec![]),

@@ -2,6 +2,8 @@
 //! errors and XEP-0082 times. Feature modules build stanzas with these.
 
 use minidom::Element;
+use xmpp_parsers::date::DateTime;
+use xmpp_parsers::disco::DiscoItemsResult;
 use xmpp_parsers::jid::Jid;
 
 use crate::store::Millis;
@@ -56,41 +58,67 @@ pub fn jid_attr(el: &Element, name: &str) -> Option<Result<Jid, String>> {
         .map(|v| Jid::new(v).map_err(|e| format!("invalid {name} {v:?}: {e}")))
 }
 
-/// Error types of RFC 6120 §8.3.2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorType {
-    Cancel,
-    Modify,
-    Auth,
-    Wait,
+pub use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+
+/// A defined condition given either typed or by its element name.
+pub trait IntoCondition {
+    fn into_condition(self) -> DefinedCondition;
 }
 
-impl ErrorType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorType::Cancel => "cancel",
-            ErrorType::Modify => "modify",
-            ErrorType::Auth => "auth",
-            ErrorType::Wait => "wait",
-        }
+impl IntoCondition for DefinedCondition {
+    fn into_condition(self) -> DefinedCondition {
+        self
     }
+}
+
+/// For src/component and src/wire, which still name conditions as strings;
+/// a name RFC 6120 does not define is `undefined-condition`.
+impl IntoCondition for &str {
+    fn into_condition(self) -> DefinedCondition {
+        rxml::NcName::try_from(self)
+            .ok()
+            .and_then(|_| DefinedCondition::try_from(Element::bare(self, ns::STANZAS)).ok())
+            .unwrap_or(DefinedCondition::UndefinedCondition)
+    }
+}
+
+/// The element name of a defined condition (`item-not-found`, ...), as
+/// recorded with a failed message.
+pub fn condition_name(condition: &DefinedCondition) -> String {
+    Element::from(condition.clone()).name().to_owned()
+}
+
+/// A stanza error with an English text (RFC 6120 §8.3).
+pub fn stanza_error(
+    type_: ErrorType,
+    condition: impl IntoCondition,
+    text: impl Into<String>,
+) -> StanzaError {
+    StanzaError::new(type_, condition.into_condition(), "en", text)
 }
 
 /// The `<error/>` child: a defined condition and a human-readable text.
-pub fn error_element(type_: ErrorType, condition: &str, text: &str, by: Option<&str>) -> Element {
-    let mut err = element("error", ns::COMPONENT, &[("type", type_.as_str())]);
-    if let Some(by) = by {
-        set_attr(&mut err, "by", by);
+pub fn error_element(
+    type_: ErrorType,
+    condition: impl IntoCondition,
+    text: &str,
+    by: Option<&str>,
+) -> Element {
+    error_child(stanza_error(type_, condition, text), by)
+}
+
+/// `error` as the child of a reply sent from `by`.
+fn error_child(mut error: StanzaError, by: Option<&str>) -> Element {
+    // `by` must read exactly as the reply's `from`; a value stringprep would
+    // rewrite (or no JID at all) is kept as given.
+    let typed_by = by.and_then(|b| Jid::new(b).ok().filter(|j| j.as_str() == b));
+    let raw_by = by.filter(|_| typed_by.is_none());
+    error.by = typed_by;
+    let mut el = Element::from(error);
+    if let Some(by) = raw_by {
+        set_attr(&mut el, "by", by);
     }
-    err.append_child(Element::bare(condition, ns::STANZAS));
-    let mut t = with_text(Element::bare("text", ns::STANZAS), text);
-    t.attrs_mut().insert(
-        rxml::Namespace::from(ns::XML),
-        rxml::NcName::try_from("lang").expect("static"),
-        "en".into(),
-    );
-    err.append_child(t);
-    err
+    el
 }
 
 /// An error reply to `original` (RFC 6120 §8.3.1): same kind and id, from and
@@ -99,9 +127,14 @@ pub fn error_reply(
     original: &Element,
     from: &str,
     type_: ErrorType,
-    condition: &str,
+    condition: impl IntoCondition,
     text: &str,
 ) -> Element {
+    reply_with_error(original, from, stanza_error(type_, condition, text))
+}
+
+/// [`error_reply`] for an error built elsewhere.
+pub fn reply_with_error(original: &Element, from: &str, error: StanzaError) -> Element {
     let mut reply = Element::bare(original.name(), ns::COMPONENT);
     set_attr(&mut reply, "type", "error");
     set_attr(&mut reply, "from", from);
@@ -111,33 +144,40 @@ pub fn error_reply(
     if let Some(id) = original.attr("id") {
         set_attr(&mut reply, "id", id);
     }
-    reply.append_child(error_element(type_, condition, text, Some(from)));
+    reply.append_child(error_child(error, Some(from)));
     reply
 }
 
-/// The defined condition and text of an `<error/>` child, as received.
+/// The defined condition name and text of an `<error/>` child, as received;
+/// `undefined-condition` for an error that is no valid RFC 6120 error.
 pub fn read_error(stanza: &Element) -> (String, String) {
-    let Some(err) = stanza.children().find(|c| c.name() == "error") else {
+    let error = stanza
+        .get_child("error", ns::COMPONENT)
+        .and_then(|e| StanzaError::try_from(e.clone()).ok());
+    let Some(error) = error else {
         return ("undefined-condition".into(), String::new());
     };
-    let condition = err
-        .children()
-        .find(|c| c.ns() == ns::STANZAS && c.name() != "text")
-        .map(|c| c.name().to_owned())
-        .unwrap_or_else(|| "undefined-condition".into());
-    let text = err
-        .children()
-        .find(|c| c.is("text", ns::STANZAS))
-        .map(|c| c.text())
+    let text = error
+        .texts
+        .get("en")
+        .or_else(|| error.texts.values().next())
+        .cloned()
         .unwrap_or_default();
-    (condition, text)
+    (condition_name(&error.defined_condition), text)
 }
 
-/// XEP-0082 date-time in UTC with milliseconds.
-pub fn xep0082(ms: Millis) -> String {
-    let t = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
+/// The XEP-0082 date-time of a store time.
+pub fn date_time(ms: Millis) -> DateTime {
+    let utc = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
         .unwrap_or(chrono::DateTime::<chrono::Utc>::UNIX_EPOCH);
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    DateTime(utc.fixed_offset())
+}
+
+/// XEP-0082 date-time in UTC with milliseconds. Not `DateTime`'s own text,
+/// which is RFC 3339 with `+00:00` and only the fraction digits needed:
+/// every time tidemark has sent reads `...T11:06:40.123Z`.
+pub fn xep0082(ms: Millis) -> String {
+    date_time(ms).format("%Y-%m-%dT%H:%M:%S%.3fZ")
 }
 
 pub fn now_millis() -> Millis {
@@ -145,6 +185,16 @@ pub fn now_millis() -> Millis {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as Millis)
         .unwrap_or(0)
+}
+
+/// An empty disco#items answer (XEP-0030 §4.2): nothing listed here.
+pub fn no_disco_items() -> Element {
+    DiscoItemsResult {
+        node: None,
+        items: vec![],
+        rsm: None,
+    }
+    .into()
 }
 
 /// Serialises an element to a string (for storage and size checks).
@@ -181,7 +231,68 @@ mod tests {
     }
 
     #[test]
+    fn error_reply_is_the_rfc6120_error_we_always_sent() {
+        let msg: Element = "<message xmlns='jabber:component:accept' from='alice@localhost/a' to='Bob\\40localhost@chat.localhost' id='m1'/>"
+            .parse()
+            .unwrap();
+        for by in [
+            "bob\\40localhost@chat.localhost",
+            "Bob\\40localhost@chat.localhost",
+        ] {
+            let reply = error_reply(
+                &msg,
+                by,
+                ErrorType::Wait,
+                DefinedCondition::ResourceConstraint,
+                "later",
+            );
+            let expected: Element = format!(
+                "<message xmlns='jabber:component:accept' type='error' from='{by}' to='alice@localhost/a' id='m1'>\
+                 <error type='wait' by='{by}'>\
+                 <resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
+                 <text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>later</text>\
+                 </error></message>"
+            )
+            .parse()
+            .unwrap();
+            assert_eq!(reply, expected, "{}", String::from(&reply));
+        }
+    }
+
+    #[test]
+    fn conditions_named_by_string_are_the_typed_ones() {
+        assert_eq!(
+            "policy-violation".into_condition(),
+            DefinedCondition::PolicyViolation
+        );
+        assert_eq!(
+            "no such condition".into_condition(),
+            DefinedCondition::UndefinedCondition
+        );
+        assert_eq!(
+            condition_name(&DefinedCondition::InternalServerError),
+            "internal-server-error"
+        );
+    }
+
+    #[test]
+    fn an_error_that_is_no_rfc6120_error_reads_as_undefined() {
+        let bounce: Element = "<message xmlns='jabber:component:accept' type='error'><error><gone xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            read_error(&bounce),
+            ("undefined-condition".into(), String::new())
+        );
+    }
+
+    #[test]
     fn times_are_xep0082_utc() {
         assert_eq!(xep0082(1_795_000_000_123), "2026-11-18T11:06:40.123Z");
+        assert_eq!(xep0082(1_795_000_000_000), "2026-11-18T11:06:40.000Z");
+        assert_eq!(
+            "2026-11-18T11:06:40.123Z".parse::<DateTime>().unwrap(),
+            date_time(1_795_000_000_123)
+        );
     }
 }

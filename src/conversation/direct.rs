@@ -12,7 +12,10 @@ use crate::incoming::{AckKind, Chat, Route};
 use crate::metrics::{METRICS, Refusal};
 use crate::presence::{self, Gate};
 use crate::service::Tidemark;
-use crate::stanza::{ErrorType, element, error_reply, ns, read_error, set_attr, to_string};
+use crate::stanza::{
+    DefinedCondition, ErrorType, condition_name, element, error_reply, ns, read_error, set_attr,
+    to_string,
+};
 use crate::status::acks::{Evidence, ack_message, payloads_for_sender, request_acks};
 use crate::store::{ConversationKey, Failure, MessageRecord, Millis, StoreError};
 
@@ -79,7 +82,7 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
             stanza,
             &tracked_recipient,
             ErrorType::Modify,
-            "policy-violation",
+            DefinedCondition::PolicyViolation,
             &format!(
                 "the message body is {} bytes; this service accepts at most {limit} bytes",
                 chat.body_bytes
@@ -110,10 +113,10 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
         queued: false,
     };
 
-    let refuse = |record: &mut MessageRecord, type_, condition: &str, text: String| {
+    let refuse = |record: &mut MessageRecord, type_, condition: DefinedCondition, text: String| {
         record.failed = Some(Failure {
             at: now,
-            condition: condition.to_owned(),
+            condition: condition_name(&condition),
             text: text.clone(),
         });
         error_reply(stanza, &tracked_recipient, type_, condition, &text)
@@ -133,7 +136,7 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
             vec![refuse(
                 &mut record,
                 ErrorType::Cancel,
-                "service-unavailable",
+                DefinedCondition::ServiceUnavailable,
                 text,
             )]
         }
@@ -143,7 +146,7 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
                 vec![refuse(
                     &mut record,
                     ErrorType::Cancel,
-                    "recipient-unavailable",
+                    DefinedCondition::RecipientUnavailable,
                     text,
                 )]
             }
@@ -156,7 +159,7 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
                     vec![refuse(
                         &mut record,
                         ErrorType::Wait,
-                        "resource-constraint",
+                        DefinedCondition::ResourceConstraint,
                         text,
                     )]
                 } else {
@@ -219,7 +222,7 @@ fn wait_for_presence(
             stanza,
             tracked_recipient,
             ErrorType::Wait,
-            "resource-constraint",
+            DefinedCondition::ResourceConstraint,
             &format!(
                 "tidemark has just reconnected and {max} messages already wait for their recipients' presence (limits.max_waiting_for_presence); the message was not processed, send it again in a few seconds"
             ),
@@ -294,9 +297,8 @@ fn send_ack(
     if payloads.is_empty() {
         return vec![];
     }
-    let from = route.tracked_from.to_string();
     let id = tm.local_id();
-    vec![ack_message(&from, route.to.as_str(), &id, payloads)]
+    vec![ack_message(&route.tracked_from, &route.to, &id, payloads)]
 }
 
 /// An error from the contact's side (their server or client) for a message:

@@ -11,14 +11,20 @@ use std::collections::{BTreeMap, HashMap};
 use minidom::Element;
 use sha1::{Digest, Sha1};
 use tracing::{debug, info};
+use xmpp_parsers::displayed_markers::Markable;
 use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::message::{Id, Lang, Message};
+use xmpp_parsers::muc::user::{Affiliation, Item, Role, Status};
+use xmpp_parsers::occupant_id::OccupantId;
+use xmpp_parsers::stanza_id::StanzaId;
 
 use crate::config::RoomCreators;
 use crate::incoming::{AckKind, RoomRequest};
 use crate::metrics::{METRICS, Refusal};
 use crate::service::Tidemark;
 use crate::stanza::{
-    ErrorType, element, error_reply, ns, remove_attr, set_attr, to_string, xep0082,
+    DefinedCondition, ErrorType, StanzaError, element, error_reply, ns, remove_attr, set_attr,
+    stanza_error, to_string, xep0082,
 };
 use crate::store::{ConversationKey, Membership, Millis, RoomMessage, RoomRecord, Seq, StoreError};
 
@@ -236,7 +242,7 @@ pub fn handle(
         RoomRequest::DiscoInfo => disco_info(tm, stanza, room),
         RoomRequest::DiscoItems => {
             let mut r = iq_result(stanza, room.as_str());
-            r.append_child(Element::bare("query", ns::DISCO_ITEMS));
+            r.append_child(crate::stanza::no_disco_items());
             Ok(vec![r])
         }
         RoomRequest::OccupantIq { nick, self_ping } => {
@@ -270,7 +276,7 @@ fn occupant_iq(
             iq,
             &to,
             ErrorType::Cancel,
-            "not-acceptable",
+            DefinedCondition::NotAcceptable,
             "you are not in this room; join it again",
         ),
         Some(own) if self_ping && own == nick => iq_result(iq, &to),
@@ -278,7 +284,7 @@ fn occupant_iq(
             iq,
             &to,
             ErrorType::Cancel,
-            "service-unavailable",
+            DefinedCondition::ServiceUnavailable,
             "queries to occupants are not forwarded",
         ),
     }
@@ -301,10 +307,12 @@ fn disco_info(tm: &Tidemark, iq: &Element, room: &BareJid) -> Out {
             iq,
             room.as_str(),
             ErrorType::Cancel,
-            "item-not-found",
+            DefinedCondition::ItemNotFound,
             "no such room",
         )]);
     };
+    // Hand-built: 0.23's DiscoInfoResult keeps features sorted, and clients
+    // and xep/groups.md have always had them in this order.
     let mut q = Element::bare("query", ns::DISCO_INFO);
     let name = room
         .node()
@@ -343,21 +351,37 @@ fn disco_info(tm: &Tidemark, iq: &Element, room: &BareJid) -> Out {
 }
 
 /// `<x xmlns='muc#user'>` with the occupant's item and status codes.
-fn muc_user(jid: Option<&Jid>, role: &str, codes: &[&str]) -> Element {
-    let mut x = Element::bare("x", MUC_USER);
-    let mut item = element(
-        "item",
-        MUC_USER,
-        &[("affiliation", "member"), ("role", role)],
-    );
-    if let Some(jid) = jid {
-        set_attr(&mut item, "jid", jid.to_string());
+fn muc_user(jid: Option<&Jid>, role: Role, codes: &[Status]) -> Element {
+    let mut item = Item::new(Affiliation::Member, role.clone());
+    item.jid = jid.and_then(|j| j.clone().try_into_full().ok());
+    let mut item = Element::from(item);
+    // 0.23 leaves the default role out; a leaving occupant has always been
+    // shown role='none' (XEP-0045 §7.14).
+    if role == Role::None {
+        set_attr(&mut item, "role", "none");
     }
+    // A session address is always full; should a bare one come, it is still
+    // shown rather than dropped.
+    if let Some(bare) = jid.filter(|j| j.try_as_full().is_err()) {
+        set_attr(&mut item, "jid", bare.to_string());
+    }
+    // Assembled here rather than as a MucUser, which writes the status codes
+    // before the item: clients and xep/ have always had the item first.
+    let mut x = Element::bare("x", MUC_USER);
     x.append_child(item);
     for code in codes {
-        x.append_child(element("status", MUC_USER, &[("code", code)]));
+        x.append_child(code.clone().into());
     }
     x
+}
+
+/// The empty subject that ends a join (XEP-0045 §7.2.15).
+fn subject_message(room: &BareJid, id: &str, to: &Jid) -> Element {
+    let mut subject = Message::groupchat(to.clone());
+    subject.from = Some(room.clone().into());
+    subject.id = Some(Id(id.to_owned()));
+    subject.subjects.insert(Lang::default(), String::new());
+    subject.into()
 }
 
 /// An occupant's presence as the room shows it: the client's own payloads
@@ -384,12 +408,16 @@ fn occupant_presence(
             p.append_child(child.clone());
         }
     }
-    p.append_child(element(
-        "occupant-id",
-        OCCUPANT_ID,
-        &[("id", &occupant_id(tm, room, user))],
-    ));
+    p.append_child(occupant_id_element(tm, room, user));
     p
+}
+
+/// The XEP-0421 `<occupant-id/>` of `user` in `room`.
+fn occupant_id_element(tm: &Tidemark, room: &str, user: &str) -> Element {
+    OccupantId {
+        id: occupant_id(tm, room, user),
+    }
+    .into()
 }
 
 fn addressed(mut el: Element, to: &Jid) -> Element {
@@ -417,7 +445,7 @@ fn join(
                 stanza,
                 &own,
                 ErrorType::Modify,
-                "not-acceptable",
+                DefinedCondition::NotAcceptable,
                 "nickname changes are not supported; leave and join again",
             )]);
         }
@@ -431,12 +459,12 @@ fn join(
             .all_sessions()
             .map(|s| {
                 let mut p = p.clone();
-                let codes: &[&str] = if s.to_bare().as_str() == user {
-                    &["110"]
+                let codes: &[Status] = if s.to_bare().as_str() == user {
+                    &[Status::SelfPresence]
                 } else {
                     &[]
                 };
-                p.append_child(muc_user(first.as_ref(), "participant", codes));
+                p.append_child(muc_user(first.as_ref(), Role::Participant, codes));
                 addressed(p, s)
             })
             .collect());
@@ -450,7 +478,7 @@ fn join(
             stanza,
             &own,
             ErrorType::Cancel,
-            "conflict",
+            DefinedCondition::Conflict,
             "that nickname is in use in this room; choose another",
         )]);
     }
@@ -468,7 +496,7 @@ fn join(
                     stanza,
                     &own,
                     ErrorType::Auth,
-                    "registration-required",
+                    DefinedCondition::RegistrationRequired,
                     "this room's members are set by the administrator, and you are not one of them",
                 )]);
             }
@@ -508,14 +536,14 @@ fn join(
         let Ok(mut p) = o.presence.parse::<Element>() else {
             continue;
         };
-        p.append_child(muc_user(o.sessions.first(), "participant", &[]));
+        p.append_child(muc_user(o.sessions.first(), Role::Participant, &[]));
         out.push(addressed(p, from));
     }
     let new_nick = !live.occupants.contains_key(nick);
     if new_nick {
         for s in live.all_sessions() {
             let mut p = presence.clone();
-            p.append_child(muc_user(Some(from), "participant", &[]));
+            p.append_child(muc_user(Some(from), Role::Participant, &[]));
             out.push(addressed(p, s));
         }
     }
@@ -529,11 +557,11 @@ fn join(
         });
     occupant.sessions.push(from.clone());
     let mut own_presence = presence;
-    let mut codes = vec!["100", "110"];
+    let mut codes = vec![Status::NonAnonymousRoom, Status::SelfPresence];
     if created {
-        codes.push("201");
+        codes.push(Status::RoomHasBeenCreated);
     }
-    own_presence.append_child(muc_user(Some(from), "participant", &codes));
+    own_presence.append_child(muc_user(Some(from), Role::Participant, &codes));
     out.push(addressed(own_presence, from));
 
     // XEP-0045 §7.2.15: history with its original time, then the subject,
@@ -545,6 +573,8 @@ fn join(
         else {
             continue;
         };
+        // Hand-built: 0.23's Delay writes its stamp as `+00:00` without
+        // our milliseconds, and clients have always seen `...123Z` here.
         msg.append_child(element(
             "delay",
             DELAY,
@@ -552,17 +582,7 @@ fn join(
         ));
         out.push(addressed(msg, from));
     }
-    let mut subject = element(
-        "message",
-        ns::COMPONENT,
-        &[
-            ("type", "groupchat"),
-            ("from", &room_s),
-            ("id", &tm.local_id()),
-        ],
-    );
-    subject.append_child(Element::bare("subject", ns::COMPONENT));
-    out.push(addressed(subject, from));
+    out.push(subject_message(room, &tm.local_id(), from));
     info!(room = %room_s, %nick, "joined");
     Ok(out)
 }
@@ -596,7 +616,7 @@ fn may_not_create(
             stanza,
             own,
             ErrorType::Cancel,
-            "not-allowed",
+            DefinedCondition::NotAllowed,
             &text,
         )));
     }
@@ -608,7 +628,7 @@ fn may_not_create(
             stanza,
             own,
             ErrorType::Cancel,
-            "policy-violation",
+            DefinedCondition::PolicyViolation,
             &format!(
                 "you have created {max} rooms at {service}, the most groups.max_rooms_per_creator allows; join an existing room"
             ),
@@ -639,11 +659,11 @@ fn leave(tm: &mut Tidemark, stanza: &Element, from: &Jid, room: &BareJid) -> Vec
     if gone {
         for s in live.all_sessions() {
             let mut p = p.clone();
-            p.append_child(muc_user(Some(from), "none", &[]));
+            p.append_child(muc_user(Some(from), Role::None, &[]));
             out.push(addressed(p, s));
         }
     }
-    p.append_child(muc_user(Some(from), "none", &["110"]));
+    p.append_child(muc_user(Some(from), Role::None, &[Status::SelfPresence]));
     out.push(addressed(p, from));
     if live.occupants.is_empty() {
         tm.rooms.live.remove(room_s);
@@ -718,6 +738,7 @@ fn all_read_notices(tm: &mut Tidemark, room: &str, from: Seq, upto: Seq, now: Mi
     let mut out = Vec::with_capacity(latest.len());
     for (sender, m) in latest {
         let id = tm.local_id();
+        // Hand-built: <all-read/> is tidemark's own (urn:tidemark:status:0).
         let mut notice = element(
             "message",
             ns::COMPONENT,
@@ -758,7 +779,7 @@ fn groupchat(
             stanza,
             &room_s,
             ErrorType::Modify,
-            "not-acceptable",
+            DefinedCondition::NotAcceptable,
             "you are not in this room; join it before sending",
         )]);
     };
@@ -772,7 +793,7 @@ fn groupchat(
             stanza,
             &room_s,
             ErrorType::Auth,
-            "forbidden",
+            DefinedCondition::Forbidden,
             "you are no longer a member of this room",
         )]);
     }
@@ -782,7 +803,7 @@ fn groupchat(
             stanza,
             &room_s,
             ErrorType::Modify,
-            "policy-violation",
+            DefinedCondition::PolicyViolation,
             &format!(
                 "the message body is {body_bytes} bytes; this service accepts at most {limit} bytes"
             ),
@@ -796,18 +817,16 @@ fn groupchat(
     strip_room_claims(&mut reflected, &room_s);
     set_attr(&mut reflected, "from", format!("{room_s}/{nick}"));
     remove_attr(&mut reflected, "to");
-    reflected.append_child(element(
-        "stanza-id",
-        SID,
-        &[("id", &stanza_id), ("by", &room_s)],
-    ));
-    reflected.append_child(element(
-        "occupant-id",
-        OCCUPANT_ID,
-        &[("id", &occupant_id(tm, &room_s, &user))],
-    ));
+    reflected.append_child(
+        StanzaId {
+            id: stanza_id.clone(),
+            by: room.clone().into(),
+        }
+        .into(),
+    );
+    reflected.append_child(occupant_id_element(tm, &room_s, &user));
     if readable && !reflected.has_child("markable", ns::CHAT_MARKERS) {
-        reflected.append_child(Element::bare("markable", ns::CHAT_MARKERS));
+        reflected.append_child(Markable.into());
     }
     let record = RoomMessage {
         id: stanza
@@ -900,11 +919,7 @@ fn marker(
     let mut reflected = stanza.clone();
     strip_room_claims(&mut reflected, &room_s);
     set_attr(&mut reflected, "from", format!("{room_s}/{nick}"));
-    reflected.append_child(element(
-        "occupant-id",
-        OCCUPANT_ID,
-        &[("id", &occupant_id(tm, &room_s, &reader))],
-    ));
+    reflected.append_child(occupant_id_element(tm, &room_s, &reader));
     let live = frontier(tm, &room_s)?;
     // Above the limit, reflecting to everyone is O(members) stanzas per
     // marker, O(members²) per message read by all: only the sender, whose
@@ -963,7 +978,7 @@ pub fn status(
     asker: &str,
     room: &BareJid,
     id: &str,
-) -> Result<Result<Element, (ErrorType, &'static str, String)>, StoreError> {
+) -> Result<Result<Element, StanzaError>, StoreError> {
     let room_s = room.as_str();
     // The asker's own id first: only the asker writes under it, so another
     // member's message with the same id never answers for theirs.
@@ -977,23 +992,23 @@ pub fn status(
             .room_messages_with_sender_id(room_s, id, 0, 1)?
             .is_empty();
         if someone_elses {
-            return Ok(Err((
+            return Ok(Err(stanza_error(
                 ErrorType::Auth,
-                "forbidden",
-                "only the sender of a message may ask for its status".into(),
+                DefinedCondition::Forbidden,
+                "only the sender of a message may ask for its status",
             )));
         }
-        return Ok(Err((
+        return Ok(Err(stanza_error(
             ErrorType::Cancel,
-            "item-not-found",
+            DefinedCondition::ItemNotFound,
             format!("no message {id:?} in {room_s}"),
         )));
     };
     if message.sender != asker {
-        return Ok(Err((
+        return Ok(Err(stanza_error(
             ErrorType::Auth,
-            "forbidden",
-            "only the sender of a message may ask for its status".into(),
+            DefinedCondition::Forbidden,
+            "only the sender of a message may ask for its status",
         )));
     }
     let conv = ConversationKey::room(room_s);
@@ -1062,6 +1077,44 @@ pub fn status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_subject_ending_a_join_is_empty_and_without_lang() {
+        let room = BareJid::new("team@rooms.localhost").unwrap();
+        let to = Jid::new("alice@localhost/a").unwrap();
+        // As it goes on the wire: 0.23 writes <subject></subject>, the same
+        // XML as the <subject/> sent before.
+        let m: Element = String::from(&subject_message(&room, "tm-9", &to))
+            .parse()
+            .unwrap();
+        let expected: Element = "<message xmlns='jabber:component:accept' type='groupchat' from='team@rooms.localhost' id='tm-9' to='alice@localhost/a'><subject/></message>"
+            .parse()
+            .unwrap();
+        assert_eq!(m, expected, "{}", String::from(&m));
+    }
+
+    #[test]
+    fn muc_user_has_the_item_then_the_status_codes() {
+        let full = Jid::new("alice@localhost/a").unwrap();
+        let bare = Jid::new("alice@localhost").unwrap();
+        let x = muc_user(
+            Some(&full),
+            Role::Participant,
+            &[Status::NonAnonymousRoom, Status::SelfPresence],
+        );
+        let expected: Element = "<x xmlns='http://jabber.org/protocol/muc#user'>\
+             <item affiliation='member' role='participant' jid='alice@localhost/a'/>\
+             <status code='100'/><status code='110'/></x>"
+            .parse()
+            .unwrap();
+        assert_eq!(x, expected, "{}", String::from(&x));
+        let x = muc_user(Some(&bare), Role::None, &[]);
+        let expected: Element = "<x xmlns='http://jabber.org/protocol/muc#user'>\
+             <item affiliation='member' role='none' jid='alice@localhost'/></x>"
+            .parse()
+            .unwrap();
+        assert_eq!(x, expected, "{}", String::from(&x));
+    }
 
     #[test]
     fn frontier_is_the_lowest_tidemark() {

@@ -2,11 +2,12 @@
 //! clients they already have (Gajim, Conversations, Dino, Psi all run them).
 
 use minidom::Element;
+use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
+use xmpp_parsers::disco::{DiscoItemsResult, Item};
 use xmpp_parsers::jid::Jid;
 
-use super::QueryError;
 use crate::service::Tidemark;
-use crate::stanza::{ErrorType, element, with_text};
+use crate::stanza::{DefinedCondition, ErrorType, StanzaError, element, stanza_error, with_text};
 use crate::store::StoreError;
 
 pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
@@ -16,21 +17,16 @@ const FIELD: &str = "send-read-receipts";
 
 /// The disco#items of the commands node (XEP-0050 §2.2).
 pub fn list(tm: &Tidemark) -> Element {
-    let mut q = element(
-        "query",
-        crate::stanza::ns::DISCO_ITEMS,
-        &[("node", COMMANDS)],
-    );
-    q.append_child(element(
-        "item",
-        crate::stanza::ns::DISCO_ITEMS,
-        &[
-            ("jid", tm.addrs.domain().as_str()),
-            ("node", READ_RECEIPTS),
-            ("name", "Send read receipts (on/off)"),
-        ],
-    ));
-    q
+    DiscoItemsResult {
+        node: Some(COMMANDS.to_owned()),
+        items: vec![Item {
+            jid: tm.addrs.domain().clone().into(),
+            node: Some(READ_RECEIPTS.to_owned()),
+            name: Some("Send read receipts (on/off)".to_owned()),
+        }],
+        rsm: None,
+    }
+    .into()
 }
 
 /// A command request, as parsed from `<command/>`.
@@ -46,16 +42,13 @@ pub struct CommandRequest {
 pub fn parse(cmd: &Element) -> CommandRequest {
     let submitted = cmd
         .get_child("x", DATA)
-        .filter(|x| x.attr("type") == Some("submit"))
-        .and_then(|x| {
-            x.children()
-                .find(|f| f.name() == "field" && f.attr("var") == Some(FIELD))
-                .map(|f| {
-                    f.children()
-                        .find(|v| v.name() == "value")
-                        .map(|v| v.text())
-                        .unwrap_or_default()
-                })
+        .and_then(|x| DataForm::try_from(x.clone()).ok())
+        .filter(|form| form.type_ == DataFormType::Submit)
+        .and_then(|form| {
+            form.fields
+                .into_iter()
+                .find(|f| f.var.as_deref() == Some(FIELD))
+                .map(|f| f.values.into_iter().next().unwrap_or_default())
         });
     CommandRequest {
         node: cmd.attr("node").unwrap_or_default().to_owned(),
@@ -65,6 +58,7 @@ pub fn parse(cmd: &Element) -> CommandRequest {
     }
 }
 
+// Hand-built: xmpp-parsers 0.23 has no XEP-0050 ad-hoc commands.
 fn command(node: &str, session: &str, status: &str) -> Element {
     element(
         "command",
@@ -86,13 +80,13 @@ pub fn execute(
     tm: &mut Tidemark,
     from: &Jid,
     req: CommandRequest,
-) -> Result<Result<Element, QueryError>, StoreError> {
+) -> Result<Result<Element, StanzaError>, StoreError> {
     if req.node != READ_RECEIPTS {
-        return Ok(Err(QueryError {
-            type_: ErrorType::Cancel,
-            condition: "item-not-found",
-            text: format!("no command {:?}; try {READ_RECEIPTS:?}", req.node),
-        }));
+        return Ok(Err(stanza_error(
+            ErrorType::Cancel,
+            DefinedCondition::ItemNotFound,
+            format!("no command {:?}; try {READ_RECEIPTS:?}", req.node),
+        )));
     }
     let user = from.to_bare().to_string();
     let session = req.session.clone().unwrap_or_else(|| tm.local_id());
@@ -101,11 +95,11 @@ pub fn execute(
     }
     if let Some(value) = req.submitted {
         let Some(enabled) = parse_bool(&value) else {
-            return Ok(Err(QueryError {
-                type_: ErrorType::Modify,
-                condition: "bad-request",
-                text: format!("{FIELD} must be a boolean (1 or 0), not {value:?}"),
-            }));
+            return Ok(Err(stanza_error(
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
+                format!("{FIELD} must be a boolean (1 or 0), not {value:?}"),
+            )));
         };
         tm.store.set_read_receipts_pref(&user, enabled)?;
         // Group frontiers count only members who send read receipts.
@@ -130,26 +124,66 @@ pub fn execute(
     let mut actions = element("actions", COMMANDS, &[("execute", "complete")]);
     actions.append_child(Element::bare("complete", COMMANDS));
     cmd.append_child(actions);
-    let mut form = element("x", DATA, &[("type", "form")]);
-    form.append_child(with_text(Element::bare("title", DATA), "Read receipts"));
-    form.append_child(with_text(
-        Element::bare("instructions", DATA),
-        "Choose whether the people you chat with see when you have read their messages.",
-    ));
-    let mut field = element(
-        "field",
-        DATA,
-        &[
-            ("var", FIELD),
-            ("type", "boolean"),
-            ("label", "Send read receipts"),
-        ],
-    );
-    field.append_child(with_text(
-        Element::bare("value", DATA),
-        if current { "1" } else { "0" },
-    ));
-    form.append_child(field);
-    cmd.append_child(form);
+    cmd.append_child(preference_form(current).into());
     Ok(Ok(cmd))
+}
+
+/// The XEP-0004 form asking for the read receipts preference.
+fn preference_form(current: bool) -> DataForm {
+    let mut field =
+        Field::new(FIELD, FieldType::Boolean).with_value(if current { "1" } else { "0" });
+    field.label = Some("Send read receipts".to_owned());
+    DataForm {
+        type_: DataFormType::Form,
+        title: Some("Read receipts".to_owned()),
+        instructions: Some(
+            "Choose whether the people you chat with see when you have read their messages."
+                .to_owned(),
+        ),
+        fields: vec![field],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_preference_form_is_the_one_clients_always_got() {
+        let form: Element = preference_form(true).into();
+        let expected: Element = "<x xmlns='jabber:x:data' type='form'><title>Read receipts</title>\
+             <instructions>Choose whether the people you chat with see when you have read their messages.</instructions>\
+             <field var='send-read-receipts' type='boolean' label='Send read receipts'><value>1</value></field></x>"
+            .parse()
+            .unwrap();
+        assert_eq!(form, expected, "{}", String::from(&form));
+    }
+
+    #[test]
+    fn a_submitted_form_gives_its_value() {
+        let submit = |x: &str| {
+            let cmd: Element = format!(
+                "<command xmlns='http://jabber.org/protocol/commands' node='read-receipts' sessionid='s1'>{x}</command>"
+            )
+            .parse()
+            .unwrap();
+            parse(&cmd).submitted
+        };
+        let form = |field: &str| format!("<x xmlns='jabber:x:data' type='submit'>{field}</x>");
+        assert_eq!(
+            submit(&form(
+                "<field var='send-read-receipts'><value>0</value></field>"
+            )),
+            Some("0".into())
+        );
+        assert_eq!(
+            submit(&form("<field var='send-read-receipts' type='boolean'/>")),
+            Some(String::new())
+        );
+        assert_eq!(
+            submit(&form("<field var='other'><value>1</value></field>")),
+            None
+        );
+        assert_eq!(submit(""), None);
+    }
 }

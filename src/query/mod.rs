@@ -9,7 +9,9 @@ use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::incoming::ServiceRequest;
 use crate::service::Tidemark;
-use crate::stanza::{ErrorType, element, error_reply, ns, set_attr, with_text};
+use crate::stanza::{
+    DefinedCondition, ErrorType, element, error_reply, ns, reply_with_error, set_attr, with_text,
+};
 use crate::store::StoreError;
 
 /// What the service really serves, announced in disco#info (XEP-0030).
@@ -37,13 +39,12 @@ pub fn answer(
             iq,
             &own,
             ErrorType::Cancel,
-            "item-not-found",
+            DefinedCondition::ItemNotFound,
             "this service has no disco nodes",
         ),
         ServiceRequest::DiscoInfo { node: None } => result(iq, &own, Some(disco_info())),
-        ServiceRequest::DiscoItems => {
-            result(iq, &own, Some(Element::bare("query", ns::DISCO_ITEMS)))
-        }
+        ServiceRequest::DiscoItems => result(iq, &own, Some(crate::stanza::no_disco_items())),
+        // Hand-built: xmpp-parsers 0.23 has no XEP-0100 jabber:iq:gateway.
         ServiceRequest::GatewayPrompt => {
             let mut q = Element::bare("query", ns::GATEWAY);
             q.append_child(with_text(
@@ -58,39 +59,39 @@ pub fn answer(
         }
         ServiceRequest::GatewayTranslate { prompt } => match translate(tm, &prompt) {
             Ok(tracked) => {
+                // Hand-built: 0.23 has no jabber:iq:gateway (XEP-0100).
                 let mut q = Element::bare("query", ns::GATEWAY);
                 q.append_child(with_text(Element::bare("jid", ns::GATEWAY), tracked));
                 result(iq, &own, Some(q))
             }
-            Err(text) => error_reply(iq, &own, ErrorType::Modify, "bad-request", &text),
+            Err(text) => error_reply(
+                iq,
+                &own,
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
+                &text,
+            ),
         },
         ServiceRequest::Ping => result(iq, &own, None),
         ServiceRequest::CommandList => result(iq, &own, Some(commands::list(tm))),
         ServiceRequest::Command(cmd) => match commands::execute(tm, from, commands::parse(&cmd))? {
             Ok(payload) => result(iq, &own, Some(payload)),
-            Err(e) => error_reply(iq, &own, e.type_, e.condition, &e.text),
+            Err(e) => reply_with_error(iq, &own, e),
         },
         ServiceRequest::Status { conversation, id } => {
             match status::answer(tm, from, conversation.as_deref(), id.as_deref())? {
                 Ok(payload) => result(iq, &own, Some(payload)),
-                Err(e) => error_reply(iq, &own, e.type_, e.condition, &e.text),
+                Err(e) => reply_with_error(iq, &own, e),
             }
         }
         ServiceRequest::Unsupported => error_reply(
             iq,
             &own,
             ErrorType::Cancel,
-            "service-unavailable",
+            DefinedCondition::ServiceUnavailable,
             "this service does not answer that query",
         ),
     })
-}
-
-/// An error the query answers with instead of a result.
-pub struct QueryError {
-    pub type_: ErrorType,
-    pub condition: &'static str,
-    pub text: String,
 }
 
 fn result(iq: &Element, own: &str, payload: Option<Element>) -> Element {
@@ -107,6 +108,8 @@ fn result(iq: &Element, own: &str, payload: Option<Element>) -> Element {
     r
 }
 
+/// Hand-built: 0.23's DiscoInfoResult keeps features sorted, and clients and
+/// xep/status.md have always had them in this order.
 pub fn disco_info() -> Element {
     let mut q = Element::bare("query", ns::DISCO_INFO);
     q.append_child(element(

@@ -4,53 +4,41 @@
 use minidom::Element;
 use xmpp_parsers::jid::Jid;
 
-use super::QueryError;
 use crate::service::Tidemark;
-use crate::stanza::{ErrorType, element, ns};
+use crate::stanza::{DefinedCondition, ErrorType, StanzaError, element, ns, stanza_error};
 use crate::status::{derive, recipient_element};
 use crate::store::{ConversationKey, StoreError};
-
-fn error(type_: ErrorType, condition: &'static str, text: impl Into<String>) -> QueryError {
-    QueryError {
-        type_,
-        condition,
-        text: text.into(),
-    }
-}
 
 pub fn answer(
     tm: &Tidemark,
     asker: &Jid,
     conversation: Option<&str>,
     id: Option<&str>,
-) -> Result<Result<Element, QueryError>, StoreError> {
+) -> Result<Result<Element, StanzaError>, StoreError> {
     let (Some(conversation), Some(id)) = (conversation, id) else {
-        return Ok(Err(error(
+        return Ok(Err(stanza_error(
             ErrorType::Modify,
-            "bad-request",
+            DefinedCondition::BadRequest,
             "<status/> needs both a conversation and an id attribute",
         )));
     };
     let not_found = || {
-        error(
+        stanza_error(
             ErrorType::Cancel,
-            "item-not-found",
+            DefinedCondition::ItemNotFound,
             format!("no message {id:?} of yours in conversation {conversation}"),
         )
     };
     let Ok(conv_jid) = Jid::new(conversation) else {
-        return Ok(Err(error(
+        return Ok(Err(stanza_error(
             ErrorType::Modify,
-            "jid-malformed",
+            DefinedCondition::JidMalformed,
             format!("conversation {conversation:?} is not an XMPP address"),
         )));
     };
     if let Some((room, None)) = tm.addrs.room_of(&conv_jid) {
         let asker = asker.to_bare();
-        return Ok(
-            crate::conversation::room::status(tm, asker.as_str(), &room, id)?
-                .map_err(|(type_, condition, text)| error(type_, condition, text)),
-        );
+        return crate::conversation::room::status(tm, asker.as_str(), &room, id);
     }
     let Ok(contact) = tm.addrs.contact_of(&conv_jid) else {
         return Ok(Err(not_found()));
@@ -64,9 +52,9 @@ pub fn answer(
             .find_message(&conv, contact.as_str(), id)?
             .is_some()
         {
-            return Ok(Err(error(
+            return Ok(Err(stanza_error(
                 ErrorType::Auth,
-                "forbidden",
+                DefinedCondition::Forbidden,
                 "only the sender of a message may ask for its status",
             )));
         }

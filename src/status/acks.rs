@@ -3,6 +3,10 @@
 //! both), so a client that speaks only one of them still sees status.
 
 use minidom::Element;
+use xmpp_parsers::displayed_markers::{Displayed, Markable};
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::message::{Id, Message};
+use xmpp_parsers::receipts::{Received, Request};
 
 use crate::stanza::{element, ns};
 use crate::store::MessageRecord;
@@ -19,51 +23,53 @@ pub enum Evidence {
 pub fn payloads_for_sender(record: &MessageRecord, evidence: Evidence) -> Vec<Element> {
     let id = record.id.as_str();
     match evidence {
-        Evidence::Delivered if record.wants_receipt => {
-            vec![element("received", ns::RECEIPTS, &[("id", id)])]
-        }
+        Evidence::Delivered if record.wants_receipt => vec![receipt(id)],
         // XEP-0333 1.0 dropped <received/>, but clients that ask for markers
         // and not receipts are the older ones that still show it.
+        // Hand-built: xmpp-parsers 0.23 has no legacy <received/> marker.
         Evidence::Delivered if record.wants_markers => {
             vec![element("received", ns::CHAT_MARKERS, &[("id", id)])]
         }
         Evidence::Delivered => vec![],
-        Evidence::Read if record.wants_markers => {
-            vec![element("displayed", ns::CHAT_MARKERS, &[("id", id)])]
-        }
+        Evidence::Read if record.wants_markers => vec![
+            Displayed {
+                id: Id(id.to_owned()),
+            }
+            .into(),
+        ],
         // A receipts-only client cannot show "read", but read implies
         // delivered: give it the receipt if it has not had one.
         Evidence::Read if record.wants_receipt && record.delivered_at.is_none() => {
-            vec![element("received", ns::RECEIPTS, &[("id", id)])]
+            vec![receipt(id)]
         }
         Evidence::Read => vec![],
     }
 }
 
+fn receipt(id: &str) -> Element {
+    Received { id: id.to_owned() }.into()
+}
+
 /// A message carrying acknowledgement payloads.
-pub fn ack_message(from: &str, to: &str, id: &str, payloads: Vec<Element>) -> Element {
-    let mut msg = element(
-        "message",
-        ns::COMPONENT,
-        &[("from", from), ("to", to), ("id", id), ("type", "chat")],
-    );
-    for p in payloads {
-        msg.append_child(p);
-    }
+pub fn ack_message(from: &Jid, to: &Jid, id: &str, payloads: Vec<Element>) -> Element {
+    let mut msg = Message::chat(to.clone());
+    msg.from = Some(from.clone());
+    msg.id = Some(Id(id.to_owned()));
+    msg.payloads = payloads;
     // Markers belong in the archive so the sender's other devices see them
-    // (XEP-0334 §4.3).
-    msg.append_child(Element::bare("store", ns::HINTS));
-    msg
+    // (XEP-0334 §4.3). Hand-built: xmpp-parsers 0.23 has no XEP-0334 hints.
+    msg.payloads.push(Element::bare("store", ns::HINTS));
+    msg.into()
 }
 
 /// Makes sure a relayed message asks for what tidemark needs to track it,
 /// whatever the sender's client asked for.
 pub fn request_acks(msg: &mut Element, markable: bool) {
     if !msg.has_child("request", ns::RECEIPTS) {
-        msg.append_child(Element::bare("request", ns::RECEIPTS));
+        msg.append_child(Request.into());
     }
     if markable && !msg.has_child("markable", ns::CHAT_MARKERS) {
-        msg.append_child(Element::bare("markable", ns::CHAT_MARKERS));
+        msg.append_child(Markable.into());
     }
 }
 
@@ -107,6 +113,32 @@ mod tests {
         let mut delivered = record(true, false);
         delivered.delivered_at = Some(2);
         assert!(payloads_for_sender(&delivered, Evidence::Read).is_empty());
+    }
+
+    #[test]
+    fn ack_messages_are_what_we_always_sent() {
+        let jid = |s: &str| Jid::new(s).unwrap();
+        let msg = ack_message(
+            &jid("bob\\40localhost@chat.localhost/b"),
+            &jid("alice@localhost/a"),
+            "tm-1",
+            payloads_for_sender(&record(true, true), Evidence::Read),
+        );
+        let expected: Element = "<message xmlns='jabber:component:accept' from='bob\\40localhost@chat.localhost/b' to='alice@localhost/a' id='tm-1' type='chat'>\
+             <displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/><store xmlns='urn:xmpp:hints'/></message>"
+            .parse()
+            .unwrap();
+        assert_eq!(msg, expected, "{}", String::from(&msg));
+        let mut relayed: Element =
+            "<message xmlns='jabber:component:accept' id='m1'><body>x</body></message>"
+                .parse()
+                .unwrap();
+        request_acks(&mut relayed, true);
+        let expected: Element = "<message xmlns='jabber:component:accept' id='m1'><body>x</body>\
+             <request xmlns='urn:xmpp:receipts'/><markable xmlns='urn:xmpp:chat-markers:0'/></message>"
+            .parse()
+            .unwrap();
+        assert_eq!(relayed, expected);
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub fn derive(record: &MessageRecord, read_at: Option<Millis>) -> RecipientStatu
 }
 
 /// `<recipient/>` of the status query (xep/status.md).
+// Hand-built: tidemark's own urn:tidemark:status:0 has no xmpp-parsers type.
 pub fn recipient_element(status: &RecipientStatus) -> Element {
     let sent = xep0082(status.sent);
     let mut el = element(
