@@ -60,28 +60,6 @@ pub fn jid_attr(el: &Element, name: &str) -> Option<Result<Jid, String>> {
 
 pub use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-/// A defined condition given either typed or by its element name.
-pub trait IntoCondition {
-    fn into_condition(self) -> DefinedCondition;
-}
-
-impl IntoCondition for DefinedCondition {
-    fn into_condition(self) -> DefinedCondition {
-        self
-    }
-}
-
-/// For src/component and src/wire, which still name conditions as strings;
-/// a name RFC 6120 does not define is `undefined-condition`.
-impl IntoCondition for &str {
-    fn into_condition(self) -> DefinedCondition {
-        rxml::NcName::try_from(self)
-            .ok()
-            .and_then(|_| DefinedCondition::try_from(Element::bare(self, ns::STANZAS)).ok())
-            .unwrap_or(DefinedCondition::UndefinedCondition)
-    }
-}
-
 /// The element name of a defined condition (`item-not-found`, ...), as
 /// recorded with a failed message.
 pub fn condition_name(condition: &DefinedCondition) -> String {
@@ -91,16 +69,16 @@ pub fn condition_name(condition: &DefinedCondition) -> String {
 /// A stanza error with an English text (RFC 6120 §8.3).
 pub fn stanza_error(
     type_: ErrorType,
-    condition: impl IntoCondition,
+    condition: DefinedCondition,
     text: impl Into<String>,
 ) -> StanzaError {
-    StanzaError::new(type_, condition.into_condition(), "en", text)
+    StanzaError::new(type_, condition, "en", text)
 }
 
 /// The `<error/>` child: a defined condition and a human-readable text.
 pub fn error_element(
     type_: ErrorType,
-    condition: impl IntoCondition,
+    condition: DefinedCondition,
     text: &str,
     by: Option<&str>,
 ) -> Element {
@@ -127,7 +105,7 @@ pub fn error_reply(
     original: &Element,
     from: &str,
     type_: ErrorType,
-    condition: impl IntoCondition,
+    condition: DefinedCondition,
     text: &str,
 ) -> Element {
     reply_with_error(original, from, stanza_error(type_, condition, text))
@@ -215,7 +193,7 @@ mod tests {
             &msg,
             "bob\\40localhost@chat.localhost",
             ErrorType::Cancel,
-            "recipient-unavailable",
+            DefinedCondition::RecipientUnavailable,
             "bob@localhost is offline",
         );
         assert_eq!(reply.attr("to"), Some("alice@localhost/a"));
@@ -260,15 +238,7 @@ mod tests {
     }
 
     #[test]
-    fn conditions_named_by_string_are_the_typed_ones() {
-        assert_eq!(
-            "policy-violation".into_condition(),
-            DefinedCondition::PolicyViolation
-        );
-        assert_eq!(
-            "no such condition".into_condition(),
-            DefinedCondition::UndefinedCondition
-        );
+    fn a_condition_is_recorded_by_its_element_name() {
         assert_eq!(
             condition_name(&DefinedCondition::InternalServerError),
             "internal-server-error"

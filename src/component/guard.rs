@@ -9,7 +9,7 @@ use minidom::Element;
 use tracing::error;
 
 use crate::metrics::{METRICS, Refusal};
-use crate::stanza::{ErrorType, error_reply};
+use crate::stanza::{DefinedCondition, ErrorType, error_reply};
 
 /// Runs `handle` for `stanza`; if it panics, logs and counts it and answers
 /// the sender with `internal-server-error` (never for errors, results or
@@ -50,7 +50,7 @@ fn internal_error(stanza: &Element, service: &str) -> Option<Element> {
         stanza,
         from,
         ErrorType::Wait,
-        "internal-server-error",
+        DefinedCondition::InternalServerError,
         "tidemark failed on this stanza; it was not processed",
     ))
 }

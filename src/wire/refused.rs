@@ -5,7 +5,7 @@ use minidom::Element;
 use xmpp_parsers::jid::Jid;
 
 use super::limits::Limit;
-use crate::stanza::{ErrorType, element, error_element, ns};
+use crate::stanza::{DefinedCondition, ErrorType, element, error_element, ns};
 
 /// The longest attribute value kept from a refused stanza's start tag: a JID
 /// is at most 3071 bytes (RFC 7622 §3.1), and a longer value is no address
@@ -55,7 +55,7 @@ impl Refused {
         let text = format!("the stanza is over {}; it was not processed", self.limit);
         reply.append_child(error_element(
             ErrorType::Modify,
-            "policy-violation",
+            DefinedCondition::PolicyViolation,
             &text,
             Some(from),
         ));
