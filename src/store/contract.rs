@@ -65,6 +65,35 @@ fn tidemarks_only_move_forward_and_remember_when(store: &dyn Store) {
     assert_eq!(store.read_at(&conv, "bob@x.org", 1).unwrap(), None);
 }
 
+/// The mark is an atomic maximum: readers racing on one conversation (two
+/// clients of one user, say) end at the highest, and every step up is
+/// claimed by exactly one of them.
+fn a_tidemark_is_an_atomic_maximum(store: &dyn Store) {
+    const TOP: u64 = 2000;
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let claimed = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let (claimed, conv) = (&claimed, &conv);
+            // All threads walk the same values in the same order, so they
+            // race on each one.
+            s.spawn(move || {
+                for seq in 1..=TOP {
+                    if store.advance_mark(conv, "bob@x", seq, seq).unwrap() {
+                        claimed.lock().unwrap().push(seq);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(store.mark(&conv, "bob@x").unwrap(), TOP);
+    let mut claimed = claimed.into_inner().unwrap();
+    let all = claimed.len();
+    claimed.sort_unstable();
+    claimed.dedup();
+    assert_eq!(claimed.len(), all, "a move was claimed twice");
+}
+
 fn presence_grants_are_directional(store: &dyn Store) {
     store
         .set_presence_allowed("bob@x", "alice@x", true)
@@ -492,6 +521,7 @@ macro_rules! backends {
             #[test] fn messages_are_found_by_sender_and_id() { super::messages_are_found_by_sender_and_id(&*store()) }
             #[test] fn a_reused_id_finds_the_latest_message() { super::a_reused_id_finds_the_latest_message(&*store()) }
             #[test] fn tidemarks_only_move_forward_and_remember_when() { super::tidemarks_only_move_forward_and_remember_when(&*store()) }
+            #[test] fn a_tidemark_is_an_atomic_maximum() { super::a_tidemark_is_an_atomic_maximum(&*store()) }
             #[test] fn presence_grants_are_directional() { super::presence_grants_are_directional(&*store()) }
             #[test] fn queues_come_back_in_order_once() { super::queues_come_back_in_order_once(&*store()) }
             #[test] fn room_messages_are_found_by_stanza_id_or_sender_id() { super::room_messages_are_found_by_stanza_id_or_sender_id(&*store()) }

@@ -308,11 +308,22 @@ impl Store for SledStore {
         seq: Seq,
         at: Millis,
     ) -> StoreResult<bool> {
-        if seq <= self.mark(conv, reader)? {
+        // An atomic maximum: a compare-and-swap loop inside sled, so two
+        // writers can never move the mark backwards or both claim one move.
+        let mut moved = false;
+        self.marks
+            .fetch_and_update(keys::mark(conv, reader), |old| {
+                let current = old.and_then(|v| v.try_into().ok().map(Seq::from_be_bytes));
+                moved = current.is_none_or(|c| c < seq);
+                if moved {
+                    Some(seq.to_be_bytes().to_vec())
+                } else {
+                    old.map(<[u8]>::to_vec)
+                }
+            })?;
+        if !moved {
             return Ok(false);
         }
-        self.marks
-            .insert(keys::mark(conv, reader), &seq.to_be_bytes())?;
         self.mark_log
             .insert(keys::mark_log(conv, reader, seq), &at.to_be_bytes())?;
         Ok(true)
