@@ -271,10 +271,11 @@ pub fn on_ack(tm: &mut Tidemark, route: &Route, kind: AckKind, id: &str, now: Mi
         AckKind::Displayed | AckKind::Acknowledged => Evidence::Read,
     };
     // A reader who turned read receipts off still clears their own unread
-    // state, and nobody learns that they read anything.
-    tm.store
-        .advance_mark(&conv, &private_reader(reader.as_str()), seq, now)?;
+    // state (a private tidemark), and nobody learns that they read anything.
+    // For everyone else the shared tidemark is their own too: one write.
     if !tm.sends_read_receipts(reader.as_str())? {
+        tm.store
+            .advance_mark(&conv, &private_reader(reader.as_str()), seq, now)?;
         return Ok(vec![]);
     }
     // XEP-0333 §3.2: a displayed marker covers every earlier message of the

@@ -146,9 +146,20 @@ impl Rooms {
 
 /// A reader's tidemark that moves without telling anyone: for users who do
 /// not send read receipts, it still clears their own unread state. `<` cannot
-/// appear in a JID, so this never collides with a real reader.
+/// appear in a JID, so this never collides with a real reader. It moves only
+/// while the user hides their reads; see [`own_mark`].
 pub fn private_reader(user: &str) -> String {
     format!("<private>{user}")
+}
+
+/// How far `reader` has read, as far as their own unread state goes: the
+/// further of the shared and the private tidemark (either may lead, as the
+/// user turns read receipts off and on).
+pub fn own_mark(tm: &Tidemark, conv: &ConversationKey, reader: &str) -> Result<Seq, StoreError> {
+    Ok(tm
+        .store
+        .mark(conv, reader)?
+        .max(tm.store.mark(conv, &private_reader(reader))?))
 }
 
 /// XEP-0421: a stable id per (room, user) that reveals nothing by itself.
@@ -209,8 +220,6 @@ fn add_member(tm: &mut Tidemark, room: &str, user: &str, now: Millis) -> Result<
         .set_membership(room, user, &Membership { joined, left: None })?;
     let conv = ConversationKey::room(room);
     tm.store.advance_mark(&conv, user, joined, now)?;
-    tm.store
-        .advance_mark(&conv, &private_reader(user), joined, now)?;
     if let Some(live) = tm.rooms.live.get_mut(room) {
         live.frontier = None;
     }
@@ -702,9 +711,9 @@ fn frontier<'a>(tm: &'a mut Tidemark, room: &str) -> Result<&'a mut LiveRoom, St
 /// Moves `reader`'s tidemark and returns the "all read" notices it causes.
 fn advance(tm: &mut Tidemark, room: &str, reader: &str, seq: Seq, now: Millis) -> Out {
     let conv = ConversationKey::room(room);
-    tm.store
-        .advance_mark(&conv, &private_reader(reader), seq, now)?;
     if !tm.sends_read_receipts(reader)? {
+        tm.store
+            .advance_mark(&conv, &private_reader(reader), seq, now)?;
         return Ok(vec![]);
     }
     // Load the frontier (from the store, after a restart or a membership
@@ -959,8 +968,7 @@ fn marked_message(
         return Ok(Some(found));
     }
     let conv = ConversationKey::room(room);
-    // The private tidemark moves for everyone, read receipts or not.
-    let read = tm.store.mark(&conv, &private_reader(reader))?;
+    let read = own_mark(tm, &conv, reader)?;
     let Some(membership) = tm.store.membership(room, reader)? else {
         return Ok(None);
     };
