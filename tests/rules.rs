@@ -602,16 +602,11 @@ fn messages_to<'a>(out: &'a [Element], to: &str) -> Vec<&'a Element> {
 fn stored_messages(w: &World) -> usize {
     let mut dump = Vec::new();
     w.store.export(&mut dump).unwrap();
-    let tree = hex_encode(b"messages");
     String::from_utf8(dump)
         .unwrap()
         .lines()
-        .filter(|l| l.split('\t').next() == Some(tree.as_str()))
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"] == "message")
         .count()
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // --- The presence gate is total (issue 7) ---

@@ -1,5 +1,11 @@
-//! The contract every [`Store`] backend passes. Each test takes a fresh store
-//! from the factory; a new backend adds one line to `backends!`.
+//! The contract every [`Store`] backend passes, public so that a backend in
+//! another module or crate runs it unchanged: each check takes a fresh,
+//! empty store, and [`store_contract_tests!`](crate::store_contract_tests)
+//! turns the list into one `#[test]` per check:
+//!
+//! ```ignore
+//! tidemark::store_contract_tests!(MyStore::temporary().unwrap());
+//! ```
 
 use super::*;
 
@@ -7,14 +13,14 @@ fn record(sender: &str, recipient: &str, id: &str, at: Millis) -> MessageRecord 
     MessageRecord::sent(sender, recipient, id, at)
 }
 
-fn sequence_numbers_only_grow(store: &dyn Store) {
+pub fn sequence_numbers_only_grow(store: &dyn Store) {
     let a = store.next_seq().unwrap();
     let b = store.next_seq().unwrap();
     assert!(a > 0, "0 is reserved for 'nothing read'");
     assert!(b > a);
 }
 
-fn messages_are_found_by_sender_and_id(store: &dyn Store) {
+pub fn messages_are_found_by_sender_and_id(store: &dyn Store) {
     let conv = ConversationKey::direct("alice@x", "bob@x");
     let seq = store.next_seq().unwrap();
     let rec = record("alice@x", "bob@x", "m1", 1000);
@@ -30,7 +36,7 @@ fn messages_are_found_by_sender_and_id(store: &dyn Store) {
     assert_eq!(store.find_message(&other, "alice@x", "m1").unwrap(), None);
 }
 
-fn a_reused_id_finds_the_latest_message(store: &dyn Store) {
+pub fn a_reused_id_finds_the_latest_message(store: &dyn Store) {
     let conv = ConversationKey::direct("alice@x", "bob@x");
     let first = store.next_seq().unwrap();
     store
@@ -47,28 +53,81 @@ fn a_reused_id_finds_the_latest_message(store: &dyn Store) {
     assert_eq!((seq, rec.sent_at), (second, 2));
 }
 
-fn tidemarks_only_move_forward_and_remember_when(store: &dyn Store) {
+pub fn tidemarks_only_move_forward_and_remember_when(store: &dyn Store) {
     let conv = ConversationKey::direct("alice@x", "bob@x");
+    let mut seqs = vec![];
+    for i in 0..4 {
+        let seq = store.next_seq().unwrap();
+        let rec = record("alice@x", "bob@x", &format!("m{i}"), 10 + i);
+        store.put_message(&conv, seq, &rec).unwrap();
+        seqs.push(seq);
+    }
+    // Bob answers in between: his own message is never "read by him".
+    let own = store.next_seq().unwrap();
+    store
+        .put_message(&conv, own, &record("bob@x", "alice@x", "b1", 20))
+        .unwrap();
     assert_eq!(store.mark(&conv, "bob@x").unwrap(), 0);
-    assert!(store.advance_mark(&conv, "bob@x", 5, 100).unwrap());
-    assert!(!store.advance_mark(&conv, "bob@x", 3, 200).unwrap());
-    assert!(!store.advance_mark(&conv, "bob@x", 5, 300).unwrap());
-    assert_eq!(store.mark(&conv, "bob@x").unwrap(), 5);
-    assert!(store.advance_mark(&conv, "bob@x", 9, 400).unwrap());
+    assert!(store.advance_mark(&conv, "bob@x", seqs[1], 100).unwrap());
+    assert!(!store.advance_mark(&conv, "bob@x", seqs[0], 200).unwrap());
+    assert!(!store.advance_mark(&conv, "bob@x", seqs[1], 300).unwrap());
+    assert_eq!(store.mark(&conv, "bob@x").unwrap(), seqs[1]);
+    assert!(store.advance_mark(&conv, "bob@x", seqs[3], 400).unwrap());
     // Read at the first move that passed the message.
-    assert_eq!(store.read_at(&conv, "bob@x", 1).unwrap(), Some(100));
-    assert_eq!(store.read_at(&conv, "bob@x", 5).unwrap(), Some(100));
-    assert_eq!(store.read_at(&conv, "bob@x", 6).unwrap(), Some(400));
-    assert_eq!(store.read_at(&conv, "bob@x", 10).unwrap(), None);
-    // Another reader's log is not this reader's.
-    assert_eq!(store.read_at(&conv, "alice@x", 1).unwrap(), None);
-    assert_eq!(store.read_at(&conv, "bob@x.org", 1).unwrap(), None);
+    assert_eq!(store.read_at(&conv, "bob@x", seqs[0]).unwrap(), Some(100));
+    assert_eq!(store.read_at(&conv, "bob@x", seqs[1]).unwrap(), Some(100));
+    assert_eq!(store.read_at(&conv, "bob@x", seqs[2]).unwrap(), Some(400));
+    assert_eq!(store.read_at(&conv, "bob@x", seqs[3]).unwrap(), Some(400));
+    assert_eq!(store.read_at(&conv, "bob@x", own).unwrap(), None);
+    // Another reader's tidemark is not this reader's.
+    assert_eq!(store.mark(&conv, "alice@x").unwrap(), 0);
+    assert_eq!(store.read_at(&conv, "alice@x", own).unwrap(), None);
+    assert_eq!(store.read_at(&conv, "bob@x.org", seqs[0]).unwrap(), None);
+    assert!(store.advance_mark(&conv, "alice@x", own, 500).unwrap());
+    assert_eq!(store.read_at(&conv, "alice@x", own).unwrap(), Some(500));
+    assert_eq!(store.read_at(&conv, "bob@x", seqs[0]).unwrap(), Some(100));
+}
+
+/// In a room, and for anyone else who keeps a tidemark (a reader who hides
+/// their reads), the tidemark is a position in sequence numbers, message or
+/// not.
+pub fn room_tidemarks_remember_when_each_position_was_passed(store: &dyn Store) {
+    for conv in [
+        ConversationKey::room("team@chat"),
+        ConversationKey::direct("alice@x", "bob@x"),
+    ] {
+        let reader = match conv {
+            ConversationKey::Room(_) => "bob@x",
+            ConversationKey::Direct { .. } => "<private>bob@x",
+        };
+        assert!(store.advance_mark(&conv, reader, 5, 100).unwrap());
+        assert!(!store.advance_mark(&conv, reader, 3, 200).unwrap());
+        assert!(store.advance_mark(&conv, reader, 9, 400).unwrap());
+        assert_eq!(store.mark(&conv, reader).unwrap(), 9);
+        assert_eq!(store.read_at(&conv, reader, 1).unwrap(), Some(100));
+        assert_eq!(store.read_at(&conv, reader, 6).unwrap(), Some(400));
+        assert_eq!(store.read_at(&conv, reader, 10).unwrap(), None);
+        assert_eq!(store.read_at(&conv, "carol@x", 1).unwrap(), None);
+    }
+}
+
+/// A message whose parties are not its conversation's is refused, and
+/// nothing is stored.
+pub fn a_message_outside_its_conversation_is_refused(store: &dyn Store) {
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let seq = store.next_seq().unwrap();
+    let err = store
+        .put_message(&conv, seq, &record("alice@x", "carol@x", "m", 1))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Rejected(_)), "{err}");
+    assert_eq!(store.message(&conv, seq).unwrap(), None);
+    assert_eq!(store.find_message(&conv, "alice@x", "m").unwrap(), None);
 }
 
 /// The mark is an atomic maximum: readers racing on one conversation (two
 /// clients of one user, say) end at the highest, and every step up is
 /// claimed by exactly one of them.
-fn a_tidemark_is_an_atomic_maximum(store: &dyn Store) {
+pub fn a_tidemark_is_an_atomic_maximum(store: &dyn Store) {
     const TOP: u64 = 2000;
     let conv = ConversationKey::direct("alice@x", "bob@x");
     let claimed = std::sync::Mutex::new(Vec::new());
@@ -94,7 +153,7 @@ fn a_tidemark_is_an_atomic_maximum(store: &dyn Store) {
     assert_eq!(claimed.len(), all, "a move was claimed twice");
 }
 
-fn presence_grants_are_directional(store: &dyn Store) {
+pub fn presence_grants_are_directional(store: &dyn Store) {
     store
         .set_presence_allowed("bob@x", "alice@x", true)
         .unwrap();
@@ -111,7 +170,7 @@ fn presence_grants_are_directional(store: &dyn Store) {
     assert!(store.presence_grants().unwrap().is_empty());
 }
 
-fn queues_come_back_in_order_once(store: &dyn Store) {
+pub fn queues_come_back_in_order_once(store: &dyn Store) {
     let conv = ConversationKey::direct("alice@x", "bob@x");
     store.enqueue("bob@x", 7, &conv, b"<second/>").unwrap();
     store.enqueue("bob@x", 3, &conv, b"<first/>").unwrap();
@@ -136,7 +195,7 @@ fn room_message(sender: &str, id: &str, stanza_id: &str) -> RoomMessage {
     }
 }
 
-fn room_messages_are_found_by_stanza_id_or_sender_id(store: &dyn Store) {
+pub fn room_messages_are_found_by_stanza_id_or_sender_id(store: &dyn Store) {
     let room = "team@chat";
     store
         .put_room_message(room, 5, &room_message("alice@x", "a1", "s5"))
@@ -198,7 +257,7 @@ fn room_messages_are_found_by_stanza_id_or_sender_id(store: &dyn Store) {
     assert_eq!(last, vec![9]);
 }
 
-fn one_members_id_is_not_anothers(store: &dyn Store) {
+pub fn one_members_id_is_not_anothers(store: &dyn Store) {
     let room = "team@chat";
     store
         .put_room_message(room, 5, &room_message("alice@x", "a1", "s5"))
@@ -238,7 +297,7 @@ fn one_members_id_is_not_anothers(store: &dyn Store) {
     );
 }
 
-fn room_creators_are_counted_per_creator(store: &dyn Store) {
+pub fn room_creators_are_counted_per_creator(store: &dyn Store) {
     assert_eq!(store.rooms_created_by("bob@x").unwrap(), 0);
     store.add_room_creator("bob@x", "a@chat").unwrap();
     store.add_room_creator("bob@x", "b@chat").unwrap();
@@ -263,12 +322,13 @@ fn aged_statuses(store: &dyn Store) -> Aged {
         .put_message(&conv, old, &record("alice@x", "bob@x", "m-old", 100))
         .unwrap();
     store.advance_mark(&conv, "bob@x", old, 150).unwrap();
+    let held = ConversationKey::direct("alice@x", "carol@x");
     let held_old = store.next_seq().unwrap();
     store
-        .put_message(&conv, held_old, &record("alice@x", "carol@x", "q-old", 110))
+        .put_message(&held, held_old, &record("alice@x", "carol@x", "q-old", 110))
         .unwrap();
     store
-        .enqueue("carol@x", held_old, &conv, b"<old/>")
+        .enqueue("carol@x", held_old, &held, b"<old/>")
         .unwrap();
     let new = store.next_seq().unwrap();
     store
@@ -278,13 +338,13 @@ fn aged_statuses(store: &dyn Store) -> Aged {
     let held_new = store.next_seq().unwrap();
     store
         .put_message(
-            &conv,
+            &held,
             held_new,
             &record("alice@x", "carol@x", "q-new", 1010),
         )
         .unwrap();
     store
-        .enqueue("carol@x", held_new, &conv, b"<new/>")
+        .enqueue("carol@x", held_new, &held, b"<new/>")
         .unwrap();
     let room = "team@chat";
     let mut m = room_message("alice@x", "r-old", "s-old");
@@ -296,12 +356,12 @@ fn aged_statuses(store: &dyn Store) -> Aged {
     Aged { conv, old, new }
 }
 
-fn retention_removes_what_is_older_than_the_cutoff(store: &dyn Store) {
+pub fn retention_removes_what_is_older_than_the_cutoff(store: &dyn Store) {
     let Aged { conv, old, new } = aged_statuses(store);
     let done = store.expire(500, &ExpiryCursor::default(), 10_000).unwrap();
     assert_eq!(done.next, None, "the whole store fits in the budget");
-    // Old: the message, its held copy, the room message, the log entry.
-    assert_eq!(done.removed, 5, "{done:?}");
+    // Old: the message, the held one and its stanza, the room message.
+    assert_eq!(done.removed, 4, "{done:?}");
     assert_eq!(store.message(&conv, old).unwrap(), None);
     assert_eq!(store.find_message(&conv, "alice@x", "m-old").unwrap(), None);
     assert!(
@@ -354,13 +414,15 @@ fn retention_removes_what_is_older_than_the_cutoff(store: &dyn Store) {
     assert_eq!(again.removed, 0);
 }
 
-fn retention_goes_in_bounded_steps_from_a_cursor(store: &dyn Store) {
+pub fn retention_goes_in_bounded_steps_from_a_cursor(store: &dyn Store) {
     aged_statuses(store);
     let mut cursor = ExpiryCursor::default();
     let (mut steps, mut removed) = (0, 0);
     loop {
         let done = store.expire(500, &cursor, 2).unwrap();
-        assert!(done.examined <= 2, "{done:?}");
+        // A backend may round the budget up to its unit of storage, at
+        // most a page of 256 statuses in sled's status log.
+        assert!(done.examined <= 2 + 255, "{done:?}");
         assert!(done.removed <= done.examined, "{done:?}");
         removed += done.removed;
         steps += 1;
@@ -370,11 +432,11 @@ fn retention_goes_in_bounded_steps_from_a_cursor(store: &dyn Store) {
             None => break,
         }
     }
-    assert_eq!(removed, 5);
-    assert!(steps >= 5, "{steps} steps of 2 entries for 11 entries");
+    assert_eq!(removed, 4);
+    assert!(steps >= 3, "{steps} steps of 2 entries");
 }
 
-fn a_reused_id_keeps_the_newer_messages_index(store: &dyn Store) {
+pub fn a_reused_id_keeps_the_newer_messages_index(store: &dyn Store) {
     let conv = ConversationKey::direct("alice@x", "bob@x");
     store
         .put_message(&conv, 3, &record("alice@x", "bob@x", "dup", 100))
@@ -392,7 +454,7 @@ fn a_reused_id_keeps_the_newer_messages_index(store: &dyn Store) {
     );
 }
 
-fn memberships_and_rooms_are_kept(store: &dyn Store) {
+pub fn memberships_and_rooms_are_kept(store: &dyn Store) {
     let rec = RoomRecord {
         created_at: 3,
         fixed_members: true,
@@ -415,7 +477,7 @@ fn memberships_and_rooms_are_kept(store: &dyn Store) {
     assert!(m.covers(5) && !m.covers(4) && !m.covers(8));
 }
 
-fn read_receipt_preferences_are_kept(store: &dyn Store) {
+pub fn read_receipt_preferences_are_kept(store: &dyn Store) {
     assert_eq!(store.read_receipts_pref("bob@x").unwrap(), None);
     store.set_read_receipts_pref("bob@x", false).unwrap();
     assert_eq!(store.read_receipts_pref("bob@x").unwrap(), Some(false));
@@ -423,7 +485,7 @@ fn read_receipt_preferences_are_kept(store: &dyn Store) {
     assert_eq!(store.read_receipts_pref("bob@x").unwrap(), Some(true));
 }
 
-fn refusals_keep_only_the_newest_per_sender(store: &dyn Store) {
+pub fn refusals_keep_only_the_newest_per_sender(store: &dyn Store) {
     let conv = ConversationKey::direct("alice@x", "bob@x");
     let mut seqs = vec![];
     for i in 0..10 {
@@ -466,7 +528,7 @@ fn refusals_keep_only_the_newest_per_sender(store: &dyn Store) {
     assert_eq!(store.refusal_count("alice@x").unwrap(), 3);
 }
 
-fn a_trimmed_refusal_leaves_a_later_message_with_its_id(store: &dyn Store) {
+pub fn a_trimmed_refusal_leaves_a_later_message_with_its_id(store: &dyn Store) {
     let conv = ConversationKey::direct("alice@x", "bob@x");
     let old = store.next_seq().unwrap();
     store
@@ -489,7 +551,7 @@ fn a_trimmed_refusal_leaves_a_later_message_with_its_id(store: &dyn Store) {
     assert!(store.message(&conv, old).unwrap().is_none());
 }
 
-fn watchers_are_known_per_contact(store: &dyn Store) {
+pub fn watchers_are_known_per_contact(store: &dyn Store) {
     assert!(!store.has_watchers("bob@x").unwrap());
     store
         .set_presence_allowed("bob@x.org", "alice@x", true)
@@ -512,111 +574,193 @@ fn watchers_are_known_per_contact(store: &dyn Store) {
     assert!(!store.has_watchers("bob@x").unwrap());
 }
 
-macro_rules! backends {
-    ($($backend:ident => $make:expr),* $(,)?) => {
-        $(mod $backend {
-            use super::*;
-            fn store() -> Box<dyn Store> { Box::new($make) }
-            #[test] fn sequence_numbers_only_grow() { super::sequence_numbers_only_grow(&*store()) }
-            #[test] fn messages_are_found_by_sender_and_id() { super::messages_are_found_by_sender_and_id(&*store()) }
-            #[test] fn a_reused_id_finds_the_latest_message() { super::a_reused_id_finds_the_latest_message(&*store()) }
-            #[test] fn tidemarks_only_move_forward_and_remember_when() { super::tidemarks_only_move_forward_and_remember_when(&*store()) }
-            #[test] fn a_tidemark_is_an_atomic_maximum() { super::a_tidemark_is_an_atomic_maximum(&*store()) }
-            #[test] fn presence_grants_are_directional() { super::presence_grants_are_directional(&*store()) }
-            #[test] fn queues_come_back_in_order_once() { super::queues_come_back_in_order_once(&*store()) }
-            #[test] fn room_messages_are_found_by_stanza_id_or_sender_id() { super::room_messages_are_found_by_stanza_id_or_sender_id(&*store()) }
-            #[test] fn one_members_id_is_not_anothers() { super::one_members_id_is_not_anothers(&*store()) }
-            #[test] fn room_creators_are_counted_per_creator() { super::room_creators_are_counted_per_creator(&*store()) }
-            #[test] fn retention_removes_what_is_older_than_the_cutoff() { super::retention_removes_what_is_older_than_the_cutoff(&*store()) }
-            #[test] fn retention_goes_in_bounded_steps_from_a_cursor() { super::retention_goes_in_bounded_steps_from_a_cursor(&*store()) }
-            #[test] fn a_reused_id_keeps_the_newer_messages_index() { super::a_reused_id_keeps_the_newer_messages_index(&*store()) }
-            #[test] fn memberships_and_rooms_are_kept() { super::memberships_and_rooms_are_kept(&*store()) }
-            #[test] fn read_receipt_preferences_are_kept() { super::read_receipt_preferences_are_kept(&*store()) }
-            #[test] fn refusals_keep_only_the_newest_per_sender() { super::refusals_keep_only_the_newest_per_sender(&*store()) }
-            #[test] fn a_trimmed_refusal_leaves_a_later_message_with_its_id() { super::a_trimmed_refusal_leaves_a_later_message_with_its_id(&*store()) }
-            #[test] fn watchers_are_known_per_contact() { super::watchers_are_known_per_contact(&*store()) }
-        })*
-    };
-}
+/// Every check, by name.
+/// A contract check over a fresh store.
+pub type Check = fn(&dyn Store);
 
-backends! {
-    sled => SledStore::temporary().unwrap(),
-}
+pub const ALL: &[(&str, Check)] = &[
+    ("sequence_numbers_only_grow", sequence_numbers_only_grow),
+    (
+        "messages_are_found_by_sender_and_id",
+        messages_are_found_by_sender_and_id,
+    ),
+    (
+        "a_reused_id_finds_the_latest_message",
+        a_reused_id_finds_the_latest_message,
+    ),
+    (
+        "tidemarks_only_move_forward_and_remember_when",
+        tidemarks_only_move_forward_and_remember_when,
+    ),
+    (
+        "room_tidemarks_remember_when_each_position_was_passed",
+        room_tidemarks_remember_when_each_position_was_passed,
+    ),
+    (
+        "a_message_outside_its_conversation_is_refused",
+        a_message_outside_its_conversation_is_refused,
+    ),
+    (
+        "a_tidemark_is_an_atomic_maximum",
+        a_tidemark_is_an_atomic_maximum,
+    ),
+    (
+        "presence_grants_are_directional",
+        presence_grants_are_directional,
+    ),
+    (
+        "queues_come_back_in_order_once",
+        queues_come_back_in_order_once,
+    ),
+    (
+        "room_messages_are_found_by_stanza_id_or_sender_id",
+        room_messages_are_found_by_stanza_id_or_sender_id,
+    ),
+    (
+        "one_members_id_is_not_anothers",
+        one_members_id_is_not_anothers,
+    ),
+    (
+        "room_creators_are_counted_per_creator",
+        room_creators_are_counted_per_creator,
+    ),
+    (
+        "retention_removes_what_is_older_than_the_cutoff",
+        retention_removes_what_is_older_than_the_cutoff,
+    ),
+    (
+        "retention_goes_in_bounded_steps_from_a_cursor",
+        retention_goes_in_bounded_steps_from_a_cursor,
+    ),
+    (
+        "a_reused_id_keeps_the_newer_messages_index",
+        a_reused_id_keeps_the_newer_messages_index,
+    ),
+    (
+        "memberships_and_rooms_are_kept",
+        memberships_and_rooms_are_kept,
+    ),
+    (
+        "read_receipt_preferences_are_kept",
+        read_receipt_preferences_are_kept,
+    ),
+    (
+        "refusals_keep_only_the_newest_per_sender",
+        refusals_keep_only_the_newest_per_sender,
+    ),
+    (
+        "a_trimmed_refusal_leaves_a_later_message_with_its_id",
+        a_trimmed_refusal_leaves_a_later_message_with_its_id,
+    ),
+    (
+        "watchers_are_known_per_contact",
+        watchers_are_known_per_contact,
+    ),
+];
 
-#[test]
-fn sled_keeps_everything_flushed_across_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let conv = ConversationKey::direct("alice@x", "bob@x");
-    let seq;
-    {
-        let store = SledStore::open(dir.path(), 8 << 20).unwrap();
-        seq = store.next_seq().unwrap();
-        store
-            .put_message(&conv, seq, &record("alice@x", "bob@x", "m1", 10))
-            .unwrap();
-        store.advance_mark(&conv, "bob@x", seq, 20).unwrap();
-        store
-            .set_presence_allowed("bob@x", "alice@x", true)
-            .unwrap();
-        store.flush().unwrap();
-    }
-    let store = SledStore::open(dir.path(), 8 << 20).unwrap();
-    assert!(
-        store
-            .find_message(&conv, "alice@x", "m1")
-            .unwrap()
-            .is_some()
-    );
-    assert_eq!(store.read_at(&conv, "bob@x", seq).unwrap(), Some(20));
-    assert!(store.presence_allowed("bob@x", "alice@x").unwrap());
-    assert!(store.next_seq().unwrap() > seq);
-}
-
-#[test]
-fn an_export_imports_into_an_empty_store_as_it_was() {
-    let from = SledStore::temporary().unwrap();
-    let conv = ConversationKey::direct("alice@x", "bob@x");
-    let seq = from.next_seq().unwrap();
-    from.put_message(&conv, seq, &record("alice@x", "bob@x", "m1", 10))
-        .unwrap();
-    from.advance_mark(&conv, "bob@x", seq, 20).unwrap();
-    from.set_presence_allowed("bob@x", "alice@x", true).unwrap();
-    let mut dump = Vec::new();
-    let exported = from.export(&mut dump).unwrap();
-    assert!(exported >= 4, "{exported}");
-
-    let to = SledStore::temporary().unwrap();
-    assert_eq!(to.import(&dump[..]).unwrap(), exported);
-    assert_eq!(
-        to.find_message(&conv, "alice@x", "m1").unwrap(),
-        from.find_message(&conv, "alice@x", "m1").unwrap()
-    );
-    assert_eq!(to.read_at(&conv, "bob@x", seq).unwrap(), Some(20));
-    assert!(to.presence_allowed("bob@x", "alice@x").unwrap());
-    assert!(
-        to.next_seq().unwrap() > seq,
-        "new messages come after imported ones"
-    );
-    // Never over existing data, and never from something that is not an export.
-    assert!(matches!(to.import(&dump[..]), Err(ExportError::NotEmpty)));
-    let fresh = SledStore::temporary().unwrap();
-    assert!(matches!(
-        fresh.import(&b"not an export\n"[..]),
-        Err(ExportError::Format { line: 1, .. })
-    ));
-}
-
-#[test]
-fn a_store_held_by_another_process_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let _first = SledStore::open(dir.path(), 1 << 20).unwrap();
-    // sled's lock is an flock on its directory's files: a second open, even
-    // from this process, meets it as another tidemark would.
-    match SledStore::open(dir.path(), 1 << 20) {
-        Err(e @ StoreError::Locked { .. }) => {
-            assert!(e.to_string().contains("in use by another tidemark"), "{e}")
+/// One `#[test]` per contract check, each over a fresh store from `$make`.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($make:expr) => {
+        #[test]
+        fn sequence_numbers_only_grow() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::sequence_numbers_only_grow(&*store)
         }
-        Err(other) => panic!("expected Locked, got {other}"),
-        Ok(_) => panic!("the store opened twice"),
-    }
+        #[test]
+        fn messages_are_found_by_sender_and_id() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::messages_are_found_by_sender_and_id(&*store)
+        }
+        #[test]
+        fn a_reused_id_finds_the_latest_message() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::a_reused_id_finds_the_latest_message(&*store)
+        }
+        #[test]
+        fn tidemarks_only_move_forward_and_remember_when() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::tidemarks_only_move_forward_and_remember_when(&*store)
+        }
+        #[test]
+        fn room_tidemarks_remember_when_each_position_was_passed() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::room_tidemarks_remember_when_each_position_was_passed(&*store)
+        }
+        #[test]
+        fn a_message_outside_its_conversation_is_refused() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::a_message_outside_its_conversation_is_refused(&*store)
+        }
+        #[test]
+        fn a_tidemark_is_an_atomic_maximum() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::a_tidemark_is_an_atomic_maximum(&*store)
+        }
+        #[test]
+        fn presence_grants_are_directional() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::presence_grants_are_directional(&*store)
+        }
+        #[test]
+        fn queues_come_back_in_order_once() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::queues_come_back_in_order_once(&*store)
+        }
+        #[test]
+        fn room_messages_are_found_by_stanza_id_or_sender_id() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::room_messages_are_found_by_stanza_id_or_sender_id(&*store)
+        }
+        #[test]
+        fn one_members_id_is_not_anothers() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::one_members_id_is_not_anothers(&*store)
+        }
+        #[test]
+        fn room_creators_are_counted_per_creator() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::room_creators_are_counted_per_creator(&*store)
+        }
+        #[test]
+        fn retention_removes_what_is_older_than_the_cutoff() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::retention_removes_what_is_older_than_the_cutoff(&*store)
+        }
+        #[test]
+        fn retention_goes_in_bounded_steps_from_a_cursor() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::retention_goes_in_bounded_steps_from_a_cursor(&*store)
+        }
+        #[test]
+        fn a_reused_id_keeps_the_newer_messages_index() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::a_reused_id_keeps_the_newer_messages_index(&*store)
+        }
+        #[test]
+        fn memberships_and_rooms_are_kept() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::memberships_and_rooms_are_kept(&*store)
+        }
+        #[test]
+        fn read_receipt_preferences_are_kept() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::read_receipt_preferences_are_kept(&*store)
+        }
+        #[test]
+        fn refusals_keep_only_the_newest_per_sender() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::refusals_keep_only_the_newest_per_sender(&*store)
+        }
+        #[test]
+        fn a_trimmed_refusal_leaves_a_later_message_with_its_id() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::a_trimmed_refusal_leaves_a_later_message_with_its_id(&*store)
+        }
+        #[test]
+        fn watchers_are_known_per_contact() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::watchers_are_known_per_contact(&*store)
+        }
+    };
 }

@@ -6,37 +6,87 @@ use super::Seq;
 
 const SEP: u8 = 0;
 
-/// Identifies a conversation in storage. A 1:1 conversation is the same key
-/// whichever side names it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConversationKey(Vec<u8>);
+/// A conversation: two people, or a room. A 1:1 conversation is the same
+/// key whichever side names it.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKey {
+    /// Between two bare JIDs, `lo < hi`.
+    Direct { lo: String, hi: String },
+    /// A group conversation, by the room's bare JID.
+    Room(String),
+}
 
 impl ConversationKey {
     /// The conversation between two bare JIDs.
     pub fn direct(a: &str, b: &str) -> Self {
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        let mut k = Vec::with_capacity(lo.len() + hi.len() + 2);
-        k.push(b'd');
-        k.extend_from_slice(lo.as_bytes());
-        k.push(SEP);
-        k.extend_from_slice(hi.as_bytes());
-        Self(k)
+        ConversationKey::Direct {
+            lo: lo.to_owned(),
+            hi: hi.to_owned(),
+        }
     }
 
-    /// A group conversation, by the room's bare JID.
     pub fn room(room: &str) -> Self {
-        let mut k = Vec::with_capacity(room.len() + 1);
-        k.push(b'r');
-        k.extend_from_slice(room.as_bytes());
-        Self(k)
+        ConversationKey::Room(room.to_owned())
     }
 
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+    /// Which side of a 1:1 conversation `who` is: 0 for the lower address,
+    /// 1 for the higher; `None` for a room or someone else.
+    pub fn side_of(&self, who: &str) -> Option<u8> {
+        match self {
+            ConversationKey::Direct { lo, hi } if who == lo => Some(0),
+            ConversationKey::Direct { hi, .. } if who == hi => Some(1),
+            _ => None,
+        }
     }
 
-    pub fn from_bytes(bytes: Vec<u8>) -> Self {
-        Self(bytes)
+    /// The party on `side` of a 1:1 conversation.
+    pub fn party(&self, side: u8) -> Option<&str> {
+        match self {
+            ConversationKey::Direct { lo, .. } if side == 0 => Some(lo),
+            ConversationKey::Direct { hi, .. } => Some(hi),
+            ConversationKey::Room(_) => None,
+        }
+    }
+
+    /// The storage encoding: `d lo NUL hi` or `r room` (schema 1's key
+    /// prefix, kept so held stanzas and refusals need no rewrite).
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        match self {
+            ConversationKey::Direct { lo, hi } => {
+                let mut k = Vec::with_capacity(lo.len() + hi.len() + 2);
+                k.push(b'd');
+                k.extend_from_slice(lo.as_bytes());
+                k.push(SEP);
+                k.extend_from_slice(hi.as_bytes());
+                k
+            }
+            ConversationKey::Room(room) => {
+                let mut k = Vec::with_capacity(room.len() + 1);
+                k.push(b'r');
+                k.extend_from_slice(room.as_bytes());
+                k
+            }
+        }
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
+        let (kind, rest) = bytes.split_first()?;
+        let text = |b: &[u8]| std::str::from_utf8(b).ok().map(str::to_owned);
+        match kind {
+            b'd' => {
+                let pos = rest.iter().position(|b| *b == SEP)?;
+                Some(ConversationKey::Direct {
+                    lo: text(&rest[..pos])?,
+                    hi: text(&rest[pos + 1..])?,
+                })
+            }
+            b'r' => Some(ConversationKey::Room(text(rest)?)),
+            _ => None,
+        }
     }
 }
 
@@ -51,21 +101,13 @@ fn join(parts: &[&[u8]]) -> Vec<u8> {
     k
 }
 
-pub fn message(conv: &ConversationKey, seq: Seq) -> Vec<u8> {
-    join(&[conv.as_bytes(), &seq.to_be_bytes()])
-}
-
-pub fn message_id(conv: &ConversationKey, sender: &str, id: &str) -> Vec<u8> {
-    join(&[conv.as_bytes(), sender.as_bytes(), id.as_bytes()])
-}
-
 pub fn mark(conv: &ConversationKey, reader: &str) -> Vec<u8> {
-    join(&[conv.as_bytes(), reader.as_bytes()])
+    join(&[&conv.encode(), reader.as_bytes()])
 }
 
 /// Prefix of a reader's mark log; the log key appends the sequence number.
 pub fn mark_log_prefix(conv: &ConversationKey, reader: &str) -> Vec<u8> {
-    let mut k = join(&[conv.as_bytes(), reader.as_bytes()]);
+    let mut k = join(&[&conv.encode(), reader.as_bytes()]);
     k.push(SEP);
     k
 }
@@ -74,6 +116,21 @@ pub fn mark_log(conv: &ConversationKey, reader: &str, seq: Seq) -> Vec<u8> {
     let mut k = mark_log_prefix(conv, reader);
     k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// The conversation and reader of a [`mark`] key.
+pub fn split_mark(key: &[u8]) -> Option<(ConversationKey, String)> {
+    let cut = match key.first()? {
+        // `d lo NUL hi NUL reader`: the reader follows the second NUL.
+        b'd' => {
+            let first = key.iter().position(|b| *b == SEP)?;
+            first + 1 + key[first + 1..].iter().position(|b| *b == SEP)?
+        }
+        _ => key.iter().position(|b| *b == SEP)?,
+    };
+    let conv = ConversationKey::decode(&key[..cut])?;
+    let reader = std::str::from_utf8(&key[cut + 1..]).ok()?.to_owned();
+    Some((conv, reader))
 }
 
 pub fn grant(contact: &str, watcher: &str) -> Vec<u8> {
@@ -197,17 +254,22 @@ mod tests {
     #[test]
     fn sequence_keys_sort_numerically() {
         let c = ConversationKey::direct("a@x", "b@x");
-        assert!(message(&c, 255) < message(&c, 256));
         assert!(mark_log(&c, "a@x", 9) < mark_log(&c, "a@x", 10));
     }
 
     #[test]
     fn a_sequence_suffix_splits_off_what_it_follows() {
         let c = ConversationKey::direct("a@x", "b@x");
+        let log = mark_log(&c, "a@x", 300);
         assert_eq!(
-            split_seq_suffix(&message(&c, 300)),
-            Some((c.as_bytes(), 300))
+            split_seq_suffix(&log),
+            Some((&mark_log_prefix(&c, "a@x")[..log.len() - 9], 300))
         );
+        assert_eq!(
+            split_mark(&mark(&c, "a@x")),
+            Some((c.clone(), "a@x".to_owned()))
+        );
+        assert_eq!(ConversationKey::decode(&c.encode()), Some(c));
         assert_eq!(
             split_seq_suffix(&room_message("team@chat", 7)),
             Some((&b"team@chat"[..], 7))

@@ -6,16 +6,18 @@
 //! keyed by (conversation, sequence); read state is one high-water mark per
 //! (conversation, reader) plus the log of when it moved.
 
+pub mod export;
 mod keys;
 pub mod retention;
 mod sled_store;
+mod status_log;
 
-#[cfg(test)]
-mod contract;
+pub mod contract;
 
+pub use export::{ExportError, ExportRecord};
 pub use keys::ConversationKey;
 pub use retention::{Expiry, ExpiryCursor};
-pub use sled_store::{ExportError, SledStore};
+pub use sled_store::SledStore;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +29,7 @@ pub type Millis = u64;
 pub type Seq = u64;
 
 /// Bumped whenever the on-disk encoding changes incompatibly.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,6 +39,8 @@ pub enum StoreError {
         "the store at {path} is in use by another tidemark process; stop it or set storage.path to another directory"
     )]
     Locked { path: String },
+    #[error("the store refused a record: {0}")]
+    Rejected(String),
     #[error("stored record is corrupt ({what}): {detail}")]
     Corrupt { what: &'static str, detail: String },
     #[error(
@@ -242,7 +246,9 @@ pub trait Store: Send + Sync {
 
     fn set_read_receipts_pref(&self, user: &str, enabled: bool) -> StoreResult<()>;
 
-    /// Retention: examines at most `budget` entries from `from` on and
+    /// Retention: examines about `budget` entries from `from` on (a backend
+    /// may round up to its unit of storage: sled's status log examines whole
+    /// pages of 256) and
     /// removes the statuses older than `cutoff` among them (messages and
     /// their indexes, room messages and theirs, tidemark log entries, held
     /// stanzas); tidemarks themselves stay. [`Expiry::next`] is where to go
@@ -251,6 +257,22 @@ pub trait Store: Send + Sync {
 
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;
+
+    /// Hands every record to `each`, as [`export::export`] writes them.
+    fn export_records(
+        &self,
+        each: &mut dyn FnMut(ExportRecord) -> Result<(), ExportError>,
+    ) -> Result<(), ExportError>;
+
+    /// Takes one record of an export. A record that cannot be stored is
+    /// [`StoreError::Rejected`].
+    fn import_record(&self, record: ExportRecord) -> StoreResult<()>;
+
+    /// Whether the store holds nothing (an import needs an empty one).
+    fn is_empty(&self) -> StoreResult<bool>;
+
+    /// Sequence numbers handed out from now on are above `seq`.
+    fn continue_after(&self, seq: Seq) -> StoreResult<()>;
 }
 
 impl MessageRecord {

@@ -6,8 +6,8 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use tidemark::store::{
-    ConversationKey, Expiry, ExpiryCursor, Membership, MessageRecord, Millis, QueuedStanza,
-    RoomMessage, RoomRecord, Seq, SledStore, Store, StoreResult,
+    ConversationKey, Expiry, ExpiryCursor, ExportError, ExportRecord, Membership, MessageRecord,
+    Millis, QueuedStanza, RoomMessage, RoomRecord, Seq, SledStore, Store, StoreResult,
 };
 
 pub struct HeldStore {
@@ -60,6 +60,25 @@ impl HeldStore {
 }
 
 impl Store for HeldStore {
+    fn export_records(
+        &self,
+        each: &mut dyn FnMut(ExportRecord) -> Result<(), ExportError>,
+    ) -> Result<(), ExportError> {
+        self.inner.export_records(each)
+    }
+
+    fn import_record(&self, record: ExportRecord) -> StoreResult<()> {
+        self.inner.import_record(record)
+    }
+
+    fn is_empty(&self) -> StoreResult<bool> {
+        self.inner.is_empty()
+    }
+
+    fn continue_after(&self, seq: Seq) -> StoreResult<()> {
+        self.inner.continue_after(seq)
+    }
+
     fn flush(&self) -> StoreResult<()> {
         // Never for good: a failed test must end, not hang on this flush.
         let held = self.held.lock().unwrap();

@@ -297,7 +297,7 @@ impl RawInserts {
 
 enum Writer {
     Real(Box<RealPath>),
-    Store(StoreCalls),
+    Store(Box<StoreCalls>),
     Raw(RawInserts),
 }
 
@@ -388,13 +388,13 @@ fn write(
             real.out = 0;
             Writer::Real(Box::new(real))
         }
-        Schema::Store => Writer::Store(StoreCalls {
+        Schema::Store => Writer::Store(Box::new(StoreCalls {
             store: SledStore::open(dir, cache).map_err(|e| e.to_string())?,
             pairs,
             batch,
             ops: 0,
             now,
-        }),
+        })),
         Schema::Raw => Writer::Raw(RawInserts {
             db: RawInserts::open(dir, cache)?,
             pairs,

@@ -1,8 +1,15 @@
 //! The sled backend.
 
+mod logical;
+#[cfg(test)]
+mod tests;
+mod upgrade;
+
 use std::path::Path;
 
+use super::export::{self, ExportError, ExportRecord};
 use super::keys::{self, ConversationKey};
+use super::status_log::StatusLog;
 use super::{
     Expiry, ExpiryCursor, Membership, MessageRecord, Millis, QueuedStanza, RoomMessage, RoomRecord,
     SCHEMA_VERSION, Seq, Store, StoreError, StoreResult,
@@ -16,8 +23,10 @@ const SEQ_OFFSET_KEY: &[u8] = b"seq_offset";
 pub struct SledStore {
     db: sled::Db,
     seq_offset: std::sync::atomic::AtomicU64,
-    messages: sled::Tree,
-    message_ids: sled::Tree,
+    /// 1:1 statuses and their tidemarks (`status_log`).
+    log: StatusLog,
+    /// Tidemarks other than a 1:1 party's own: room members', and private
+    /// ones of readers who hide their reads.
     marks: sled::Tree,
     mark_log: sled::Tree,
     grants: sled::Tree,
@@ -39,6 +48,7 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (or creates) the store at `path` with a page cache of
     /// `cache_bytes` (sled's default of 1 GiB is far too much for a sidecar).
+    /// A store of schema 1 is upgraded in place first.
     pub fn open(path: &Path, cache_bytes: u64) -> StoreResult<Self> {
         let db = sled::Config::new()
             .path(path)
@@ -68,20 +78,24 @@ impl SledStore {
     }
 
     fn from_db(db: sled::Db, path: &str) -> StoreResult<Self> {
-        match db.get(SCHEMA_KEY)? {
-            Some(v) => {
-                let found =
-                    u32::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                        what: "schema version",
-                        detail: format!("{} bytes", v.len()),
-                    })?);
-                if found != SCHEMA_VERSION {
-                    return Err(StoreError::Schema {
-                        path: path.to_owned(),
-                        found,
-                        expected: SCHEMA_VERSION,
-                    });
+        let found = match db.get(SCHEMA_KEY)? {
+            Some(v) => Some(u32::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                StoreError::Corrupt {
+                    what: "schema version",
+                    detail: format!("{} bytes", v.len()),
                 }
+            })?)),
+            None => None,
+        };
+        match found {
+            Some(SCHEMA_VERSION) => {}
+            Some(1) => {}
+            Some(found) => {
+                return Err(StoreError::Schema {
+                    path: path.to_owned(),
+                    found,
+                    expected: SCHEMA_VERSION,
+                });
             }
             None => {
                 db.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
@@ -92,10 +106,9 @@ impl SledStore {
             Some(v) => decode_seq(&v, "sequence offset")?,
             None => 0,
         };
-        Ok(Self {
+        let store = Self {
             seq_offset: seq_offset.into(),
-            messages: db.open_tree("messages")?,
-            message_ids: db.open_tree("message_ids")?,
+            log: StatusLog::open(db.open_tree("status_log")?)?,
             marks: db.open_tree("marks")?,
             mark_log: db.open_tree("mark_log")?,
             grants: db.open_tree("presence_grants")?,
@@ -109,7 +122,14 @@ impl SledStore {
             refusals: db.open_tree("refusals")?,
             refusal_counts: db.open_tree("refusal_counts")?,
             db,
-        })
+        };
+        if found == Some(1) {
+            upgrade::from_schema_1(&store.db, &store, path)?;
+            store.db.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+            store.db.flush()?;
+        }
+        upgrade::drop_schema_1_trees(&store.db, &store)?;
+        Ok(store)
     }
 
     /// Bytes sled uses on disk.
@@ -117,100 +137,56 @@ impl SledStore {
         Ok(self.db.size_on_disk()?)
     }
 
-    /// Writes every tree as text, for backups and for moving between
-    /// backends or sled versions: a header line, then one
-    /// `tree<TAB>hex key<TAB>hex value` line per entry.
+    /// Writes every record as a logical export ([`crate::store::export`]).
     pub fn export(&self, out: &mut impl std::io::Write) -> Result<u64, ExportError> {
-        let next = self
-            .next_seq()
-            .map_err(|e| ExportError::Store(e.to_string()))?;
-        writeln!(
-            out,
-            "{EXPORT_HEADER} schema={SCHEMA_VERSION} next_seq={next}"
-        )?;
-        let mut n = 0;
-        for name in self.db.tree_names() {
-            let tree = self.db.open_tree(&name)?;
-            let name = hex::encode(&name);
-            for entry in tree.iter() {
-                let (k, v) = entry?;
-                if k.as_ref() == SEQ_OFFSET_KEY {
-                    continue;
-                }
-                writeln!(out, "{name}\t{}\t{}", hex::encode(&k), hex::encode(&v))?;
-                n += 1;
-            }
-        }
-        out.flush()?;
-        Ok(n)
+        export::export(self, out)
     }
 
     /// Loads an [`export`](Self::export) into this store, which must be
     /// empty; flushed when done.
     pub fn import(&self, input: impl std::io::BufRead) -> Result<u64, ExportError> {
-        let nonempty = self.db.tree_names().into_iter().any(|name| {
-            self.db
-                .open_tree(&name)
-                .map(|t| {
-                    t.iter()
-                        .any(|e| e.map(|(k, _)| k.as_ref() != SCHEMA_KEY).unwrap_or(true))
-                })
-                .unwrap_or(true)
-        });
-        if nonempty {
-            return Err(ExportError::NotEmpty);
-        }
-        let mut lines = input.lines();
-        let header = lines.next().transpose()?.unwrap_or_default();
-        let expected = format!("{EXPORT_HEADER} schema={SCHEMA_VERSION} next_seq=");
-        let next_seq = header
-            .strip_prefix(&expected)
-            .and_then(|n| n.parse::<Seq>().ok())
-            .ok_or_else(|| ExportError::Format {
-                line: 1,
-                detail: format!("expected \"{expected}N\", got {header:?}"),
-            })?;
-        let mut n = 0;
-        for (i, line) in lines.enumerate() {
-            let line = line?;
-            let bad = |detail: &str| ExportError::Format {
-                line: i + 2,
-                detail: detail.to_owned(),
-            };
-            let mut parts = line.split('\t');
-            let (Some(tree), Some(k), Some(v), None) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
-            else {
-                return Err(bad("expected three tab-separated fields"));
-            };
-            let decode = |s: &str| hex::decode(s).map_err(|_| bad("a field is not hex"));
-            self.db
-                .open_tree(decode(tree)?)?
-                .insert(decode(k)?, decode(v)?)?;
-            n += 1;
-        }
-        self.db.insert(SEQ_OFFSET_KEY, &next_seq.to_be_bytes())?;
-        self.seq_offset
-            .store(next_seq, std::sync::atomic::Ordering::Relaxed);
-        self.db.flush()?;
-        Ok(n)
+        export::import(self, input)
     }
-}
 
-const EXPORT_HEADER: &str = "tidemark-export 1";
+    /// A tidemark kept outside the status log: in a room, or a private one.
+    fn other_mark(&self, conv: &ConversationKey, reader: &str) -> StoreResult<Seq> {
+        match self.marks.get(keys::mark(conv, reader))? {
+            Some(v) => decode_seq(&v, "tidemark"),
+            None => Ok(0),
+        }
+    }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("storage backend: {0}")]
-    Backend(#[from] sled::Error),
-    #[error("{0}")]
-    Store(String),
-    #[error("the store to import into is not empty; import into a new storage.path")]
-    NotEmpty,
-    #[error("line {line} of the export: {detail}")]
-    Format { line: usize, detail: String },
+    /// The side of a 1:1 conversation `reader` is on, if their tidemark is
+    /// kept in the status log.
+    fn log_side(conv: &ConversationKey, reader: &str) -> Option<u8> {
+        conv.side_of(reader)
+    }
+
+    /// The sender's refused message with this id, when the in-memory index
+    /// no longer has it: a sender keeps only a bounded number.
+    fn find_refused(
+        &self,
+        conv: &ConversationKey,
+        sender: &str,
+        id: &str,
+    ) -> StoreResult<Option<(Seq, MessageRecord)>> {
+        let prefix = keys::refusal_prefix(sender);
+        let wanted = conv.encode();
+        for entry in self.refusals.scan_prefix(&prefix).rev() {
+            let (k, v) = entry?;
+            if v.as_ref() != wanted.as_slice() {
+                continue;
+            }
+            let seq = decode_seq(&k[prefix.len()..], "refusal key")?;
+            if let Some(r) = self.log.get(conv, seq)?
+                && r.id == id
+                && r.sender == sender
+            {
+                return Ok(Some((seq, r)));
+            }
+        }
+        Ok(None)
+    }
 }
 
 fn encode<T: serde::Serialize>(value: &T, what: &'static str) -> StoreResult<Vec<u8>> {
@@ -225,10 +201,6 @@ fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], what: &'static str) ->
         what,
         detail: e.to_string(),
     })
-}
-
-fn decode_record(bytes: &[u8]) -> StoreResult<MessageRecord> {
-    decode(bytes, "message record")
 }
 
 fn decode_room_messages(
@@ -265,20 +237,11 @@ impl Store for SledStore {
         seq: Seq,
         record: &MessageRecord,
     ) -> StoreResult<()> {
-        let bytes = encode(record, "message record")?;
-        self.messages.insert(keys::message(conv, seq), bytes)?;
-        self.message_ids.insert(
-            keys::message_id(conv, &record.sender, &record.id),
-            &seq.to_be_bytes(),
-        )?;
-        Ok(())
+        self.log.put(conv, seq, record, false)
     }
 
     fn message(&self, conv: &ConversationKey, seq: Seq) -> StoreResult<Option<MessageRecord>> {
-        self.messages
-            .get(keys::message(conv, seq))?
-            .map(|v| decode_record(&v))
-            .transpose()
+        self.log.get(conv, seq)
     }
 
     fn find_message(
@@ -287,17 +250,17 @@ impl Store for SledStore {
         sender: &str,
         id: &str,
     ) -> StoreResult<Option<(Seq, MessageRecord)>> {
-        let Some(seq) = self.message_ids.get(keys::message_id(conv, sender, id))? else {
-            return Ok(None);
-        };
-        let seq = decode_seq(&seq, "message id index")?;
-        Ok(self.message(conv, seq)?.map(|r| (seq, r)))
+        let chained = self.log.find(conv, sender, id)?;
+        if chained.is_some() || self.refusal_count(sender)? == 0 {
+            return Ok(chained);
+        }
+        self.find_refused(conv, sender, id)
     }
 
     fn mark(&self, conv: &ConversationKey, reader: &str) -> StoreResult<Seq> {
-        match self.marks.get(keys::mark(conv, reader))? {
-            Some(v) => decode_seq(&v, "tidemark"),
-            None => Ok(0),
+        match Self::log_side(conv, reader) {
+            Some(side) => self.log.mark(conv, side),
+            None => self.other_mark(conv, reader),
         }
     }
 
@@ -308,6 +271,9 @@ impl Store for SledStore {
         seq: Seq,
         at: Millis,
     ) -> StoreResult<bool> {
+        if let Some(side) = Self::log_side(conv, reader) {
+            return self.log.advance(conv, side, seq, at);
+        }
         // An atomic maximum: a compare-and-swap loop inside sled, so two
         // writers can never move the mark backwards or both claim one move.
         let mut moved = false;
@@ -335,6 +301,9 @@ impl Store for SledStore {
         reader: &str,
         seq: Seq,
     ) -> StoreResult<Option<Millis>> {
+        if let Some(side) = Self::log_side(conv, reader) {
+            return self.log.read_at(conv, side, seq);
+        }
         // The first move of the tidemark at or past `seq` is when it was read.
         let prefix = keys::mark_log_prefix(conv, reader);
         let from = keys::mark_log(conv, reader, seq);
@@ -395,10 +364,10 @@ impl Store for SledStore {
         record: &MessageRecord,
         keep: usize,
     ) -> StoreResult<()> {
-        self.put_message(conv, seq, record)?;
+        self.log.put(conv, seq, record, true)?;
         let sender = record.sender.as_str();
         self.refusals
-            .insert(keys::refusal(sender, seq), conv.as_bytes())?;
+            .insert(keys::refusal(sender, seq), conv.encode())?;
         let mut count = self.refusal_count(sender)? + 1;
         let prefix = keys::refusal_prefix(sender);
         while count > keep {
@@ -406,17 +375,9 @@ impl Store for SledStore {
                 count = 0;
                 break;
             };
-            let (k, v) = entry?;
+            let (k, _) = entry?;
             let old_seq = decode_seq(&k[prefix.len()..], "refusal key")?;
-            let old_conv = ConversationKey::from_bytes(v.to_vec());
-            if let Some(old) = self.message(&old_conv, old_seq)? {
-                let id_key = keys::message_id(&old_conv, &old.sender, &old.id);
-                // A later message may have reused the id: its index stays.
-                if self.message_ids.get(&id_key)?.as_deref() == Some(&old_seq.to_be_bytes()[..]) {
-                    self.message_ids.remove(id_key)?;
-                }
-                self.messages.remove(keys::message(&old_conv, old_seq))?;
-            }
+            self.log.remove_refused(old_seq)?;
             self.refusals.remove(k)?;
             count -= 1;
         }
@@ -440,7 +401,7 @@ impl Store for SledStore {
         stanza: &[u8],
     ) -> StoreResult<()> {
         let value =
-            postcard::to_allocvec(&(conv.as_bytes(), stanza)).map_err(|e| StoreError::Corrupt {
+            postcard::to_allocvec(&(conv.encode(), stanza)).map_err(|e| StoreError::Corrupt {
                 what: "queued stanza",
                 detail: e.to_string(),
             })?;
@@ -462,11 +423,11 @@ impl Store for SledStore {
             let (k, v) = entry?;
             let seq = decode_seq(&k[prefix.len()..], "queue key")?;
             let (conv, stanza): (Vec<u8>, Vec<u8>) = decode(&v, "queued stanza")?;
-            out.push(QueuedStanza {
-                seq,
-                conv: ConversationKey::from_bytes(conv),
-                stanza,
-            });
+            let conv = ConversationKey::decode(&conv).ok_or_else(|| StoreError::Corrupt {
+                what: "held stanza's conversation",
+                detail: format!("{conv:?}"),
+            })?;
+            out.push(QueuedStanza { seq, conv, stanza });
         }
         for q in &out {
             self.queue.remove(keys::queue(recipient, q.seq))?;
@@ -663,8 +624,30 @@ impl Store for SledStore {
                     next: None,
                 });
             };
-            let tree = self.phase_tree(phase);
             let wanted = budget - examined;
+            if let Phase::Messages = phase {
+                // The status log expires whole pages.
+                let after = cursor
+                    .after
+                    .as_deref()
+                    .map(|k| decode_seq(k, "retention cursor"))
+                    .transpose()?;
+                let (n, gone, last) = self.log.expire_pages(cutoff, after, wanted)?;
+                examined += n;
+                removed += gone;
+                cursor = match last {
+                    Some(last) => ExpiryCursor {
+                        phase: cursor.phase,
+                        after: Some(last.to_be_bytes().to_vec()),
+                    },
+                    _ => ExpiryCursor {
+                        phase: cursor.phase + 1,
+                        after: None,
+                    },
+                };
+                continue;
+            }
+            let tree = self.phase_tree(phase);
             // Taken first and then removed, so that removals never race the
             // iterator over the same tree.
             let batch: Vec<(sled::IVec, sled::IVec)> = match &cursor.after {
@@ -698,7 +681,48 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> StoreResult<()> {
+        self.log.write_staged()?;
         self.db.flush()?;
+        Ok(())
+    }
+
+    fn export_records(
+        &self,
+        each: &mut dyn FnMut(ExportRecord) -> Result<(), ExportError>,
+    ) -> Result<(), ExportError> {
+        self.export_all(each)
+    }
+
+    fn import_record(&self, record: ExportRecord) -> StoreResult<()> {
+        self.import_one(record)
+    }
+
+    fn is_empty(&self) -> StoreResult<bool> {
+        let trees = [
+            &self.marks,
+            &self.mark_log,
+            &self.grants,
+            &self.queue,
+            &self.rooms,
+            &self.room_members,
+            &self.room_messages,
+            &self.room_creators,
+            &self.prefs,
+            &self.refusals,
+        ];
+        Ok(self.log.is_empty() && trees.iter().all(|t| t.is_empty()))
+    }
+
+    fn continue_after(&self, seq: Seq) -> StoreResult<()> {
+        let current = self.next_seq()?;
+        if current > seq {
+            return Ok(());
+        }
+        let offset =
+            self.seq_offset.load(std::sync::atomic::Ordering::Relaxed) + (seq - current) + 1;
+        self.db.insert(SEQ_OFFSET_KEY, &offset.to_be_bytes())?;
+        self.seq_offset
+            .store(offset, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }
@@ -743,7 +767,7 @@ impl SledStore {
     fn phase_tree(&self, phase: Phase) -> &sled::Tree {
         match phase {
             Phase::Queue => &self.queue,
-            Phase::Messages => &self.messages,
+            Phase::Messages => unreachable!("the status log expires its own pages"),
             Phase::RoomMessages => &self.room_messages,
             Phase::MarkLog => &self.mark_log,
         }
@@ -775,12 +799,10 @@ impl SledStore {
                 let Ok((conv, _)) = decode::<(Vec<u8>, Vec<u8>)>(v, "queued stanza") else {
                     return Ok(0);
                 };
-                let conv = ConversationKey::from_bytes(conv);
-                let sent_at = self
-                    .messages
-                    .get(keys::message(&conv, seq))?
-                    .and_then(|r| decode_record(&r).ok())
-                    .map(|r| r.sent_at);
+                let Some(conv) = ConversationKey::decode(&conv) else {
+                    return Ok(0);
+                };
+                let sent_at = self.log.get(&conv, seq).ok().flatten().map(|r| r.sent_at);
                 if sent_at.is_some_and(|t| t >= cutoff) {
                     return Ok(0);
                 }
@@ -792,25 +814,7 @@ impl SledStore {
                 self.queue.remove(k)?;
                 Ok(1)
             }
-            Phase::Messages => {
-                let Ok(record) = decode_record(v) else {
-                    return Ok(0);
-                };
-                let Some((conv, seq)) = keys::split_seq_suffix(k) else {
-                    return Ok(0);
-                };
-                if record.sent_at >= cutoff {
-                    return Ok(0);
-                }
-                let conv = ConversationKey::from_bytes(conv.to_vec());
-                self.messages.remove(k)?;
-                self.remove_index_to(
-                    &self.message_ids,
-                    keys::message_id(&conv, &record.sender, &record.id),
-                    seq,
-                )?;
-                Ok(1)
-            }
+            Phase::Messages => Ok(0),
             Phase::RoomMessages => {
                 let Ok(m) = decode::<RoomMessage>(v, "room message") else {
                     return Ok(0);

@@ -1,0 +1,265 @@
+//! Export and import as logical records (`xep/export.md`): one JSON object
+//! per line, the first a header naming the format and its version. Any
+//! backend that passes the contract can be exported from and imported into,
+//! so moving between backends, or between versions of one, is an export
+//! followed by an import.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ConversationKey, Failure, Membership, MessageRecord, Millis, RoomMessage, RoomRecord, Seq,
+    Store, StoreError,
+};
+
+pub const FORMAT: &str = "tidemark-export";
+/// Version 1 was schema 1's tree dump in hex; version 2 is logical.
+pub const VERSION: u32 = 2;
+
+/// One line of an export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExportRecord {
+    Header {
+        format: String,
+        version: u32,
+        /// Sequence numbers after the import start above this.
+        next_seq: Seq,
+    },
+    /// A 1:1 message and what is known of it.
+    Message {
+        conversation: ConversationKey,
+        seq: Seq,
+        id: String,
+        sender: String,
+        recipient: String,
+        sent_at: Millis,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delivered_at: Option<Millis>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        read_at: Option<Millis>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failed: Option<Failure>,
+        wants_receipt: bool,
+        wants_markers: bool,
+        readable: bool,
+        #[serde(default)]
+        queued: bool,
+        /// Refused: kept for its sender's status queries only.
+        #[serde(default)]
+        refused: bool,
+    },
+    /// A reader's tidemark in a conversation.
+    Mark {
+        conversation: ConversationKey,
+        reader: String,
+        seq: Seq,
+    },
+    /// When a reader's tidemark in a room (or a private one) reached `seq`.
+    MarkMoved {
+        conversation: ConversationKey,
+        reader: String,
+        seq: Seq,
+        at: Millis,
+    },
+    Grant {
+        contact: String,
+        watcher: String,
+    },
+    Held {
+        recipient: String,
+        seq: Seq,
+        conversation: ConversationKey,
+        stanza: String,
+    },
+    Room {
+        room: String,
+        created_at: Millis,
+        fixed_members: bool,
+    },
+    Member {
+        room: String,
+        member: String,
+        joined: Seq,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        left: Option<Seq>,
+    },
+    RoomMessage {
+        room: String,
+        seq: Seq,
+        id: String,
+        stanza_id: String,
+        sender: String,
+        sent_at: Millis,
+        readable: bool,
+        stanza: String,
+    },
+    RoomCreator {
+        creator: String,
+        room: String,
+    },
+    ReadReceipts {
+        user: String,
+        enabled: bool,
+    },
+}
+
+impl ExportRecord {
+    pub fn message(
+        conversation: ConversationKey,
+        seq: Seq,
+        r: MessageRecord,
+        read_at: Option<Millis>,
+        refused: bool,
+    ) -> Self {
+        ExportRecord::Message {
+            conversation,
+            seq,
+            id: r.id,
+            sender: r.sender,
+            recipient: r.recipient,
+            sent_at: r.sent_at,
+            delivered_at: r.delivered_at,
+            read_at,
+            failed: r.failed,
+            wants_receipt: r.wants_receipt,
+            wants_markers: r.wants_markers,
+            readable: r.readable,
+            queued: r.queued,
+            refused,
+        }
+    }
+
+    pub fn room(room: String, r: RoomRecord) -> Self {
+        ExportRecord::Room {
+            room,
+            created_at: r.created_at,
+            fixed_members: r.fixed_members,
+        }
+    }
+
+    pub fn member(room: String, member: String, m: Membership) -> Self {
+        ExportRecord::Member {
+            room,
+            member,
+            joined: m.joined,
+            left: m.left,
+        }
+    }
+
+    pub fn room_message(room: String, seq: Seq, m: RoomMessage) -> Self {
+        ExportRecord::RoomMessage {
+            room,
+            seq,
+            id: m.id,
+            stanza_id: m.stanza_id,
+            sender: m.sender,
+            sent_at: m.sent_at,
+            readable: m.readable,
+            stanza: String::from_utf8_lossy(&m.stanza).into_owned(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("the store to import into is not empty; import into a new storage.path")]
+    NotEmpty,
+    #[error("line {line} of the export: {detail}")]
+    Format { line: usize, detail: String },
+}
+
+/// Writes everything in `store` to `out`; returns how many records (the
+/// header not counted).
+pub fn export(store: &dyn Store, out: &mut dyn std::io::Write) -> Result<u64, ExportError> {
+    // Everything written so far is in what is exported.
+    store.flush()?;
+    let header = ExportRecord::Header {
+        format: FORMAT.to_owned(),
+        version: VERSION,
+        next_seq: store.next_seq()?,
+    };
+    write_line(out, &header)?;
+    let mut n = 0;
+    store.export_records(&mut |record| {
+        write_line(out, &record)?;
+        n += 1;
+        Ok(())
+    })?;
+    out.flush()?;
+    Ok(n)
+}
+
+fn write_line(out: &mut dyn std::io::Write, record: &ExportRecord) -> Result<(), ExportError> {
+    serde_json::to_writer(&mut *out, record).map_err(std::io::Error::from)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Loads an [`export`] into `store`, which must be empty; flushed when done.
+/// Returns how many records were loaded.
+pub fn import(store: &dyn Store, input: impl std::io::BufRead) -> Result<u64, ExportError> {
+    if !store.is_empty()? {
+        return Err(ExportError::NotEmpty);
+    }
+    let mut lines = input.lines();
+    let header = lines.next().transpose()?.unwrap_or_default();
+    let next_seq = match serde_json::from_str::<ExportRecord>(&header) {
+        Ok(ExportRecord::Header {
+            format,
+            version,
+            next_seq,
+        }) if format == FORMAT && version == VERSION => next_seq,
+        Ok(ExportRecord::Header {
+            format, version, ..
+        }) => {
+            return Err(ExportError::Format {
+                line: 1,
+                detail: format!(
+                    "{format} version {version}; this tidemark reads {FORMAT} version {VERSION}"
+                ),
+            });
+        }
+        _ => {
+            return Err(ExportError::Format {
+                line: 1,
+                detail: format!(
+                    "expected a header {{\"kind\":\"header\",\"format\":\"{FORMAT}\",\"version\":{VERSION},...}}, got {:?}",
+                    header.chars().take(80).collect::<String>()
+                ),
+            });
+        }
+    };
+    let mut n = 0;
+    for (i, line) in lines.enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: ExportRecord =
+            serde_json::from_str(&line).map_err(|e| ExportError::Format {
+                line: i + 2,
+                detail: e.to_string(),
+            })?;
+        if matches!(record, ExportRecord::Header { .. }) {
+            return Err(ExportError::Format {
+                line: i + 2,
+                detail: "a second header".into(),
+            });
+        }
+        store.import_record(record).map_err(|e| match e {
+            StoreError::Rejected(detail) => ExportError::Format {
+                line: i + 2,
+                detail,
+            },
+            e => ExportError::Store(e),
+        })?;
+        n += 1;
+    }
+    store.continue_after(next_seq)?;
+    store.flush()?;
+    Ok(n)
+}

@@ -1,0 +1,238 @@
+//! The sled backend as logical records, for export and import.
+
+use super::{SledStore, decode, decode_seq};
+use crate::store::export::{ExportError, ExportRecord};
+use crate::store::keys::{self, ConversationKey};
+use crate::store::{
+    Membership, MessageRecord, RoomMessage, RoomRecord, Store, StoreError, StoreResult,
+};
+
+fn corrupt(what: &'static str, key: &[u8]) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        detail: format!("{key:?}"),
+    }
+}
+
+/// `a NUL b` as two strings.
+fn split_pair(key: &[u8], what: &'static str) -> StoreResult<(String, String)> {
+    keys::split_grant(key).ok_or_else(|| corrupt(what, key))
+}
+
+impl SledStore {
+    pub(super) fn export_all(
+        &self,
+        each: &mut dyn FnMut(ExportRecord) -> Result<(), ExportError>,
+    ) -> Result<(), ExportError> {
+        self.log
+            .for_each_message(|conv, seq, record, read_at, refused| {
+                each(ExportRecord::message(conv, seq, record, read_at, refused))
+            })?;
+        self.log.for_each_mark(|conversation, side, seq| {
+            let reader = conversation.party(side).unwrap_or_default().to_owned();
+            each(ExportRecord::Mark {
+                conversation,
+                reader,
+                seq,
+            })
+        })?;
+        for entry in self.marks.iter() {
+            let (k, v) = entry.map_err(StoreError::from)?;
+            let (conversation, reader) =
+                keys::split_mark(&k).ok_or_else(|| corrupt("tidemark key", &k))?;
+            each(ExportRecord::Mark {
+                conversation,
+                reader,
+                seq: decode_seq(&v, "tidemark")?,
+            })?;
+        }
+        for entry in self.mark_log.iter() {
+            let (k, v) = entry.map_err(StoreError::from)?;
+            let (prefix, seq) =
+                keys::split_seq_suffix(&k).ok_or_else(|| corrupt("tidemark log key", &k))?;
+            let (conversation, reader) =
+                keys::split_mark(prefix).ok_or_else(|| corrupt("tidemark log key", &k))?;
+            each(ExportRecord::MarkMoved {
+                conversation,
+                reader,
+                seq,
+                at: decode_seq(&v, "tidemark log time")?,
+            })?;
+        }
+        for entry in self.grants.iter() {
+            let (k, _) = entry.map_err(StoreError::from)?;
+            let (contact, watcher) = split_pair(&k, "presence grant key")?;
+            each(ExportRecord::Grant { contact, watcher })?;
+        }
+        for entry in self.queue.iter() {
+            let (k, v) = entry.map_err(StoreError::from)?;
+            let (recipient, seq) =
+                keys::split_seq_suffix(&k).ok_or_else(|| corrupt("held stanza key", &k))?;
+            let (conv, stanza): (Vec<u8>, Vec<u8>) = decode(&v, "held stanza")?;
+            each(ExportRecord::Held {
+                recipient: String::from_utf8_lossy(recipient).into_owned(),
+                seq,
+                conversation: ConversationKey::decode(&conv)
+                    .ok_or_else(|| corrupt("held stanza's conversation", &conv))?,
+                stanza: String::from_utf8_lossy(&stanza).into_owned(),
+            })?;
+        }
+        for entry in self.rooms.iter() {
+            let (k, v) = entry.map_err(StoreError::from)?;
+            let record: RoomRecord = decode(&v, "room")?;
+            each(ExportRecord::room(
+                String::from_utf8_lossy(&k).into_owned(),
+                record,
+            ))?;
+        }
+        for entry in self.room_members.iter() {
+            let (k, v) = entry.map_err(StoreError::from)?;
+            let (room, member) = split_pair(&k, "membership key")?;
+            let m: Membership = decode(&v, "membership")?;
+            each(ExportRecord::member(room, member, m))?;
+        }
+        for entry in self.room_messages.iter() {
+            let (k, v) = entry.map_err(StoreError::from)?;
+            let (room, seq) =
+                keys::split_seq_suffix(&k).ok_or_else(|| corrupt("room message key", &k))?;
+            let m: RoomMessage = decode(&v, "room message")?;
+            each(ExportRecord::room_message(
+                String::from_utf8_lossy(room).into_owned(),
+                seq,
+                m,
+            ))?;
+        }
+        for entry in self.room_creators.iter() {
+            let (k, _) = entry.map_err(StoreError::from)?;
+            let (creator, room) = split_pair(&k, "room creator key")?;
+            each(ExportRecord::RoomCreator { creator, room })?;
+        }
+        for entry in self.prefs.iter() {
+            let (k, v) = entry.map_err(StoreError::from)?;
+            each(ExportRecord::ReadReceipts {
+                user: String::from_utf8_lossy(&k).into_owned(),
+                enabled: v.first() == Some(&1),
+            })?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn import_one(&self, record: ExportRecord) -> StoreResult<()> {
+        match record {
+            ExportRecord::Header { .. } => Err(StoreError::Rejected("a second header".into())),
+            ExportRecord::Message {
+                conversation,
+                seq,
+                id,
+                sender,
+                recipient,
+                sent_at,
+                delivered_at,
+                read_at,
+                failed,
+                wants_receipt,
+                wants_markers,
+                readable,
+                queued,
+                refused,
+            } => {
+                let record = MessageRecord {
+                    id,
+                    sender,
+                    recipient,
+                    sent_at,
+                    delivered_at,
+                    failed,
+                    wants_receipt,
+                    wants_markers,
+                    readable,
+                    queued,
+                };
+                if refused {
+                    self.put_refused_message(&conversation, seq, &record, usize::MAX)?;
+                } else {
+                    self.log.put(&conversation, seq, &record, false)?;
+                }
+                if let Some(at) = read_at {
+                    self.log.set_read(&conversation, seq, at)?;
+                }
+                Ok(())
+            }
+            ExportRecord::Mark {
+                conversation,
+                reader,
+                seq,
+            } => match conversation.side_of(&reader) {
+                Some(side) => self.log.set_mark(&conversation, side, seq),
+                None => {
+                    self.marks
+                        .insert(keys::mark(&conversation, &reader), &seq.to_be_bytes())?;
+                    Ok(())
+                }
+            },
+            ExportRecord::MarkMoved {
+                conversation,
+                reader,
+                seq,
+                at,
+            } => {
+                self.mark_log.insert(
+                    keys::mark_log(&conversation, &reader, seq),
+                    &at.to_be_bytes(),
+                )?;
+                Ok(())
+            }
+            ExportRecord::Grant { contact, watcher } => {
+                self.set_presence_allowed(&contact, &watcher, true)
+            }
+            ExportRecord::Held {
+                recipient,
+                seq,
+                conversation,
+                stanza,
+            } => self.enqueue(&recipient, seq, &conversation, stanza.as_bytes()),
+            ExportRecord::Room {
+                room,
+                created_at,
+                fixed_members,
+            } => self.put_room(
+                &room,
+                &RoomRecord {
+                    created_at,
+                    fixed_members,
+                },
+            ),
+            ExportRecord::Member {
+                room,
+                member,
+                joined,
+                left,
+            } => self.set_membership(&room, &member, &Membership { joined, left }),
+            ExportRecord::RoomMessage {
+                room,
+                seq,
+                id,
+                stanza_id,
+                sender,
+                sent_at,
+                readable,
+                stanza,
+            } => self.put_room_message(
+                &room,
+                seq,
+                &RoomMessage {
+                    id,
+                    stanza_id,
+                    sender,
+                    sent_at,
+                    readable,
+                    stanza: stanza.into_bytes(),
+                },
+            ),
+            ExportRecord::RoomCreator { creator, room } => self.add_room_creator(&creator, &room),
+            ExportRecord::ReadReceipts { user, enabled } => {
+                self.set_read_receipts_pref(&user, enabled)
+            }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! What the sled backend promises beyond the contract: the contract itself,
+//! durability across a reopen, export and import, the upgrade from schema
+//! 1, and the lock.
+
+use crate::store::*;
+
+fn record(sender: &str, recipient: &str, id: &str, at: Millis) -> MessageRecord {
+    MessageRecord::sent(sender, recipient, id, at)
+}
+
+mod contract {
+    crate::store_contract_tests!(crate::store::SledStore::temporary().unwrap());
+}
+
+#[test]
+fn sled_keeps_everything_flushed_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let seq;
+    {
+        let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+        seq = store.next_seq().unwrap();
+        store
+            .put_message(&conv, seq, &record("alice@x", "bob@x", "m1", 10))
+            .unwrap();
+        store.advance_mark(&conv, "bob@x", seq, 20).unwrap();
+        store
+            .set_presence_allowed("bob@x", "alice@x", true)
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+    assert!(
+        store
+            .find_message(&conv, "alice@x", "m1")
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.read_at(&conv, "bob@x", seq).unwrap(), Some(20));
+    assert!(store.presence_allowed("bob@x", "alice@x").unwrap());
+    assert!(store.next_seq().unwrap() > seq);
+}
+
+/// A store with one of everything an export carries.
+fn everything(store: &SledStore) -> (ConversationKey, Seq) {
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let seq = store.next_seq().unwrap();
+    let mut rec = record("alice@x", "bob@x", "m1", 10);
+    rec.delivered_at = Some(15);
+    store.put_message(&conv, seq, &rec).unwrap();
+    store.advance_mark(&conv, "bob@x", seq, 20).unwrap();
+    store
+        .advance_mark(&conv, "<private>alice@x", seq, 21)
+        .unwrap();
+    let refused = store.next_seq().unwrap();
+    let mut r = record("bob@x", "alice@x", "r1", 30);
+    r.failed = Some(Failure {
+        at: 30,
+        condition: "recipient-unavailable".into(),
+        text: "alice@x is offline".into(),
+    });
+    store.put_refused_message(&conv, refused, &r, 5).unwrap();
+    store
+        .set_presence_allowed("bob@x", "alice@x", true)
+        .unwrap();
+    let held = ConversationKey::direct("alice@x", "carol@x");
+    let h = store.next_seq().unwrap();
+    store
+        .put_message(&held, h, &record("alice@x", "carol@x", "q1", 40))
+        .unwrap();
+    store.enqueue("carol@x", h, &held, b"<message/>").unwrap();
+    let room = "team@chat";
+    store
+        .put_room(
+            room,
+            &RoomRecord {
+                created_at: 1,
+                fixed_members: true,
+            },
+        )
+        .unwrap();
+    store
+        .set_membership(
+            room,
+            "bob@x",
+            &Membership {
+                joined: 1,
+                left: None,
+            },
+        )
+        .unwrap();
+    let rs = store.next_seq().unwrap();
+    store
+        .put_room_message(
+            room,
+            rs,
+            &RoomMessage {
+                id: "g1".into(),
+                stanza_id: "s1".into(),
+                sender: "alice@x".into(),
+                sent_at: 50,
+                readable: true,
+                stanza: b"<message type='groupchat'/>".to_vec(),
+            },
+        )
+        .unwrap();
+    store
+        .advance_mark(&ConversationKey::room(room), "bob@x", rs, 60)
+        .unwrap();
+    store.add_room_creator("alice@x", room).unwrap();
+    store.set_read_receipts_pref("alice@x", false).unwrap();
+    (conv, seq)
+}
+
+#[test]
+fn an_export_imports_into_an_empty_store_as_it_was() {
+    let from = SledStore::temporary().unwrap();
+    let (conv, seq) = everything(&from);
+    let mut dump = Vec::new();
+    let exported = from.export(&mut dump).unwrap();
+    let kinds: std::collections::BTreeSet<String> = String::from_utf8_lossy(&dump)
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].to_string())
+        .collect();
+    assert_eq!(
+        kinds.len(),
+        10,
+        "one of every kind but the header: {kinds:?}"
+    );
+
+    let to = SledStore::temporary().unwrap();
+    assert_eq!(to.import(&dump[..]).unwrap(), exported);
+    // What comes out of the copy is what went in, line for line.
+    let mut again = Vec::new();
+    to.export(&mut again).unwrap();
+    let body = |d: &[u8]| {
+        String::from_utf8_lossy(d)
+            .lines()
+            .skip(1)
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(body(&again), body(&dump));
+    assert_eq!(
+        to.find_message(&conv, "alice@x", "m1").unwrap(),
+        from.find_message(&conv, "alice@x", "m1").unwrap()
+    );
+    assert_eq!(to.read_at(&conv, "bob@x", seq).unwrap(), Some(20));
+    assert_eq!(to.refusal_count("bob@x").unwrap(), 1);
+    assert!(to.presence_allowed("bob@x", "alice@x").unwrap());
+    assert!(
+        to.next_seq().unwrap() > from.next_seq().unwrap() - 1,
+        "new messages come after imported ones"
+    );
+    // Never over existing data, and never from something that is not an export.
+    assert!(matches!(to.import(&dump[..]), Err(ExportError::NotEmpty)));
+    let fresh = SledStore::temporary().unwrap();
+    assert!(matches!(
+        fresh.import(&b"not an export\n"[..]),
+        Err(ExportError::Format { line: 1, .. })
+    ));
+    let fresh = SledStore::temporary().unwrap();
+    let bad = "{\"kind\":\"header\",\"format\":\"tidemark-export\",\"version\":2,\"next_seq\":9}\n{\"kind\":\"message\"}\n";
+    assert!(matches!(
+        fresh.import(bad.as_bytes()),
+        Err(ExportError::Format { line: 2, .. })
+    ));
+}
+
+/// Schema 1 as it was written: one entry per message, an id index, and a
+/// tidemark with its log, all keyed by the conversation's name.
+#[test]
+fn a_schema_1_store_is_upgraded_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let (m1, m2, m3) = (3u64, 4u64, 9u64);
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.insert("schema_version", &1u32.to_be_bytes()).unwrap();
+        let messages = db.open_tree("messages").unwrap();
+        let ids = db.open_tree("message_ids").unwrap();
+        let marks = db.open_tree("marks").unwrap();
+        let log = db.open_tree("mark_log").unwrap();
+        for (seq, id, from, to) in [
+            (m1, "a", "alice@x", "bob@x"),
+            (m2, "b", "alice@x", "bob@x"),
+            (m3, "c", "bob@x", "alice@x"),
+        ] {
+            let mut k = conv.encode();
+            k.push(0);
+            k.extend_from_slice(&seq.to_be_bytes());
+            messages
+                .insert(
+                    k,
+                    postcard::to_allocvec(&record(from, to, id, seq * 10)).unwrap(),
+                )
+                .unwrap();
+            let mut i = conv.encode();
+            for part in [from, id] {
+                i.push(0);
+                i.extend_from_slice(part.as_bytes());
+            }
+            ids.insert(i, &seq.to_be_bytes()).unwrap();
+        }
+        // Bob read up to m1 at 100, then up to m2 at 200.
+        marks
+            .insert(super::super::keys::mark(&conv, "bob@x"), &m2.to_be_bytes())
+            .unwrap();
+        for (seq, at) in [(m1, 100u64), (m2, 200)] {
+            log.insert(
+                super::super::keys::mark_log(&conv, "bob@x", seq),
+                &at.to_be_bytes(),
+            )
+            .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+    let (seq, rec) = store.find_message(&conv, "alice@x", "b").unwrap().unwrap();
+    assert_eq!((seq, rec.sent_at), (m2, 40));
+    assert_eq!(
+        store
+            .find_message(&conv, "bob@x", "c")
+            .unwrap()
+            .map(|f| f.0),
+        Some(m3)
+    );
+    assert_eq!(store.mark(&conv, "bob@x").unwrap(), m2);
+    assert_eq!(store.read_at(&conv, "bob@x", m1).unwrap(), Some(100));
+    assert_eq!(store.read_at(&conv, "bob@x", m2).unwrap(), Some(200));
+    assert_eq!(store.read_at(&conv, "alice@x", m3).unwrap(), None);
+    assert!(store.next_seq().unwrap() > 0);
+    drop(store);
+    // Opened again: schema 2, nothing of schema 1 left, nothing lost.
+    let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+    assert_eq!(store.read_at(&conv, "bob@x", m1).unwrap(), Some(100));
+    drop(store);
+    let db = sled::open(dir.path()).unwrap();
+    assert_eq!(
+        db.get("schema_version").unwrap().unwrap().as_ref(),
+        &2u32.to_be_bytes()
+    );
+    assert!(!db.tree_names().iter().any(|n| n.as_ref() == b"messages"));
+    assert!(db.open_tree("marks").unwrap().is_empty());
+}
+
+#[test]
+fn a_store_held_by_another_process_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = SledStore::open(dir.path(), 1 << 20).unwrap();
+    // sled's lock is an flock on its directory's files: a second open, even
+    // from this process, meets it as another tidemark would.
+    match SledStore::open(dir.path(), 1 << 20) {
+        Err(e @ StoreError::Locked { .. }) => {
+            assert!(e.to_string().contains("in use by another tidemark"), "{e}")
+        }
+        Err(other) => panic!("expected Locked, got {other}"),
+        Ok(_) => panic!("the store opened twice"),
+    }
+}
