@@ -19,20 +19,16 @@ use xmpp_parsers::occupant_id::OccupantId;
 use xmpp_parsers::stanza_id::StanzaId;
 
 use crate::config::RoomCreators;
+use crate::context::Context;
 use crate::incoming::{AckKind, RoomRequest};
 use crate::metrics::{METRICS, Refusal};
-use crate::service::Tidemark;
+use crate::stanza::ns::{DELAY, MUC, MUC_USER, OCCUPANT_ID, SID};
 use crate::stanza::{
     DefinedCondition, ErrorType, StanzaError, element, error_reply, ns, remove_attr, set_attr,
     stanza_error, to_string, xep0082,
 };
+use crate::status::private_mark::{own_mark, private_reader};
 use crate::store::{ConversationKey, Membership, Millis, RoomMessage, RoomRecord, Seq, StoreError};
-
-pub const MUC: &str = "http://jabber.org/protocol/muc";
-pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
-pub const SID: &str = "urn:xmpp:sid:0";
-pub const OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
-pub const DELAY: &str = "urn:xmpp:delay";
 
 type Out = Result<Vec<Element>, StoreError>;
 
@@ -144,50 +140,32 @@ impl Rooms {
     }
 }
 
-/// A reader's tidemark that moves without telling anyone: for users who do
-/// not send read receipts, it still clears their own unread state. `<` cannot
-/// appear in a JID, so this never collides with a real reader. It moves only
-/// while the user hides their reads; see [`own_mark`].
-pub fn private_reader(user: &str) -> String {
-    format!("<private>{user}")
-}
-
-/// How far `reader` has read, as far as their own unread state goes: the
-/// further of the shared and the private tidemark (either may lead, as the
-/// user turns read receipts off and on).
-pub fn own_mark(tm: &Tidemark, conv: &ConversationKey, reader: &str) -> Result<Seq, StoreError> {
-    Ok(tm
-        .store
-        .mark(conv, reader)?
-        .max(tm.store.mark(conv, &private_reader(reader))?))
-}
-
 /// XEP-0421: a stable id per (room, user) that reveals nothing by itself.
-fn occupant_id(tm: &Tidemark, room: &str, user: &str) -> String {
-    let digest = Sha1::digest(format!("{}\0{room}\0{user}", tm.config.component.secret));
+fn occupant_id(cx: &Context, room: &str, user: &str) -> String {
+    let digest = Sha1::digest(format!("{}\0{room}\0{user}", cx.config.component.secret));
     hex::encode(&digest[..10])
 }
 
 /// Declares the rooms of the config file, with their fixed member lists.
-pub fn apply_config(tm: &mut Tidemark, now: Millis) -> Result<(), StoreError> {
-    let domain = tm.addrs.domain().clone();
-    for room_cfg in tm.config.rooms.clone() {
+pub fn apply_config(cx: &mut Context, rooms: &mut Rooms, now: Millis) -> Result<(), StoreError> {
+    let domain = cx.addrs.domain().clone();
+    for room_cfg in cx.config.rooms.clone() {
         let room = format!("{}@{}", room_cfg.name, domain);
-        tm.store.put_room(
+        cx.store.put_room(
             &room,
             &RoomRecord {
-                created_at: tm.store.room(&room)?.map_or(now, |r| r.created_at),
+                created_at: cx.store.room(&room)?.map_or(now, |r| r.created_at),
                 fixed_members: true,
             },
         )?;
         let wanted: Vec<String> = room_cfg.members.iter().map(|m| m.to_string()).collect();
         for member in &wanted {
-            add_member(tm, &room, member, now)?;
+            add_member(cx, rooms, &room, member, now)?;
         }
-        for (member, m) in tm.store.memberships(&room)? {
+        for (member, m) in cx.store.memberships(&room)? {
             if m.is_current() && !wanted.contains(&member) {
-                let left = tm.store.next_seq()?;
-                tm.store.set_membership(
+                let left = cx.store.next_seq()?;
+                cx.store.set_membership(
                     &room,
                     &member,
                     &Membership {
@@ -199,36 +177,50 @@ pub fn apply_config(tm: &mut Tidemark, now: Millis) -> Result<(), StoreError> {
             }
         }
     }
-    tm.rooms.forget_frontiers();
-    tm.rooms.stored = tm.store.rooms()?.len();
-    METRICS.set_rooms(tm.rooms.stored);
+    rooms.forget_frontiers();
+    rooms.stored = cx.store.rooms()?.len();
+    METRICS.set_rooms(rooms.stored);
     Ok(())
 }
 
 /// Makes `user` a member from now on. Their tidemark starts at the join, since
 /// they are not a recipient of what came before.
-fn add_member(tm: &mut Tidemark, room: &str, user: &str, now: Millis) -> Result<bool, StoreError> {
-    if tm
+fn add_member(
+    cx: &mut Context,
+    rooms: &mut Rooms,
+    room: &str,
+    user: &str,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    if cx
         .store
         .membership(room, user)?
         .is_some_and(|m| m.is_current())
     {
         return Ok(false);
     }
-    let joined = tm.store.next_seq()?;
-    tm.store
+    let joined = cx.store.next_seq()?;
+    cx.store
         .set_membership(room, user, &Membership { joined, left: None })?;
     let conv = ConversationKey::room(room);
-    tm.store.advance_mark(&conv, user, joined, now)?;
-    if let Some(live) = tm.rooms.live.get_mut(room) {
+    cx.store.advance_mark(&conv, user, joined, now)?;
+    if let Some(live) = rooms.live.get_mut(room) {
         live.frontier = None;
     }
     info!(%room, %user, "new member");
     Ok(true)
 }
 
+/// A stanza to a room: what it is, who sent it, and the room.
+struct RoomStanza<'a> {
+    stanza: &'a Element,
+    from: &'a Jid,
+    room: &'a BareJid,
+}
+
 pub fn handle(
-    tm: &mut Tidemark,
+    cx: &mut Context,
+    rooms: &mut Rooms,
     stanza: &Element,
     from: &Jid,
     room: &BareJid,
@@ -239,27 +231,41 @@ pub fn handle(
         RoomRequest::Presence {
             nick,
             available: true,
-        } => join(tm, stanza, from, room, &nick, now),
+        } => join(cx, rooms, stanza, from, room, &nick, now),
         RoomRequest::Presence {
             available: false, ..
-        } => Ok(leave(tm, stanza, from, room)),
+        } => Ok(leave(cx, rooms, stanza, from, room)),
         RoomRequest::Groupchat {
             body_bytes,
             has_body,
-        } => groupchat(tm, stanza, from, room, body_bytes, has_body, now),
-        RoomRequest::Marker { kind, id } => marker(tm, stanza, from, room, kind, &id, now),
-        RoomRequest::DiscoInfo => disco_info(tm, stanza, room),
+        } => groupchat(
+            cx,
+            rooms,
+            &RoomStanza { stanza, from, room },
+            body_bytes,
+            has_body,
+            now,
+        ),
+        RoomRequest::Marker { kind, id } => marker(
+            cx,
+            rooms,
+            &RoomStanza { stanza, from, room },
+            kind,
+            &id,
+            now,
+        ),
+        RoomRequest::DiscoInfo => disco_info(cx, stanza, room),
         RoomRequest::DiscoItems => {
             let mut r = iq_result(stanza, room.as_str());
             r.append_child(crate::stanza::no_disco_items());
             Ok(vec![r])
         }
-        RoomRequest::OccupantIq { nick, self_ping } => {
-            Ok(vec![occupant_iq(tm, stanza, from, room, &nick, self_ping)])
-        }
+        RoomRequest::OccupantIq { nick, self_ping } => Ok(vec![occupant_iq(
+            rooms, stanza, from, room, &nick, self_ping,
+        )]),
         RoomRequest::Refused { reply } => Ok(reply.into_iter().collect()),
         // XEP-0045 §9.9: a session that bounces the room's stanzas is gone.
-        RoomRequest::Bounce => Ok(leave(tm, stanza, from, room)),
+        RoomRequest::Bounce => Ok(leave(cx, rooms, stanza, from, room)),
         RoomRequest::Ignored(why) => {
             debug!(why, "ignored");
             Ok(vec![])
@@ -271,7 +277,7 @@ pub fn handle(
 /// joined" with `not-acceptable`, which makes the client rejoin (after a
 /// tidemark restart, say). Other queries to occupants are not forwarded.
 fn occupant_iq(
-    tm: &Tidemark,
+    rooms: &Rooms,
     iq: &Element,
     from: &Jid,
     room: &BareJid,
@@ -279,7 +285,7 @@ fn occupant_iq(
     self_ping: bool,
 ) -> Element {
     let to = format!("{room}/{nick}");
-    let in_room = tm.rooms.nick_of(room.as_str(), from);
+    let in_room = rooms.nick_of(room.as_str(), from);
     match in_room {
         None => error_reply(
             iq,
@@ -310,8 +316,8 @@ fn iq_result(iq: &Element, from: &str) -> Element {
     r
 }
 
-fn disco_info(tm: &Tidemark, iq: &Element, room: &BareJid) -> Out {
-    let Some(record) = tm.store.room(room.as_str())? else {
+fn disco_info(cx: &Context, iq: &Element, room: &BareJid) -> Out {
+    let Some(record) = cx.store.room(room.as_str())? else {
         return Ok(vec![error_reply(
             iq,
             room.as_str(),
@@ -396,7 +402,7 @@ fn subject_message(room: &BareJid, id: &str, to: &Jid) -> Element {
 /// An occupant's presence as the room shows it: the client's own payloads
 /// (show, status, caps), the room's additions, from `room/nick`.
 fn occupant_presence(
-    tm: &Tidemark,
+    cx: &Context,
     client_presence: &Element,
     room: &str,
     nick: &str,
@@ -417,14 +423,14 @@ fn occupant_presence(
             p.append_child(child.clone());
         }
     }
-    p.append_child(occupant_id_element(tm, room, user));
+    p.append_child(occupant_id_element(cx, room, user));
     p
 }
 
 /// The XEP-0421 `<occupant-id/>` of `user` in `room`.
-fn occupant_id_element(tm: &Tidemark, room: &str, user: &str) -> Element {
+fn occupant_id_element(cx: &Context, room: &str, user: &str) -> Element {
     OccupantId {
-        id: occupant_id(tm, room, user),
+        id: occupant_id(cx, room, user),
     }
     .into()
 }
@@ -435,7 +441,8 @@ fn addressed(mut el: Element, to: &Jid) -> Element {
 }
 
 fn join(
-    tm: &mut Tidemark,
+    cx: &mut Context,
+    rooms: &mut Rooms,
     stanza: &Element,
     from: &Jid,
     room: &BareJid,
@@ -446,7 +453,7 @@ fn join(
     let user = from.to_bare().to_string();
     let own = format!("{room_s}/{nick}");
     // Nothing is kept in memory for the room until the join is accepted.
-    let live = tm.rooms.live.get(&room_s);
+    let live = rooms.live.get(&room_s);
 
     if let Some(current) = live.and_then(|l| l.nick_of(from)).map(str::to_owned) {
         if current != nick {
@@ -459,8 +466,8 @@ fn join(
             )]);
         }
         // A presence update from someone already in: show it to everyone.
-        let p = occupant_presence(tm, stanza, &room_s, nick, &user);
-        let live = tm.rooms.live.get_mut(&room_s).expect("present");
+        let p = occupant_presence(cx, stanza, &room_s, nick, &user);
+        let live = rooms.live.get_mut(&room_s).expect("present");
         let occupant = live.occupants.get_mut(nick).expect("present");
         occupant.presence = to_string(&p);
         let first = occupant.sessions.first().cloned();
@@ -492,9 +499,9 @@ fn join(
         )]);
     }
 
-    let created = match tm.store.room(&room_s)? {
+    let created = match cx.store.room(&room_s)? {
         Some(record) => {
-            let member = tm
+            let member = cx
                 .store
                 .membership(&room_s, &user)?
                 .is_some_and(|m| m.is_current());
@@ -512,29 +519,29 @@ fn join(
             false
         }
         None => {
-            if let Some(refusal) = may_not_create(tm, stanza, from, &own)? {
+            if let Some(refusal) = may_not_create(cx, stanza, from, &own)? {
                 METRICS.refused(Refusal::Room);
                 return Ok(vec![refusal]);
             }
-            tm.store.put_room(
+            cx.store.put_room(
                 &room_s,
                 &RoomRecord {
                     created_at: now,
                     fixed_members: false,
                 },
             )?;
-            tm.store.add_room_creator(&user, &room_s)?;
-            tm.rooms.stored += 1;
-            METRICS.set_rooms(tm.rooms.stored);
+            cx.store.add_room_creator(&user, &room_s)?;
+            rooms.stored += 1;
+            METRICS.set_rooms(rooms.stored);
             info!(room = %room_s, creator = %user, "room created");
             true
         }
     };
-    add_member(tm, &room_s, &user, now)?;
+    add_member(cx, rooms, &room_s, &user, now)?;
 
-    let presence = occupant_presence(tm, stanza, &room_s, nick, &user);
-    let history = tm.store.room_history(&room_s, tm.config.groups.history)?;
-    let live = tm.rooms.live.entry(room_s.clone()).or_default();
+    let presence = occupant_presence(cx, stanza, &room_s, nick, &user);
+    let history = cx.store.room_history(&room_s, cx.config.groups.history)?;
+    let live = rooms.live.entry(room_s.clone()).or_default();
     let mut out = Vec::new();
     // XEP-0045 §7.2.3: first the other occupants, then the joiner's own
     // presence to everyone, the joiner's copy last with status 110.
@@ -591,7 +598,7 @@ fn join(
         ));
         out.push(addressed(msg, from));
     }
-    out.push(subject_message(room, &tm.local_id(), from));
+    out.push(subject_message(room, &cx.local_id(), from));
     info!(room = %room_s, %nick, "joined");
     Ok(out)
 }
@@ -600,13 +607,13 @@ fn join(
 /// of `groups.room_creators`, and they must be under
 /// `groups.max_rooms_per_creator`. The refusal to send if not.
 fn may_not_create(
-    tm: &Tidemark,
+    cx: &Context,
     stanza: &Element,
     from: &Jid,
     own: &str,
 ) -> Result<Option<Element>, StoreError> {
-    let service = tm.addrs.domain();
-    let groups = &tm.config.groups;
+    let service = cx.addrs.domain();
+    let groups = &cx.config.groups;
     if let RoomCreators::Domains(domains) = &groups.room_creators
         && !groups.room_creators.allows(from.domain().as_str())
     {
@@ -631,7 +638,7 @@ fn may_not_create(
     }
     let max = groups.max_rooms_per_creator;
     let creator = from.to_bare();
-    if tm.store.rooms_created_by(creator.as_str())? >= max {
+    if cx.store.rooms_created_by(creator.as_str())? >= max {
         debug!(%from, max, "room creation refused: over the cap");
         return Ok(Some(error_reply(
             stanza,
@@ -646,9 +653,15 @@ fn may_not_create(
     Ok(None)
 }
 
-fn leave(tm: &mut Tidemark, stanza: &Element, from: &Jid, room: &BareJid) -> Vec<Element> {
+fn leave(
+    cx: &mut Context,
+    rooms: &mut Rooms,
+    stanza: &Element,
+    from: &Jid,
+    room: &BareJid,
+) -> Vec<Element> {
     let room_s = room.as_str();
-    let Some(live) = tm.rooms.live.get_mut(room_s) else {
+    let Some(live) = rooms.live.get_mut(room_s) else {
         return vec![];
     };
     let Some(nick) = live.nick_of(from).map(str::to_owned) else {
@@ -661,10 +674,10 @@ fn leave(tm: &mut Tidemark, stanza: &Element, from: &Jid, room: &BareJid) -> Vec
     if gone {
         live.occupants.remove(&nick);
     }
-    let mut p = occupant_presence(tm, stanza, room_s, &nick, &user);
+    let mut p = occupant_presence(cx, stanza, room_s, &nick, &user);
     set_attr(&mut p, "type", "unavailable");
     let mut out = Vec::new();
-    let live = tm.rooms.live.get(room_s).expect("present");
+    let live = rooms.live.get(room_s).expect("present");
     if gone {
         for s in live.all_sessions() {
             let mut p = p.clone();
@@ -675,61 +688,68 @@ fn leave(tm: &mut Tidemark, stanza: &Element, from: &Jid, room: &BareJid) -> Vec
     p.append_child(muc_user(Some(from), Role::None, &[Status::SelfPresence]));
     out.push(addressed(p, from));
     if live.occupants.is_empty() {
-        tm.rooms.live.remove(room_s);
+        rooms.live.remove(room_s);
     }
     info!(room = %room_s, %nick, "left");
     out
 }
 
 /// The room's frontier, loaded from the store on first use.
-fn frontier<'a>(tm: &'a mut Tidemark, room: &str) -> Result<&'a mut LiveRoom, StoreError> {
-    let loaded = tm
-        .rooms
-        .live
-        .get(room)
-        .is_some_and(|l| l.frontier.is_some());
+fn frontier<'a>(
+    cx: &Context,
+    rooms: &'a mut Rooms,
+    room: &str,
+) -> Result<&'a mut LiveRoom, StoreError> {
+    let loaded = rooms.live.get(room).is_some_and(|l| l.frontier.is_some());
     if !loaded {
         let conv = ConversationKey::room(room);
         let mut f = Frontier::default();
         let mut members = 0;
-        for (member, m) in tm.store.memberships(room)? {
+        for (member, m) in cx.store.memberships(room)? {
             if !m.is_current() {
                 continue;
             }
             members += 1;
-            if tm.sends_read_receipts(&member)? {
-                f.set(&member, tm.store.mark(&conv, &member)?);
+            if cx.sends_read_receipts(&member)? {
+                f.set(&member, cx.store.mark(&conv, &member)?);
             }
         }
-        let live = tm.rooms.live.entry(room.to_owned()).or_default();
+        let live = rooms.live.entry(room.to_owned()).or_default();
         live.frontier = Some(f);
         live.members = members;
     }
-    Ok(tm.rooms.live.get_mut(room).expect("loaded above"))
+    Ok(rooms.live.get_mut(room).expect("loaded above"))
 }
 
 /// Moves `reader`'s tidemark and returns the "all read" notices it causes.
-fn advance(tm: &mut Tidemark, room: &str, reader: &str, seq: Seq, now: Millis) -> Out {
+fn advance(
+    cx: &mut Context,
+    rooms: &mut Rooms,
+    room: &str,
+    reader: &str,
+    seq: Seq,
+    now: Millis,
+) -> Out {
     let conv = ConversationKey::room(room);
-    if !tm.sends_read_receipts(reader)? {
-        tm.store
+    if !cx.sends_read_receipts(reader)? {
+        cx.store
             .advance_mark(&conv, &private_reader(reader), seq, now)?;
         return Ok(vec![]);
     }
     // Load the frontier (from the store, after a restart or a membership
     // change) before the mark moves, so that it says where things stood.
-    frontier(tm, room)?;
-    if !tm.store.advance_mark(&conv, reader, seq, now)? {
+    frontier(cx, rooms, room)?;
+    if !cx.store.advance_mark(&conv, reader, seq, now)? {
         return Ok(vec![]);
     }
     METRICS.status_recorded();
-    let live = tm.rooms.live.get_mut(room).expect("loaded above");
+    let live = rooms.live.get_mut(room).expect("loaded above");
     let f = live.frontier.as_mut().expect("loaded above");
     let before = f.min();
     f.set(reader, seq);
     let after = f.min();
     match (before, after) {
-        (Some(b), Some(a)) if a > b => all_read_notices(tm, room, b, a, now),
+        (Some(b), Some(a)) if a > b => all_read_notices(cx, room, b, a, now),
         _ => Ok(vec![]),
     }
 }
@@ -737,16 +757,16 @@ fn advance(tm: &mut Tidemark, room: &str, reader: &str, seq: Seq, now: Millis) -
 /// Messages in `(from, upto]` just became read by every member: tell each
 /// sender once, about their latest such message (a notice covers the
 /// sender's earlier messages, as a XEP-0333 marker does).
-fn all_read_notices(tm: &mut Tidemark, room: &str, from: Seq, upto: Seq, now: Millis) -> Out {
+fn all_read_notices(cx: &mut Context, room: &str, from: Seq, upto: Seq, now: Millis) -> Out {
     let mut latest: BTreeMap<String, RoomMessage> = BTreeMap::new();
-    for (_, m) in tm.store.room_messages_between(room, from, upto)? {
+    for (_, m) in cx.store.room_messages_between(room, from, upto)? {
         if m.readable {
             latest.insert(m.sender.clone(), m);
         }
     }
     let mut out = Vec::with_capacity(latest.len());
     for (sender, m) in latest {
-        let id = tm.local_id();
+        let id = cx.local_id();
         // Hand-built: <all-read/> is tidemark's own (urn:tidemark:status:0).
         let mut notice = element(
             "message",
@@ -773,16 +793,16 @@ fn all_read_notices(tm: &mut Tidemark, room: &str, from: Seq, upto: Seq, now: Mi
 }
 
 fn groupchat(
-    tm: &mut Tidemark,
-    stanza: &Element,
-    from: &Jid,
-    room: &BareJid,
+    cx: &mut Context,
+    rooms: &mut Rooms,
+    at: &RoomStanza,
     body_bytes: usize,
     has_body: bool,
     now: Millis,
 ) -> Out {
+    let RoomStanza { stanza, from, room } = *at;
     let room_s = room.as_str().to_owned();
-    let Some(nick) = tm.rooms.nick_of(&room_s, from) else {
+    let Some(nick) = rooms.nick_of(&room_s, from) else {
         // XEP-0045 §7.4: only occupants may send.
         return Ok(vec![error_reply(
             stanza,
@@ -793,7 +813,7 @@ fn groupchat(
         )]);
     };
     let user = from.to_bare().to_string();
-    if !tm
+    if !cx
         .store
         .membership(&room_s, &user)?
         .is_some_and(|m| m.is_current())
@@ -806,7 +826,7 @@ fn groupchat(
             "you are no longer a member of this room",
         )]);
     }
-    let limit = tm.config.limits.max_body_bytes;
+    let limit = cx.config.limits.max_body_bytes;
     if body_bytes > limit {
         return Ok(vec![error_reply(
             stanza,
@@ -819,9 +839,9 @@ fn groupchat(
         )]);
     }
 
-    let seq = tm.store.next_seq()?;
+    let seq = cx.store.next_seq()?;
     let stanza_id = seq.to_string();
-    let readable = has_body || tm.config.status.attachments_get_read_status;
+    let readable = has_body || cx.config.status.attachments_get_read_status;
     let mut reflected = stanza.clone();
     strip_room_claims(&mut reflected, &room_s);
     set_attr(&mut reflected, "from", format!("{room_s}/{nick}"));
@@ -833,7 +853,7 @@ fn groupchat(
         }
         .into(),
     );
-    reflected.append_child(occupant_id_element(tm, &room_s, &user));
+    reflected.append_child(occupant_id_element(cx, &room_s, &user));
     if readable && !reflected.has_child("markable", ns::CHAT_MARKERS) {
         reflected.append_child(Markable.into());
     }
@@ -849,16 +869,16 @@ fn groupchat(
         readable,
         stanza: to_string(&reflected).into_bytes(),
     };
-    tm.store.put_room_message(&room_s, seq, &record)?;
+    cx.store.put_room_message(&room_s, seq, &record)?;
     METRICS.status_recorded();
 
-    let live = tm.rooms.live.get(&room_s).expect("sender is in it");
+    let live = rooms.live.get(&room_s).expect("sender is in it");
     let mut out: Vec<Element> = live
         .all_sessions()
         .map(|s| addressed(reflected.clone(), s))
         .collect();
     // Writing to the room means having seen what came before.
-    out.extend(advance(tm, &room_s, &user, seq, now)?);
+    out.extend(advance(cx, rooms, &room_s, &user, seq, now)?);
     debug!(seq, "group message recorded");
     Ok(out)
 }
@@ -887,17 +907,17 @@ fn strip_room_claims(msg: &mut Element, room: &str) {
 }
 
 fn marker(
-    tm: &mut Tidemark,
-    stanza: &Element,
-    from: &Jid,
-    room: &BareJid,
+    cx: &mut Context,
+    rooms: &mut Rooms,
+    at: &RoomStanza,
     kind: AckKind,
     id: &str,
     now: Millis,
 ) -> Out {
+    let RoomStanza { stanza, from, room } = *at;
     let room_s = room.as_str().to_owned();
     let reader = from.to_bare().to_string();
-    let Some(nick) = tm.rooms.nick_of(&room_s, from) else {
+    let Some(nick) = rooms.nick_of(&room_s, from) else {
         debug!("marker from someone not in the room ignored");
         return Ok(vec![]);
     };
@@ -905,11 +925,11 @@ fn marker(
         // Groups have no delivered state (the Avaya rule).
         return Ok(vec![]);
     }
-    let Some((seq, message)) = marked_message(tm, &room_s, &reader, id)? else {
+    let Some((seq, message)) = marked_message(cx, &room_s, &reader, id)? else {
         debug!(id, "marker for an unknown message ignored");
         return Ok(vec![]);
     };
-    let recipient = tm
+    let recipient = cx
         .store
         .membership(&room_s, &reader)?
         .is_some_and(|m| m.covers(seq));
@@ -917,10 +937,10 @@ fn marker(
         debug!(id, "marker from someone who is not a recipient ignored");
         return Ok(vec![]);
     }
-    let reflect = tm.sends_read_receipts(&reader)?;
+    let reflect = cx.sends_read_receipts(&reader)?;
     let conv = ConversationKey::room(&room_s);
-    let moved = reflect && tm.store.mark(&conv, &reader)? < seq;
-    let mut out = advance(tm, &room_s, &reader, seq, now)?;
+    let moved = reflect && cx.store.mark(&conv, &reader)? < seq;
+    let mut out = advance(cx, rooms, &room_s, &reader, seq, now)?;
     if !moved {
         return Ok(out);
     }
@@ -928,13 +948,13 @@ fn marker(
     let mut reflected = stanza.clone();
     strip_room_claims(&mut reflected, &room_s);
     set_attr(&mut reflected, "from", format!("{room_s}/{nick}"));
-    reflected.append_child(occupant_id_element(tm, &room_s, &reader));
-    let live = frontier(tm, &room_s)?;
+    reflected.append_child(occupant_id_element(cx, &room_s, &reader));
+    let live = frontier(cx, rooms, &room_s)?;
     // Above the limit, reflecting to everyone is O(members) stanzas per
     // marker, O(members²) per message read by all: only the sender, whose
     // client shows "read by", gets it.
-    let everyone = live.members <= tm.config.groups.marker_reflection_limit;
-    let live = tm.rooms.live.get(&room_s).expect("loaded");
+    let everyone = live.members <= cx.config.groups.marker_reflection_limit;
+    let live = rooms.live.get(&room_s).expect("loaded");
     for o in live.occupants.values() {
         if everyone || o.user == message.sender {
             for s in &o.sessions {
@@ -959,20 +979,20 @@ const SENDER_ID_CANDIDATES: usize = 32;
 /// sending alice's) can then only make the marker cover less than the reader
 /// read, never more: it cannot produce a false "read" or "all read".
 fn marked_message(
-    tm: &Tidemark,
+    cx: &Context,
     room: &str,
     reader: &str,
     id: &str,
 ) -> Result<Option<(Seq, RoomMessage)>, StoreError> {
-    if let Some(found) = tm.store.room_message_by_stanza_id(room, id)? {
+    if let Some(found) = cx.store.room_message_by_stanza_id(room, id)? {
         return Ok(Some(found));
     }
     let conv = ConversationKey::room(room);
-    let read = own_mark(tm, &conv, reader)?;
-    let Some(membership) = tm.store.membership(room, reader)? else {
+    let read = own_mark(&*cx.store, &conv, reader)?;
+    let Some(membership) = cx.store.membership(room, reader)? else {
         return Ok(None);
     };
-    Ok(tm
+    Ok(cx
         .store
         .room_messages_with_sender_id(room, id, read, SENDER_ID_CANDIDATES)?
         .into_iter()
@@ -982,7 +1002,7 @@ fn marked_message(
 /// The status query for a room message (xep/status.md §4): one recipient per
 /// member the message was sent to.
 pub fn status(
-    tm: &Tidemark,
+    cx: &Context,
     asker: &str,
     room: &BareJid,
     id: &str,
@@ -990,12 +1010,12 @@ pub fn status(
     let room_s = room.as_str();
     // The asker's own id first: only the asker writes under it, so another
     // member's message with the same id never answers for theirs.
-    let found = match tm.store.room_message_by_sender_id(room_s, asker, id)? {
+    let found = match cx.store.room_message_by_sender_id(room_s, asker, id)? {
         Some(found) => Some(found),
-        None => tm.store.room_message_by_stanza_id(room_s, id)?,
+        None => cx.store.room_message_by_stanza_id(room_s, id)?,
     };
     let Some((seq, message)) = found else {
-        let someone_elses = !tm
+        let someone_elses = !cx
             .store
             .room_messages_with_sender_id(room_s, id, 0, 1)?
             .is_empty();
@@ -1021,13 +1041,13 @@ pub fn status(
     }
     let conv = ConversationKey::room(room_s);
     let mut recipients = Vec::new();
-    for (member, m) in tm.store.memberships(room_s)? {
+    for (member, m) in cx.store.memberships(room_s)? {
         if member == message.sender || !m.covers(seq) {
             continue;
         }
-        let shows_reads = tm.sends_read_receipts(&member)?;
+        let shows_reads = cx.sends_read_receipts(&member)?;
         let read = if message.readable && shows_reads {
-            tm.store.read_at(&conv, &member, seq)?
+            cx.store.read_at(&conv, &member, seq)?
         } else {
             None
         };
