@@ -446,15 +446,11 @@ fn classify_service_iq(iq: &Element, from: Jid, own: &str) -> Incoming {
         (ns::DISCO_INFO, "query", true) => ServiceRequest::DiscoInfo {
             node: payload.attr("node").map(str::to_owned),
         },
-        (ns::DISCO_ITEMS, "query", true)
-            if payload.attr("node") == Some(crate::query::commands::COMMANDS) =>
-        {
+        (ns::DISCO_ITEMS, "query", true) if payload.attr("node") == Some(ns::COMMANDS) => {
             ServiceRequest::CommandList
         }
         (ns::DISCO_ITEMS, "query", true) => ServiceRequest::DiscoItems,
-        (crate::query::commands::COMMANDS, "command", false) => {
-            ServiceRequest::Command(payload.clone())
-        }
+        (ns::COMMANDS, "command", false) => ServiceRequest::Command(payload.clone()),
         (ns::GATEWAY, "query", true) => ServiceRequest::GatewayPrompt,
         (ns::GATEWAY, "query", false) => ServiceRequest::GatewayTranslate {
             prompt: payload

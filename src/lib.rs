@@ -8,6 +8,7 @@
 pub mod address;
 pub mod component;
 pub mod config;
+pub mod context;
 pub mod conversation;
 pub mod incoming;
 pub mod metrics;

@@ -15,10 +15,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use minidom::Element;
 use tracing::{debug, info, warn};
 
-use crate::conversation::direct;
+use crate::context::Context;
 use crate::incoming::{Route, SubscriptionKind};
 use crate::metrics::{METRICS, Refusal};
-use crate::service::Tidemark;
 use crate::stanza::{element, ns, set_attr, with_text};
 use crate::store::{Millis, StoreError};
 
@@ -209,13 +208,18 @@ pub enum Gate {
     Online,
 }
 
-pub fn gate(tm: &Tidemark, watcher: &str, contact: &str) -> Result<Gate, StoreError> {
-    if !tm.store.presence_allowed(contact, watcher)? {
+pub fn gate(
+    cx: &Context,
+    book: &PresenceBook,
+    watcher: &str,
+    contact: &str,
+) -> Result<Gate, StoreError> {
+    if !cx.store.presence_allowed(contact, watcher)? {
         return Ok(Gate::NotPermitted);
     }
-    Ok(if tm.presence.is_online(contact) {
+    Ok(if book.is_online(contact) {
         Gate::Online
-    } else if tm.presence.is_unknown(contact) {
+    } else if book.is_unknown(contact) {
         Gate::Unknown
     } else {
         Gate::Offline
@@ -223,7 +227,7 @@ pub fn gate(tm: &Tidemark, watcher: &str, contact: &str) -> Result<Gate, StoreEr
 }
 
 pub fn on_subscription(
-    tm: &mut Tidemark,
+    cx: &Context,
     stanza: &Element,
     route: &Route,
     kind: SubscriptionKind,
@@ -233,16 +237,16 @@ pub fn on_subscription(
     match kind {
         // `from` lets `to` see their presence, or stops.
         SubscriptionKind::Subscribed => {
-            tm.store
+            cx.store
                 .set_presence_allowed(from.as_str(), to.as_str(), true)?
         }
         SubscriptionKind::Unsubscribed => {
-            tm.store
+            cx.store
                 .set_presence_allowed(from.as_str(), to.as_str(), false)?
         }
         // `from` no longer wants to see `to`.
         SubscriptionKind::Unsubscribe => {
-            tm.store
+            cx.store
                 .set_presence_allowed(to.as_str(), from.as_str(), false)?
         }
         SubscriptionKind::Subscribe => {}
@@ -267,35 +271,43 @@ pub fn on_subscription(
     Ok(vec![out])
 }
 
+/// What a presence from a contact led to: the stanzas to send, and whether
+/// the contact's presence was unknown until now (so messages that waited for
+/// it can go on).
+pub struct Answered {
+    pub out: Vec<Element>,
+    pub now_known: bool,
+}
+
 /// Presence from a contact to a watcher's tracked address: kept if someone
 /// may see the contact, relayed only if this watcher may.
 pub fn on_presence(
-    tm: &mut Tidemark,
+    cx: &Context,
+    book: &mut PresenceBook,
     stanza: &Element,
     route: &Route,
     available: bool,
-    now: Millis,
-) -> Out {
+) -> Result<Answered, StoreError> {
     let contact = route.from.to_bare().to_string();
     let watcher = route.to.to_bare();
     let resource = route.from.resource().map_or("", |r| r.as_str());
-    let was_unknown = tm.presence.resolve(&contact);
+    let was_unknown = book.resolve(&contact);
     let compact = available.then(|| Compact::of(stanza));
     let mut out = Vec::new();
     let mut came_online = false;
-    if tm.store.has_watchers(&contact)? {
-        came_online = tm.presence.update(&contact, resource, compact.clone());
+    if cx.store.has_watchers(&contact)? {
+        came_online = book.update(&contact, resource, compact.clone());
     } else {
-        tm.presence.forget(&contact);
+        book.forget(&contact);
     }
-    METRICS.set_tracked_presences(tm.presence.kept());
-    if tm.store.presence_allowed(&contact, watcher.as_str())? {
+    METRICS.set_tracked_presences(book.kept());
+    if cx.store.presence_allowed(&contact, watcher.as_str())? {
         let from = route.tracked_from.to_string();
         out.push(match compact {
             // The watcher is authorised: the presence goes on whole, so that
             // entity caps, avatar hashes and the like still reach their
             // client. Only what is kept for probe answers is compact.
-            Some(_) => tm.relay(stanza, route),
+            Some(_) => cx.relay(stanza, route),
             None => element(
                 "presence",
                 ns::COMPONENT,
@@ -311,27 +323,28 @@ pub fn on_presence(
         debug!("presence from a contact who has not granted the watcher dropped");
     }
     if came_online {
-        out.extend(deliver_queued(tm, &contact)?);
+        out.extend(deliver_queued(cx, &contact)?);
     }
-    if was_unknown {
-        out.extend(direct::release_waiting(tm, &contact, now)?);
-    }
-    Ok(out)
+    Ok(Answered {
+        out,
+        now_known: was_unknown,
+    })
 }
 
 /// A presence error from a contact, typically the answer to a probe: their
-/// presence is known now (offline), and what waited for it goes on.
-pub fn on_presence_error(tm: &mut Tidemark, route: &Route, now: Millis) -> Out {
+/// presence is known now (offline). True if it was not known before, so
+/// what waited for it goes on.
+pub fn on_presence_error(book: &mut PresenceBook, route: &Route) -> bool {
     let contact = route.from.to_bare().to_string();
-    if !tm.presence.resolve(&contact) {
-        return Ok(vec![]);
+    if !book.resolve(&contact) {
+        return false;
     }
     debug!("probe answered with an error: offline");
-    direct::release_waiting(tm, &contact, now)
+    true
 }
 
-fn deliver_queued(tm: &mut Tidemark, contact: &str) -> Out {
-    let held = tm.store.take_queue(contact)?;
+fn deliver_queued(cx: &Context, contact: &str) -> Out {
+    let held = cx.store.take_queue(contact)?;
     let mut out = Vec::with_capacity(held.len());
     for q in held {
         let stanza: Element = match std::str::from_utf8(&q.stanza)
@@ -344,9 +357,9 @@ fn deliver_queued(tm: &mut Tidemark, contact: &str) -> Out {
                 continue;
             }
         };
-        if let Some(mut record) = tm.store.message(&q.conv, q.seq)? {
+        if let Some(mut record) = cx.store.message(&q.conv, q.seq)? {
             record.queued = false;
-            tm.store.put_message(&q.conv, q.seq, &record)?;
+            cx.store.put_message(&q.conv, q.seq, &record)?;
         }
         out.push(stanza);
     }
@@ -358,10 +371,10 @@ fn deliver_queued(tm: &mut Tidemark, contact: &str) -> Out {
 
 /// A watcher's server asks what a contact's presence is (the watcher came
 /// online): answer from what tidemark knows, if the contact allows it.
-pub fn on_probe(tm: &mut Tidemark, route: &Route) -> Out {
+pub fn on_probe(cx: &Context, book: &PresenceBook, route: &Route) -> Out {
     let watcher = route.from.to_bare();
     let contact = route.to.to_bare();
-    if !tm
+    if !cx
         .store
         .presence_allowed(contact.as_str(), watcher.as_str())?
     {
@@ -369,8 +382,7 @@ pub fn on_probe(tm: &mut Tidemark, route: &Route) -> Out {
         return Ok(vec![]);
     }
     let tracked = route.tracked_to.as_str();
-    let mut out: Vec<Element> = tm
-        .presence
+    let mut out: Vec<Element> = book
         .resources(contact.as_str())
         .map(|(resource, p)| {
             let from = if resource.is_empty() {
@@ -400,9 +412,9 @@ pub fn on_probe(tm: &mut Tidemark, route: &Route) -> Out {
 /// watcher, and the server answers any watcher it knows. Until a contact
 /// answers (or `presence.probe_wait` passes) their presence is unknown, and
 /// messages to them wait instead of failing as if they were offline.
-pub fn on_connected(tm: &mut Tidemark, now: Millis) -> Out {
+pub fn on_connected(cx: &mut Context, book: &mut PresenceBook, now: Millis) -> Out {
     let mut probed: BTreeMap<String, String> = BTreeMap::new();
-    for (contact, watcher) in tm.store.presence_grants()? {
+    for (contact, watcher) in cx.store.presence_grants()? {
         probed.entry(contact).or_insert(watcher);
     }
     let mut out = Vec::with_capacity(probed.len());
@@ -410,7 +422,7 @@ pub fn on_connected(tm: &mut Tidemark, now: Millis) -> Out {
     for (contact, watcher) in probed {
         let tracked = xmpp_parsers::jid::BareJid::new(&watcher)
             .map_err(|e| e.to_string())
-            .and_then(|w| tm.addrs.tracked(&w).map_err(|e| e.to_string()));
+            .and_then(|w| cx.addrs.tracked(&w).map_err(|e| e.to_string()));
         let from = match tracked {
             Ok(t) => t.to_string(),
             Err(e) => {
@@ -418,7 +430,7 @@ pub fn on_connected(tm: &mut Tidemark, now: Millis) -> Out {
                 continue;
             }
         };
-        let id = tm.local_id();
+        let id = cx.local_id();
         let mut probe = element(
             "presence",
             ns::COMPONENT,
@@ -432,8 +444,8 @@ pub fn on_connected(tm: &mut Tidemark, now: Millis) -> Out {
         out.push(probe);
         unknown.insert(contact);
     }
-    let wait = u64::try_from(tm.config.presence.probe_wait.as_millis()).unwrap_or(u64::MAX);
-    tm.presence.restart(unknown, now.saturating_add(wait));
+    let wait = u64::try_from(cx.config.presence.probe_wait.as_millis()).unwrap_or(u64::MAX);
+    book.restart(unknown, now.saturating_add(wait));
     METRICS.set_tracked_presences(0);
     if !out.is_empty() {
         info!(contacts = out.len(), "probing presence");
@@ -442,25 +454,20 @@ pub fn on_connected(tm: &mut Tidemark, now: Millis) -> Out {
 }
 
 /// Once a second: when the probe wait is over, contacts that never answered
-/// are offline, and messages waiting for them are handled as such.
-pub fn on_tick(tm: &mut Tidemark, now: Millis) -> Out {
-    if now < tm.presence.unknown_until || (tm.presence.unknown.is_empty() && tm.waiting.is_empty())
-    {
-        return Ok(vec![]);
+/// are offline. True once it is over: then every message still waiting is
+/// handled, including those whose contact answered while a store error kept
+/// them from being handled.
+pub fn on_tick(book: &mut PresenceBook, now: Millis) -> bool {
+    if now < book.unknown_until {
+        return false;
     }
-    let silent = tm.presence.unknown.len();
-    tm.presence.unknown.clear();
+    let silent = book.unknown.len();
+    book.unknown.clear();
     if silent > 0 {
         info!(
             contacts = silent,
             "probe wait over; unanswered contacts are offline"
         );
     }
-    // Everything still waiting goes on now, including messages whose
-    // contact answered while a store error kept them from being handled.
-    let mut out = Vec::new();
-    for contact in tm.waiting.contacts() {
-        out.extend(direct::release_waiting(tm, &contact, now)?);
-    }
-    Ok(out)
+    true
 }

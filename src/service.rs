@@ -8,34 +8,31 @@ use minidom::Element;
 use tracing::{debug, info_span, warn};
 use xmpp_parsers::jid::Jid;
 
-use crate::address::{AddressError, Addresses};
 use crate::config::Config;
+use crate::context::Context;
 use crate::conversation::direct::{self, Waiting};
 use crate::conversation::room::{self, Rooms};
-use crate::incoming::{Incoming, Route, classify};
+use crate::incoming::{Incoming, classify};
 use crate::metrics::{METRICS, Refusal};
 use crate::presence::{self, PresenceBook};
 use crate::query;
 use crate::rate_limit::RateLimiter;
-use crate::stanza::{DefinedCondition, ErrorType, error_reply, set_attr};
+use crate::stanza::{DefinedCondition, ErrorType, error_reply};
 use crate::store::retention::Retention;
 use crate::store::{Millis, Store, StoreError};
 
 pub struct Tidemark {
-    pub addrs: Addresses,
-    pub config: Config,
-    pub store: Arc<dyn Store>,
-    pub presence: PresenceBook,
-    pub rooms: Rooms,
+    cx: Context,
+    presence: PresenceBook,
+    rooms: Rooms,
     retention: Retention,
     /// Messages to contacts whose presence is not known yet after a
     /// (re)connect.
-    pub waiting: Waiting,
+    waiting: Waiting,
     rate: RateLimiter,
     /// The server this component belongs to (`localhost` for
     /// `chat.localhost`): its own stanzas are never rate limited.
     server_domain: String,
-    local_ids: u64,
 }
 
 impl Tidemark {
@@ -44,25 +41,37 @@ impl Tidemark {
         let rate = RateLimiter::new(config.limits.rate_per_second, config.limits.rate_burst);
         let server_domain = crate::config::own_server_domain(&config.component.jid);
         let mut tm = Self {
-            addrs: Addresses::new(config.component.jid.clone()),
-            config,
-            store,
+            cx: Context::new(config, store),
             presence: PresenceBook::default(),
             rooms: Rooms::default(),
             retention: Retention::default(),
             waiting: Waiting::default(),
             rate,
             server_domain,
-            local_ids: 0,
         };
-        room::apply_config(&mut tm, crate::stanza::now_millis())?;
+        room::apply_config(&mut tm.cx, &mut tm.rooms, crate::stanza::now_millis())?;
         Ok(tm)
     }
 
-    /// A fresh id for a stanza tidemark originates.
-    pub fn local_id(&mut self) -> String {
-        self.local_ids += 1;
-        format!("tm-{}-{}", crate::stanza::now_millis(), self.local_ids)
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.cx.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cx.config
+    }
+
+    pub fn rooms(&self) -> &Rooms {
+        &self.rooms
+    }
+
+    pub fn presence(&self) -> &PresenceBook {
+        &self.presence
+    }
+
+    /// Messages to contacts whose presence is not known yet.
+    pub fn waiting(&self) -> &Waiting {
+        &self.waiting
     }
 
     /// Handles one stanza from the server and returns what to send.
@@ -112,7 +121,7 @@ impl Tidemark {
         }
         if stanza.name() == "iq"
             && matches!(stanza.attr("type"), Some("result") | Some("error"))
-            && stanza.attr("to") == Some(self.addrs.domain().as_str())
+            && stanza.attr("to") == Some(self.cx.addrs.domain().as_str())
         {
             return true;
         }
@@ -129,7 +138,7 @@ impl Tidemark {
         }
         // debug, not warn: a flood would otherwise fill the log instead.
         debug!("over the rate limit; refused");
-        let limits = &self.config.limits;
+        let limits = &self.cx.config.limits;
         vec![error_reply(
             stanza,
             self.own_address(stanza),
@@ -148,19 +157,24 @@ impl Tidemark {
         stanza
             .attr("to")
             .filter(|to| Jid::new(to).is_ok())
-            .unwrap_or(self.addrs.domain().as_str())
+            .unwrap_or(self.cx.addrs.domain().as_str())
     }
 
     fn dispatch(&mut self, stanza: &Element, now: Millis) -> Result<Vec<Element>, StoreError> {
-        match classify(stanza, &self.addrs) {
+        let cx = &mut self.cx;
+        match classify(stanza, &cx.addrs) {
             Incoming::Room {
                 from,
                 room: room_jid,
                 request,
-            } => room::handle(self, stanza, &from, &room_jid, request, now),
-            Incoming::ServiceIq { from, request } => {
-                Ok(vec![query::answer(self, stanza, &from, request)?])
-            }
+            } => room::handle(cx, &mut self.rooms, stanza, &from, &room_jid, request, now),
+            Incoming::ServiceIq { from, request } => Ok(vec![query::answer(
+                cx,
+                &mut self.rooms,
+                stanza,
+                &from,
+                request,
+            )?]),
             Incoming::ContactIq => Ok(vec![error_reply(
                 stanza,
                 stanza.attr("to").unwrap_or_default(),
@@ -169,18 +183,34 @@ impl Tidemark {
                 "tracked addresses answer no queries; ask the service's domain",
             )]),
             Incoming::IqResponse => Ok(vec![]),
-            Incoming::Chat(chat) => direct::on_chat(self, stanza, &chat, now),
-            Incoming::Ack { route, kind, id } => direct::on_ack(self, &route, kind, &id, now),
-            Incoming::Bounce(route) => direct::on_bounce(self, stanza, &route, now),
-            Incoming::Passthrough(route) => Ok(direct::on_passthrough(self, stanza, &route)?),
+            Incoming::Chat(chat) => {
+                direct::on_chat(cx, &self.presence, &mut self.waiting, stanza, &chat, now)
+            }
+            Incoming::Ack { route, kind, id } => direct::on_ack(cx, &route, kind, &id, now),
+            Incoming::Bounce(route) => direct::on_bounce(cx, stanza, &route, now),
+            Incoming::Passthrough(route) => {
+                direct::on_passthrough(cx, &self.presence, stanza, &route)
+            }
             Incoming::Subscription { route, kind } => {
-                presence::on_subscription(self, stanza, &route, kind)
+                presence::on_subscription(cx, stanza, &route, kind)
             }
             Incoming::Presence { route, available } => {
-                presence::on_presence(self, stanza, &route, available, now)
+                let answered =
+                    presence::on_presence(cx, &mut self.presence, stanza, &route, available)?;
+                let mut out = answered.out;
+                if answered.now_known {
+                    out.extend(self.release_waiting(&route.from.to_bare().to_string(), now)?);
+                }
+                Ok(out)
             }
-            Incoming::Probe(route) => presence::on_probe(self, &route),
-            Incoming::PresenceError(route) => presence::on_presence_error(self, &route, now),
+            Incoming::Probe(route) => presence::on_probe(cx, &self.presence, &route),
+            Incoming::PresenceError(route) => {
+                if presence::on_presence_error(&mut self.presence, &route) {
+                    self.release_waiting(&route.from.to_bare().to_string(), now)
+                } else {
+                    Ok(vec![])
+                }
+            }
             Incoming::Ignored(why) => {
                 debug!(why, "ignored");
                 Ok(vec![])
@@ -193,6 +223,17 @@ impl Tidemark {
         }
     }
 
+    /// `contact`'s presence is known now: what waited for it goes on.
+    fn release_waiting(&mut self, contact: &str, now: Millis) -> Result<Vec<Element>, StoreError> {
+        direct::release_waiting(
+            &mut self.cx,
+            &self.presence,
+            &mut self.waiting,
+            contact,
+            now,
+        )
+    }
+
     /// Called about once a second by the connection loop, with the time:
     /// whatever waits on a deadline (presence probes, expiry) happens here.
     pub fn tick(&mut self, now: Millis) -> Result<Vec<Element>, StoreError> {
@@ -200,12 +241,18 @@ impl Tidemark {
         // than ending the connection; stanzas meet any real storage fault.
         if let Err(e) = self
             .retention
-            .step(&*self.store, self.config.storage.retention, now)
+            .step(&*self.cx.store, self.cx.config.storage.retention, now)
         {
             warn!(error = %e, "expiring old statuses failed; trying again later");
         }
         self.rate.sweep(now);
-        presence::on_tick(self, now)
+        let mut out = Vec::new();
+        if presence::on_tick(&mut self.presence, now) {
+            for contact in self.waiting.contacts() {
+                out.extend(self.release_waiting(&contact, now)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Called after every (re)connect: what tidemark knew of presence is
@@ -216,29 +263,6 @@ impl Tidemark {
 
     /// [`Tidemark::on_connected`] at a given time (tests drive the clock).
     pub fn on_connected_at(&mut self, now: Millis) -> Result<Vec<Element>, StoreError> {
-        presence::on_connected(self, now)
-    }
-
-    /// `stanza` re-addressed along `route`: from the sender's tracked address
-    /// (resource kept) to the real contact.
-    pub fn relay(&self, stanza: &Element, route: &Route) -> Element {
-        let mut out = stanza.clone();
-        set_attr(&mut out, "from", route.tracked_from.to_string());
-        set_attr(&mut out, "to", route.to.to_string());
-        out
-    }
-
-    /// Whether `user` lets others see that they read something: their own
-    /// choice (ad-hoc command), else the config default.
-    pub fn sends_read_receipts(&self, user: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .store
-            .read_receipts_pref(user)?
-            .unwrap_or(self.config.status.send_read_receipts))
-    }
-
-    /// The tracked address of `jid`'s bare JID, as a string.
-    pub fn tracked(&self, jid: &Jid) -> Result<String, AddressError> {
-        Ok(self.addrs.tracked(&jid.to_bare())?.to_string())
+        presence::on_connected(&mut self.cx, &mut self.presence, now)
     }
 }

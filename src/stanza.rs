@@ -22,6 +22,15 @@ pub mod ns {
     pub const OOB: &str = "jabber:x:oob";
     pub const HINTS: &str = "urn:xmpp:hints";
     pub const STATUS: &str = "urn:tidemark:status:0";
+    pub const MUC: &str = "http://jabber.org/protocol/muc";
+    pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+    pub const SID: &str = "urn:xmpp:sid:0";
+    pub const OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
+    pub const DELAY: &str = "urn:xmpp:delay";
+    /// XEP-0050 ad-hoc commands: the namespace, and the disco node that
+    /// lists them.
+    pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
+    pub const DATA: &str = "jabber:x:data";
     pub const XML: &str = "http://www.w3.org/XML/1998/namespace";
 }
 

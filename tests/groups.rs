@@ -631,9 +631,9 @@ fn a_joiner_whose_domain_may_not_create_rooms_creates_nothing() {
     assert_eq!(out[0].name(), "presence");
     assert_eq!(out[0].attr("from"), Some("team@chat.localhost/alice"));
     // Nothing kept: not on disk, not in memory.
-    assert_eq!(w.tm.store.room(ROOM).unwrap(), None);
-    assert!(w.tm.store.memberships(ROOM).unwrap().is_empty());
-    assert_eq!(w.tm.rooms.live_count(), 0);
+    assert_eq!(w.tm.store().room(ROOM).unwrap(), None);
+    assert!(w.tm.store().memberships(ROOM).unwrap().is_empty());
+    assert_eq!(w.tm.rooms().live_count(), 0);
     assert!(disco_features(&mut w, ROOM).is_empty(), "the room exists");
 
     // A user of an allowed domain creates it; then anyone may join it.
@@ -647,7 +647,7 @@ fn a_joiner_whose_domain_may_not_create_rooms_creates_nothing() {
         out.iter().all(|e| e.attr("type") != Some("error")),
         "{out:?}"
     );
-    assert_eq!(w.tm.store.rooms_created_by("alice@localhost").unwrap(), 0);
+    assert_eq!(w.tm.store().rooms_created_by("alice@localhost").unwrap(), 0);
 }
 
 #[test]
@@ -682,7 +682,7 @@ fn a_creator_over_the_cap_is_refused_even_after_a_restart() {
         ("cancel", "policy-violation")
     );
     assert!(text.contains("groups.max_rooms_per_creator"), "{text}");
-    assert_eq!(w.tm.store.room("r3@chat.localhost").unwrap(), None);
+    assert_eq!(w.tm.store().room("r3@chat.localhost").unwrap(), None);
     // Others still may; joining an existing room is not creating one.
     let out = join_as(&mut w, "bob@localhost", "r3@chat.localhost");
     assert!(
@@ -696,7 +696,7 @@ fn a_creator_over_the_cap_is_refused_even_after_a_restart() {
     );
 
     // The count is on disk: a restarted tidemark still refuses a fourth.
-    let (config, store) = (w.tm.config.clone(), w.tm.store.clone());
+    let (config, store) = (w.tm.config().clone(), w.tm.store().clone());
     w.tm = Tidemark::new(config, store).unwrap();
     let out = join_as(&mut w, "alice@localhost", "r4@chat.localhost");
     assert_eq!(error_of(&out[0]).1, "policy-violation");
@@ -725,13 +725,13 @@ fn rooms_nobody_is_in_leave_memory_and_come_back_as_they_were() {
     for u in ["alice", "bob", "carol"] {
         leave(&mut w, u);
     }
-    assert_eq!(w.tm.rooms.live_count(), 0);
+    assert_eq!(w.tm.rooms().live_count(), 0);
     // Refused joins keep nothing either.
     w.send(&format!("<presence from='eve@localhost/res' to='{ROOM}'/>"));
-    assert_eq!(w.tm.rooms.live_count(), 0);
+    assert_eq!(w.tm.rooms().live_count(), 0);
 
     w.join("carol");
-    assert_eq!(w.tm.rooms.live_count(), 1);
+    assert_eq!(w.tm.rooms().live_count(), 1);
     let out = w.display("carol", &sid);
     assert!(
         out.iter().any(|e| e.has_child("all-read", STATUS)),

@@ -67,7 +67,7 @@ fn measure(rooms: usize, members: usize) {
         // A message loads the room's read frontier, as in real use.
         send(&mut tm, say("user0", &format!("room{r}"), "m1"));
     }
-    tm.store.flush().unwrap();
+    tm.store().flush().unwrap();
     let occupied = live();
     for r in 0..rooms {
         for m in 0..members {
@@ -75,13 +75,13 @@ fn measure(rooms: usize, members: usize) {
         }
     }
     let empty = live();
-    assert_eq!(tm.rooms.live_count(), 0);
+    assert_eq!(tm.rooms().live_count(), 0);
     let per_room = (occupied - empty) / rooms as isize;
     println!(
         "{rooms} rooms of {members} members, everyone in: {per_room} bytes per room \
          ({} per member); once all left: {} rooms in memory",
         per_room / members as isize,
-        tm.rooms.live_count()
+        tm.rooms().live_count()
     );
 }
 
@@ -104,7 +104,7 @@ fn memory_per_room() {
     println!(
         "50000 refused room creations: {} bytes kept, {} rooms in memory",
         live() - before,
-        tm.rooms.live_count()
+        tm.rooms().live_count()
     );
 }
 

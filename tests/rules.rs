@@ -671,7 +671,7 @@ fn directed_presence_from_a_stranger_is_not_relayed_nor_kept() {
     ));
     assert!(out.is_empty());
     assert_eq!(
-        w.tm.presence.kept(),
+        w.tm.presence().kept(),
         0,
         "no one may see mallory: nothing kept"
     );
@@ -683,7 +683,7 @@ fn directed_presence_from_a_stranger_is_not_relayed_nor_kept() {
         "<presence from='mallory@localhost/m' to='{ALICE_T}'><status>hi</status></presence>"
     ));
     assert!(out.is_empty());
-    assert_eq!(w.tm.presence.kept(), 1);
+    assert_eq!(w.tm.presence().kept(), 1);
 }
 
 #[test]
@@ -723,7 +723,7 @@ fn a_contact_with_many_resources_is_kept_only_up_to_the_cap() {
         ));
     }
     assert_eq!(
-        w.tm.presence.kept(),
+        w.tm.presence().kept(),
         tidemark::presence::MAX_RESOURCES_PER_CONTACT
     );
 }
@@ -827,7 +827,7 @@ fn messages_wait_for_the_probe_answer_and_keep_their_order() {
     for id in ["m1", "m2", "m3"] {
         assert!(alice_says(&mut w, id, "").is_empty(), "{id} waits");
     }
-    assert_eq!(w.tm.waiting.len(), 3);
+    assert_eq!(w.tm.waiting().len(), 3);
     let out = w.server_sends(&format!(
         "<presence from='bob@localhost/res' to='{ALICE_T}'/>"
     ));
@@ -836,7 +836,7 @@ fn messages_wait_for_the_probe_answer_and_keep_their_order() {
         .map(|m| m.attr("id").unwrap().to_owned())
         .collect();
     assert_eq!(ids, ["m1", "m2", "m3"]);
-    assert!(w.tm.waiting.is_empty());
+    assert!(w.tm.waiting().is_empty());
     // Known now: the next one goes straight through.
     assert_eq!(
         messages_to(&alice_says(&mut w, "m4", ""), "bob@localhost").len(),
@@ -872,7 +872,7 @@ fn a_probe_answered_with_an_error_means_offline_at_once() {
          <error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"
     ));
     assert!(out.is_empty(), "queued, as for any offline contact");
-    assert_eq!(w.tm.waiting.len(), 0);
+    assert_eq!(w.tm.waiting().len(), 0);
     let out = w.server_sends(&format!(
         "<presence from='bob@localhost/res' to='{ALICE_T}'/>"
     ));
@@ -903,7 +903,7 @@ fn waiting_is_bounded_and_a_stranger_never_waits() {
         error_condition(&out[0]).as_deref(),
         Some("service-unavailable")
     );
-    assert_eq!(w.tm.waiting.len(), 2);
+    assert_eq!(w.tm.waiting().len(), 2);
 }
 
 // --- The per-sender rate limit (issue 7) ---

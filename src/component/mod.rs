@@ -260,7 +260,7 @@ impl Session<'_> {
             let pending = std::mem::take(self.unsent);
             self.send(pending).await?;
         }
-        let mut commit = GroupCommit::new(self.tm.store.clone(), self.config.storage.flush_batch);
+        let mut commit = GroupCommit::new(self.tm.store().clone(), self.config.storage.flush_batch);
         let ended = self.pipelined(&mut commit, stop).await;
         if let Err(Fatal::Stop(_)) = ended {
             return ended;
@@ -402,7 +402,7 @@ impl Session<'_> {
     }
 
     async fn flush_store(&self) -> Result<(), Fatal> {
-        let store = self.tm.store.clone();
+        let store = self.tm.store().clone();
         let started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || store.flush())
             .await

@@ -7,16 +7,16 @@ use minidom::Element;
 use tracing::{debug, info};
 
 use crate::config::OfflinePolicy;
-use crate::conversation::room::private_reader;
+use crate::context::Context;
 use crate::incoming::{AckKind, Chat, Route};
 use crate::metrics::{METRICS, Refusal};
-use crate::presence::{self, Gate};
-use crate::service::Tidemark;
+use crate::presence::{self, Gate, PresenceBook};
 use crate::stanza::{
     DefinedCondition, ErrorType, condition_name, element, error_reply, ns, read_error, set_attr,
     to_string,
 };
 use crate::status::acks::{Evidence, ack_message, payloads_for_sender, request_acks};
+use crate::status::private_mark::private_reader;
 use crate::store::{ConversationKey, Failure, MessageRecord, Millis, StoreError};
 
 type Out = Result<Vec<Element>, StoreError>;
@@ -55,27 +55,47 @@ impl Waiting {
 /// The recipient's presence is known now: the messages that waited for it
 /// are handled as if they had just arrived (delivered, queued or refused),
 /// oldest first, with the time they really arrived.
-pub fn release_waiting(tm: &mut Tidemark, contact: &str, now: Millis) -> Out {
-    let Some(held) = tm.waiting.by_contact.remove(contact) else {
+pub fn release_waiting(
+    cx: &mut Context,
+    book: &PresenceBook,
+    waiting: &mut Waiting,
+    contact: &str,
+    now: Millis,
+) -> Out {
+    let Some(held) = waiting.by_contact.remove(contact) else {
         return Ok(vec![]);
     };
-    tm.waiting.total -= held.len();
+    waiting.total -= held.len();
     info!(
         count = held.len(),
         contact, "presence known; handling waiting messages"
     );
     let mut out = Vec::new();
     for w in held {
-        out.extend(on_chat(tm, &w.stanza, &w.chat, w.arrived.min(now))?);
+        out.extend(on_chat(
+            cx,
+            book,
+            waiting,
+            &w.stanza,
+            &w.chat,
+            w.arrived.min(now),
+        )?);
     }
     Ok(out)
 }
 
-pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) -> Out {
+pub fn on_chat(
+    cx: &mut Context,
+    book: &PresenceBook,
+    waiting: &mut Waiting,
+    stanza: &Element,
+    chat: &Chat,
+    now: Millis,
+) -> Out {
     let sender = chat.route.from.to_bare();
     let recipient = chat.route.to.to_bare();
     let tracked_recipient = chat.route.tracked_to.to_string();
-    let limit = tm.config.limits.max_body_bytes;
+    let limit = cx.config.limits.max_body_bytes;
     if chat.body_bytes > limit {
         // Refused before anything is recorded: bad input changes nothing.
         return Ok(vec![error_reply(
@@ -90,14 +110,21 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
         )]);
     }
 
-    let gate = presence::gate(tm, sender.as_str(), recipient.as_str())?;
+    let gate = presence::gate(cx, book, sender.as_str(), recipient.as_str())?;
     if gate == Gate::Unknown {
         // Nothing is recorded yet: the message is handled when the
         // recipient's presence is known, as if it arrived then.
-        return Ok(wait_for_presence(tm, stanza, chat, &tracked_recipient, now));
+        return Ok(wait_for_presence(
+            cx,
+            waiting,
+            stanza,
+            chat,
+            &tracked_recipient,
+            now,
+        ));
     }
 
-    let seq = tm.store.next_seq()?;
+    let seq = cx.store.next_seq()?;
     let id = chat.id.clone().unwrap_or_else(|| format!("tidemark-{seq}"));
     let conv = ConversationKey::direct(sender.as_str(), recipient.as_str());
     let mut record = MessageRecord {
@@ -109,7 +136,7 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
         failed: None,
         wants_receipt: chat.wants_receipt,
         wants_markers: chat.wants_markers,
-        readable: chat.has_body || tm.config.status.attachments_get_read_status,
+        readable: chat.has_body || cx.config.status.attachments_get_read_status,
         queued: false,
     };
 
@@ -122,7 +149,7 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
         error_reply(stanza, &tracked_recipient, type_, condition, &text)
     };
 
-    let mut relayed = tm.relay(stanza, &chat.route);
+    let mut relayed = cx.relay(stanza, &chat.route);
     set_attr(&mut relayed, "id", id.as_str());
     request_acks(&mut relayed, record.readable);
 
@@ -140,7 +167,7 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
                 text,
             )]
         }
-        Gate::Offline => match tm.config.presence.offline {
+        Gate::Offline => match cx.config.presence.offline {
             OfflinePolicy::Reject => {
                 let text = format!("{recipient} is offline; the message was not delivered.");
                 vec![refuse(
@@ -151,8 +178,8 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
                 )]
             }
             OfflinePolicy::Queue => {
-                let max = tm.config.limits.max_queued_per_contact;
-                if tm.store.queued_count(recipient.as_str())? >= max {
+                let max = cx.config.limits.max_queued_per_contact;
+                if cx.store.queued_count(recipient.as_str())? >= max {
                     let text = format!(
                         "{recipient} is offline and already has {max} messages waiting; the message was not delivered."
                     );
@@ -164,7 +191,7 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
                     )]
                 } else {
                     record.queued = true;
-                    tm.store.enqueue(
+                    cx.store.enqueue(
                         recipient.as_str(),
                         seq,
                         &conv,
@@ -183,14 +210,14 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
         METRICS.refused(Refusal::Gate);
         // Kept for the sender's status query, newest few only: a flood of
         // refused messages must not grow the store.
-        tm.store.put_refused_message(
+        cx.store.put_refused_message(
             &conv,
             seq,
             &record,
-            tm.config.limits.max_refusals_per_sender,
+            cx.config.limits.max_refusals_per_sender,
         )?;
     } else {
-        tm.store.put_message(&conv, seq, &record)?;
+        cx.store.put_message(&conv, seq, &record)?;
     }
     METRICS.status_recorded();
     debug!(
@@ -209,14 +236,15 @@ pub fn on_chat(tm: &mut Tidemark, stanza: &Element, chat: &Chat, now: Millis) ->
 /// `limits.max_waiting_for_presence` (all recipients together); over it the
 /// sender is told to retry, and nothing is kept.
 fn wait_for_presence(
-    tm: &mut Tidemark,
+    cx: &Context,
+    waiting: &mut Waiting,
     stanza: &Element,
     chat: &Chat,
     tracked_recipient: &str,
     now: Millis,
 ) -> Vec<Element> {
-    let max = tm.config.limits.max_waiting_for_presence;
-    if tm.waiting.total >= max {
+    let max = cx.config.limits.max_waiting_for_presence;
+    if waiting.total >= max {
         METRICS.refused(Refusal::Gate);
         return vec![error_reply(
             stanza,
@@ -229,7 +257,7 @@ fn wait_for_presence(
         )];
     }
     debug!("recipient's presence unknown; waiting for their probe answer");
-    tm.waiting
+    waiting
         .by_contact
         .entry(chat.route.to.to_bare().to_string())
         .or_default()
@@ -238,17 +266,17 @@ fn wait_for_presence(
             chat: chat.clone(),
             arrived: now,
         });
-    tm.waiting.total += 1;
+    waiting.total += 1;
     vec![]
 }
 
-pub fn on_ack(tm: &mut Tidemark, route: &Route, kind: AckKind, id: &str, now: Millis) -> Out {
+pub fn on_ack(cx: &mut Context, route: &Route, kind: AckKind, id: &str, now: Millis) -> Out {
     // The acknowledging side is the recipient of the original message; the
     // ack travels to the original sender.
     let reader = route.from.to_bare();
     let sender = route.to.to_bare();
     let conv = ConversationKey::direct(reader.as_str(), sender.as_str());
-    let Some((seq, mut record)) = tm.store.find_message(&conv, sender.as_str(), id)? else {
+    let Some((seq, mut record)) = cx.store.find_message(&conv, sender.as_str(), id)? else {
         debug!(id, "ack for an unknown message ignored");
         return Ok(vec![]);
     };
@@ -264,32 +292,32 @@ pub fn on_ack(tm: &mut Tidemark, route: &Route, kind: AckKind, id: &str, now: Mi
                 return Ok(vec![]);
             }
             record.delivered_at = Some(now);
-            tm.store.put_message(&conv, seq, &record)?;
+            cx.store.put_message(&conv, seq, &record)?;
             METRICS.status_recorded();
-            return Ok(send_ack(tm, route, &record, Evidence::Delivered));
+            return Ok(send_ack(cx, route, &record, Evidence::Delivered));
         }
         AckKind::Displayed | AckKind::Acknowledged => Evidence::Read,
     };
     // A reader who turned read receipts off still clears their own unread
     // state (a private tidemark), and nobody learns that they read anything.
     // For everyone else the shared tidemark is their own too: one write.
-    if !tm.sends_read_receipts(reader.as_str())? {
-        tm.store
+    if !cx.sends_read_receipts(reader.as_str())? {
+        cx.store
             .advance_mark(&conv, &private_reader(reader.as_str()), seq, now)?;
         return Ok(vec![]);
     }
     // XEP-0333 §3.2: a displayed marker covers every earlier message of the
     // conversation, so one forward move of the reader's tidemark records it.
-    if !tm.store.advance_mark(&conv, reader.as_str(), seq, now)? {
+    if !cx.store.advance_mark(&conv, reader.as_str(), seq, now)? {
         debug!(id, "marker for a message already read ignored");
         return Ok(vec![]);
     }
     METRICS.status_recorded();
-    Ok(send_ack(tm, route, &record, evidence))
+    Ok(send_ack(cx, route, &record, evidence))
 }
 
 fn send_ack(
-    tm: &mut Tidemark,
+    cx: &mut Context,
     route: &Route,
     record: &MessageRecord,
     evidence: Evidence,
@@ -298,7 +326,7 @@ fn send_ack(
     if payloads.is_empty() {
         return vec![];
     }
-    let id = tm.local_id();
+    let id = cx.local_id();
     vec![ack_message(&route.tracked_from, &route.to, &id, payloads)]
 }
 
@@ -309,7 +337,7 @@ fn send_ack(
 /// from the one it goes to, and only as an error (id, type, `<error/>`):
 /// anyone can send `type='error'`, and a body in it would otherwise reach a
 /// user who never authorised the sender.
-pub fn on_bounce(tm: &mut Tidemark, stanza: &Element, route: &Route, now: Millis) -> Out {
+pub fn on_bounce(cx: &mut Context, stanza: &Element, route: &Route, now: Millis) -> Out {
     let Some(id) = stanza.attr("id") else {
         METRICS.refused(Refusal::Gate);
         debug!("error without an id dropped");
@@ -318,7 +346,7 @@ pub fn on_bounce(tm: &mut Tidemark, stanza: &Element, route: &Route, now: Millis
     let reader = route.from.to_bare();
     let sender = route.to.to_bare();
     let conv = ConversationKey::direct(reader.as_str(), sender.as_str());
-    let found = tm.store.find_message(&conv, sender.as_str(), id)?;
+    let found = cx.store.find_message(&conv, sender.as_str(), id)?;
     let Some((seq, mut record)) = found.filter(|(_, r)| {
         // Relayed to the erring side: not refused by tidemark, not still held.
         r.recipient == reader.as_str() && r.failed.is_none() && !r.queued
@@ -327,7 +355,7 @@ pub fn on_bounce(tm: &mut Tidemark, stanza: &Element, route: &Route, now: Millis
         debug!(id, "error for no message the sender sent there dropped");
         return Ok(vec![]);
     };
-    let unanswered = record.delivered_at.is_none() && tm.store.mark(&conv, reader.as_str())? < seq;
+    let unanswered = record.delivered_at.is_none() && cx.store.mark(&conv, reader.as_str())? < seq;
     if unanswered {
         let (condition, text) = read_error(stanza);
         info!(id, %condition, "message failed");
@@ -336,7 +364,7 @@ pub fn on_bounce(tm: &mut Tidemark, stanza: &Element, route: &Route, now: Millis
             condition,
             text,
         });
-        tm.store.put_message(&conv, seq, &record)?;
+        cx.store.put_message(&conv, seq, &record)?;
         METRICS.status_recorded();
     }
     let mut out = element(
@@ -357,9 +385,10 @@ pub fn on_bounce(tm: &mut Tidemark, stanza: &Element, route: &Route, now: Millis
 
 /// Chat states and other content-free messages: relayed untracked, and only
 /// where the contact lets the sender see their presence.
-pub fn on_passthrough(tm: &mut Tidemark, stanza: &Element, route: &Route) -> Out {
+pub fn on_passthrough(cx: &Context, book: &PresenceBook, stanza: &Element, route: &Route) -> Out {
     let allowed = presence::gate(
-        tm,
+        cx,
+        book,
         route.from.to_bare().as_str(),
         route.to.to_bare().as_str(),
     )?;
@@ -368,6 +397,6 @@ pub fn on_passthrough(tm: &mut Tidemark, stanza: &Element, route: &Route) -> Out
             METRICS.refused(Refusal::Gate);
             vec![]
         }
-        _ => vec![tm.relay(stanza, route)],
+        _ => vec![cx.relay(stanza, route)],
     })
 }

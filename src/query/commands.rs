@@ -6,21 +6,21 @@ use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
 use xmpp_parsers::disco::{DiscoItemsResult, Item};
 use xmpp_parsers::jid::Jid;
 
-use crate::service::Tidemark;
+use crate::context::Context;
+use crate::conversation::room::Rooms;
+use crate::stanza::ns::{COMMANDS, DATA};
 use crate::stanza::{DefinedCondition, ErrorType, StanzaError, element, stanza_error, with_text};
 use crate::store::StoreError;
 
-pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
-pub const DATA: &str = "jabber:x:data";
 pub const READ_RECEIPTS: &str = "read-receipts";
 const FIELD: &str = "send-read-receipts";
 
 /// The disco#items of the commands node (XEP-0050 §2.2).
-pub fn list(tm: &Tidemark) -> Element {
+pub fn list(cx: &Context) -> Element {
     DiscoItemsResult {
         node: Some(COMMANDS.to_owned()),
         items: vec![Item {
-            jid: tm.addrs.domain().clone().into(),
+            jid: cx.addrs.domain().clone().into(),
             node: Some(READ_RECEIPTS.to_owned()),
             name: Some("Send read receipts (on/off)".to_owned()),
         }],
@@ -77,7 +77,8 @@ fn parse_bool(v: &str) -> Option<bool> {
 }
 
 pub fn execute(
-    tm: &mut Tidemark,
+    cx: &mut Context,
+    rooms: &mut Rooms,
     from: &Jid,
     req: CommandRequest,
 ) -> Result<Result<Element, StanzaError>, StoreError> {
@@ -89,7 +90,7 @@ pub fn execute(
         )));
     }
     let user = from.to_bare().to_string();
-    let session = req.session.clone().unwrap_or_else(|| tm.local_id());
+    let session = req.session.clone().unwrap_or_else(|| cx.local_id());
     if req.action == "cancel" {
         return Ok(Ok(command(&req.node, &session, "canceled")));
     }
@@ -101,9 +102,9 @@ pub fn execute(
                 format!("{FIELD} must be a boolean (1 or 0), not {value:?}"),
             )));
         };
-        tm.store.set_read_receipts_pref(&user, enabled)?;
+        cx.store.set_read_receipts_pref(&user, enabled)?;
         // Group frontiers count only members who send read receipts.
-        tm.rooms.forget_frontiers();
+        rooms.forget_frontiers();
         tracing::info!(%user, enabled, "read receipts preference changed");
         let mut done = command(&req.node, &session, "completed");
         done.append_child(with_text(
@@ -116,10 +117,10 @@ pub fn execute(
         ));
         return Ok(Ok(done));
     }
-    let current = tm
+    let current = cx
         .store
         .read_receipts_pref(&user)?
-        .unwrap_or(tm.config.status.send_read_receipts);
+        .unwrap_or(cx.config.status.send_read_receipts);
     let mut cmd = command(&req.node, &session, "executing");
     let mut actions = element("actions", COMMANDS, &[("execute", "complete")]);
     actions.append_child(Element::bare("complete", COMMANDS));

@@ -7,8 +7,9 @@ mod status;
 use minidom::Element;
 use xmpp_parsers::jid::{BareJid, Jid};
 
+use crate::context::Context;
+use crate::conversation::room::Rooms;
 use crate::incoming::ServiceRequest;
-use crate::service::Tidemark;
 use crate::stanza::{
     DefinedCondition, ErrorType, element, error_reply, ns, reply_with_error, set_attr, with_text,
 };
@@ -18,8 +19,8 @@ use crate::store::StoreError;
 pub const FEATURES: &[&str] = &[
     ns::DISCO_INFO,
     ns::DISCO_ITEMS,
-    commands::COMMANDS,
-    crate::conversation::room::MUC,
+    ns::COMMANDS,
+    ns::MUC,
     ns::GATEWAY,
     ns::PING,
     ns::RECEIPTS,
@@ -28,12 +29,13 @@ pub const FEATURES: &[&str] = &[
 ];
 
 pub fn answer(
-    tm: &mut Tidemark,
+    cx: &mut Context,
+    rooms: &mut Rooms,
     iq: &Element,
     from: &Jid,
     request: ServiceRequest,
 ) -> Result<Element, StoreError> {
-    let own = tm.addrs.domain().to_string();
+    let own = cx.addrs.domain().to_string();
     Ok(match request {
         ServiceRequest::DiscoInfo { node: Some(_) } => error_reply(
             iq,
@@ -57,7 +59,7 @@ pub fn answer(
             ));
             result(iq, &own, Some(q))
         }
-        ServiceRequest::GatewayTranslate { prompt } => match translate(tm, &prompt) {
+        ServiceRequest::GatewayTranslate { prompt } => match translate(cx, &prompt) {
             Ok(tracked) => {
                 // Hand-built: 0.23 has no jabber:iq:gateway (XEP-0100).
                 let mut q = Element::bare("query", ns::GATEWAY);
@@ -73,13 +75,15 @@ pub fn answer(
             ),
         },
         ServiceRequest::Ping => result(iq, &own, None),
-        ServiceRequest::CommandList => result(iq, &own, Some(commands::list(tm))),
-        ServiceRequest::Command(cmd) => match commands::execute(tm, from, commands::parse(&cmd))? {
-            Ok(payload) => result(iq, &own, Some(payload)),
-            Err(e) => reply_with_error(iq, &own, e),
-        },
+        ServiceRequest::CommandList => result(iq, &own, Some(commands::list(cx))),
+        ServiceRequest::Command(cmd) => {
+            match commands::execute(cx, rooms, from, commands::parse(&cmd))? {
+                Ok(payload) => result(iq, &own, Some(payload)),
+                Err(e) => reply_with_error(iq, &own, e),
+            }
+        }
         ServiceRequest::Status { conversation, id } => {
-            match status::answer(tm, from, conversation.as_deref(), id.as_deref())? {
+            match status::answer(cx, from, conversation.as_deref(), id.as_deref())? {
                 Ok(payload) => result(iq, &own, Some(payload)),
                 Err(e) => reply_with_error(iq, &own, e),
             }
@@ -128,7 +132,7 @@ pub fn disco_info() -> Element {
 }
 
 /// XEP-0100 §6.3: a plain JID in, its tracked address out.
-fn translate(tm: &Tidemark, prompt: &str) -> Result<String, String> {
+fn translate(cx: &Context, prompt: &str) -> Result<String, String> {
     let prompt = prompt.trim();
     let jid = Jid::new(prompt).map_err(|e| format!("{prompt:?} is not an XMPP address: {e}"))?;
     let bare: BareJid = jid.to_bare();
@@ -137,10 +141,10 @@ fn translate(tm: &Tidemark, prompt: &str) -> Result<String, String> {
             "{prompt:?} is a server, not a contact; give an address like user@example.org"
         ));
     }
-    if tm.addrs.is_ours(&jid) {
+    if cx.addrs.is_ours(&jid) {
         return Err(format!("{prompt:?} is already an address at this service"));
     }
-    tm.addrs
+    cx.addrs
         .tracked(&bare)
         .map(|t| t.to_string())
         .map_err(|e| e.to_string())

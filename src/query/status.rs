@@ -4,13 +4,13 @@
 use minidom::Element;
 use xmpp_parsers::jid::Jid;
 
-use crate::service::Tidemark;
+use crate::context::Context;
 use crate::stanza::{DefinedCondition, ErrorType, StanzaError, element, ns, stanza_error};
 use crate::status::{derive, recipient_element};
 use crate::store::{ConversationKey, StoreError};
 
 pub fn answer(
-    tm: &Tidemark,
+    cx: &Context,
     asker: &Jid,
     conversation: Option<&str>,
     id: Option<&str>,
@@ -36,18 +36,18 @@ pub fn answer(
             format!("conversation {conversation:?} is not an XMPP address"),
         )));
     };
-    if let Some((room, None)) = tm.addrs.room_of(&conv_jid) {
+    if let Some((room, None)) = cx.addrs.room_of(&conv_jid) {
         let asker = asker.to_bare();
-        return crate::conversation::room::status(tm, asker.as_str(), &room, id);
+        return crate::conversation::room::status(cx, asker.as_str(), &room, id);
     }
-    let Ok(contact) = tm.addrs.contact_of(&conv_jid) else {
+    let Ok(contact) = cx.addrs.contact_of(&conv_jid) else {
         return Ok(Err(not_found()));
     };
     let asker = asker.to_bare();
     let contact = contact.to_bare();
     let conv = ConversationKey::direct(asker.as_str(), contact.as_str());
-    let Some((seq, record)) = tm.store.find_message(&conv, asker.as_str(), id)? else {
-        if tm
+    let Some((seq, record)) = cx.store.find_message(&conv, asker.as_str(), id)? else {
+        if cx
             .store
             .find_message(&conv, contact.as_str(), id)?
             .is_some()
@@ -61,7 +61,7 @@ pub fn answer(
         return Ok(Err(not_found()));
     };
     let read_at = if record.readable {
-        tm.store.read_at(&conv, &record.recipient, seq)?
+        cx.store.read_at(&conv, &record.recipient, seq)?
     } else {
         None
     };

@@ -3,6 +3,7 @@
 //! derived from its record and the reader's tidemark, never stored twice.
 
 pub mod acks;
+pub mod private_mark;
 
 use minidom::Element;
 

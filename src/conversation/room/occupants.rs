@@ -1,0 +1,326 @@
+//! Who is in a room now: joins, presence updates, leaving, and the
+//! XEP-0410 self-ping. Occupants are sessions, kept in memory only; who
+//! belongs to the room is [`super::membership`]'s job.
+
+use minidom::Element;
+use tracing::info;
+use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::message::{Id, Lang, Message};
+use xmpp_parsers::muc::user::{Affiliation, Item, Role, Status};
+
+use super::{
+    LiveRoom, Occupant, Out, RoomStanza, Rooms, addressed, iq_result, membership,
+    occupant_id_element, reflection,
+};
+use crate::context::Context;
+use crate::stanza::ns::{MUC, MUC_USER, OCCUPANT_ID};
+use crate::stanza::{DefinedCondition, ErrorType, element, error_reply, ns, set_attr, to_string};
+use crate::store::Millis;
+
+/// XEP-0410 §3: a self-ping answers "still joined" with a result, "not
+/// joined" with `not-acceptable`, which makes the client rejoin (after a
+/// tidemark restart, say). Other queries to occupants are not forwarded.
+pub(super) fn occupant_iq(rooms: &Rooms, at: &RoomStanza, nick: &str, self_ping: bool) -> Element {
+    let to = format!("{}/{nick}", at.room);
+    match rooms.nick_of(at.room.as_str(), at.from) {
+        None => error_reply(
+            at.stanza,
+            &to,
+            ErrorType::Cancel,
+            DefinedCondition::NotAcceptable,
+            "you are not in this room; join it again",
+        ),
+        Some(own) if self_ping && own == nick => iq_result(at.stanza, &to),
+        Some(_) => error_reply(
+            at.stanza,
+            &to,
+            ErrorType::Cancel,
+            DefinedCondition::ServiceUnavailable,
+            "queries to occupants are not forwarded",
+        ),
+    }
+}
+
+pub(super) fn join(
+    cx: &mut Context,
+    rooms: &mut Rooms,
+    at: &RoomStanza,
+    nick: &str,
+    now: Millis,
+) -> Out {
+    let RoomStanza { stanza, from, room } = *at;
+    let room_s = room.as_str().to_owned();
+    let user = from.to_bare().to_string();
+    let own = format!("{room_s}/{nick}");
+    // Nothing is kept in memory for the room until the join is accepted.
+    if let Some(live) = rooms.live.get_mut(&room_s) {
+        if let Some((current, _)) = live.occupant_of(from) {
+            if current != nick {
+                return Ok(vec![error_reply(
+                    stanza,
+                    &own,
+                    ErrorType::Modify,
+                    DefinedCondition::NotAcceptable,
+                    "nickname changes are not supported; leave and join again",
+                )]);
+            }
+            return Ok(update(cx, live, stanza, &room_s, nick, &user));
+        }
+        if live
+            .occupants
+            .get(nick)
+            .is_some_and(|holder| holder.user != user)
+        {
+            // XEP-0045 §7.2.9.
+            return Ok(vec![error_reply(
+                stanza,
+                &own,
+                ErrorType::Cancel,
+                DefinedCondition::Conflict,
+                "that nickname is in use in this room; choose another",
+            )]);
+        }
+    }
+    let created = match membership::admit(cx, rooms, at, &own, now)? {
+        Ok(created) => created,
+        Err(refusal) => return Ok(vec![refusal]),
+    };
+
+    let presence = occupant_presence(cx, stanza, &room_s, nick, &user);
+    let history = reflection::history(cx, room, from)?;
+    let live = rooms.live.entry(room_s.clone()).or_default();
+    let mut out = Vec::new();
+    // XEP-0045 §7.2.3: first the other occupants, then the joiner's own
+    // presence to everyone, the joiner's copy last with status 110.
+    for (other_nick, o) in &live.occupants {
+        if other_nick == nick {
+            continue;
+        }
+        let Ok(mut p) = o.presence.parse::<Element>() else {
+            continue;
+        };
+        p.append_child(muc_user(o.sessions.first(), Role::Participant, &[]));
+        out.push(addressed(p, from));
+    }
+    let new_nick = !live.occupants.contains_key(nick);
+    if new_nick {
+        for s in live.all_sessions() {
+            let mut p = presence.clone();
+            p.append_child(muc_user(Some(from), Role::Participant, &[]));
+            out.push(addressed(p, s));
+        }
+    }
+    let occupant = live
+        .occupants
+        .entry(nick.to_owned())
+        .or_insert_with(|| Occupant {
+            user: user.clone(),
+            sessions: vec![],
+            presence: to_string(&presence),
+        });
+    occupant.sessions.push(from.clone());
+    let mut own_presence = presence;
+    let mut codes = vec![Status::NonAnonymousRoom, Status::SelfPresence];
+    if created {
+        codes.push(Status::RoomHasBeenCreated);
+    }
+    own_presence.append_child(muc_user(Some(from), Role::Participant, &codes));
+    out.push(addressed(own_presence, from));
+
+    // XEP-0045 §7.2.15: history with its original time, then the subject,
+    // which tells the client the join is complete.
+    out.extend(history);
+    out.push(subject_message(room, &cx.local_id(), from));
+    info!(room = %room_s, %nick, "joined");
+    Ok(out)
+}
+
+/// A presence update from someone already in: shown to everyone.
+fn update(
+    cx: &Context,
+    live: &mut LiveRoom,
+    stanza: &Element,
+    room: &str,
+    nick: &str,
+    user: &str,
+) -> Vec<Element> {
+    let p = occupant_presence(cx, stanza, room, nick, user);
+    let mut first = None;
+    if let Some(occupant) = live.occupants.get_mut(nick) {
+        occupant.presence = to_string(&p);
+        first = occupant.sessions.first().cloned();
+    }
+    live.all_sessions()
+        .map(|s| {
+            let mut p = p.clone();
+            let codes: &[Status] = if s.to_bare().as_str() == user {
+                &[Status::SelfPresence]
+            } else {
+                &[]
+            };
+            p.append_child(muc_user(first.as_ref(), Role::Participant, codes));
+            addressed(p, s)
+        })
+        .collect()
+}
+
+/// The session leaves (or is gone): the others see it go if it was the
+/// nickname's last session; the session itself always gets its own
+/// unavailable presence.
+pub(super) fn leave(cx: &Context, rooms: &mut Rooms, at: &RoomStanza) -> Vec<Element> {
+    let RoomStanza { stanza, from, room } = *at;
+    let room_s = room.as_str();
+    let Some(live) = rooms.live.get_mut(room_s) else {
+        return vec![];
+    };
+    let Some(departure) = depart(live, from) else {
+        return vec![];
+    };
+    let mut p = occupant_presence(cx, stanza, room_s, &departure.nick, &departure.user);
+    set_attr(&mut p, "type", "unavailable");
+    let mut out = Vec::new();
+    if departure.gone {
+        for s in live.all_sessions() {
+            let mut p = p.clone();
+            p.append_child(muc_user(Some(from), Role::None, &[]));
+            out.push(addressed(p, s));
+        }
+    }
+    p.append_child(muc_user(Some(from), Role::None, &[Status::SelfPresence]));
+    out.push(addressed(p, from));
+    if live.occupants.is_empty() {
+        rooms.live.remove(room_s);
+    }
+    info!(room = %room_s, nick = %departure.nick, "left");
+    out
+}
+
+/// An occupant's session that left.
+struct Departure {
+    nick: String,
+    user: String,
+    /// Whether it was the nickname's last session.
+    gone: bool,
+}
+
+fn depart(live: &mut LiveRoom, session: &Jid) -> Option<Departure> {
+    let (nick, occupant) = live
+        .occupants
+        .iter_mut()
+        .find(|(_, o)| o.sessions.iter().any(|s| s == session))?;
+    occupant.sessions.retain(|s| s != session);
+    let departure = Departure {
+        nick: nick.clone(),
+        user: occupant.user.clone(),
+        gone: occupant.sessions.is_empty(),
+    };
+    if departure.gone {
+        live.occupants.remove(&departure.nick);
+    }
+    Some(departure)
+}
+
+/// `<x xmlns='muc#user'>` with the occupant's item and status codes.
+fn muc_user(jid: Option<&Jid>, role: Role, codes: &[Status]) -> Element {
+    let mut item = Item::new(Affiliation::Member, role.clone());
+    item.jid = jid.and_then(|j| j.clone().try_into_full().ok());
+    let mut item = Element::from(item);
+    // 0.23 leaves the default role out; a leaving occupant has always been
+    // shown role='none' (XEP-0045 §7.14).
+    if role == Role::None {
+        set_attr(&mut item, "role", "none");
+    }
+    // A session address is always full; should a bare one come, it is still
+    // shown rather than dropped.
+    if let Some(bare) = jid.filter(|j| j.try_as_full().is_err()) {
+        set_attr(&mut item, "jid", bare.to_string());
+    }
+    // Assembled here rather than as a MucUser, which writes the status codes
+    // before the item: clients and xep/ have always had the item first.
+    let mut x = Element::bare("x", MUC_USER);
+    x.append_child(item);
+    for code in codes {
+        x.append_child(code.clone().into());
+    }
+    x
+}
+
+/// The empty subject that ends a join (XEP-0045 §7.2.15).
+fn subject_message(room: &BareJid, id: &str, to: &Jid) -> Element {
+    let mut subject = Message::groupchat(to.clone());
+    subject.from = Some(room.clone().into());
+    subject.id = Some(Id(id.to_owned()));
+    subject.subjects.insert(Lang::default(), String::new());
+    subject.into()
+}
+
+/// An occupant's presence as the room shows it: the client's own payloads
+/// (show, status, caps), the room's additions, from `room/nick`.
+fn occupant_presence(
+    cx: &Context,
+    client_presence: &Element,
+    room: &str,
+    nick: &str,
+    user: &str,
+) -> Element {
+    let mut p = element(
+        "presence",
+        ns::COMPONENT,
+        &[("from", &format!("{room}/{nick}"))],
+    );
+    if client_presence.attr("type") == Some("unavailable") {
+        set_attr(&mut p, "type", "unavailable");
+    }
+    for child in client_presence.children() {
+        let ours =
+            child.is("x", MUC) || child.is("x", MUC_USER) || child.is("occupant-id", OCCUPANT_ID);
+        if !ours {
+            p.append_child(child.clone());
+        }
+    }
+    p.append_child(occupant_id_element(cx, room, user));
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subject_ending_a_join_is_empty_and_without_lang() {
+        let room = BareJid::new("team@rooms.localhost").unwrap();
+        let to = Jid::new("alice@localhost/a").unwrap();
+        // As it goes on the wire: 0.23 writes <subject></subject>, the same
+        // XML as the <subject/> sent before.
+        let m: Element = String::from(&subject_message(&room, "tm-9", &to))
+            .parse()
+            .unwrap();
+        let expected: Element = "<message xmlns='jabber:component:accept' type='groupchat' from='team@rooms.localhost' id='tm-9' to='alice@localhost/a'><subject/></message>"
+            .parse()
+            .unwrap();
+        assert_eq!(m, expected, "{}", String::from(&m));
+    }
+
+    #[test]
+    fn muc_user_has_the_item_then_the_status_codes() {
+        let full = Jid::new("alice@localhost/a").unwrap();
+        let bare = Jid::new("alice@localhost").unwrap();
+        let x = muc_user(
+            Some(&full),
+            Role::Participant,
+            &[Status::NonAnonymousRoom, Status::SelfPresence],
+        );
+        let expected: Element = "<x xmlns='http://jabber.org/protocol/muc#user'>\
+             <item affiliation='member' role='participant' jid='alice@localhost/a'/>\
+             <status code='100'/><status code='110'/></x>"
+            .parse()
+            .unwrap();
+        assert_eq!(x, expected, "{}", String::from(&x));
+        let x = muc_user(Some(&bare), Role::None, &[]);
+        let expected: Element = "<x xmlns='http://jabber.org/protocol/muc#user'>\
+             <item affiliation='member' role='none' jid='alice@localhost'/></x>"
+            .parse()
+            .unwrap();
+        assert_eq!(x, expected, "{}", String::from(&x));
+    }
+}
