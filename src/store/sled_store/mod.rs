@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::export::{self, ExportError, ExportRecord};
 use super::keys::{self, ConversationKey};
-use super::status_log::StatusLog;
+use super::status_log::{RECENT_IDS, StatusLog};
 use super::{
     Expiry, ExpiryCursor, Membership, MessageRecord, Millis, QueuedStanza, RoomMessage, RoomRecord,
     SCHEMA_VERSION, Seq, Store, StoreError, StoreResult,
@@ -50,6 +50,12 @@ impl SledStore {
     /// `cache_bytes` (sled's default of 1 GiB is far too much for a sidecar).
     /// A store of schema 1 is upgraded in place first.
     pub fn open(path: &Path, cache_bytes: u64) -> StoreResult<Self> {
+        Self::open_tuned(path, cache_bytes, RECENT_IDS)
+    }
+
+    /// [`SledStore::open`] keeping the `recent_ids` newest message ids in
+    /// memory (tests and benchmarks of what lies beyond them).
+    pub fn open_tuned(path: &Path, cache_bytes: u64, recent_ids: usize) -> StoreResult<Self> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
@@ -67,17 +73,17 @@ impl SledStore {
                 },
                 e => StoreError::Backend(format!("cannot open {}: {e}", path.display())),
             })?;
-        Self::from_db(db, &path.display().to_string())
+        Self::from_db(db, &path.display().to_string(), recent_ids)
     }
 
     /// A store in a temporary directory that disappears on drop (tests,
     /// benchmarks).
     pub fn temporary() -> StoreResult<Self> {
         let db = sled::Config::new().temporary(true).open()?;
-        Self::from_db(db, "<temporary>")
+        Self::from_db(db, "<temporary>", RECENT_IDS)
     }
 
-    fn from_db(db: sled::Db, path: &str) -> StoreResult<Self> {
+    fn from_db(db: sled::Db, path: &str, recent_ids: usize) -> StoreResult<Self> {
         let found = match db.get(SCHEMA_KEY)? {
             Some(v) => Some(u32::from_be_bytes(v.as_ref().try_into().map_err(|_| {
                 StoreError::Corrupt {
@@ -108,7 +114,7 @@ impl SledStore {
         };
         let store = Self {
             seq_offset: seq_offset.into(),
-            log: StatusLog::open(db.open_tree("status_log")?)?,
+            log: StatusLog::open(db.open_tree("status_log")?, recent_ids)?,
             marks: db.open_tree("marks")?,
             mark_log: db.open_tree("mark_log")?,
             grants: db.open_tree("presence_grants")?,
@@ -647,6 +653,21 @@ impl Store for SledStore {
                 };
                 continue;
             }
+            if let Phase::IdBlocks = phase {
+                let (n, _, next) = self.log.expire_blocks(cursor.after.clone(), wanted)?;
+                examined += n;
+                cursor = match next {
+                    Some(after) => ExpiryCursor {
+                        phase: cursor.phase,
+                        after: Some(after),
+                    },
+                    None => ExpiryCursor {
+                        phase: cursor.phase + 1,
+                        after: None,
+                    },
+                };
+                continue;
+            }
             let tree = self.phase_tree(phase);
             // Taken first and then removed, so that removals never race the
             // iterator over the same tree.
@@ -733,14 +754,17 @@ impl Store for SledStore {
 enum Phase {
     Queue,
     Messages,
+    /// Derived from the messages: not counted as removed statuses.
+    IdBlocks,
     RoomMessages,
     MarkLog,
 }
 
 impl Phase {
-    const ALL: [Phase; 4] = [
+    const ALL: [Phase; 5] = [
         Phase::Queue,
         Phase::Messages,
+        Phase::IdBlocks,
         Phase::RoomMessages,
         Phase::MarkLog,
     ];
@@ -767,7 +791,9 @@ impl SledStore {
     fn phase_tree(&self, phase: Phase) -> &sled::Tree {
         match phase {
             Phase::Queue => &self.queue,
-            Phase::Messages => unreachable!("the status log expires its own pages"),
+            Phase::Messages | Phase::IdBlocks => {
+                unreachable!("the status log expires its own pages and blocks")
+            }
             Phase::RoomMessages => &self.room_messages,
             Phase::MarkLog => &self.mark_log,
         }
@@ -814,7 +840,7 @@ impl SledStore {
                 self.queue.remove(k)?;
                 Ok(1)
             }
-            Phase::Messages => Ok(0),
+            Phase::Messages | Phase::IdBlocks => Ok(0),
             Phase::RoomMessages => {
                 let Ok(m) = decode::<RoomMessage>(v, "room message") else {
                     return Ok(0);

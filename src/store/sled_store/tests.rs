@@ -259,3 +259,68 @@ fn a_store_held_by_another_process_says_so() {
         Ok(_) => panic!("the store opened twice"),
     }
 }
+
+/// Beyond the ids kept in memory, a message is still found by its id: the
+/// conversation's unsealed tail is walked, then its id blocks are read.
+#[test]
+fn old_messages_are_found_beyond_the_ids_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let other = ConversationKey::direct("alice@x", "carol@x");
+    let mut sent = vec![];
+    {
+        let store = SledStore::open_tuned(dir.path(), 8 << 20, 10).unwrap();
+        for i in 0..300u64 {
+            let (from, to) = if i % 3 == 0 {
+                ("bob@x", "alice@x")
+            } else {
+                ("alice@x", "bob@x")
+            };
+            let seq = store.next_seq().unwrap();
+            store
+                .put_message(&conv, seq, &record(from, to, &format!("m{i}"), i))
+                .unwrap();
+            sent.push((seq, from, format!("m{i}")));
+            // Another conversation in between, with the same ids.
+            let s = store.next_seq().unwrap();
+            store
+                .put_message(
+                    &other,
+                    s,
+                    &record("alice@x", "carol@x", &format!("m{i}"), i),
+                )
+                .unwrap();
+        }
+        let check = |store: &SledStore| {
+            for (seq, from, id) in &sent {
+                let found = store.find_message(&conv, from, id).unwrap();
+                assert_eq!(found.map(|f| f.0), Some(*seq), "{id} from {from}");
+                let to = if *from == "bob@x" { "alice@x" } else { "bob@x" };
+                assert_eq!(
+                    store.find_message(&conv, to, id).unwrap(),
+                    None,
+                    "{id} is not {to}'s"
+                );
+            }
+            assert_eq!(store.find_message(&conv, "alice@x", "never").unwrap(), None);
+        };
+        check(&store);
+        assert!(
+            store
+                .advance_mark(&conv, "bob@x", sent[298].0, 5000)
+                .unwrap()
+        );
+        assert_eq!(
+            store.read_at(&conv, "bob@x", sent[1].0).unwrap(),
+            Some(5000)
+        );
+        store.flush().unwrap();
+        drop(store);
+        let store = SledStore::open_tuned(dir.path(), 8 << 20, 10).unwrap();
+        check(&store);
+        assert_eq!(
+            store.read_at(&conv, "bob@x", sent[1].0).unwrap(),
+            Some(5000)
+        );
+    }
+}

@@ -9,12 +9,14 @@
 //! | `n` conversation name | its id (interning) |
 //! | `i` conversation id | its name |
 //! | `m` | the next conversation id |
+//! | `x` conversation id, newest seq | an [`id_blocks::IdBlock`] of 64 ids |
 //!
 //! Writes are staged in memory and reach sled as one batch at
 //! [`StatusLog::write_staged`], which the store's flush calls: a page that
 //! gets a message, its receipt and its marker within one group commit is
 //! written once. Readers see staged data first.
 
+mod id_blocks;
 pub mod page;
 mod recent;
 
@@ -26,8 +28,8 @@ use recent::RecentIds;
 
 use super::{ConversationKey, MessageRecord, Millis, Seq, StoreError, StoreResult};
 
-/// How many of the newest messages' ids are kept in memory (about 80 bytes
-/// each).
+/// How many of the newest messages' ids are kept in memory by default
+/// (about 80 bytes each).
 pub const RECENT_IDS: usize = 131_072;
 
 /// How many pages are read back into the id index when the store opens:
@@ -143,22 +145,26 @@ struct Conv {
 }
 
 impl StatusLog {
-    pub fn open(tree: sled::Tree) -> StoreResult<Self> {
+    /// Opens the log, reading the newest pages back into an index of the
+    /// `recent_ids` newest ids.
+    pub fn open(tree: sled::Tree, recent_ids: usize) -> StoreResult<Self> {
         let next_conv = match tree.get(NEXT_CONV)? {
             Some(v) => u64_from(&v, "next conversation id")?,
             None => 1,
         };
-        let mut recent = RecentIds::new(RECENT_IDS);
+        let mut recent = RecentIds::new(recent_ids);
         // The newest pages, oldest first, into the index.
         let mut pages = Vec::new();
-        let mut complete = true;
+        let (mut complete, mut slots) = (true, 0);
         for entry in tree.scan_prefix([PAGE]).rev() {
-            if pages.len() == REOPEN_PAGES {
+            if pages.len() == REOPEN_PAGES || slots >= recent_ids {
                 complete = false;
                 break;
             }
             let (k, v) = entry?;
-            pages.push((u64_from(&k[1..], "status page key")?, Page::decode(&v)?));
+            let page = Page::decode(&v)?;
+            slots += page.slots.len();
+            pages.push((u64_from(&k[1..], "status page key")?, page));
         }
         pages.reverse();
         if !complete && let Some((first, _)) = pages.first() {
@@ -373,7 +379,37 @@ impl StatusLog {
             self.chain(st, conv, seq, &mut slot)?;
         }
         st.recent.insert(conv.id, side, &record.id, seq);
-        self.put_slot(st, seq, slot)
+        self.put_slot(st, seq, slot)?;
+        if !refused {
+            self.seal_if_due(st, conv)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the ids of the unsealed tail as a block once it holds
+    /// [`id_blocks::BLOCK`] messages. Straight to the tree, not staged: a
+    /// block is derived from the pages, and one that outlives its pages in
+    /// a crash only points at slots a lookup finds missing.
+    fn seal_if_due(&self, st: &mut State, conv: Conv) -> StoreResult<()> {
+        let mut state = self.conv_state(st, conv)?;
+        if state.pending < id_blocks::BLOCK {
+            return Ok(());
+        }
+        let mut block = id_blocks::IdBlock::default();
+        let mut cur = state.head;
+        while cur > state.sealed && cur != 0 {
+            let Some(s) = self.slot(st, cur)? else { break };
+            block
+                .entries
+                .push((id_blocks::id_hash(s.sender_side(), &s.id), state.head - cur));
+            cur = s.prev(cur).unwrap_or(0);
+        }
+        self.tree
+            .insert(id_blocks::key(conv.id, state.head), block.encode()?)?;
+        state.sealed = state.head;
+        state.pending = 0;
+        st.dirty.convs.insert(conv.id, state);
+        Ok(())
     }
 
     /// Links a new message into its conversation's chain.
@@ -385,6 +421,7 @@ impl StatusLog {
         if state.head < seq {
             slot.back = if state.head == 0 { 0 } else { seq - state.head };
             state.head = seq;
+            state.pending += 1;
         } else {
             // Older than the newest (an import out of order): find the
             // message it goes before.
@@ -438,22 +475,91 @@ impl StatusLog {
             return Ok(record_of(key, &s).map(|r| (seq, r)));
         }
         let state = self.conv_state(st, conv)?;
-        if state.first >= st.recent.floor() {
+        let floor = st.recent.floor();
+        if state.first >= floor {
             // Every message of this conversation is in the index.
             return Ok(None);
         }
-        let mut cur = state.head;
-        for _ in 0..WALK_LIMIT {
-            if cur == 0 {
-                break;
+        // The unsealed tail, unless the index holds all of it.
+        if state.sealed.saturating_add(1) < floor {
+            let mut cur = state.head;
+            for _ in 0..WALK_LIMIT {
+                if cur <= state.sealed {
+                    break;
+                }
+                let Some(s) = self.slot(st, cur)? else { break };
+                if is_it(&s) {
+                    return Ok(record_of(key, &s).map(|r| (cur, r)));
+                }
+                cur = s.prev(cur).unwrap_or(0);
             }
-            let Some(s) = self.slot(st, cur)? else { break };
-            if is_it(&s) {
-                return Ok(record_of(key, &s).map(|r| (cur, r)));
+        }
+        let hash = id_blocks::id_hash(side, id);
+        for entry in self
+            .tree
+            .scan_prefix(id_blocks::prefix(conv.id))
+            .rev()
+            .take(id_blocks::SCAN_LIMIT)
+        {
+            let (k, v) = entry?;
+            let Some(newest) = id_blocks::newest_of(&k) else {
+                continue;
+            };
+            for seq in id_blocks::IdBlock::decode(&v)?.candidates(newest, hash) {
+                if let Some(s) = self.slot(st, seq)?.filter(is_it) {
+                    return Ok(record_of(key, &s).map(|r| (seq, r)));
+                }
             }
-            cur = s.prev(cur).unwrap_or(0);
         }
         Ok(None)
+    }
+
+    /// Retention for id blocks: removes, among up to `budget` blocks after
+    /// `after`, those whose newest message is gone (so are all older ones).
+    /// Returns (examined, removed, where to go on, `None` at the end).
+    pub fn expire_blocks(
+        &self,
+        after: Option<Vec<u8>>,
+        budget: usize,
+    ) -> StoreResult<(usize, usize, Option<Vec<u8>>)> {
+        let from = after.unwrap_or_else(|| vec![id_blocks::KIND]);
+        let mut keys = Vec::new();
+        let mut exhausted = true;
+        for entry in self
+            .tree
+            .range::<&[u8], _>((
+                std::ops::Bound::Excluded(from.as_slice()),
+                std::ops::Bound::Unbounded,
+            ))
+            .keys()
+        {
+            let k = entry?;
+            if k.first() != Some(&id_blocks::KIND) {
+                break;
+            }
+            if keys.len() == budget {
+                exhausted = false;
+                break;
+            }
+            keys.push(k);
+        }
+        let mut st = self.lock();
+        let mut removed = 0;
+        for k in &keys {
+            let Some(newest) = id_blocks::newest_of(k) else {
+                continue;
+            };
+            if self.slot(&mut st, newest)?.is_none() {
+                self.tree.remove(k)?;
+                removed += 1;
+            }
+        }
+        let next = if exhausted {
+            None
+        } else {
+            keys.last().map(|k| k.to_vec())
+        };
+        Ok((keys.len(), removed, next))
     }
 
     pub fn mark(&self, key: &ConversationKey, side: u8) -> StoreResult<Seq> {

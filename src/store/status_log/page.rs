@@ -117,6 +117,11 @@ pub struct ConvState {
     pub first: Seq,
     /// The tidemark of each side (0: the lower address, 1: the higher).
     pub marks: [Seq; 2],
+    /// The newest message whose id is in an id block; the chain after it
+    /// is the unsealed tail.
+    pub sealed: Seq,
+    /// How many messages the unsealed tail holds.
+    pub pending: u32,
 }
 
 #[cfg(test)]
