@@ -122,6 +122,16 @@ pub fn a_message_outside_its_conversation_is_refused(store: &dyn Store) {
     assert!(matches!(err, StoreError::Rejected(_)), "{err}");
     assert_eq!(store.message(&conv, seq).unwrap(), None);
     assert_eq!(store.find_message(&conv, "alice@x", "m").unwrap(), None);
+    // A sequence number names one message: another conversation cannot
+    // take it over.
+    let kept = record("alice@x", "bob@x", "kept", 2);
+    store.put_message(&conv, seq, &kept).unwrap();
+    let other = ConversationKey::direct("alice@x", "carol@x");
+    let err = store
+        .put_message(&other, seq, &record("alice@x", "carol@x", "k2", 3))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Rejected(_)), "{err}");
+    assert_eq!(store.message(&conv, seq).unwrap(), Some(kept));
 }
 
 /// The mark is an atomic maximum: readers racing on one conversation (two

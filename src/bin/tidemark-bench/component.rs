@@ -45,6 +45,10 @@ pub struct Params {
     pub previous: Option<std::path::PathBuf>,
     /// `--rounds N`: with `--previous`, alternate the two binaries N times.
     pub rounds: usize,
+    /// `--baseline-store`: the baseline also makes sled writes shaped like
+    /// tidemark's; by default it only parses and serialises (issue 8's
+    /// baseline: what the XML stack alone allows).
+    pub baseline_store: bool,
 }
 
 impl Params {
@@ -62,6 +66,7 @@ impl Params {
                 .filter(|s| !s.is_empty())
                 .map(Into::into),
             rounds: args.get("rounds", 3usize).max(1),
+            baseline_store: args.get("baseline-store", false),
         }
     }
 }
@@ -143,6 +148,7 @@ fn spawn_target(kind: Kind, dir: &TempDir, port: u16, p: &Params) -> Child {
             .args(["--store", &store.display().to_string()])
             .args(["--flush-batch", &p.flush_batch.to_string()])
             .args(["--cache-mb", &p.cache_mb.to_string()])
+            .args(["--no-store", &(!p.baseline_store).to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -424,7 +430,12 @@ pub fn main(args: &Args) -> Result<(), String> {
     let per100k = |ph: &Phase| ph.cpu / ph.stanzas_out as f64 * 100_000.0;
     println!();
     println!(
-        "| figure | tidemark | baseline (parse+serialize+sled, no routing) | tidemark / baseline |"
+        "| figure | tidemark | baseline ({}) | tidemark / baseline |",
+        if p.baseline_store {
+            "parse+serialise+sled, no routing"
+        } else {
+            "parse+serialise only, no store"
+        }
     );
     println!("|---|---|---|---|");
     println!(

@@ -1,8 +1,9 @@
-//! The baseline of scenario 1: a component with tidemark's XML stack
-//! (tokio-xmpp's xmlstream over minidom), tidemark's batching and group
-//! commit, and the same sled writes per stanza, but no routing: no address
-//! parsing, no presence gate, no lookups. Each stanza goes back with from and
-//! to swapped.
+//! The baseline of scenario 1: a component with tokio-xmpp's xmlstream over
+//! minidom and tidemark's batching, but no routing: no address parsing, no
+//! presence gate, no lookups. Each stanza goes back with from and to
+//! swapped. With `--no-store true` (the default of scenario 1) it neither
+//! writes nor flushes: parsing and serialising only. Otherwise it makes sled
+//! writes shaped like tidemark's schema 1 and flushes each batch.
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ pub fn main(args: &Args) -> Result<(), String> {
     let store: PathBuf = args.get("store", PathBuf::from("echo-store"));
     let flush_batch: usize = args.get("flush-batch", 512);
     let cache_mb: u64 = args.get("cache-mb", 64);
+    let no_store: bool = args.get("no-store", false);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -34,10 +36,14 @@ pub fn main(args: &Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let store =
         Arc::new(SledStore::open(&store, cache_mb * 1024 * 1024).map_err(|e| e.to_string())?);
-    rt.block_on(serve(&server, store, flush_batch))
+    rt.block_on(serve(&server, (!no_store).then_some(store), flush_batch))
 }
 
-async fn serve(server: &str, store: Arc<SledStore>, batch_limit: usize) -> Result<(), String> {
+async fn serve(
+    server: &str,
+    store: Option<Arc<SledStore>>,
+    batch_limit: usize,
+) -> Result<(), String> {
     let tcp = TcpStream::connect(server)
         .await
         .map_err(|e| e.to_string())?;
@@ -95,7 +101,9 @@ async fn serve(server: &str, store: Arc<SledStore>, batch_limit: usize) -> Resul
         let now = tidemark::stanza::now_millis();
         let mut out = Vec::with_capacity(batch.len());
         for el in batch.drain(..) {
-            write_like_tidemark(&*store, &el, now).map_err(|e| e.to_string())?;
+            if let Some(store) = &store {
+                write_like_tidemark(&**store, &el, now).map_err(|e| e.to_string())?;
+            }
             let mut back = el;
             let from = back.attr("from").unwrap_or_default().to_owned();
             let to = back.attr("to").unwrap_or_default().to_owned();
@@ -103,8 +111,7 @@ async fn serve(server: &str, store: Arc<SledStore>, batch_limit: usize) -> Resul
             set_attr(&mut back, "to", from);
             out.push(back);
         }
-        {
-            let s = store.clone();
+        if let Some(s) = store.clone() {
             tokio::task::block_in_place(|| s.flush()).map_err(|e| e.to_string())?;
         }
         for el in &out {

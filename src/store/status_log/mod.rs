@@ -347,7 +347,13 @@ impl StatusLog {
                 flags |= flag;
             }
         }
-        if let Some(old) = self.slot(st, seq)?.filter(|s| s.conv == conv.id) {
+        let existing = self.slot(st, seq)?;
+        if existing.as_ref().is_some_and(|s| s.conv != conv.id) {
+            return Err(StoreError::Rejected(format!(
+                "sequence number {seq} belongs to another conversation"
+            )));
+        }
+        if let Some(old) = existing {
             // An update keeps the chain and the read time.
             let read = old.at(old.read);
             let mut slot = old;
