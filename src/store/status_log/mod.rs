@@ -9,7 +9,7 @@
 //! | `n` conversation name | its id (interning) |
 //! | `i` conversation id | its name |
 //! | `m` | the next conversation id |
-//! | `x` conversation id, newest seq | an [`id_blocks::IdBlock`] of 64 ids |
+//! | `x` conversation id, newest seq | an [`id_blocks::IdBlock`] of 16 ids |
 //!
 //! Writes are staged in memory and reach sled as one batch at
 //! [`StatusLog::write_staged`], which the store's flush calls: a page that
