@@ -4,13 +4,68 @@
 //! error reply the protocol wants (if any).
 
 use minidom::Element;
+use xmpp_parsers::data_forms::{DataForm, DataFormType};
 use xmpp_parsers::displayed_markers::Displayed;
 use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::ping::Ping;
 use xmpp_parsers::receipts::Received;
 
 use crate::address::Addresses;
-use crate::stanza::{DefinedCondition, ErrorType, error_reply, jid_attr, ns};
+use crate::stanza::{
+    DefinedCondition, ErrorType, StanzaError, element, error_reply, error_reply_to, jid_attr, ns,
+    read_error, set_attr, stanza_error, with_text,
+};
+
+/// Who sent a stanza and how to answer it (RFC 6120 §8.3.1): what a handler
+/// needs to send an error or a result back without the stanza itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    /// `message`, `presence` or `iq`.
+    pub name: String,
+    /// The `from` attribute, as written.
+    pub from: String,
+    /// The `id` attribute, as written.
+    pub id: Option<String>,
+}
+
+impl Origin {
+    fn of(stanza: &Element, from: &str) -> Self {
+        Origin {
+            name: stanza.name().to_owned(),
+            from: from.to_owned(),
+            id: stanza.attr("id").map(str::to_owned),
+        }
+    }
+
+    /// An error reply from `own`.
+    pub fn error(
+        &self,
+        own: &str,
+        type_: ErrorType,
+        condition: DefinedCondition,
+        text: &str,
+    ) -> Element {
+        self.reply_with_error(own, stanza_error(type_, condition, text))
+    }
+
+    /// [`Origin::error`] for an error built elsewhere.
+    pub fn reply_with_error(&self, own: &str, error: StanzaError) -> Element {
+        error_reply_to(&self.name, Some(&self.from), self.id.as_deref(), own, error)
+    }
+
+    /// The result of an iq, from `own`, with its payload if any.
+    pub fn result(&self, own: &str, payload: Option<Element>) -> Element {
+        let mut r = element("iq", ns::COMPONENT, &[("type", "result"), ("from", own)]);
+        set_attr(&mut r, "to", self.from.as_str());
+        if let Some(id) = &self.id {
+            set_attr(&mut r, "id", id.as_str());
+        }
+        if let Some(p) = payload {
+            r.append_child(p);
+        }
+        r
+    }
+}
 
 /// A stanza between a real user and a tracked address: `from` is the real
 /// sender, `to` the real contact the tracked address stands for (resources
@@ -45,8 +100,43 @@ pub enum ServiceRequest {
     /// disco#items of the XEP-0050 commands node.
     CommandList,
     /// A XEP-0050 `<command/>`.
-    Command(Element),
+    Command(CommandRequest),
     Unsupported,
+}
+
+/// The node of the one ad-hoc command, and the field of its form.
+pub const READ_RECEIPTS: &str = "read-receipts";
+pub const READ_RECEIPTS_FIELD: &str = "send-read-receipts";
+
+/// A XEP-0050 command request, as parsed from `<command/>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandRequest {
+    pub node: String,
+    pub action: String,
+    pub session: Option<String>,
+    /// The submitted value of the form's field, if a form was submitted.
+    pub submitted: Option<String>,
+}
+
+impl CommandRequest {
+    pub fn parse(cmd: &Element) -> Self {
+        let submitted = cmd
+            .get_child("x", ns::DATA)
+            .and_then(|x| DataForm::try_from(x.clone()).ok())
+            .filter(|form| form.type_ == DataFormType::Submit)
+            .and_then(|form| {
+                form.fields
+                    .into_iter()
+                    .find(|f| f.var.as_deref() == Some(READ_RECEIPTS_FIELD))
+                    .map(|f| f.values.into_iter().next().unwrap_or_default())
+            });
+        CommandRequest {
+            node: cmd.attr("node").unwrap_or_default().to_owned(),
+            action: cmd.attr("action").unwrap_or("execute").to_owned(),
+            session: cmd.attr("sessionid").map(str::to_owned),
+            submitted,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +154,10 @@ pub enum AckKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chat {
     pub route: Route,
+    pub origin: Origin,
+    /// The message as it came, to relay.
+    pub message: Element,
+    /// The sender's id, if not empty.
     pub id: Option<String>,
     pub body_bytes: usize,
     pub has_body: bool,
@@ -80,24 +174,70 @@ pub enum SubscriptionKind {
     Unsubscribed,
 }
 
+impl SubscriptionKind {
+    /// The presence `type` it came as.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionKind::Subscribe => "subscribe",
+            SubscriptionKind::Subscribed => "subscribed",
+            SubscriptionKind::Unsubscribe => "unsubscribe",
+            SubscriptionKind::Unsubscribed => "unsubscribed",
+        }
+    }
+}
+
+/// A message error from the contact's side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bounce {
+    pub route: Route,
+    /// The id of the message it is about.
+    pub id: Option<String>,
+    /// The `<error/>` child as received, relayed as is.
+    pub error: Option<Element>,
+    /// Its defined condition and text (`undefined-condition` for an error
+    /// that is no valid RFC 6120 error).
+    pub condition: String,
+    pub text: String,
+}
+
+/// A groupchat message with content.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupMessage {
+    /// The sender's id, if not empty.
+    pub id: Option<String>,
+    pub body_bytes: usize,
+    pub has_body: bool,
+    /// Whether the sender asked for XEP-0333 markers.
+    pub markable: bool,
+    /// What the room reflects: the message without what only the room may
+    /// say.
+    pub message: Element,
+}
+
+/// A read marker sent to a room.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupMarker {
+    pub kind: AckKind,
+    /// The id it names (the room's stanza-id, or the sender's id).
+    pub id: String,
+    /// What the room reflects, as with [`GroupMessage::message`].
+    pub message: Element,
+}
+
 /// What a stanza to a room (`room@service` or `room@service/nick`) asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomRequest {
-    /// Presence to `room/nick`: join (or update), or leave.
+    /// Presence to `room/nick`: join (or update), or leave. `payloads` are
+    /// the client's own (show, status, caps), shown to the other occupants.
     Presence {
         nick: String,
         available: bool,
+        payloads: Vec<Element>,
     },
     /// A groupchat message with content.
-    Groupchat {
-        body_bytes: usize,
-        has_body: bool,
-    },
+    Groupchat(GroupMessage),
     /// A read marker in a groupchat message.
-    Marker {
-        kind: AckKind,
-        id: String,
-    },
+    Marker(GroupMarker),
     DiscoInfo,
     DiscoItems,
     /// An iq to `room/nick`; XEP-0410 self-pings are how clients learn
@@ -107,7 +247,10 @@ pub enum RoomRequest {
         self_ping: bool,
     },
     /// An error from an occupant's client or server: the session is gone.
-    Bounce,
+    /// `payloads` as with presence.
+    Bounce {
+        payloads: Vec<Element>,
+    },
     /// Anything else a room does not do (private messages, other queries);
     /// carries the error to answer with, if any.
     Refused {
@@ -120,15 +263,19 @@ pub enum RoomRequest {
 pub enum Incoming {
     Room {
         from: Jid,
-        room: xmpp_parsers::jid::BareJid,
+        origin: Origin,
+        room: BareJid,
         request: RoomRequest,
     },
     ServiceIq {
         from: Jid,
+        origin: Origin,
         request: ServiceRequest,
     },
-    /// An IQ request addressed to a tracked address.
-    ContactIq,
+    /// An IQ request addressed to a tracked address: refused with `reply`.
+    ContactIq {
+        reply: Element,
+    },
     /// A result or error to one of our own requests (keepalive pings).
     IqResponse,
     /// A message with content for a contact.
@@ -141,18 +288,24 @@ pub enum Incoming {
     },
     /// A message without content or acks (chat states and the like), relayed
     /// untracked.
-    Passthrough(Route),
+    Passthrough {
+        route: Route,
+        message: Element,
+    },
     /// A message error coming back from the contact's side.
-    Bounce(Route),
+    Bounce(Bounce),
     Subscription {
         route: Route,
         kind: SubscriptionKind,
+        id: Option<String>,
     },
     /// Available or unavailable presence from a contact to a watcher's
-    /// tracked address.
+    /// tracked address. `presence` is the stanza, to relay; `available` what
+    /// is kept of it, `None` for unavailable.
     Presence {
         route: Route,
-        available: bool,
+        presence: Element,
+        available: Option<Compact>,
     },
     Probe(Route),
     /// A presence error from a contact: the answer to a probe when the
@@ -163,6 +316,84 @@ pub enum Incoming {
         reason: String,
         reply: Option<Element>,
     },
+}
+
+/// RFC 6121 §4.7.2.1: the `<show/>` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Show {
+    Away,
+    Chat,
+    Dnd,
+    Xa,
+}
+
+impl Show {
+    fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "away" => Some(Show::Away),
+            "chat" => Some(Show::Chat),
+            "dnd" => Some(Show::Dnd),
+            "xa" => Some(Show::Xa),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Show::Away => "away",
+            Show::Chat => "chat",
+            Show::Dnd => "dnd",
+            Show::Xa => "xa",
+        }
+    }
+}
+
+/// An available presence as tidemark keeps it for probe answers: the RFC 6121
+/// availability fields, nothing else: live presence goes on whole, and a
+/// probe answer needs only whether and how the contact is available.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compact {
+    show: Option<Show>,
+    status: Option<Box<str>>,
+    priority: i8,
+}
+
+impl Compact {
+    pub fn of(p: &Element) -> Self {
+        let child = |name: &str| p.children().find(|c| c.name() == name);
+        Compact {
+            show: child("show").and_then(|s| Show::parse(&s.text())),
+            status: child("status").map(|s| s.text().into_boxed_str()),
+            priority: child("priority")
+                .and_then(|s| s.text().trim().parse().ok())
+                .unwrap_or(0),
+        }
+    }
+
+    /// The presence as sent on: `from` and `to` set, and only the fields
+    /// kept.
+    pub fn to_element(&self, from: &str, to: &str) -> Element {
+        let mut p = element("presence", ns::COMPONENT, &[("from", from), ("to", to)]);
+        if let Some(show) = self.show {
+            p.append_child(with_text(
+                Element::bare("show", ns::COMPONENT),
+                show.as_str(),
+            ));
+        }
+        if let Some(status) = &self.status {
+            p.append_child(with_text(
+                Element::bare("status", ns::COMPONENT),
+                status.as_ref(),
+            ));
+        }
+        if self.priority != 0 {
+            p.append_child(with_text(
+                Element::bare("priority", ns::COMPONENT),
+                self.priority.to_string(),
+            ));
+        }
+        p
+    }
 }
 
 fn invalid(stanza: &Element, own: &str, reason: String, condition: DefinedCondition) -> Incoming {
@@ -231,9 +462,10 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
     }
     let type_ = stanza.attr("type");
 
+    let origin = Origin::of(stanza, stanza.attr("from").unwrap_or_default());
     if addrs.is_service(&to) {
         return match stanza.name() {
-            "iq" => classify_service_iq(stanza, from, &own),
+            "iq" => classify_service_iq(stanza, from, origin, &own),
             "message" if type_ == Some("error") => Incoming::Ignored("error to the service"),
             "message" => invalid(
                 stanza,
@@ -246,9 +478,10 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
     }
 
     if let Some((room, nick)) = addrs.room_of(&to) {
-        let request = classify_room(stanza, nick, &own);
+        let request = classify_room(stanza, &room, nick, &own);
         return Incoming::Room {
             from,
+            origin,
             room,
             request,
         };
@@ -275,9 +508,16 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
     match stanza.name() {
         "iq" => match type_ {
             Some("result") | Some("error") => Incoming::IqResponse,
-            _ => Incoming::ContactIq,
+            _ => Incoming::ContactIq {
+                reply: origin.error(
+                    &own,
+                    ErrorType::Cancel,
+                    DefinedCondition::ServiceUnavailable,
+                    "tracked addresses answer no queries; ask the service's domain",
+                ),
+            },
         },
-        "message" => classify_message(stanza, route, &own),
+        "message" => classify_message(stanza, route, origin, &own),
         "presence" => classify_presence(stanza, route),
         other => Incoming::Invalid {
             reason: format!("unexpected top-level element <{other}/>"),
@@ -311,7 +551,37 @@ fn ack_payload(child: &Element) -> Option<(AckKind, Option<String>)> {
     Some((kind, id.filter(|id| !id.is_empty())))
 }
 
-fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomRequest {
+/// The children of a stanza to a room that the room shows on, without what
+/// only the room may say (its own MUC payloads and occupant id).
+fn client_payloads(stanza: &Element) -> Vec<Element> {
+    stanza
+        .children()
+        .filter(|c| {
+            !(c.is("x", ns::MUC) || c.is("x", ns::MUC_USER) || c.is("occupant-id", ns::OCCUPANT_ID))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Removes what only the room may say (XEP-0359 §5: a stanza-id `by` the
+/// room from anyone else is spoofed), and XEP-0184 requests, which have no
+/// place in groupchat.
+fn strip_room_claims(msg: &Element, room: &str) -> Element {
+    let mut bare = Element::bare(msg.name(), msg.ns());
+    for ((attr_ns, name), value) in msg.attrs().iter() {
+        bare.attrs_mut()
+            .insert(attr_ns.clone(), name.clone(), value.clone());
+    }
+    for c in msg.children() {
+        let spoofed_id = c.is("stanza-id", ns::SID) && c.attr("by") == Some(room);
+        if !(spoofed_id || c.is("occupant-id", ns::OCCUPANT_ID) || c.is("request", ns::RECEIPTS)) {
+            bare.append_child(c.clone());
+        }
+    }
+    bare
+}
+
+fn classify_room(stanza: &Element, room: &BareJid, nick: Option<String>, own: &str) -> RoomRequest {
     let type_ = stanza.attr("type");
     let refuse = |condition: DefinedCondition, text: &str| RoomRequest::Refused {
         reply: match type_ {
@@ -321,14 +591,18 @@ fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomReque
     };
     match stanza.name() {
         "presence" => match (nick, type_) {
-            (_, Some("error")) => RoomRequest::Bounce,
+            (_, Some("error")) => RoomRequest::Bounce {
+                payloads: client_payloads(stanza),
+            },
             (Some(nick), None) => RoomRequest::Presence {
                 nick,
                 available: true,
+                payloads: client_payloads(stanza),
             },
             (Some(nick), Some("unavailable")) => RoomRequest::Presence {
                 nick,
                 available: false,
+                payloads: client_payloads(stanza),
             },
             (None, None) => refuse(
                 DefinedCondition::JidMalformed,
@@ -338,7 +612,9 @@ fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomReque
         },
         "message" => {
             if type_ == Some("error") {
-                return RoomRequest::Bounce;
+                return RoomRequest::Bounce {
+                    payloads: client_payloads(stanza),
+                };
             }
             if nick.is_some() || type_ != Some("groupchat") {
                 return refuse(
@@ -357,7 +633,11 @@ fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomReque
                         return RoomRequest::Ignored("receipt in groupchat");
                     }
                     return match id {
-                        Some(id) => RoomRequest::Marker { kind, id },
+                        Some(id) => RoomRequest::Marker(GroupMarker {
+                            kind,
+                            id,
+                            message: strip_room_claims(stanza, room.as_str()),
+                        }),
                         None => refuse(
                             DefinedCondition::BadRequest,
                             "marker without the id of the message it names",
@@ -370,10 +650,16 @@ fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomReque
                 // Chat states and the like: nothing to keep.
                 return RoomRequest::Ignored("groupchat message without content");
             }
-            RoomRequest::Groupchat {
+            RoomRequest::Groupchat(GroupMessage {
+                id: stanza
+                    .attr("id")
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
                 body_bytes: bodies.iter().map(|b| b.text().len()).sum(),
                 has_body: !bodies.is_empty(),
-            }
+                markable: stanza.has_child("markable", ns::CHAT_MARKERS),
+                message: strip_room_claims(stanza, room.as_str()),
+            })
         }
         "iq" => match (type_, nick) {
             (Some("result") | Some("error"), _) => RoomRequest::Ignored("iq response to a room"),
@@ -402,7 +688,7 @@ fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomReque
     }
 }
 
-fn classify_service_iq(iq: &Element, from: Jid, own: &str) -> Incoming {
+fn classify_service_iq(iq: &Element, from: Jid, origin: Origin, own: &str) -> Incoming {
     let type_ = iq.attr("type");
     match type_ {
         Some("result") | Some("error") => return Incoming::IqResponse,
@@ -450,7 +736,7 @@ fn classify_service_iq(iq: &Element, from: Jid, own: &str) -> Incoming {
             ServiceRequest::CommandList
         }
         (ns::DISCO_ITEMS, "query", true) => ServiceRequest::DiscoItems,
-        (ns::COMMANDS, "command", false) => ServiceRequest::Command(payload.clone()),
+        (ns::COMMANDS, "command", false) => ServiceRequest::Command(CommandRequest::parse(payload)),
         (ns::GATEWAY, "query", true) => ServiceRequest::GatewayPrompt,
         (ns::GATEWAY, "query", false) => ServiceRequest::GatewayTranslate {
             prompt: payload
@@ -465,12 +751,25 @@ fn classify_service_iq(iq: &Element, from: Jid, own: &str) -> Incoming {
         (ns::PING, "ping", true) if Ping::try_from(payload.clone()).is_ok() => ServiceRequest::Ping,
         _ => ServiceRequest::Unsupported,
     };
-    Incoming::ServiceIq { from, request }
+    Incoming::ServiceIq {
+        from,
+        origin,
+        request,
+    }
 }
 
-fn classify_message(msg: &Element, route: Route, own: &str) -> Incoming {
+fn classify_message(msg: &Element, route: Route, origin: Origin, own: &str) -> Incoming {
     match msg.attr("type") {
-        Some("error") => return Incoming::Bounce(route),
+        Some("error") => {
+            let (condition, text) = read_error(msg);
+            return Incoming::Bounce(Bounce {
+                route,
+                id: origin.id,
+                error: msg.children().find(|c| c.name() == "error").cloned(),
+                condition,
+                text,
+            });
+        }
         Some("groupchat") => {
             return invalid(
                 msg,
@@ -512,10 +811,15 @@ fn classify_message(msg: &Element, route: Route, own: &str) -> Incoming {
     }
     let has_attachment = msg.has_child("x", ns::OOB);
     if !has_body && !has_attachment {
-        return Incoming::Passthrough(route);
+        return Incoming::Passthrough {
+            route,
+            message: msg.clone(),
+        };
     }
     Incoming::Chat(Chat {
         route,
+        origin,
+        message: msg.clone(),
         id: msg.attr("id").filter(|s| !s.is_empty()).map(str::to_owned),
         body_bytes: bodies.iter().map(|b| b.text().len()).sum(),
         has_body,
@@ -526,31 +830,26 @@ fn classify_message(msg: &Element, route: Route, own: &str) -> Incoming {
 }
 
 fn classify_presence(p: &Element, route: Route) -> Incoming {
+    let subscription = |route, kind| Incoming::Subscription {
+        route,
+        kind,
+        id: p.attr("id").map(str::to_owned),
+    };
     match p.attr("type") {
         None => Incoming::Presence {
             route,
-            available: true,
+            presence: p.clone(),
+            available: Some(Compact::of(p)),
         },
         Some("unavailable") => Incoming::Presence {
             route,
-            available: false,
+            presence: p.clone(),
+            available: None,
         },
-        Some("subscribe") => Incoming::Subscription {
-            route,
-            kind: SubscriptionKind::Subscribe,
-        },
-        Some("subscribed") => Incoming::Subscription {
-            route,
-            kind: SubscriptionKind::Subscribed,
-        },
-        Some("unsubscribe") => Incoming::Subscription {
-            route,
-            kind: SubscriptionKind::Unsubscribe,
-        },
-        Some("unsubscribed") => Incoming::Subscription {
-            route,
-            kind: SubscriptionKind::Unsubscribed,
-        },
+        Some("subscribe") => subscription(route, SubscriptionKind::Subscribe),
+        Some("subscribed") => subscription(route, SubscriptionKind::Subscribed),
+        Some("unsubscribe") => subscription(route, SubscriptionKind::Unsubscribe),
+        Some("unsubscribed") => subscription(route, SubscriptionKind::Unsubscribed),
         Some("probe") => Incoming::Probe(route),
         Some("error") => Incoming::PresenceError(route),
         Some(_) => Incoming::Ignored("presence of unknown type"),
@@ -720,11 +1019,36 @@ mod tests {
             classify(&iq, &addrs()),
             Incoming::ServiceIq {
                 from: Jid::new("alice@localhost/a").unwrap(),
+                origin: Origin {
+                    name: "iq".into(),
+                    from: "alice@localhost/a".into(),
+                    id: Some("q1".into()),
+                },
                 request: ServiceRequest::Status {
                     conversation: Some("bob\\40localhost@chat.localhost".into()),
                     id: Some("m1".into())
                 }
             }
         );
+    }
+
+    #[test]
+    fn spoofed_stanza_ids_and_receipt_requests_are_stripped() {
+        let m: Element = "<message xmlns='jabber:component:accept' type='groupchat' id='x'>\
+            <body>hi</body><stanza-id xmlns='urn:xmpp:sid:0' id='fake' by='team@chat'/>\
+            <stanza-id xmlns='urn:xmpp:sid:0' id='keep' by='alice@x'/>\
+            <request xmlns='urn:xmpp:receipts'/></message>"
+            .parse()
+            .unwrap();
+        let m = strip_room_claims(&m, "team@chat");
+        let ids: Vec<_> = m
+            .children()
+            .filter(|c| c.is("stanza-id", ns::SID))
+            .map(|c| c.attr("id").unwrap())
+            .collect();
+        assert_eq!(ids, vec!["keep"]);
+        assert!(!m.has_child("request", ns::RECEIPTS));
+        assert_eq!(m.attr("id"), Some("x"));
+        assert!(m.has_child("body", ns::COMPONENT));
     }
 }

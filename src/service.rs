@@ -165,38 +165,41 @@ impl Tidemark {
         match classify(stanza, &cx.addrs) {
             Incoming::Room {
                 from,
+                origin,
                 room: room_jid,
                 request,
-            } => room::handle(cx, &mut self.rooms, stanza, &from, &room_jid, request, now),
-            Incoming::ServiceIq { from, request } => Ok(vec![query::answer(
+            } => room::handle(cx, &mut self.rooms, &origin, &from, &room_jid, request, now),
+            Incoming::ServiceIq {
+                from,
+                origin,
+                request,
+            } => Ok(vec![query::answer(
                 cx,
                 &mut self.rooms,
-                stanza,
+                &origin,
                 &from,
                 request,
             )?]),
-            Incoming::ContactIq => Ok(vec![error_reply(
-                stanza,
-                stanza.attr("to").unwrap_or_default(),
-                ErrorType::Cancel,
-                DefinedCondition::ServiceUnavailable,
-                "tracked addresses answer no queries; ask the service's domain",
-            )]),
+            Incoming::ContactIq { reply } => Ok(vec![reply]),
             Incoming::IqResponse => Ok(vec![]),
             Incoming::Chat(chat) => {
-                direct::on_chat(cx, &self.presence, &mut self.waiting, stanza, &chat, now)
+                direct::on_chat(cx, &self.presence, &mut self.waiting, &chat, now)
             }
             Incoming::Ack { route, kind, id } => direct::on_ack(cx, &route, kind, &id, now),
-            Incoming::Bounce(route) => direct::on_bounce(cx, stanza, &route, now),
-            Incoming::Passthrough(route) => {
-                direct::on_passthrough(cx, &self.presence, stanza, &route)
+            Incoming::Bounce(bounce) => direct::on_bounce(cx, &bounce, now),
+            Incoming::Passthrough { route, message } => {
+                direct::on_passthrough(cx, &self.presence, &route, &message)
             }
-            Incoming::Subscription { route, kind } => {
-                presence::on_subscription(cx, stanza, &route, kind)
+            Incoming::Subscription { route, kind, id } => {
+                presence::on_subscription(cx, &route, kind, id.as_deref())
             }
-            Incoming::Presence { route, available } => {
+            Incoming::Presence {
+                route,
+                presence,
+                available,
+            } => {
                 let answered =
-                    presence::on_presence(cx, &mut self.presence, stanza, &route, available)?;
+                    presence::on_presence(cx, &mut self.presence, &route, &presence, available)?;
                 let mut out = answered.out;
                 if answered.now_known {
                     out.extend(self.release_waiting(&route.from.to_bare().to_string(), now)?);
