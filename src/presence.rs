@@ -351,7 +351,7 @@ pub fn on_connected(cx: &mut Context, book: &mut PresenceBook, now: Millis) -> O
                 continue;
             }
         };
-        let id = cx.local_id();
+        let id = cx.local_id(now);
         let mut probe = element(
             "presence",
             ns::COMPONENT,

@@ -36,8 +36,9 @@ pub struct Tidemark {
 }
 
 impl Tidemark {
-    /// Sets up the service over `store`, declaring the config file's rooms.
-    pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, StoreError> {
+    /// Sets up the service over `store` at `now`, declaring the config
+    /// file's rooms.
+    pub fn new(config: Config, store: Arc<dyn Store>, now: Millis) -> Result<Self, StoreError> {
         let rate = RateLimiter::new(config.limits.rate_per_second, config.limits.rate_burst);
         let server_domain = crate::config::own_server_domain(&config.component.jid);
         let mut tm = Self {
@@ -49,7 +50,7 @@ impl Tidemark {
             rate,
             server_domain,
         };
-        room::apply_config(&mut tm.cx, &mut tm.rooms, crate::stanza::now_millis())?;
+        room::apply_config(&mut tm.cx, &mut tm.rooms, now)?;
         Ok(tm)
     }
 
@@ -179,6 +180,7 @@ impl Tidemark {
                 &origin,
                 &from,
                 request,
+                now,
             )?]),
             Incoming::ContactIq { reply } => Ok(vec![reply]),
             Incoming::IqResponse => Ok(vec![]),
@@ -260,12 +262,7 @@ impl Tidemark {
 
     /// Called after every (re)connect: what tidemark knew of presence is
     /// stale, so it asks again.
-    pub fn on_connected(&mut self) -> Result<Vec<Element>, StoreError> {
-        self.on_connected_at(crate::stanza::now_millis())
-    }
-
-    /// [`Tidemark::on_connected`] at a given time (tests drive the clock).
-    pub fn on_connected_at(&mut self, now: Millis) -> Result<Vec<Element>, StoreError> {
+    pub fn on_connected(&mut self, now: Millis) -> Result<Vec<Element>, StoreError> {
         presence::on_connected(&mut self.cx, &mut self.presence, now)
     }
 }

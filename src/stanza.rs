@@ -185,13 +185,6 @@ pub fn xep0082(ms: Millis) -> String {
     date_time(ms).format("%Y-%m-%dT%H:%M:%S%.3fZ")
 }
 
-pub fn now_millis() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
-}
-
 /// An empty disco#items answer (XEP-0030 §4.2): nothing listed here.
 pub fn no_disco_items() -> Element {
     DiscoItemsResult {

@@ -30,7 +30,7 @@ impl World {
         let config = Config::parse(&text, Path::new("test.toml")).unwrap();
         let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
         Self {
-            tm: Tidemark::new(config, store).unwrap(),
+            tm: Tidemark::new(config, store, 1_795_000_000_000).unwrap(),
             now: 1_795_000_000_000,
         }
     }
@@ -697,7 +697,7 @@ fn a_creator_over_the_cap_is_refused_even_after_a_restart() {
 
     // The count is on disk: a restarted tidemark still refuses a fourth.
     let (config, store) = (w.tm.config().clone(), w.tm.store().clone());
-    w.tm = Tidemark::new(config, store).unwrap();
+    w.tm = Tidemark::new(config, store, w.now).unwrap();
     let out = join_as(&mut w, "alice@localhost", "r4@chat.localhost");
     assert_eq!(error_of(&out[0]).1, "policy-violation");
 }

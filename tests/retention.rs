@@ -27,7 +27,7 @@ impl World {
         let config = Config::parse(&text, Path::new("test.toml")).unwrap();
         let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
         let mut w = Self {
-            tm: Tidemark::new(config, store).unwrap(),
+            tm: Tidemark::new(config, store, 1_795_000_000_000).unwrap(),
             now: 1_795_000_000_000,
         };
         // bob lets alice see him, and is online.

@@ -68,8 +68,8 @@ fn run(members: usize, messages: usize) -> Figures {
     let config = Config::parse(&text, Path::new("bench.toml")).expect("bench config");
     let sled = Arc::new(SledStore::open(&dir, config.storage.cache_bytes).expect("store"));
     let store: Arc<dyn Store> = sled.clone();
-    let mut tm = Tidemark::new(config, store.clone()).expect("service");
     let mut now = 1_795_000_000_000u64;
+    let mut tm = Tidemark::new(config, store.clone(), now).expect("service");
 
     // Setup: every member joins; a handful of them write every message, so the
     // reflections (O(members) per message, by design) are not what is timed.

@@ -280,7 +280,7 @@ pub fn on_ack(cx: &mut Context, route: &Route, kind: AckKind, id: &str, now: Mil
             record.delivered_at = Some(now);
             cx.store.put_message(&conv, seq, &record)?;
             METRICS.status_recorded();
-            return Ok(send_ack(cx, route, &record, Evidence::Delivered));
+            return Ok(send_ack(cx, route, &record, Evidence::Delivered, now));
         }
         AckKind::Displayed | AckKind::Acknowledged => Evidence::Read,
     };
@@ -299,7 +299,7 @@ pub fn on_ack(cx: &mut Context, route: &Route, kind: AckKind, id: &str, now: Mil
         return Ok(vec![]);
     }
     METRICS.status_recorded();
-    Ok(send_ack(cx, route, &record, evidence))
+    Ok(send_ack(cx, route, &record, evidence, now))
 }
 
 fn send_ack(
@@ -307,12 +307,13 @@ fn send_ack(
     route: &Route,
     record: &MessageRecord,
     evidence: Evidence,
+    now: Millis,
 ) -> Vec<Element> {
     let payloads = payloads_for_sender(record, evidence);
     if payloads.is_empty() {
         return vec![];
     }
-    let id = cx.local_id();
+    let id = cx.local_id(now);
     vec![ack_message(&route.tracked_from, &route.to, &id, payloads)]
 }
 

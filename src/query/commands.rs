@@ -11,7 +11,7 @@ use crate::conversation::room::Rooms;
 use crate::incoming::{CommandRequest, READ_RECEIPTS, READ_RECEIPTS_FIELD};
 use crate::stanza::ns::COMMANDS;
 use crate::stanza::{DefinedCondition, ErrorType, StanzaError, element, stanza_error, with_text};
-use crate::store::StoreError;
+use crate::store::{Millis, StoreError};
 
 /// The disco#items of the commands node (XEP-0050 §2.2).
 pub fn list(cx: &Context) -> Element {
@@ -50,6 +50,7 @@ pub fn execute(
     rooms: &mut Rooms,
     from: &Jid,
     req: CommandRequest,
+    now: Millis,
 ) -> Result<Result<Element, StanzaError>, StoreError> {
     if req.node != READ_RECEIPTS {
         return Ok(Err(stanza_error(
@@ -59,7 +60,7 @@ pub fn execute(
         )));
     }
     let user = from.to_bare().to_string();
-    let session = req.session.clone().unwrap_or_else(|| cx.local_id());
+    let session = req.session.clone().unwrap_or_else(|| cx.local_id(now));
     if req.action == "cancel" {
         return Ok(Ok(command(&req.node, &session, "canceled")));
     }

@@ -11,7 +11,7 @@ use crate::context::Context;
 use crate::conversation::room::Rooms;
 use crate::incoming::{Origin, ServiceRequest};
 use crate::stanza::{DefinedCondition, ErrorType, element, ns, with_text};
-use crate::store::StoreError;
+use crate::store::{Millis, StoreError};
 
 /// What the service really serves, announced in disco#info (XEP-0030).
 pub const FEATURES: &[&str] = &[
@@ -32,6 +32,7 @@ pub fn answer(
     origin: &Origin,
     from: &Jid,
     request: ServiceRequest,
+    now: Millis,
 ) -> Result<Element, StoreError> {
     let own = cx.addrs.domain().to_string();
     Ok(match request {
@@ -67,7 +68,7 @@ pub fn answer(
         },
         ServiceRequest::Ping => origin.result(&own, None),
         ServiceRequest::CommandList => origin.result(&own, Some(commands::list(cx))),
-        ServiceRequest::Command(cmd) => match commands::execute(cx, rooms, from, cmd)? {
+        ServiceRequest::Command(cmd) => match commands::execute(cx, rooms, from, cmd, now)? {
             Ok(payload) => origin.result(&own, Some(payload)),
             Err(e) => origin.reply_with_error(&own, e),
         },

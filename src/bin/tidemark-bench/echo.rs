@@ -92,7 +92,7 @@ async fn serve(server: &str, store: Arc<SledStore>, batch_limit: usize) -> Resul
                 }
             }
         }
-        let now = tidemark::stanza::now_millis();
+        let now = tidemark::component::clock::now_millis();
         let mut out = Vec::with_capacity(batch.len());
         for el in batch.drain(..) {
             write_like_tidemark(&*store, &el, now).map_err(|e| e.to_string())?;

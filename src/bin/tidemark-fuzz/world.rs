@@ -57,7 +57,8 @@ impl World {
         let store = Arc::new(SledStore::temporary().expect("a temporary sled store"));
         let shared: Arc<dyn Store> = store.clone();
         let queue = (n / RESET_EVERY) % 2 == 1;
-        let tm = Tidemark::new(config(queue), shared).expect("tidemark over a fresh store");
+        let tm = Tidemark::new(config(queue), shared, 1_795_000_000_000)
+            .expect("tidemark over a fresh store");
         let mut w = Self {
             tm,
             store,

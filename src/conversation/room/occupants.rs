@@ -127,7 +127,7 @@ pub(super) fn join(
     // XEP-0045 §7.2.15: history with its original time, then the subject,
     // which tells the client the join is complete.
     out.extend(history);
-    out.push(subject_message(room, &cx.local_id(), from));
+    out.push(subject_message(room, &cx.local_id(now), from));
     info!(room = %room_s, %nick, "joined");
     Ok(out)
 }
