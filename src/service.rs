@@ -1,6 +1,7 @@
 //! The router: one entry point per incoming stanza, a `match` on its kind, and
-//! the stanzas to send back. No sockets here; the connection loop moves
-//! stanzas in and out and flushes the store before sending what this returns.
+//! the [`Effects`] for the shell. No sockets and no clock here; the
+//! connection loop hands in stanzas and the time, flushes the store, and
+//! then sends what the effects say.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::conversation::direct::{self, Waiting};
 use crate::conversation::room::{self, Rooms};
+use crate::effects::Effects;
 use crate::incoming::{Incoming, classify};
 use crate::metrics::{METRICS, Refusal};
 use crate::presence::{self, PresenceBook};
@@ -75,8 +77,13 @@ impl Tidemark {
         &self.waiting
     }
 
-    /// Handles one stanza from the server and returns what to send.
-    pub fn handle(&mut self, stanza: &Element, now: Millis) -> Vec<Element> {
+    /// Handles one stanza from the server at `now`; returns what the shell
+    /// is to do about it.
+    pub fn handle(&mut self, stanza: &Element, now: Millis) -> Effects {
+        Effects::sending(self.answer(stanza, now))
+    }
+
+    fn answer(&mut self, stanza: &Element, now: Millis) -> Vec<Element> {
         let span = info_span!(
             "stanza",
             kind = stanza.name(),
@@ -241,7 +248,7 @@ impl Tidemark {
 
     /// Called about once a second by the connection loop, with the time:
     /// whatever waits on a deadline (presence probes, expiry) happens here.
-    pub fn tick(&mut self, now: Millis) -> Result<Vec<Element>, StoreError> {
+    pub fn tick(&mut self, now: Millis) -> Result<Effects, StoreError> {
         // Housekeeping: a failed step is tried again at a later tick rather
         // than ending the connection; stanzas meet any real storage fault.
         if let Err(e) = self
@@ -257,12 +264,12 @@ impl Tidemark {
                 out.extend(self.release_waiting(&contact, now)?);
             }
         }
-        Ok(out)
+        Ok(Effects::sending(out))
     }
 
     /// Called after every (re)connect: what tidemark knew of presence is
     /// stale, so it asks again.
-    pub fn on_connected(&mut self, now: Millis) -> Result<Vec<Element>, StoreError> {
-        presence::on_connected(&mut self.cx, &mut self.presence, now)
+    pub fn on_connected(&mut self, now: Millis) -> Result<Effects, StoreError> {
+        presence::on_connected(&mut self.cx, &mut self.presence, now).map(Effects::sending)
     }
 }

@@ -55,7 +55,7 @@ impl World {
     fn handle_at(&mut self, now: u64, stanza: &Element) -> Vec<Element> {
         assert!(now >= self.now, "the clock goes forward");
         self.now = now;
-        self.tm.handle(stanza, now)
+        self.tm.handle(stanza, now).send
     }
 
     /// [`World::server_sends`] at a time a document shows.
@@ -456,7 +456,7 @@ fn after_a_reconnect_every_watched_contact_is_probed_once() {
     w.grant_and_online("alice", "bob");
     w.grant_and_online("carol", "bob");
     w.grant_and_online("bob", "alice");
-    let probes = w.tm.on_connected(w.now).unwrap();
+    let probes = w.tm.on_connected(w.now).unwrap().send;
     let mut targets: Vec<_> = probes
         .iter()
         .map(|p| p.attr("to").unwrap().to_owned())
@@ -822,7 +822,7 @@ fn a_backslash_before_a_multibyte_character_crashes_nothing() {
 fn reconnected(extra: &str) -> World {
     let mut w = World::with_config(extra);
     w.grant_and_online("alice", "bob");
-    w.tm.on_connected(w.now).unwrap();
+    let _ = w.tm.on_connected(w.now).unwrap();
     w
 }
 
@@ -858,7 +858,7 @@ fn without_an_answer_the_wait_ends_in_tick_as_offline() {
         w.tm.tick(connected_at + 4999).unwrap().is_empty(),
         "still waiting"
     );
-    let out = w.tm.tick(connected_at + 5000).unwrap();
+    let out = w.tm.tick(connected_at + 5000).unwrap().send;
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].attr("to"), Some("alice@localhost/phone"));
     assert_eq!(
@@ -1007,7 +1007,13 @@ fn the_same_stanzas_at_the_same_times_give_the_same_answers() {
     let transcript = |w: &mut World| -> Vec<String> {
         let mut seen = Vec::new();
         w.grant_and_online("alice", "bob");
-        seen.extend(w.tm.on_connected(w.now).unwrap().iter().map(String::from));
+        seen.extend(
+            w.tm.on_connected(w.now)
+                .unwrap()
+                .send
+                .iter()
+                .map(String::from),
+        );
         seen.extend(
             w.server_sends(&format!(
                 "<presence from='bob@localhost/res' to='{ALICE_T}'/>"

@@ -76,7 +76,7 @@ fn run(members: usize, messages: usize) -> Figures {
     let setup = Instant::now();
     for i in 0..members {
         now += 1;
-        tm.handle(
+        let _ = tm.handle(
             &parse(format!(
                 "<presence xmlns='{NS}' from='u{i}@localhost/r' to='{ROOM}/u{i}'/>"
             )),
@@ -92,7 +92,8 @@ fn run(members: usize, messages: usize) -> Figures {
                 "<message xmlns='{NS}' type='groupchat' id='m{m}' from='u{sender}@localhost/r' to='{ROOM}'><body>message {m}</body></message>"
             )),
             now,
-        );
+        )
+        .send;
         let sid = out
             .first()
             .and_then(|e| e.get_child("stanza-id", "urn:xmpp:sid:0"))
@@ -122,7 +123,7 @@ fn run(members: usize, messages: usize) -> Figures {
                 stanza_ids[upto]
             ));
             let t = Instant::now();
-            out_count += tm.handle(&marker, now).len();
+            out_count += tm.handle(&marker, now).send.len();
             latencies.push(t.elapsed().as_secs_f64() * 1e6);
             if latencies.len() % FLUSH_EVERY == 0 {
                 let t = Instant::now();

@@ -253,7 +253,7 @@ struct Session<'a> {
 impl Session<'_> {
     async fn serve(&mut self, stop: &mut watch::Receiver<bool>) -> Result<Ended, Fatal> {
         let hello = self.tm.on_connected(now_millis()).map_err(storage)?;
-        self.send(hello).await?;
+        self.send(hello.send).await?;
         if !self.unsent.is_empty() {
             info!(
                 count = self.unsent.len(),
@@ -376,7 +376,8 @@ impl Session<'_> {
             match item {
                 Item::Stanza(el) => {
                     let tm = &mut *self.tm;
-                    out.extend(guard::guarded(&el, service, || tm.handle(&el, now)));
+                    let effects = guard::guarded(&el, service, || tm.handle(&el, now));
+                    out.extend(effects.send);
                 }
                 Item::Answer(el) => out.push(el),
             }
@@ -429,7 +430,7 @@ impl Session<'_> {
                 return Ok(());
             }
         };
-        commit.gather(0, out);
+        commit.gather(0, out.send);
         Ok(())
     }
 

@@ -111,7 +111,7 @@ fn ask_read(tm: &mut Tidemark, i: u64, pairs: u64, now: u64) -> bool {
     )
     .parse()
     .expect("query parses");
-    let out = tm.handle(&iq, now);
+    let out = tm.handle(&iq, now).send;
     out.first()
         .is_some_and(|el| el.attr("type") == Some("result") && String::from(el).contains("read"))
 }
@@ -143,7 +143,7 @@ impl RealPath {
         let now = tidemark::component::clock::now_millis();
         let mut tm = Tidemark::new(cfg, store.clone(), now).map_err(|e| e.to_string())?;
         // What the connection loop does first on every connection.
-        tm.on_connected(now).map_err(|e| e.to_string())?;
+        let _ = tm.on_connected(now).map_err(|e| e.to_string())?;
         Ok(RealPath {
             tm,
             store,
@@ -194,7 +194,7 @@ impl RealPath {
     }
 
     fn handle(&mut self, st: &Element) -> Result<(), String> {
-        let out = self.tm.handle(st, self.now);
+        let out = self.tm.handle(st, self.now).send;
         self.handled += 1;
         self.out += out.len() as u64;
         self.errors += out
@@ -510,7 +510,7 @@ fn reopen(
         if schema == Schema::Real {
             // The binary probes every known contact before it reads the
             // first stanza; that is part of the way to the first answer.
-            tm.on_connected(now).map_err(|e| e.to_string())?;
+            let _ = tm.on_connected(now).map_err(|e| e.to_string())?;
         }
         ask_read(&mut tm, 0, pairs, now);
         first_secs = t.elapsed().as_secs_f64();
