@@ -1,20 +1,30 @@
 //! Every stanza that arrives is classified once, here, into what it means to
-//! tidemark. The router then matches on the kind; nothing further down has to
-//! look at raw attributes again. Malformed input is a kind too, carrying the
-//! error reply the protocol wants (if any).
+//! tidemark. The router then matches on the kind; nothing further down looks
+//! at the stanza again: what a handler needs (ids, the error to answer with,
+//! the element to relay) is carried in the value. Malformed input is a kind
+//! too, carrying the error reply the protocol wants (if any).
+//!
+//! Stanzas to rooms are read in [`room`], queries to the service in
+//! [`service`], and what is kept of a contact's presence in [`compact`].
+
+mod compact;
+mod room;
+mod service;
 
 use minidom::Element;
-use xmpp_parsers::data_forms::{DataForm, DataFormType};
 use xmpp_parsers::displayed_markers::Displayed;
 use xmpp_parsers::jid::{BareJid, Jid};
-use xmpp_parsers::ping::Ping;
 use xmpp_parsers::receipts::Received;
 
 use crate::address::Addresses;
 use crate::stanza::{
     DefinedCondition, ErrorType, StanzaError, element, error_reply, error_reply_to, jid_attr, ns,
-    read_error, set_attr, stanza_error, with_text,
+    read_error, set_attr, stanza_error,
 };
+
+pub use compact::Compact;
+pub use room::{GroupMarker, GroupMessage, RoomRequest};
+pub use service::{CommandRequest, READ_RECEIPTS, READ_RECEIPTS_FIELD, ServiceRequest};
 
 /// Who sent a stanza and how to answer it (RFC 6120 §8.3.1): what a handler
 /// needs to send an error or a result back without the stanza itself.
@@ -82,63 +92,6 @@ pub struct Route {
     pub tracked_to: BareJid,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum ServiceRequest {
-    DiscoInfo {
-        node: Option<String>,
-    },
-    DiscoItems,
-    GatewayPrompt,
-    GatewayTranslate {
-        prompt: String,
-    },
-    Status {
-        conversation: Option<String>,
-        id: Option<String>,
-    },
-    Ping,
-    /// disco#items of the XEP-0050 commands node.
-    CommandList,
-    /// A XEP-0050 `<command/>`.
-    Command(CommandRequest),
-    Unsupported,
-}
-
-/// The node of the one ad-hoc command, and the field of its form.
-pub const READ_RECEIPTS: &str = "read-receipts";
-pub const READ_RECEIPTS_FIELD: &str = "send-read-receipts";
-
-/// A XEP-0050 command request, as parsed from `<command/>`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CommandRequest {
-    pub node: String,
-    pub action: String,
-    pub session: Option<String>,
-    /// The submitted value of the form's field, if a form was submitted.
-    pub submitted: Option<String>,
-}
-
-impl CommandRequest {
-    pub fn parse(cmd: &Element) -> Self {
-        let submitted = cmd
-            .get_child("x", ns::DATA)
-            .and_then(|x| DataForm::try_from(x.clone()).ok())
-            .filter(|form| form.type_ == DataFormType::Submit)
-            .and_then(|form| {
-                form.fields
-                    .into_iter()
-                    .find(|f| f.var.as_deref() == Some(READ_RECEIPTS_FIELD))
-                    .map(|f| f.values.into_iter().next().unwrap_or_default())
-            });
-        CommandRequest {
-            node: cmd.attr("node").unwrap_or_default().to_owned(),
-            action: cmd.attr("action").unwrap_or("execute").to_owned(),
-            session: cmd.attr("sessionid").map(str::to_owned),
-            submitted,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckKind {
     /// XEP-0184 `<received/>`.
@@ -200,65 +153,6 @@ pub struct Bounce {
     pub text: String,
 }
 
-/// A groupchat message with content.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GroupMessage {
-    /// The sender's id, if not empty.
-    pub id: Option<String>,
-    pub body_bytes: usize,
-    pub has_body: bool,
-    /// Whether the sender asked for XEP-0333 markers.
-    pub markable: bool,
-    /// What the room reflects: the message without what only the room may
-    /// say.
-    pub message: Element,
-}
-
-/// A read marker sent to a room.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GroupMarker {
-    pub kind: AckKind,
-    /// The id it names (the room's stanza-id, or the sender's id).
-    pub id: String,
-    /// What the room reflects, as with [`GroupMessage::message`].
-    pub message: Element,
-}
-
-/// What a stanza to a room (`room@service` or `room@service/nick`) asks for.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RoomRequest {
-    /// Presence to `room/nick`: join (or update), or leave. `payloads` are
-    /// the client's own (show, status, caps), shown to the other occupants.
-    Presence {
-        nick: String,
-        available: bool,
-        payloads: Vec<Element>,
-    },
-    /// A groupchat message with content.
-    Groupchat(GroupMessage),
-    /// A read marker in a groupchat message.
-    Marker(GroupMarker),
-    DiscoInfo,
-    DiscoItems,
-    /// An iq to `room/nick`; XEP-0410 self-pings are how clients learn
-    /// whether they are still in the room.
-    OccupantIq {
-        nick: String,
-        self_ping: bool,
-    },
-    /// An error from an occupant's client or server: the session is gone.
-    /// `payloads` as with presence.
-    Bounce {
-        payloads: Vec<Element>,
-    },
-    /// Anything else a room does not do (private messages, other queries);
-    /// carries the error to answer with, if any.
-    Refused {
-        reply: Option<Element>,
-    },
-    Ignored(&'static str),
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
     Room {
@@ -316,84 +210,6 @@ pub enum Incoming {
         reason: String,
         reply: Option<Element>,
     },
-}
-
-/// RFC 6121 §4.7.2.1: the `<show/>` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Show {
-    Away,
-    Chat,
-    Dnd,
-    Xa,
-}
-
-impl Show {
-    fn parse(s: &str) -> Option<Self> {
-        match s.trim() {
-            "away" => Some(Show::Away),
-            "chat" => Some(Show::Chat),
-            "dnd" => Some(Show::Dnd),
-            "xa" => Some(Show::Xa),
-            _ => None,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Show::Away => "away",
-            Show::Chat => "chat",
-            Show::Dnd => "dnd",
-            Show::Xa => "xa",
-        }
-    }
-}
-
-/// An available presence as tidemark keeps it for probe answers: the RFC 6121
-/// availability fields, nothing else: live presence goes on whole, and a
-/// probe answer needs only whether and how the contact is available.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Compact {
-    show: Option<Show>,
-    status: Option<Box<str>>,
-    priority: i8,
-}
-
-impl Compact {
-    pub fn of(p: &Element) -> Self {
-        let child = |name: &str| p.children().find(|c| c.name() == name);
-        Compact {
-            show: child("show").and_then(|s| Show::parse(&s.text())),
-            status: child("status").map(|s| s.text().into_boxed_str()),
-            priority: child("priority")
-                .and_then(|s| s.text().trim().parse().ok())
-                .unwrap_or(0),
-        }
-    }
-
-    /// The presence as sent on: `from` and `to` set, and only the fields
-    /// kept.
-    pub fn to_element(&self, from: &str, to: &str) -> Element {
-        let mut p = element("presence", ns::COMPONENT, &[("from", from), ("to", to)]);
-        if let Some(show) = self.show {
-            p.append_child(with_text(
-                Element::bare("show", ns::COMPONENT),
-                show.as_str(),
-            ));
-        }
-        if let Some(status) = &self.status {
-            p.append_child(with_text(
-                Element::bare("status", ns::COMPONENT),
-                status.as_ref(),
-            ));
-        }
-        if self.priority != 0 {
-            p.append_child(with_text(
-                Element::bare("priority", ns::COMPONENT),
-                self.priority.to_string(),
-            ));
-        }
-        p
-    }
 }
 
 fn invalid(stanza: &Element, own: &str, reason: String, condition: DefinedCondition) -> Incoming {
@@ -465,7 +281,7 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
     let origin = Origin::of(stanza, stanza.attr("from").unwrap_or_default());
     if addrs.is_service(&to) {
         return match stanza.name() {
-            "iq" => classify_service_iq(stanza, from, origin, &own),
+            "iq" => service::classify_service_iq(stanza, from, origin, &own),
             "message" if type_ == Some("error") => Incoming::Ignored("error to the service"),
             "message" => invalid(
                 stanza,
@@ -478,7 +294,7 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
     }
 
     if let Some((room, nick)) = addrs.room_of(&to) {
-        let request = classify_room(stanza, &room, nick, &own);
+        let request = room::classify_room(stanza, &room, nick, &own);
         return Incoming::Room {
             from,
             origin,
@@ -549,213 +365,6 @@ fn ack_payload(child: &Element) -> Option<(AckKind, Option<String>)> {
         _ => return None,
     };
     Some((kind, id.filter(|id| !id.is_empty())))
-}
-
-/// The children of a stanza to a room that the room shows on, without what
-/// only the room may say (its own MUC payloads and occupant id).
-fn client_payloads(stanza: &Element) -> Vec<Element> {
-    stanza
-        .children()
-        .filter(|c| {
-            !(c.is("x", ns::MUC) || c.is("x", ns::MUC_USER) || c.is("occupant-id", ns::OCCUPANT_ID))
-        })
-        .cloned()
-        .collect()
-}
-
-/// Removes what only the room may say (XEP-0359 §5: a stanza-id `by` the
-/// room from anyone else is spoofed), and XEP-0184 requests, which have no
-/// place in groupchat.
-fn strip_room_claims(msg: &Element, room: &str) -> Element {
-    let mut bare = Element::bare(msg.name(), msg.ns());
-    for ((attr_ns, name), value) in msg.attrs().iter() {
-        bare.attrs_mut()
-            .insert(attr_ns.clone(), name.clone(), value.clone());
-    }
-    for c in msg.children() {
-        let spoofed_id = c.is("stanza-id", ns::SID) && c.attr("by") == Some(room);
-        if !(spoofed_id || c.is("occupant-id", ns::OCCUPANT_ID) || c.is("request", ns::RECEIPTS)) {
-            bare.append_child(c.clone());
-        }
-    }
-    bare
-}
-
-fn classify_room(stanza: &Element, room: &BareJid, nick: Option<String>, own: &str) -> RoomRequest {
-    let type_ = stanza.attr("type");
-    let refuse = |condition: DefinedCondition, text: &str| RoomRequest::Refused {
-        reply: match type_ {
-            Some("error") | Some("result") => None,
-            _ => Some(error_reply(stanza, own, ErrorType::Cancel, condition, text)),
-        },
-    };
-    match stanza.name() {
-        "presence" => match (nick, type_) {
-            (_, Some("error")) => RoomRequest::Bounce {
-                payloads: client_payloads(stanza),
-            },
-            (Some(nick), None) => RoomRequest::Presence {
-                nick,
-                available: true,
-                payloads: client_payloads(stanza),
-            },
-            (Some(nick), Some("unavailable")) => RoomRequest::Presence {
-                nick,
-                available: false,
-                payloads: client_payloads(stanza),
-            },
-            (None, None) => refuse(
-                DefinedCondition::JidMalformed,
-                "join a room as room@service/nickname (XEP-0045 §7.2.1)",
-            ),
-            _ => RoomRequest::Ignored("presence to a room that is not a join or leave"),
-        },
-        "message" => {
-            if type_ == Some("error") {
-                return RoomRequest::Bounce {
-                    payloads: client_payloads(stanza),
-                };
-            }
-            if nick.is_some() || type_ != Some("groupchat") {
-                return refuse(
-                    DefinedCondition::NotAcceptable,
-                    "this room takes groupchat messages only; private messages are not supported",
-                );
-            }
-            let bodies: Vec<&Element> = stanza.children().filter(|c| c.name() == "body").collect();
-            if bodies.is_empty() {
-                for child in stanza.children() {
-                    let Some((kind, id)) = ack_payload(child) else {
-                        continue;
-                    };
-                    if kind == AckKind::Receipt {
-                        // XEP-0184 §5.3: no receipts in groupchat.
-                        return RoomRequest::Ignored("receipt in groupchat");
-                    }
-                    return match id {
-                        Some(id) => RoomRequest::Marker(GroupMarker {
-                            kind,
-                            id,
-                            message: strip_room_claims(stanza, room.as_str()),
-                        }),
-                        None => refuse(
-                            DefinedCondition::BadRequest,
-                            "marker without the id of the message it names",
-                        ),
-                    };
-                }
-            }
-            let has_attachment = stanza.has_child("x", ns::OOB);
-            if bodies.is_empty() && !has_attachment {
-                // Chat states and the like: nothing to keep.
-                return RoomRequest::Ignored("groupchat message without content");
-            }
-            RoomRequest::Groupchat(GroupMessage {
-                id: stanza
-                    .attr("id")
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned),
-                body_bytes: bodies.iter().map(|b| b.text().len()).sum(),
-                has_body: !bodies.is_empty(),
-                markable: stanza.has_child("markable", ns::CHAT_MARKERS),
-                message: strip_room_claims(stanza, room.as_str()),
-            })
-        }
-        "iq" => match (type_, nick) {
-            (Some("result") | Some("error"), _) => RoomRequest::Ignored("iq response to a room"),
-            (Some("get") | Some("set"), Some(nick)) => RoomRequest::OccupantIq {
-                nick,
-                self_ping: type_ == Some("get")
-                    && stanza
-                        .children()
-                        .next()
-                        .is_some_and(|q| Ping::try_from(q.clone()).is_ok()),
-            },
-            (Some("get"), None) => match stanza.children().next() {
-                Some(q) if q.is("query", ns::DISCO_INFO) => RoomRequest::DiscoInfo,
-                Some(q) if q.is("query", ns::DISCO_ITEMS) => RoomRequest::DiscoItems,
-                _ => refuse(
-                    DefinedCondition::ServiceUnavailable,
-                    "the room does not answer that query",
-                ),
-            },
-            _ => refuse(
-                DefinedCondition::ServiceUnavailable,
-                "the room does not answer that query",
-            ),
-        },
-        _ => RoomRequest::Ignored("unknown element to a room"),
-    }
-}
-
-fn classify_service_iq(iq: &Element, from: Jid, origin: Origin, own: &str) -> Incoming {
-    let type_ = iq.attr("type");
-    match type_ {
-        Some("result") | Some("error") => return Incoming::IqResponse,
-        Some("get") | Some("set") => {}
-        _ => {
-            return invalid(
-                iq,
-                own,
-                "iq type must be get, set, result or error".into(),
-                DefinedCondition::BadRequest,
-            );
-        }
-    }
-    if iq.attr("id").is_none() {
-        return invalid(
-            iq,
-            own,
-            "iq without id".into(),
-            DefinedCondition::BadRequest,
-        );
-    }
-    let mut children = iq.children();
-    let Some(payload) = children.next() else {
-        return invalid(
-            iq,
-            own,
-            "iq request without a payload".into(),
-            DefinedCondition::BadRequest,
-        );
-    };
-    if children.next().is_some() {
-        return invalid(
-            iq,
-            own,
-            "iq request with more than one payload".into(),
-            DefinedCondition::BadRequest,
-        );
-    }
-    let get = type_ == Some("get");
-    let request = match (payload.ns().as_str(), payload.name(), get) {
-        (ns::DISCO_INFO, "query", true) => ServiceRequest::DiscoInfo {
-            node: payload.attr("node").map(str::to_owned),
-        },
-        (ns::DISCO_ITEMS, "query", true) if payload.attr("node") == Some(ns::COMMANDS) => {
-            ServiceRequest::CommandList
-        }
-        (ns::DISCO_ITEMS, "query", true) => ServiceRequest::DiscoItems,
-        (ns::COMMANDS, "command", false) => ServiceRequest::Command(CommandRequest::parse(payload)),
-        (ns::GATEWAY, "query", true) => ServiceRequest::GatewayPrompt,
-        (ns::GATEWAY, "query", false) => ServiceRequest::GatewayTranslate {
-            prompt: payload
-                .get_child("prompt", ns::GATEWAY)
-                .map(|p| p.text())
-                .unwrap_or_default(),
-        },
-        (ns::STATUS, "status", true) => ServiceRequest::Status {
-            conversation: payload.attr("conversation").map(str::to_owned),
-            id: payload.attr("id").map(str::to_owned),
-        },
-        (ns::PING, "ping", true) if Ping::try_from(payload.clone()).is_ok() => ServiceRequest::Ping,
-        _ => ServiceRequest::Unsupported,
-    };
-    Incoming::ServiceIq {
-        from,
-        origin,
-        request,
-    }
 }
 
 fn classify_message(msg: &Element, route: Route, origin: Origin, own: &str) -> Incoming {
@@ -1030,25 +639,5 @@ mod tests {
                 }
             }
         );
-    }
-
-    #[test]
-    fn spoofed_stanza_ids_and_receipt_requests_are_stripped() {
-        let m: Element = "<message xmlns='jabber:component:accept' type='groupchat' id='x'>\
-            <body>hi</body><stanza-id xmlns='urn:xmpp:sid:0' id='fake' by='team@chat'/>\
-            <stanza-id xmlns='urn:xmpp:sid:0' id='keep' by='alice@x'/>\
-            <request xmlns='urn:xmpp:receipts'/></message>"
-            .parse()
-            .unwrap();
-        let m = strip_room_claims(&m, "team@chat");
-        let ids: Vec<_> = m
-            .children()
-            .filter(|c| c.is("stanza-id", ns::SID))
-            .map(|c| c.attr("id").unwrap())
-            .collect();
-        assert_eq!(ids, vec!["keep"]);
-        assert!(!m.has_child("request", ns::RECEIPTS));
-        assert_eq!(m.attr("id"), Some("x"));
-        assert!(m.has_child("body", ns::COMPONENT));
     }
 }
