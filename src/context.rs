@@ -11,7 +11,7 @@ use crate::address::Addresses;
 use crate::config::Config;
 use crate::incoming::Route;
 use crate::stanza::set_attr;
-use crate::store::{Store, StoreError};
+use crate::store::{Millis, Store, StoreError};
 
 pub struct Context {
     pub addrs: Addresses,
@@ -30,10 +30,11 @@ impl Context {
         }
     }
 
-    /// A fresh id for a stanza tidemark originates.
-    pub fn local_id(&mut self) -> String {
+    /// A fresh id for a stanza tidemark originates at `now`: the time keeps
+    /// ids apart across restarts, the counter within one run.
+    pub fn local_id(&mut self, now: Millis) -> String {
         self.local_ids += 1;
-        format!("tm-{}-{}", crate::stanza::now_millis(), self.local_ids)
+        format!("tm-{now}-{}", self.local_ids)
     }
 
     /// Whether `user` lets others see that they read something: their own

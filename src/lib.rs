@@ -1,15 +1,20 @@
 //! tidemark: message status (sent, delivered, read, failed) and a presence
 //! gate for any XMPP server, as an XEP-0114 external component.
 //!
-//! The socket layer ([`component`]) only moves stanzas; everything else is
-//! plain functions over parsed stanzas and the [`store::Store`], testable
-//! without a server.
+//! The shell ([`component`]) owns the socket and the clock and only moves
+//! stanzas. The core below it reads no socket and no clock: each stanza is
+//! classified once ([`incoming`]), the router ([`service`]) hands the
+//! classified value and the time to a service (presence, 1:1 conversations,
+//! rooms, queries) that shares only the [`context`] with the others, and the
+//! shell gets back [`effects::Effects`] to apply. The modules depend on each
+//! other one way only; `tests/layers.rs` holds the order.
 
 pub mod address;
 pub mod component;
 pub mod config;
 pub mod context;
 pub mod conversation;
+pub mod effects;
 pub mod incoming;
 pub mod metrics;
 pub mod presence;

@@ -189,7 +189,7 @@ async fn serve(config: Config) -> ExitCode {
         }
     }
     let shared: Arc<dyn Store> = store.clone();
-    let mut tm = match Tidemark::new(config.clone(), shared) {
+    let mut tm = match Tidemark::new(config.clone(), shared, component::clock::now_millis()) {
         Ok(tm) => tm,
         Err(e) => {
             error!(error = %e, "cannot set up the rooms of the config file");

@@ -16,9 +16,9 @@ use minidom::Element;
 use tracing::{debug, info, warn};
 
 use crate::context::Context;
-use crate::incoming::{Route, SubscriptionKind};
+use crate::incoming::{Compact, Route, SubscriptionKind};
 use crate::metrics::{METRICS, Refusal};
-use crate::stanza::{element, ns, set_attr, with_text};
+use crate::stanza::{element, ns, set_attr};
 use crate::store::{Millis, StoreError};
 
 type Out = Result<Vec<Element>, StoreError>;
@@ -28,84 +28,6 @@ type Out = Result<Vec<Element>, StoreError>;
 /// resource past the cap is still relayed and the contact still counts as
 /// online; it is only missing from probe answers.
 pub const MAX_RESOURCES_PER_CONTACT: usize = 16;
-
-/// RFC 6121 §4.7.2.1: the `<show/>` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Show {
-    Away,
-    Chat,
-    Dnd,
-    Xa,
-}
-
-impl Show {
-    fn parse(s: &str) -> Option<Self> {
-        match s.trim() {
-            "away" => Some(Show::Away),
-            "chat" => Some(Show::Chat),
-            "dnd" => Some(Show::Dnd),
-            "xa" => Some(Show::Xa),
-            _ => None,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Show::Away => "away",
-            Show::Chat => "chat",
-            Show::Dnd => "dnd",
-            Show::Xa => "xa",
-        }
-    }
-}
-
-/// An available presence as tidemark keeps it for probe answers: the RFC 6121
-/// availability fields, nothing else: live presence goes on whole, and a
-/// probe answer needs only whether and how the contact is available.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Compact {
-    show: Option<Show>,
-    status: Option<Box<str>>,
-    priority: i8,
-}
-
-impl Compact {
-    pub fn of(p: &Element) -> Self {
-        let child = |name: &str| p.children().find(|c| c.name() == name);
-        Compact {
-            show: child("show").and_then(|s| Show::parse(&s.text())),
-            status: child("status").map(|s| s.text().into_boxed_str()),
-            priority: child("priority")
-                .and_then(|s| s.text().trim().parse().ok())
-                .unwrap_or(0),
-        }
-    }
-
-    /// The presence as sent on: `from` and `to` set, and only the fields
-    /// kept.
-    pub fn to_element(&self, from: &str, to: &str) -> Element {
-        let mut p = element("presence", ns::COMPONENT, &[("from", from), ("to", to)]);
-        if let Some(show) = self.show {
-            p.append_child(with_text(
-                Element::bare("show", ns::COMPONENT),
-                show.as_str(),
-            ));
-        }
-        if let Some(status) = &self.status {
-            p.append_child(with_text(
-                Element::bare("status", ns::COMPONENT),
-                status.as_ref(),
-            ));
-        }
-        if self.priority != 0 {
-            p.append_child(with_text(
-                Element::bare("priority", ns::COMPONENT),
-                self.priority.to_string(),
-            ));
-        }
-        p
-    }
-}
 
 /// What tidemark knows of contacts' presence: the last available presence of
 /// each resource, and, after a (re)connect, whose presence is not known yet.
@@ -228,9 +150,9 @@ pub fn gate(
 
 pub fn on_subscription(
     cx: &Context,
-    stanza: &Element,
     route: &Route,
     kind: SubscriptionKind,
+    id: Option<&str>,
 ) -> Out {
     let from = route.from.to_bare();
     let to = route.to.to_bare();
@@ -262,10 +184,10 @@ pub fn on_subscription(
         &[
             ("from", tracked.as_str()),
             ("to", to.as_str()),
-            ("type", stanza.attr("type").unwrap_or_default()),
+            ("type", kind.as_str()),
         ],
     );
-    if let Some(id) = stanza.attr("id") {
+    if let Some(id) = id {
         set_attr(&mut out, "id", id);
     }
     Ok(vec![out])
@@ -284,15 +206,14 @@ pub struct Answered {
 pub fn on_presence(
     cx: &Context,
     book: &mut PresenceBook,
-    stanza: &Element,
     route: &Route,
-    available: bool,
+    presence: &Element,
+    compact: Option<Compact>,
 ) -> Result<Answered, StoreError> {
     let contact = route.from.to_bare().to_string();
     let watcher = route.to.to_bare();
     let resource = route.from.resource().map_or("", |r| r.as_str());
     let was_unknown = book.resolve(&contact);
-    let compact = available.then(|| Compact::of(stanza));
     let mut out = Vec::new();
     let mut came_online = false;
     if cx.store.has_watchers(&contact)? {
@@ -307,7 +228,7 @@ pub fn on_presence(
             // The watcher is authorised: the presence goes on whole, so that
             // entity caps, avatar hashes and the like still reach their
             // client. Only what is kept for probe answers is compact.
-            Some(_) => cx.relay(stanza, route),
+            Some(_) => cx.relay(presence, route),
             None => element(
                 "presence",
                 ns::COMPONENT,
@@ -430,7 +351,7 @@ pub fn on_connected(cx: &mut Context, book: &mut PresenceBook, now: Millis) -> O
                 continue;
             }
         };
-        let id = cx.local_id();
+        let id = cx.local_id(now);
         let mut probe = element(
             "presence",
             ns::COMPONENT,

@@ -1,6 +1,7 @@
 //! The router: one entry point per incoming stanza, a `match` on its kind, and
-//! the stanzas to send back. No sockets here; the connection loop moves
-//! stanzas in and out and flushes the store before sending what this returns.
+//! the [`Effects`] for the shell. No sockets and no clock here; the
+//! connection loop hands in stanzas and the time, flushes the store, and
+//! then sends what the effects say.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::conversation::direct::{self, Waiting};
 use crate::conversation::room::{self, Rooms};
+use crate::effects::Effects;
 use crate::incoming::{Incoming, classify};
 use crate::metrics::{METRICS, Refusal};
 use crate::presence::{self, PresenceBook};
@@ -36,8 +38,9 @@ pub struct Tidemark {
 }
 
 impl Tidemark {
-    /// Sets up the service over `store`, declaring the config file's rooms.
-    pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Self, StoreError> {
+    /// Sets up the service over `store` at `now`, declaring the config
+    /// file's rooms.
+    pub fn new(config: Config, store: Arc<dyn Store>, now: Millis) -> Result<Self, StoreError> {
         let rate = RateLimiter::new(config.limits.rate_per_second, config.limits.rate_burst);
         let server_domain = crate::config::own_server_domain(&config.component.jid);
         let mut tm = Self {
@@ -49,7 +52,7 @@ impl Tidemark {
             rate,
             server_domain,
         };
-        room::apply_config(&mut tm.cx, &mut tm.rooms, crate::stanza::now_millis())?;
+        room::apply_config(&mut tm.cx, &mut tm.rooms, now)?;
         Ok(tm)
     }
 
@@ -74,8 +77,13 @@ impl Tidemark {
         &self.waiting
     }
 
-    /// Handles one stanza from the server and returns what to send.
-    pub fn handle(&mut self, stanza: &Element, now: Millis) -> Vec<Element> {
+    /// Handles one stanza from the server at `now`; returns what the shell
+    /// is to do about it.
+    pub fn handle(&mut self, stanza: &Element, now: Millis) -> Effects {
+        Effects::sending(self.answer(stanza, now))
+    }
+
+    fn answer(&mut self, stanza: &Element, now: Millis) -> Vec<Element> {
         let span = info_span!(
             "stanza",
             kind = stanza.name(),
@@ -165,38 +173,42 @@ impl Tidemark {
         match classify(stanza, &cx.addrs) {
             Incoming::Room {
                 from,
+                origin,
                 room: room_jid,
                 request,
-            } => room::handle(cx, &mut self.rooms, stanza, &from, &room_jid, request, now),
-            Incoming::ServiceIq { from, request } => Ok(vec![query::answer(
+            } => room::handle(cx, &mut self.rooms, &origin, &from, &room_jid, request, now),
+            Incoming::ServiceIq {
+                from,
+                origin,
+                request,
+            } => Ok(vec![query::answer(
                 cx,
                 &mut self.rooms,
-                stanza,
+                &origin,
                 &from,
                 request,
+                now,
             )?]),
-            Incoming::ContactIq => Ok(vec![error_reply(
-                stanza,
-                stanza.attr("to").unwrap_or_default(),
-                ErrorType::Cancel,
-                DefinedCondition::ServiceUnavailable,
-                "tracked addresses answer no queries; ask the service's domain",
-            )]),
+            Incoming::ContactIq { reply } => Ok(vec![reply]),
             Incoming::IqResponse => Ok(vec![]),
             Incoming::Chat(chat) => {
-                direct::on_chat(cx, &self.presence, &mut self.waiting, stanza, &chat, now)
+                direct::on_chat(cx, &self.presence, &mut self.waiting, &chat, now)
             }
             Incoming::Ack { route, kind, id } => direct::on_ack(cx, &route, kind, &id, now),
-            Incoming::Bounce(route) => direct::on_bounce(cx, stanza, &route, now),
-            Incoming::Passthrough(route) => {
-                direct::on_passthrough(cx, &self.presence, stanza, &route)
+            Incoming::Bounce(bounce) => direct::on_bounce(cx, &bounce, now),
+            Incoming::Passthrough { route, message } => {
+                direct::on_passthrough(cx, &self.presence, &route, &message)
             }
-            Incoming::Subscription { route, kind } => {
-                presence::on_subscription(cx, stanza, &route, kind)
+            Incoming::Subscription { route, kind, id } => {
+                presence::on_subscription(cx, &route, kind, id.as_deref())
             }
-            Incoming::Presence { route, available } => {
+            Incoming::Presence {
+                route,
+                presence,
+                available,
+            } => {
                 let answered =
-                    presence::on_presence(cx, &mut self.presence, stanza, &route, available)?;
+                    presence::on_presence(cx, &mut self.presence, &route, &presence, available)?;
                 let mut out = answered.out;
                 if answered.now_known {
                     out.extend(self.release_waiting(&route.from.to_bare().to_string(), now)?);
@@ -236,7 +248,7 @@ impl Tidemark {
 
     /// Called about once a second by the connection loop, with the time:
     /// whatever waits on a deadline (presence probes, expiry) happens here.
-    pub fn tick(&mut self, now: Millis) -> Result<Vec<Element>, StoreError> {
+    pub fn tick(&mut self, now: Millis) -> Result<Effects, StoreError> {
         // Housekeeping: a failed step is tried again at a later tick rather
         // than ending the connection; stanzas meet any real storage fault.
         if let Err(e) = self
@@ -252,17 +264,12 @@ impl Tidemark {
                 out.extend(self.release_waiting(&contact, now)?);
             }
         }
-        Ok(out)
+        Ok(Effects::sending(out))
     }
 
     /// Called after every (re)connect: what tidemark knew of presence is
     /// stale, so it asks again.
-    pub fn on_connected(&mut self) -> Result<Vec<Element>, StoreError> {
-        self.on_connected_at(crate::stanza::now_millis())
-    }
-
-    /// [`Tidemark::on_connected`] at a given time (tests drive the clock).
-    pub fn on_connected_at(&mut self, now: Millis) -> Result<Vec<Element>, StoreError> {
-        presence::on_connected(&mut self.cx, &mut self.presence, now)
+    pub fn on_connected(&mut self, now: Millis) -> Result<Effects, StoreError> {
+        presence::on_connected(&mut self.cx, &mut self.presence, now).map(Effects::sending)
     }
 }

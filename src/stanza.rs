@@ -122,13 +122,31 @@ pub fn error_reply(
 
 /// [`error_reply`] for an error built elsewhere.
 pub fn reply_with_error(original: &Element, from: &str, error: StanzaError) -> Element {
-    let mut reply = Element::bare(original.name(), ns::COMPONENT);
+    error_reply_to(
+        original.name(),
+        original.attr("from"),
+        original.attr("id"),
+        from,
+        error,
+    )
+}
+
+/// An error reply from `from` to a `name` stanza sent from `to` with `id`
+/// (the attributes as they were written).
+pub fn error_reply_to(
+    name: &str,
+    to: Option<&str>,
+    id: Option<&str>,
+    from: &str,
+    error: StanzaError,
+) -> Element {
+    let mut reply = Element::bare(name, ns::COMPONENT);
     set_attr(&mut reply, "type", "error");
     set_attr(&mut reply, "from", from);
-    if let Some(to) = original.attr("from") {
+    if let Some(to) = to {
         set_attr(&mut reply, "to", to);
     }
-    if let Some(id) = original.attr("id") {
+    if let Some(id) = id {
         set_attr(&mut reply, "id", id);
     }
     reply.append_child(error_child(error, Some(from)));
@@ -165,13 +183,6 @@ pub fn date_time(ms: Millis) -> DateTime {
 /// every time tidemark has sent reads `...T11:06:40.123Z`.
 pub fn xep0082(ms: Millis) -> String {
     date_time(ms).format("%Y-%m-%dT%H:%M:%S%.3fZ")
-}
-
-pub fn now_millis() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
 }
 
 /// An empty disco#items answer (XEP-0030 §4.2): nothing listed here.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha1::{Digest, Sha1};
+use tidemark::component::clock::now_millis;
 use tidemark::component::{self, ComponentError};
 use tidemark::config::Config;
 use tidemark::service::Tidemark;
@@ -32,7 +33,7 @@ fn config(port: u16) -> Config {
 fn spawn_tidemark(config: Config) -> tokio::task::JoinHandle<Result<(), ComponentError>> {
     tokio::spawn(async move {
         let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
-        let mut tm = Tidemark::new(config.clone(), store).unwrap();
+        let mut tm = Tidemark::new(config.clone(), store, now_millis()).unwrap();
         component::run(&config, &mut tm).await
     })
 }
@@ -288,7 +289,7 @@ async fn a_stop_answers_what_arrived_and_closes_the_stream() {
     let cfg = config(port);
     let task = tokio::spawn(async move {
         let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
-        let mut tm = Tidemark::new(cfg.clone(), store).unwrap();
+        let mut tm = Tidemark::new(cfg.clone(), store, now_millis()).unwrap();
         component::run_until(&cfg, &mut tm, stop).await
     });
     let mut peer = Peer::accept_and_login(&l).await;
@@ -334,7 +335,7 @@ fn spawn_tidemark_on(
 ) -> tokio::task::JoinHandle<Result<(), ComponentError>> {
     tokio::spawn(async move {
         let store: Arc<dyn Store> = store;
-        let mut tm = Tidemark::new(config.clone(), store).unwrap();
+        let mut tm = Tidemark::new(config.clone(), store, now_millis()).unwrap();
         component::run(&config, &mut tm).await
     })
 }

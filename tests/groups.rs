@@ -30,7 +30,7 @@ impl World {
         let config = Config::parse(&text, Path::new("test.toml")).unwrap();
         let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
         Self {
-            tm: Tidemark::new(config, store).unwrap(),
+            tm: Tidemark::new(config, store, 1_795_000_000_000).unwrap(),
             now: 1_795_000_000_000,
         }
     }
@@ -43,7 +43,7 @@ impl World {
     fn handle_at(&mut self, now: u64, stanza: &Element) -> Vec<Element> {
         assert!(now >= self.now, "the clock goes forward");
         self.now = now;
-        self.tm.handle(stanza, now)
+        self.tm.handle(stanza, now).send
     }
 
     /// [`World::send`] at a time a document shows.
@@ -697,7 +697,7 @@ fn a_creator_over_the_cap_is_refused_even_after_a_restart() {
 
     // The count is on disk: a restarted tidemark still refuses a fourth.
     let (config, store) = (w.tm.config().clone(), w.tm.store().clone());
-    w.tm = Tidemark::new(config, store).unwrap();
+    w.tm = Tidemark::new(config, store, w.now).unwrap();
     let out = join_as(&mut w, "alice@localhost", "r4@chat.localhost");
     assert_eq!(error_of(&out[0]).1, "policy-violation");
 }
@@ -812,11 +812,11 @@ fn expired_room_messages_are_gone_from_status_and_history() {
     w.say("alice", "old");
     let now = w.now;
     // Within the retention: kept.
-    w.tm.tick(now + 3_600_000).unwrap();
+    let _ = w.tm.tick(now + 3_600_000).unwrap();
     assert_eq!(w.summary("alice", "old").0, "sent");
     w.now += 2 * 86_400_000;
     w.say("alice", "new");
-    w.tm.tick(w.now).unwrap();
+    let _ = w.tm.tick(w.now).unwrap();
     assert_eq!(
         condition(&w.status("alice", "old")).as_deref(),
         Some("item-not-found")

@@ -22,6 +22,8 @@ const LAYERS: &[&[&str]] = &[
         "store",
         "wire",
     ],
+    // What the core hands the shell.
+    &["effects"],
     // Classification: every stanza is read once, here.
     &["incoming"],
     // What the services share, so that they need not import each other.

@@ -3,7 +3,8 @@
 //! `cargo test --release --test presence_memory -- --ignored --nocapture`.
 
 use minidom::Element;
-use tidemark::presence::{Compact, PresenceBook};
+use tidemark::incoming::Compact;
+use tidemark::presence::PresenceBook;
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;

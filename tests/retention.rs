@@ -27,7 +27,7 @@ impl World {
         let config = Config::parse(&text, Path::new("test.toml")).unwrap();
         let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
         let mut w = Self {
-            tm: Tidemark::new(config, store).unwrap(),
+            tm: Tidemark::new(config, store, 1_795_000_000_000).unwrap(),
             now: 1_795_000_000_000,
         };
         // bob lets alice see him, and is online.
@@ -38,7 +38,9 @@ impl World {
 
     fn send(&mut self, xml: &str) -> Vec<Element> {
         self.now += 1000;
-        self.tm.handle(&with_ns(xml).parse().unwrap(), self.now)
+        self.tm
+            .handle(&with_ns(xml).parse().unwrap(), self.now)
+            .send
     }
 
     fn alice_says(&mut self, id: &str) {
@@ -77,7 +79,7 @@ impl World {
     fn ticks(&mut self, n: u64) {
         for _ in 0..n {
             self.now += 1000;
-            self.tm.tick(self.now).unwrap();
+            let _ = self.tm.tick(self.now).unwrap();
         }
     }
 }

@@ -26,7 +26,7 @@ fn tidemark(extra: &str) -> Tidemark {
     );
     let config = Config::parse(&text, Path::new("test.toml")).unwrap();
     let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
-    Tidemark::new(config, store).unwrap()
+    Tidemark::new(config, store, 1_795_000_000_000).unwrap()
 }
 
 /// A join as a typical client sends it: MUC element and entity caps.

@@ -38,7 +38,7 @@ impl World {
         let store = Arc::new(SledStore::temporary().unwrap());
         let dyn_store: Arc<dyn Store> = store.clone();
         Self {
-            tm: Tidemark::new(config(extra), dyn_store).unwrap(),
+            tm: Tidemark::new(config(extra), dyn_store, 1_795_000_000_000).unwrap(),
             store,
             now: 1_795_000_000_000,
         }
@@ -55,7 +55,7 @@ impl World {
     fn handle_at(&mut self, now: u64, stanza: &Element) -> Vec<Element> {
         assert!(now >= self.now, "the clock goes forward");
         self.now = now;
-        self.tm.handle(stanza, now)
+        self.tm.handle(stanza, now).send
     }
 
     /// [`World::server_sends`] at a time a document shows.
@@ -456,7 +456,7 @@ fn after_a_reconnect_every_watched_contact_is_probed_once() {
     w.grant_and_online("alice", "bob");
     w.grant_and_online("carol", "bob");
     w.grant_and_online("bob", "alice");
-    let probes = w.tm.on_connected_at(w.now).unwrap();
+    let probes = w.tm.on_connected(w.now).unwrap().send;
     let mut targets: Vec<_> = probes
         .iter()
         .map(|p| p.attr("to").unwrap().to_owned())
@@ -817,7 +817,7 @@ fn a_backslash_before_a_multibyte_character_crashes_nothing() {
 fn reconnected(extra: &str) -> World {
     let mut w = World::with_config(extra);
     w.grant_and_online("alice", "bob");
-    w.tm.on_connected_at(w.now).unwrap();
+    let _ = w.tm.on_connected(w.now).unwrap();
     w
 }
 
@@ -853,7 +853,7 @@ fn without_an_answer_the_wait_ends_in_tick_as_offline() {
         w.tm.tick(connected_at + 4999).unwrap().is_empty(),
         "still waiting"
     );
-    let out = w.tm.tick(connected_at + 5000).unwrap();
+    let out = w.tm.tick(connected_at + 5000).unwrap().send;
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].attr("to"), Some("alice@localhost/phone"));
     assert_eq!(
@@ -992,4 +992,59 @@ fn refused_messages_do_not_grow_the_store_past_the_bound() {
     alice_says(&mut w, "ok1", "");
     assert_eq!(w.state("alice@localhost/phone", BOB_T, "ok1"), "sent");
     assert_eq!(w.state("alice@localhost/phone", BOB_T, "m50"), "failed");
+}
+
+/// The core reads no clock: what it answers, ids and times included, follows
+/// from the stanzas and the times it is handed, so the same transcript at
+/// the same times gives the same answers, byte for byte.
+#[test]
+fn the_same_stanzas_at_the_same_times_give_the_same_answers() {
+    let transcript = |w: &mut World| -> Vec<String> {
+        let mut seen = Vec::new();
+        w.grant_and_online("alice", "bob");
+        seen.extend(
+            w.tm.on_connected(w.now)
+                .unwrap()
+                .send
+                .iter()
+                .map(String::from),
+        );
+        seen.extend(
+            w.server_sends(&format!(
+                "<presence from='bob@localhost/res' to='{ALICE_T}'/>"
+            ))
+            .iter()
+            .map(String::from),
+        );
+        seen.extend(
+            alice_says(w, "m1", "<markable xmlns='urn:xmpp:chat-markers:0'/>")
+                .iter()
+                .map(String::from),
+        );
+        seen.extend(
+            w.server_sends(&format!(
+                "<message from='bob@localhost/res' to='{ALICE_T}'>\
+                 <displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/></message>"
+            ))
+            .iter()
+            .map(String::from),
+        );
+        seen
+    };
+    let first = transcript(&mut World::new());
+    let second = transcript(&mut World::new());
+    assert_eq!(first, second);
+    // Ids tidemark makes carry the time it was handed (here: the probe at
+    // connect, and the marker sent on to alice).
+    let handed = format!("tm-{}-", 1_795_000_000_000u64 + 2000);
+    assert!(
+        first.iter().any(|s| s.contains(&handed)),
+        "no id made at the time handed in: {first:#?}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|s| s.contains("displayed") && s.contains("tm-1795000005000-")),
+        "the marker's id is not from the time it came: {first:#?}"
+    );
 }

@@ -68,15 +68,15 @@ fn run(members: usize, messages: usize) -> Figures {
     let config = Config::parse(&text, Path::new("bench.toml")).expect("bench config");
     let sled = Arc::new(SledStore::open(&dir, config.storage.cache_bytes).expect("store"));
     let store: Arc<dyn Store> = sled.clone();
-    let mut tm = Tidemark::new(config, store.clone()).expect("service");
     let mut now = 1_795_000_000_000u64;
+    let mut tm = Tidemark::new(config, store.clone(), now).expect("service");
 
     // Setup: every member joins; a handful of them write every message, so the
     // reflections (O(members) per message, by design) are not what is timed.
     let setup = Instant::now();
     for i in 0..members {
         now += 1;
-        tm.handle(
+        let _ = tm.handle(
             &parse(format!(
                 "<presence xmlns='{NS}' from='u{i}@localhost/r' to='{ROOM}/u{i}'/>"
             )),
@@ -92,7 +92,8 @@ fn run(members: usize, messages: usize) -> Figures {
                 "<message xmlns='{NS}' type='groupchat' id='m{m}' from='u{sender}@localhost/r' to='{ROOM}'><body>message {m}</body></message>"
             )),
             now,
-        );
+        )
+        .send;
         let sid = out
             .first()
             .and_then(|e| e.get_child("stanza-id", "urn:xmpp:sid:0"))
@@ -122,7 +123,7 @@ fn run(members: usize, messages: usize) -> Figures {
                 stanza_ids[upto]
             ));
             let t = Instant::now();
-            out_count += tm.handle(&marker, now).len();
+            out_count += tm.handle(&marker, now).send.len();
             latencies.push(t.elapsed().as_secs_f64() * 1e6);
             if latencies.len() % FLUSH_EVERY == 0 {
                 let t = Instant::now();

@@ -8,6 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use minidom::Element;
 use tracing::error;
 
+use crate::effects::Effects;
 use crate::metrics::{METRICS, Refusal};
 use crate::stanza::{DefinedCondition, ErrorType, error_reply};
 
@@ -17,8 +18,8 @@ use crate::stanza::{DefinedCondition, ErrorType, error_reply};
 pub(crate) fn guarded(
     stanza: &Element,
     service: &str,
-    handle: impl FnOnce() -> Vec<Element>,
-) -> Vec<Element> {
+    handle: impl FnOnce() -> Effects,
+) -> Effects {
     // The handler's state may be half-updated after a panic; what it keeps
     // is the store's, which only changes through whole writes.
     match catch_unwind(AssertUnwindSafe(handle)) {
@@ -33,7 +34,7 @@ pub(crate) fn guarded(
                 "handling a stanza panicked; it was not processed"
             );
             METRICS.refused(Refusal::Panic);
-            internal_error(stanza, service).into_iter().collect()
+            Effects::sending(internal_error(stanza, service).into_iter().collect())
         }
     }
 }
@@ -86,7 +87,8 @@ mod tests {
         let before = METRICS.refusals(Refusal::Panic);
         let out = guarded(&stanza("message", "chat"), "chat.localhost", || {
             panic!("boom")
-        });
+        })
+        .send;
         // Other tests count panics too, at the same time.
         assert!(METRICS.refusals(Refusal::Panic) > before);
         assert_eq!(out.len(), 1);
@@ -107,7 +109,7 @@ mod tests {
             ("iq", "result"),
             ("presence", "available"),
         ] {
-            let out = guarded(&stanza(name, type_), "chat.localhost", || panic!("boom"));
+            let out = guarded(&stanza(name, type_), "chat.localhost", || panic!("boom")).send;
             assert!(out.is_empty(), "{name} {type_}");
         }
     }
@@ -115,8 +117,10 @@ mod tests {
     #[test]
     fn a_handler_that_returns_is_passed_through() {
         let answer = stanza("message", "chat");
-        let out = guarded(&stanza("iq", "get"), "c", || vec![answer.clone()]);
-        assert_eq!(out, vec![answer]);
+        let out = guarded(&stanza("iq", "get"), "c", || {
+            Effects::sending(vec![answer.clone()])
+        });
+        assert_eq!(out.send, vec![answer]);
     }
 
     #[test]

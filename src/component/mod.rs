@@ -16,6 +16,7 @@
 //! this task ([`commit`]): while it does, the next batch is read and
 //! handled, and its answers wait for a flush of their own.
 
+pub mod clock;
 mod commit;
 mod conn;
 mod guard;
@@ -35,9 +36,10 @@ use tracing::{debug, error, info, warn};
 use crate::config::Config;
 use crate::metrics::{METRICS, Refusal, StanzaKind};
 use crate::service::Tidemark;
-use crate::stanza::{element, now_millis, ns};
+use crate::stanza::{element, ns};
 use crate::store::StoreError;
 use crate::wire::Frame;
+use clock::now_millis;
 use commit::GroupCommit;
 use conn::{ReadError, Reader, Writer};
 
@@ -250,8 +252,8 @@ struct Session<'a> {
 
 impl Session<'_> {
     async fn serve(&mut self, stop: &mut watch::Receiver<bool>) -> Result<Ended, Fatal> {
-        let hello = self.tm.on_connected().map_err(storage)?;
-        self.send(hello).await?;
+        let hello = self.tm.on_connected(now_millis()).map_err(storage)?;
+        self.send(hello.send).await?;
         if !self.unsent.is_empty() {
             info!(
                 count = self.unsent.len(),
@@ -374,7 +376,8 @@ impl Session<'_> {
             match item {
                 Item::Stanza(el) => {
                     let tm = &mut *self.tm;
-                    out.extend(guard::guarded(&el, service, || tm.handle(&el, now)));
+                    let effects = guard::guarded(&el, service, || tm.handle(&el, now));
+                    out.extend(effects.send);
                 }
                 Item::Answer(el) => out.push(el),
             }
@@ -427,7 +430,7 @@ impl Session<'_> {
                 return Ok(());
             }
         };
-        commit.gather(0, out);
+        commit.gather(0, out.send);
         Ok(())
     }
 

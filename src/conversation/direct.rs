@@ -8,12 +8,11 @@ use tracing::{debug, info};
 
 use crate::config::OfflinePolicy;
 use crate::context::Context;
-use crate::incoming::{AckKind, Chat, Route};
+use crate::incoming::{AckKind, Bounce, Chat, Route};
 use crate::metrics::{METRICS, Refusal};
 use crate::presence::{self, Gate, PresenceBook};
 use crate::stanza::{
-    DefinedCondition, ErrorType, condition_name, element, error_reply, ns, read_error, set_attr,
-    to_string,
+    DefinedCondition, ErrorType, condition_name, element, ns, set_attr, to_string,
 };
 use crate::status::acks::{Evidence, ack_message, payloads_for_sender, request_acks};
 use crate::status::private_mark::private_reader;
@@ -24,7 +23,6 @@ type Out = Result<Vec<Element>, StoreError>;
 /// A message that arrived while its recipient's presence was unknown.
 #[derive(Debug)]
 struct WaitingChat {
-    stanza: Element,
     chat: Chat,
     arrived: Millis,
 }
@@ -72,14 +70,7 @@ pub fn release_waiting(
     );
     let mut out = Vec::new();
     for w in held {
-        out.extend(on_chat(
-            cx,
-            book,
-            waiting,
-            &w.stanza,
-            &w.chat,
-            w.arrived.min(now),
-        )?);
+        out.extend(on_chat(cx, book, waiting, &w.chat, w.arrived.min(now))?);
     }
     Ok(out)
 }
@@ -88,7 +79,6 @@ pub fn on_chat(
     cx: &mut Context,
     book: &PresenceBook,
     waiting: &mut Waiting,
-    stanza: &Element,
     chat: &Chat,
     now: Millis,
 ) -> Out {
@@ -98,8 +88,7 @@ pub fn on_chat(
     let limit = cx.config.limits.max_body_bytes;
     if chat.body_bytes > limit {
         // Refused before anything is recorded: bad input changes nothing.
-        return Ok(vec![error_reply(
-            stanza,
+        return Ok(vec![chat.origin.error(
             &tracked_recipient,
             ErrorType::Modify,
             DefinedCondition::PolicyViolation,
@@ -117,7 +106,6 @@ pub fn on_chat(
         return Ok(wait_for_presence(
             cx,
             waiting,
-            stanza,
             chat,
             &tracked_recipient,
             now,
@@ -146,10 +134,11 @@ pub fn on_chat(
             condition: condition_name(&condition),
             text: text.clone(),
         });
-        error_reply(stanza, &tracked_recipient, type_, condition, &text)
+        chat.origin
+            .error(&tracked_recipient, type_, condition, &text)
     };
 
-    let mut relayed = cx.relay(stanza, &chat.route);
+    let mut relayed = cx.relay(&chat.message, &chat.route);
     set_attr(&mut relayed, "id", id.as_str());
     request_acks(&mut relayed, record.readable);
 
@@ -238,7 +227,6 @@ pub fn on_chat(
 fn wait_for_presence(
     cx: &Context,
     waiting: &mut Waiting,
-    stanza: &Element,
     chat: &Chat,
     tracked_recipient: &str,
     now: Millis,
@@ -246,8 +234,7 @@ fn wait_for_presence(
     let max = cx.config.limits.max_waiting_for_presence;
     if waiting.total >= max {
         METRICS.refused(Refusal::Gate);
-        return vec![error_reply(
-            stanza,
+        return vec![chat.origin.error(
             tracked_recipient,
             ErrorType::Wait,
             DefinedCondition::ResourceConstraint,
@@ -262,7 +249,6 @@ fn wait_for_presence(
         .entry(chat.route.to.to_bare().to_string())
         .or_default()
         .push_back(WaitingChat {
-            stanza: stanza.clone(),
             chat: chat.clone(),
             arrived: now,
         });
@@ -294,7 +280,7 @@ pub fn on_ack(cx: &mut Context, route: &Route, kind: AckKind, id: &str, now: Mil
             record.delivered_at = Some(now);
             cx.store.put_message(&conv, seq, &record)?;
             METRICS.status_recorded();
-            return Ok(send_ack(cx, route, &record, Evidence::Delivered));
+            return Ok(send_ack(cx, route, &record, Evidence::Delivered, now));
         }
         AckKind::Displayed | AckKind::Acknowledged => Evidence::Read,
     };
@@ -313,7 +299,7 @@ pub fn on_ack(cx: &mut Context, route: &Route, kind: AckKind, id: &str, now: Mil
         return Ok(vec![]);
     }
     METRICS.status_recorded();
-    Ok(send_ack(cx, route, &record, evidence))
+    Ok(send_ack(cx, route, &record, evidence, now))
 }
 
 fn send_ack(
@@ -321,12 +307,13 @@ fn send_ack(
     route: &Route,
     record: &MessageRecord,
     evidence: Evidence,
+    now: Millis,
 ) -> Vec<Element> {
     let payloads = payloads_for_sender(record, evidence);
     if payloads.is_empty() {
         return vec![];
     }
-    let id = cx.local_id();
+    let id = cx.local_id(now);
     vec![ack_message(&route.tracked_from, &route.to, &id, payloads)]
 }
 
@@ -337,8 +324,9 @@ fn send_ack(
 /// from the one it goes to, and only as an error (id, type, `<error/>`):
 /// anyone can send `type='error'`, and a body in it would otherwise reach a
 /// user who never authorised the sender.
-pub fn on_bounce(cx: &mut Context, stanza: &Element, route: &Route, now: Millis) -> Out {
-    let Some(id) = stanza.attr("id") else {
+pub fn on_bounce(cx: &mut Context, bounce: &Bounce, now: Millis) -> Out {
+    let route = &bounce.route;
+    let Some(id) = bounce.id.as_deref() else {
         METRICS.refused(Refusal::Gate);
         debug!("error without an id dropped");
         return Ok(vec![]);
@@ -357,12 +345,11 @@ pub fn on_bounce(cx: &mut Context, stanza: &Element, route: &Route, now: Millis)
     };
     let unanswered = record.delivered_at.is_none() && cx.store.mark(&conv, reader.as_str())? < seq;
     if unanswered {
-        let (condition, text) = read_error(stanza);
-        info!(id, %condition, "message failed");
+        info!(id, condition = %bounce.condition, "message failed");
         record.failed = Some(Failure {
             at: now,
-            condition,
-            text,
+            condition: bounce.condition.clone(),
+            text: bounce.text.clone(),
         });
         cx.store.put_message(&conv, seq, &record)?;
         METRICS.status_recorded();
@@ -377,7 +364,7 @@ pub fn on_bounce(cx: &mut Context, stanza: &Element, route: &Route, now: Millis)
             ("id", id),
         ],
     );
-    if let Some(error) = stanza.children().find(|c| c.name() == "error") {
+    if let Some(error) = &bounce.error {
         out.append_child(error.clone());
     }
     Ok(vec![out])
@@ -385,7 +372,7 @@ pub fn on_bounce(cx: &mut Context, stanza: &Element, route: &Route, now: Millis)
 
 /// Chat states and other content-free messages: relayed untracked, and only
 /// where the contact lets the sender see their presence.
-pub fn on_passthrough(cx: &Context, book: &PresenceBook, stanza: &Element, route: &Route) -> Out {
+pub fn on_passthrough(cx: &Context, book: &PresenceBook, route: &Route, message: &Element) -> Out {
     let allowed = presence::gate(
         cx,
         book,
@@ -397,6 +384,6 @@ pub fn on_passthrough(cx: &Context, book: &PresenceBook, stanza: &Element, route
             METRICS.refused(Refusal::Gate);
             vec![]
         }
-        _ => vec![cx.relay(stanza, route)],
+        _ => vec![cx.relay(message, route)],
     })
 }

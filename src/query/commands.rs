@@ -8,12 +8,10 @@ use xmpp_parsers::jid::Jid;
 
 use crate::context::Context;
 use crate::conversation::room::Rooms;
-use crate::stanza::ns::{COMMANDS, DATA};
+use crate::incoming::{CommandRequest, READ_RECEIPTS, READ_RECEIPTS_FIELD};
+use crate::stanza::ns::COMMANDS;
 use crate::stanza::{DefinedCondition, ErrorType, StanzaError, element, stanza_error, with_text};
-use crate::store::StoreError;
-
-pub const READ_RECEIPTS: &str = "read-receipts";
-const FIELD: &str = "send-read-receipts";
+use crate::store::{Millis, StoreError};
 
 /// The disco#items of the commands node (XEP-0050 §2.2).
 pub fn list(cx: &Context) -> Element {
@@ -27,35 +25,6 @@ pub fn list(cx: &Context) -> Element {
         rsm: None,
     }
     .into()
-}
-
-/// A command request, as parsed from `<command/>`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CommandRequest {
-    pub node: String,
-    pub action: String,
-    pub session: Option<String>,
-    /// The submitted value of the form's field, if a form was submitted.
-    pub submitted: Option<String>,
-}
-
-pub fn parse(cmd: &Element) -> CommandRequest {
-    let submitted = cmd
-        .get_child("x", DATA)
-        .and_then(|x| DataForm::try_from(x.clone()).ok())
-        .filter(|form| form.type_ == DataFormType::Submit)
-        .and_then(|form| {
-            form.fields
-                .into_iter()
-                .find(|f| f.var.as_deref() == Some(FIELD))
-                .map(|f| f.values.into_iter().next().unwrap_or_default())
-        });
-    CommandRequest {
-        node: cmd.attr("node").unwrap_or_default().to_owned(),
-        action: cmd.attr("action").unwrap_or("execute").to_owned(),
-        session: cmd.attr("sessionid").map(str::to_owned),
-        submitted,
-    }
 }
 
 // Hand-built: xmpp-parsers 0.23 has no XEP-0050 ad-hoc commands.
@@ -81,6 +50,7 @@ pub fn execute(
     rooms: &mut Rooms,
     from: &Jid,
     req: CommandRequest,
+    now: Millis,
 ) -> Result<Result<Element, StanzaError>, StoreError> {
     if req.node != READ_RECEIPTS {
         return Ok(Err(stanza_error(
@@ -90,7 +60,7 @@ pub fn execute(
         )));
     }
     let user = from.to_bare().to_string();
-    let session = req.session.clone().unwrap_or_else(|| cx.local_id());
+    let session = req.session.clone().unwrap_or_else(|| cx.local_id(now));
     if req.action == "cancel" {
         return Ok(Ok(command(&req.node, &session, "canceled")));
     }
@@ -99,7 +69,7 @@ pub fn execute(
             return Ok(Err(stanza_error(
                 ErrorType::Modify,
                 DefinedCondition::BadRequest,
-                format!("{FIELD} must be a boolean (1 or 0), not {value:?}"),
+                format!("{READ_RECEIPTS_FIELD} must be a boolean (1 or 0), not {value:?}"),
             )));
         };
         cx.store.set_read_receipts_pref(&user, enabled)?;
@@ -131,8 +101,11 @@ pub fn execute(
 
 /// The XEP-0004 form asking for the read receipts preference.
 fn preference_form(current: bool) -> DataForm {
-    let mut field =
-        Field::new(FIELD, FieldType::Boolean).with_value(if current { "1" } else { "0" });
+    let mut field = Field::new(READ_RECEIPTS_FIELD, FieldType::Boolean).with_value(if current {
+        "1"
+    } else {
+        "0"
+    });
     field.label = Some("Send read receipts".to_owned());
     DataForm {
         type_: DataFormType::Form,
@@ -168,7 +141,7 @@ mod tests {
             )
             .parse()
             .unwrap();
-            parse(&cmd).submitted
+            CommandRequest::parse(&cmd).submitted
         };
         let form = |field: &str| format!("<x xmlns='jabber:x:data' type='submit'>{field}</x>");
         assert_eq!(

@@ -9,11 +9,9 @@ use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::context::Context;
 use crate::conversation::room::Rooms;
-use crate::incoming::ServiceRequest;
-use crate::stanza::{
-    DefinedCondition, ErrorType, element, error_reply, ns, reply_with_error, set_attr, with_text,
-};
-use crate::store::StoreError;
+use crate::incoming::{Origin, ServiceRequest};
+use crate::stanza::{DefinedCondition, ErrorType, element, ns, with_text};
+use crate::store::{Millis, StoreError};
 
 /// What the service really serves, announced in disco#info (XEP-0030).
 pub const FEATURES: &[&str] = &[
@@ -31,21 +29,21 @@ pub const FEATURES: &[&str] = &[
 pub fn answer(
     cx: &mut Context,
     rooms: &mut Rooms,
-    iq: &Element,
+    origin: &Origin,
     from: &Jid,
     request: ServiceRequest,
+    now: Millis,
 ) -> Result<Element, StoreError> {
     let own = cx.addrs.domain().to_string();
     Ok(match request {
-        ServiceRequest::DiscoInfo { node: Some(_) } => error_reply(
-            iq,
+        ServiceRequest::DiscoInfo { node: Some(_) } => origin.error(
             &own,
             ErrorType::Cancel,
             DefinedCondition::ItemNotFound,
             "this service has no disco nodes",
         ),
-        ServiceRequest::DiscoInfo { node: None } => result(iq, &own, Some(disco_info())),
-        ServiceRequest::DiscoItems => result(iq, &own, Some(crate::stanza::no_disco_items())),
+        ServiceRequest::DiscoInfo { node: None } => origin.result(&own, Some(disco_info())),
+        ServiceRequest::DiscoItems => origin.result(&own, Some(crate::stanza::no_disco_items())),
         // Hand-built: xmpp-parsers 0.23 has no XEP-0100 jabber:iq:gateway.
         ServiceRequest::GatewayPrompt => {
             let mut q = Element::bare("query", ns::GATEWAY);
@@ -57,59 +55,36 @@ pub fn answer(
                 Element::bare("prompt", ns::GATEWAY),
                 "XMPP address",
             ));
-            result(iq, &own, Some(q))
+            origin.result(&own, Some(q))
         }
         ServiceRequest::GatewayTranslate { prompt } => match translate(cx, &prompt) {
             Ok(tracked) => {
                 // Hand-built: 0.23 has no jabber:iq:gateway (XEP-0100).
                 let mut q = Element::bare("query", ns::GATEWAY);
                 q.append_child(with_text(Element::bare("jid", ns::GATEWAY), tracked));
-                result(iq, &own, Some(q))
+                origin.result(&own, Some(q))
             }
-            Err(text) => error_reply(
-                iq,
-                &own,
-                ErrorType::Modify,
-                DefinedCondition::BadRequest,
-                &text,
-            ),
+            Err(text) => origin.error(&own, ErrorType::Modify, DefinedCondition::BadRequest, &text),
         },
-        ServiceRequest::Ping => result(iq, &own, None),
-        ServiceRequest::CommandList => result(iq, &own, Some(commands::list(cx))),
-        ServiceRequest::Command(cmd) => {
-            match commands::execute(cx, rooms, from, commands::parse(&cmd))? {
-                Ok(payload) => result(iq, &own, Some(payload)),
-                Err(e) => reply_with_error(iq, &own, e),
-            }
-        }
+        ServiceRequest::Ping => origin.result(&own, None),
+        ServiceRequest::CommandList => origin.result(&own, Some(commands::list(cx))),
+        ServiceRequest::Command(cmd) => match commands::execute(cx, rooms, from, cmd, now)? {
+            Ok(payload) => origin.result(&own, Some(payload)),
+            Err(e) => origin.reply_with_error(&own, e),
+        },
         ServiceRequest::Status { conversation, id } => {
             match status::answer(cx, from, conversation.as_deref(), id.as_deref())? {
-                Ok(payload) => result(iq, &own, Some(payload)),
-                Err(e) => reply_with_error(iq, &own, e),
+                Ok(payload) => origin.result(&own, Some(payload)),
+                Err(e) => origin.reply_with_error(&own, e),
             }
         }
-        ServiceRequest::Unsupported => error_reply(
-            iq,
+        ServiceRequest::Unsupported => origin.error(
             &own,
             ErrorType::Cancel,
             DefinedCondition::ServiceUnavailable,
             "this service does not answer that query",
         ),
     })
-}
-
-fn result(iq: &Element, own: &str, payload: Option<Element>) -> Element {
-    let mut r = element("iq", ns::COMPONENT, &[("type", "result"), ("from", own)]);
-    if let Some(to) = iq.attr("from") {
-        set_attr(&mut r, "to", to);
-    }
-    if let Some(id) = iq.attr("id") {
-        set_attr(&mut r, "id", id);
-    }
-    if let Some(p) = payload {
-        r.append_child(p);
-    }
-    r
 }
 
 /// Hand-built: 0.23's DiscoInfoResult keeps features sorted, and clients and

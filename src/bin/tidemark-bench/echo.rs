@@ -98,7 +98,7 @@ async fn serve(
                 }
             }
         }
-        let now = tidemark::stanza::now_millis();
+        let now = tidemark::component::clock::now_millis();
         let mut out = Vec::with_capacity(batch.len());
         for el in batch.drain(..) {
             if let Some(store) = &store {

@@ -111,7 +111,7 @@ fn ask_read(tm: &mut Tidemark, i: u64, pairs: u64, now: u64) -> bool {
     )
     .parse()
     .expect("query parses");
-    let out = tm.handle(&iq, now);
+    let out = tm.handle(&iq, now).send;
     out.first()
         .is_some_and(|el| el.attr("type") == Some("result") && String::from(el).contains("read"))
 }
@@ -140,10 +140,10 @@ impl RealPath {
             SledStore::open(&cfg.storage.path, cfg.storage.cache_bytes)
                 .map_err(|e| e.to_string())?,
         );
-        let now = tidemark::stanza::now_millis();
-        let mut tm = Tidemark::new(cfg, store.clone()).map_err(|e| e.to_string())?;
+        let now = tidemark::component::clock::now_millis();
+        let mut tm = Tidemark::new(cfg, store.clone(), now).map_err(|e| e.to_string())?;
         // What the connection loop does first on every connection.
-        tm.on_connected_at(now).map_err(|e| e.to_string())?;
+        let _ = tm.on_connected(now).map_err(|e| e.to_string())?;
         Ok(RealPath {
             tm,
             store,
@@ -194,7 +194,7 @@ impl RealPath {
     }
 
     fn handle(&mut self, st: &Element) -> Result<(), String> {
-        let out = self.tm.handle(st, self.now);
+        let out = self.tm.handle(st, self.now).send;
         self.handled += 1;
         self.out += out.len() as u64;
         self.errors += out
@@ -213,7 +213,7 @@ impl RealPath {
     fn flush(&mut self) -> Result<(), String> {
         self.store.flush().map_err(|e| e.to_string())?;
         self.unflushed = 0;
-        self.now = tidemark::stanza::now_millis();
+        self.now = tidemark::component::clock::now_millis();
         if self.now >= self.next_tick {
             self.next_tick = self.now + 1000;
             let out = self.tm.tick(self.now).map_err(|e| e.to_string())?;
@@ -371,7 +371,7 @@ fn write(
     checkpoints: &[u64],
 ) -> Result<(), String> {
     let me = std::process::id();
-    let now = tidemark::stanza::now_millis();
+    let now = tidemark::component::clock::now_millis();
     let cache = cache_mb * 1024 * 1024;
     let setup = Instant::now();
     let mut w = match schema {
@@ -470,7 +470,7 @@ fn reopen(
     queries: u64,
 ) -> Result<(), String> {
     let me = std::process::id();
-    let now = tidemark::stanza::now_millis();
+    let now = tidemark::component::clock::now_millis();
     let cache = cache_mb * 1024 * 1024;
     let t = Instant::now();
     let mut lat = Vec::with_capacity(queries as usize);
@@ -506,11 +506,11 @@ fn reopen(
         let cfg = config(dir, cache_mb, batch)?;
         let store = Arc::new(SledStore::open(dir, cache).map_err(|e| e.to_string())?);
         open_secs = t.elapsed().as_secs_f64();
-        let mut tm = Tidemark::new(cfg, store.clone()).map_err(|e| e.to_string())?;
+        let mut tm = Tidemark::new(cfg, store.clone(), now).map_err(|e| e.to_string())?;
         if schema == Schema::Real {
             // The binary probes every known contact before it reads the
             // first stanza; that is part of the way to the first answer.
-            tm.on_connected_at(now).map_err(|e| e.to_string())?;
+            let _ = tm.on_connected(now).map_err(|e| e.to_string())?;
         }
         ask_read(&mut tm, 0, pairs, now);
         first_secs = t.elapsed().as_secs_f64();
@@ -836,8 +836,8 @@ mod tests {
         }
         let cfg = config(&store, 16, 64).unwrap();
         let sled = Arc::new(SledStore::open(&store, 16 << 20).unwrap());
-        let mut tm = Tidemark::new(cfg, sled).unwrap();
-        let now = tidemark::stanza::now_millis();
+        let now = tidemark::component::clock::now_millis();
+        let mut tm = Tidemark::new(cfg, sled, now).unwrap();
         let read = (0..n).filter(|&i| ask_read(&mut tm, i, pairs, now)).count();
         assert_eq!(read as u64, n);
         assert!(

@@ -57,7 +57,8 @@ impl World {
         let store = Arc::new(SledStore::temporary().expect("a temporary sled store"));
         let shared: Arc<dyn Store> = store.clone();
         let queue = (n / RESET_EVERY) % 2 == 1;
-        let tm = Tidemark::new(config(queue), shared).expect("tidemark over a fresh store");
+        let tm = Tidemark::new(config(queue), shared, 1_795_000_000_000)
+            .expect("tidemark over a fresh store");
         let mut w = Self {
             tm,
             store,
@@ -67,7 +68,7 @@ impl World {
             for frame in reader::read(seed) {
                 if let Frame::Stanza(el) = frame {
                     w.now += 100;
-                    w.tm.handle(&el, w.now);
+                    let _ = w.tm.handle(&el, w.now);
                 }
             }
         }
@@ -105,7 +106,7 @@ impl World {
             };
             self.now += 50;
             let before = compare.then(|| self.digest());
-            let out = self.tm.handle(&el, self.now);
+            let out = self.tm.handle(&el, self.now).send;
             let o = outcome(&el, &out);
             stats.outcomes.insert(o.clone());
             outcomes.push(o);
@@ -236,13 +237,13 @@ mod tests {
         let probe = el(
             "<iq xmlns='jabber:component:accept' type='get' id='q' from='a@localhost/r' to='chat.localhost'/>",
         );
-        let out = w.tm.handle(&probe, w.now);
+        let out = w.tm.handle(&probe, w.now).send;
         assert!(
             is_refusal(&probe, &out),
             "an iq get without a child is refused"
         );
         assert_eq!(w.digest(), before);
-        w.tm.handle(
+        let _ = w.tm.handle(
             &el("<presence xmlns='jabber:component:accept' type='subscribed' from='b@localhost' to='a\\40localhost@chat.localhost'/>"),
             w.now + 50,
         );

@@ -126,7 +126,7 @@ fn all_read_notices(cx: &mut Context, room: &str, from: Seq, upto: Seq, now: Mil
     }
     let mut out = Vec::with_capacity(latest.len());
     for (sender, m) in latest {
-        let id = cx.local_id();
+        let id = cx.local_id(now);
         // Hand-built: <all-read/> is tidemark's own (urn:tidemark:status:0).
         let mut notice = element(
             "message",

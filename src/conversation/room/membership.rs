@@ -10,8 +10,9 @@ use xmpp_parsers::jid::Jid;
 use super::{RoomStanza, Rooms};
 use crate::config::RoomCreators;
 use crate::context::Context;
+use crate::incoming::Origin;
 use crate::metrics::{METRICS, Refusal};
-use crate::stanza::{DefinedCondition, ErrorType, error_reply};
+use crate::stanza::{DefinedCondition, ErrorType};
 use crate::store::{ConversationKey, Membership, Millis, RoomRecord, StoreError};
 
 /// Declares the rooms of the config file, with their fixed member lists.
@@ -101,8 +102,7 @@ pub(super) fn admit(
             if record.fixed_members && !member {
                 // XEP-0045 §7.2.6: members-only room.
                 METRICS.refused(Refusal::Room);
-                return Ok(Err(error_reply(
-                    at.stanza,
+                return Ok(Err(at.origin.error(
                     own,
                     ErrorType::Auth,
                     DefinedCondition::RegistrationRequired,
@@ -112,7 +112,7 @@ pub(super) fn admit(
             false
         }
         None => {
-            if let Some(refusal) = may_not_create(cx, at.stanza, at.from, own)? {
+            if let Some(refusal) = may_not_create(cx, at.origin, at.from, own)? {
                 METRICS.refused(Refusal::Room);
                 return Ok(Err(refusal));
             }
@@ -139,7 +139,7 @@ pub(super) fn admit(
 /// `groups.max_rooms_per_creator`. The refusal to send if not.
 fn may_not_create(
     cx: &Context,
-    stanza: &Element,
+    origin: &Origin,
     from: &Jid,
     own: &str,
 ) -> Result<Option<Element>, StoreError> {
@@ -159,8 +159,7 @@ fn may_not_create(
             )
         };
         debug!(%from, "room creation refused: domain not allowed");
-        return Ok(Some(error_reply(
-            stanza,
+        return Ok(Some(origin.error(
             own,
             ErrorType::Cancel,
             DefinedCondition::NotAllowed,
@@ -171,8 +170,7 @@ fn may_not_create(
     let creator = from.to_bare();
     if cx.store.rooms_created_by(creator.as_str())? >= max {
         debug!(%from, max, "room creation refused: over the cap");
-        return Ok(Some(error_reply(
-            stanza,
+        return Ok(Some(origin.error(
             own,
             ErrorType::Cancel,
             DefinedCondition::PolicyViolation,

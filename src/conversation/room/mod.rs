@@ -21,9 +21,9 @@ use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::occupant_id::OccupantId;
 
 use crate::context::Context;
-use crate::incoming::RoomRequest;
+use crate::incoming::{Origin, RoomRequest};
 use crate::stanza::ns::{MUC, OCCUPANT_ID, SID};
-use crate::stanza::{DefinedCondition, ErrorType, element, error_reply, ns, set_attr};
+use crate::stanza::{DefinedCondition, ErrorType, element, ns, set_attr};
 use crate::store::{Millis, StoreError};
 
 pub use membership::apply_config;
@@ -113,9 +113,9 @@ impl Rooms {
     }
 }
 
-/// A stanza to a room: what it is, who sent it, and the room.
+/// A stanza to a room: how to answer it, who sent it, and the room.
 struct RoomStanza<'a> {
-    stanza: &'a Element,
+    origin: &'a Origin,
     from: &'a Jid,
     room: &'a BareJid,
 }
@@ -123,38 +123,39 @@ struct RoomStanza<'a> {
 pub fn handle(
     cx: &mut Context,
     rooms: &mut Rooms,
-    stanza: &Element,
+    origin: &Origin,
     from: &Jid,
     room: &BareJid,
     request: RoomRequest,
     now: Millis,
 ) -> Out {
-    let at = RoomStanza { stanza, from, room };
+    let at = RoomStanza { origin, from, room };
     match request {
         RoomRequest::Presence {
             nick,
             available: true,
-        } => occupants::join(cx, rooms, &at, &nick, now),
+            payloads,
+        } => occupants::join(cx, rooms, &at, &nick, &payloads, now),
         RoomRequest::Presence {
-            available: false, ..
-        } => Ok(occupants::leave(cx, rooms, &at)),
-        RoomRequest::Groupchat {
-            body_bytes,
-            has_body,
-        } => reflection::groupchat(cx, rooms, &at, body_bytes, has_body, now),
-        RoomRequest::Marker { kind, id } => reflection::marker(cx, rooms, &at, kind, &id, now),
-        RoomRequest::DiscoInfo => disco_info(cx, stanza, room),
+            available: false,
+            payloads,
+            ..
+        } => Ok(occupants::leave(cx, rooms, &at, &payloads)),
+        RoomRequest::Groupchat(message) => reflection::groupchat(cx, rooms, &at, message, now),
+        RoomRequest::Marker(marker) => reflection::marker(cx, rooms, &at, marker, now),
+        RoomRequest::DiscoInfo => disco_info(cx, origin, room),
         RoomRequest::DiscoItems => {
-            let mut r = iq_result(stanza, room.as_str());
-            r.append_child(crate::stanza::no_disco_items());
-            Ok(vec![r])
+            Ok(vec![origin.result(
+                room.as_str(),
+                Some(crate::stanza::no_disco_items()),
+            )])
         }
         RoomRequest::OccupantIq { nick, self_ping } => {
             Ok(vec![occupants::occupant_iq(rooms, &at, &nick, self_ping)])
         }
         RoomRequest::Refused { reply } => Ok(reply.into_iter().collect()),
         // XEP-0045 §9.9: a session that bounces the room's stanzas is gone.
-        RoomRequest::Bounce => Ok(occupants::leave(cx, rooms, &at)),
+        RoomRequest::Bounce { payloads } => Ok(occupants::leave(cx, rooms, &at, &payloads)),
         RoomRequest::Ignored(why) => {
             debug!(why, "ignored");
             Ok(vec![])
@@ -162,21 +163,9 @@ pub fn handle(
     }
 }
 
-fn iq_result(iq: &Element, from: &str) -> Element {
-    let mut r = element("iq", ns::COMPONENT, &[("type", "result"), ("from", from)]);
-    if let Some(to) = iq.attr("from") {
-        set_attr(&mut r, "to", to);
-    }
-    if let Some(id) = iq.attr("id") {
-        set_attr(&mut r, "id", id);
-    }
-    r
-}
-
-fn disco_info(cx: &Context, iq: &Element, room: &BareJid) -> Out {
+fn disco_info(cx: &Context, origin: &Origin, room: &BareJid) -> Out {
     let Some(record) = cx.store.room(room.as_str())? else {
-        return Ok(vec![error_reply(
-            iq,
+        return Ok(vec![origin.error(
             room.as_str(),
             ErrorType::Cancel,
             DefinedCondition::ItemNotFound,
@@ -217,9 +206,7 @@ fn disco_info(cx: &Context, iq: &Element, room: &BareJid) -> Out {
     for f in features {
         q.append_child(element("feature", ns::DISCO_INFO, &[("var", f)]));
     }
-    let mut r = iq_result(iq, room.as_str());
-    r.append_child(q);
-    Ok(vec![r])
+    Ok(vec![origin.result(room.as_str(), Some(q))])
 }
 
 /// XEP-0421: a stable id per (room, user) that reveals nothing by itself.

@@ -9,12 +9,12 @@ use xmpp_parsers::message::{Id, Lang, Message};
 use xmpp_parsers::muc::user::{Affiliation, Item, Role, Status};
 
 use super::{
-    LiveRoom, Occupant, Out, RoomStanza, Rooms, addressed, iq_result, membership,
-    occupant_id_element, reflection,
+    LiveRoom, Occupant, Out, RoomStanza, Rooms, addressed, membership, occupant_id_element,
+    reflection,
 };
 use crate::context::Context;
-use crate::stanza::ns::{MUC, MUC_USER, OCCUPANT_ID};
-use crate::stanza::{DefinedCondition, ErrorType, element, error_reply, ns, set_attr, to_string};
+use crate::stanza::ns::MUC_USER;
+use crate::stanza::{DefinedCondition, ErrorType, element, ns, set_attr, to_string};
 use crate::store::Millis;
 
 /// XEP-0410 §3: a self-ping answers "still joined" with a result, "not
@@ -23,16 +23,14 @@ use crate::store::Millis;
 pub(super) fn occupant_iq(rooms: &Rooms, at: &RoomStanza, nick: &str, self_ping: bool) -> Element {
     let to = format!("{}/{nick}", at.room);
     match rooms.nick_of(at.room.as_str(), at.from) {
-        None => error_reply(
-            at.stanza,
+        None => at.origin.error(
             &to,
             ErrorType::Cancel,
             DefinedCondition::NotAcceptable,
             "you are not in this room; join it again",
         ),
-        Some(own) if self_ping && own == nick => iq_result(at.stanza, &to),
-        Some(_) => error_reply(
-            at.stanza,
+        Some(own) if self_ping && own == nick => at.origin.result(&to, None),
+        Some(_) => at.origin.error(
             &to,
             ErrorType::Cancel,
             DefinedCondition::ServiceUnavailable,
@@ -46,9 +44,10 @@ pub(super) fn join(
     rooms: &mut Rooms,
     at: &RoomStanza,
     nick: &str,
+    payloads: &[Element],
     now: Millis,
 ) -> Out {
-    let RoomStanza { stanza, from, room } = *at;
+    let RoomStanza { origin, from, room } = *at;
     let room_s = room.as_str().to_owned();
     let user = from.to_bare().to_string();
     let own = format!("{room_s}/{nick}");
@@ -56,15 +55,14 @@ pub(super) fn join(
     if let Some(live) = rooms.live.get_mut(&room_s) {
         if let Some((current, _)) = live.occupant_of(from) {
             if current != nick {
-                return Ok(vec![error_reply(
-                    stanza,
+                return Ok(vec![origin.error(
                     &own,
                     ErrorType::Modify,
                     DefinedCondition::NotAcceptable,
                     "nickname changes are not supported; leave and join again",
                 )]);
             }
-            return Ok(update(cx, live, stanza, &room_s, nick, &user));
+            return Ok(update(cx, live, payloads, &room_s, nick, &user));
         }
         if live
             .occupants
@@ -72,8 +70,7 @@ pub(super) fn join(
             .is_some_and(|holder| holder.user != user)
         {
             // XEP-0045 §7.2.9.
-            return Ok(vec![error_reply(
-                stanza,
+            return Ok(vec![origin.error(
                 &own,
                 ErrorType::Cancel,
                 DefinedCondition::Conflict,
@@ -86,7 +83,7 @@ pub(super) fn join(
         Err(refusal) => return Ok(vec![refusal]),
     };
 
-    let presence = occupant_presence(cx, stanza, &room_s, nick, &user);
+    let presence = occupant_presence(cx, payloads, &room_s, nick, &user);
     let history = reflection::history(cx, room, from)?;
     let live = rooms.live.entry(room_s.clone()).or_default();
     let mut out = Vec::new();
@@ -130,7 +127,7 @@ pub(super) fn join(
     // XEP-0045 §7.2.15: history with its original time, then the subject,
     // which tells the client the join is complete.
     out.extend(history);
-    out.push(subject_message(room, &cx.local_id(), from));
+    out.push(subject_message(room, &cx.local_id(now), from));
     info!(room = %room_s, %nick, "joined");
     Ok(out)
 }
@@ -139,12 +136,12 @@ pub(super) fn join(
 fn update(
     cx: &Context,
     live: &mut LiveRoom,
-    stanza: &Element,
+    payloads: &[Element],
     room: &str,
     nick: &str,
     user: &str,
 ) -> Vec<Element> {
-    let p = occupant_presence(cx, stanza, room, nick, user);
+    let p = occupant_presence(cx, payloads, room, nick, user);
     let mut first = None;
     if let Some(occupant) = live.occupants.get_mut(nick) {
         occupant.presence = to_string(&p);
@@ -167,8 +164,13 @@ fn update(
 /// The session leaves (or is gone): the others see it go if it was the
 /// nickname's last session; the session itself always gets its own
 /// unavailable presence.
-pub(super) fn leave(cx: &Context, rooms: &mut Rooms, at: &RoomStanza) -> Vec<Element> {
-    let RoomStanza { stanza, from, room } = *at;
+pub(super) fn leave(
+    cx: &Context,
+    rooms: &mut Rooms,
+    at: &RoomStanza,
+    payloads: &[Element],
+) -> Vec<Element> {
+    let RoomStanza { from, room, .. } = *at;
     let room_s = room.as_str();
     let Some(live) = rooms.live.get_mut(room_s) else {
         return vec![];
@@ -176,7 +178,7 @@ pub(super) fn leave(cx: &Context, rooms: &mut Rooms, at: &RoomStanza) -> Vec<Ele
     let Some(departure) = depart(live, from) else {
         return vec![];
     };
-    let mut p = occupant_presence(cx, stanza, room_s, &departure.nick, &departure.user);
+    let mut p = occupant_presence(cx, payloads, room_s, &departure.nick, &departure.user);
     set_attr(&mut p, "type", "unavailable");
     let mut out = Vec::new();
     if departure.gone {
@@ -258,7 +260,7 @@ fn subject_message(room: &BareJid, id: &str, to: &Jid) -> Element {
 /// (show, status, caps), the room's additions, from `room/nick`.
 fn occupant_presence(
     cx: &Context,
-    client_presence: &Element,
+    payloads: &[Element],
     room: &str,
     nick: &str,
     user: &str,
@@ -268,15 +270,8 @@ fn occupant_presence(
         ns::COMPONENT,
         &[("from", &format!("{room}/{nick}"))],
     );
-    if client_presence.attr("type") == Some("unavailable") {
-        set_attr(&mut p, "type", "unavailable");
-    }
-    for child in client_presence.children() {
-        let ours =
-            child.is("x", MUC) || child.is("x", MUC_USER) || child.is("occupant-id", OCCUPANT_ID);
-        if !ours {
-            p.append_child(child.clone());
-        }
+    for child in payloads {
+        p.append_child(child.clone());
     }
     p.append_child(occupant_id_element(cx, room, user));
     p

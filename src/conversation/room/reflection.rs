@@ -11,12 +11,11 @@ use xmpp_parsers::stanza_id::StanzaId;
 
 use super::{Out, RoomStanza, Rooms, addressed, frontier, occupant_id_element};
 use crate::context::Context;
-use crate::incoming::AckKind;
+use crate::incoming::{AckKind, GroupMarker, GroupMessage};
 use crate::metrics::METRICS;
-use crate::stanza::ns::{DELAY, OCCUPANT_ID, SID};
+use crate::stanza::ns::DELAY;
 use crate::stanza::{
-    DefinedCondition, ErrorType, element, error_reply, ns, remove_attr, set_attr, to_string,
-    xep0082,
+    DefinedCondition, ErrorType, element, remove_attr, set_attr, to_string, xep0082,
 };
 use crate::store::{ConversationKey, Millis, RoomMessage};
 
@@ -24,16 +23,21 @@ pub(super) fn groupchat(
     cx: &mut Context,
     rooms: &mut Rooms,
     at: &RoomStanza,
-    body_bytes: usize,
-    has_body: bool,
+    message: GroupMessage,
     now: Millis,
 ) -> Out {
-    let RoomStanza { stanza, from, room } = *at;
+    let RoomStanza { origin, from, room } = *at;
+    let GroupMessage {
+        id,
+        body_bytes,
+        has_body,
+        markable,
+        message: mut reflected,
+    } = message;
     let room_s = room.as_str();
     let Some((live, nick)) = rooms.entered(room_s, from) else {
         // XEP-0045 §7.4: only occupants may send.
-        return Ok(vec![error_reply(
-            stanza,
+        return Ok(vec![origin.error(
             room_s,
             ErrorType::Modify,
             DefinedCondition::NotAcceptable,
@@ -46,8 +50,7 @@ pub(super) fn groupchat(
         .membership(room_s, &user)?
         .is_some_and(|m| m.is_current())
     {
-        return Ok(vec![error_reply(
-            stanza,
+        return Ok(vec![origin.error(
             room_s,
             ErrorType::Auth,
             DefinedCondition::Forbidden,
@@ -56,8 +59,7 @@ pub(super) fn groupchat(
     }
     let limit = cx.config.limits.max_body_bytes;
     if body_bytes > limit {
-        return Ok(vec![error_reply(
-            stanza,
+        return Ok(vec![origin.error(
             room_s,
             ErrorType::Modify,
             DefinedCondition::PolicyViolation,
@@ -70,8 +72,6 @@ pub(super) fn groupchat(
     let seq = cx.store.next_seq()?;
     let stanza_id = seq.to_string();
     let readable = has_body || cx.config.status.attachments_get_read_status;
-    let mut reflected = stanza.clone();
-    strip_room_claims(&mut reflected, room_s);
     set_attr(&mut reflected, "from", format!("{room_s}/{nick}"));
     remove_attr(&mut reflected, "to");
     reflected.append_child(
@@ -82,15 +82,11 @@ pub(super) fn groupchat(
         .into(),
     );
     reflected.append_child(occupant_id_element(cx, room_s, &user));
-    if readable && !reflected.has_child("markable", ns::CHAT_MARKERS) {
+    if readable && !markable {
         reflected.append_child(Markable.into());
     }
     let record = RoomMessage {
-        id: stanza
-            .attr("id")
-            .filter(|s| !s.is_empty())
-            .unwrap_or(&stanza_id)
-            .to_owned(),
+        id: id.unwrap_or_else(|| stanza_id.clone()),
         stanza_id,
         sender: user.clone(),
         sent_at: now,
@@ -114,11 +110,16 @@ pub(super) fn marker(
     cx: &mut Context,
     rooms: &mut Rooms,
     at: &RoomStanza,
-    kind: AckKind,
-    id: &str,
+    marker: GroupMarker,
     now: Millis,
 ) -> Out {
-    let RoomStanza { stanza, from, room } = *at;
+    let RoomStanza { from, room, .. } = *at;
+    let GroupMarker {
+        kind,
+        id,
+        message: mut reflected,
+    } = marker;
+    let id = id.as_str();
     let room_s = room.as_str();
     let reader = from.to_bare().to_string();
     let Some((live, nick)) = rooms.entered(room_s, from) else {
@@ -149,8 +150,6 @@ pub(super) fn marker(
         return Ok(out);
     }
 
-    let mut reflected = stanza.clone();
-    strip_room_claims(&mut reflected, room_s);
     set_attr(&mut reflected, "from", format!("{room_s}/{nick}"));
     reflected.append_child(occupant_id_element(cx, room_s, &reader));
     // Above the limit, reflecting to everyone is O(members) stanzas per
@@ -190,52 +189,4 @@ pub(super) fn history(cx: &Context, room: &BareJid, to: &Jid) -> Out {
         out.push(addressed(msg, to));
     }
     Ok(out)
-}
-
-/// Removes what only the room may say (XEP-0359 §5: a stanza-id `by` the
-/// room from anyone else is spoofed), and XEP-0184 requests, which have no
-/// place in groupchat.
-fn strip_room_claims(msg: &mut Element, room: &str) {
-    let keep: Vec<Element> = msg
-        .children()
-        .filter(|c| {
-            let spoofed_id = c.is("stanza-id", SID) && c.attr("by") == Some(room);
-            !(spoofed_id || c.is("occupant-id", OCCUPANT_ID) || c.is("request", ns::RECEIPTS))
-        })
-        .cloned()
-        .collect();
-    let mut bare = Element::bare(msg.name(), msg.ns());
-    for ((attr_ns, name), value) in msg.attrs().iter() {
-        bare.attrs_mut()
-            .insert(attr_ns.clone(), name.clone(), value.clone());
-    }
-    for c in keep {
-        bare.append_child(c);
-    }
-    *msg = bare;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spoofed_stanza_ids_and_receipt_requests_are_stripped() {
-        let mut m: Element = "<message xmlns='jabber:component:accept' type='groupchat' id='x'>\
-            <body>hi</body><stanza-id xmlns='urn:xmpp:sid:0' id='fake' by='team@chat'/>\
-            <stanza-id xmlns='urn:xmpp:sid:0' id='keep' by='alice@x'/>\
-            <request xmlns='urn:xmpp:receipts'/></message>"
-            .parse()
-            .unwrap();
-        strip_room_claims(&mut m, "team@chat");
-        let ids: Vec<_> = m
-            .children()
-            .filter(|c| c.is("stanza-id", SID))
-            .map(|c| c.attr("id").unwrap())
-            .collect();
-        assert_eq!(ids, vec!["keep"]);
-        assert!(!m.has_child("request", ns::RECEIPTS));
-        assert_eq!(m.attr("id"), Some("x"));
-        assert!(m.has_child("body", ns::COMPONENT));
-    }
 }

@@ -1,16 +1,81 @@
 //! Every stanza that arrives is classified once, here, into what it means to
-//! tidemark. The router then matches on the kind; nothing further down has to
-//! look at raw attributes again. Malformed input is a kind too, carrying the
-//! error reply the protocol wants (if any).
+//! tidemark. The router then matches on the kind; nothing further down looks
+//! at the stanza again: what a handler needs (ids, the error to answer with,
+//! the element to relay) is carried in the value. Malformed input is a kind
+//! too, carrying the error reply the protocol wants (if any).
+//!
+//! Stanzas to rooms are read in [`room`], queries to the service in
+//! [`service`], and what is kept of a contact's presence in [`compact`].
+
+mod compact;
+mod room;
+mod service;
 
 use minidom::Element;
 use xmpp_parsers::displayed_markers::Displayed;
 use xmpp_parsers::jid::{BareJid, Jid};
-use xmpp_parsers::ping::Ping;
 use xmpp_parsers::receipts::Received;
 
 use crate::address::Addresses;
-use crate::stanza::{DefinedCondition, ErrorType, error_reply, jid_attr, ns};
+use crate::stanza::{
+    DefinedCondition, ErrorType, StanzaError, element, error_reply, error_reply_to, jid_attr, ns,
+    read_error, set_attr, stanza_error,
+};
+
+pub use compact::Compact;
+pub use room::{GroupMarker, GroupMessage, RoomRequest};
+pub use service::{CommandRequest, READ_RECEIPTS, READ_RECEIPTS_FIELD, ServiceRequest};
+
+/// Who sent a stanza and how to answer it (RFC 6120 §8.3.1): what a handler
+/// needs to send an error or a result back without the stanza itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    /// `message`, `presence` or `iq`.
+    pub name: String,
+    /// The `from` attribute, as written.
+    pub from: String,
+    /// The `id` attribute, as written.
+    pub id: Option<String>,
+}
+
+impl Origin {
+    fn of(stanza: &Element, from: &str) -> Self {
+        Origin {
+            name: stanza.name().to_owned(),
+            from: from.to_owned(),
+            id: stanza.attr("id").map(str::to_owned),
+        }
+    }
+
+    /// An error reply from `own`.
+    pub fn error(
+        &self,
+        own: &str,
+        type_: ErrorType,
+        condition: DefinedCondition,
+        text: &str,
+    ) -> Element {
+        self.reply_with_error(own, stanza_error(type_, condition, text))
+    }
+
+    /// [`Origin::error`] for an error built elsewhere.
+    pub fn reply_with_error(&self, own: &str, error: StanzaError) -> Element {
+        error_reply_to(&self.name, Some(&self.from), self.id.as_deref(), own, error)
+    }
+
+    /// The result of an iq, from `own`, with its payload if any.
+    pub fn result(&self, own: &str, payload: Option<Element>) -> Element {
+        let mut r = element("iq", ns::COMPONENT, &[("type", "result"), ("from", own)]);
+        set_attr(&mut r, "to", self.from.as_str());
+        if let Some(id) = &self.id {
+            set_attr(&mut r, "id", id.as_str());
+        }
+        if let Some(p) = payload {
+            r.append_child(p);
+        }
+        r
+    }
+}
 
 /// A stanza between a real user and a tracked address: `from` is the real
 /// sender, `to` the real contact the tracked address stands for (resources
@@ -25,28 +90,6 @@ pub struct Route {
     pub tracked_from: Jid,
     /// The tracked address the stanza was sent to.
     pub tracked_to: BareJid,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ServiceRequest {
-    DiscoInfo {
-        node: Option<String>,
-    },
-    DiscoItems,
-    GatewayPrompt,
-    GatewayTranslate {
-        prompt: String,
-    },
-    Status {
-        conversation: Option<String>,
-        id: Option<String>,
-    },
-    Ping,
-    /// disco#items of the XEP-0050 commands node.
-    CommandList,
-    /// A XEP-0050 `<command/>`.
-    Command(Element),
-    Unsupported,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +107,10 @@ pub enum AckKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chat {
     pub route: Route,
+    pub origin: Origin,
+    /// The message as it came, to relay.
+    pub message: Element,
+    /// The sender's id, if not empty.
     pub id: Option<String>,
     pub body_bytes: usize,
     pub has_body: bool,
@@ -80,55 +127,49 @@ pub enum SubscriptionKind {
     Unsubscribed,
 }
 
-/// What a stanza to a room (`room@service` or `room@service/nick`) asks for.
+impl SubscriptionKind {
+    /// The presence `type` it came as.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionKind::Subscribe => "subscribe",
+            SubscriptionKind::Subscribed => "subscribed",
+            SubscriptionKind::Unsubscribe => "unsubscribe",
+            SubscriptionKind::Unsubscribed => "unsubscribed",
+        }
+    }
+}
+
+/// A message error from the contact's side.
 #[derive(Debug, Clone, PartialEq)]
-pub enum RoomRequest {
-    /// Presence to `room/nick`: join (or update), or leave.
-    Presence {
-        nick: String,
-        available: bool,
-    },
-    /// A groupchat message with content.
-    Groupchat {
-        body_bytes: usize,
-        has_body: bool,
-    },
-    /// A read marker in a groupchat message.
-    Marker {
-        kind: AckKind,
-        id: String,
-    },
-    DiscoInfo,
-    DiscoItems,
-    /// An iq to `room/nick`; XEP-0410 self-pings are how clients learn
-    /// whether they are still in the room.
-    OccupantIq {
-        nick: String,
-        self_ping: bool,
-    },
-    /// An error from an occupant's client or server: the session is gone.
-    Bounce,
-    /// Anything else a room does not do (private messages, other queries);
-    /// carries the error to answer with, if any.
-    Refused {
-        reply: Option<Element>,
-    },
-    Ignored(&'static str),
+pub struct Bounce {
+    pub route: Route,
+    /// The id of the message it is about.
+    pub id: Option<String>,
+    /// The `<error/>` child as received, relayed as is.
+    pub error: Option<Element>,
+    /// Its defined condition and text (`undefined-condition` for an error
+    /// that is no valid RFC 6120 error).
+    pub condition: String,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
     Room {
         from: Jid,
-        room: xmpp_parsers::jid::BareJid,
+        origin: Origin,
+        room: BareJid,
         request: RoomRequest,
     },
     ServiceIq {
         from: Jid,
+        origin: Origin,
         request: ServiceRequest,
     },
-    /// An IQ request addressed to a tracked address.
-    ContactIq,
+    /// An IQ request addressed to a tracked address: refused with `reply`.
+    ContactIq {
+        reply: Element,
+    },
     /// A result or error to one of our own requests (keepalive pings).
     IqResponse,
     /// A message with content for a contact.
@@ -141,18 +182,24 @@ pub enum Incoming {
     },
     /// A message without content or acks (chat states and the like), relayed
     /// untracked.
-    Passthrough(Route),
+    Passthrough {
+        route: Route,
+        message: Element,
+    },
     /// A message error coming back from the contact's side.
-    Bounce(Route),
+    Bounce(Bounce),
     Subscription {
         route: Route,
         kind: SubscriptionKind,
+        id: Option<String>,
     },
     /// Available or unavailable presence from a contact to a watcher's
-    /// tracked address.
+    /// tracked address. `presence` is the stanza, to relay; `available` what
+    /// is kept of it, `None` for unavailable.
     Presence {
         route: Route,
-        available: bool,
+        presence: Element,
+        available: Option<Compact>,
     },
     Probe(Route),
     /// A presence error from a contact: the answer to a probe when the
@@ -231,9 +278,10 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
     }
     let type_ = stanza.attr("type");
 
+    let origin = Origin::of(stanza, stanza.attr("from").unwrap_or_default());
     if addrs.is_service(&to) {
         return match stanza.name() {
-            "iq" => classify_service_iq(stanza, from, &own),
+            "iq" => service::classify_service_iq(stanza, from, origin, &own),
             "message" if type_ == Some("error") => Incoming::Ignored("error to the service"),
             "message" => invalid(
                 stanza,
@@ -246,9 +294,10 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
     }
 
     if let Some((room, nick)) = addrs.room_of(&to) {
-        let request = classify_room(stanza, nick, &own);
+        let request = room::classify_room(stanza, &room, nick, &own);
         return Incoming::Room {
             from,
+            origin,
             room,
             request,
         };
@@ -275,9 +324,16 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
     match stanza.name() {
         "iq" => match type_ {
             Some("result") | Some("error") => Incoming::IqResponse,
-            _ => Incoming::ContactIq,
+            _ => Incoming::ContactIq {
+                reply: origin.error(
+                    &own,
+                    ErrorType::Cancel,
+                    DefinedCondition::ServiceUnavailable,
+                    "tracked addresses answer no queries; ask the service's domain",
+                ),
+            },
         },
-        "message" => classify_message(stanza, route, &own),
+        "message" => classify_message(stanza, route, origin, &own),
         "presence" => classify_presence(stanza, route),
         other => Incoming::Invalid {
             reason: format!("unexpected top-level element <{other}/>"),
@@ -311,166 +367,18 @@ fn ack_payload(child: &Element) -> Option<(AckKind, Option<String>)> {
     Some((kind, id.filter(|id| !id.is_empty())))
 }
 
-fn classify_room(stanza: &Element, nick: Option<String>, own: &str) -> RoomRequest {
-    let type_ = stanza.attr("type");
-    let refuse = |condition: DefinedCondition, text: &str| RoomRequest::Refused {
-        reply: match type_ {
-            Some("error") | Some("result") => None,
-            _ => Some(error_reply(stanza, own, ErrorType::Cancel, condition, text)),
-        },
-    };
-    match stanza.name() {
-        "presence" => match (nick, type_) {
-            (_, Some("error")) => RoomRequest::Bounce,
-            (Some(nick), None) => RoomRequest::Presence {
-                nick,
-                available: true,
-            },
-            (Some(nick), Some("unavailable")) => RoomRequest::Presence {
-                nick,
-                available: false,
-            },
-            (None, None) => refuse(
-                DefinedCondition::JidMalformed,
-                "join a room as room@service/nickname (XEP-0045 §7.2.1)",
-            ),
-            _ => RoomRequest::Ignored("presence to a room that is not a join or leave"),
-        },
-        "message" => {
-            if type_ == Some("error") {
-                return RoomRequest::Bounce;
-            }
-            if nick.is_some() || type_ != Some("groupchat") {
-                return refuse(
-                    DefinedCondition::NotAcceptable,
-                    "this room takes groupchat messages only; private messages are not supported",
-                );
-            }
-            let bodies: Vec<&Element> = stanza.children().filter(|c| c.name() == "body").collect();
-            if bodies.is_empty() {
-                for child in stanza.children() {
-                    let Some((kind, id)) = ack_payload(child) else {
-                        continue;
-                    };
-                    if kind == AckKind::Receipt {
-                        // XEP-0184 §5.3: no receipts in groupchat.
-                        return RoomRequest::Ignored("receipt in groupchat");
-                    }
-                    return match id {
-                        Some(id) => RoomRequest::Marker { kind, id },
-                        None => refuse(
-                            DefinedCondition::BadRequest,
-                            "marker without the id of the message it names",
-                        ),
-                    };
-                }
-            }
-            let has_attachment = stanza.has_child("x", ns::OOB);
-            if bodies.is_empty() && !has_attachment {
-                // Chat states and the like: nothing to keep.
-                return RoomRequest::Ignored("groupchat message without content");
-            }
-            RoomRequest::Groupchat {
-                body_bytes: bodies.iter().map(|b| b.text().len()).sum(),
-                has_body: !bodies.is_empty(),
-            }
-        }
-        "iq" => match (type_, nick) {
-            (Some("result") | Some("error"), _) => RoomRequest::Ignored("iq response to a room"),
-            (Some("get") | Some("set"), Some(nick)) => RoomRequest::OccupantIq {
-                nick,
-                self_ping: type_ == Some("get")
-                    && stanza
-                        .children()
-                        .next()
-                        .is_some_and(|q| Ping::try_from(q.clone()).is_ok()),
-            },
-            (Some("get"), None) => match stanza.children().next() {
-                Some(q) if q.is("query", ns::DISCO_INFO) => RoomRequest::DiscoInfo,
-                Some(q) if q.is("query", ns::DISCO_ITEMS) => RoomRequest::DiscoItems,
-                _ => refuse(
-                    DefinedCondition::ServiceUnavailable,
-                    "the room does not answer that query",
-                ),
-            },
-            _ => refuse(
-                DefinedCondition::ServiceUnavailable,
-                "the room does not answer that query",
-            ),
-        },
-        _ => RoomRequest::Ignored("unknown element to a room"),
-    }
-}
-
-fn classify_service_iq(iq: &Element, from: Jid, own: &str) -> Incoming {
-    let type_ = iq.attr("type");
-    match type_ {
-        Some("result") | Some("error") => return Incoming::IqResponse,
-        Some("get") | Some("set") => {}
-        _ => {
-            return invalid(
-                iq,
-                own,
-                "iq type must be get, set, result or error".into(),
-                DefinedCondition::BadRequest,
-            );
-        }
-    }
-    if iq.attr("id").is_none() {
-        return invalid(
-            iq,
-            own,
-            "iq without id".into(),
-            DefinedCondition::BadRequest,
-        );
-    }
-    let mut children = iq.children();
-    let Some(payload) = children.next() else {
-        return invalid(
-            iq,
-            own,
-            "iq request without a payload".into(),
-            DefinedCondition::BadRequest,
-        );
-    };
-    if children.next().is_some() {
-        return invalid(
-            iq,
-            own,
-            "iq request with more than one payload".into(),
-            DefinedCondition::BadRequest,
-        );
-    }
-    let get = type_ == Some("get");
-    let request = match (payload.ns().as_str(), payload.name(), get) {
-        (ns::DISCO_INFO, "query", true) => ServiceRequest::DiscoInfo {
-            node: payload.attr("node").map(str::to_owned),
-        },
-        (ns::DISCO_ITEMS, "query", true) if payload.attr("node") == Some(ns::COMMANDS) => {
-            ServiceRequest::CommandList
-        }
-        (ns::DISCO_ITEMS, "query", true) => ServiceRequest::DiscoItems,
-        (ns::COMMANDS, "command", false) => ServiceRequest::Command(payload.clone()),
-        (ns::GATEWAY, "query", true) => ServiceRequest::GatewayPrompt,
-        (ns::GATEWAY, "query", false) => ServiceRequest::GatewayTranslate {
-            prompt: payload
-                .get_child("prompt", ns::GATEWAY)
-                .map(|p| p.text())
-                .unwrap_or_default(),
-        },
-        (ns::STATUS, "status", true) => ServiceRequest::Status {
-            conversation: payload.attr("conversation").map(str::to_owned),
-            id: payload.attr("id").map(str::to_owned),
-        },
-        (ns::PING, "ping", true) if Ping::try_from(payload.clone()).is_ok() => ServiceRequest::Ping,
-        _ => ServiceRequest::Unsupported,
-    };
-    Incoming::ServiceIq { from, request }
-}
-
-fn classify_message(msg: &Element, route: Route, own: &str) -> Incoming {
+fn classify_message(msg: &Element, route: Route, origin: Origin, own: &str) -> Incoming {
     match msg.attr("type") {
-        Some("error") => return Incoming::Bounce(route),
+        Some("error") => {
+            let (condition, text) = read_error(msg);
+            return Incoming::Bounce(Bounce {
+                route,
+                id: origin.id,
+                error: msg.children().find(|c| c.name() == "error").cloned(),
+                condition,
+                text,
+            });
+        }
         Some("groupchat") => {
             return invalid(
                 msg,
@@ -512,10 +420,15 @@ fn classify_message(msg: &Element, route: Route, own: &str) -> Incoming {
     }
     let has_attachment = msg.has_child("x", ns::OOB);
     if !has_body && !has_attachment {
-        return Incoming::Passthrough(route);
+        return Incoming::Passthrough {
+            route,
+            message: msg.clone(),
+        };
     }
     Incoming::Chat(Chat {
         route,
+        origin,
+        message: msg.clone(),
         id: msg.attr("id").filter(|s| !s.is_empty()).map(str::to_owned),
         body_bytes: bodies.iter().map(|b| b.text().len()).sum(),
         has_body,
@@ -526,31 +439,26 @@ fn classify_message(msg: &Element, route: Route, own: &str) -> Incoming {
 }
 
 fn classify_presence(p: &Element, route: Route) -> Incoming {
+    let subscription = |route, kind| Incoming::Subscription {
+        route,
+        kind,
+        id: p.attr("id").map(str::to_owned),
+    };
     match p.attr("type") {
         None => Incoming::Presence {
             route,
-            available: true,
+            presence: p.clone(),
+            available: Some(Compact::of(p)),
         },
         Some("unavailable") => Incoming::Presence {
             route,
-            available: false,
+            presence: p.clone(),
+            available: None,
         },
-        Some("subscribe") => Incoming::Subscription {
-            route,
-            kind: SubscriptionKind::Subscribe,
-        },
-        Some("subscribed") => Incoming::Subscription {
-            route,
-            kind: SubscriptionKind::Subscribed,
-        },
-        Some("unsubscribe") => Incoming::Subscription {
-            route,
-            kind: SubscriptionKind::Unsubscribe,
-        },
-        Some("unsubscribed") => Incoming::Subscription {
-            route,
-            kind: SubscriptionKind::Unsubscribed,
-        },
+        Some("subscribe") => subscription(route, SubscriptionKind::Subscribe),
+        Some("subscribed") => subscription(route, SubscriptionKind::Subscribed),
+        Some("unsubscribe") => subscription(route, SubscriptionKind::Unsubscribe),
+        Some("unsubscribed") => subscription(route, SubscriptionKind::Unsubscribed),
         Some("probe") => Incoming::Probe(route),
         Some("error") => Incoming::PresenceError(route),
         Some(_) => Incoming::Ignored("presence of unknown type"),
@@ -720,6 +628,11 @@ mod tests {
             classify(&iq, &addrs()),
             Incoming::ServiceIq {
                 from: Jid::new("alice@localhost/a").unwrap(),
+                origin: Origin {
+                    name: "iq".into(),
+                    from: "alice@localhost/a".into(),
+                    id: Some("q1".into()),
+                },
                 request: ServiceRequest::Status {
                     conversation: Some("bob\\40localhost@chat.localhost".into()),
                     id: Some("m1".into())
