@@ -120,7 +120,14 @@ impl CleanPages {
     }
 }
 
+/// Interned ids and the states of conversations written before, in memory:
+/// every stanza of a conversation needs both. Cleared when full, which only
+/// costs reading them again.
+const KNOWN_CONVERSATIONS: usize = 65_536;
+
 struct State {
+    known_ids: HashMap<ConversationKey, u64>,
+    known_states: HashMap<u64, ConvState>,
     dirty: Staged,
     /// What a running flush is writing: still to be read from until sled
     /// has it.
@@ -178,6 +185,8 @@ impl StatusLog {
         Ok(StatusLog {
             tree,
             state: Mutex::new(State {
+                known_ids: HashMap::new(),
+                known_states: HashMap::new(),
                 dirty: Staged::default(),
                 flushing: None,
                 clean: CleanPages::default(),
@@ -195,6 +204,25 @@ impl StatusLog {
     }
 
     fn conv(
+        &self,
+        st: &mut State,
+        key: &ConversationKey,
+        create: bool,
+    ) -> StoreResult<Option<Conv>> {
+        if let Some(id) = st.known_ids.get(key) {
+            return Ok(Some(Conv { id: *id }));
+        }
+        let found = self.intern(st, key, create)?;
+        if let Some(conv) = found {
+            if st.known_ids.len() >= KNOWN_CONVERSATIONS {
+                st.known_ids.clear();
+            }
+            st.known_ids.insert(key.clone(), conv.id);
+        }
+        Ok(found)
+    }
+
+    fn intern(
         &self,
         st: &mut State,
         key: &ConversationKey,
@@ -229,6 +257,9 @@ impl StatusLog {
             return Ok(*s);
         }
         if let Some(s) = st.flushing.as_ref().and_then(|f| f.convs.get(&conv.id)) {
+            return Ok(*s);
+        }
+        if let Some(s) = st.known_states.get(&conv.id) {
             return Ok(*s);
         }
         match self.tree.get(key(CONV, conv.id))? {
@@ -716,6 +747,16 @@ impl StatusLog {
             .and_then(|b| Ok(self.tree.apply_batch(b)?));
         let mut st = self.lock();
         st.flushing = None;
+        if result.is_ok() {
+            // What was just written is what later stanzas of these
+            // conversations read first; a newer dirty state still wins.
+            if st.known_states.len() + staged.convs.len() > KNOWN_CONVERSATIONS {
+                st.known_states.clear();
+            }
+            for (id, state) in &staged.convs {
+                st.known_states.insert(*id, *state);
+            }
+        }
         if result.is_err() {
             // Nothing was written: keep it for the next flush, under what
             // changed since.
