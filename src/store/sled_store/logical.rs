@@ -1,5 +1,6 @@
 //! The sled backend as logical records, for export and import.
 
+use super::staged::T;
 use super::{SledStore, decode, decode_seq};
 use crate::store::export::{ExportError, ExportRecord};
 use crate::store::keys::{self, ConversationKey};
@@ -36,7 +37,7 @@ impl SledStore {
                 seq,
             })
         })?;
-        for entry in self.marks.iter() {
+        for entry in self.staged.tree(T::Marks).iter() {
             let (k, v) = entry.map_err(StoreError::from)?;
             let (conversation, reader) =
                 keys::split_mark(&k).ok_or_else(|| corrupt("tidemark key", &k))?;
@@ -46,7 +47,7 @@ impl SledStore {
                 seq: decode_seq(&v, "tidemark")?,
             })?;
         }
-        for entry in self.mark_log.iter() {
+        for entry in self.staged.tree(T::MarkLog).iter() {
             let (k, v) = entry.map_err(StoreError::from)?;
             let (prefix, seq) =
                 keys::split_seq_suffix(&k).ok_or_else(|| corrupt("tidemark log key", &k))?;
@@ -59,12 +60,12 @@ impl SledStore {
                 at: decode_seq(&v, "tidemark log time")?,
             })?;
         }
-        for entry in self.grants.iter() {
+        for entry in self.staged.tree(T::Grants).iter() {
             let (k, _) = entry.map_err(StoreError::from)?;
             let (contact, watcher) = split_pair(&k, "presence grant key")?;
             each(ExportRecord::Grant { contact, watcher })?;
         }
-        for entry in self.queue.iter() {
+        for entry in self.staged.tree(T::Queue).iter() {
             let (k, v) = entry.map_err(StoreError::from)?;
             let (recipient, seq) =
                 keys::split_seq_suffix(&k).ok_or_else(|| corrupt("held stanza key", &k))?;
@@ -77,7 +78,7 @@ impl SledStore {
                 stanza: String::from_utf8_lossy(&stanza).into_owned(),
             })?;
         }
-        for entry in self.rooms.iter() {
+        for entry in self.staged.tree(T::Rooms).iter() {
             let (k, v) = entry.map_err(StoreError::from)?;
             let record: RoomRecord = decode(&v, "room")?;
             each(ExportRecord::room(
@@ -85,13 +86,13 @@ impl SledStore {
                 record,
             ))?;
         }
-        for entry in self.room_members.iter() {
+        for entry in self.staged.tree(T::RoomMembers).iter() {
             let (k, v) = entry.map_err(StoreError::from)?;
             let (room, member) = split_pair(&k, "membership key")?;
             let m: Membership = decode(&v, "membership")?;
             each(ExportRecord::member(room, member, m))?;
         }
-        for entry in self.room_messages.iter() {
+        for entry in self.staged.tree(T::RoomMessages).iter() {
             let (k, v) = entry.map_err(StoreError::from)?;
             let (room, seq) =
                 keys::split_seq_suffix(&k).ok_or_else(|| corrupt("room message key", &k))?;
@@ -102,12 +103,12 @@ impl SledStore {
                 m,
             ))?;
         }
-        for entry in self.room_creators.iter() {
+        for entry in self.staged.tree(T::RoomCreators).iter() {
             let (k, _) = entry.map_err(StoreError::from)?;
             let (creator, room) = split_pair(&k, "room creator key")?;
             each(ExportRecord::RoomCreator { creator, room })?;
         }
-        for entry in self.prefs.iter() {
+        for entry in self.staged.tree(T::Prefs).iter() {
             let (k, v) = entry.map_err(StoreError::from)?;
             each(ExportRecord::ReadReceipts {
                 user: String::from_utf8_lossy(&k).into_owned(),
@@ -165,8 +166,11 @@ impl SledStore {
             } => match conversation.side_of(&reader) {
                 Some(side) => self.log.set_mark(&conversation, side, seq),
                 None => {
-                    self.marks
-                        .insert(keys::mark(&conversation, &reader), &seq.to_be_bytes())?;
+                    self.staged.insert(
+                        T::Marks,
+                        keys::mark(&conversation, &reader),
+                        seq.to_be_bytes(),
+                    );
                     Ok(())
                 }
             },
@@ -176,10 +180,11 @@ impl SledStore {
                 seq,
                 at,
             } => {
-                self.mark_log.insert(
+                self.staged.insert(
+                    T::MarkLog,
                     keys::mark_log(&conversation, &reader, seq),
-                    &at.to_be_bytes(),
-                )?;
+                    at.to_be_bytes(),
+                );
                 Ok(())
             }
             ExportRecord::Grant { contact, watcher } => {

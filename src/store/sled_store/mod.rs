@@ -1,6 +1,7 @@
 //! The sled backend.
 
 mod logical;
+mod staged;
 #[cfg(test)]
 mod tests;
 mod upgrade;
@@ -14,6 +15,7 @@ use super::{
     Expiry, ExpiryCursor, Membership, MessageRecord, Millis, QueuedStanza, RoomMessage, RoomRecord,
     SCHEMA_VERSION, Seq, Store, StoreError, StoreResult,
 };
+use staged::{StagedTrees, T};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// Added to sled's id generator, so that sequence numbers after an import
@@ -25,24 +27,14 @@ pub struct SledStore {
     seq_offset: std::sync::atomic::AtomicU64,
     /// 1:1 statuses and their tidemarks (`status_log`).
     log: StatusLog,
-    /// Tidemarks other than a 1:1 party's own: room members', and private
-    /// ones of readers who hide their reads.
-    marks: sled::Tree,
-    mark_log: sled::Tree,
-    grants: sled::Tree,
-    queue: sled::Tree,
-    rooms: sled::Tree,
-    room_members: sled::Tree,
-    room_messages: sled::Tree,
-    room_message_ids: sled::Tree,
-    room_creators: sled::Tree,
-    prefs: sled::Tree,
-    /// Refused 1:1 messages by sender (`keys::refusal`), to keep only the
-    /// newest few; the value is the conversation key.
-    refusals: sled::Tree,
-    /// How many entries each sender has in `refusals`, so trimming needs no
-    /// count.
-    refusal_counts: sled::Tree,
+    /// Everything else, staged until the flush: tidemarks other than a
+    /// 1:1 party's own (room members', and private ones of readers who hide
+    /// their reads), presence grants, held stanzas, rooms, preferences and
+    /// refused messages by sender (`keys::refusal`, to keep only the newest
+    /// few, with a count per sender so trimming needs no count).
+    staged: StagedTrees,
+    /// One flush at a time: a later one must never write older data.
+    flush_lock: std::sync::Mutex<()>,
 }
 
 impl SledStore {
@@ -115,18 +107,8 @@ impl SledStore {
         let store = Self {
             seq_offset: seq_offset.into(),
             log: StatusLog::open(db.open_tree("status_log")?, recent_ids)?,
-            marks: db.open_tree("marks")?,
-            mark_log: db.open_tree("mark_log")?,
-            grants: db.open_tree("presence_grants")?,
-            queue: db.open_tree("queue")?,
-            rooms: db.open_tree("rooms")?,
-            room_members: db.open_tree("room_members")?,
-            room_messages: db.open_tree("room_messages")?,
-            room_message_ids: db.open_tree("room_message_ids")?,
-            room_creators: db.open_tree("room_creators")?,
-            prefs: db.open_tree("read_receipt_prefs")?,
-            refusals: db.open_tree("refusals")?,
-            refusal_counts: db.open_tree("refusal_counts")?,
+            staged: StagedTrees::open(&db)?,
+            flush_lock: std::sync::Mutex::new(()),
             db,
         };
         if found == Some(1) {
@@ -136,6 +118,39 @@ impl SledStore {
         }
         upgrade::drop_schema_1_trees(&store.db, &store)?;
         Ok(store)
+    }
+
+    /// Writes everything staged, the status log's pages and the other
+    /// trees' writes, in one sled transaction (made durable by the db's
+    /// flush that follows): a crash keeps all of a group commit or none.
+    fn write_staged(&self) -> StoreResult<()> {
+        let _one = self.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let writes = self.staged.begin_flush();
+        let mut trees: Vec<&sled::Tree> = vec![self.log.tree()];
+        trees.extend(self.staged.trees());
+        let result = self.log.write_staged_with(|log_batch| {
+            let batches: Vec<sled::Batch> = writes.iter().map(staged::batch).collect();
+            use sled::Transactional;
+            trees
+                .as_slice()
+                .transaction(|tx| {
+                    if let Some(b) = log_batch {
+                        tx[0].apply_batch(b)?;
+                    }
+                    for (i, b) in batches.iter().enumerate() {
+                        tx[i + 1].apply_batch(b)?;
+                    }
+                    Ok(())
+                })
+                .map_err(|e: sled::transaction::TransactionError<()>| match e {
+                    sled::transaction::TransactionError::Storage(e) => StoreError::from(e),
+                    sled::transaction::TransactionError::Abort(()) => {
+                        StoreError::Backend("the flush's transaction was aborted".into())
+                    }
+                })
+        });
+        self.staged.end_flush(writes, result.is_ok());
+        result
     }
 
     /// Bytes sled uses on disk.
@@ -156,7 +171,7 @@ impl SledStore {
 
     /// A tidemark kept outside the status log: in a room, or a private one.
     fn other_mark(&self, conv: &ConversationKey, reader: &str) -> StoreResult<Seq> {
-        match self.marks.get(keys::mark(conv, reader))? {
+        match self.staged.get(T::Marks, &keys::mark(conv, reader))? {
             Some(v) => decode_seq(&v, "tidemark"),
             None => Ok(0),
         }
@@ -178,9 +193,11 @@ impl SledStore {
     ) -> StoreResult<Option<(Seq, MessageRecord)>> {
         let prefix = keys::refusal_prefix(sender);
         let wanted = conv.encode();
-        for entry in self.refusals.scan_prefix(&prefix).rev() {
-            let (k, v) = entry?;
-            if v.as_ref() != wanted.as_slice() {
+        for (k, v) in self
+            .staged
+            .scan_prefix(T::Refusals, &prefix, true, usize::MAX)?
+        {
+            if v != wanted {
                 continue;
             }
             let seq = decode_seq(&k[prefix.len()..], "refusal key")?;
@@ -210,12 +227,11 @@ fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8], what: &'static str) ->
 }
 
 fn decode_room_messages(
-    entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
     prefix_len: usize,
 ) -> StoreResult<Vec<(Seq, RoomMessage)>> {
     let mut out = Vec::new();
-    for entry in entries {
-        let (k, v) = entry?;
+    for (k, v) in entries {
         let seq = decode_seq(&k[prefix_len..], "room message key")?;
         out.push((seq, decode(&v, "room message")?));
     }
@@ -280,11 +296,11 @@ impl Store for SledStore {
         if let Some(side) = Self::log_side(conv, reader) {
             return self.log.advance(conv, side, seq, at);
         }
-        // An atomic maximum: a compare-and-swap loop inside sled, so two
-        // writers can never move the mark backwards or both claim one move.
+        // An atomic maximum under the staging lock, so two writers can never
+        // move the mark backwards or both claim one move.
         let mut moved = false;
-        self.marks
-            .fetch_and_update(keys::mark(conv, reader), |old| {
+        self.staged
+            .update(T::Marks, &keys::mark(conv, reader), |old| {
                 let current = old.and_then(|v| v.try_into().ok().map(Seq::from_be_bytes));
                 moved = current.is_none_or(|c| c < seq);
                 if moved {
@@ -296,8 +312,11 @@ impl Store for SledStore {
         if !moved {
             return Ok(false);
         }
-        self.mark_log
-            .insert(keys::mark_log(conv, reader, seq), &at.to_be_bytes())?;
+        self.staged.insert(
+            T::MarkLog,
+            keys::mark_log(conv, reader, seq),
+            at.to_be_bytes(),
+        );
         Ok(true)
     }
 
@@ -313,36 +332,43 @@ impl Store for SledStore {
         // The first move of the tidemark at or past `seq` is when it was read.
         let prefix = keys::mark_log_prefix(conv, reader);
         let from = keys::mark_log(conv, reader, seq);
-        match self.mark_log.range(from..).next() {
-            Some(entry) => {
-                let (k, v) = entry?;
-                if !k.starts_with(&prefix) {
-                    return Ok(None);
-                }
-                Ok(Some(decode_seq(&v, "tidemark log time")?))
-            }
-            None => Ok(None),
+        let first = self.staged.range(
+            T::MarkLog,
+            std::ops::Bound::Included(from),
+            std::ops::Bound::Unbounded,
+            false,
+            1,
+        )?;
+        match first.first() {
+            Some((k, v)) if k.starts_with(&prefix) => Ok(Some(decode_seq(v, "tidemark log time")?)),
+            _ => Ok(None),
         }
     }
 
     fn set_presence_allowed(&self, contact: &str, watcher: &str, allowed: bool) -> StoreResult<()> {
         let key = keys::grant(contact, watcher);
         if allowed {
-            self.grants.insert(key, &[1u8])?;
+            self.staged.insert(T::Grants, key, [1u8]);
         } else {
-            self.grants.remove(key)?;
+            self.staged.remove(T::Grants, key);
         }
         Ok(())
     }
 
     fn presence_allowed(&self, contact: &str, watcher: &str) -> StoreResult<bool> {
-        Ok(self.grants.contains_key(keys::grant(contact, watcher))?)
+        self.staged
+            .contains(T::Grants, &keys::grant(contact, watcher))
     }
 
     fn presence_grants(&self) -> StoreResult<Vec<(String, String)>> {
         let mut out = Vec::new();
-        for entry in self.grants.iter() {
-            let (k, _) = entry?;
+        for (k, _) in self.staged.range(
+            T::Grants,
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Unbounded,
+            false,
+            usize::MAX,
+        )? {
             let pair = keys::split_grant(&k).ok_or_else(|| StoreError::Corrupt {
                 what: "presence grant key",
                 detail: format!("{k:?}"),
@@ -355,12 +381,10 @@ impl Store for SledStore {
     fn has_watchers(&self, contact: &str) -> StoreResult<bool> {
         let mut prefix = contact.as_bytes().to_vec();
         prefix.push(0);
-        Ok(self
-            .grants
-            .scan_prefix(prefix)
-            .next()
-            .transpose()?
-            .is_some())
+        Ok(!self
+            .staged
+            .scan_prefix(T::Grants, &prefix, false, 1)?
+            .is_empty())
     }
 
     fn put_refused_message(
@@ -372,28 +396,31 @@ impl Store for SledStore {
     ) -> StoreResult<()> {
         self.log.put(conv, seq, record, true)?;
         let sender = record.sender.as_str();
-        self.refusals
-            .insert(keys::refusal(sender, seq), conv.encode())?;
+        self.staged
+            .insert(T::Refusals, keys::refusal(sender, seq), conv.encode());
         let mut count = self.refusal_count(sender)? + 1;
         let prefix = keys::refusal_prefix(sender);
-        while count > keep {
-            let Some(entry) = self.refusals.scan_prefix(&prefix).next() else {
-                count = 0;
-                break;
-            };
-            let (k, _) = entry?;
-            let old_seq = decode_seq(&k[prefix.len()..], "refusal key")?;
-            self.log.remove_refused(old_seq)?;
-            self.refusals.remove(k)?;
-            count -= 1;
+        if count > keep {
+            let oldest = self
+                .staged
+                .scan_prefix(T::Refusals, &prefix, false, count - keep)?;
+            for (k, _) in &oldest {
+                let old_seq = decode_seq(&k[prefix.len()..], "refusal key")?;
+                self.log.remove_refused(old_seq)?;
+                self.staged.remove(T::Refusals, k.clone());
+            }
+            count -= oldest.len();
         }
-        self.refusal_counts
-            .insert(sender.as_bytes(), &(count as u64).to_be_bytes())?;
+        self.staged.insert(
+            T::RefusalCounts,
+            sender.as_bytes(),
+            (count as u64).to_be_bytes(),
+        );
         Ok(())
     }
 
     fn refusal_count(&self, sender: &str) -> StoreResult<usize> {
-        match self.refusal_counts.get(sender.as_bytes())? {
+        match self.staged.get(T::RefusalCounts, sender.as_bytes())? {
             Some(v) => Ok(decode_seq(&v, "refusal count")? as usize),
             None => Ok(0),
         }
@@ -411,22 +438,25 @@ impl Store for SledStore {
                 what: "queued stanza",
                 detail: e.to_string(),
             })?;
-        self.queue.insert(keys::queue(recipient, seq), value)?;
+        self.staged
+            .insert(T::Queue, keys::queue(recipient, seq), value);
         Ok(())
     }
 
     fn queued_count(&self, recipient: &str) -> StoreResult<usize> {
         Ok(self
-            .queue
-            .scan_prefix(keys::queue_prefix(recipient))
-            .count())
+            .staged
+            .scan_prefix(T::Queue, &keys::queue_prefix(recipient), false, usize::MAX)?
+            .len())
     }
 
     fn take_queue(&self, recipient: &str) -> StoreResult<Vec<QueuedStanza>> {
         let prefix = keys::queue_prefix(recipient);
         let mut out = Vec::new();
-        for entry in self.queue.scan_prefix(&prefix) {
-            let (k, v) = entry?;
+        for (k, v) in self
+            .staged
+            .scan_prefix(T::Queue, &prefix, false, usize::MAX)?
+        {
             let seq = decode_seq(&k[prefix.len()..], "queue key")?;
             let (conv, stanza): (Vec<u8>, Vec<u8>) = decode(&v, "queued stanza")?;
             let conv = ConversationKey::decode(&conv).ok_or_else(|| StoreError::Corrupt {
@@ -436,28 +466,33 @@ impl Store for SledStore {
             out.push(QueuedStanza { seq, conv, stanza });
         }
         for q in &out {
-            self.queue.remove(keys::queue(recipient, q.seq))?;
+            self.staged.remove(T::Queue, keys::queue(recipient, q.seq));
         }
         Ok(out)
     }
 
     fn put_room(&self, room: &str, record: &RoomRecord) -> StoreResult<()> {
-        self.rooms
-            .insert(room.as_bytes(), encode(record, "room")?)?;
+        self.staged
+            .insert(T::Rooms, room.as_bytes(), encode(record, "room")?);
         Ok(())
     }
 
     fn room(&self, room: &str) -> StoreResult<Option<RoomRecord>> {
-        self.rooms
-            .get(room.as_bytes())?
+        self.staged
+            .get(T::Rooms, room.as_bytes())?
             .map(|v| decode(&v, "room"))
             .transpose()
     }
 
     fn rooms(&self) -> StoreResult<Vec<(String, RoomRecord)>> {
         let mut out = Vec::new();
-        for entry in self.rooms.iter() {
-            let (k, v) = entry?;
+        for (k, v) in self.staged.range(
+            T::Rooms,
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Unbounded,
+            false,
+            usize::MAX,
+        )? {
             out.push((
                 String::from_utf8_lossy(&k).into_owned(),
                 decode(&v, "room")?,
@@ -467,14 +502,17 @@ impl Store for SledStore {
     }
 
     fn set_membership(&self, room: &str, member: &str, m: &Membership) -> StoreResult<()> {
-        self.room_members
-            .insert(keys::room_member(room, member), encode(m, "membership")?)?;
+        self.staged.insert(
+            T::RoomMembers,
+            keys::room_member(room, member),
+            encode(m, "membership")?,
+        );
         Ok(())
     }
 
     fn membership(&self, room: &str, member: &str) -> StoreResult<Option<Membership>> {
-        self.room_members
-            .get(keys::room_member(room, member))?
+        self.staged
+            .get(T::RoomMembers, &keys::room_member(room, member))?
             .map(|v| decode(&v, "membership"))
             .transpose()
     }
@@ -482,8 +520,10 @@ impl Store for SledStore {
     fn memberships(&self, room: &str) -> StoreResult<Vec<(String, Membership)>> {
         let prefix = keys::room_prefix(room);
         let mut out = Vec::new();
-        for entry in self.room_members.scan_prefix(&prefix) {
-            let (k, v) = entry?;
+        for (k, v) in self
+            .staged
+            .scan_prefix(T::RoomMembers, &prefix, false, usize::MAX)?
+        {
             let member = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
             out.push((member, decode(&v, "membership")?));
         }
@@ -491,21 +531,25 @@ impl Store for SledStore {
     }
 
     fn put_room_message(&self, room: &str, seq: Seq, message: &RoomMessage) -> StoreResult<()> {
-        self.room_messages.insert(
+        self.staged.insert(
+            T::RoomMessages,
             keys::room_message(room, seq),
             encode(message, "room message")?,
-        )?;
+        );
         let seq_bytes = seq.to_be_bytes();
-        self.room_message_ids.insert(
+        let ids = T::RoomMessageIds;
+        self.staged.insert(
+            ids,
             keys::room_message_id(room, b's', &message.stanza_id),
-            &seq_bytes,
-        )?;
-        self.room_message_ids.insert(
+            seq_bytes,
+        );
+        self.staged.insert(
+            ids,
             keys::room_sender_id(room, &message.sender, &message.id),
-            &seq_bytes,
-        )?;
-        self.room_message_ids
-            .insert(keys::room_id_use(room, &message.id, seq), &[])?;
+            seq_bytes,
+        );
+        self.staged
+            .insert(ids, keys::room_id_use(room, &message.id, seq), []);
         Ok(())
     }
 
@@ -543,13 +587,19 @@ impl Store for SledStore {
         let prefix = keys::room_id_uses_prefix(room, id);
         let from = keys::room_id_use(room, id, after.saturating_add(1));
         let mut out = Vec::new();
-        for entry in self.room_message_ids.range(from..).take(limit) {
-            let (k, _) = entry?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
+        let to = keys::room_id_use(room, id, Seq::MAX);
+        for (k, _) in self.staged.range(
+            T::RoomMessageIds,
+            std::ops::Bound::Included(from),
+            std::ops::Bound::Included(to),
+            false,
+            limit,
+        )? {
             let seq = decode_seq(&k[prefix.len()..], "room id use")?;
-            if let Some(m) = self.room_messages.get(keys::room_message(room, seq))? {
+            if let Some(m) = self
+                .staged
+                .get(T::RoomMessages, &keys::room_message(room, seq))?
+            {
                 out.push((seq, decode(&m, "room message")?));
             }
         }
@@ -566,21 +616,21 @@ impl Store for SledStore {
     }
 
     fn add_room_creator(&self, creator: &str, room: &str) -> StoreResult<()> {
-        self.room_creators
-            .insert(keys::room_creator(creator, room), &[])?;
+        self.staged
+            .insert(T::RoomCreators, keys::room_creator(creator, room), []);
         Ok(())
     }
 
     fn rooms_created_by(&self, creator: &str) -> StoreResult<usize> {
-        let mut n = 0;
-        for entry in self
-            .room_creators
-            .scan_prefix(keys::room_creator_prefix(creator))
-        {
-            entry?;
-            n += 1;
-        }
-        Ok(n)
+        Ok(self
+            .staged
+            .scan_prefix(
+                T::RoomCreators,
+                &keys::room_creator_prefix(creator),
+                false,
+                usize::MAX,
+            )?
+            .len())
     }
 
     fn room_messages_between(
@@ -593,33 +643,43 @@ impl Store for SledStore {
             return Ok(vec![]);
         }
         let prefix_len = keys::room_prefix(room).len();
-        let range = keys::room_message(room, after + 1)..=keys::room_message(room, upto);
-        decode_room_messages(self.room_messages.range(range), prefix_len)
+        let entries = self.staged.range(
+            T::RoomMessages,
+            std::ops::Bound::Included(keys::room_message(room, after + 1)),
+            std::ops::Bound::Included(keys::room_message(room, upto)),
+            false,
+            usize::MAX,
+        )?;
+        decode_room_messages(entries, prefix_len)
     }
 
     fn room_history(&self, room: &str, limit: usize) -> StoreResult<Vec<(Seq, RoomMessage)>> {
         let prefix = keys::room_prefix(room);
-        let mut out = decode_room_messages(
-            self.room_messages.scan_prefix(&prefix).rev().take(limit),
-            prefix.len(),
-        )?;
+        let entries = self
+            .staged
+            .scan_prefix(T::RoomMessages, &prefix, true, limit)?;
+        let mut out = decode_room_messages(entries, prefix.len())?;
         out.reverse();
         Ok(out)
     }
 
     fn read_receipts_pref(&self, user: &str) -> StoreResult<Option<bool>> {
         Ok(self
-            .prefs
-            .get(user.as_bytes())?
+            .staged
+            .get(T::Prefs, user.as_bytes())?
             .map(|v| v.first() == Some(&1)))
     }
 
     fn set_read_receipts_pref(&self, user: &str, enabled: bool) -> StoreResult<()> {
-        self.prefs.insert(user.as_bytes(), &[u8::from(enabled)])?;
+        self.staged
+            .insert(T::Prefs, user.as_bytes(), [u8::from(enabled)]);
         Ok(())
     }
 
     fn expire(&self, cutoff: Millis, from: &ExpiryCursor, budget: usize) -> StoreResult<Expiry> {
+        // The pass reads sled's trees: what is staged goes there first, as
+        // one transaction (durable at the next flush, as ever).
+        self.write_staged()?;
         let mut cursor = from.clone();
         let (mut examined, mut removed) = (0, 0);
         while examined < budget {
@@ -702,7 +762,7 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> StoreResult<()> {
-        self.log.write_staged()?;
+        self.write_staged()?;
         self.db.flush()?;
         Ok(())
     }
@@ -719,19 +779,7 @@ impl Store for SledStore {
     }
 
     fn is_empty(&self) -> StoreResult<bool> {
-        let trees = [
-            &self.marks,
-            &self.mark_log,
-            &self.grants,
-            &self.queue,
-            &self.rooms,
-            &self.room_members,
-            &self.room_messages,
-            &self.room_creators,
-            &self.prefs,
-            &self.refusals,
-        ];
-        Ok(self.log.is_empty() && trees.iter().all(|t| t.is_empty()))
+        Ok(self.log.is_empty() && self.staged.is_empty()?)
     }
 
     fn continue_after(&self, seq: Seq) -> StoreResult<()> {
@@ -776,13 +824,13 @@ impl SledStore {
         room: &str,
         index_key: Vec<u8>,
     ) -> StoreResult<Option<(Seq, RoomMessage)>> {
-        let Some(seq) = self.room_message_ids.get(index_key)? else {
+        let Some(seq) = self.staged.get(T::RoomMessageIds, &index_key)? else {
             return Ok(None);
         };
         let seq = decode_seq(&seq, "room message index")?;
         Ok(self
-            .room_messages
-            .get(keys::room_message(room, seq))?
+            .staged
+            .get(T::RoomMessages, &keys::room_message(room, seq))?
             .map(|v| decode(&v, "room message"))
             .transpose()?
             .map(|m| (seq, m)))
@@ -790,21 +838,26 @@ impl SledStore {
 
     fn phase_tree(&self, phase: Phase) -> &sled::Tree {
         match phase {
-            Phase::Queue => &self.queue,
+            Phase::Queue => self.staged.tree(T::Queue),
             Phase::Messages | Phase::IdBlocks => {
                 unreachable!("the status log expires its own pages and blocks")
             }
-            Phase::RoomMessages => &self.room_messages,
-            Phase::MarkLog => &self.mark_log,
+            Phase::RoomMessages => self.staged.tree(T::RoomMessages),
+            Phase::MarkLog => self.staged.tree(T::MarkLog),
         }
     }
 
     /// Removes `index_key` if it still names `seq` (a later message may have
     /// reused the id).
-    fn remove_index_to(&self, tree: &sled::Tree, index_key: Vec<u8>, seq: Seq) -> StoreResult<()> {
-        tree.compare_and_swap(index_key, Some(&seq.to_be_bytes()[..]), None::<&[u8]>)?
-            .ok();
-        Ok(())
+    fn remove_index_to(&self, index_key: Vec<u8>, seq: Seq) -> StoreResult<()> {
+        self.staged
+            .update(T::RoomMessageIds, &index_key, |current| {
+                if current == Some(&seq.to_be_bytes()[..]) {
+                    None
+                } else {
+                    current.map(<[u8]>::to_vec)
+                }
+            })
     }
 
     /// Removes one entry (and what indexes it) if it is older than `cutoff`;
@@ -837,7 +890,7 @@ impl SledStore {
                     seq,
                     "held message older than the retention dropped"
                 );
-                self.queue.remove(k)?;
+                self.staged.remove(T::Queue, k);
                 Ok(1)
             }
             Phase::Messages | Phase::IdBlocks => Ok(0),
@@ -852,12 +905,12 @@ impl SledStore {
                     return Ok(0);
                 }
                 let room = String::from_utf8_lossy(room).into_owned();
-                self.room_messages.remove(k)?;
-                let ids = &self.room_message_ids;
-                self.remove_index_to(ids, keys::room_message_id(&room, b's', &m.stanza_id), seq)?;
-                self.remove_index_to(ids, keys::room_sender_id(&room, &m.sender, &m.id), seq)?;
-                self.remove_index_to(ids, keys::room_message_id(&room, b'i', &m.id), seq)?;
-                ids.remove(keys::room_id_use(&room, &m.id, seq))?;
+                self.staged.remove(T::RoomMessages, k);
+                self.remove_index_to(keys::room_message_id(&room, b's', &m.stanza_id), seq)?;
+                self.remove_index_to(keys::room_sender_id(&room, &m.sender, &m.id), seq)?;
+                self.remove_index_to(keys::room_message_id(&room, b'i', &m.id), seq)?;
+                self.staged
+                    .remove(T::RoomMessageIds, keys::room_id_use(&room, &m.id, seq));
                 Ok(1)
             }
             Phase::MarkLog => {
@@ -866,7 +919,7 @@ impl SledStore {
                 // The tidemark itself stays, so nothing reads as unread.
                 match keys::seq_from(v) {
                     Some(at) if at < cutoff => {
-                        self.mark_log.remove(k)?;
+                        self.staged.remove(T::MarkLog, k);
                         Ok(1)
                     }
                     _ => Ok(0),

@@ -5,6 +5,7 @@
 
 use tracing::info;
 
+use super::staged::T;
 use super::{SledStore, decode, decode_seq};
 use crate::store::keys::{self, ConversationKey};
 use crate::store::{MessageRecord, Store, StoreError, StoreResult};
@@ -29,7 +30,8 @@ pub(super) fn from_schema_1(db: &sled::Db, store: &SledStore, path: &str) -> Sto
             ConversationKey::decode(conv).ok_or_else(|| corrupt("schema 1 conversation", conv))?;
         let record: MessageRecord = decode(&v, "schema 1 message")?;
         let refused = store
-            .refusals
+            .staged
+            .tree(T::Refusals)
             .contains_key(keys::refusal(&record.sender, seq))?;
         store.log.put(&conv, seq, &record, refused)?;
         if let Some(at) = schema_1_read_at(store, &conv, &record.recipient, seq)? {
@@ -40,7 +42,7 @@ pub(super) fn from_schema_1(db: &sled::Db, store: &SledStore, path: &str) -> Sto
             store.log.write_staged()?;
         }
     }
-    for entry in store.marks.iter() {
+    for entry in store.staged.tree(T::Marks).iter() {
         let (k, v) = entry?;
         if let Some((conv, reader)) = keys::split_mark(&k)
             && let Some(side) = conv.side_of(&reader)
@@ -70,7 +72,8 @@ fn schema_1_read_at(
 ) -> StoreResult<Option<u64>> {
     let prefix = keys::mark_log_prefix(conv, reader);
     match store
-        .mark_log
+        .staged
+        .tree(T::MarkLog)
         .range(keys::mark_log(conv, reader, seq)..)
         .next()
     {
@@ -91,7 +94,7 @@ pub(super) fn drop_schema_1_trees(db: &sled::Db, store: &SledStore) -> StoreResu
     if !db.tree_names().iter().any(|n| n.as_ref() == MESSAGES) {
         return Ok(());
     }
-    for tree in [&store.marks, &store.mark_log] {
+    for tree in [store.staged.tree(T::Marks), store.staged.tree(T::MarkLog)] {
         for entry in tree.scan_prefix(b"d") {
             let (k, _) = entry?;
             let whole = keys::split_seq_suffix(&k)

@@ -687,8 +687,8 @@ impl StatusLog {
         after: Option<u64>,
         budget: usize,
     ) -> StoreResult<(usize, usize, Option<u64>)> {
-        // Pages staged since the last flush are examined too.
-        self.write_staged()?;
+        // Pages staged since the last flush are examined once the caller
+        // has written them (the store's write of everything staged).
         let from = after.map_or(key(PAGE, 0), |n| key(PAGE, n + 1));
         let mut st = self.lock();
         let st = &mut *st;
@@ -732,19 +732,41 @@ impl StatusLog {
     /// Writes everything staged to sled as one batch (made durable by the
     /// db's flush that follows).
     pub fn write_staged(&self) -> StoreResult<()> {
+        self.write_staged_with(|batch| {
+            if let Some(b) = batch {
+                self.tree.apply_batch(b.clone())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The tree the log lives in, for a transaction over several trees.
+    pub fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    /// Hands what is staged to `write` as a batch for [`Self::tree`]
+    /// (`None` when nothing is), keeping it readable until `write` returns;
+    /// if `write` fails, it is staged again under what changed since.
+    pub fn write_staged_with(
+        &self,
+        write: impl FnOnce(Option<&sled::Batch>) -> StoreResult<()>,
+    ) -> StoreResult<()> {
         let _one = self.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
         let staged = {
             let mut st = self.lock();
             if st.dirty.is_empty() {
-                return Ok(());
+                None
+            } else {
+                let staged = Arc::new(std::mem::take(&mut st.dirty));
+                st.flushing = Some(staged.clone());
+                Some(staged)
             }
-            let staged = Arc::new(std::mem::take(&mut st.dirty));
-            st.flushing = Some(staged.clone());
-            staged
         };
-        let result = self
-            .batch(&staged)
-            .and_then(|b| Ok(self.tree.apply_batch(b)?));
+        let Some(staged) = staged else {
+            return write(None);
+        };
+        let result = self.batch(&staged).and_then(|b| write(Some(&b)));
         let mut st = self.lock();
         st.flushing = None;
         if result.is_ok() {
