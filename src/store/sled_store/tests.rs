@@ -324,3 +324,23 @@ fn old_messages_are_found_beyond_the_ids_in_memory() {
         );
     }
 }
+
+/// The example of `xep/export.md` imports, and means what the document says.
+#[test]
+fn the_export_documents_example_imports_as_described() {
+    let doc = include_str!("../../../xep/export.md");
+    let example = doc
+        .split("```json\n")
+        .nth(2)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the second json block of xep/export.md");
+    let store = SledStore::temporary().unwrap();
+    assert_eq!(store.import(example.as_bytes()).unwrap(), 3);
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let (seq, rec) = store.find_message(&conv, "alice@x", "m1").unwrap().unwrap();
+    assert_eq!((seq, rec.delivered_at), (1, Some(15)));
+    assert_eq!(store.mark(&conv, "bob@x").unwrap(), 1);
+    assert_eq!(store.read_at(&conv, "bob@x", 1).unwrap(), Some(20));
+    assert!(store.presence_allowed("bob@x", "alice@x").unwrap());
+    assert!(store.next_seq().unwrap() > 7, "after the header's next_seq");
+}
