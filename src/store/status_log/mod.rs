@@ -203,53 +203,46 @@ impl StatusLog {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn conv(
-        &self,
-        st: &mut State,
-        key: &ConversationKey,
-        create: bool,
-    ) -> StoreResult<Option<Conv>> {
+    /// The conversation's interned id, if it has one.
+    fn known_conv(&self, st: &mut State, key: &ConversationKey) -> StoreResult<Option<Conv>> {
         if let Some(id) = st.known_ids.get(key) {
             return Ok(Some(Conv { id: *id }));
         }
-        let found = self.intern(st, key, create)?;
-        if let Some(conv) = found {
-            if st.known_ids.len() >= KNOWN_CONVERSATIONS {
-                st.known_ids.clear();
-            }
-            st.known_ids.insert(key.clone(), conv.id);
-        }
-        Ok(found)
-    }
-
-    fn intern(
-        &self,
-        st: &mut State,
-        key: &ConversationKey,
-        create: bool,
-    ) -> StoreResult<Option<Conv>> {
         let name = key.encode();
         let staged = st.dirty.names.get(&name).copied().or_else(|| {
             st.flushing
                 .as_ref()
                 .and_then(|f| f.names.get(&name).copied())
         });
-        if let Some(id) = staged {
-            return Ok(Some(Conv { id }));
-        }
-        if let Some(v) = self.tree.get(name_key(&name))? {
-            return Ok(Some(Conv {
-                id: u64_from(&v, "conversation id")?,
-            }));
-        }
-        if !create {
-            return Ok(None);
+        let id = match staged {
+            Some(id) => id,
+            None => match self.tree.get(name_key(&name))? {
+                Some(v) => u64_from(&v, "conversation id")?,
+                None => return Ok(None),
+            },
+        };
+        Self::remember(st, key, id);
+        Ok(Some(Conv { id }))
+    }
+
+    /// The conversation's interned id, interning it first if it is new.
+    fn conv_or_new(&self, st: &mut State, key: &ConversationKey) -> StoreResult<Conv> {
+        if let Some(conv) = self.known_conv(st, key)? {
+            return Ok(conv);
         }
         let id = st.next_conv;
         st.next_conv += 1;
-        st.dirty.names.insert(name, id);
+        st.dirty.names.insert(key.encode(), id);
         st.dirty.next_conv = Some(st.next_conv);
-        Ok(Some(Conv { id }))
+        Self::remember(st, key, id);
+        Ok(Conv { id })
+    }
+
+    fn remember(st: &mut State, key: &ConversationKey, id: u64) {
+        if st.known_ids.len() >= KNOWN_CONVERSATIONS {
+            st.known_ids.clear();
+        }
+        st.known_ids.insert(key.clone(), id);
     }
 
     fn conv_state(&self, st: &State, conv: Conv) -> StoreResult<ConvState> {
@@ -312,9 +305,9 @@ impl StatusLog {
         Ok(st
             .dirty
             .pages
-            .get_mut(&no)
-            .and_then(Option::as_mut)
-            .expect("staged just above"))
+            .entry(no)
+            .or_default()
+            .get_or_insert_with(Page::default))
     }
 
     fn put_slot(&self, st: &mut State, seq: Seq, slot: Slot) -> StoreResult<()> {
@@ -366,7 +359,7 @@ impl StatusLog {
         }
         let mut st = self.lock();
         let st = &mut *st;
-        let conv = self.conv(st, key, true)?.expect("created when missing");
+        let conv = self.conv_or_new(st, key)?;
         let mut flags = if side == 1 { page::SENDER_IS_HI } else { 0 };
         for (on, flag) in [
             (record.wants_receipt, page::WANTS_RECEIPT),
@@ -481,7 +474,7 @@ impl StatusLog {
 
     pub fn get(&self, key: &ConversationKey, seq: Seq) -> StoreResult<Option<MessageRecord>> {
         let mut st = self.lock();
-        let Some(conv) = self.conv(&mut st, key, false)? else {
+        let Some(conv) = self.known_conv(&mut st, key)? else {
             return Ok(None);
         };
         Ok(self
@@ -502,7 +495,7 @@ impl StatusLog {
         };
         let mut st = self.lock();
         let st = &mut *st;
-        let Some(conv) = self.conv(st, key, false)? else {
+        let Some(conv) = self.known_conv(st, key)? else {
             return Ok(None);
         };
         let is_it = |s: &Slot| s.conv == conv.id && s.sender_side() == side && s.id == id;
@@ -601,7 +594,7 @@ impl StatusLog {
 
     pub fn mark(&self, key: &ConversationKey, side: u8) -> StoreResult<Seq> {
         let mut st = self.lock();
-        let Some(conv) = self.conv(&mut st, key, false)? else {
+        let Some(conv) = self.known_conv(&mut st, key)? else {
             return Ok(0);
         };
         Ok(self.conv_state(&st, conv)?.marks[usize::from(side)])
@@ -619,7 +612,7 @@ impl StatusLog {
     ) -> StoreResult<bool> {
         let mut st = self.lock();
         let st = &mut *st;
-        let conv = self.conv(st, key, true)?.expect("created when missing");
+        let conv = self.conv_or_new(st, key)?;
         let mut state = self.conv_state(st, conv)?;
         let old = state.marks[usize::from(side)];
         if seq <= old {
@@ -651,7 +644,7 @@ impl StatusLog {
     ) -> StoreResult<Option<Millis>> {
         let mut st = self.lock();
         let st = &mut *st;
-        let Some(conv) = self.conv(st, key, false)? else {
+        let Some(conv) = self.known_conv(st, key)? else {
             return Ok(None);
         };
         if self.conv_state(st, conv)?.marks[usize::from(side)] < seq {
@@ -908,7 +901,7 @@ impl StatusLog {
     pub fn set_read(&self, key: &ConversationKey, seq: Seq, at: Millis) -> StoreResult<()> {
         let mut st = self.lock();
         let st = &mut *st;
-        let Some(conv) = self.conv(st, key, false)? else {
+        let Some(conv) = self.known_conv(st, key)? else {
             return Ok(());
         };
         if self.slot(st, seq)?.is_some_and(|s| s.conv == conv.id) {
@@ -922,7 +915,7 @@ impl StatusLog {
     pub fn set_mark(&self, key: &ConversationKey, side: u8, seq: Seq) -> StoreResult<()> {
         let mut st = self.lock();
         let st = &mut *st;
-        let conv = self.conv(st, key, true)?.expect("created when missing");
+        let conv = self.conv_or_new(st, key)?;
         let mut state = self.conv_state(st, conv)?;
         let m = &mut state.marks[usize::from(side)];
         *m = (*m).max(seq);
