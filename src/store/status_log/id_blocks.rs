@@ -17,9 +17,16 @@ use crate::store::{Seq, StoreError, StoreResult};
 /// a p99 of 173 µs.
 pub const BLOCK: u32 = 16;
 
-/// The most blocks one lookup reads (a quarter of a million messages in
-/// one conversation).
-pub const SCAN_LIMIT: usize = 16_384;
+/// The most blocks one lookup reads: 65,536 messages back in one
+/// conversation, a few milliseconds, so that receipts naming ids nobody
+/// sent cannot stall the connection for long whatever the history.
+pub const SCAN_LIMIT: usize = 4_096;
+
+/// The most slots one lookup checks against candidates from the blocks.
+/// The hash is not keyed (blocks outlive the process), so a party to a
+/// conversation could fill it with ids that collide; this bounds what
+/// that costs, and at worst hides their own old messages from lookups.
+pub const CANDIDATE_LIMIT: usize = 1_024;
 
 pub const KIND: u8 = b'x';
 

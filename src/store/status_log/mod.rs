@@ -525,6 +525,7 @@ impl StatusLog {
             }
         }
         let hash = id_blocks::id_hash(side, id);
+        let mut checked = 0;
         for entry in self
             .tree
             .scan_prefix(id_blocks::prefix(conv.id))
@@ -538,6 +539,10 @@ impl StatusLog {
             for seq in id_blocks::IdBlock::decode(&v)?.candidates(newest, hash) {
                 if let Some(s) = self.slot(st, seq)?.filter(is_it) {
                     return Ok(record_of(key, &s).map(|r| (seq, r)));
+                }
+                checked += 1;
+                if checked >= id_blocks::CANDIDATE_LIMIT {
+                    return Ok(None);
                 }
             }
         }
