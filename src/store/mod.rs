@@ -2,9 +2,13 @@
 //! (sled calls itself beta). Every backend passes the contract tests in
 //! `contract.rs`.
 //!
-//! The model follows DESIGN.md "one tidemark per reader": a message is a row
-//! keyed by (conversation, sequence); read state is one high-water mark per
-//! (conversation, reader) plus the log of when it moved.
+//! The model follows DESIGN.md "one tidemark per reader": a message is
+//! known by (conversation, sequence); read state is one high-water mark per
+//! (conversation, reader), and when it passed each message. How a backend
+//! keeps that is its own business (sled: `status_log` for 1:1 statuses,
+//! staged trees for the rest, one transaction per flush); what it must do is
+//! the contract in `contract.rs`, and what it exchanges with other backends
+//! is the export in `export.rs` (`xep/export.md`).
 
 pub mod export;
 mod keys;
@@ -132,7 +136,10 @@ pub trait Store: Send + Sync {
         at: Millis,
     ) -> StoreResult<bool>;
 
-    /// When `reader`'s tidemark first reached `seq`, if it has.
+    /// When `reader`'s tidemark first reached `seq`, if it has. For a
+    /// party to a 1:1 conversation, `seq` is a message of the other party
+    /// (their own messages and positions that are no message have no read
+    /// time); in a room, or for a private tidemark, any position.
     fn read_at(
         &self,
         conv: &ConversationKey,
