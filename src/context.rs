@@ -1,7 +1,7 @@
-//! What every service of the core reads: the addresses, the config, the
-//! store, and the ids of stanzas tidemark originates. It sits below the
-//! services so that they can share it without importing each other or the
-//! router.
+//! What every service of the core shares: the addresses, the config, the
+//! store to read, the writes made so far for the stanza in hand, and the ids
+//! of stanzas tidemark originates. It sits below the services so that they
+//! can share it without importing each other or the router.
 
 use std::sync::Arc;
 
@@ -11,12 +11,15 @@ use crate::address::Addresses;
 use crate::config::Config;
 use crate::incoming::Route;
 use crate::stanza::set_attr;
-use crate::store::{Millis, Store, StoreError};
+use crate::store::{Millis, Store, StoreError, Write};
 
 pub struct Context {
     pub addrs: Addresses,
     pub config: Config,
+    /// Read only: the core's writes go to [`Context::write`].
     pub store: Arc<dyn Store>,
+    /// The writes of the stanza in hand, for its effects.
+    writes: Vec<Write>,
     local_ids: u64,
 }
 
@@ -26,8 +29,36 @@ impl Context {
             addrs: Addresses::new(config.component.jid.clone()),
             config,
             store,
+            writes: Vec::new(),
             local_ids: 0,
         }
+    }
+
+    /// Asks for `write` as part of the effects of the stanza in hand.
+    pub fn write(&mut self, write: Write) {
+        self.writes.push(write);
+    }
+
+    /// The writes asked for so far for the stanza in hand, which reads of
+    /// the store do not see yet.
+    pub fn pending(&self) -> &[Write] {
+        &self.writes
+    }
+
+    /// The writes asked for since the last call: the router's to return.
+    pub fn take_writes(&mut self) -> Vec<Write> {
+        std::mem::take(&mut self.writes)
+    }
+
+    /// How many stanzas are held for `recipient`, counting those held by the
+    /// stanza in hand (a reconnect releases many messages in one go).
+    pub fn queued_count(&self, recipient: &str) -> Result<usize, StoreError> {
+        let pending = self
+            .writes
+            .iter()
+            .filter(|w| matches!(w, Write::Enqueue { recipient: r, .. } if r == recipient))
+            .count();
+        Ok(self.store.queued_count(recipient)? + pending)
     }
 
     /// A fresh id for a stanza tidemark originates at `now`: the time keeps

@@ -1,27 +1,41 @@
 //! What the core asks of the shell after a stanza, a tick or a connect. The
-//! core does no I/O of its own: the connection loop applies these.
+//! core does no I/O of its own: the shell applies these.
 //!
-//! Store writes are still made by the core through the [`crate::store::Store`]
-//! calls, before it returns; the shell makes them durable before it sends
-//! anything here, so nothing goes out ahead of the writes it depends on.
+//! The shell applies a stanza's [`Effects::writes`] to the store before it
+//! handles the next stanza (so each stanza sees what the ones before it
+//! wrote), makes them durable at the batch's flush, and only then sends
+//! [`Effects::send`]: nothing goes out ahead of the writes it depends on.
 
 use minidom::Element;
+
+use crate::store::{Store, StoreResult, Write};
 
 #[derive(Debug, Default, Clone, PartialEq)]
 #[must_use = "effects do nothing until the shell applies them"]
 pub struct Effects {
-    /// Stanzas to send, in this order, once every store write made so far
-    /// is durable.
+    /// Store writes, in this order.
+    pub writes: Vec<Write>,
+    /// Stanzas to send, in this order, once the writes are durable.
     pub send: Vec<Element>,
 }
 
 impl Effects {
-    /// Sending `stanzas`, in order.
+    /// Sending `stanzas`, in order, and writing nothing.
     pub fn sending(stanzas: Vec<Element>) -> Self {
-        Effects { send: stanzas }
+        Effects {
+            writes: Vec::new(),
+            send: stanzas,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.send.is_empty()
+        self.writes.is_empty() && self.send.is_empty()
+    }
+
+    /// Applies the writes to `store` and hands back the stanzas, which may
+    /// go out once `store` has been flushed.
+    pub fn apply(self, store: &dyn Store) -> StoreResult<Vec<Element>> {
+        store.apply(&self.writes)?;
+        Ok(self.send)
     }
 }

@@ -6,8 +6,12 @@
 //! classified once ([`incoming`]), the router ([`service`]) hands the
 //! classified value and the time to a service (presence, 1:1 conversations,
 //! rooms, queries) that shares only the [`context`] with the others, and the
-//! shell gets back [`effects::Effects`] to apply. The modules depend on each
-//! other one way only; `tests/layers.rs` holds the order.
+//! shell gets back [`effects::Effects`]: the store writes, as
+//! [`store::Write`] values, and the stanzas to send. The services read the
+//! store but never write it; the shell applies each stanza's writes before
+//! the next stanza, flushes them once per batch in one transaction, and only
+//! then sends. The modules depend on each other one way only;
+//! `tests/layers.rs` holds the order and checks that no service writes.
 
 pub mod address;
 pub mod component;

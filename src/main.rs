@@ -189,7 +189,9 @@ async fn serve(config: Config) -> ExitCode {
         }
     }
     let shared: Arc<dyn Store> = store.clone();
-    let mut tm = match Tidemark::new(config.clone(), shared, component::clock::now_millis()) {
+    let started = Tidemark::start(config.clone(), shared, component::clock::now_millis())
+        .and_then(|(tm, setup)| setup.apply(&*store).map(|_| tm));
+    let mut tm = match started {
         Ok(tm) => tm,
         Err(e) => {
             error!(error = %e, "cannot set up the rooms of the config file");

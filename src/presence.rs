@@ -14,12 +14,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use minidom::Element;
 use tracing::{debug, info, warn};
+use xmpp_parsers::jid::BareJid;
 
 use crate::context::Context;
 use crate::incoming::{Compact, Route, SubscriptionKind};
 use crate::metrics::{METRICS, Refusal};
 use crate::stanza::{element, ns, set_attr};
-use crate::store::{Millis, StoreError};
+use crate::store::{Millis, StoreError, Write};
 
 type Out = Result<Vec<Element>, StoreError>;
 
@@ -149,28 +150,24 @@ pub fn gate(
 }
 
 pub fn on_subscription(
-    cx: &Context,
+    cx: &mut Context,
     route: &Route,
     kind: SubscriptionKind,
     id: Option<&str>,
 ) -> Out {
     let from = route.from.to_bare();
     let to = route.to.to_bare();
+    let grant = |contact: &BareJid, watcher: &BareJid, allowed| Write::PresenceAllowed {
+        contact: contact.to_string(),
+        watcher: watcher.to_string(),
+        allowed,
+    };
     match kind {
         // `from` lets `to` see their presence, or stops.
-        SubscriptionKind::Subscribed => {
-            cx.store
-                .set_presence_allowed(from.as_str(), to.as_str(), true)?
-        }
-        SubscriptionKind::Unsubscribed => {
-            cx.store
-                .set_presence_allowed(from.as_str(), to.as_str(), false)?
-        }
+        SubscriptionKind::Subscribed => cx.write(grant(&from, &to, true)),
+        SubscriptionKind::Unsubscribed => cx.write(grant(&from, &to, false)),
         // `from` no longer wants to see `to`.
-        SubscriptionKind::Unsubscribe => {
-            cx.store
-                .set_presence_allowed(to.as_str(), from.as_str(), false)?
-        }
+        SubscriptionKind::Unsubscribe => cx.write(grant(&to, &from, false)),
         SubscriptionKind::Subscribe => {}
     }
     info!(?kind, "subscription relayed");
@@ -204,7 +201,7 @@ pub struct Answered {
 /// Presence from a contact to a watcher's tracked address: kept if someone
 /// may see the contact, relayed only if this watcher may.
 pub fn on_presence(
-    cx: &Context,
+    cx: &mut Context,
     book: &mut PresenceBook,
     route: &Route,
     presence: &Element,
@@ -264,8 +261,15 @@ pub fn on_presence_error(book: &mut PresenceBook, route: &Route) -> bool {
     true
 }
 
-fn deliver_queued(cx: &Context, contact: &str) -> Out {
-    let held = cx.store.take_queue(contact)?;
+fn deliver_queued(cx: &mut Context, contact: &str) -> Out {
+    let held = cx.store.queued(contact)?;
+    if held.is_empty() {
+        return Ok(vec![]);
+    }
+    cx.write(Write::Dequeue {
+        recipient: contact.to_owned(),
+        seqs: held.iter().map(|q| q.seq).collect(),
+    });
     let mut out = Vec::with_capacity(held.len());
     for q in held {
         let stanza: Element = match std::str::from_utf8(&q.stanza)
@@ -280,7 +284,11 @@ fn deliver_queued(cx: &Context, contact: &str) -> Out {
         };
         if let Some(mut record) = cx.store.message(&q.conv, q.seq)? {
             record.queued = false;
-            cx.store.put_message(&q.conv, q.seq, &record)?;
+            cx.write(Write::Message {
+                conv: q.conv,
+                seq: q.seq,
+                record,
+            });
         }
         out.push(stanza);
     }

@@ -20,14 +20,12 @@ use crate::presence::{self, PresenceBook};
 use crate::query;
 use crate::rate_limit::RateLimiter;
 use crate::stanza::{DefinedCondition, ErrorType, error_reply};
-use crate::store::retention::Retention;
 use crate::store::{Millis, Store, StoreError};
 
 pub struct Tidemark {
     cx: Context,
     presence: PresenceBook,
     rooms: Rooms,
-    retention: Retention,
     /// Messages to contacts whose presence is not known yet after a
     /// (re)connect.
     waiting: Waiting,
@@ -38,21 +36,40 @@ pub struct Tidemark {
 }
 
 impl Tidemark {
-    /// Sets up the service over `store` at `now`, declaring the config
-    /// file's rooms.
-    pub fn new(config: Config, store: Arc<dyn Store>, now: Millis) -> Result<Self, StoreError> {
+    /// Sets up the service over `store` at `now`. The config file's rooms
+    /// come back as writes, like a stanza's, for the shell to apply before
+    /// the first stanza.
+    pub fn start(
+        config: Config,
+        store: Arc<dyn Store>,
+        now: Millis,
+    ) -> Result<(Self, Effects), StoreError> {
         let rate = RateLimiter::new(config.limits.rate_per_second, config.limits.rate_burst);
         let server_domain = crate::config::own_server_domain(&config.component.jid);
         let mut tm = Self {
             cx: Context::new(config, store),
             presence: PresenceBook::default(),
             rooms: Rooms::default(),
-            retention: Retention::default(),
             waiting: Waiting::default(),
             rate,
             server_domain,
         };
         room::apply_config(&mut tm.cx, &mut tm.rooms, now)?;
+        let writes = tm.cx.take_writes();
+        Ok((
+            tm,
+            Effects {
+                writes,
+                send: vec![],
+            },
+        ))
+    }
+
+    /// [`Tidemark::start`] with its writes applied: the set-up every shell
+    /// makes, and the only writes not returned to a shell.
+    pub fn new(config: Config, store: Arc<dyn Store>, now: Millis) -> Result<Self, StoreError> {
+        let (tm, setup) = Self::start(config, store, now)?;
+        setup.apply(&*tm.cx.store)?;
         Ok(tm)
     }
 
@@ -80,7 +97,13 @@ impl Tidemark {
     /// Handles one stanza from the server at `now`; returns what the shell
     /// is to do about it.
     pub fn handle(&mut self, stanza: &Element, now: Millis) -> Effects {
-        Effects::sending(self.answer(stanza, now))
+        // Left over only by a stanza that panicked: none of it is written.
+        drop(self.cx.take_writes());
+        let send = self.answer(stanza, now);
+        Effects {
+            writes: self.cx.take_writes(),
+            send,
+        }
     }
 
     fn answer(&mut self, stanza: &Element, now: Millis) -> Vec<Element> {
@@ -98,6 +121,8 @@ impl Tidemark {
         match self.dispatch(stanza, now) {
             Ok(out) => out,
             Err(e) => {
+                // Nothing of a stanza that failed halfway is written.
+                drop(self.cx.take_writes());
                 warn!(error = %e, "storage failed; stanza not processed");
                 match stanza.attr("type") {
                     Some("error") | Some("result") => vec![],
@@ -247,29 +272,37 @@ impl Tidemark {
     }
 
     /// Called about once a second by the connection loop, with the time:
-    /// whatever waits on a deadline (presence probes, expiry) happens here.
+    /// whatever waits on a deadline (presence probes) happens here.
     pub fn tick(&mut self, now: Millis) -> Result<Effects, StoreError> {
-        // Housekeeping: a failed step is tried again at a later tick rather
-        // than ending the connection; stanzas meet any real storage fault.
-        if let Err(e) = self
-            .retention
-            .step(&*self.cx.store, self.cx.config.storage.retention, now)
-        {
-            warn!(error = %e, "expiring old statuses failed; trying again later");
-        }
+        drop(self.cx.take_writes());
         self.rate.sweep(now);
         let mut out = Vec::new();
         if presence::on_tick(&mut self.presence, now) {
             for contact in self.waiting.contacts() {
-                out.extend(self.release_waiting(&contact, now)?);
+                match self.release_waiting(&contact, now) {
+                    Ok(answers) => out.extend(answers),
+                    Err(e) => {
+                        drop(self.cx.take_writes());
+                        return Err(e);
+                    }
+                }
             }
         }
-        Ok(Effects::sending(out))
+        Ok(Effects {
+            writes: self.cx.take_writes(),
+            send: out,
+        })
     }
 
     /// Called after every (re)connect: what tidemark knew of presence is
     /// stale, so it asks again.
     pub fn on_connected(&mut self, now: Millis) -> Result<Effects, StoreError> {
-        presence::on_connected(&mut self.cx, &mut self.presence, now).map(Effects::sending)
+        drop(self.cx.take_writes());
+        let send = presence::on_connected(&mut self.cx, &mut self.presence, now);
+        let writes = self.cx.take_writes();
+        Ok(Effects {
+            writes,
+            send: send?,
+        })
     }
 }

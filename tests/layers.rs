@@ -368,3 +368,61 @@ fn a_module_without_a_layer_is_refused() {
     let problems = graph(&files(&[("desk.rs", "use crate::store::Store;")])).unwrap_err();
     assert!(problems[0].contains("desk"), "{problems:?}");
 }
+
+/// The store's write operations, as the core would call them.
+const STORE_WRITES: &[&str] = &[
+    ".put_message(",
+    ".put_refused_message(",
+    ".advance_mark(",
+    ".set_presence_allowed(",
+    ".enqueue(",
+    ".dequeue(",
+    ".put_room(",
+    ".set_membership(",
+    ".put_room_message(",
+    ".add_room_creator(",
+    ".set_read_receipts_pref(",
+    ".apply(",
+    ".expire(",
+    ".import_record(",
+    ".continue_after(",
+];
+
+/// Where a unit between classification and the router calls a store write.
+fn direct_writes(files: &[(String, String)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (rel, src) in files {
+        let here = module_of(Path::new(rel));
+        let Some(layer) = unit_of(&here).and_then(|u| layer_of(&u)) else {
+            continue;
+        };
+        let services = layer_of("incoming").unwrap()..layer_of("service").unwrap();
+        if !services.contains(&layer) {
+            continue;
+        }
+        let code = code_only(src);
+        for call in STORE_WRITES {
+            if code.contains(call) {
+                found.push(format!("src/{rel} calls {call}"));
+            }
+        }
+    }
+    found
+}
+
+/// Issue 8: the services return their writes as values (`Write`), for the
+/// shell to apply; none of them writes the store itself.
+#[test]
+fn the_services_write_nothing_themselves() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut src = Vec::new();
+    sources(&root, &root, &mut src);
+    let found = direct_writes(&src);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    // The check sees a write where there is one.
+    let planted = direct_writes(&files(&[(
+        "conversation/direct.rs",
+        "fn f(cx: &Context) { cx.store.put_message(&c, 1, &r)?; }",
+    )]));
+    assert_eq!(planted.len(), 1, "{planted:?}");
+}

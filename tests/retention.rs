@@ -1,7 +1,8 @@
-//! `storage.retention_days` through the router, no socket: a 1:1 status older
-//! than the retention is gone (the status query says item-not-found), a
-//! newer one stays, and nothing happens while retention is off. Times are
-//! explicit: `tick` gets the time, nothing sleeps.
+//! `storage.retention_days` as the connection loop runs it, no socket: a 1:1
+//! status older than the retention is gone (the status query through the
+//! router says item-not-found), a newer one stays, and nothing happens while
+//! retention is off. Times are explicit: each step gets the time, nothing
+//! sleeps.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use minidom::Element;
 use tidemark::config::Config;
 use tidemark::service::Tidemark;
+use tidemark::store::retention::Retention;
 use tidemark::store::{SledStore, Store};
 
 const BOB_T: &str = "bob\\40localhost@chat.localhost";
@@ -16,6 +18,7 @@ const DAY: u64 = 86_400_000;
 
 struct World {
     tm: Tidemark,
+    retention: Retention,
     now: u64,
 }
 
@@ -28,6 +31,7 @@ impl World {
         let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
         let mut w = Self {
             tm: Tidemark::new(config, store, 1_795_000_000_000).unwrap(),
+            retention: Retention::default(),
             now: 1_795_000_000_000,
         };
         // bob lets alice see him, and is online.
@@ -38,9 +42,8 @@ impl World {
 
     fn send(&mut self, xml: &str) -> Vec<Element> {
         self.now += 1000;
-        self.tm
-            .handle(&with_ns(xml).parse().unwrap(), self.now)
-            .send
+        let effects = self.tm.handle(&with_ns(xml).parse().unwrap(), self.now);
+        effects.apply(&**self.tm.store()).unwrap()
     }
 
     fn alice_says(&mut self, id: &str) {
@@ -75,11 +78,18 @@ impl World {
             .unwrap_or_else(|| String::from(r))
     }
 
-    /// Ticks once a second until a pass over the store has certainly ended.
+    /// Ticks once a second, as the connection loop does (a retention step,
+    /// then the service's tick), until a pass over the store has certainly
+    /// ended.
     fn ticks(&mut self, n: u64) {
         for _ in 0..n {
             self.now += 1000;
-            let _ = self.tm.tick(self.now).unwrap();
+            let keep = self.tm.config().storage.retention;
+            self.retention
+                .step(&**self.tm.store(), keep, self.now)
+                .unwrap();
+            let effects = self.tm.tick(self.now).unwrap();
+            effects.apply(&**self.tm.store()).unwrap();
         }
     }
 }

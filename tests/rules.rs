@@ -8,7 +8,7 @@ use std::sync::Arc;
 use minidom::Element;
 use tidemark::config::Config;
 use tidemark::service::Tidemark;
-use tidemark::store::{SledStore, Store};
+use tidemark::store::{ConversationKey, MessageRecord, SledStore, Store, Write};
 
 mod common;
 use common::{NS, XepDoc, millis, with_ns};
@@ -55,7 +55,21 @@ impl World {
     fn handle_at(&mut self, now: u64, stanza: &Element) -> Vec<Element> {
         assert!(now >= self.now, "the clock goes forward");
         self.now = now;
-        self.tm.handle(stanza, now).send
+        let effects = self.tm.handle(stanza, now);
+        effects.apply(&**self.tm.store()).unwrap()
+    }
+
+    /// The connection loop's tick at `now`: what it sends, its writes
+    /// applied.
+    fn tick_at(&mut self, now: u64) -> Vec<Element> {
+        let effects = self.tm.tick(now).unwrap();
+        effects.apply(&**self.tm.store()).unwrap()
+    }
+
+    /// What the connection loop does on a (re)connect at the current time.
+    fn connected(&mut self) -> Vec<Element> {
+        let effects = self.tm.on_connected(self.now).unwrap();
+        effects.apply(&**self.tm.store()).unwrap()
     }
 
     /// [`World::server_sends`] at a time a document shows.
@@ -456,7 +470,9 @@ fn after_a_reconnect_every_watched_contact_is_probed_once() {
     w.grant_and_online("alice", "bob");
     w.grant_and_online("carol", "bob");
     w.grant_and_online("bob", "alice");
-    let probes = w.tm.on_connected(w.now).unwrap().send;
+    let probes = w.tm.on_connected(w.now).unwrap();
+    assert!(probes.writes.is_empty(), "a connect only asks");
+    let probes = probes.send;
     let mut targets: Vec<_> = probes
         .iter()
         .map(|p| p.attr("to").unwrap().to_owned())
@@ -817,7 +833,7 @@ fn a_backslash_before_a_multibyte_character_crashes_nothing() {
 fn reconnected(extra: &str) -> World {
     let mut w = World::with_config(extra);
     w.grant_and_online("alice", "bob");
-    let _ = w.tm.on_connected(w.now).unwrap();
+    let _ = w.connected();
     w
 }
 
@@ -849,11 +865,8 @@ fn without_an_answer_the_wait_ends_in_tick_as_offline() {
     let mut w = reconnected("[presence]\nprobe_wait_ms = 5000\n");
     let connected_at = w.now;
     assert!(alice_says(&mut w, "m1", "").is_empty());
-    assert!(
-        w.tm.tick(connected_at + 4999).unwrap().is_empty(),
-        "still waiting"
-    );
-    let out = w.tm.tick(connected_at + 5000).unwrap().send;
+    assert!(w.tick_at(connected_at + 4999).is_empty(), "still waiting");
+    let out = w.tick_at(connected_at + 5000);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].attr("to"), Some("alice@localhost/phone"));
     assert_eq!(
@@ -1002,13 +1015,7 @@ fn the_same_stanzas_at_the_same_times_give_the_same_answers() {
     let transcript = |w: &mut World| -> Vec<String> {
         let mut seen = Vec::new();
         w.grant_and_online("alice", "bob");
-        seen.extend(
-            w.tm.on_connected(w.now)
-                .unwrap()
-                .send
-                .iter()
-                .map(String::from),
-        );
+        seen.extend(w.connected().iter().map(String::from));
         seen.extend(
             w.server_sends(&format!(
                 "<presence from='bob@localhost/res' to='{ALICE_T}'/>"
@@ -1047,4 +1054,80 @@ fn the_same_stanzas_at_the_same_times_give_the_same_answers() {
             .any(|s| s.contains("displayed") && s.contains("tm-1795000005000-")),
         "the marker's id is not from the time it came: {first:#?}"
     );
+}
+
+/// The core writes nothing itself: a stanza's writes come back as values,
+/// and the store holds them only once the shell applies them. A stanza it
+/// refuses asks for no write at all.
+#[test]
+fn the_core_returns_its_writes_and_the_shell_applies_them() {
+    let mut w = World::with_config("");
+    w.grant_and_online("alice", "bob");
+    w.now += 1000;
+    let message: Element = with_ns(&format!(
+        "<message type='chat' id='m1' from='alice@localhost/phone' to='{BOB_T}'><body>hi</body>{ASK_BOTH}</message>"
+    ))
+    .parse()
+    .unwrap();
+    let effects = w.tm.handle(&message, w.now);
+    let conv = ConversationKey::direct("alice@localhost", "bob@localhost");
+    let store = w.tm.store().clone();
+    assert!(
+        store
+            .find_message(&conv, "alice@localhost", "m1")
+            .unwrap()
+            .is_none(),
+        "nothing is written before the shell applies the effects"
+    );
+    let recorded: Vec<&MessageRecord> = effects
+        .writes
+        .iter()
+        .filter_map(|write| match write {
+            Write::Message {
+                conv: c, record, ..
+            } if *c == conv => Some(record),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recorded.len(), 1, "{:?}", effects.writes);
+    assert_eq!(recorded[0].id, "m1");
+    assert_eq!(recorded[0].sent_at, w.now);
+    let sent = effects.apply(&*store).unwrap();
+    assert_eq!(sent.len(), 1, "relayed to bob");
+    let (_, stored) = store
+        .find_message(&conv, "alice@localhost", "m1")
+        .unwrap()
+        .expect("written once applied");
+    assert_eq!(stored.recipient, "bob@localhost");
+
+    // A marker for a message bob never got: refused, and asks for nothing.
+    w.now += 1000;
+    let bogus: Element = with_ns(&format!(
+        "<message from='bob@localhost/res' to='{ALICE_T}/phone'><displayed xmlns='urn:xmpp:chat-markers:0' id='nope'/></message>"
+    ))
+    .parse()
+    .unwrap();
+    assert!(w.tm.handle(&bogus, w.now).writes.is_empty());
+}
+
+/// A message to one's own tracked address has no other party: refused with
+/// a reason, and nothing is written.
+#[test]
+fn a_message_to_ones_own_tracked_address_is_refused() {
+    let mut w = World::with_config("");
+    w.grant_and_online("alice", "bob");
+    w.now += 1000;
+    let to_self: Element = with_ns(
+        "<message type='chat' id='s1' from='bob@localhost/res' to='bob\\40localhost@chat.localhost'><body>me</body></message>",
+    )
+    .parse()
+    .unwrap();
+    let effects = w.tm.handle(&to_self, w.now);
+    assert!(effects.writes.is_empty(), "{:?}", effects.writes);
+    assert_eq!(effects.send.len(), 1);
+    assert_eq!(
+        error_condition(&effects.send[0]).as_deref(),
+        Some("bad-request")
+    );
+    assert_eq!(effects.send[0].attr("to"), Some("bob@localhost/res"));
 }

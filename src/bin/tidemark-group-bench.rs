@@ -76,12 +76,13 @@ fn run(members: usize, messages: usize) -> Figures {
     let setup = Instant::now();
     for i in 0..members {
         now += 1;
-        let _ = tm.handle(
+        let joined = tm.handle(
             &parse(format!(
                 "<presence xmlns='{NS}' from='u{i}@localhost/r' to='{ROOM}/u{i}'/>"
             )),
             now,
         );
+        joined.apply(&*store).expect("join written");
     }
     let mut stanza_ids = Vec::with_capacity(messages);
     for m in 0..messages {
@@ -93,7 +94,8 @@ fn run(members: usize, messages: usize) -> Figures {
             )),
             now,
         )
-        .send;
+        .apply(&*store)
+        .expect("message written");
         let sid = out
             .first()
             .and_then(|e| e.get_child("stanza-id", "urn:xmpp:sid:0"))
@@ -123,7 +125,11 @@ fn run(members: usize, messages: usize) -> Figures {
                 stanza_ids[upto]
             ));
             let t = Instant::now();
-            out_count += tm.handle(&marker, now).send.len();
+            out_count += tm
+                .handle(&marker, now)
+                .apply(&*store)
+                .expect("marker written")
+                .len();
             latencies.push(t.elapsed().as_secs_f64() * 1e6);
             if latencies.len() % FLUSH_EVERY == 0 {
                 let t = Instant::now();

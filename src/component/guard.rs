@@ -11,6 +11,7 @@ use tracing::error;
 use crate::effects::Effects;
 use crate::metrics::{METRICS, Refusal};
 use crate::stanza::{DefinedCondition, ErrorType, error_reply};
+use crate::store::Store;
 
 /// Runs `handle` for `stanza`; if it panics, logs and counts it and answers
 /// the sender with `internal-server-error` (never for errors, results or
@@ -20,8 +21,8 @@ pub(crate) fn guarded(
     service: &str,
     handle: impl FnOnce() -> Effects,
 ) -> Effects {
-    // The handler's state may be half-updated after a panic; what it keeps
-    // is the store's, which only changes through whole writes.
+    // The handler's state may be half-updated after a panic; the store is
+    // not: a stanza's writes are applied only from the effects it returns.
     match catch_unwind(AssertUnwindSafe(handle)) {
         Ok(out) => out,
         Err(payload) => {
@@ -35,6 +36,30 @@ pub(crate) fn guarded(
             );
             METRICS.refused(Refusal::Panic);
             Effects::sending(internal_error(stanza, service).into_iter().collect())
+        }
+    }
+}
+
+/// Applies a stanza's `effects` to `store` and gives the stanzas to send;
+/// if the store refuses the writes, the sender is told the stanza was not
+/// processed and nothing it would have caused goes out.
+pub(crate) fn applied(
+    stanza: &Element,
+    service: &str,
+    store: &dyn Store,
+    effects: Effects,
+) -> Vec<Element> {
+    match effects.apply(store) {
+        Ok(send) => send,
+        Err(e) => {
+            error!(
+                id = stanza.attr("id"),
+                kind = stanza.name(),
+                from = stanza.attr("from"),
+                error = %e,
+                "the store refused a stanza's writes; it was not processed"
+            );
+            internal_error(stanza, service).into_iter().collect()
         }
     }
 }

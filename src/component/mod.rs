@@ -38,6 +38,7 @@ use crate::metrics::{METRICS, Refusal, StanzaKind};
 use crate::service::Tidemark;
 use crate::stanza::{element, ns};
 use crate::store::StoreError;
+use crate::store::retention::Retention;
 use crate::wire::Frame;
 use clock::now_millis;
 use commit::GroupCommit;
@@ -156,6 +157,9 @@ pub async fn run_until(
     // see one twice; XEP-0184 and XEP-0333 answers are idempotent, and a
     // message keeps its id).
     let mut unsent: Vec<Element> = Vec::new();
+    // Retention is the store's housekeeping, not the service's: a pass goes
+    // on across reconnects.
+    let mut retention = Retention::default();
     let mut connected_before = false;
     let stopping = |unsent: &Vec<Element>| {
         if !unsent.is_empty() {
@@ -185,6 +189,7 @@ pub async fn run_until(
                     reader,
                     writer,
                     unsent: &mut unsent,
+                    retention: &mut retention,
                     pings: 0,
                     pinged_at: None,
                 };
@@ -246,6 +251,7 @@ struct Session<'a> {
     reader: Reader,
     writer: Writer,
     unsent: &'a mut Vec<Element>,
+    retention: &'a mut Retention,
     pings: u64,
     pinged_at: Option<Instant>,
 }
@@ -253,7 +259,12 @@ struct Session<'a> {
 impl Session<'_> {
     async fn serve(&mut self, stop: &mut watch::Receiver<bool>) -> Result<Ended, Fatal> {
         let hello = self.tm.on_connected(now_millis()).map_err(storage)?;
-        self.send(hello.send).await?;
+        let wrote = !hello.writes.is_empty();
+        let hello = hello.apply(&**self.tm.store()).map_err(storage)?;
+        if wrote {
+            self.flush_store().await?;
+        }
+        self.send(hello).await?;
         if !self.unsent.is_empty() {
             info!(
                 count = self.unsent.len(),
@@ -372,12 +383,13 @@ impl Session<'_> {
         let service = self.config.component.jid.as_str();
         let stanzas = batch.len();
         let mut out = Vec::with_capacity(stanzas);
+        let store = self.tm.store().clone();
         for item in batch {
             match item {
                 Item::Stanza(el) => {
                     let tm = &mut *self.tm;
                     let effects = guard::guarded(&el, service, || tm.handle(&el, now));
-                    out.extend(effects.send);
+                    out.extend(guard::applied(&el, service, &*store, effects));
                 }
                 Item::Answer(el) => out.push(el),
             }
@@ -418,8 +430,15 @@ impl Session<'_> {
     /// The service's clock; what it answers takes the same path as the
     /// answers to stanzas.
     fn tick(&mut self, commit: &mut GroupCommit) -> Result<(), Fatal> {
+        let now = now_millis();
+        // A failed step is tried again at a later tick rather than ending the
+        // connection; stanzas meet any real storage fault.
+        let keep = self.config.storage.retention;
+        if let Err(e) = self.retention.step(&**self.tm.store(), keep, now) {
+            warn!(error = %e, "expiring old statuses failed; trying again later");
+        }
         let tm = &mut *self.tm;
-        let out = match catch_unwind(AssertUnwindSafe(|| tm.tick(now_millis()))) {
+        let out = match catch_unwind(AssertUnwindSafe(|| tm.tick(now))) {
             Ok(r) => r.map_err(storage)?,
             Err(payload) => {
                 error!(
@@ -430,7 +449,8 @@ impl Session<'_> {
                 return Ok(());
             }
         };
-        commit.gather(0, out.send);
+        let send = out.apply(&**self.tm.store()).map_err(storage)?;
+        commit.gather(0, send);
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use crate::stanza::{
 };
 use crate::status::acks::{Evidence, ack_message, payloads_for_sender, request_acks};
 use crate::status::private_mark::private_reader;
-use crate::store::{ConversationKey, Failure, MessageRecord, Millis, StoreError};
+use crate::store::{ConversationKey, Failure, MessageRecord, Millis, StoreError, Write};
 
 type Out = Result<Vec<Element>, StoreError>;
 
@@ -85,6 +85,17 @@ pub fn on_chat(
     let sender = chat.route.from.to_bare();
     let recipient = chat.route.to.to_bare();
     let tracked_recipient = chat.route.tracked_to.to_string();
+    if sender == recipient {
+        // A conversation has two parties; the store refuses a message to
+        // oneself, so it is refused here, with a reason, before anything.
+        METRICS.refused(Refusal::Gate);
+        return Ok(vec![chat.origin.error(
+            &tracked_recipient,
+            ErrorType::Modify,
+            DefinedCondition::BadRequest,
+            &format!("{tracked_recipient} is your own tracked address; message someone else"),
+        )]);
+    }
     let limit = cx.config.limits.max_body_bytes;
     if chat.body_bytes > limit {
         // Refused before anything is recorded: bad input changes nothing.
@@ -168,7 +179,7 @@ pub fn on_chat(
             }
             OfflinePolicy::Queue => {
                 let max = cx.config.limits.max_queued_per_contact;
-                if cx.store.queued_count(recipient.as_str())? >= max {
+                if cx.queued_count(recipient.as_str())? >= max {
                     let text = format!(
                         "{recipient} is offline and already has {max} messages waiting; the message was not delivered."
                     );
@@ -180,12 +191,12 @@ pub fn on_chat(
                     )]
                 } else {
                     record.queued = true;
-                    cx.store.enqueue(
-                        recipient.as_str(),
+                    cx.write(Write::Enqueue {
+                        recipient: recipient.to_string(),
                         seq,
-                        &conv,
-                        to_string(&relayed).as_bytes(),
-                    )?;
+                        conv: conv.clone(),
+                        stanza: to_string(&relayed).into_bytes(),
+                    });
                     info!(seq, "held until the contact comes online");
                     vec![]
                 }
@@ -199,25 +210,19 @@ pub fn on_chat(
         METRICS.refused(Refusal::Gate);
         // Kept for the sender's status query, newest few only: a flood of
         // refused messages must not grow the store.
-        cx.store.put_refused_message(
-            &conv,
+        debug!(seq, state = "failed", "recorded");
+        let keep = cx.config.limits.max_refusals_per_sender;
+        cx.write(Write::RefusedMessage {
+            conv,
             seq,
-            &record,
-            cx.config.limits.max_refusals_per_sender,
-        )?;
+            record,
+            keep,
+        });
     } else {
-        cx.store.put_message(&conv, seq, &record)?;
+        debug!(seq, state = "sent", "recorded");
+        cx.write(Write::Message { conv, seq, record });
     }
     METRICS.status_recorded();
-    debug!(
-        seq,
-        state = if record.failed.is_some() {
-            "failed"
-        } else {
-            "sent"
-        },
-        "recorded"
-    );
     Ok(out)
 }
 
@@ -278,9 +283,10 @@ pub fn on_ack(cx: &mut Context, route: &Route, kind: AckKind, id: &str, now: Mil
                 return Ok(vec![]);
             }
             record.delivered_at = Some(now);
-            cx.store.put_message(&conv, seq, &record)?;
             METRICS.status_recorded();
-            return Ok(send_ack(cx, route, &record, Evidence::Delivered, now));
+            let out = send_ack(cx, route, &record, Evidence::Delivered, now);
+            cx.write(Write::Message { conv, seq, record });
+            return Ok(out);
         }
         AckKind::Displayed | AckKind::Acknowledged => Evidence::Read,
     };
@@ -288,16 +294,26 @@ pub fn on_ack(cx: &mut Context, route: &Route, kind: AckKind, id: &str, now: Mil
     // state (a private tidemark), and nobody learns that they read anything.
     // For everyone else the shared tidemark is their own too: one write.
     if !cx.sends_read_receipts(reader.as_str())? {
-        cx.store
-            .advance_mark(&conv, &private_reader(reader.as_str()), seq, now)?;
+        cx.write(Write::Mark {
+            conv,
+            reader: private_reader(reader.as_str()),
+            seq,
+            at: now,
+        });
         return Ok(vec![]);
     }
     // XEP-0333 §3.2: a displayed marker covers every earlier message of the
     // conversation, so one forward move of the reader's tidemark records it.
-    if !cx.store.advance_mark(&conv, reader.as_str(), seq, now)? {
+    if cx.store.mark(&conv, reader.as_str())? >= seq {
         debug!(id, "marker for a message already read ignored");
         return Ok(vec![]);
     }
+    cx.write(Write::Mark {
+        conv,
+        reader: reader.to_string(),
+        seq,
+        at: now,
+    });
     METRICS.status_recorded();
     Ok(send_ack(cx, route, &record, evidence, now))
 }
@@ -351,7 +367,7 @@ pub fn on_bounce(cx: &mut Context, bounce: &Bounce, now: Millis) -> Out {
             condition: bounce.condition.clone(),
             text: bounce.text.clone(),
         });
-        cx.store.put_message(&conv, seq, &record)?;
+        cx.write(Write::Message { conv, seq, record });
         METRICS.status_recorded();
     }
     let mut out = element(

@@ -11,7 +11,7 @@ use crate::conversation::room::Rooms;
 use crate::incoming::{CommandRequest, READ_RECEIPTS, READ_RECEIPTS_FIELD};
 use crate::stanza::ns::COMMANDS;
 use crate::stanza::{DefinedCondition, ErrorType, StanzaError, element, stanza_error, with_text};
-use crate::store::{Millis, StoreError};
+use crate::store::{Millis, StoreError, Write};
 
 /// The disco#items of the commands node (XEP-0050 §2.2).
 pub fn list(cx: &Context) -> Element {
@@ -72,7 +72,10 @@ pub fn execute(
                 format!("{READ_RECEIPTS_FIELD} must be a boolean (1 or 0), not {value:?}"),
             )));
         };
-        cx.store.set_read_receipts_pref(&user, enabled)?;
+        cx.write(Write::ReadReceiptsPref {
+            user: user.clone(),
+            enabled,
+        });
         // Group frontiers count only members who send read receipts.
         rooms.forget_frontiers();
         tracing::info!(%user, enabled, "read receipts preference changed");

@@ -180,17 +180,29 @@ pub fn presence_grants_are_directional(store: &dyn Store) {
     assert!(store.presence_grants().unwrap().is_empty());
 }
 
-pub fn queues_come_back_in_order_once(store: &dyn Store) {
+pub fn held_stanzas_stay_until_dequeued(store: &dyn Store) {
     let conv = ConversationKey::direct("alice@x", "bob@x");
     store.enqueue("bob@x", 7, &conv, b"<second/>").unwrap();
     store.enqueue("bob@x", 3, &conv, b"<first/>").unwrap();
     store.enqueue("bob@x.org", 4, &conv, b"<other/>").unwrap();
     assert_eq!(store.queued_count("bob@x").unwrap(), 2);
-    let got = store.take_queue("bob@x").unwrap();
+    let got = store.queued("bob@x").unwrap();
     let stanzas: Vec<&[u8]> = got.iter().map(|q| q.stanza.as_slice()).collect();
     assert_eq!(stanzas, vec![&b"<first/>"[..], &b"<second/>"[..]]);
     assert_eq!(got[0].conv, conv);
-    assert!(store.take_queue("bob@x").unwrap().is_empty());
+    // Reading keeps them; only a dequeue of what went out removes it, and
+    // a sequence that is not held changes nothing.
+    assert_eq!(store.queued("bob@x").unwrap(), got);
+    store.dequeue("bob@x", &[3, 99]).unwrap();
+    let left: Vec<Seq> = store
+        .queued("bob@x")
+        .unwrap()
+        .iter()
+        .map(|q| q.seq)
+        .collect();
+    assert_eq!(left, vec![7]);
+    store.dequeue("bob@x", &[7]).unwrap();
+    assert!(store.queued("bob@x").unwrap().is_empty());
     assert_eq!(store.queued_count("bob@x.org").unwrap(), 1);
 }
 
@@ -393,7 +405,7 @@ pub fn retention_removes_what_is_older_than_the_cutoff(store: &dyn Store) {
             .is_empty()
     );
     let queued: Vec<Vec<u8>> = store
-        .take_queue("carol@x")
+        .queued("carol@x")
         .unwrap()
         .into_iter()
         .map(|q| q.stanza)
@@ -584,10 +596,148 @@ pub fn watchers_are_known_per_contact(store: &dyn Store) {
     assert!(!store.has_watchers("bob@x").unwrap());
 }
 
-/// Every check, by name.
+/// Every kind of [`Write`], applied as the shell applies the core's, does
+/// what the logical operation of the same name does; a mark applied late
+/// never moves back.
+pub fn writes_applied_are_the_logical_operations(store: &dyn Store) {
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let room_conv = ConversationKey::room("team@chat");
+    let mut sent = MessageRecord::sent("alice@x", "bob@x", "m1", 1_000);
+    let mut refused = MessageRecord::sent("alice@x", "bob@x", "m0", 900);
+    refused.failed = Some(Failure {
+        at: 900,
+        condition: "service-unavailable".into(),
+        text: "no".into(),
+    });
+    let message = room_message("alice@x", "r1", "s1");
+    store
+        .apply(&[
+            Write::RefusedMessage {
+                conv: conv.clone(),
+                seq: 4,
+                record: refused.clone(),
+                keep: 10,
+            },
+            Write::Message {
+                conv: conv.clone(),
+                seq: 5,
+                record: sent.clone(),
+            },
+            Write::Mark {
+                conv: conv.clone(),
+                reader: "bob@x".into(),
+                seq: 5,
+                at: 2_000,
+            },
+            // Late and backwards: ignored.
+            Write::Mark {
+                conv: conv.clone(),
+                reader: "bob@x".into(),
+                seq: 3,
+                at: 3_000,
+            },
+            Write::PresenceAllowed {
+                contact: "bob@x".into(),
+                watcher: "alice@x".into(),
+                allowed: true,
+            },
+            Write::Enqueue {
+                recipient: "bob@x".into(),
+                seq: 6,
+                conv: conv.clone(),
+                stanza: b"<held/>".to_vec(),
+            },
+            Write::Enqueue {
+                recipient: "bob@x".into(),
+                seq: 7,
+                conv: conv.clone(),
+                stanza: b"<later/>".to_vec(),
+            },
+            Write::Dequeue {
+                recipient: "bob@x".into(),
+                seqs: vec![6],
+            },
+            Write::Room {
+                room: "team@chat".into(),
+                record: RoomRecord {
+                    created_at: 1,
+                    fixed_members: false,
+                },
+            },
+            Write::RoomCreator {
+                creator: "alice@x".into(),
+                room: "team@chat".into(),
+            },
+            Write::Membership {
+                room: "team@chat".into(),
+                member: "bob@x".into(),
+                membership: Membership {
+                    joined: 2,
+                    left: None,
+                },
+            },
+            Write::RoomMessage {
+                room: "team@chat".into(),
+                seq: 8,
+                message: message.clone(),
+            },
+            Write::Mark {
+                conv: room_conv.clone(),
+                reader: "bob@x".into(),
+                seq: 8,
+                at: 4_000,
+            },
+            Write::ReadReceiptsPref {
+                user: "bob@x".into(),
+                enabled: false,
+            },
+        ])
+        .unwrap();
+    assert_eq!(store.message(&conv, 4).unwrap(), Some(refused));
+    assert_eq!(store.refusal_count("alice@x").unwrap(), 1);
+    assert_eq!(store.message(&conv, 5).unwrap(), Some(sent.clone()));
+    assert_eq!(store.mark(&conv, "bob@x").unwrap(), 5);
+    assert_eq!(store.read_at(&conv, "bob@x", 5).unwrap(), Some(2_000));
+    assert!(store.presence_allowed("bob@x", "alice@x").unwrap());
+    let held: Vec<Seq> = store
+        .queued("bob@x")
+        .unwrap()
+        .iter()
+        .map(|q| q.seq)
+        .collect();
+    assert_eq!(held, vec![7]);
+    assert!(store.room("team@chat").unwrap().is_some());
+    assert_eq!(store.rooms_created_by("alice@x").unwrap(), 1);
+    assert_eq!(
+        store.membership("team@chat", "bob@x").unwrap(),
+        Some(Membership {
+            joined: 2,
+            left: None
+        })
+    );
+    assert_eq!(
+        store.room_message_by_stanza_id("team@chat", "s1").unwrap(),
+        Some((8, message))
+    );
+    assert_eq!(store.mark(&room_conv, "bob@x").unwrap(), 8);
+    assert_eq!(store.read_receipts_pref("bob@x").unwrap(), Some(false));
+
+    // A later write of the same message replaces what is known of it.
+    sent.delivered_at = Some(1_500);
+    store
+        .apply(&[Write::Message {
+            conv: conv.clone(),
+            seq: 5,
+            record: sent.clone(),
+        }])
+        .unwrap();
+    assert_eq!(store.message(&conv, 5).unwrap(), Some(sent));
+}
+
 /// A contract check over a fresh store.
 pub type Check = fn(&dyn Store);
 
+/// Every check, by name.
 pub const ALL: &[(&str, Check)] = &[
     ("sequence_numbers_only_grow", sequence_numbers_only_grow),
     (
@@ -619,8 +769,8 @@ pub const ALL: &[(&str, Check)] = &[
         presence_grants_are_directional,
     ),
     (
-        "queues_come_back_in_order_once",
-        queues_come_back_in_order_once,
+        "held_stanzas_stay_until_dequeued",
+        held_stanzas_stay_until_dequeued,
     ),
     (
         "room_messages_are_found_by_stanza_id_or_sender_id",
@@ -665,6 +815,10 @@ pub const ALL: &[(&str, Check)] = &[
     (
         "watchers_are_known_per_contact",
         watchers_are_known_per_contact,
+    ),
+    (
+        "writes_applied_are_the_logical_operations",
+        writes_applied_are_the_logical_operations,
     ),
 ];
 
@@ -713,9 +867,9 @@ macro_rules! store_contract_tests {
             $crate::store::contract::presence_grants_are_directional(&*store)
         }
         #[test]
-        fn queues_come_back_in_order_once() {
+        fn held_stanzas_stay_until_dequeued() {
             let store: Box<dyn $crate::store::Store> = Box::new($make);
-            $crate::store::contract::queues_come_back_in_order_once(&*store)
+            $crate::store::contract::held_stanzas_stay_until_dequeued(&*store)
         }
         #[test]
         fn room_messages_are_found_by_stanza_id_or_sender_id() {
@@ -771,6 +925,11 @@ macro_rules! store_contract_tests {
         fn watchers_are_known_per_contact() {
             let store: Box<dyn $crate::store::Store> = Box::new($make);
             $crate::store::contract::watchers_are_known_per_contact(&*store)
+        }
+        #[test]
+        fn writes_applied_are_the_logical_operations() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::writes_applied_are_the_logical_operations(&*store)
         }
     };
 }

@@ -15,6 +15,7 @@ mod keys;
 pub mod retention;
 mod sled_store;
 mod status_log;
+pub mod write;
 
 pub mod contract;
 
@@ -22,6 +23,7 @@ pub use export::{ExportError, ExportRecord};
 pub use keys::ConversationKey;
 pub use retention::{Expiry, ExpiryCursor};
 pub use sled_store::SledStore;
+pub use write::Write;
 
 use serde::{Deserialize, Serialize};
 
@@ -101,7 +103,8 @@ pub struct MessageRecord {
 /// callers relay nothing that depends on a write before that flush returns.
 pub trait Store: Send + Sync {
     /// A new sequence number, greater than any handed out before, even
-    /// across a crash.
+    /// across a crash. The core asks for these as it asks for the time: a
+    /// number handed out and never written is only a gap.
     fn next_seq(&self) -> StoreResult<Seq>;
 
     /// Stores a message and indexes it by (sender, id) in its conversation.
@@ -185,8 +188,12 @@ pub trait Store: Send + Sync {
 
     fn queued_count(&self, recipient: &str) -> StoreResult<usize>;
 
-    /// Removes and returns everything held for `recipient`, oldest first.
-    fn take_queue(&self, recipient: &str) -> StoreResult<Vec<QueuedStanza>>;
+    /// Everything held for `recipient`, oldest first.
+    fn queued(&self, recipient: &str) -> StoreResult<Vec<QueuedStanza>>;
+
+    /// Removes the stanzas `seqs` held for `recipient` (they went out);
+    /// sequences not held are ignored.
+    fn dequeue(&self, recipient: &str, seqs: &[Seq]) -> StoreResult<()>;
 
     fn put_room(&self, room: &str, record: &RoomRecord) -> StoreResult<()>;
 
@@ -264,6 +271,12 @@ pub trait Store: Send + Sync {
 
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;
+
+    /// Applies the core's writes, in order (durable at the next
+    /// [`Store::flush`] like any other write).
+    fn apply(&self, writes: &[Write]) -> StoreResult<()> {
+        write::apply_each(self, writes)
+    }
 
     /// Hands every record to `each`, as [`export::export`] writes them.
     fn export_records(

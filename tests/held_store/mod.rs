@@ -187,8 +187,12 @@ impl Store for HeldStore {
         self.inner.queued_count(recipient)
     }
 
-    fn take_queue(&self, recipient: &str) -> StoreResult<Vec<QueuedStanza>> {
-        self.inner.take_queue(recipient)
+    fn queued(&self, recipient: &str) -> StoreResult<Vec<QueuedStanza>> {
+        self.inner.queued(recipient)
+    }
+
+    fn dequeue(&self, recipient: &str, seqs: &[Seq]) -> StoreResult<()> {
+        self.inner.dequeue(recipient, seqs)
     }
 
     fn put_room(&self, room: &str, record: &RoomRecord) -> StoreResult<()> {

@@ -111,7 +111,8 @@ fn ask_read(tm: &mut Tidemark, i: u64, pairs: u64, now: u64) -> bool {
     )
     .parse()
     .expect("query parses");
-    let out = tm.handle(&iq, now).send;
+    let effects = tm.handle(&iq, now);
+    let out = effects.apply(&**tm.store()).unwrap_or_default();
     out.first()
         .is_some_and(|el| el.attr("type") == Some("result") && String::from(el).contains("read"))
 }
@@ -143,7 +144,8 @@ impl RealPath {
         let now = tidemark::component::clock::now_millis();
         let mut tm = Tidemark::new(cfg, store.clone(), now).map_err(|e| e.to_string())?;
         // What the connection loop does first on every connection.
-        let _ = tm.on_connected(now).map_err(|e| e.to_string())?;
+        let hello = tm.on_connected(now).map_err(|e| e.to_string())?;
+        hello.apply(&*store).map_err(|e| e.to_string())?;
         Ok(RealPath {
             tm,
             store,
@@ -194,7 +196,8 @@ impl RealPath {
     }
 
     fn handle(&mut self, st: &Element) -> Result<(), String> {
-        let out = self.tm.handle(st, self.now).send;
+        let effects = self.tm.handle(st, self.now);
+        let out = effects.apply(&*self.store).map_err(|e| e.to_string())?;
         self.handled += 1;
         self.out += out.len() as u64;
         self.errors += out
@@ -216,8 +219,9 @@ impl RealPath {
         self.now = tidemark::component::clock::now_millis();
         if self.now >= self.next_tick {
             self.next_tick = self.now + 1000;
-            let out = self.tm.tick(self.now).map_err(|e| e.to_string())?;
-            if !out.is_empty() {
+            let effects = self.tm.tick(self.now).map_err(|e| e.to_string())?;
+            if !effects.is_empty() {
+                effects.apply(&*self.store).map_err(|e| e.to_string())?;
                 self.store.flush().map_err(|e| e.to_string())?;
             }
         }
@@ -510,7 +514,8 @@ fn reopen(
         if schema == Schema::Real {
             // The binary probes every known contact before it reads the
             // first stanza; that is part of the way to the first answer.
-            let _ = tm.on_connected(now).map_err(|e| e.to_string())?;
+            let hello = tm.on_connected(now).map_err(|e| e.to_string())?;
+            hello.apply(&*store).map_err(|e| e.to_string())?;
         }
         ask_read(&mut tm, 0, pairs, now);
         first_secs = t.elapsed().as_secs_f64();

@@ -68,7 +68,8 @@ impl World {
             for frame in reader::read(seed) {
                 if let Frame::Stanza(el) = frame {
                     w.now += 100;
-                    let _ = w.tm.handle(&el, w.now);
+                    let effects = w.tm.handle(&el, w.now);
+                    let _ = effects.apply(&*w.store);
                 }
             }
         }
@@ -106,7 +107,10 @@ impl World {
             };
             self.now += 50;
             let before = compare.then(|| self.digest());
-            let out = self.tm.handle(&el, self.now).send;
+            let effects = self.tm.handle(&el, self.now);
+            let out = effects
+                .apply(&*self.store)
+                .map_err(|e| format!("the store refused the core's writes: {e}"))?;
             let o = outcome(&el, &out);
             stats.outcomes.insert(o.clone());
             outcomes.push(o);
@@ -122,8 +126,12 @@ impl World {
                     }
                 }
             }
-            if self.now.is_multiple_of(1000) {
-                let _ = self.tm.tick(self.now);
+            if self.now.is_multiple_of(1000)
+                && let Ok(effects) = self.tm.tick(self.now)
+            {
+                effects
+                    .apply(&*self.store)
+                    .map_err(|e| format!("the store refused the tick's writes: {e}"))?;
             }
         }
         Ok(outcomes)
@@ -237,16 +245,17 @@ mod tests {
         let probe = el(
             "<iq xmlns='jabber:component:accept' type='get' id='q' from='a@localhost/r' to='chat.localhost'/>",
         );
-        let out = w.tm.handle(&probe, w.now).send;
+        let out = w.tm.handle(&probe, w.now).apply(&*w.store).unwrap();
         assert!(
             is_refusal(&probe, &out),
             "an iq get without a child is refused"
         );
         assert_eq!(w.digest(), before);
-        let _ = w.tm.handle(
+        let grant = w.tm.handle(
             &el("<presence xmlns='jabber:component:accept' type='subscribed' from='b@localhost' to='a\\40localhost@chat.localhost'/>"),
             w.now + 50,
         );
+        grant.apply(&*w.store).unwrap();
         assert_ne!(w.digest(), before, "a grant changes the digest");
     }
 }

@@ -12,7 +12,7 @@ use crate::context::Context;
 use crate::metrics::METRICS;
 use crate::stanza::{element, ns, xep0082};
 use crate::status::private_mark::{own_mark, private_reader};
-use crate::store::{ConversationKey, Millis, RoomMessage, Seq, StoreError};
+use crate::store::{ConversationKey, Millis, RoomMessage, Seq, StoreError, Write};
 
 /// The lowest tidemark among a room's members who send read receipts, kept
 /// as an ordered multiset of tidemarks.
@@ -95,15 +95,25 @@ pub(super) fn advance(
 ) -> Out {
     let conv = ConversationKey::room(room);
     if !cx.sends_read_receipts(reader)? {
-        cx.store
-            .advance_mark(&conv, &private_reader(reader), seq, now)?;
+        cx.write(Write::Mark {
+            conv,
+            reader: private_reader(reader),
+            seq,
+            at: now,
+        });
         return Ok(vec![]);
     }
     // Loaded before the mark moves, so that it says where things stood.
     let state = read_state(cx, live, room)?;
-    if !cx.store.advance_mark(&conv, reader, seq, now)? {
+    if cx.store.mark(&conv, reader)? >= seq {
         return Ok(vec![]);
     }
+    cx.write(Write::Mark {
+        conv,
+        reader: reader.to_owned(),
+        seq,
+        at: now,
+    });
     METRICS.status_recorded();
     let before = state.frontier.min();
     state.frontier.set(reader, seq);
@@ -119,7 +129,21 @@ pub(super) fn advance(
 /// sender's earlier messages, as a XEP-0333 marker does).
 fn all_read_notices(cx: &mut Context, room: &str, from: Seq, upto: Seq, now: Millis) -> Out {
     let mut latest: BTreeMap<String, RoomMessage> = BTreeMap::new();
-    for (_, m) in cx.store.room_messages_between(room, from, upto)? {
+    // The message in hand, if it is in the range, is not in the store yet.
+    let in_hand: Vec<RoomMessage> = cx
+        .pending()
+        .iter()
+        .filter_map(|w| match w {
+            Write::RoomMessage {
+                room: r,
+                seq,
+                message,
+            } if r == room && from < *seq && *seq <= upto => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    let stored = cx.store.room_messages_between(room, from, upto)?;
+    for m in stored.into_iter().map(|(_, m)| m).chain(in_hand) {
         if m.readable {
             latest.insert(m.sender.clone(), m);
         }

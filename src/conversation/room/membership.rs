@@ -3,6 +3,8 @@
 //! Membership is durable and counts for read status; being in the room now
 //! is [`super::occupants`]' job.
 
+use std::collections::BTreeSet;
+
 use minidom::Element;
 use tracing::{debug, info};
 use xmpp_parsers::jid::Jid;
@@ -13,41 +15,53 @@ use crate::context::Context;
 use crate::incoming::Origin;
 use crate::metrics::{METRICS, Refusal};
 use crate::stanza::{DefinedCondition, ErrorType};
-use crate::store::{ConversationKey, Membership, Millis, RoomRecord, StoreError};
+use crate::store::{ConversationKey, Membership, Millis, RoomRecord, StoreError, Write};
 
 /// Declares the rooms of the config file, with their fixed member lists.
 pub fn apply_config(cx: &mut Context, rooms: &mut Rooms, now: Millis) -> Result<(), StoreError> {
     let domain = cx.addrs.domain().clone();
+    let mut new_rooms = BTreeSet::new();
     for room_cfg in cx.config.rooms.clone() {
         let room = format!("{}@{}", room_cfg.name, domain);
-        cx.store.put_room(
-            &room,
-            &RoomRecord {
-                created_at: cx.store.room(&room)?.map_or(now, |r| r.created_at),
+        let created_at = match cx.store.room(&room)? {
+            Some(known) => known.created_at,
+            None => {
+                new_rooms.insert(room.clone());
+                now
+            }
+        };
+        cx.write(Write::Room {
+            room: room.clone(),
+            record: RoomRecord {
+                created_at,
                 fixed_members: true,
             },
-        )?;
-        let wanted: Vec<String> = room_cfg.members.iter().map(|m| m.to_string()).collect();
+        });
+        // Each member once: the writes of this pass are not read back until
+        // it ends.
+        let wanted: BTreeSet<String> = room_cfg.members.iter().map(|m| m.to_string()).collect();
         for member in &wanted {
             add_member(cx, rooms, &room, member, now)?;
         }
         for (member, m) in cx.store.memberships(&room)? {
             if m.is_current() && !wanted.contains(&member) {
                 let left = cx.store.next_seq()?;
-                cx.store.set_membership(
-                    &room,
-                    &member,
-                    &Membership {
+                cx.write(Write::Membership {
+                    room: room.clone(),
+                    member: member.clone(),
+                    membership: Membership {
                         joined: m.joined,
                         left: Some(left),
                     },
-                )?;
+                });
                 info!(%room, %member, "removed from the room by the config file");
             }
         }
     }
     rooms.forget_frontiers();
-    rooms.stored = cx.store.rooms()?.len();
+    // Counted for the room cap and the metrics, with the config's rooms that
+    // these writes are about to add.
+    rooms.stored = cx.store.rooms()?.len() + new_rooms.len();
     METRICS.set_rooms(rooms.stored);
     Ok(())
 }
@@ -55,7 +69,7 @@ pub fn apply_config(cx: &mut Context, rooms: &mut Rooms, now: Millis) -> Result<
 /// Makes `user` a member from now on. Their tidemark starts at the join, since
 /// they are not a recipient of what came before.
 fn add_member(
-    cx: &Context,
+    cx: &mut Context,
     rooms: &mut Rooms,
     room: &str,
     user: &str,
@@ -69,10 +83,17 @@ fn add_member(
         return Ok(false);
     }
     let joined = cx.store.next_seq()?;
-    cx.store
-        .set_membership(room, user, &Membership { joined, left: None })?;
-    let conv = ConversationKey::room(room);
-    cx.store.advance_mark(&conv, user, joined, now)?;
+    cx.write(Write::Membership {
+        room: room.to_owned(),
+        member: user.to_owned(),
+        membership: Membership { joined, left: None },
+    });
+    cx.write(Write::Mark {
+        conv: ConversationKey::room(room),
+        reader: user.to_owned(),
+        seq: joined,
+        at: now,
+    });
     if let Some(live) = rooms.live.get_mut(room) {
         live.read = None;
     }
@@ -85,7 +106,7 @@ fn add_member(
 /// always, and into a room that does not exist yet by creating it, if they
 /// may. `Ok(Ok(created))` once they are a member, `Ok(Err(refusal))` if not.
 pub(super) fn admit(
-    cx: &Context,
+    cx: &mut Context,
     rooms: &mut Rooms,
     at: &RoomStanza,
     own: &str,
@@ -116,14 +137,17 @@ pub(super) fn admit(
                 METRICS.refused(Refusal::Room);
                 return Ok(Err(refusal));
             }
-            cx.store.put_room(
-                room,
-                &RoomRecord {
+            cx.write(Write::Room {
+                room: room.to_owned(),
+                record: RoomRecord {
                     created_at: now,
                     fixed_members: false,
                 },
-            )?;
-            cx.store.add_room_creator(&user, room)?;
+            });
+            cx.write(Write::RoomCreator {
+                creator: user.clone(),
+                room: room.to_owned(),
+            });
             rooms.stored += 1;
             METRICS.set_rooms(rooms.stored);
             info!(%room, creator = %user, "room created");

@@ -17,7 +17,7 @@ use crate::stanza::ns::DELAY;
 use crate::stanza::{
     DefinedCondition, ErrorType, element, remove_attr, set_attr, to_string, xep0082,
 };
-use crate::store::{ConversationKey, Millis, RoomMessage};
+use crate::store::{ConversationKey, Millis, RoomMessage, Write};
 
 pub(super) fn groupchat(
     cx: &mut Context,
@@ -93,7 +93,11 @@ pub(super) fn groupchat(
         readable,
         stanza: to_string(&reflected).into_bytes(),
     };
-    cx.store.put_room_message(room_s, seq, &record)?;
+    cx.write(Write::RoomMessage {
+        room: room_s.to_owned(),
+        seq,
+        message: record,
+    });
     METRICS.status_recorded();
 
     let mut out: Vec<Element> = live

@@ -451,7 +451,7 @@ impl Store for SledStore {
             .len())
     }
 
-    fn take_queue(&self, recipient: &str) -> StoreResult<Vec<QueuedStanza>> {
+    fn queued(&self, recipient: &str) -> StoreResult<Vec<QueuedStanza>> {
         let prefix = keys::queue_prefix(recipient);
         let mut out = Vec::new();
         for (k, v) in self
@@ -466,10 +466,14 @@ impl Store for SledStore {
             })?;
             out.push(QueuedStanza { seq, conv, stanza });
         }
-        for q in &out {
-            self.staged.remove(T::Queue, keys::queue(recipient, q.seq));
-        }
         Ok(out)
+    }
+
+    fn dequeue(&self, recipient: &str, seqs: &[Seq]) -> StoreResult<()> {
+        for seq in seqs {
+            self.staged.remove(T::Queue, keys::queue(recipient, *seq));
+        }
+        Ok(())
     }
 
     fn put_room(&self, room: &str, record: &RoomRecord) -> StoreResult<()> {

@@ -1,0 +1,126 @@
+//! The store writes the core asks for, as values. The core never writes: it
+//! returns these in its [`crate::effects::Effects`], and the shell applies a
+//! stanza's writes with [`Store::apply`] before it handles the next stanza,
+//! so every stanza reads what the ones before it wrote. A stanza whose
+//! handling fails returns no writes at all: it changes nothing.
+
+use super::{
+    ConversationKey, Membership, MessageRecord, Millis, RoomMessage, RoomRecord, Seq, Store,
+    StoreResult,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Records a 1:1 message, or what is new about it (its receipt, its
+    /// failure, its release from the queue).
+    Message {
+        conv: ConversationKey,
+        seq: Seq,
+        record: MessageRecord,
+    },
+    /// Records a message tidemark refused, keeping only the sender's newest
+    /// `keep` refusals.
+    RefusedMessage {
+        conv: ConversationKey,
+        seq: Seq,
+        record: MessageRecord,
+        keep: usize,
+    },
+    /// Moves `reader`'s tidemark in `conv` to `seq` if that is forward (an
+    /// atomic maximum: applying it late or twice never moves it back).
+    Mark {
+        conv: ConversationKey,
+        reader: String,
+        seq: Seq,
+        at: Millis,
+    },
+    PresenceAllowed {
+        contact: String,
+        watcher: String,
+        allowed: bool,
+    },
+    /// Holds a relayed stanza until `recipient` comes online.
+    Enqueue {
+        recipient: String,
+        seq: Seq,
+        conv: ConversationKey,
+        stanza: Vec<u8>,
+    },
+    /// The held stanzas `seqs` of `recipient` went out.
+    Dequeue {
+        recipient: String,
+        seqs: Vec<Seq>,
+    },
+    Room {
+        room: String,
+        record: RoomRecord,
+    },
+    Membership {
+        room: String,
+        member: String,
+        membership: Membership,
+    },
+    RoomMessage {
+        room: String,
+        seq: Seq,
+        message: RoomMessage,
+    },
+    RoomCreator {
+        creator: String,
+        room: String,
+    },
+    ReadReceiptsPref {
+        user: String,
+        enabled: bool,
+    },
+}
+
+/// Applies `writes` in order through the store's logical operations: what
+/// [`Store::apply`] does unless a backend has a better way.
+pub fn apply_each<S: Store + ?Sized>(store: &S, writes: &[Write]) -> StoreResult<()> {
+    for write in writes {
+        match write {
+            Write::Message { conv, seq, record } => store.put_message(conv, *seq, record)?,
+            Write::RefusedMessage {
+                conv,
+                seq,
+                record,
+                keep,
+            } => store.put_refused_message(conv, *seq, record, *keep)?,
+            Write::Mark {
+                conv,
+                reader,
+                seq,
+                at,
+            } => {
+                store.advance_mark(conv, reader, *seq, *at)?;
+            }
+            Write::PresenceAllowed {
+                contact,
+                watcher,
+                allowed,
+            } => store.set_presence_allowed(contact, watcher, *allowed)?,
+            Write::Enqueue {
+                recipient,
+                seq,
+                conv,
+                stanza,
+            } => store.enqueue(recipient, *seq, conv, stanza)?,
+            Write::Dequeue { recipient, seqs } => store.dequeue(recipient, seqs)?,
+            Write::Room { room, record } => store.put_room(room, record)?,
+            Write::Membership {
+                room,
+                member,
+                membership,
+            } => store.set_membership(room, member, membership)?,
+            Write::RoomMessage { room, seq, message } => {
+                store.put_room_message(room, *seq, message)?
+            }
+            Write::RoomCreator { creator, room } => store.add_room_creator(creator, room)?,
+            Write::ReadReceiptsPref { user, enabled } => {
+                store.set_read_receipts_pref(user, *enabled)?
+            }
+        }
+    }
+    Ok(())
+}
