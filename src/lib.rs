@@ -16,6 +16,7 @@
 pub mod address;
 pub mod component;
 pub mod config;
+pub mod contact_query;
 pub mod context;
 pub mod conversation;
 pub mod effects;

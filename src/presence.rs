@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use minidom::Element;
 use tracing::{debug, info, warn};
-use xmpp_parsers::jid::BareJid;
+use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::nick::Nick;
 
 use crate::context::Context;
 use crate::incoming::{Compact, Route, SubscriptionKind};
@@ -173,7 +174,11 @@ pub fn on_subscription(
     info!(?kind, "subscription relayed");
     // RFC 6121 §3: subscription stanzas go between bare JIDs. They come from
     // people not yet authorised, so only what the protocol needs goes on: a
-    // status or nickname in a request is content from a stranger.
+    // status or nickname in a request is content from a stranger ("Your
+    // Bank"). A request does carry a XEP-0172 nickname (§4.2) so that the
+    // client shows a name rather than the escaped tracked address: the
+    // local part of the sender's real JID, which no one can choose for
+    // someone else.
     let tracked = route.tracked_from.to_bare();
     let mut out = element(
         "presence",
@@ -187,7 +192,27 @@ pub fn on_subscription(
     if let Some(id) = id {
         set_attr(&mut out, "id", id);
     }
+    if kind == SubscriptionKind::Subscribe {
+        out.append_child(Nick(display_name(&route.from)).into());
+    }
     Ok(vec![out])
+}
+
+/// `presence` with a XEP-0172 nickname, the contact's own if they gave one:
+/// clients that read it (Dino, Gajim) then show a name for the tracked
+/// address instead of its escaped JID.
+fn with_nick(mut presence: Element, contact: &Jid) -> Element {
+    if !presence.has_child("nick", ns::NICK) {
+        presence.append_child(Nick(display_name(contact)).into());
+    }
+    presence
+}
+
+/// The name a contact goes by when they gave none: their JID's local part
+/// (`bob` for `bob@example.org`), else their domain.
+pub fn display_name(jid: &Jid) -> String {
+    jid.node()
+        .map_or_else(|| jid.domain().to_string(), |n| n.to_string())
 }
 
 /// What a presence from a contact led to: the stanzas to send, and whether
@@ -225,7 +250,7 @@ pub fn on_presence(
             // The watcher is authorised: the presence goes on whole, so that
             // entity caps, avatar hashes and the like still reach their
             // client. Only what is kept for probe answers is compact.
-            Some(_) => cx.relay(presence, route),
+            Some(_) => with_nick(cx.relay(presence, route), &route.from),
             None => element(
                 "presence",
                 ns::COMPONENT,
@@ -319,7 +344,7 @@ pub fn on_probe(cx: &Context, book: &PresenceBook, route: &Route) -> Out {
             } else {
                 format!("{tracked}/{resource}")
             };
-            p.to_element(&from, watcher.as_str())
+            with_nick(p.to_element(&from, watcher.as_str()), &route.to)
         })
         .collect();
     if out.is_empty() {

@@ -10,6 +10,7 @@ use tracing::{debug, info_span, warn};
 use xmpp_parsers::jid::Jid;
 
 use crate::config::Config;
+use crate::contact_query::{self, Relayed};
 use crate::context::Context;
 use crate::conversation::direct::{self, Waiting};
 use crate::conversation::room::{self, Rooms};
@@ -26,6 +27,8 @@ pub struct Tidemark {
     cx: Context,
     presence: PresenceBook,
     rooms: Rooms,
+    /// Queries relayed to contacts, waiting for their answers.
+    relayed: Relayed,
     /// Messages to contacts whose presence is not known yet after a
     /// (re)connect.
     waiting: Waiting,
@@ -50,6 +53,7 @@ impl Tidemark {
             cx: Context::new(config, store),
             presence: PresenceBook::default(),
             rooms: Rooms::default(),
+            relayed: Relayed::default(),
             waiting: Waiting::default(),
             rate,
             server_domain,
@@ -215,6 +219,12 @@ impl Tidemark {
                 now,
             )?]),
             Incoming::ContactIq { reply } => Ok(vec![reply]),
+            Incoming::ContactQuery { route, origin, iq } => {
+                contact_query::on_query(cx, &mut self.relayed, &route, &origin, &iq, now)
+            }
+            Incoming::ContactAnswer { route, iq } => {
+                Ok(contact_query::on_answer(&mut self.relayed, &route, &iq))
+            }
             Incoming::IqResponse => Ok(vec![]),
             Incoming::Chat(chat) => {
                 direct::on_chat(cx, &self.presence, &mut self.waiting, &chat, now)
@@ -276,6 +286,7 @@ impl Tidemark {
     pub fn tick(&mut self, now: Millis) -> Result<Effects, StoreError> {
         drop(self.cx.take_writes());
         self.rate.sweep(now);
+        self.relayed.expire(now);
         let mut out = Vec::new();
         if presence::on_tick(&mut self.presence, now) {
             for contact in self.waiting.contacts() {

@@ -30,6 +30,7 @@ const LAYERS: &[&[&str]] = &[
     &["context"],
     // The services, in the one order in which they may use each other.
     &["presence"],
+    &["contact_query"],
     &["conversation::direct"],
     &["conversation::room"],
     &["query"],
@@ -369,23 +370,24 @@ fn a_module_without_a_layer_is_refused() {
     assert!(problems[0].contains("desk"), "{problems:?}");
 }
 
-/// The store's write operations, as the core would call them.
+/// The store's write operations, as the core would call them through its
+/// handle on the store (`cx.store.put_message(`, however rustfmt breaks it).
 const STORE_WRITES: &[&str] = &[
-    ".put_message(",
-    ".put_refused_message(",
-    ".advance_mark(",
-    ".set_presence_allowed(",
-    ".enqueue(",
-    ".dequeue(",
-    ".put_room(",
-    ".set_membership(",
-    ".put_room_message(",
-    ".add_room_creator(",
-    ".set_read_receipts_pref(",
-    ".apply(",
-    ".expire(",
-    ".import_record(",
-    ".continue_after(",
+    "put_message",
+    "put_refused_message",
+    "advance_mark",
+    "set_presence_allowed",
+    "enqueue",
+    "dequeue",
+    "put_room",
+    "set_membership",
+    "put_room_message",
+    "add_room_creator",
+    "set_read_receipts_pref",
+    "apply",
+    "expire",
+    "import_record",
+    "continue_after",
 ];
 
 /// Where a unit between classification and the router calls a store write.
@@ -400,10 +402,13 @@ fn direct_writes(files: &[(String, String)]) -> Vec<String> {
         if !services.contains(&layer) {
             continue;
         }
-        let code = code_only(src);
+        let code: String = code_only(src)
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
         for call in STORE_WRITES {
-            if code.contains(call) {
-                found.push(format!("src/{rel} calls {call}"));
+            if code.contains(&format!("store.{call}(")) {
+                found.push(format!("src/{rel} calls store.{call}("));
             }
         }
     }
@@ -420,9 +425,16 @@ fn the_services_write_nothing_themselves() {
     let found = direct_writes(&src);
     assert!(found.is_empty(), "{}", found.join("\n"));
     // The check sees a write where there is one.
-    let planted = direct_writes(&files(&[(
-        "conversation/direct.rs",
-        "fn f(cx: &Context) { cx.store.put_message(&c, 1, &r)?; }",
-    )]));
-    assert_eq!(planted.len(), 1, "{planted:?}");
+    let planted = direct_writes(&files(&[
+        (
+            "conversation/direct.rs",
+            "fn f(cx: &Context) { cx\n    .store\n    .put_message(&c, 1, &r)?; }",
+        ),
+        // Not the store: a service's own state may have such names.
+        ("presence.rs", "fn g(q: &mut Relayed) { q.expire(now); }"),
+    ]));
+    assert_eq!(
+        planted,
+        vec!["src/conversation/direct.rs calls store.put_message("]
+    );
 }

@@ -715,7 +715,8 @@ fn presence_along_a_grant_is_relayed_whole_and_kept_compact() {
     assert_eq!(out.len(), 1);
     // Alice is authorised: her client gets the avatar hash (and caps) too.
     let names: Vec<_> = out[0].children().map(|c| c.name().to_owned()).collect();
-    assert_eq!(names, ["show", "status", "priority", "x"]);
+    assert_eq!(names, ["show", "status", "priority", "x", "nick"]);
+    assert_eq!(nick(&out[0]).as_deref(), Some("bob"), "a name to show");
     assert_eq!(out[0].attr("from"), Some(format!("{BOB_T}/res").as_str()));
     assert_eq!(out[0].get_child("status", NS).unwrap().text(), "busy");
     // Probe answers come from what is kept: availability only.
@@ -724,7 +725,32 @@ fn presence_along_a_grant_is_relayed_whole_and_kept_compact() {
     ));
     assert_eq!(out[0].get_child("show", NS).unwrap().text(), "dnd");
     let names: Vec<_> = out[0].children().map(|c| c.name().to_owned()).collect();
-    assert_eq!(names, ["show", "status", "priority"]);
+    assert_eq!(names, ["show", "status", "priority", "nick"]);
+    assert_eq!(nick(&out[0]).as_deref(), Some("bob"));
+}
+
+fn nick(presence: &Element) -> Option<String> {
+    presence
+        .get_child("nick", "http://jabber.org/protocol/nick")
+        .map(Element::text)
+}
+
+/// A contact who names themselves in their presence keeps their own name.
+#[test]
+fn a_contacts_own_nickname_is_kept() {
+    let mut w = World::new();
+    w.server_sends(&format!(
+        "<presence type='subscribed' from='bob@localhost' to='{ALICE_T}'/>"
+    ));
+    let out = w.server_sends(&format!(
+        "<presence from='bob@localhost/res' to='{ALICE_T}'><nick xmlns='http://jabber.org/protocol/nick'>Bob B.</nick></presence>"
+    ));
+    let nicks: Vec<_> = out[0]
+        .children()
+        .filter(|c| c.name() == "nick")
+        .map(Element::text)
+        .collect();
+    assert_eq!(nicks, ["Bob B."]);
 }
 
 #[test]
@@ -753,7 +779,10 @@ fn a_subscription_request_carries_no_content_from_the_stranger() {
     ));
     assert_eq!(out.len(), 1);
     let p = &out[0];
-    assert_eq!(p.children().count(), 0, "{}", String::from(p));
+    // The one child is a name no stranger chooses: the local part of their
+    // real JID, never their own "Your Bank".
+    assert_eq!(p.children().count(), 1, "{}", String::from(p));
+    assert_eq!(nick(p).as_deref(), Some("mallory"));
     let mut attrs: Vec<_> = p
         .attrs()
         .iter()
@@ -1130,4 +1159,136 @@ fn a_message_to_ones_own_tracked_address_is_refused() {
         Some("bad-request")
     );
     assert_eq!(effects.send[0].attr("to"), Some("bob@localhost/res"));
+}
+
+// --- Queries to a tracked address (issue 9, point 4) ---
+
+fn disco_to(asker: &str, to: &str, id: &str) -> String {
+    format!(
+        "<iq type='get' id='{id}' from='{asker}' to='{to}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    )
+}
+
+/// alice may see bob: her query goes to bob under tidemark's id, from her
+/// tracked address; bob's answer comes back to her under her id, from the
+/// address she asked. A second answer with the same id is nobody's.
+#[test]
+fn a_query_to_a_tracked_address_is_answered_by_the_contact() {
+    let mut w = World::with_config("");
+    w.grant_and_online("alice", "bob");
+    let out = w.server_sends(&disco_to(
+        "alice@localhost/phone",
+        &format!("{BOB_T}/res"),
+        "a1",
+    ));
+    assert_eq!(out.len(), 1, "{out:?}");
+    let relayed = &out[0];
+    assert_eq!(relayed.attr("to"), Some("bob@localhost/res"));
+    assert_eq!(relayed.attr("from"), Some(&*format!("{ALICE_T}/phone")));
+    assert_eq!(relayed.attr("type"), Some("get"));
+    let id = relayed.attr("id").unwrap().to_owned();
+    assert_ne!(id, "a1", "the contact never sees the asker's own id");
+    assert!(relayed.has_child("query", "http://jabber.org/protocol/disco#info"));
+
+    let answer = format!(
+        "<iq type='result' id='{id}' from='bob@localhost/res' to='{ALICE_T}/phone'>\
+         <query xmlns='http://jabber.org/protocol/disco#info'><feature var='urn:xmpp:receipts'/></query></iq>"
+    );
+    let back = w.server_sends(&answer);
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert_eq!(back[0].attr("to"), Some("alice@localhost/phone"));
+    assert_eq!(back[0].attr("from"), Some(&*format!("{BOB_T}/res")));
+    assert_eq!(back[0].attr("id"), Some("a1"));
+    assert_eq!(back[0].attr("type"), Some("result"));
+    let feature = back[0]
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .and_then(|q| q.get_child("feature", "http://jabber.org/protocol/disco#info"))
+        .and_then(|f| f.attr("var"));
+    assert_eq!(feature, Some("urn:xmpp:receipts"));
+    assert!(w.server_sends(&answer).is_empty(), "answered once only");
+}
+
+/// An answer from anyone but the contact asked, or to another session, is
+/// dropped, and the real answer still gets through afterwards.
+#[test]
+fn only_the_contact_asked_can_answer_a_relayed_query() {
+    let mut w = World::with_config("");
+    w.grant_and_online("alice", "bob");
+    let out = w.server_sends(&disco_to("alice@localhost/phone", BOB_T, "a2"));
+    assert_eq!(out[0].attr("to"), Some("bob@localhost"));
+    let id = out[0].attr("id").unwrap().to_owned();
+    for (from, to) in [
+        ("mallory@localhost/x", format!("{ALICE_T}/phone")),
+        ("bob@localhost/res", format!("{ALICE_T}/phone")),
+        ("bob@localhost", format!("{ALICE_T}/laptop")),
+    ] {
+        let forged = format!("<iq type='result' id='{id}' from='{from}' to='{to}'/>");
+        assert!(
+            w.server_sends(&forged).is_empty(),
+            "{from} -> {to} was taken"
+        );
+    }
+    let real = format!("<iq type='result' id='{id}' from='bob@localhost' to='{ALICE_T}/phone'/>");
+    let back = w.server_sends(&real);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].attr("from"), Some(BOB_T));
+    assert_eq!(back[0].attr("id"), Some("a2"));
+}
+
+/// Someone bob does not let see him gets the one refusal, whether bob exists
+/// or not; nothing goes to bob. A set is never relayed.
+#[test]
+fn a_query_from_someone_not_allowed_learns_nothing() {
+    let mut w = World::with_config("");
+    w.grant_and_online("alice", "bob");
+    let refusal = |w: &mut World, to: &str| {
+        let out = w.server_sends(&disco_to("carol@localhost/r", to, "c1"));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].attr("to"), Some("carol@localhost/r"));
+        // Everything but `by`, which names the address asked.
+        let error = out[0].get_child("error", NS).unwrap();
+        let text = error
+            .get_child("text", "urn:ietf:params:xml:ns:xmpp-stanzas")
+            .map(Element::text);
+        (
+            error_condition(&out[0]),
+            error.attr("type").map(str::to_owned),
+            text,
+        )
+    };
+    let bob = refusal(&mut w, &format!("{BOB_T}/res"));
+    let nobody = refusal(&mut w, "nobody\\40localhost@chat.localhost/res");
+    assert_eq!(bob.0.as_deref(), Some("service-unavailable"));
+    assert_eq!(bob, nobody, "the refusal says nothing about who exists");
+    let set = w.server_sends(&format!(
+        "<iq type='set' id='s1' from='alice@localhost/phone' to='{BOB_T}'><vCard xmlns='vcard-temp'/></iq>"
+    ));
+    assert_eq!(set.len(), 1);
+    assert_eq!(set[0].attr("to"), Some("alice@localhost/phone"));
+    assert_eq!(
+        error_condition(&set[0]).as_deref(),
+        Some("service-unavailable")
+    );
+}
+
+/// What waits for answers is bounded per asker: past it, the asker is told
+/// to wait, and the queries waiting are forgotten after their time.
+#[test]
+fn relayed_queries_waiting_are_bounded_per_asker() {
+    let mut w = World::with_config("[limits]\nrate_per_second = 100000\nrate_burst = 100000\n");
+    w.grant_and_online("alice", "bob");
+    let limit = tidemark::contact_query::MAX_WAITING_PER_ASKER;
+    for i in 0..limit {
+        let out = w.server_sends(&disco_to("alice@localhost/phone", BOB_T, &format!("f{i}")));
+        assert_eq!(out[0].attr("to"), Some("bob@localhost"), "query {i}");
+    }
+    let over = w.server_sends(&disco_to("alice@localhost/phone", BOB_T, "over"));
+    assert_eq!(
+        error_condition(&over[0]).as_deref(),
+        Some("resource-constraint")
+    );
+    let later = w.now + tidemark::contact_query::ANSWER_WAIT + 1;
+    let _ = w.tick_at(later);
+    let again = w.server_sends(&disco_to("alice@localhost/phone", BOB_T, "again"));
+    assert_eq!(again[0].attr("to"), Some("bob@localhost"), "{again:?}");
 }

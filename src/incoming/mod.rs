@@ -166,9 +166,21 @@ pub enum Incoming {
         origin: Origin,
         request: ServiceRequest,
     },
-    /// An IQ request addressed to a tracked address: refused with `reply`.
+    /// An IQ set addressed to a tracked address: refused with `reply`.
     ContactIq {
         reply: Element,
+    },
+    /// An IQ get addressed to a tracked address, for the contact to answer.
+    ContactQuery {
+        route: Route,
+        origin: Origin,
+        iq: Element,
+    },
+    /// A result or error from a contact to a tracked address: perhaps the
+    /// answer to a query relayed to them.
+    ContactAnswer {
+        route: Route,
+        iq: Element,
     },
     /// A result or error to one of our own requests (keepalive pings).
     IqResponse,
@@ -323,13 +335,21 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
 
     match stanza.name() {
         "iq" => match type_ {
-            Some("result") | Some("error") => Incoming::IqResponse,
+            Some("result") | Some("error") => Incoming::ContactAnswer {
+                route,
+                iq: stanza.clone(),
+            },
+            Some("get") => Incoming::ContactQuery {
+                route,
+                origin,
+                iq: stanza.clone(),
+            },
             _ => Incoming::ContactIq {
                 reply: origin.error(
                     &own,
                     ErrorType::Cancel,
                     DefinedCondition::ServiceUnavailable,
-                    "tracked addresses answer no queries; ask the service's domain",
+                    "tracked addresses relay only queries (iq get) to the contact, never changes",
                 ),
             },
         },

@@ -114,13 +114,17 @@ async def test_directed_presence_with_a_status_from_a_stranger_reaches_nobody(tm
     await alice.expect_nothing(presence(frm=mallory.tracked + "/*"), within=0.1)
 
 
-async def test_a_subscription_request_carries_no_status_or_nickname(tm, world):
+async def test_a_subscription_request_carries_no_status_and_the_name_of_the_jid(tm, world):
     alice, mallory = await world.clients("alice", "mallory")
     await mallory.send(
         f"<presence type='subscribe' to='{alice.tracked}'><status>{SPAM}</status>"
         f"<nick xmlns='http://jabber.org/protocol/nick'>{SPAM}</nick></presence>")
     req = await alice.expect(presence(frm=mallory.tracked, type="subscribe"))
     assert SPAM not in req.xml, req
+    # XEP-0172 §4.2: a name to show, taken from the JID, which mallory cannot
+    # make into someone else's.
+    nick = req.child("http://jabber.org/protocol/nick", "nick")
+    assert nick is not None and nick.text == mallory.user, req
     await alice.expect_nothing(_mentions_spam())
 
 
