@@ -8,6 +8,7 @@ use std::sync::Arc;
 use minidom::Element;
 
 use crate::address::Addresses;
+use crate::capabilities::Clients;
 use crate::config::Config;
 use crate::incoming::Route;
 use crate::stanza::set_attr;
@@ -18,6 +19,8 @@ pub struct Context {
     pub config: Config,
     /// Read only: the core's writes go to [`Context::write`].
     pub store: Arc<dyn Store>,
+    /// What the contacts' clients can say (receipts, read markers).
+    pub clients: Clients,
     /// The writes of the stanza in hand, for its effects.
     writes: Vec<Write>,
     local_ids: u64,
@@ -29,6 +32,7 @@ impl Context {
             addrs: Addresses::new(config.component.jid.clone()),
             config,
             store,
+            clients: Clients::default(),
             writes: Vec::new(),
             local_ids: 0,
         }

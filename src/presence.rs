@@ -231,6 +231,7 @@ pub fn on_presence(
     route: &Route,
     presence: &Element,
     compact: Option<Compact>,
+    now: Millis,
 ) -> Result<Answered, StoreError> {
     let contact = route.from.to_bare().to_string();
     let watcher = route.to.to_bare();
@@ -264,6 +265,12 @@ pub fn on_presence(
     } else {
         METRICS.refused(Refusal::Gate);
         debug!("presence from a contact who has not granted the watcher dropped");
+    }
+    if compact.is_some() {
+        // What this client can say (receipts, read markers), asked once per
+        // kind of client.
+        let service = cx.addrs.domain().to_string();
+        out.extend(cx.clients.on_presence(&route.from, presence, &service, now));
     }
     if came_online {
         out.extend(deliver_queued(cx, &contact)?);

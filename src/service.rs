@@ -225,7 +225,12 @@ impl Tidemark {
             Incoming::ContactAnswer { route, iq } => {
                 Ok(contact_query::on_answer(&mut self.relayed, &route, &iq))
             }
-            Incoming::IqResponse => Ok(vec![]),
+            Incoming::IqResponse { from, iq } => {
+                if !cx.clients.on_answer(&from, &iq) {
+                    debug!("answer to no question of ours ignored");
+                }
+                Ok(vec![])
+            }
             Incoming::Chat(chat) => {
                 direct::on_chat(cx, &self.presence, &mut self.waiting, &chat, now)
             }
@@ -242,8 +247,14 @@ impl Tidemark {
                 presence,
                 available,
             } => {
-                let answered =
-                    presence::on_presence(cx, &mut self.presence, &route, &presence, available)?;
+                let answered = presence::on_presence(
+                    cx,
+                    &mut self.presence,
+                    &route,
+                    &presence,
+                    available,
+                    now,
+                )?;
                 let mut out = answered.out;
                 if answered.now_known {
                     out.extend(self.release_waiting(&route.from.to_bare().to_string(), now)?);
@@ -287,6 +298,7 @@ impl Tidemark {
         drop(self.cx.take_writes());
         self.rate.sweep(now);
         self.relayed.expire(now);
+        self.cx.clients.expire(now);
         let mut out = Vec::new();
         if presence::on_tick(&mut self.presence, now) {
             for contact in self.waiting.contacts() {

@@ -24,6 +24,7 @@ pub mod ns {
     pub const STATUS: &str = "urn:tidemark:status:0";
     pub const MUC: &str = "http://jabber.org/protocol/muc";
     pub const NICK: &str = "http://jabber.org/protocol/nick";
+    pub const CAPS: &str = "http://jabber.org/protocol/caps";
     pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
     pub const SID: &str = "urn:xmpp:sid:0";
     pub const OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";

@@ -14,6 +14,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &[
         "address",
+        "capabilities",
         "config",
         "metrics",
         "rate_limit",

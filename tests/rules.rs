@@ -604,6 +604,31 @@ fn xep_status_examples_are_what_tidemark_says() {
     doc.example("iq", "error", Some("q3"))
         .assert_answer("§5 forbidden", &got[0], &[]);
 
+    // §4 bob on a client without read markers.
+    bob_uses_a_client_without_read_markers(&mut w);
+    w.server_sends_at(
+        "2026-11-24T21:13:00.000Z",
+        &format!(
+            "<message type='chat' id='m3' from='alice@localhost/phone' to='{BOB_T}'>\
+             <body>see you</body>{ASK_BOTH}</message>"
+        ),
+    );
+    w.server_sends_at(
+        "2026-11-24T21:13:00.500Z",
+        &format!(
+            "<message from='bob@localhost/res' to='{ALICE_T}/phone'><received xmlns='urn:xmpp:receipts' id='m3'/></message>"
+        ),
+    );
+    let got = w.server_sends(&format!(
+        "<iq type='get' id='q4' from='alice@localhost/phone' to='chat.localhost'>\
+         <status xmlns='urn:tidemark:status:0' conversation='{BOB_T}' id='m3'/></iq>"
+    ));
+    doc.example("iq", "result", Some("q4")).assert_answer(
+        "§4 a client without read markers",
+        &got[0],
+        &[],
+    );
+
     doc.assert_all_checked();
 }
 
@@ -1291,4 +1316,78 @@ fn relayed_queries_waiting_are_bounded_per_asker() {
     let _ = w.tick_at(later);
     let again = w.server_sends(&disco_to("alice@localhost/phone", BOB_T, "again"));
     assert_eq!(again[0].attr("to"), Some("bob@localhost"), "{again:?}");
+}
+
+// --- What each client can say (issue 9, point 6) ---
+
+/// bob comes online (again) with a client that announces caps without chat
+/// markers, and answers tidemark's question about them.
+fn bob_uses_a_client_without_read_markers(w: &mut World) {
+    use xmpp_parsers::caps::{compute_disco, hash_caps};
+    use xmpp_parsers::disco::DiscoInfoResult;
+    use xmpp_parsers::hashes::Algo;
+
+    let info = "<query xmlns='http://jabber.org/protocol/disco#info'>\
+        <identity category='client' type='console' name='Profanity'/>\
+        <feature var='http://jabber.org/protocol/disco#info'/><feature var='urn:xmpp:receipts'/></query>";
+    let parsed = DiscoInfoResult::try_from(info.parse::<Element>().unwrap()).unwrap();
+    let ver = hash_caps(&compute_disco(&parsed), Algo::Sha_1)
+        .unwrap()
+        .to_base64();
+    let out = w.server_sends(&format!(
+        "<presence from='bob@localhost/res' to='{ALICE_T}'>\
+         <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://profanity-im.github.io' ver='{ver}'/></presence>"
+    ));
+    let question = out
+        .iter()
+        .find(|e| e.name() == "iq")
+        .expect("tidemark asks bob's client what it can say");
+    assert_eq!(question.attr("from"), Some("chat.localhost"));
+    assert_eq!(question.attr("to"), Some("bob@localhost/res"));
+    let id = question.attr("id").unwrap().to_owned();
+    let answer = info.replace(
+        "<query xmlns='http://jabber.org/protocol/disco#info'>",
+        &format!(
+            "<query xmlns='http://jabber.org/protocol/disco#info' node='https://profanity-im.github.io#{ver}'>"
+        ),
+    );
+    assert!(
+        w.server_sends(&format!(
+            "<iq type='result' id='{id}' from='bob@localhost/res' to='chat.localhost'>{answer}</iq>"
+        ))
+        .is_empty()
+    );
+}
+
+/// bob's client announces caps without chat markers: tidemark asks it once,
+/// checks the answer against the hash, and alice's status query says that
+/// "read" will not come, rather than leaving her waiting on "delivered".
+#[test]
+fn a_client_without_read_markers_is_named_in_the_status() {
+    let mut w = World::with_config("");
+    w.server_sends(&format!(
+        "<presence type='subscribed' from='bob@localhost' to='{ALICE_T}'/>"
+    ));
+    bob_uses_a_client_without_read_markers(&mut w);
+    alice_says(&mut w, "m1", ASK_BOTH);
+    bob_acks(&mut w, "<received xmlns='urn:xmpp:receipts' id='m1'/>");
+    let status = w.status("alice@localhost/phone", BOB_T, "m1");
+    let recipient = status
+        .get_child("status", "urn:tidemark:status:0")
+        .and_then(|s| s.get_child("recipient", "urn:tidemark:status:0"))
+        .unwrap();
+    assert_eq!(recipient.attr("state"), Some("delivered"));
+    let notes: Vec<(String, String)> = recipient
+        .children()
+        .filter(|c| c.name() == "not-reported")
+        .map(|c| (c.attr("state").unwrap_or("").to_owned(), c.text()))
+        .collect();
+    assert_eq!(
+        notes,
+        [(
+            "read".to_owned(),
+            "read status not available: bob@localhost's client does not send read markers"
+                .to_owned()
+        )]
+    );
 }

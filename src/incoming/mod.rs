@@ -182,8 +182,12 @@ pub enum Incoming {
         route: Route,
         iq: Element,
     },
-    /// A result or error to one of our own requests (keepalive pings).
-    IqResponse,
+    /// A result or error to the service: the answer to one of its own
+    /// requests (keepalive pings, questions to clients), or nothing.
+    IqResponse {
+        from: Jid,
+        iq: Element,
+    },
     /// A message with content for a contact.
     Chat(Chat),
     /// Receipts and markers; `id` names the message acknowledged.

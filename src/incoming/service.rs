@@ -68,7 +68,12 @@ impl CommandRequest {
 pub(super) fn classify_service_iq(iq: &Element, from: Jid, origin: Origin, own: &str) -> Incoming {
     let type_ = iq.attr("type");
     match type_ {
-        Some("result") | Some("error") => return Incoming::IqResponse,
+        Some("result") | Some("error") => {
+            return Incoming::IqResponse {
+                from,
+                iq: iq.clone(),
+            };
+        }
         Some("get") | Some("set") => {}
         _ => {
             return invalid(

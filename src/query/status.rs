@@ -6,7 +6,7 @@ use xmpp_parsers::jid::Jid;
 
 use crate::context::Context;
 use crate::stanza::{DefinedCondition, ErrorType, StanzaError, element, ns, stanza_error};
-use crate::status::{derive, recipient_element};
+use crate::status::{derive, not_reported, not_reported_element, recipient_element};
 use crate::store::{ConversationKey, StoreError};
 
 pub fn answer(
@@ -75,6 +75,11 @@ pub fn answer(
             ("summary", status.state.as_str()),
         ],
     );
-    payload.append_child(recipient_element(&status));
+    let mut recipient = recipient_element(&status);
+    let clients = cx.clients.of(&record.recipient);
+    for n in not_reported(&status, record.readable, clients) {
+        recipient.append_child(not_reported_element(&n));
+    }
+    payload.append_child(recipient);
     Ok(Ok(payload))
 }

@@ -7,6 +7,7 @@ pub mod private_mark;
 
 use minidom::Element;
 
+use crate::capabilities::Abilities;
 use crate::stanza::{element, ns, with_text, xep0082};
 use crate::store::{Failure, MessageRecord, Millis};
 
@@ -65,6 +66,53 @@ pub fn derive(record: &MessageRecord, read_at: Option<Millis>) -> RecipientStatu
         read,
         failed: record.failed.clone(),
     }
+}
+
+/// A step a recipient's clients will not report, and why, in words a
+/// person reads (xep/status.md, "What a client cannot say").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotReported {
+    pub state: State,
+    pub text: String,
+}
+
+/// What `status` will not move on to because none of the recipient's
+/// clients tidemark has seen says it: read without read markers, delivered
+/// without receipts or markers. Nothing when tidemark does not know the
+/// clients, or the step is reached already.
+pub fn not_reported(
+    status: &RecipientStatus,
+    readable: bool,
+    clients: Option<Abilities>,
+) -> Vec<NotReported> {
+    let Some(can) = clients else {
+        return vec![];
+    };
+    let who = status.jid.as_str();
+    let mut out = Vec::new();
+    if status.state == State::Sent && !can.receipts && !can.markers {
+        out.push(NotReported {
+            state: State::Delivered,
+            text: format!(
+                "delivery status not available: {who}'s client sends neither receipts nor chat markers"
+            ),
+        });
+    }
+    if readable && status.state < State::Read && !can.markers {
+        out.push(NotReported {
+            state: State::Read,
+            text: format!("read status not available: {who}'s client does not send read markers"),
+        });
+    }
+    out
+}
+
+/// `<not-reported/>` of the status query.
+pub fn not_reported_element(n: &NotReported) -> Element {
+    with_text(
+        element("not-reported", ns::STATUS, &[("state", n.state.as_str())]),
+        n.text.as_str(),
+    )
 }
 
 /// `<recipient/>` of the status query (xep/status.md).
