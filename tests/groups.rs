@@ -1153,3 +1153,44 @@ fn the_subject_ending_a_join_has_no_author() {
     let got: Element = String::from(out.last().unwrap()).parse().unwrap();
     assert_eq!(got, expected, "{}", String::from(&got));
 }
+
+#[test]
+fn a_session_that_rejoins_after_a_restart_gets_the_whole_join_again() {
+    let mut w = World::new("");
+    w.join("alice");
+    w.join("bob");
+    w.say("alice", "a1");
+    restart(&mut w);
+    // Clients that do rejoin (XEP-0410 ones, or a reconnect that keeps the
+    // resource) send a join presence for a session the room still has.
+    let out = w.join("alice");
+    let to_alice: Vec<_> = out
+        .iter()
+        .filter(|e| e.attr("to") == Some("alice@localhost/res"))
+        .collect();
+    let own = to_alice
+        .iter()
+        .find(|e| e.attr("from") == Some("team@chat.localhost/alice"))
+        .expect("her own presence");
+    assert_eq!(muc_status_codes(own), vec!["100", "110"]);
+    assert!(
+        to_alice
+            .iter()
+            .any(|e| e.attr("from") == Some("team@chat.localhost/bob"))
+    );
+    assert!(
+        to_alice
+            .iter()
+            .any(|e| e.has_child("delay", "urn:xmpp:delay")),
+        "history"
+    );
+    assert!(to_alice.last().unwrap().has_child("subject", NS));
+    // bob sees an update of alice's presence, not a second alice.
+    let to_bob: Vec<_> = out
+        .iter()
+        .filter(|e| e.attr("to") == Some("bob@localhost/res"))
+        .collect();
+    assert_eq!(to_bob.len(), 1, "{out:?}");
+    assert!(muc_status_codes(to_bob[0]).is_empty());
+    assert_eq!(w.tm.store().occupants().unwrap().len(), 2);
+}

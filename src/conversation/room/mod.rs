@@ -179,7 +179,8 @@ pub fn handle(
             nick,
             available: true,
             payloads,
-        } => occupants::join(cx, rooms, &at, &nick, &payloads, now),
+            muc_join,
+        } => occupants::join(cx, rooms, &at, &nick, &payloads, muc_join, now),
         RoomRequest::Presence {
             available: false,
             payloads,

@@ -52,6 +52,7 @@ pub(super) fn join(
     at: &RoomStanza,
     nick: &str,
     payloads: &[Element],
+    muc_join: bool,
     now: Millis,
 ) -> Out {
     let RoomStanza { origin, from, room } = *at;
@@ -69,7 +70,18 @@ pub(super) fn join(
                     "nickname changes are not supported; leave and join again",
                 )]);
             }
-            return Ok(update(cx, live, payloads, &room_s, nick, &user));
+            if !muc_join {
+                return Ok(update(cx, live, payloads, &room_s, nick, &user));
+            }
+            // A rejoin of a session the room has (the client restarted
+            // its session, or rejoins after tidemark restarted, as clients
+            // with XEP-0410 may): the full join again, as Prosody does, so
+            // the client gets what a join ends with; the others see a
+            // presence update.
+            let mut out = update(cx, live, payloads, &room_s, nick, &user);
+            out.retain(|p| p.attr("to") != Some(from.to_string().as_str()));
+            out.extend(joined(cx, live, room, from, nick)?);
+            return Ok(out);
         }
         if live
             .occupants
@@ -167,6 +179,35 @@ pub(super) fn join(
     out.push(subject_message(room, from));
     rooms.count_join(&user, 1);
     info!(room = %room_s, %nick, "joined");
+    Ok(out)
+}
+
+/// What a rejoining session gets: the other occupants, its own presence
+/// (100, 110), history and the subject, as at its first join.
+fn joined(cx: &Context, live: &LiveRoom, room: &BareJid, from: &Jid, nick: &str) -> Out {
+    let mut out = Vec::new();
+    for (other_nick, o) in &live.occupants {
+        if other_nick == nick {
+            continue;
+        }
+        let Ok(mut p) = o.presence.parse::<Element>() else {
+            continue;
+        };
+        p.append_child(muc_user(o.sessions.first(), Role::Participant, &[]));
+        out.push(addressed(p, from));
+    }
+    if let Some(own) = live.occupants.get(nick)
+        && let Ok(mut p) = own.presence.parse::<Element>()
+    {
+        p.append_child(muc_user(
+            Some(from),
+            Role::Participant,
+            &[Status::NonAnonymousRoom, Status::SelfPresence],
+        ));
+        out.push(addressed(p, from));
+    }
+    out.extend(reflection::history(cx, room, from)?);
+    out.push(subject_message(room, from));
     Ok(out)
 }
 
