@@ -85,6 +85,10 @@ pub struct GroupsConfig {
     pub room_creators: RoomCreators,
     /// How many rooms one user may create by joining (file rooms not counted).
     pub max_rooms_per_creator: usize,
+    /// Sessions one room may hold at once (occupancy is kept on disk).
+    pub max_occupants_per_room: usize,
+    /// Room sessions one user (bare JID) may hold at once, all rooms together.
+    pub max_joins_per_user: usize,
 }
 
 /// A room declared in the file, with a fixed member list.
@@ -197,6 +201,10 @@ struct RawGroups {
     room_creators: Option<Vec<String>>,
     #[serde(default = "default_max_rooms_per_creator")]
     max_rooms_per_creator: usize,
+    #[serde(default = "default_max_occupants_per_room")]
+    max_occupants_per_room: usize,
+    #[serde(default = "default_max_joins_per_user")]
+    max_joins_per_user: usize,
 }
 
 impl Default for RawGroups {
@@ -206,6 +214,8 @@ impl Default for RawGroups {
             marker_reflection_limit: default_marker_reflection_limit(),
             room_creators: None,
             max_rooms_per_creator: default_max_rooms_per_creator(),
+            max_occupants_per_room: default_max_occupants_per_room(),
+            max_joins_per_user: default_max_joins_per_user(),
         }
     }
 }
@@ -389,6 +399,12 @@ fn default_probe_wait_ms() -> u64 {
 }
 fn default_max_rooms_per_creator() -> usize {
     10
+}
+fn default_max_occupants_per_room() -> usize {
+    1000
+}
+fn default_max_joins_per_user() -> usize {
+    100
 }
 fn default_history() -> usize {
     20
@@ -656,6 +672,8 @@ impl Config {
                 marker_reflection_limit: raw.groups.marker_reflection_limit,
                 room_creators,
                 max_rooms_per_creator: raw.groups.max_rooms_per_creator,
+                max_occupants_per_room: raw.groups.max_occupants_per_room,
+                max_joins_per_user: raw.groups.max_joins_per_user,
             },
             rooms,
             log: LogConfig {

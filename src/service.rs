@@ -59,6 +59,9 @@ impl Tidemark {
             server_domain,
         };
         room::apply_config(&mut tm.cx, &mut tm.rooms, now)?;
+        // Who was in which room: kept in the store, so clients that never
+        // rejoin stay in across a restart (or kill -9).
+        tm.rooms.restore(&*tm.cx.store)?;
         let writes = tm.cx.take_writes();
         Ok((
             tm,
@@ -315,6 +318,19 @@ impl Tidemark {
             writes: self.cx.take_writes(),
             send: out,
         })
+    }
+
+    /// A graceful stop that will not come back: every room occupant is told
+    /// the service shuts down (XEP-0045 status 332) and occupancy is
+    /// cleared. The shell applies and flushes the writes, then sends the
+    /// notices before it closes the stream.
+    pub fn shutdown(&mut self) -> Effects {
+        drop(self.cx.take_writes());
+        let send = room::shutdown(&mut self.cx, &mut self.rooms);
+        Effects {
+            writes: self.cx.take_writes(),
+            send,
+        }
     }
 
     /// Called after every (re)connect: what tidemark knew of presence is

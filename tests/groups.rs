@@ -464,6 +464,21 @@ fn xep_groups_examples_are_what_tidemark_says() {
         ));
     }
 
+    // §2 the subject that ends a join (the last stanza of bob's join; he
+    // is in already, so a second session of his joins).
+    let joined = w.send(&format!(
+        "<presence from='bob@localhost/laptop2' to='{ROOM}/bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ));
+    let mut subject = joined.last().expect("a join ends with the subject").clone();
+    tidemark::stanza::set_attr(&mut subject, "to", "bob@localhost/laptop");
+    doc.example_where("the subject", |el| {
+        el.has_child("subject", "jabber:component:accept")
+    })
+    .assert_answer("§2 the subject ending a join", &subject, &[]);
+    w.send(&format!(
+        "<presence type='unavailable' from='bob@localhost/laptop2' to='{ROOM}/bob'/>"
+    ));
+
     // §2 the room's disco#info.
     let got = w.send(&format!(
         "<iq type='get' id='rd1' from='bob@localhost/laptop' to='{ROOM}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
@@ -492,10 +507,26 @@ fn xep_groups_examples_are_what_tidemark_says() {
         .with("1041", &sid)
         .assert_answer("§2 reflected message", to_bob, &[]);
 
-    // §3 bob's marker, then §5 alice's query: bob read, carol not yet.
-    let marker = doc.example("message", "groupchat", None).with("1041", &sid);
+    // §3 bob's marker, reflected to alice naming the stanza-id; then §5
+    // alice's query: bob read, carol not yet.
+    let to_room =
+        |el: &Element| el.name() == "message" && el.attr("to") == Some("team@chat.localhost");
+    let marker = doc
+        .example_where("bob's marker to the room", |el| {
+            to_room(el) && el.has_child("displayed", "urn:xmpp:chat-markers:0")
+        })
+        .with("1041", &sid);
     let out = w.handle_at(millis("2026-11-24T21:20:15.440Z"), &marker.el);
-    assert!(!out.is_empty(), "bob's marker moves his read state");
+    let to_alice = out
+        .iter()
+        .find(|m| m.attr("to") == Some("alice@localhost/phone"))
+        .expect("bob's marker reflected to alice");
+    doc.example_where("bob's marker as alice gets it", |el| {
+        el.attr("from") == Some("team@chat.localhost/bob")
+            && el.has_child("displayed", "urn:xmpp:chat-markers:0")
+    })
+    .with("1041", &sid)
+    .assert_answer("§3 reflected marker", to_alice, &[]);
     let ask = doc.example("iq", "get", Some("q4"));
     let got = w.handle_at(w.now + 1000, &ask.el);
     assert_eq!(got.len(), 1);
@@ -545,6 +576,18 @@ fn xep_groups_examples_are_what_tidemark_says() {
     doc.example("iq", "result", Some("c2"))
         .with("s1", &session)
         .assert_answer("§6 the command completed", &got[0], &[]);
+
+    // §2 a graceful stop: every session is told, bob's as the document shows.
+    let bye = w.tm.shutdown().apply(&**w.tm.store()).unwrap();
+    let to_bob = bye
+        .iter()
+        .find(|p| p.attr("to") == Some("bob@localhost/laptop"))
+        .expect("bob is told");
+    doc.example("presence", "unavailable", None).assert_answer(
+        "§2 the service shuts down",
+        to_bob,
+        &[],
+    );
 
     // §8 a join that would create a room for a user of another domain.
     let mut w = World::new("");
@@ -714,6 +757,29 @@ fn rooms_announce_whether_anyone_may_join() {
     let fixed = disco_features(&mut w, "plan@chat.localhost");
     assert!(fixed.iter().any(|f| f == "muc_membersonly"), "{fixed:?}");
     assert!(!fixed.iter().any(|f| f == "muc_open"), "{fixed:?}");
+    // What disco says is what joining does: anyone joins the open room
+    // (from a domain that may not create rooms, too), nobody else the fixed.
+    let mut w = World::new(
+        "[groups]\nroom_creators = [\"localhost\"]\n[[rooms]]\nname = \"plan\"\nmembers = [\"alice@localhost\"]\n",
+    );
+    w.join("alice");
+    let out = join_as(&mut w, "eve@example.org", ROOM);
+    assert!(
+        out.iter().all(|e| e.attr("type") != Some("error")),
+        "{out:?}"
+    );
+    let out = join_as(&mut w, "bob@localhost", "plan@chat.localhost");
+    assert_eq!(error_of(&out[0]).1, "registration-required");
+    for features in [&open, &fixed] {
+        for f in [
+            "muc_hidden",
+            "muc_unsecured",
+            "muc_nonanonymous",
+            "muc_persistent",
+        ] {
+            assert!(features.iter().any(|x| x == f), "{f} in {features:?}");
+        }
+    }
 }
 
 #[test]
@@ -836,4 +902,295 @@ fn expired_room_messages_are_gone_from_status_and_history() {
         .filter_map(|e| e.attr("id"))
         .collect();
     assert_eq!(history, vec!["new"]);
+}
+
+// --- Issue 9: occupancy across restarts, sessions that are gone, the
+// shutdown notice, bounds, and markers naming the stanza-id.
+
+/// tidemark restarted over the same store (as after kill -9: what was
+/// applied is there), at the same time.
+fn restart(w: &mut World) {
+    let (config, store) = (w.tm.config().clone(), w.tm.store().clone());
+    w.tm = Tidemark::new(config, store, w.now).unwrap();
+}
+
+fn muc_status_codes(p: &Element) -> Vec<String> {
+    p.get_child("x", "http://jabber.org/protocol/muc#user")
+        .map(|x| {
+            x.children()
+                .filter(|c| c.name() == "status")
+                .filter_map(|c| c.attr("code"))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn occupants_stay_in_their_rooms_across_a_restart_without_rejoining() {
+    let mut w = World::new("");
+    w.join("alice");
+    w.join("bob");
+    restart(&mut w);
+    assert_eq!(w.tm.rooms().live_count(), 1);
+    // alice never rejoins: her next message is still reflected and recorded.
+    let out = w.say("alice", "after");
+    let mut to = to_of(&out);
+    to.sort();
+    assert_eq!(to, vec!["alice@localhost/res", "bob@localhost/res"]);
+    let sid = stanza_id(&out[0]);
+    let (_, m) =
+        w.tm.store()
+            .room_message_by_stanza_id(ROOM, &sid)
+            .unwrap()
+            .expect("recorded");
+    assert_eq!(m.sender, "alice@localhost");
+    // And her self-ping says she is still in.
+    let out = w.send(&format!(
+        "<iq type='get' id='p' from='alice@localhost/res' to='{ROOM}/alice'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ));
+    assert_eq!(out[0].attr("type"), Some("result"));
+    // A later join of a third member shows both, restored presences included.
+    let out = w.join("carol");
+    let froms: Vec<_> = out
+        .iter()
+        .filter(|e| e.name() == "presence" && e.attr("to") == Some("carol@localhost/res"))
+        .filter_map(|e| e.attr("from"))
+        .collect();
+    assert!(froms.contains(&"team@chat.localhost/alice"), "{froms:?}");
+    assert!(froms.contains(&"team@chat.localhost/bob"), "{froms:?}");
+}
+
+#[test]
+fn a_session_its_server_says_is_gone_is_dropped_and_the_others_see_it_leave() {
+    let mut w = World::new("");
+    w.join("alice");
+    w.join("bob");
+    // bob's client does not do something: he stays.
+    let out = w.send(&format!(
+        "<message type='error' from='bob@localhost/res' to='{ROOM}'><error type='cancel'><feature-not-implemented xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    ));
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(
+        w.tm.rooms()
+            .nick_of(ROOM, &"bob@localhost/res".parse().unwrap())
+            .as_deref(),
+        Some("bob")
+    );
+    // His server says his session is gone.
+    let out = w.send(&format!(
+        "<message type='error' from='bob@localhost/res' to='{ROOM}'><body>x</body><error type='cancel'><recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    ));
+    let to_alice: Vec<_> = out
+        .iter()
+        .filter(|e| e.attr("to") == Some("alice@localhost/res"))
+        .collect();
+    assert_eq!(to_alice.len(), 1, "{out:?}");
+    let p = to_alice[0];
+    assert_eq!(
+        (p.name(), p.attr("type"), p.attr("from")),
+        (
+            "presence",
+            Some("unavailable"),
+            Some("team@chat.localhost/bob")
+        )
+    );
+    let item = p
+        .get_child("x", "http://jabber.org/protocol/muc#user")
+        .and_then(|x| x.get_child("item", "http://jabber.org/protocol/muc#user"))
+        .unwrap();
+    assert_eq!(item.attr("role"), Some("none"));
+    assert!(
+        !p.has_child("error", NS),
+        "the bounce's error is not shown: {}",
+        String::from(p)
+    );
+    // Gone for good: not after a restart either.
+    restart(&mut w);
+    assert!(
+        w.tm.store()
+            .occupants()
+            .unwrap()
+            .iter()
+            .all(|(_, n, _)| n != "bob")
+    );
+    let out = w.say("alice", "m");
+    assert_eq!(to_of(&out), vec!["alice@localhost/res"]);
+    // A presence error bounced by a server that cannot reach him is the same.
+    w.join("bob");
+    let out = w.send(&format!(
+        "<presence type='error' from='bob@localhost/res' to='{ROOM}/bob'><error type='cancel'><remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"
+    ));
+    assert!(
+        out.iter()
+            .any(|e| e.attr("to") == Some("alice@localhost/res")
+                && e.attr("type") == Some("unavailable")),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_graceful_stop_tells_every_session_332_and_clears_occupancy() {
+    let mut w = World::new("");
+    w.join("alice");
+    w.join("bob");
+    let effects = w.tm.shutdown();
+    // Occupancy is cleared by writes, which the shell makes durable before
+    // it sends the notices.
+    assert!(!effects.writes.is_empty());
+    let out = effects.apply(&**w.tm.store()).unwrap();
+    let mut to = to_of(&out);
+    to.sort();
+    assert_eq!(to, vec!["alice@localhost/res", "bob@localhost/res"]);
+    for p in &out {
+        assert_eq!(
+            (p.name(), p.attr("type")),
+            ("presence", Some("unavailable"))
+        );
+        let nick = p.attr("to").unwrap().split('@').next().unwrap();
+        assert_eq!(p.attr("from"), Some(format!("{ROOM}/{nick}").as_str()));
+        assert_eq!(muc_status_codes(p), vec!["110", "332"]);
+    }
+    assert!(w.tm.store().occupants().unwrap().is_empty());
+    assert_eq!(w.tm.rooms().live_count(), 0);
+    // Back up: they were told they are out, so they are; joining works as
+    // a fresh join (history and subject, not a presence update).
+    restart(&mut w);
+    assert_eq!(w.tm.rooms().live_count(), 0);
+    let out = w.join("alice");
+    assert!(out.last().unwrap().has_child("subject", NS), "{out:?}");
+    // Nobody in any room: nothing to say.
+    let mut empty = World::new("");
+    assert!(empty.tm.shutdown().is_empty());
+    let _ = &mut empty;
+}
+
+#[test]
+fn occupancy_is_bounded_per_room_and_per_user() {
+    let mut w = World::new("[groups]\nmax_occupants_per_room = 2\nmax_joins_per_user = 2\n");
+    w.join("alice");
+    w.join("bob");
+    let out = w.join("carol");
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (type_, cond, text) = error_of(&out[0]);
+    assert_eq!(
+        (type_.as_str(), cond.as_str()),
+        ("cancel", "service-unavailable")
+    );
+    assert!(text.contains("groups.max_occupants_per_room"), "{text}");
+    // Nothing kept for the refused join: no membership, no occupancy.
+    assert_eq!(
+        w.tm.store().membership(ROOM, "carol@localhost").unwrap(),
+        None
+    );
+    assert_eq!(w.tm.store().occupants().unwrap().len(), 2);
+
+    // alice in a second room is her second session; a third is refused.
+    assert!(
+        join_as(&mut w, "alice@localhost", "r2@chat.localhost")
+            .iter()
+            .all(|e| e.attr("type") != Some("error"))
+    );
+    let out = join_as(&mut w, "alice@localhost", "r3@chat.localhost");
+    let (_, cond, text) = error_of(&out[0]);
+    assert_eq!(cond, "policy-violation");
+    assert!(text.contains("groups.max_joins_per_user"), "{text}");
+    assert_eq!(w.tm.store().room("r3@chat.localhost").unwrap(), None);
+    // The count comes back after a restart, and leaving frees a place.
+    restart(&mut w);
+    let out = join_as(&mut w, "alice@localhost", "r3@chat.localhost");
+    assert_eq!(error_of(&out[0]).1, "policy-violation");
+    leave(&mut w, "alice");
+    let out = join_as(&mut w, "alice@localhost", "r3@chat.localhost");
+    assert!(
+        out.iter().all(|e| e.attr("type") != Some("error")),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_reflected_marker_names_the_rooms_stanza_id_whatever_the_reader_named() {
+    let mut w = World::new("");
+    w.join("alice");
+    w.join("bob");
+    let sid = stanza_id(&w.say("alice", "a1")[0]);
+    // bob's client names alice's own id, as some do.
+    let out = w.send(&format!(
+        "<message type='groupchat' id='bm' from='bob@localhost/res' to='{ROOM}'><displayed xmlns='urn:xmpp:chat-markers:0' id='a1'/></message>"
+    ));
+    let to_alice = out
+        .iter()
+        .find(|e| e.attr("to") == Some("alice@localhost/res"))
+        .expect("reflected to alice");
+    let bob_occupant_id = w
+        .join("carol")
+        .iter()
+        .find(|e| e.attr("from") == Some("team@chat.localhost/bob"))
+        .and_then(|p| p.get_child("occupant-id", "urn:xmpp:occupant-id:0"))
+        .and_then(|o| o.attr("id"))
+        .unwrap()
+        .to_owned();
+    let expected: Element = format!(
+        "<message xmlns='{NS}' type='groupchat' id='bm' from='{ROOM}/bob' to='alice@localhost/res'>\
+         <displayed xmlns='urn:xmpp:chat-markers:0' id='{sid}'/>\
+         <occupant-id xmlns='urn:xmpp:occupant-id:0' id='{bob_occupant_id}'/></message>"
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(to_alice, &expected, "{}", String::from(to_alice));
+}
+
+#[test]
+fn the_subject_ending_a_join_has_no_author() {
+    let mut w = World::new("");
+    let out = w.join("alice");
+    let expected: Element = format!(
+        "<message xmlns='{NS}' type='groupchat' from='{ROOM}' to='alice@localhost/res'><subject/></message>"
+    )
+    .parse()
+    .unwrap();
+    // As it goes on the wire (0.23 keeps an empty text node in memory).
+    let got: Element = String::from(out.last().unwrap()).parse().unwrap();
+    assert_eq!(got, expected, "{}", String::from(&got));
+}
+
+#[test]
+fn a_session_that_rejoins_after_a_restart_gets_the_whole_join_again() {
+    let mut w = World::new("");
+    w.join("alice");
+    w.join("bob");
+    w.say("alice", "a1");
+    restart(&mut w);
+    // Clients that do rejoin (XEP-0410 ones, or a reconnect that keeps the
+    // resource) send a join presence for a session the room still has.
+    let out = w.join("alice");
+    let to_alice: Vec<_> = out
+        .iter()
+        .filter(|e| e.attr("to") == Some("alice@localhost/res"))
+        .collect();
+    let own = to_alice
+        .iter()
+        .find(|e| e.attr("from") == Some("team@chat.localhost/alice"))
+        .expect("her own presence");
+    assert_eq!(muc_status_codes(own), vec!["100", "110"]);
+    assert!(
+        to_alice
+            .iter()
+            .any(|e| e.attr("from") == Some("team@chat.localhost/bob"))
+    );
+    assert!(
+        to_alice
+            .iter()
+            .any(|e| e.has_child("delay", "urn:xmpp:delay")),
+        "history"
+    );
+    assert!(to_alice.last().unwrap().has_child("subject", NS));
+    // bob sees an update of alice's presence, not a second alice.
+    let to_bob: Vec<_> = out
+        .iter()
+        .filter(|e| e.attr("to") == Some("bob@localhost/res"))
+        .collect();
+    assert_eq!(to_bob.len(), 1, "{out:?}");
+    assert!(muc_status_codes(to_bob[0]).is_empty());
+    assert_eq!(w.tm.store().occupants().unwrap().len(), 2);
 }

@@ -529,9 +529,14 @@ impl Session<'_> {
                 return Ok(Ended::Stopped);
             }
         }
-        // Writes that had no answer (housekeeping at a tick) are made
-        // durable too before the process goes.
+        // Room occupants learn the service is going (XEP-0045 status 332):
+        // occupancy is cleared and flushed first, then the notices go out,
+        // before the stream closes. Writes that had no answer (housekeeping
+        // at a tick) are made durable by the same flush.
+        let bye = self.tm.shutdown();
+        let bye = bye.apply(&**self.tm.store()).map_err(storage)?;
         self.flush_store().await?;
+        self.send(bye).await?;
         self.writer.queue_raw("</stream:stream>");
         if let Err(e) = self.writer.flush().await {
             warn!(error = %e, "could not close the stream");

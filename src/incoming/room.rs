@@ -42,6 +42,9 @@ pub enum RoomRequest {
         nick: String,
         available: bool,
         payloads: Vec<Element>,
+        /// Carries `<x xmlns='http://jabber.org/protocol/muc'/>`: a join,
+        /// or a rejoin of a session the room already has (XEP-0045 §7.2.1).
+        muc_join: bool,
     },
     /// A groupchat message with content.
     Groupchat(GroupMessage),
@@ -120,11 +123,13 @@ pub(super) fn classify_room(
                 nick,
                 available: true,
                 payloads: client_payloads(stanza),
+                muc_join: stanza.has_child("x", ns::MUC),
             },
             (Some(nick), Some("unavailable")) => RoomRequest::Presence {
                 nick,
                 available: false,
                 payloads: client_payloads(stanza),
+                muc_join: false,
             },
             (None, None) => refuse(
                 DefinedCondition::JidMalformed,

@@ -734,6 +734,74 @@ pub fn writes_applied_are_the_logical_operations(store: &dyn Store) {
     assert_eq!(store.message(&conv, 5).unwrap(), Some(sent));
 }
 
+// --- Room occupancy (issue 9).
+
+/// Occupants are kept per (room, nick), replaced by a later write, removed
+/// by `None`, listed for every room, in the export, and written through
+/// [`Write::Occupant`] like the rest.
+pub fn room_occupants_are_kept_replaced_and_removed(store: &dyn Store) {
+    let alice = OccupantRecord {
+        user: "alice@x".into(),
+        sessions: vec!["alice@x/phone".into()],
+        presence: "<presence from='team@chat/al'/>".into(),
+    };
+    let bob = OccupantRecord {
+        user: "bob@x".into(),
+        sessions: vec!["bob@x/pc".into()],
+        presence: "<presence from='other@chat/bob'/>".into(),
+    };
+    assert!(store.occupants().unwrap().is_empty());
+    store.set_occupant("team@chat", "al", Some(&alice)).unwrap();
+    store
+        .apply(&[Write::Occupant {
+            room: "other@chat".into(),
+            nick: "bob".into(),
+            occupant: Some(bob.clone()),
+        }])
+        .unwrap();
+    let mut both = alice.clone();
+    both.sessions.push("alice@x/laptop".into());
+    store.set_occupant("team@chat", "al", Some(&both)).unwrap();
+    let mut all = store.occupants().unwrap();
+    all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    assert_eq!(
+        all,
+        vec![
+            ("other@chat".into(), "bob".into(), bob.clone()),
+            ("team@chat".into(), "al".into(), both.clone()),
+        ]
+    );
+    store.flush().unwrap();
+    let mut exported = Vec::new();
+    store
+        .export_records(&mut |r| {
+            if let export::ExportRecord::Occupant { .. } = r {
+                exported.push(r);
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(exported.len(), 2, "{exported:?}");
+    assert!(exported.contains(&export::ExportRecord::occupant(
+        "team@chat".into(),
+        "al".into(),
+        both
+    )));
+    store
+        .apply(&[Write::Occupant {
+            room: "team@chat".into(),
+            nick: "al".into(),
+            occupant: None,
+        }])
+        .unwrap();
+    assert_eq!(
+        store.occupants().unwrap(),
+        vec![("other@chat".into(), "bob".into(), bob)]
+    );
+}
+
+// --- end of room occupancy
+
 /// A contract check over a fresh store.
 pub type Check = fn(&dyn Store);
 
@@ -819,6 +887,11 @@ pub const ALL: &[(&str, Check)] = &[
     (
         "writes_applied_are_the_logical_operations",
         writes_applied_are_the_logical_operations,
+    ),
+    // Room occupancy (issue 9).
+    (
+        "room_occupants_are_kept_replaced_and_removed",
+        room_occupants_are_kept_replaced_and_removed,
     ),
 ];
 
@@ -930,6 +1003,12 @@ macro_rules! store_contract_tests {
         fn writes_applied_are_the_logical_operations() {
             let store: Box<dyn $crate::store::Store> = Box::new($make);
             $crate::store::contract::writes_applied_are_the_logical_operations(&*store)
+        }
+        // Room occupancy (issue 9).
+        #[test]
+        fn room_occupants_are_kept_replaced_and_removed() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::room_occupants_are_kept_replaced_and_removed(&*store)
         }
     };
 }

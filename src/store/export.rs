@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConversationKey, Failure, Membership, MessageRecord, Millis, RoomMessage, RoomRecord, Seq,
-    Store, StoreError,
+    ConversationKey, Failure, Membership, MessageRecord, Millis, OccupantRecord, RoomMessage,
+    RoomRecord, Seq, Store, StoreError,
 };
 
 pub const FORMAT: &str = "tidemark-export";
@@ -101,6 +101,15 @@ pub enum ExportRecord {
         user: String,
         enabled: bool,
     },
+    /// Who is in a room now (issue 9): kept so that clients that never
+    /// rejoin stay in after a restart or a move to another backend.
+    Occupant {
+        room: String,
+        nick: String,
+        user: String,
+        sessions: Vec<String>,
+        presence: String,
+    },
 }
 
 impl ExportRecord {
@@ -143,6 +152,16 @@ impl ExportRecord {
             member,
             joined: m.joined,
             left: m.left,
+        }
+    }
+
+    pub fn occupant(room: String, nick: String, o: OccupantRecord) -> Self {
+        ExportRecord::Occupant {
+            room,
+            nick,
+            user: o.user,
+            sessions: o.sessions,
+            presence: o.presence,
         }
     }
 

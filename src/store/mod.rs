@@ -260,6 +260,25 @@ pub trait Store: Send + Sync {
 
     fn set_read_receipts_pref(&self, user: &str, enabled: bool) -> StoreResult<()>;
 
+    // --- Room occupancy (issue 9): who is in which room now, kept so that
+    // clients that never rejoin (no XEP-0410 self-ping) stay in across a
+    // restart of tidemark.
+
+    /// Sets who is in `room` under `nick` (their sessions and presence), or
+    /// with `None` that nobody is.
+    fn set_occupant(
+        &self,
+        room: &str,
+        nick: &str,
+        occupant: Option<&OccupantRecord>,
+    ) -> StoreResult<()>;
+
+    /// Every occupant of every room, by room and nickname: what tidemark
+    /// restores at start.
+    fn occupants(&self) -> StoreResult<Vec<(String, String, OccupantRecord)>>;
+
+    // --- end of room occupancy
+
     /// Retention: examines about `budget` entries from `from` on (a backend
     /// may round up to its unit of storage: sled's status log examines whole
     /// pages of 256) and
@@ -354,6 +373,18 @@ pub struct RoomMessage {
     pub readable: bool,
     /// The message as reflected to occupants (without `to`), for history.
     pub stanza: Vec<u8>,
+}
+
+/// One nickname in a room now: whose it is, the sessions in under it, and
+/// the last presence it sent as the room shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OccupantRecord {
+    /// The occupant's bare JID.
+    pub user: String,
+    /// Full JIDs of the sessions in the room under this nickname.
+    pub sessions: Vec<String>,
+    /// The occupant's presence, from `room/nick`, serialized.
+    pub presence: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 //! handling fails returns no writes at all: it changes nothing.
 
 use super::{
-    ConversationKey, Membership, MessageRecord, Millis, RoomMessage, RoomRecord, Seq, Store,
-    StoreResult,
+    ConversationKey, Membership, MessageRecord, Millis, OccupantRecord, RoomMessage, RoomRecord,
+    Seq, Store, StoreResult,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +73,12 @@ pub enum Write {
         user: String,
         enabled: bool,
     },
+    /// Who is in `room` under `nick` now; `None`: nobody any more.
+    Occupant {
+        room: String,
+        nick: String,
+        occupant: Option<OccupantRecord>,
+    },
 }
 
 /// Applies `writes` in order through the store's logical operations: what
@@ -120,6 +126,11 @@ pub fn apply_each<S: Store + ?Sized>(store: &S, writes: &[Write]) -> StoreResult
             Write::ReadReceiptsPref { user, enabled } => {
                 store.set_read_receipts_pref(user, *enabled)?
             }
+            Write::Occupant {
+                room,
+                nick,
+                occupant,
+            } => store.set_occupant(room, nick, occupant.as_ref())?,
         }
     }
     Ok(())

@@ -98,6 +98,13 @@ impl XepDoc {
         })
     }
 
+    /// The one example `matches` picks, described as `what`: for examples
+    /// that differ only in where they go.
+    #[allow(dead_code)]
+    pub fn example_where(&self, what: &str, matches: impl Fn(&Element) -> bool) -> Example {
+        self.take(what, matches)
+    }
+
     /// The one example `matches` picks; a document with two (or none) is
     /// ambiguous to its reader too.
     fn take(&self, what: &str, matches: impl Fn(&Element) -> bool) -> Example {

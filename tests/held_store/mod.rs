@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tidemark::store::{
     ConversationKey, Expiry, ExpiryCursor, ExportError, ExportRecord, Membership, MessageRecord,
-    Millis, QueuedStanza, RoomMessage, RoomRecord, Seq, SledStore, Store, StoreResult,
+    Millis, OccupantRecord, QueuedStanza, RoomMessage, RoomRecord, Seq, SledStore, Store,
+    StoreResult,
 };
 
 pub struct HeldStore {
@@ -278,6 +279,20 @@ impl Store for HeldStore {
 
     fn set_read_receipts_pref(&self, user: &str, enabled: bool) -> StoreResult<()> {
         self.inner.set_read_receipts_pref(user, enabled)
+    }
+
+    // Room occupancy (issue 9).
+    fn set_occupant(
+        &self,
+        room: &str,
+        nick: &str,
+        occupant: Option<&OccupantRecord>,
+    ) -> StoreResult<()> {
+        self.inner.set_occupant(room, nick, occupant)
+    }
+
+    fn occupants(&self) -> StoreResult<Vec<(String, String, OccupantRecord)>> {
+        self.inner.occupants()
     }
 
     fn expire(&self, cutoff: Millis, from: &ExpiryCursor, budget: usize) -> StoreResult<Expiry> {

@@ -1,5 +1,7 @@
-//! Group conversations: the subset of XEP-0045 a private, members-only,
-//! non-anonymous group chat needs, with per-recipient read status.
+//! Group conversations: the subset of XEP-0045 a non-anonymous group chat
+//! of members needs, with per-recipient read status. Rooms of the config
+//! file are members-only; rooms created by a join are open, and whoever
+//! joins becomes a member (disco#info says which, [`disco_info`]).
 //!
 //! One file per job: who is in a room now ([`occupants`]), who belongs to it
 //! ([`membership`]), what a message or marker sent to it becomes and what a
@@ -24,9 +26,10 @@ use crate::context::Context;
 use crate::incoming::{Origin, RoomRequest};
 use crate::stanza::ns::{MUC, OCCUPANT_ID, SID};
 use crate::stanza::{DefinedCondition, ErrorType, element, ns, set_attr};
-use crate::store::{Millis, StoreError};
+use crate::store::{Millis, OccupantRecord, Store, StoreError, Write};
 
 pub use membership::apply_config;
+pub use occupants::shutdown;
 pub use status::status;
 
 type Out = Result<Vec<Element>, StoreError>;
@@ -76,6 +79,9 @@ pub struct Rooms {
     live: HashMap<String, LiveRoom>,
     /// Rooms in the store, for the metrics.
     stored: usize,
+    /// Room sessions per user (bare JID), all rooms together, for
+    /// `groups.max_joins_per_user`.
+    joins: HashMap<String, usize>,
 }
 
 impl Rooms {
@@ -95,9 +101,47 @@ impl Rooms {
         }
     }
 
-    /// Occupants are sessions on the server; after a reconnect they rejoin.
-    pub fn forget_occupants(&mut self) {
+    /// Takes back who was in which room when tidemark stopped (or was
+    /// killed): occupancy is kept in the store, so a client that never
+    /// rejoins (no XEP-0410 self-ping) goes on chatting. A session that is
+    /// gone is dropped when its server says so (unavailable presence, or
+    /// an error bounced for what the room sent it).
+    pub fn restore(&mut self, store: &dyn Store) -> Result<(), StoreError> {
         self.live.clear();
+        self.joins.clear();
+        for (room, nick, record) in store.occupants()? {
+            let sessions: Vec<Jid> = record
+                .sessions
+                .iter()
+                .filter_map(|s| Jid::new(s).ok())
+                .collect();
+            if sessions.is_empty() {
+                continue;
+            }
+            *self.joins.entry(record.user.clone()).or_default() += sessions.len();
+            self.live.entry(room).or_default().occupants.insert(
+                nick,
+                Occupant {
+                    user: record.user,
+                    sessions,
+                    presence: record.presence,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// How many room sessions `user` holds, all rooms together.
+    fn joins_of(&self, user: &str) -> usize {
+        self.joins.get(user).copied().unwrap_or(0)
+    }
+
+    fn count_join(&mut self, user: &str, delta: isize) {
+        let n = self.joins.entry(user.to_owned()).or_default();
+        *n = n.saturating_add_signed(delta);
+        if *n == 0 {
+            self.joins.remove(user);
+        }
     }
 
     /// How many rooms are in memory (someone is in them).
@@ -135,7 +179,8 @@ pub fn handle(
             nick,
             available: true,
             payloads,
-        } => occupants::join(cx, rooms, &at, &nick, &payloads, now),
+            muc_join,
+        } => occupants::join(cx, rooms, &at, &nick, &payloads, muc_join, now),
         RoomRequest::Presence {
             available: false,
             payloads,
@@ -154,13 +199,66 @@ pub fn handle(
             Ok(vec![occupants::occupant_iq(rooms, &at, &nick, self_ping)])
         }
         RoomRequest::Refused { reply } => Ok(reply.into_iter().collect()),
-        // XEP-0045 §9.9: a session that bounces the room's stanzas is gone.
-        RoomRequest::Bounce { payloads } => Ok(occupants::leave(cx, rooms, &at, &payloads)),
+        // A session whose server or client says it is gone is dropped, and
+        // the others see it leave; other errors (a client that does not do
+        // something) leave it in.
+        RoomRequest::Bounce { payloads } => {
+            if session_is_gone(&payloads) {
+                Ok(occupants::leave(cx, rooms, &at, &[]))
+            } else {
+                debug!("error from an occupant that does not end its session; ignored");
+                Ok(vec![])
+            }
+        }
         RoomRequest::Ignored(why) => {
             debug!(why, "ignored");
             Ok(vec![])
         }
     }
+}
+
+/// Whether the `<error/>` bounced back from a session means the session is
+/// gone: the conditions Prosody's MUC treats so (`muc.lib.lua`,
+/// `kickable_error_conditions`), and an error without a condition.
+fn session_is_gone(payloads: &[Element]) -> bool {
+    const GONE: [&str; 9] = [
+        "gone",
+        "internal-server-error",
+        "item-not-found",
+        "jid-malformed",
+        "recipient-unavailable",
+        "redirect",
+        "remote-server-not-found",
+        "remote-server-timeout",
+        "service-unavailable",
+    ];
+    let Some(error) = payloads.iter().find(|p| p.name() == "error") else {
+        return true;
+    };
+    match error
+        .children()
+        .find(|c| c.ns() == ns::STANZAS && c.name() != "text")
+    {
+        Some(condition) => GONE.contains(&condition.name()),
+        None => true,
+    }
+}
+
+/// Writes what is now known of `nick` in `room` (nothing, once the
+/// nickname's last session left): occupancy is kept across restarts.
+fn persist(cx: &mut Context, room: &str, live: Option<&LiveRoom>, nick: &str) {
+    let occupant = live
+        .and_then(|l| l.occupants.get(nick))
+        .map(|o| OccupantRecord {
+            user: o.user.clone(),
+            sessions: o.sessions.iter().map(|s| s.to_string()).collect(),
+            presence: o.presence.clone(),
+        });
+    cx.write(Write::Occupant {
+        room: room.to_owned(),
+        nick: nick.to_owned(),
+        occupant,
+    });
 }
 
 fn disco_info(cx: &Context, origin: &Origin, room: &BareJid) -> Out {
@@ -188,12 +286,17 @@ fn disco_info(cx: &Context, origin: &Origin, room: &BareJid) -> Out {
             ("name", &name),
         ],
     ));
+    // What a client shows of the room and decides by: rooms are not listed
+    // in the service's disco#items (muc_hidden) and have no password
+    // (muc_unsecured); muc_open / muc_membersonly follow what `admit` does.
     let mut features = vec![
         MUC,
         "muc_membersonly",
         "muc_nonanonymous",
         "muc_persistent",
         "muc_unmoderated",
+        "muc_hidden",
+        "muc_unsecured",
         SID,
         OCCUPANT_ID,
         ns::CHAT_MARKERS,

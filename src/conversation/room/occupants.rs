@@ -1,21 +1,28 @@
 //! Who is in a room now: joins, presence updates, leaving, and the
-//! XEP-0410 self-ping. Occupants are sessions, kept in memory only; who
-//! belongs to the room is [`super::membership`]'s job.
+//! XEP-0410 self-ping, and the XEP-0045 status 332 shutdown notice. Occupants are
+//! sessions, kept in memory and written through to the store
+//! ([`super::persist`]) so that they survive a restart; who belongs to the
+//! room is [`super::membership`]'s job.
 
 use minidom::Element;
 use tracing::info;
 use xmpp_parsers::jid::{BareJid, Jid};
-use xmpp_parsers::message::{Id, Lang, Message};
+use xmpp_parsers::message::{Lang, Message};
 use xmpp_parsers::muc::user::{Affiliation, Item, Role, Status};
 
 use super::{
     LiveRoom, Occupant, Out, RoomStanza, Rooms, addressed, membership, occupant_id_element,
-    reflection,
+    persist, reflection,
 };
 use crate::context::Context;
 use crate::stanza::ns::MUC_USER;
 use crate::stanza::{DefinedCondition, ErrorType, element, ns, set_attr, to_string};
 use crate::store::Millis;
+
+/// The most of an occupant's presence the room keeps (it is kept on disk
+/// now): a bigger one (a flood of payloads) is kept without the client's
+/// payloads, which are shown live but not to later joiners.
+const MAX_KEPT_PRESENCE_BYTES: usize = 8 * 1024;
 
 /// XEP-0410 §3: a self-ping answers "still joined" with a result, "not
 /// joined" with `not-acceptable`, which makes the client rejoin (after a
@@ -45,6 +52,7 @@ pub(super) fn join(
     at: &RoomStanza,
     nick: &str,
     payloads: &[Element],
+    muc_join: bool,
     now: Millis,
 ) -> Out {
     let RoomStanza { origin, from, room } = *at;
@@ -62,7 +70,18 @@ pub(super) fn join(
                     "nickname changes are not supported; leave and join again",
                 )]);
             }
-            return Ok(update(cx, live, payloads, &room_s, nick, &user));
+            if !muc_join {
+                return Ok(update(cx, live, payloads, &room_s, nick, &user));
+            }
+            // A rejoin of a session the room has (the client restarted
+            // its session, or rejoins after tidemark restarted, as clients
+            // with XEP-0410 may): the full join again, as Prosody does, so
+            // the client gets what a join ends with; the others see a
+            // presence update.
+            let mut out = update(cx, live, payloads, &room_s, nick, &user);
+            out.retain(|p| p.attr("to") != Some(from.to_string().as_str()));
+            out.extend(joined(cx, live, room, from, nick)?);
+            return Ok(out);
         }
         if live
             .occupants
@@ -77,6 +96,35 @@ pub(super) fn join(
                 "that nickname is in use in this room; choose another",
             )]);
         }
+    }
+    // Occupancy is kept on disk, so it is bounded, before anything is kept
+    // for this join.
+    let groups = &cx.config.groups;
+    let in_room = rooms
+        .live
+        .get(&room_s)
+        .map_or(0, |l| l.all_sessions().count());
+    if in_room >= groups.max_occupants_per_room {
+        // XEP-0045 §7.2.10: the room is full.
+        return Ok(vec![origin.error(
+            &own,
+            ErrorType::Cancel,
+            DefinedCondition::ServiceUnavailable,
+            &format!(
+                "this room holds {in_room} sessions, the most groups.max_occupants_per_room allows; try again later"
+            ),
+        )]);
+    }
+    if rooms.joins_of(&user) >= groups.max_joins_per_user {
+        return Ok(vec![origin.error(
+            &own,
+            ErrorType::Cancel,
+            DefinedCondition::PolicyViolation,
+            &format!(
+                "you are in rooms with {} sessions, the most groups.max_joins_per_user allows; leave a room first",
+                groups.max_joins_per_user
+            ),
+        )]);
     }
     let created = match membership::admit(cx, rooms, at, &own, now)? {
         Ok(created) => created,
@@ -113,9 +161,10 @@ pub(super) fn join(
         .or_insert_with(|| Occupant {
             user: user.clone(),
             sessions: vec![],
-            presence: to_string(&presence),
+            presence: kept_presence(cx, &presence, &room_s, nick, &user),
         });
     occupant.sessions.push(from.clone());
+    persist(cx, &room_s, Some(live), nick);
     let mut own_presence = presence;
     let mut codes = vec![Status::NonAnonymousRoom, Status::SelfPresence];
     if created {
@@ -127,14 +176,44 @@ pub(super) fn join(
     // XEP-0045 §7.2.15: history with its original time, then the subject,
     // which tells the client the join is complete.
     out.extend(history);
-    out.push(subject_message(room, &cx.local_id(now), from));
+    out.push(subject_message(room, from));
+    rooms.count_join(&user, 1);
     info!(room = %room_s, %nick, "joined");
+    Ok(out)
+}
+
+/// What a rejoining session gets: the other occupants, its own presence
+/// (100, 110), history and the subject, as at its first join.
+fn joined(cx: &Context, live: &LiveRoom, room: &BareJid, from: &Jid, nick: &str) -> Out {
+    let mut out = Vec::new();
+    for (other_nick, o) in &live.occupants {
+        if other_nick == nick {
+            continue;
+        }
+        let Ok(mut p) = o.presence.parse::<Element>() else {
+            continue;
+        };
+        p.append_child(muc_user(o.sessions.first(), Role::Participant, &[]));
+        out.push(addressed(p, from));
+    }
+    if let Some(own) = live.occupants.get(nick)
+        && let Ok(mut p) = own.presence.parse::<Element>()
+    {
+        p.append_child(muc_user(
+            Some(from),
+            Role::Participant,
+            &[Status::NonAnonymousRoom, Status::SelfPresence],
+        ));
+        out.push(addressed(p, from));
+    }
+    out.extend(reflection::history(cx, room, from)?);
+    out.push(subject_message(room, from));
     Ok(out)
 }
 
 /// A presence update from someone already in: shown to everyone.
 fn update(
-    cx: &Context,
+    cx: &mut Context,
     live: &mut LiveRoom,
     payloads: &[Element],
     room: &str,
@@ -143,10 +222,12 @@ fn update(
 ) -> Vec<Element> {
     let p = occupant_presence(cx, payloads, room, nick, user);
     let mut first = None;
+    let kept = kept_presence(cx, &p, room, nick, user);
     if let Some(occupant) = live.occupants.get_mut(nick) {
-        occupant.presence = to_string(&p);
+        occupant.presence = kept;
         first = occupant.sessions.first().cloned();
     }
+    persist(cx, room, Some(live), nick);
     live.all_sessions()
         .map(|s| {
             let mut p = p.clone();
@@ -165,7 +246,7 @@ fn update(
 /// nickname's last session; the session itself always gets its own
 /// unavailable presence.
 pub(super) fn leave(
-    cx: &Context,
+    cx: &mut Context,
     rooms: &mut Rooms,
     at: &RoomStanza,
     payloads: &[Element],
@@ -178,6 +259,7 @@ pub(super) fn leave(
     let Some(departure) = depart(live, from) else {
         return vec![];
     };
+    persist(cx, room_s, Some(live), &departure.nick);
     let mut p = occupant_presence(cx, payloads, room_s, &departure.nick, &departure.user);
     set_attr(&mut p, "type", "unavailable");
     let mut out = Vec::new();
@@ -193,8 +275,59 @@ pub(super) fn leave(
     if live.occupants.is_empty() {
         rooms.live.remove(room_s);
     }
+    rooms.count_join(&departure.user, -1);
     info!(room = %room_s, nick = %departure.nick, "left");
     out
+}
+
+/// A graceful stop of the service: every session is told it is out of its
+/// room because the service shuts down (XEP-0045 status 332, with 110 as it
+/// is its own presence), and occupancy is cleared, so nobody counts as in a
+/// room they were told they left. The writes go first, the notices once they
+/// are durable, before the stream closes.
+pub fn shutdown(cx: &mut Context, rooms: &mut Rooms) -> Vec<Element> {
+    let mut out = Vec::new();
+    let mut live: Vec<_> = rooms.live.drain().collect();
+    // In a stable order, so the notices and writes are the same each time.
+    live.sort_by(|a, b| a.0.cmp(&b.0));
+    for (room, l) in live {
+        for (nick, o) in &l.occupants {
+            for s in &o.sessions {
+                let mut p = element(
+                    "presence",
+                    ns::COMPONENT,
+                    &[("from", &format!("{room}/{nick}")), ("type", "unavailable")],
+                );
+                p.append_child(occupant_id_element(cx, &room, &o.user));
+                p.append_child(muc_user(
+                    Some(s),
+                    Role::None,
+                    &[Status::SelfPresence, Status::ServiceShutdown],
+                ));
+                out.push(addressed(p, s));
+            }
+            persist(cx, &room, None, nick);
+        }
+    }
+    rooms.joins.clear();
+    if !out.is_empty() {
+        info!(
+            sessions = out.len(),
+            "told occupants the service is shutting down"
+        );
+    }
+    out
+}
+
+/// The presence to keep for an occupant: `presence` itself, or, if it is
+/// larger than [`MAX_KEPT_PRESENCE_BYTES`], one without the client's
+/// payloads.
+fn kept_presence(cx: &Context, presence: &Element, room: &str, nick: &str, user: &str) -> String {
+    let text = to_string(presence);
+    if text.len() <= MAX_KEPT_PRESENCE_BYTES {
+        return text;
+    }
+    to_string(&occupant_presence(cx, &[], room, nick, user))
 }
 
 /// An occupant's session that left.
@@ -247,11 +380,14 @@ fn muc_user(jid: Option<&Jid>, role: Role, codes: &[Status]) -> Element {
     x
 }
 
-/// The empty subject that ends a join (XEP-0045 §7.2.15).
-fn subject_message(room: &BareJid, id: &str, to: &Jid) -> Element {
+/// The empty subject that ends a join (XEP-0045 §7.2.15). Nobody has set
+/// one (tidemark has no subject changes), so it comes from the room's bare
+/// JID, as XEP-0045 says and Prosody's `subject.lib.lua` does: without an
+/// occupant JID (or a XEP-0203 delay) no client has an author or a time to
+/// show for it.
+fn subject_message(room: &BareJid, to: &Jid) -> Element {
     let mut subject = Message::groupchat(to.clone());
     subject.from = Some(room.clone().into());
-    subject.id = Some(Id(id.to_owned()));
     subject.subjects.insert(Lang::default(), String::new());
     subject.into()
 }
@@ -287,10 +423,8 @@ mod tests {
         let to = Jid::new("alice@localhost/a").unwrap();
         // As it goes on the wire: 0.23 writes <subject></subject>, the same
         // XML as the <subject/> sent before.
-        let m: Element = String::from(&subject_message(&room, "tm-9", &to))
-            .parse()
-            .unwrap();
-        let expected: Element = "<message xmlns='jabber:component:accept' type='groupchat' from='team@rooms.localhost' id='tm-9' to='alice@localhost/a'><subject/></message>"
+        let m: Element = String::from(&subject_message(&room, &to)).parse().unwrap();
+        let expected: Element = "<message xmlns='jabber:component:accept' type='groupchat' from='team@rooms.localhost' to='alice@localhost/a'><subject/></message>"
             .parse()
             .unwrap();
         assert_eq!(m, expected, "{}", String::from(&m));

@@ -13,7 +13,7 @@ use super::{Out, RoomStanza, Rooms, addressed, frontier, occupant_id_element};
 use crate::context::Context;
 use crate::incoming::{AckKind, GroupMarker, GroupMessage};
 use crate::metrics::METRICS;
-use crate::stanza::ns::DELAY;
+use crate::stanza::ns::{self, DELAY};
 use crate::stanza::{
     DefinedCondition, ErrorType, element, remove_attr, set_attr, to_string, xep0082,
 };
@@ -155,6 +155,16 @@ pub(super) fn marker(
     }
 
     set_attr(&mut reflected, "from", format!("{room_s}/{nick}"));
+    // XEP-0333 §3.3: in a groupchat, a marker names the room's XEP-0359
+    // stanza-id. The reader's client may have named the sender's id; the
+    // reflection names the message by its stanza-id whatever the reader
+    // used, so that clients matching on it (Gajim's "seen by",
+    // Conversations' read-by in private groups) can.
+    for child in reflected.children_mut() {
+        if child.ns() == ns::CHAT_MARKERS && child.attr("id").is_some() {
+            set_attr(child, "id", message.stanza_id.clone());
+        }
+    }
     reflected.append_child(occupant_id_element(cx, room_s, &reader));
     // Above the limit, reflecting to everyone is O(members) stanzas per
     // marker, O(members²) per message read by all: only the sender, whose

@@ -5,7 +5,8 @@ use super::{SledStore, decode, decode_seq};
 use crate::store::export::{ExportError, ExportRecord};
 use crate::store::keys::{self, ConversationKey};
 use crate::store::{
-    Membership, MessageRecord, RoomMessage, RoomRecord, Store, StoreError, StoreResult,
+    Membership, MessageRecord, OccupantRecord, RoomMessage, RoomRecord, Store, StoreError,
+    StoreResult,
 };
 
 fn corrupt(what: &'static str, key: &[u8]) -> StoreError {
@@ -114,6 +115,13 @@ impl SledStore {
                 user: String::from_utf8_lossy(&k).into_owned(),
                 enabled: v.first() == Some(&1),
             })?;
+        }
+        // Room occupancy (issue 9).
+        for entry in self.staged.tree(T::Occupants).iter() {
+            let (k, v) = entry.map_err(StoreError::from)?;
+            let (room, nick) = split_pair(&k, "occupant key")?;
+            let o: OccupantRecord = decode(&v, "occupant")?;
+            each(ExportRecord::occupant(room, nick, o))?;
         }
         Ok(())
     }
@@ -238,6 +246,21 @@ impl SledStore {
             ExportRecord::ReadReceipts { user, enabled } => {
                 self.set_read_receipts_pref(&user, enabled)
             }
+            ExportRecord::Occupant {
+                room,
+                nick,
+                user,
+                sessions,
+                presence,
+            } => self.set_occupant(
+                &room,
+                &nick,
+                Some(&OccupantRecord {
+                    user,
+                    sessions,
+                    presence,
+                }),
+            ),
         }
     }
 }

@@ -13,8 +13,8 @@ use super::export::{self, ExportError, ExportRecord};
 use super::keys::{self, ConversationKey};
 use super::status_log::{RECENT_IDS, StatusLog};
 use super::{
-    Expiry, ExpiryCursor, Membership, MessageRecord, Millis, QueuedStanza, RoomMessage, RoomRecord,
-    SCHEMA_VERSION, Seq, Store, StoreError, StoreResult,
+    Expiry, ExpiryCursor, Membership, MessageRecord, Millis, OccupantRecord, QueuedStanza,
+    RoomMessage, RoomRecord, SCHEMA_VERSION, Seq, Store, StoreError, StoreResult,
 };
 use staged::{StagedTrees, T};
 
@@ -680,6 +680,44 @@ impl Store for SledStore {
             .insert(T::Prefs, user.as_bytes(), [u8::from(enabled)]);
         Ok(())
     }
+
+    // --- Room occupancy (issue 9): one entry per (room, nick).
+
+    fn set_occupant(
+        &self,
+        room: &str,
+        nick: &str,
+        occupant: Option<&OccupantRecord>,
+    ) -> StoreResult<()> {
+        let key = keys::room_member(room, nick);
+        match occupant {
+            Some(o) => self
+                .staged
+                .insert(T::Occupants, key, encode(o, "occupant")?),
+            None => self.staged.remove(T::Occupants, key),
+        }
+        Ok(())
+    }
+
+    fn occupants(&self) -> StoreResult<Vec<(String, String, OccupantRecord)>> {
+        let mut out = Vec::new();
+        for (k, v) in self.staged.range(
+            T::Occupants,
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Unbounded,
+            false,
+            usize::MAX,
+        )? {
+            let (room, nick) = keys::split_grant(&k).ok_or_else(|| StoreError::Corrupt {
+                what: "occupant key",
+                detail: String::from_utf8_lossy(&k).into_owned(),
+            })?;
+            out.push((room, nick, decode(&v, "occupant")?));
+        }
+        Ok(out)
+    }
+
+    // --- end of room occupancy
 
     fn expire(&self, cutoff: Millis, from: &ExpiryCursor, budget: usize) -> StoreResult<Expiry> {
         self.expire_step(cutoff, from, budget)

@@ -109,6 +109,18 @@ fn everything(store: &SledStore) -> (ConversationKey, Seq) {
         .unwrap();
     store.add_room_creator("alice@x", room).unwrap();
     store.set_read_receipts_pref("alice@x", false).unwrap();
+    // Room occupancy (issue 9).
+    store
+        .set_occupant(
+            room,
+            "al",
+            Some(&crate::store::OccupantRecord {
+                user: "alice@x".into(),
+                sessions: vec!["alice@x/phone".into()],
+                presence: "<presence/>".into(),
+            }),
+        )
+        .unwrap();
     (conv, seq)
 }
 
@@ -125,7 +137,7 @@ fn an_export_imports_into_an_empty_store_as_it_was() {
         .collect();
     assert_eq!(
         kinds.len(),
-        10,
+        11,
         "one of every kind but the header: {kinds:?}"
     );
 
