@@ -27,6 +27,16 @@ ensure_prosody() {
 }
 
 # slixmpp 1.17.0 and pytest for the integration tests and the demo.
+ensure_profanity() {
+	# A real third-party client for the smoke test (tests/integration/test_profanity.py).
+	if command -v profanity >/dev/null 2>&1 && command -v tmux >/dev/null 2>&1; then
+		return 0
+	fi
+	log "profanity or tmux is missing: installing them with apt-get"
+	as_root apt-get update
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y profanity tmux
+}
+
 ensure_python() {
 	command -v python3 >/dev/null || die "python3 is required"
 	local missing=()

@@ -14,6 +14,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
 ensure_prosody
+ensure_profanity
 ensure_python
 ensure_cargo
 
