@@ -15,7 +15,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use minidom::Element;
 use tracing::{debug, info, warn};
 use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::message::{Id, Message, MessageType};
 use xmpp_parsers::nick::Nick;
+use xmpp_parsers::pubsub::event::{Event, Item, Payload};
+use xmpp_parsers::pubsub::{ItemId, NodeName};
 
 use crate::context::Context;
 use crate::incoming::{Compact, Route, SubscriptionKind};
@@ -41,7 +44,14 @@ pub struct PresenceBook {
     unknown: HashSet<String>,
     /// When a missing probe answer stops meaning "unknown" and means offline.
     unknown_until: Millis,
+    /// (watcher, contact) pairs whose watcher was told the contact's name
+    /// since tidemark started.
+    named: HashSet<(String, String)>,
 }
+
+/// Pairs remembered as named; past it the memory is cleared and names are
+/// sent again (a name sent twice does no harm).
+pub const MAX_NAMED_PAIRS: usize = 65_536;
 
 impl PresenceBook {
     pub fn is_online(&self, contact: &str) -> bool {
@@ -64,6 +74,15 @@ impl PresenceBook {
     /// Resource presences kept, all contacts together.
     pub fn kept(&self) -> usize {
         self.kept
+    }
+
+    /// Whether `watcher` has not been told `contact`'s name since tidemark
+    /// started; remembers that they have now.
+    fn first_time_named(&mut self, watcher: &str, contact: &str) -> bool {
+        if self.named.len() >= MAX_NAMED_PAIRS {
+            self.named.clear();
+        }
+        self.named.insert((watcher.to_owned(), contact.to_owned()))
     }
 
     /// Records a presence; returns true if the contact just came online.
@@ -208,6 +227,35 @@ fn with_nick(mut presence: Element, contact: &Jid) -> Element {
     presence
 }
 
+/// The contact's name as a XEP-0172 PEP notification from their tracked
+/// address: clients that take a contact's name only from PEP (Gajim,
+/// Conversations) never get one otherwise, since the contact's server sends
+/// PEP events to the contact's own subscribers, not to their tracked address.
+fn name_event(relayed: &Element, route: &Route, id: String) -> Element {
+    let nick = relayed
+        .get_child("nick", ns::NICK)
+        .map(Element::text)
+        .unwrap_or_else(|| display_name(&route.from));
+    let event = Event {
+        payload: Payload::Items {
+            node: NodeName(ns::NICK.to_owned()),
+            published: vec![Item {
+                id: Some(ItemId("current".to_owned())),
+                publisher: None,
+                payload: Some(Nick(nick).into()),
+            }],
+            retracted: vec![],
+        },
+    };
+    let from = Jid::from(route.tracked_from.to_bare());
+    let mut message = Message::new(Some(route.to.clone()));
+    message.type_ = MessageType::Headline;
+    message.from = Some(from);
+    message.id = Some(Id(id));
+    message.payloads.push(event.into());
+    message.into()
+}
+
 /// The name a contact goes by when they gave none: their JID's local part
 /// (`bob` for `bob@example.org`), else their domain.
 pub fn display_name(jid: &Jid) -> String {
@@ -247,12 +295,19 @@ pub fn on_presence(
     METRICS.set_tracked_presences(book.kept());
     if cx.store.presence_allowed(&contact, watcher.as_str())? {
         let from = route.tracked_from.to_string();
-        out.push(match compact {
+        match compact {
             // The watcher is authorised: the presence goes on whole, so that
             // entity caps, avatar hashes and the like still reach their
             // client. Only what is kept for probe answers is compact.
-            Some(_) => with_nick(cx.relay(presence, route), &route.from),
-            None => element(
+            Some(_) => {
+                let relayed = with_nick(cx.relay(presence, route), &route.from);
+                let name = book
+                    .first_time_named(watcher.as_str(), &contact)
+                    .then(|| name_event(&relayed, route, cx.local_id(now)));
+                out.push(relayed);
+                out.extend(name);
+            }
+            None => out.push(element(
                 "presence",
                 ns::COMPONENT,
                 &[
@@ -260,8 +315,8 @@ pub fn on_presence(
                     ("to", route.to.as_str()),
                     ("type", "unavailable"),
                 ],
-            ),
-        });
+            )),
+        }
     } else {
         METRICS.refused(Refusal::Gate);
         debug!("presence from a contact who has not granted the watcher dropped");

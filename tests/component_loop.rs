@@ -371,10 +371,13 @@ async fn befriend(peer: &mut Peer) {
 }
 
 /// The ids of the messages relayed to bob, in the order they arrived.
+/// The ids of the chat messages relayed to bob, in order (not the headline
+/// telling him alice's name).
 fn relayed(seen: &str) -> Vec<String> {
     seen.split("<message")
         .skip(1)
         .filter(|m| m.contains("to='bob@localhost'") || m.contains("to=\"bob@localhost\""))
+        .filter(|m| !m.contains("type='headline'"))
         .filter_map(|m| {
             let at = m.find(" id='").map(|i| i + 5)?;
             Some(m[at..at + m[at..].find('\'')?].to_owned())
