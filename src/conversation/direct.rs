@@ -14,7 +14,7 @@ use crate::presence::{self, Gate, PresenceBook};
 use crate::stanza::{
     DefinedCondition, ErrorType, condition_name, element, ns, set_attr, to_string,
 };
-use crate::status::acks::{Evidence, ack_message, payloads_for_sender, request_acks};
+use crate::status::acks::{Evidence, ack_message, payloads_for_sender, request_acks_as};
 use crate::status::private_mark::private_reader;
 use crate::store::{ConversationKey, Failure, MessageRecord, Millis, StoreError, Write};
 
@@ -151,7 +151,11 @@ pub fn on_chat(
 
     let mut relayed = cx.relay(&chat.message, &chat.route);
     set_attr(&mut relayed, "id", id.as_str());
-    request_acks(&mut relayed, record.readable);
+    request_acks_as(
+        &mut relayed,
+        record.readable,
+        cx.clients.of(recipient.as_str()),
+    );
 
     let out = match gate {
         Gate::NotPermitted => {

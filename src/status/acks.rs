@@ -8,6 +8,7 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::message::{Id, Message};
 use xmpp_parsers::receipts::{Received, Request};
 
+use crate::capabilities::Abilities;
 use crate::stanza::{element, ns};
 use crate::store::MessageRecord;
 
@@ -63,12 +64,26 @@ pub fn ack_message(from: &Jid, to: &Jid, id: &str, payloads: Vec<Element>) -> El
 }
 
 /// Makes sure a relayed message asks for what tidemark needs to track it,
-/// whatever the sender's client asked for.
+/// whatever the sender's client asked for: `request_acks_as` with the
+/// recipient's clients unknown.
 pub fn request_acks(msg: &mut Element, markable: bool) {
-    if !msg.has_child("request", ns::RECEIPTS) {
+    request_acks_as(msg, markable, None);
+}
+
+/// [`request_acks`] in the forms the recipient's clients speak, when
+/// tidemark knows them: a client that announces only receipts is not asked
+/// for markers, one that announces only markers is not asked for a receipt.
+/// Unknown clients, or clients that announce neither, are asked both ways.
+/// What the sender's own client put in the message stays as it is.
+pub fn request_acks_as(msg: &mut Element, markable: bool, speaks: Option<Abilities>) {
+    let (receipt, markers) = match speaks {
+        Some(can) if can.receipts || can.markers => (can.receipts, can.markers),
+        _ => (true, true),
+    };
+    if receipt && !msg.has_child("request", ns::RECEIPTS) {
         msg.append_child(Request.into());
     }
-    if markable && !msg.has_child("markable", ns::CHAT_MARKERS) {
+    if markers && markable && !msg.has_child("markable", ns::CHAT_MARKERS) {
         msg.append_child(Markable.into());
     }
 }
@@ -148,5 +163,33 @@ mod tests {
         request_acks(&mut m, true);
         assert_eq!(m.children().filter(|c| c.name() == "request").count(), 1);
         assert_eq!(m.children().filter(|c| c.name() == "markable").count(), 1);
+    }
+
+    fn asked(speaks: Option<Abilities>, markable: bool) -> (bool, bool) {
+        let mut msg = Element::bare("message", ns::COMPONENT);
+        request_acks_as(&mut msg, markable, speaks);
+        (
+            msg.has_child("request", ns::RECEIPTS),
+            msg.has_child("markable", ns::CHAT_MARKERS),
+        )
+    }
+
+    #[test]
+    fn requests_follow_what_the_recipients_clients_speak() {
+        let only = |receipts, markers| Some(Abilities { receipts, markers });
+        assert_eq!(asked(None, true), (true, true), "unknown: both ways");
+        assert_eq!(asked(only(true, false), true), (true, false));
+        assert_eq!(asked(only(false, true), true), (false, true));
+        assert_eq!(asked(only(true, true), true), (true, true));
+        assert_eq!(
+            asked(only(false, false), true),
+            (true, true),
+            "neither: both ways"
+        );
+        assert_eq!(
+            asked(None, false),
+            (true, false),
+            "no read status: no markable"
+        );
     }
 }
