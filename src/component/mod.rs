@@ -41,7 +41,7 @@ use crate::store::StoreError;
 use crate::wire::Frame;
 use clock::now_millis;
 use commit::GroupCommit;
-use conn::{ReadError, Reader, Writer};
+use conn::{Frames, ReadError, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentError {
@@ -182,7 +182,7 @@ pub async fn run_until(
                 let mut session = Session {
                     config,
                     tm,
-                    reader,
+                    reader: reader.spawn(),
                     writer,
                     unsent: &mut unsent,
                     pings: 0,
@@ -243,7 +243,7 @@ const STOP_DRAIN: Duration = Duration::from_secs(2);
 struct Session<'a> {
     config: &'a Config,
     tm: &'a mut Tidemark,
-    reader: Reader,
+    reader: Frames,
     writer: Writer,
     unsent: &'a mut Vec<Element>,
     pings: u64,
@@ -439,10 +439,10 @@ impl Session<'_> {
     fn keepalive_deadline(&mut self) -> Instant {
         let keep = self.config.component.keepalive;
         match self.pinged_at {
-            Some(p) if self.reader.last_read < p => p + keep,
+            Some(p) if self.reader.last_read() < p => p + keep,
             _ => {
                 self.pinged_at = None;
-                self.reader.last_read + keep
+                self.reader.last_read() + keep
             }
         }
     }
@@ -451,7 +451,7 @@ impl Session<'_> {
         let keep = self.config.component.keepalive;
         let now = Instant::now();
         if let Some(p) = self.pinged_at
-            && self.reader.last_read < p
+            && self.reader.last_read() < p
         {
             return Err(Retry::Lost(format!(
                 "nothing from the server for {:?} after a keepalive ping",
@@ -459,7 +459,7 @@ impl Session<'_> {
             ))
             .into());
         }
-        if self.reader.last_read + keep > now {
+        if self.reader.last_read() + keep > now {
             // Bytes came in since the deadline was set.
             return Ok(());
         }

@@ -348,21 +348,23 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
 /// A receipt or marker payload: its kind and the id of the message it names
 /// (None when it names none).
 fn ack_payload(child: &Element) -> Option<(AckKind, Option<String>)> {
-    let (kind, id) = match (child.ns().as_str(), child.name()) {
-        (ns::RECEIPTS, "received") => (
+    // Names first, then namespaces by comparison: `Element::ns` copies the
+    // namespace into a new String, for every child of every message.
+    let (kind, id) = match child.name() {
+        "received" if child.has_ns(ns::RECEIPTS) => (
             AckKind::Receipt,
             plain_id(child).or_else(|| Received::try_from(child.clone()).ok().map(|r| r.id)),
         ),
-        (ns::CHAT_MARKERS, "displayed") => (
+        "displayed" if child.has_ns(ns::CHAT_MARKERS) => (
             AckKind::Displayed,
             plain_id(child).or_else(|| Displayed::try_from(child.clone()).ok().map(|d| d.id.0)),
         ),
         // Read by hand: xmpp-parsers 0.23 has no legacy <received/> or
         // <acknowledged/> marker.
-        (ns::CHAT_MARKERS, "received") => {
+        "received" if child.has_ns(ns::CHAT_MARKERS) => {
             (AckKind::ReceivedMarker, child.attr("id").map(str::to_owned))
         }
-        (ns::CHAT_MARKERS, "acknowledged") => {
+        "acknowledged" if child.has_ns(ns::CHAT_MARKERS) => {
             (AckKind::Acknowledged, child.attr("id").map(str::to_owned))
         }
         _ => return None,

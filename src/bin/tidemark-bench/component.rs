@@ -83,6 +83,8 @@ pub struct Phase {
     pub p99_us: u64,
     pub max_us: u64,
     pub cpu: f64,
+    /// CPU of the target's main thread, where its connection runs.
+    pub main_cpu: f64,
     pub gen_cpu: f64,
 }
 
@@ -214,6 +216,7 @@ fn phase(
     let matched0 = sh.matched.load(Ordering::Acquire);
     let errors0 = sh.errors.load(Ordering::Relaxed);
     let cpu0 = util::cpu_seconds(pid);
+    let main0 = util::main_thread_cpu_seconds(pid);
     let gen0 = util::cpu_seconds(std::process::id());
     let start = Instant::now();
     let start_ns = sh.now();
@@ -274,6 +277,7 @@ fn phase(
         || sh.matched.load(Ordering::Acquire) - matched0 >= sent,
     );
     let cpu = util::cpu_seconds(pid) - cpu0;
+    let main_cpu = util::main_thread_cpu_seconds(pid) - main0;
     let gen_cpu = util::cpu_seconds(std::process::id()) - gen0;
     if timed_out || !all {
         eprintln!(
@@ -309,6 +313,7 @@ fn phase(
         p99_us: percentile(&lat, 99.0),
         max_us: lat.last().copied().unwrap_or(0),
         cpu,
+        main_cpu,
         gen_cpu,
     }
 }
@@ -469,6 +474,13 @@ pub fn main(args: &Args) -> Result<(), String> {
         per100k(&base.saturated),
         ratio(per100k(&tm.saturated), per100k(&base.saturated))
     );
+    let main100k = |ph: &Phase| ph.main_cpu / ph.stanzas_out as f64 * 100_000.0;
+    println!(
+        "| of which the connection's thread (main) | {:.2} | {:.2} | {} |",
+        main100k(&tm.saturated),
+        main100k(&base.saturated),
+        ratio(main100k(&tm.saturated), main100k(&base.saturated))
+    );
     println!(
         "| peak RSS, MiB | {:.1} | {:.1} | {} |",
         tm.peak_rss_mib,
@@ -508,13 +520,16 @@ fn compare_with_previous(p: &Params) -> Result<(), String> {
         v[v.len() / 2]
     }
     type Figure = (&'static str, fn(&Outcome) -> f64);
-    let figures: [Figure; 4] = [
+    let figures: [Figure; 5] = [
         ("throughput, stanzas in/s (saturated)", |o| o.saturated.rate),
         ("p99 latency in->out, paced, ms", |o| {
             o.paced.p99_us as f64 / 1e3
         }),
         ("CPU seconds per 100k stanzas (saturated)", |o| {
             o.saturated.cpu / o.saturated.stanzas_out as f64 * 100_000.0
+        }),
+        ("of which the connection's thread (main)", |o| {
+            o.saturated.main_cpu / o.saturated.stanzas_out as f64 * 100_000.0
         }),
         ("peak RSS, MiB", |o| o.peak_rss_mib),
     ];
@@ -536,7 +551,7 @@ fn report(o: &Outcome) {
     let s = &o.saturated;
     let q = &o.paced;
     println!(
-        "{}: setup {:.1}s; saturated: {} in, {} out ({} errors) in {:.2}s = {:.0} stanzas/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, cpu {:.2}s (generator {:.2}s); paced at {:.0}/s: {} in, {} out, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, cpu {:.2}s; peak RSS {:.1} MiB",
+        "{}: setup {:.1}s; saturated: {} in, {} out ({} errors) in {:.2}s = {:.0} stanzas/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, cpu {:.2}s (main thread {:.2}s, generator {:.2}s); paced at {:.0}/s: {} in, {} out, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, cpu {:.2}s; peak RSS {:.1} MiB",
         o.kind.name(),
         o.setup_secs,
         s.stanzas_in,
@@ -548,6 +563,7 @@ fn report(o: &Outcome) {
         s.p99_us as f64 / 1e3,
         s.max_us as f64 / 1e3,
         s.cpu,
+        s.main_cpu,
         s.gen_cpu,
         o.paced_rate,
         q.stanzas_in,
