@@ -162,51 +162,123 @@ fn init_tracing(level: &str) {
 }
 
 /// The log's fields exactly as tracing-subscriber's `DefaultFields` writes
-/// them, with a faster path for text that needs no escaping. Every stanza
-/// is handled in a span that carries its kind, id and addresses, and the
-/// fmt layer formats those when the span is made, whatever is logged in it:
-/// `str`'s `Debug` (quotes, escapes) looked at each character through the
-/// Unicode tables, and was most of that span's cost.
+/// them, faster for text that needs no escaping when the log has no colours.
+/// Every stanza is handled in a span that carries its kind, id and
+/// addresses, and the fmt layer formats those when the span is made,
+/// whatever is logged in it: through `str`'s `Debug` (which looks at each
+/// character through the Unicode tables) and a `write!` per field, that was
+/// a twentieth of handling a stanza.
 struct Fields;
 
 impl<'a> MakeVisitor<Writer<'a>> for Fields {
     type Visitor = FieldVisitor<'a>;
 
     fn make_visitor(&self, target: Writer<'a>) -> Self::Visitor {
-        FieldVisitor(DefaultVisitor::new(target, true))
+        if target.has_ansi_escapes() {
+            FieldVisitor::Styled(DefaultVisitor::new(target, true))
+        } else {
+            FieldVisitor::Plain {
+                writer: target,
+                is_empty: true,
+                result: Ok(()),
+            }
+        }
     }
 }
 
-struct FieldVisitor<'a>(DefaultVisitor<'a>);
+enum FieldVisitor<'a> {
+    /// Colours: the default visitor does it all.
+    Styled(DefaultVisitor<'a>),
+    /// No colours: plain text written here, the rest by the default
+    /// visitor, one field at a time.
+    Plain {
+        writer: Writer<'a>,
+        is_empty: bool,
+        result: std::fmt::Result,
+    },
+}
+
+impl FieldVisitor<'_> {
+    /// One field through the default visitor, which pads it as it would
+    /// have: it writes nothing after an error and for `log.*` fields (the
+    /// `log` crate's metadata), and a space before anything else but the
+    /// first field.
+    fn by_default(&mut self, field: &Field, visit: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        match self {
+            FieldVisitor::Styled(v) => visit(v),
+            FieldVisitor::Plain {
+                writer,
+                is_empty,
+                result,
+            } => {
+                if result.is_err() {
+                    return;
+                }
+                let mut v = DefaultVisitor::new(writer.by_ref(), *is_empty);
+                visit(&mut v);
+                *result = v.finish();
+                if !field.name().starts_with("log.") {
+                    *is_empty = false;
+                }
+            }
+        }
+    }
+}
 
 impl Visit for FieldVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        // `message` is written as Display, not Debug: left as it was.
-        if field.name() != "message" && needs_no_escape(value) {
-            self.0.record_debug(field, &Quoted(value));
-        } else {
-            self.0.record_str(field, value);
+        let name = field.name();
+        if let FieldVisitor::Plain {
+            writer,
+            is_empty,
+            result,
+        } = self
+            && result.is_ok()
+            // `message` is written as Display, `log.*` not at all, and
+            // `r#` names without it: left to the default visitor.
+            && name != "message"
+            && !name.starts_with("log.")
+            && !name.starts_with("r#")
+            && needs_no_escape(value)
+        {
+            let pad = if *is_empty { "" } else { " " };
+            *is_empty = false;
+            *result = (|| {
+                writer.write_str(pad)?;
+                writer.write_str(name)?;
+                writer.write_str("=\"")?;
+                writer.write_str(value)?;
+                writer.write_str("\"")
+            })();
+            return;
         }
+        self.by_default(field, |v| v.record_str(field, value));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.record_error(field, value);
+        self.by_default(field, |v| v.record_error(field, value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.record_debug(field, value);
+        self.by_default(field, |v| v.record_debug(field, value));
     }
 }
 
 impl VisitOutput<std::fmt::Result> for FieldVisitor<'_> {
     fn finish(self) -> std::fmt::Result {
-        self.0.finish()
+        match self {
+            FieldVisitor::Styled(v) => v.finish(),
+            FieldVisitor::Plain { result, .. } => result,
+        }
     }
 }
 
 impl VisitFmt for FieldVisitor<'_> {
     fn writer(&mut self) -> &mut dyn std::fmt::Write {
-        self.0.writer()
+        match self {
+            FieldVisitor::Styled(v) => v.writer(),
+            FieldVisitor::Plain { writer, .. } => writer,
+        }
     }
 }
 
@@ -214,18 +286,6 @@ impl VisitFmt for FieldVisitor<'_> {
 fn needs_no_escape(s: &str) -> bool {
     s.bytes()
         .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
-}
-
-/// A string [`needs_no_escape`] accepts, as `str`'s `Debug` writes it.
-struct Quoted<'a>(&'a str);
-
-impl std::fmt::Debug for Quoted<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use std::fmt::Write;
-        f.write_char('"')?;
-        f.write_str(self.0)?;
-        f.write_char('"')
-    }
 }
 
 async fn serve(config: Config) -> ExitCode {
@@ -334,9 +394,6 @@ mod tests {
             let s = (b as char).to_string();
             let leaves_alone = format!("{s:?}") == format!("\"{s}\"");
             assert_eq!(needs_no_escape(&s), leaves_alone, "{b}");
-            if leaves_alone {
-                assert_eq!(format!("{:?}", Quoted(&s)), format!("{s:?}"), "{b}");
-            }
         }
         assert!(!needs_no_escape("caf\u{e9}"));
         assert!(!needs_no_escape("bob\\40localhost@chat.localhost/b"));
@@ -382,14 +439,16 @@ mod tests {
                     from
                 );
                 tracing::info!(message = "a message field", other = "x");
+                tracing::info!(log.target = "hidden", r#type = "chat", after = "log", "x");
+                tracing::info!(first = 1u64, log.line = 3u64, "{}", "y");
             }
         }
-        let run = |fast: bool| {
+        let run = |fast: bool, ansi: bool| {
             let buf = Buf::default();
             let out = buf.clone();
             let builder = tracing_subscriber::fmt()
                 .with_writer(move || out.clone())
-                .with_ansi(false)
+                .with_ansi(ansi)
                 .without_time();
             if fast {
                 tracing::subscriber::with_default(builder.fmt_fields(Fields).finish(), emit);
@@ -398,11 +457,16 @@ mod tests {
             }
             String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
         };
-        let (default, fast) = (run(false), run(true));
-        assert!(
-            default.contains("stanza{kind=\"message\" id=\"m1\""),
-            "{default}"
-        );
-        assert_eq!(fast, default);
+        for ansi in [false, true] {
+            let (default, fast) = (run(false, ansi), run(true, ansi));
+            assert!(default.contains("alice@localhost/a"), "{default}");
+            if !ansi {
+                assert!(
+                    default.contains("stanza{kind=\"message\" id=\"m1\""),
+                    "{default}"
+                );
+            }
+            assert_eq!(fast, default, "ansi {ansi}");
+        }
     }
 }
