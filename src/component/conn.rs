@@ -95,6 +95,9 @@ type Chunk = Vec<Result<Frame, ReadError>>;
 /// [`Reader`]; nothing is decoded more than [`CHUNKS_AHEAD`] chunks ahead.
 pub(crate) struct Frames {
     rx: mpsc::Receiver<Chunk>,
+    /// Stanzas handled, back to the reading task to be freed there
+    /// ([`Frames::retire`]).
+    spent: mpsc::UnboundedSender<Vec<Element>>,
     pending: VecDeque<Result<Frame, ReadError>>,
     /// When bytes last arrived, as nanoseconds after `base`: the reading
     /// task keeps it current.
@@ -116,9 +119,11 @@ impl Reader {
         let base = self.last_read;
         let last_read = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
-        let task = tokio::spawn(self.run(tx, base, last_read.clone()));
+        let (spent, spent_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(self.run(tx, spent_rx, base, last_read.clone()));
         Frames {
             rx,
+            spent,
             pending: VecDeque::new(),
             last_read,
             base,
@@ -126,7 +131,13 @@ impl Reader {
         }
     }
 
-    async fn run(mut self, tx: mpsc::Sender<Chunk>, base: Instant, last_read: Arc<AtomicU64>) {
+    async fn run(
+        mut self,
+        tx: mpsc::Sender<Chunk>,
+        mut spent: mpsc::UnboundedReceiver<Vec<Element>>,
+        base: Instant,
+        last_read: Arc<AtomicU64>,
+    ) {
         use tokio::io::AsyncReadExt;
         loop {
             // Everything the bytes so far hold, as one chunk.
@@ -147,7 +158,19 @@ impl Reader {
             if failed {
                 return;
             }
-            let n = match self.half.read(&mut self.chunk).await {
+            // Handled stanzas are freed between reads and while waiting for
+            // bytes, never ahead of bytes that are there.
+            while let Ok(handled) = spent.try_recv() {
+                drop(handled);
+            }
+            let read = loop {
+                tokio::select! {
+                    biased;
+                    r = self.half.read(&mut self.chunk) => break r,
+                    Some(handled) = spent.recv() => drop(handled),
+                }
+            };
+            let n = match read {
                 Ok(0) => {
                     let _ = tx.send(vec![Err(ReadError::Closed)]).await;
                     return;
@@ -195,6 +218,16 @@ impl Frames {
             }
         }
         self.pending.pop_front().transpose()
+    }
+
+    /// Gives handled stanzas back to be freed by the reading task, which
+    /// allocated them: glibc frees a block fastest in the thread that
+    /// allocated it, and the connection's task has the most to do.
+    pub fn retire(&self, handled: Vec<Element>) {
+        if !handled.is_empty() {
+            // Once reading has ended they are simply freed here.
+            let _ = self.spent.send(handled);
+        }
     }
 
     /// When bytes last arrived: the keepalive measures silence from here.

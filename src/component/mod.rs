@@ -375,17 +375,20 @@ impl Session<'_> {
         let service = self.config.component.jid.as_str();
         let stanzas = self.batch.len();
         let out = commit.answers();
+        let mut handled = Vec::with_capacity(stanzas);
         for item in self.batch.drain(..) {
             match item {
                 Item::Stanza(el) => {
                     let tm = &mut *self.tm;
                     let effects = guard::guarded(&el, service, || tm.handle(&el, now));
                     out.extend(effects.send);
+                    handled.push(el);
                 }
                 Item::Answer(el) => out.push(el),
             }
         }
         commit.gather(stanzas, vec![]);
+        self.reader.retire(handled);
     }
 
     /// Sends `out`; if the connection is lost, keeps them for the next one.

@@ -45,6 +45,9 @@ pub struct Params {
     pub previous: Option<std::path::PathBuf>,
     /// `--rounds N`: with `--previous`, alternate the two binaries N times.
     pub rounds: usize,
+    /// `--rounds N` without `--previous`: tidemark and the baseline
+    /// alternate N times (default once).
+    pub baseline_rounds: usize,
     /// `--baseline-store`: the baseline also makes sled writes shaped like
     /// tidemark's; by default it only parses and serialises (issue 8's
     /// baseline: what the XML stack alone allows).
@@ -66,6 +69,7 @@ impl Params {
                 .filter(|s| !s.is_empty())
                 .map(Into::into),
             rounds: args.get("rounds", 3usize).max(1),
+            baseline_rounds: args.get("rounds", 1usize).max(1),
             baseline_store: args.get("baseline-store", false),
         }
     }
@@ -425,12 +429,34 @@ pub fn main(args: &Args) -> Result<(), String> {
         p.flush_batch,
         p.cache_mb
     );
-    let tm = run_one(Kind::Tidemark, &p, None)?;
-    report(&tm);
-    // The baseline is paced at the same absolute rate as tidemark, so its
-    // latency is read at the same load.
-    let base = run_one(Kind::Baseline, &p, Some(tm.paced_rate))?;
-    report(&base);
+    // With `--rounds N`, tidemark and the baseline alternate N times, so
+    // that a busy moment of a shared machine hits both; the table gives the
+    // median of each figure.
+    let mut pairs = Vec::new();
+    let mut paced_rate = None;
+    for _ in 0..p.baseline_rounds {
+        let tm = run_one(Kind::Tidemark, &p, paced_rate)?;
+        report(&tm);
+        paced_rate.get_or_insert(tm.paced_rate);
+        // The baseline is paced at the same absolute rate as tidemark, so
+        // its latency is read at the same load.
+        let base = run_one(Kind::Baseline, &p, paced_rate)?;
+        report(&base);
+        pairs.push((tm, base));
+    }
+    if pairs.len() > 1 {
+        let ratios: Vec<String> = pairs
+            .iter()
+            .map(|(t, b)| ratio(t.saturated.rate, b.saturated.rate))
+            .collect();
+        println!(
+            "throughput ratio per round: {}; the table gives the median of each figure over {} rounds",
+            ratios.join(", "),
+            pairs.len()
+        );
+    }
+    let tm = median_outcome(pairs.iter().map(|(t, _)| t).collect());
+    let base = median_outcome(pairs.iter().map(|(_, b)| b).collect());
 
     let per100k = |ph: &Phase| ph.cpu / ph.stanzas_out as f64 * 100_000.0;
     println!();
@@ -490,6 +516,41 @@ pub fn main(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Each figure's median over the rounds (one round: that round).
+fn median_outcome(runs: Vec<&Outcome>) -> Outcome {
+    fn phase(ps: Vec<&Phase>) -> Phase {
+        let f = |get: fn(&Phase) -> f64| median(ps.iter().map(|p| get(p)).collect());
+        let u = |get: fn(&Phase) -> u64| median(ps.iter().map(|p| get(p) as f64).collect()) as u64;
+        Phase {
+            stanzas_in: u(|p| p.stanzas_in),
+            stanzas_out: u(|p| p.stanzas_out),
+            errors: u(|p| p.errors),
+            wall: f(|p| p.wall),
+            rate: f(|p| p.rate),
+            p50_us: u(|p| p.p50_us),
+            p99_us: u(|p| p.p99_us),
+            max_us: u(|p| p.max_us),
+            cpu: f(|p| p.cpu),
+            main_cpu: f(|p| p.main_cpu),
+            gen_cpu: f(|p| p.gen_cpu),
+        }
+    }
+    let m = |get: fn(&Outcome) -> f64| median(runs.iter().map(|o| get(o)).collect());
+    Outcome {
+        kind: runs[0].kind,
+        saturated: phase(runs.iter().map(|o| &o.saturated).collect()),
+        paced: phase(runs.iter().map(|o| &o.paced).collect()),
+        paced_rate: runs[0].paced_rate,
+        peak_rss_mib: m(|o| o.peak_rss_mib),
+        setup_secs: m(|o| o.setup_secs),
+    }
+}
+
 /// This build against `--previous`, alternating so that a busy moment of
 /// the machine hits both: medians over the rounds, and their ratio.
 fn compare_with_previous(p: &Params) -> Result<(), String> {
@@ -514,10 +575,6 @@ fn compare_with_previous(p: &Params) -> Result<(), String> {
         report(&o);
         new.push(n);
         old.push(o);
-    }
-    fn median(mut v: Vec<f64>) -> f64 {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
     }
     type Figure = (&'static str, fn(&Outcome) -> f64);
     let figures: [Figure; 5] = [
