@@ -381,7 +381,7 @@ fn plain_id(child: &Element) -> Option<String> {
     if attrs.len() != 1 || child.nodes().next().is_some() {
         return None;
     }
-    attrs.get(&rxml::Namespace::NONE, "id").map(String::clone)
+    attrs.get(&rxml::Namespace::NONE, "id").cloned()
 }
 
 fn classify_message(msg: &Element, route: Route, origin: Origin, own: &str) -> Incoming {
