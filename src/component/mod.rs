@@ -236,6 +236,9 @@ enum Item {
     Answer(Element),
 }
 
+/// Batches of at least this many stanzas are freed by the reading task.
+const RETIRE_FROM: usize = 64;
+
 /// How long a stopping tidemark keeps taking stanzas the server already
 /// routed to it: until the stream is quiet this long, at most `STOP_DRAIN`.
 const STOP_QUIET: Duration = Duration::from_millis(150);
@@ -388,7 +391,12 @@ impl Session<'_> {
             }
         }
         commit.gather(stanzas, vec![]);
-        self.reader.retire(handled);
+        // A large batch is freed by the reading task (see `retire`); a small
+        // one here, where waking that task would cost more than it saves
+        // and add a hop to a lightly loaded stanza's path.
+        if handled.len() >= RETIRE_FROM {
+            self.reader.retire(handled);
+        }
     }
 
     /// Sends `out`; if the connection is lost, keeps them for the next one.

@@ -48,6 +48,9 @@ pub struct Params {
     /// `--rounds N` without `--previous`: tidemark and the baseline
     /// alternate N times (default once).
     pub baseline_rounds: usize,
+    /// `--paced-rate R`: pace at R stanzas/s instead of a fraction of the
+    /// first run's saturated rate (to compare builds at one load).
+    pub paced_rate: Option<f64>,
     /// `--baseline-store`: the baseline also makes sled writes shaped like
     /// tidemark's; by default it only parses and serialises (issue 8's
     /// baseline: what the XML stack alone allows).
@@ -70,6 +73,7 @@ impl Params {
                 .map(Into::into),
             rounds: args.get("rounds", 3usize).max(1),
             baseline_rounds: args.get("rounds", 1usize).max(1),
+            paced_rate: Some(args.get("paced-rate", 0.0f64)).filter(|r| *r > 0.0),
             baseline_store: args.get("baseline-store", false),
         }
     }
@@ -433,7 +437,7 @@ pub fn main(args: &Args) -> Result<(), String> {
     // that a busy moment of a shared machine hits both; the table gives the
     // median of each figure.
     let mut pairs = Vec::new();
-    let mut paced_rate = None;
+    let mut paced_rate = p.paced_rate;
     for _ in 0..p.baseline_rounds {
         let tm = run_one(Kind::Tidemark, &p, paced_rate)?;
         report(&tm);
@@ -564,7 +568,7 @@ fn compare_with_previous(p: &Params) -> Result<(), String> {
         p.paced_units
     );
     let (mut new, mut old) = (Vec::new(), Vec::new());
-    let mut paced_rate = None;
+    let mut paced_rate = p.paced_rate;
     for _ in 0..p.rounds {
         let n = run_one(Kind::Tidemark, p, paced_rate)?;
         report(&n);
