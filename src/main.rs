@@ -8,7 +8,10 @@ use tidemark::component::{self, ComponentError};
 use tidemark::config::Config;
 use tidemark::service::Tidemark;
 use tidemark::store::{SledStore, Store, StoreError};
+use tracing::field::{Field, Visit};
 use tracing::{error, info, warn};
+use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
+use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
 
 const USAGE: &str = "usage: tidemark --config FILE [--check-config | --export OUT | --import IN]
 
@@ -152,9 +155,137 @@ fn init_tracing(level: &str) {
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .fmt_fields(Fields)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+/// The log's fields exactly as tracing-subscriber's `DefaultFields` writes
+/// them, faster for text that needs no escaping when the log has no colours.
+/// Every stanza is handled in a span that carries its kind, id and
+/// addresses, and the fmt layer formats those when the span is made,
+/// whatever is logged in it: through `str`'s `Debug` (which looks at each
+/// character through the Unicode tables) and a `write!` per field, that was
+/// a twentieth of handling a stanza.
+struct Fields;
+
+impl<'a> MakeVisitor<Writer<'a>> for Fields {
+    type Visitor = FieldVisitor<'a>;
+
+    fn make_visitor(&self, target: Writer<'a>) -> Self::Visitor {
+        if target.has_ansi_escapes() {
+            FieldVisitor::Styled(DefaultVisitor::new(target, true))
+        } else {
+            FieldVisitor::Plain {
+                writer: target,
+                is_empty: true,
+                result: Ok(()),
+            }
+        }
+    }
+}
+
+enum FieldVisitor<'a> {
+    /// Colours: the default visitor does it all.
+    Styled(DefaultVisitor<'a>),
+    /// No colours: plain text written here, the rest by the default
+    /// visitor, one field at a time.
+    Plain {
+        writer: Writer<'a>,
+        is_empty: bool,
+        result: std::fmt::Result,
+    },
+}
+
+impl FieldVisitor<'_> {
+    /// One field through the default visitor, which pads it as it would
+    /// have: it writes nothing after an error and for `log.*` fields (the
+    /// `log` crate's metadata), and a space before anything else but the
+    /// first field.
+    fn by_default(&mut self, field: &Field, visit: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        match self {
+            FieldVisitor::Styled(v) => visit(v),
+            FieldVisitor::Plain {
+                writer,
+                is_empty,
+                result,
+            } => {
+                if result.is_err() {
+                    return;
+                }
+                let mut v = DefaultVisitor::new(writer.by_ref(), *is_empty);
+                visit(&mut v);
+                *result = v.finish();
+                if !field.name().starts_with("log.") {
+                    *is_empty = false;
+                }
+            }
+        }
+    }
+}
+
+impl Visit for FieldVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let name = field.name();
+        if let FieldVisitor::Plain {
+            writer,
+            is_empty,
+            result,
+        } = self
+            && result.is_ok()
+            // `message` is written as Display, `log.*` not at all, and
+            // `r#` names without it: left to the default visitor.
+            && name != "message"
+            && !name.starts_with("log.")
+            && !name.starts_with("r#")
+            && needs_no_escape(value)
+        {
+            let pad = if *is_empty { "" } else { " " };
+            *is_empty = false;
+            *result = (|| {
+                writer.write_str(pad)?;
+                writer.write_str(name)?;
+                writer.write_str("=\"")?;
+                writer.write_str(value)?;
+                writer.write_str("\"")
+            })();
+            return;
+        }
+        self.by_default(field, |v| v.record_str(field, value));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.by_default(field, |v| v.record_error(field, value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.by_default(field, |v| v.record_debug(field, value));
+    }
+}
+
+impl VisitOutput<std::fmt::Result> for FieldVisitor<'_> {
+    fn finish(self) -> std::fmt::Result {
+        match self {
+            FieldVisitor::Styled(v) => v.finish(),
+            FieldVisitor::Plain { result, .. } => result,
+        }
+    }
+}
+
+impl VisitFmt for FieldVisitor<'_> {
+    fn writer(&mut self) -> &mut dyn std::fmt::Write {
+        match self {
+            FieldVisitor::Styled(v) => v.writer(),
+            FieldVisitor::Plain { writer, .. } => writer,
+        }
+    }
+}
+
+/// Printable ASCII other than `"` and `\\`: what `str`'s `Debug` writes as is.
+fn needs_no_escape(s: &str) -> bool {
+    s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
 }
 
 async fn serve(config: Config) -> ExitCode {
@@ -252,5 +383,92 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_strings_are_exactly_those_debug_leaves_alone() {
+        for b in 0u8..=127 {
+            let s = (b as char).to_string();
+            let leaves_alone = format!("{s:?}") == format!("\"{s}\"");
+            assert_eq!(needs_no_escape(&s), leaves_alone, "{b}");
+        }
+        assert!(!needs_no_escape("caf\u{e9}"));
+        assert!(!needs_no_escape("bob\\40localhost@chat.localhost/b"));
+        assert!(needs_no_escape("alice@localhost/phone 1"));
+    }
+
+    /// A span and an event in it, with fields of every kind, come out of
+    /// the fmt layer the same with [`Fields`] as with the default.
+    #[test]
+    fn the_log_reads_as_with_the_default_fields() {
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        fn emit() {
+            for (id, from) in [
+                ("m1", "alice@localhost/a"),
+                ("", "bob\\40localhost@chat.localhost/b"),
+                ("quote\"d", "caf\u{e9}@localhost/\u{1f600}"),
+                ("tab\there", "x\ny"),
+            ] {
+                let span = tracing::info_span!("stanza", kind = "message", id, from, to = "");
+                let _in = span.enter();
+                let err = std::io::Error::other("disk gone");
+                tracing::warn!(
+                    error = %err,
+                    source = &err as &(dyn std::error::Error + 'static),
+                    count = 3,
+                    flag = true,
+                    text = "plain",
+                    odd = "a\"b",
+                    "storage failed; {} {:?}",
+                    id,
+                    from
+                );
+                tracing::info!(message = "a message field", other = "x");
+                tracing::info!(log.target = "hidden", r#type = "chat", after = "log", "x");
+                tracing::info!(first = 1u64, log.line = 3u64, "{}", "y");
+            }
+        }
+        let run = |fast: bool, ansi: bool| {
+            let buf = Buf::default();
+            let out = buf.clone();
+            let builder = tracing_subscriber::fmt()
+                .with_writer(move || out.clone())
+                .with_ansi(ansi)
+                .without_time();
+            if fast {
+                tracing::subscriber::with_default(builder.fmt_fields(Fields).finish(), emit);
+            } else {
+                tracing::subscriber::with_default(builder.finish(), emit);
+            }
+            String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+        };
+        for ansi in [false, true] {
+            let (default, fast) = (run(false, ansi), run(true, ansi));
+            assert!(default.contains("alice@localhost/a"), "{default}");
+            if !ansi {
+                assert!(
+                    default.contains("stanza{kind=\"message\" id=\"m1\""),
+                    "{default}"
+                );
+            }
+            assert_eq!(fast, default, "ansi {ansi}");
+        }
     }
 }

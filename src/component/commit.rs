@@ -26,6 +26,9 @@ pub(crate) struct GroupCommit {
     limit: usize,
     flushing: Option<InFlight>,
     gathering: Batch,
+    /// An emptied vector of answers, for the next batch to gather into
+    /// ([`GroupCommit::recycle`]).
+    spare: Vec<Element>,
 }
 
 struct InFlight {
@@ -61,6 +64,7 @@ impl GroupCommit {
             limit: limit.max(1),
             flushing: None,
             gathering: Batch::default(),
+            spare: Vec::new(),
         }
     }
 
@@ -70,11 +74,31 @@ impl GroupCommit {
         self.limit.saturating_sub(self.gathering.stanzas)
     }
 
+    /// Where the batch being gathered keeps its answers, for a caller to add
+    /// them one by one before [`GroupCommit::gather`] counts their stanzas.
+    pub fn answers(&mut self) -> &mut Vec<Element> {
+        if self.gathering.answers.capacity() == 0 {
+            self.gathering.answers = std::mem::take(&mut self.spare);
+        }
+        &mut self.gathering.answers
+    }
+
+    /// Takes back a vector of answers that were sent, emptied, for a later
+    /// batch to gather into: a batch's answers are hundreds of elements, and
+    /// a new vector for each made glibc's allocator consolidate its free
+    /// lists. One at most is kept, of at most a few batches' size.
+    pub fn recycle(&mut self, mut emptied: Vec<Element>) {
+        emptied.clear();
+        if emptied.capacity() > self.spare.capacity() && emptied.capacity() <= 8 * self.limit + 64 {
+            self.spare = emptied;
+        }
+    }
+
     /// Adds `stanzas` handled stanzas, all of whose writes are done, and
     /// their `answers`. With no flush running, one starts at once for them.
     pub fn gather(&mut self, stanzas: usize, answers: Vec<Element>) {
         self.gathering.stanzas += stanzas;
-        self.gathering.answers.extend(answers);
+        self.answers().extend(answers);
         if self.flushing.is_none() {
             self.start();
         }
@@ -250,6 +274,30 @@ mod tests {
         assert_eq!(ids(&out), ["a", "b", "c"]);
         assert_eq!(*held.done.lock().unwrap(), 2);
         assert!(commit.settle().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn answers_added_in_place_and_recycled_room_keep_their_order() {
+        let (mut commit, open, _held) = held(8);
+        commit.answers().push(answer("a"));
+        commit.answers().push(answer("b"));
+        commit.gather(2, vec![answer("c")]);
+        commit.answers().push(answer("d"));
+        commit.gather(1, vec![]);
+        open.send(()).unwrap();
+        let first = durable_soon(&mut commit).await.unwrap();
+        assert_eq!(ids(&first), ["a", "b", "c"]);
+        let room = first.capacity();
+        commit.recycle(first);
+        open.send(()).unwrap();
+        let second = durable_soon(&mut commit).await.unwrap();
+        assert_eq!(ids(&second), ["d"]);
+        // The batch gathered after the recycling uses the recycled room.
+        commit.answers().push(answer("e"));
+        assert_eq!(commit.answers().capacity(), room);
+        commit.gather(1, vec![]);
+        open.send(()).unwrap();
+        assert_eq!(ids(&durable_soon(&mut commit).await.unwrap()), ["e"]);
     }
 
     #[tokio::test]

@@ -1,17 +1,22 @@
 //! The two halves of one TCP connection to the server: frames in through
 //! the [`Decoder`], serialized elements out through one buffer.
 
+use std::collections::VecDeque;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use minidom::Element;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::warn;
 
 use crate::metrics::{METRICS, Refusal, StanzaKind};
-use crate::wire::{Decoder, Frame, Limits, WireError};
+use crate::wire::{Decoder, Frame, Limits, WireError, write_plain};
 
 /// What ended reading.
 #[derive(Debug, thiserror::Error)]
@@ -73,24 +78,161 @@ impl Reader {
             }
         }
     }
+}
 
-    /// A frame that is already here (decoded, or in the socket's buffer),
-    /// without waiting.
-    pub fn try_next(&mut self) -> Result<Option<Frame>, ReadError> {
+/// How many decoded chunks may wait for the connection's task: with the
+/// chunk being decoded and the one being taken, at most four socket reads'
+/// worth of stanzas are held (each read is at most `READ_CHUNK` bytes plus
+/// the rest of one stanza within `limits.max_stanza_bytes`), and past that
+/// the server's writes wait in TCP, as they did before.
+const CHUNKS_AHEAD: usize = 2;
+
+type Chunk = Vec<Result<Frame, ReadError>>;
+
+/// A [`Reader`] running on a task of its own: it reads and decodes the next
+/// stanzas while the connection's task handles the ones before them, so that
+/// the two run on both cores. Frames come out in order, as from the
+/// [`Reader`]; nothing is decoded more than [`CHUNKS_AHEAD`] chunks ahead.
+pub(crate) struct Frames {
+    rx: mpsc::Receiver<Chunk>,
+    /// Stanzas handled, back to the reading task to be freed there
+    /// ([`Frames::retire`]).
+    spent: mpsc::UnboundedSender<Vec<Element>>,
+    pending: VecDeque<Result<Frame, ReadError>>,
+    /// When bytes last arrived, as nanoseconds after `base`: the reading
+    /// task keeps it current.
+    last_read: Arc<AtomicU64>,
+    base: Instant,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Frames {
+    fn drop(&mut self) {
+        // The connection is over: stop reading it.
+        self.task.abort();
+    }
+}
+
+impl Reader {
+    /// Moves reading and decoding to a task of its own.
+    pub fn spawn(self) -> Frames {
+        let base = self.last_read;
+        let last_read = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
+        let (spent, spent_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(self.run(tx, spent_rx, base, last_read.clone()));
+        Frames {
+            rx,
+            spent,
+            pending: VecDeque::new(),
+            last_read,
+            base,
+            task,
+        }
+    }
+
+    async fn run(
+        mut self,
+        tx: mpsc::Sender<Chunk>,
+        mut spent: mpsc::UnboundedReceiver<Vec<Element>>,
+        base: Instant,
+        last_read: Arc<AtomicU64>,
+    ) {
+        use tokio::io::AsyncReadExt;
         loop {
-            if let Some(frame) = self.decode()? {
-                return Ok(Some(frame));
-            }
-            match self.half.try_read(&mut self.chunk) {
-                Ok(0) => return Err(ReadError::Closed),
-                Ok(n) => {
-                    self.last_read = Instant::now();
-                    self.decoder.feed(&self.chunk[..n]);
+            // Everything the bytes so far hold, as one chunk.
+            let mut chunk = Vec::new();
+            let failed = loop {
+                match self.decode() {
+                    Ok(Some(frame)) => chunk.push(Ok(frame)),
+                    Ok(None) => break false,
+                    Err(e) => {
+                        chunk.push(Err(e));
+                        break true;
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => return Err(e.into()),
+            };
+            if !chunk.is_empty() && tx.send(chunk).await.is_err() {
+                return;
+            }
+            if failed {
+                return;
+            }
+            // Handled stanzas are freed between reads and while waiting for
+            // bytes, never ahead of bytes that are there.
+            while let Ok(handled) = spent.try_recv() {
+                drop(handled);
+            }
+            let read = loop {
+                tokio::select! {
+                    biased;
+                    r = self.half.read(&mut self.chunk) => break r,
+                    Some(handled) = spent.recv() => drop(handled),
+                }
+            };
+            let n = match read {
+                Ok(0) => {
+                    let _ = tx.send(vec![Err(ReadError::Closed)]).await;
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = tx.send(vec![Err(e.into())]).await;
+                    return;
+                }
+            };
+            let since = Instant::now().saturating_duration_since(base);
+            last_read.store(
+                u64::try_from(since.as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            self.decoder.feed(&self.chunk[..n]);
+        }
+    }
+}
+
+impl Frames {
+    /// The next frame, waiting for it. Cancel-safe: a frame is only taken
+    /// when it is returned.
+    pub async fn next(&mut self) -> Result<Frame, ReadError> {
+        if let Some(frame) = self.pending.pop_front() {
+            return frame;
+        }
+        match self.rx.recv().await {
+            Some(chunk) => {
+                self.pending.extend(chunk);
+                self.pending.pop_front().unwrap_or(Err(ReadError::Closed))
+            }
+            // The reading task ended after its last error.
+            None => Err(ReadError::Closed),
+        }
+    }
+
+    /// A frame that is already decoded, without waiting.
+    pub fn try_next(&mut self) -> Result<Option<Frame>, ReadError> {
+        if self.pending.is_empty() {
+            match self.rx.try_recv() {
+                Ok(chunk) => self.pending.extend(chunk),
+                Err(mpsc::error::TryRecvError::Empty) => return Ok(None),
+                Err(mpsc::error::TryRecvError::Disconnected) => return Err(ReadError::Closed),
             }
         }
+        self.pending.pop_front().transpose()
+    }
+
+    /// Gives handled stanzas back to be freed by the reading task, which
+    /// allocated them: glibc frees a block fastest in the thread that
+    /// allocated it, and the connection's task has the most to do.
+    pub fn retire(&self, handled: Vec<Element>) {
+        if !handled.is_empty() {
+            // Once reading has ended they are simply freed here.
+            let _ = self.spent.send(handled);
+        }
+    }
+
+    /// When bytes last arrived: the keepalive measures silence from here.
+    pub fn last_read(&self) -> Instant {
+        self.base + std::time::Duration::from_nanos(self.last_read.load(Ordering::Relaxed))
     }
 }
 
@@ -110,6 +252,14 @@ impl Writer {
     /// Serializes `el` into the buffer; nothing is sent before [`flush`].
     pub fn queue(&mut self, el: &Element) {
         let mark = self.buf.len();
+        // The plain elements tidemark sends are written directly, byte for
+        // byte as minidom writes them ([`write_plain`]); others through
+        // minidom.
+        if write_plain(el, &mut self.buf) {
+            METRICS.stanza_out(StanzaKind::of(el.name()));
+            return;
+        }
+        self.buf.truncate(mark);
         // minidom's serializer asserts on some namespace declarations a
         // relayed element could carry (a reserved prefix rebound): a panic
         // here would end the connection for everyone, so it costs only this

@@ -42,7 +42,7 @@ use crate::store::retention::Retention;
 use crate::wire::Frame;
 use clock::now_millis;
 use commit::GroupCommit;
-use conn::{ReadError, Reader, Writer};
+use conn::{Frames, ReadError, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentError {
@@ -186,12 +186,13 @@ pub async fn run_until(
                 let mut session = Session {
                     config,
                     tm,
-                    reader,
+                    reader: reader.spawn(),
                     writer,
                     unsent: &mut unsent,
                     retention: &mut retention,
                     pings: 0,
                     pinged_at: None,
+                    batch: Vec::new(),
                 };
                 match session.serve(&mut stop).await {
                     Ok(Ended::Stopped) => return Ok(()),
@@ -240,6 +241,9 @@ enum Item {
     Answer(Element),
 }
 
+/// Batches of at least this many stanzas are freed by the reading task.
+const RETIRE_FROM: usize = 64;
+
 /// How long a stopping tidemark keeps taking stanzas the server already
 /// routed to it: until the stream is quiet this long, at most `STOP_DRAIN`.
 const STOP_QUIET: Duration = Duration::from_millis(150);
@@ -248,12 +252,16 @@ const STOP_DRAIN: Duration = Duration::from_secs(2);
 struct Session<'a> {
     config: &'a Config,
     tm: &'a mut Tidemark,
-    reader: Reader,
+    reader: Frames,
     writer: Writer,
     unsent: &'a mut Vec<Element>,
     retention: &'a mut Retention,
     pings: u64,
     pinged_at: Option<Instant>,
+    /// The batch being read, kept from batch to batch: growing a vector of
+    /// hundreds of stanzas each time made glibc's allocator consolidate its
+    /// free lists, which showed in every profile.
+    batch: Vec<Item>,
 }
 
 impl Session<'_> {
@@ -306,14 +314,15 @@ impl Session<'_> {
                 biased;
                 out = commit.durable() => {
                     let out = out.map_err(storage)?;
-                    self.send(out).await?;
+                    let emptied = self.send(out).await?;
+                    commit.recycle(emptied);
                 }
                 _ = stopped(stop) => return self.finish(commit).await,
                 _ = ticker.tick() => self.tick(commit)?,
                 _ = tokio::time::sleep_until(silence), if room > 0 => self.keepalive().await?,
                 first = self.reader.next(), if room > 0 => {
-                    let (batch, ended) = self.collect(first, room);
-                    self.handle(batch, commit);
+                    let ended = self.collect(first, room);
+                    self.handle(commit);
                     if let Some(end) = ended {
                         return end;
                     }
@@ -323,19 +332,19 @@ impl Session<'_> {
     }
 
     /// Takes `first` and whatever else has already arrived, up to `limit`,
-    /// so they share one flush. Also returns how the stream ended, if it did.
+    /// into the batch, so they share one flush. Returns how the stream
+    /// ended, if it did.
     fn collect(
         &mut self,
         first: Result<Frame, ReadError>,
         limit: usize,
-    ) -> (Vec<Item>, Option<Result<Ended, Fatal>>) {
-        let mut batch = Vec::new();
+    ) -> Option<Result<Ended, Fatal>> {
+        let batch = &mut self.batch;
         let mut next = Some(first);
         while let Some(item) = next.take() {
             match item {
                 Ok(Frame::Stanza(el)) if el.is("error", ns::STREAM) => {
-                    let end = Err(Retry::StreamError(StreamError::of(&el)).into());
-                    return (batch, Some(end));
+                    return Some(Err(Retry::StreamError(StreamError::of(&el)).into()));
                 }
                 Ok(Frame::Stanza(el)) => {
                     METRICS.stanza_in(StanzaKind::of(el.name()));
@@ -356,51 +365,57 @@ impl Session<'_> {
                         batch.push(Item::Answer(reply));
                     }
                 }
-                Ok(Frame::End) | Err(ReadError::Closed) => {
-                    return (batch, Some(Ok(Ended::ServerClosed)));
-                }
+                Ok(Frame::End) | Err(ReadError::Closed) => return Some(Ok(Ended::ServerClosed)),
                 Ok(Frame::Header { .. }) => {
-                    let end = Err(Retry::Lost("a second stream header".into()).into());
-                    return (batch, Some(end));
+                    return Some(Err(Retry::Lost("a second stream header".into()).into()));
                 }
-                Err(e) => return (batch, Some(Err(Retry::Lost(e.to_string()).into()))),
+                Err(e) => return Some(Err(Retry::Lost(e.to_string()).into())),
             }
             if batch.len() >= limit {
                 break;
             }
             next = self.reader.try_next().transpose();
         }
-        (batch, None)
+        None
     }
 
     /// Handles the batch; its answers wait in `commit` for a flush that
     /// covers its writes.
-    fn handle(&mut self, batch: Vec<Item>, commit: &mut GroupCommit) {
-        if batch.is_empty() {
+    fn handle(&mut self, commit: &mut GroupCommit) {
+        if self.batch.is_empty() {
             return;
         }
         let now = now_millis();
         let service = self.config.component.jid.as_str();
-        let stanzas = batch.len();
-        let mut out = Vec::with_capacity(stanzas);
+        let stanzas = self.batch.len();
+        let out = commit.answers();
+        let mut handled = Vec::with_capacity(stanzas);
         let store = self.tm.store().clone();
-        for item in batch {
+        for item in self.batch.drain(..) {
             match item {
                 Item::Stanza(el) => {
                     let tm = &mut *self.tm;
                     let effects = guard::guarded(&el, service, || tm.handle(&el, now));
                     out.extend(guard::applied(&el, service, &*store, effects));
+                    handled.push(el);
                 }
                 Item::Answer(el) => out.push(el),
             }
         }
-        commit.gather(stanzas, out);
+        commit.gather(stanzas, vec![]);
+        // A large batch is freed by the reading task (see `retire`); a small
+        // one here, where waking that task would cost more than it saves
+        // and add a hop to a lightly loaded stanza's path.
+        if handled.len() >= RETIRE_FROM {
+            self.reader.retire(handled);
+        }
     }
 
     /// Sends `out`; if the connection is lost, keeps them for the next one.
-    async fn send(&mut self, out: Vec<Element>) -> Result<(), Fatal> {
+    /// Returns `out` emptied, for its room to be used again.
+    async fn send(&mut self, mut out: Vec<Element>) -> Result<Vec<Element>, Fatal> {
         if out.is_empty() {
-            return Ok(());
+            return Ok(out);
         }
         for el in &out {
             self.writer.queue(el);
@@ -413,7 +428,8 @@ impl Session<'_> {
             self.unsent.extend(out);
             return Err(Retry::Lost(format!("write: {e}")).into());
         }
-        Ok(())
+        out.clear();
+        Ok(out)
     }
 
     async fn flush_store(&self) -> Result<(), Fatal> {
@@ -459,10 +475,10 @@ impl Session<'_> {
     fn keepalive_deadline(&mut self) -> Instant {
         let keep = self.config.component.keepalive;
         match self.pinged_at {
-            Some(p) if self.reader.last_read < p => p + keep,
+            Some(p) if self.reader.last_read() < p => p + keep,
             _ => {
                 self.pinged_at = None;
-                self.reader.last_read + keep
+                self.reader.last_read() + keep
             }
         }
     }
@@ -471,7 +487,7 @@ impl Session<'_> {
         let keep = self.config.component.keepalive;
         let now = Instant::now();
         if let Some(p) = self.pinged_at
-            && self.reader.last_read < p
+            && self.reader.last_read() < p
         {
             return Err(Retry::Lost(format!(
                 "nothing from the server for {:?} after a keepalive ping",
@@ -479,7 +495,7 @@ impl Session<'_> {
             ))
             .into());
         }
-        if self.reader.last_read + keep > now {
+        if self.reader.last_read() + keep > now {
             // Bytes came in since the deadline was set.
             return Ok(());
         }
@@ -498,7 +514,7 @@ impl Session<'_> {
         ping.append_child(Element::bare("ping", ns::PING));
         debug!("silence; pinging");
         self.pinged_at = Some(now);
-        self.send(vec![ping]).await
+        self.send(vec![ping]).await.map(drop)
     }
 
     /// A graceful stop: handle and answer what the server has already
@@ -515,8 +531,8 @@ impl Session<'_> {
             let Ok(first) = tokio::time::timeout_at(quiet, self.reader.next()).await else {
                 break;
             };
-            let (batch, ended) = self.collect(first, commit.room());
-            self.handle(batch, commit);
+            let ended = self.collect(first, commit.room());
+            self.handle(commit);
             if ended.is_some() {
                 let rest = commit.settle().await.map_err(storage)?;
                 self.unsent.extend(rest);

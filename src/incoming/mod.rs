@@ -266,13 +266,16 @@ fn untrackable(stanza: &Element, own: &str, reason: String) -> Incoming {
 }
 
 pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
+    // `to` is parsed once, for both uses: it is every stanza's.
+    let to = jid_attr(stanza, "to");
     // Errors come from the address the stanza was sent to, or from the
     // service when that address is not a valid JID.
-    let own = stanza
-        .attr("to")
-        .filter(|to| Jid::new(to).is_ok())
-        .unwrap_or(addrs.domain().as_str())
-        .to_owned();
+    // `to` as written, not as stringprep normalised it.
+    let own = match (&to, stanza.attr("to")) {
+        (Some(Ok(_)), Some(written)) => written,
+        _ => addrs.domain().as_str(),
+    }
+    .to_owned();
     let from = match jid_attr(stanza, "from") {
         Some(Ok(j)) => j,
         Some(Err(e)) => return invalid(stanza, &own, e, DefinedCondition::JidMalformed),
@@ -283,7 +286,7 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
             };
         }
     };
-    let to = match jid_attr(stanza, "to") {
+    let to = match to {
         Some(Ok(j)) => j,
         Some(Err(e)) => return invalid(stanza, &own, e, DefinedCondition::JidMalformed),
         None => return Incoming::Ignored("stanza without to"),
@@ -369,26 +372,40 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
 /// A receipt or marker payload: its kind and the id of the message it names
 /// (None when it names none).
 fn ack_payload(child: &Element) -> Option<(AckKind, Option<String>)> {
-    let (kind, id) = match (child.ns().as_str(), child.name()) {
-        (ns::RECEIPTS, "received") => (
+    // Names first, then namespaces by comparison: `Element::ns` copies the
+    // namespace into a new String, for every child of every message.
+    let (kind, id) = match child.name() {
+        "received" if child.has_ns(ns::RECEIPTS) => (
             AckKind::Receipt,
-            Received::try_from(child.clone()).ok().map(|r| r.id),
+            plain_id(child).or_else(|| Received::try_from(child.clone()).ok().map(|r| r.id)),
         ),
-        (ns::CHAT_MARKERS, "displayed") => (
+        "displayed" if child.has_ns(ns::CHAT_MARKERS) => (
             AckKind::Displayed,
-            Displayed::try_from(child.clone()).ok().map(|d| d.id.0),
+            plain_id(child).or_else(|| Displayed::try_from(child.clone()).ok().map(|d| d.id.0)),
         ),
         // Read by hand: xmpp-parsers 0.23 has no legacy <received/> or
         // <acknowledged/> marker.
-        (ns::CHAT_MARKERS, "received") => {
+        "received" if child.has_ns(ns::CHAT_MARKERS) => {
             (AckKind::ReceivedMarker, child.attr("id").map(str::to_owned))
         }
-        (ns::CHAT_MARKERS, "acknowledged") => {
+        "acknowledged" if child.has_ns(ns::CHAT_MARKERS) => {
             (AckKind::Acknowledged, child.attr("id").map(str::to_owned))
         }
         _ => return None,
     };
     Some((kind, id.filter(|id| !id.is_empty())))
+}
+
+/// The id of a receipt or marker that has nothing but its `id` attribute:
+/// what xmpp-parsers' `Received` and `Displayed` read from it, without
+/// cloning the element and running xso over it (every ack's cost). Anything
+/// else (other attributes, children, text) is left to the typed parse.
+fn plain_id(child: &Element) -> Option<String> {
+    let attrs = child.attrs();
+    if attrs.len() != 1 || child.nodes().next().is_some() {
+        return None;
+    }
+    attrs.get(&rxml::Namespace::NONE, "id").cloned()
 }
 
 fn classify_message(msg: &Element, route: Route, origin: Origin, own: &str) -> Incoming {
@@ -591,6 +608,42 @@ mod tests {
                 "{payload} with an empty id accepted"
             );
         }
+    }
+
+    #[test]
+    fn plain_ids_are_what_the_typed_parse_reads() {
+        let mut checked_fast = 0;
+        for payload in [
+            "<P id='m1'/>",
+            "<P id=''/>",
+            "<P/>",
+            "<P id='m1' x='y'/>",
+            "<P x='y'/>",
+            "<P id='m1'>text</P>",
+            "<P id='m1'> </P>",
+            "<P id='m1'><x xmlns='urn:x'/></P>",
+            "<P id='a&amp;b&apos;c'/>",
+            "<P xml:lang='en' id='m1'/>",
+            "<P xmlns:p='urn:p' p:id='m1'/>",
+        ] {
+            for (name, ns) in [("received", ns::RECEIPTS), ("displayed", ns::CHAT_MARKERS)] {
+                let xml = payload
+                    .replace("<P", &format!("<{name} xmlns='{ns}'"))
+                    .replace("</P>", &format!("</{name}>"));
+                let el: Element = xml.parse().unwrap();
+                let typed = match name {
+                    "received" => Received::try_from(el.clone()).ok().map(|r| r.id),
+                    _ => Displayed::try_from(el.clone()).ok().map(|d| d.id.0),
+                };
+                if let Some(fast) = plain_id(&el) {
+                    assert_eq!(Some(fast), typed, "{xml}");
+                    checked_fast += 1;
+                }
+                let (_, id) = ack_payload(&el).unwrap();
+                assert_eq!(id, typed.filter(|id| !id.is_empty()), "{xml}");
+            }
+        }
+        assert_eq!(checked_fast, 6, "the fast path takes the plain shapes");
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! Receipts and markers: turning what the recipient's client sent into what
 //! the sender's client asked for (XEP-0184 receipts, XEP-0333 markers, or
 //! both), so a client that speaks only one of them still sees status.
+//!
+//! Everything here is built on the path of every message and every ack, so
+//! the elements are made directly rather than through xmpp-parsers' typed
+//! values (`Message`, `Received`, `Displayed`, `Request`, `Markable`): their
+//! conversion to an element goes through xso's event stream and cost a
+//! quarter of handling a stanza. The elements are the same, namespaces and
+//! attributes alike; the tests compare each with the typed conversion.
 
 use minidom::Element;
-use xmpp_parsers::displayed_markers::{Displayed, Markable};
 use xmpp_parsers::jid::Jid;
-use xmpp_parsers::message::{Id, Message};
-use xmpp_parsers::receipts::{Received, Request};
 
 use crate::capabilities::Abilities;
 use crate::stanza::{element, ns};
@@ -32,12 +36,7 @@ pub fn payloads_for_sender(record: &MessageRecord, evidence: Evidence) -> Vec<El
             vec![element("received", ns::CHAT_MARKERS, &[("id", id)])]
         }
         Evidence::Delivered => vec![],
-        Evidence::Read if record.wants_markers => vec![
-            Displayed {
-                id: Id(id.to_owned()),
-            }
-            .into(),
-        ],
+        Evidence::Read if record.wants_markers => vec![displayed(id)],
         // A receipts-only client cannot show "read", but read implies
         // delivered: give it the receipt if it has not had one.
         Evidence::Read if record.wants_receipt && record.delivered_at.is_none() => {
@@ -47,20 +46,39 @@ pub fn payloads_for_sender(record: &MessageRecord, evidence: Evidence) -> Vec<El
     }
 }
 
+/// XEP-0184 `<received/>`: what `xmpp_parsers::receipts::Received` gives.
 fn receipt(id: &str) -> Element {
-    Received { id: id.to_owned() }.into()
+    element("received", ns::RECEIPTS, &[("id", id)])
 }
 
-/// A message carrying acknowledgement payloads.
+/// XEP-0333 `<displayed/>`: what `xmpp_parsers::displayed_markers::Displayed`
+/// gives.
+fn displayed(id: &str) -> Element {
+    element("displayed", ns::CHAT_MARKERS, &[("id", id)])
+}
+
+/// A message carrying acknowledgement payloads: what
+/// `xmpp_parsers::message::Message::chat(to)` with `from`, `id` and these
+/// payloads gives (a `chat` message in the component namespace, no
+/// `xml:lang`), followed by a storage hint.
 pub fn ack_message(from: &Jid, to: &Jid, id: &str, payloads: Vec<Element>) -> Element {
-    let mut msg = Message::chat(to.clone());
-    msg.from = Some(from.clone());
-    msg.id = Some(Id(id.to_owned()));
-    msg.payloads = payloads;
+    let mut msg = element(
+        "message",
+        ns::COMPONENT,
+        &[
+            ("from", from.as_str()),
+            ("to", to.as_str()),
+            ("id", id),
+            ("type", "chat"),
+        ],
+    );
+    for payload in payloads {
+        msg.append_child(payload);
+    }
     // Markers belong in the archive so the sender's other devices see them
-    // (XEP-0334 §4.3). Hand-built: xmpp-parsers 0.23 has no XEP-0334 hints.
-    msg.payloads.push(Element::bare("store", ns::HINTS));
-    msg.into()
+    // (XEP-0334 §4.3). xmpp-parsers 0.23 has no XEP-0334 hints either.
+    msg.append_child(Element::bare("store", ns::HINTS));
+    msg
 }
 
 /// Makes sure a relayed message asks for what tidemark needs to track it,
@@ -74,17 +92,19 @@ pub fn request_acks(msg: &mut Element, markable: bool) {
 /// tidemark knows them: a client that announces only receipts is not asked
 /// for markers, one that announces only markers is not asked for a receipt.
 /// Unknown clients, or clients that announce neither, are asked both ways.
-/// What the sender's own client put in the message stays as it is.
+/// What the sender's own client put in the message stays as it is. The
+/// XEP-0184 `<request/>` and XEP-0333 `<markable/>` are built directly, as
+/// `Request` and `Markable` give them (a hot path).
 pub fn request_acks_as(msg: &mut Element, markable: bool, speaks: Option<Abilities>) {
     let (receipt, markers) = match speaks {
         Some(can) if can.receipts || can.markers => (can.receipts, can.markers),
         _ => (true, true),
     };
     if receipt && !msg.has_child("request", ns::RECEIPTS) {
-        msg.append_child(Request.into());
+        msg.append_child(Element::bare("request", ns::RECEIPTS));
     }
     if markers && markable && !msg.has_child("markable", ns::CHAT_MARKERS) {
-        msg.append_child(Markable.into());
+        msg.append_child(Element::bare("markable", ns::CHAT_MARKERS));
     }
 }
 
@@ -154,6 +174,61 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(relayed, expected);
+    }
+
+    /// The direct builds are what xmpp-parsers' typed values convert to, for
+    /// addresses with and without resources, escaped nodes, and ids that
+    /// need escaping in XML.
+    #[test]
+    fn direct_builds_equal_the_typed_conversions() {
+        use xmpp_parsers::displayed_markers::{Displayed, Markable};
+        use xmpp_parsers::message::{Id, Message};
+        use xmpp_parsers::receipts::{Received, Request};
+
+        let jid = |s: &str| Jid::new(s).unwrap();
+        for id in ["m1", "", "a'b\"<c>&d", "\u{e9}t\u{e9} \u{1f600}"] {
+            let typed: Element = Received { id: id.to_owned() }.into();
+            assert_eq!(receipt(id), typed, "{id:?}");
+            let typed: Element = Displayed {
+                id: Id(id.to_owned()),
+            }
+            .into();
+            assert_eq!(displayed(id), typed, "{id:?}");
+            for (from, to) in [
+                ("bob\\40localhost@chat.localhost/b", "alice@localhost/a"),
+                ("bob\\40localhost@chat.localhost", "alice@localhost"),
+                ("x\\40y.org@chat.example.org/r\u{e9}s o", "x@y.org/r"),
+            ] {
+                for payloads in [
+                    vec![],
+                    vec![receipt(id)],
+                    vec![displayed(id), receipt("other")],
+                ] {
+                    let mut typed = Message::chat(jid(to));
+                    typed.from = Some(jid(from));
+                    typed.id = Some(Id(id.to_owned()));
+                    typed.payloads = payloads.clone();
+                    typed.payloads.push(Element::bare("store", ns::HINTS));
+                    let typed: Element = typed.into();
+                    let direct = ack_message(&jid(from), &jid(to), id, payloads);
+                    assert_eq!(direct, typed, "{id:?} {from} {to}");
+                    assert_eq!(String::from(&direct), String::from(&typed));
+                }
+            }
+        }
+        let typed: Element = Request.into();
+        assert_eq!(Element::bare("request", ns::RECEIPTS), typed);
+        let typed: Element = Markable.into();
+        assert_eq!(Element::bare("markable", ns::CHAT_MARKERS), typed);
+        let mut relayed: Element =
+            "<message xmlns='jabber:component:accept' id='m1'><body>x</body></message>"
+                .parse()
+                .unwrap();
+        let mut expected = relayed.clone();
+        expected.append_child(Request.into());
+        expected.append_child(Markable.into());
+        request_acks(&mut relayed, true);
+        assert_eq!(String::from(&relayed), String::from(&expected));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 mod limits;
 mod refused;
 mod scan;
+mod write;
 
 use minidom::Element;
 use minidom::tree_builder::TreeBuilder;
@@ -21,6 +22,7 @@ pub use limits::{Limit, Limits};
 pub use refused::Refused;
 use refused::unescape;
 use scan::{Boundary, Field, Scanner};
+pub use write::write_plain;
 
 /// The stream cannot go on: a stream error and a new connection. A server
 /// only sends well-formed, unrestricted XML, so these mean a broken peer.

@@ -45,6 +45,12 @@ pub struct Params {
     pub previous: Option<std::path::PathBuf>,
     /// `--rounds N`: with `--previous`, alternate the two binaries N times.
     pub rounds: usize,
+    /// `--rounds N` without `--previous`: tidemark and the baseline
+    /// alternate N times (default once).
+    pub baseline_rounds: usize,
+    /// `--paced-rate R`: pace at R stanzas/s instead of a fraction of the
+    /// first run's saturated rate (to compare builds at one load).
+    pub paced_rate: Option<f64>,
     /// `--baseline-store`: the baseline also makes sled writes shaped like
     /// tidemark's; by default it only parses and serialises (issue 8's
     /// baseline: what the XML stack alone allows).
@@ -66,6 +72,8 @@ impl Params {
                 .filter(|s| !s.is_empty())
                 .map(Into::into),
             rounds: args.get("rounds", 3usize).max(1),
+            baseline_rounds: args.get("rounds", 1usize).max(1),
+            paced_rate: Some(args.get("paced-rate", 0.0f64)).filter(|r| *r > 0.0),
             baseline_store: args.get("baseline-store", false),
         }
     }
@@ -83,6 +91,8 @@ pub struct Phase {
     pub p99_us: u64,
     pub max_us: u64,
     pub cpu: f64,
+    /// CPU of the target's main thread, where its connection runs.
+    pub main_cpu: f64,
     pub gen_cpu: f64,
 }
 
@@ -214,6 +224,7 @@ fn phase(
     let matched0 = sh.matched.load(Ordering::Acquire);
     let errors0 = sh.errors.load(Ordering::Relaxed);
     let cpu0 = util::cpu_seconds(pid);
+    let main0 = util::main_thread_cpu_seconds(pid);
     let gen0 = util::cpu_seconds(std::process::id());
     let start = Instant::now();
     let start_ns = sh.now();
@@ -274,6 +285,7 @@ fn phase(
         || sh.matched.load(Ordering::Acquire) - matched0 >= sent,
     );
     let cpu = util::cpu_seconds(pid) - cpu0;
+    let main_cpu = util::main_thread_cpu_seconds(pid) - main0;
     let gen_cpu = util::cpu_seconds(std::process::id()) - gen0;
     if timed_out || !all {
         eprintln!(
@@ -309,6 +321,7 @@ fn phase(
         p99_us: percentile(&lat, 99.0),
         max_us: lat.last().copied().unwrap_or(0),
         cpu,
+        main_cpu,
         gen_cpu,
     }
 }
@@ -420,12 +433,34 @@ pub fn main(args: &Args) -> Result<(), String> {
         p.flush_batch,
         p.cache_mb
     );
-    let tm = run_one(Kind::Tidemark, &p, None)?;
-    report(&tm);
-    // The baseline is paced at the same absolute rate as tidemark, so its
-    // latency is read at the same load.
-    let base = run_one(Kind::Baseline, &p, Some(tm.paced_rate))?;
-    report(&base);
+    // With `--rounds N`, tidemark and the baseline alternate N times, so
+    // that a busy moment of a shared machine hits both; the table gives the
+    // median of each figure.
+    let mut pairs = Vec::new();
+    let mut paced_rate = p.paced_rate;
+    for _ in 0..p.baseline_rounds {
+        let tm = run_one(Kind::Tidemark, &p, paced_rate)?;
+        report(&tm);
+        paced_rate.get_or_insert(tm.paced_rate);
+        // The baseline is paced at the same absolute rate as tidemark, so
+        // its latency is read at the same load.
+        let base = run_one(Kind::Baseline, &p, paced_rate)?;
+        report(&base);
+        pairs.push((tm, base));
+    }
+    if pairs.len() > 1 {
+        let ratios: Vec<String> = pairs
+            .iter()
+            .map(|(t, b)| ratio(t.saturated.rate, b.saturated.rate))
+            .collect();
+        println!(
+            "throughput ratio per round: {}; the table gives the median of each figure over {} rounds",
+            ratios.join(", "),
+            pairs.len()
+        );
+    }
+    let tm = median_outcome(pairs.iter().map(|(t, _)| t).collect());
+    let base = median_outcome(pairs.iter().map(|(_, b)| b).collect());
 
     let per100k = |ph: &Phase| ph.cpu / ph.stanzas_out as f64 * 100_000.0;
     println!();
@@ -469,6 +504,13 @@ pub fn main(args: &Args) -> Result<(), String> {
         per100k(&base.saturated),
         ratio(per100k(&tm.saturated), per100k(&base.saturated))
     );
+    let main100k = |ph: &Phase| ph.main_cpu / ph.stanzas_out as f64 * 100_000.0;
+    println!(
+        "| of which the connection's thread (main) | {:.2} | {:.2} | {} |",
+        main100k(&tm.saturated),
+        main100k(&base.saturated),
+        ratio(main100k(&tm.saturated), main100k(&base.saturated))
+    );
     println!(
         "| peak RSS, MiB | {:.1} | {:.1} | {} |",
         tm.peak_rss_mib,
@@ -476,6 +518,41 @@ pub fn main(args: &Args) -> Result<(), String> {
         ratio(tm.peak_rss_mib, base.peak_rss_mib)
     );
     Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Each figure's median over the rounds (one round: that round).
+fn median_outcome(runs: Vec<&Outcome>) -> Outcome {
+    fn phase(ps: Vec<&Phase>) -> Phase {
+        let f = |get: fn(&Phase) -> f64| median(ps.iter().map(|p| get(p)).collect());
+        let u = |get: fn(&Phase) -> u64| median(ps.iter().map(|p| get(p) as f64).collect()) as u64;
+        Phase {
+            stanzas_in: u(|p| p.stanzas_in),
+            stanzas_out: u(|p| p.stanzas_out),
+            errors: u(|p| p.errors),
+            wall: f(|p| p.wall),
+            rate: f(|p| p.rate),
+            p50_us: u(|p| p.p50_us),
+            p99_us: u(|p| p.p99_us),
+            max_us: u(|p| p.max_us),
+            cpu: f(|p| p.cpu),
+            main_cpu: f(|p| p.main_cpu),
+            gen_cpu: f(|p| p.gen_cpu),
+        }
+    }
+    let m = |get: fn(&Outcome) -> f64| median(runs.iter().map(|o| get(o)).collect());
+    Outcome {
+        kind: runs[0].kind,
+        saturated: phase(runs.iter().map(|o| &o.saturated).collect()),
+        paced: phase(runs.iter().map(|o| &o.paced).collect()),
+        paced_rate: runs[0].paced_rate,
+        peak_rss_mib: m(|o| o.peak_rss_mib),
+        setup_secs: m(|o| o.setup_secs),
+    }
 }
 
 /// This build against `--previous`, alternating so that a busy moment of
@@ -491,7 +568,7 @@ fn compare_with_previous(p: &Params) -> Result<(), String> {
         p.paced_units
     );
     let (mut new, mut old) = (Vec::new(), Vec::new());
-    let mut paced_rate = None;
+    let mut paced_rate = p.paced_rate;
     for _ in 0..p.rounds {
         let n = run_one(Kind::Tidemark, p, paced_rate)?;
         report(&n);
@@ -503,18 +580,17 @@ fn compare_with_previous(p: &Params) -> Result<(), String> {
         new.push(n);
         old.push(o);
     }
-    fn median(mut v: Vec<f64>) -> f64 {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    }
     type Figure = (&'static str, fn(&Outcome) -> f64);
-    let figures: [Figure; 4] = [
+    let figures: [Figure; 5] = [
         ("throughput, stanzas in/s (saturated)", |o| o.saturated.rate),
         ("p99 latency in->out, paced, ms", |o| {
             o.paced.p99_us as f64 / 1e3
         }),
         ("CPU seconds per 100k stanzas (saturated)", |o| {
             o.saturated.cpu / o.saturated.stanzas_out as f64 * 100_000.0
+        }),
+        ("of which the connection's thread (main)", |o| {
+            o.saturated.main_cpu / o.saturated.stanzas_out as f64 * 100_000.0
         }),
         ("peak RSS, MiB", |o| o.peak_rss_mib),
     ];
@@ -536,7 +612,7 @@ fn report(o: &Outcome) {
     let s = &o.saturated;
     let q = &o.paced;
     println!(
-        "{}: setup {:.1}s; saturated: {} in, {} out ({} errors) in {:.2}s = {:.0} stanzas/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, cpu {:.2}s (generator {:.2}s); paced at {:.0}/s: {} in, {} out, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, cpu {:.2}s; peak RSS {:.1} MiB",
+        "{}: setup {:.1}s; saturated: {} in, {} out ({} errors) in {:.2}s = {:.0} stanzas/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, cpu {:.2}s (main thread {:.2}s, generator {:.2}s); paced at {:.0}/s: {} in, {} out, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, cpu {:.2}s; peak RSS {:.1} MiB",
         o.kind.name(),
         o.setup_secs,
         s.stanzas_in,
@@ -548,6 +624,7 @@ fn report(o: &Outcome) {
         s.p99_us as f64 / 1e3,
         s.max_us as f64 / 1e3,
         s.cpu,
+        s.main_cpu,
         s.gen_cpu,
         o.paced_rate,
         q.stanzas_in,

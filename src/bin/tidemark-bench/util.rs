@@ -5,7 +5,18 @@ use std::path::{Path, PathBuf};
 
 /// CPU time (user + system) a process has used so far, from /proc/PID/stat.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// The CPU time of the process's main thread alone: where tidemark and the
+/// echo baseline both run their connection (`block_on`), so what bounds a
+/// single connection's throughput.
+pub fn main_thread_cpu_seconds(pid: u32) -> f64 {
+    stat_cpu_seconds(&format!("/proc/{pid}/task/{pid}/stat"))
+}
+
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return f64::NAN;
     };
     // Fields after the command name (which may contain spaces) start after ')'.

@@ -732,7 +732,7 @@ impl StatusLog {
     pub fn write_staged(&self) -> StoreResult<()> {
         self.write_staged_with(|batch| {
             if let Some(b) = batch {
-                self.tree.apply_batch(b.clone())?;
+                self.tree.apply_batch(b)?;
             }
             Ok(())
         })
@@ -748,7 +748,7 @@ impl StatusLog {
     /// if `write` fails, it is staged again under what changed since.
     pub fn write_staged_with(
         &self,
-        write: impl FnOnce(Option<&sled::Batch>) -> StoreResult<()>,
+        write: impl FnOnce(Option<sled::Batch>) -> StoreResult<()>,
     ) -> StoreResult<()> {
         let _one = self.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
         let staged = {
@@ -764,7 +764,7 @@ impl StatusLog {
         let Some(staged) = staged else {
             return write(None);
         };
-        let result = self.batch(&staged).and_then(|b| write(Some(&b)));
+        let result = self.batch(&staged).and_then(|b| write(Some(b)));
         let mut st = self.lock();
         st.flushing = None;
         if result.is_ok() {
