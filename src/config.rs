@@ -151,7 +151,23 @@ pub struct StatusConfig {
     pub attachments_get_read_status: bool,
     /// Whether a user who has not chosen sends read receipts.
     pub send_read_receipts: bool,
+    // --- issue 9: the `status` ad-hoc command (xep/status-command.md) ---
+    /// Characters of a sent message's text kept for the `status` command's
+    /// rows; 0 keeps no text at all.
+    pub preview_chars: usize,
+    /// Sent messages listed per sender by the `status` command: the newest
+    /// this many are indexed, older ones leave the index.
+    pub sent_list: usize,
 }
+
+/// `status.preview_chars` default: no text is kept unless the admin asks.
+pub const DEFAULT_PREVIEW_CHARS: usize = 0;
+/// Most characters `status.preview_chars` may keep: a preview, not a copy.
+pub const MAX_PREVIEW_CHARS: usize = 200;
+/// `status.sent_list` default.
+pub const DEFAULT_SENT_LIST: usize = 500;
+/// Most sent messages `status.sent_list` may index per sender.
+pub const MAX_SENT_LIST: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -309,6 +325,18 @@ struct RawStatus {
     attachments_get_read_status: bool,
     #[serde(default = "default_true")]
     send_read_receipts: bool,
+    #[serde(default = "default_preview_chars")]
+    preview_chars: usize,
+    #[serde(default = "default_sent_list")]
+    sent_list: usize,
+}
+
+fn default_preview_chars() -> usize {
+    DEFAULT_PREVIEW_CHARS
+}
+
+fn default_sent_list() -> usize {
+    DEFAULT_SENT_LIST
 }
 
 impl Default for RawStatus {
@@ -316,6 +344,8 @@ impl Default for RawStatus {
         Self {
             attachments_get_read_status: false,
             send_read_receipts: true,
+            preview_chars: DEFAULT_PREVIEW_CHARS,
+            sent_list: DEFAULT_SENT_LIST,
         }
     }
 }
@@ -474,6 +504,24 @@ impl Config {
                 "component.secret",
                 format!(
                     "is still the example's {EXAMPLE_SECRET:?}: choose a secret of your own and set the same value as component_secret in the server's config"
+                ),
+            ));
+        }
+        if raw.status.preview_chars > MAX_PREVIEW_CHARS {
+            return Err(invalid(
+                "status.preview_chars",
+                format!(
+                    "must be at most {MAX_PREVIEW_CHARS} (a preview, not a copy of the message), got {}",
+                    raw.status.preview_chars
+                ),
+            ));
+        }
+        if !(1..=MAX_SENT_LIST).contains(&raw.status.sent_list) {
+            return Err(invalid(
+                "status.sent_list",
+                format!(
+                    "must be from 1 to {MAX_SENT_LIST}, got {}",
+                    raw.status.sent_list
                 ),
             ));
         }
@@ -650,6 +698,8 @@ impl Config {
             status: StatusConfig {
                 attachments_get_read_status: raw.status.attachments_get_read_status,
                 send_read_receipts: raw.status.send_read_receipts,
+                preview_chars: raw.status.preview_chars,
+                sent_list: raw.status.sent_list,
             },
             groups: GroupsConfig {
                 history: raw.groups.history,

@@ -17,6 +17,7 @@ use crate::stanza::{
 use crate::status::acks::{Evidence, ack_message, payloads_for_sender, request_acks};
 use crate::status::private_mark::private_reader;
 use crate::store::{ConversationKey, Failure, MessageRecord, Millis, StoreError, Write};
+use crate::store::{SentEntry, SentTo, preview};
 
 type Out = Result<Vec<Element>, StoreError>;
 
@@ -222,6 +223,18 @@ pub fn on_chat(
         debug!(seq, state = "sent", "recorded");
         cx.write(Write::Message { conv, seq, record });
     }
+    // Issue 9: the sender's list of sent messages (the `status` command).
+    let body = chat.message.children().find(|c| c.name() == "body");
+    cx.write(Write::Sent {
+        sender: sender.to_string(),
+        entry: SentEntry {
+            seq,
+            sent_at: now,
+            to: SentTo::Contact(recipient.to_string()),
+            preview: body.and_then(|b| preview(&b.text(), cx.config.status.preview_chars)),
+        },
+        keep: cx.config.status.sent_list,
+    });
     METRICS.status_recorded();
     Ok(out)
 }

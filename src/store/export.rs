@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConversationKey, Failure, Membership, MessageRecord, Millis, RoomMessage, RoomRecord, Seq,
-    Store, StoreError,
+    ConversationKey, Failure, Membership, MessageRecord, Millis, RoomMessage, RoomRecord, SentTo,
+    Seq, Store, StoreError,
 };
 
 pub const FORMAT: &str = "tidemark-export";
@@ -100,6 +100,18 @@ pub enum ExportRecord {
     ReadReceipts {
         user: String,
         enabled: bool,
+    },
+    /// Issue 9: one message in its sender's list of sent messages (the
+    /// `status` command), with its preview if one was kept. Optional: an
+    /// import without these lists each sender's messages from the message
+    /// lines, without previews.
+    Sent {
+        sender: String,
+        seq: Seq,
+        sent_at: Millis,
+        to: SentTo,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        preview: Option<String>,
     },
 }
 

@@ -269,6 +269,27 @@ pub trait Store: Send + Sync {
     /// on, `None` when a pass over the whole store is complete.
     fn expire(&self, cutoff: Millis, from: &ExpiryCursor, budget: usize) -> StoreResult<Expiry>;
 
+    // --- issue 9: each sender's sent messages (the `status` command) ---
+
+    /// Adds `entry` to `sender`'s list of sent messages (replacing an entry
+    /// with the same sequence number), keeping about the newest `keep`: a
+    /// backend may keep a few more (sled trims whole chunks of
+    /// [`SENT_CHUNK`], so at most `keep` + 2 × [`SENT_CHUNK`]), never fewer.
+    fn put_sent(&self, sender: &str, entry: &SentEntry, keep: usize) -> StoreResult<()>;
+
+    /// Up to `limit` of `sender`'s sent messages on one side of a position,
+    /// only those to `to` if given, newest first. The work is bounded by the
+    /// length of the sender's list, never by the size of the store.
+    fn sent(
+        &self,
+        sender: &str,
+        from: SentFrom,
+        limit: usize,
+        to: Option<&SentTo>,
+    ) -> StoreResult<Vec<SentEntry>>;
+
+    // --- end issue 9 ---
+
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;
 
@@ -362,3 +383,67 @@ pub struct QueuedStanza {
     pub conv: ConversationKey,
     pub stanza: Vec<u8>,
 }
+
+// --- issue 9: each sender's sent messages (the `status` command) ---
+
+/// Entries of a sender's list of sent messages kept together (sled: one
+/// entry per chunk, so sled's per-entry cost is shared).
+pub const SENT_CHUNK: usize = 64;
+
+/// Where a sent message went.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SentTo {
+    /// A 1:1 message to this bare JID (through its tracked address).
+    Contact(String),
+    /// A message to this room (its bare JID).
+    Room(String),
+}
+
+impl SentTo {
+    /// The conversation the message is kept in, for `sender`.
+    pub fn conversation(&self, sender: &str) -> ConversationKey {
+        match self {
+            SentTo::Contact(contact) => ConversationKey::direct(sender, contact),
+            SentTo::Room(room) => ConversationKey::room(room),
+        }
+    }
+}
+
+/// One message in its sender's list of sent messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentEntry {
+    pub seq: Seq,
+    pub sent_at: Millis,
+    pub to: SentTo,
+    /// The start of its text, when `status.preview_chars` keeps some.
+    pub preview: Option<String>,
+}
+
+/// Which side of a position [`Store::sent`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentFrom {
+    /// The newest messages below this sequence number (`Seq::MAX`: the
+    /// newest of all).
+    Before(Seq),
+    /// The oldest messages above this sequence number (a previous page).
+    After(Seq),
+}
+
+/// The first `chars` characters of `text` (cut on a character boundary),
+/// `None` when `chars` is 0 or there is no text: 0 keeps nothing.
+pub fn preview(text: &str, chars: usize) -> Option<String> {
+    if chars == 0 {
+        return None;
+    }
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    Some(match text.char_indices().nth(chars) {
+        Some((end, _)) => text[..end].to_owned(),
+        None => text.to_owned(),
+    })
+}
+
+// --- end issue 9 ---

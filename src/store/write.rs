@@ -5,8 +5,8 @@
 //! handling fails returns no writes at all: it changes nothing.
 
 use super::{
-    ConversationKey, Membership, MessageRecord, Millis, RoomMessage, RoomRecord, Seq, Store,
-    StoreResult,
+    ConversationKey, Membership, MessageRecord, Millis, RoomMessage, RoomRecord, SentEntry, Seq,
+    Store, StoreResult,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +73,14 @@ pub enum Write {
         user: String,
         enabled: bool,
     },
+    // --- issue 9 ---
+    /// Adds a message to its sender's list of sent messages (the `status`
+    /// command), keeping about the newest `keep`.
+    Sent {
+        sender: String,
+        entry: SentEntry,
+        keep: usize,
+    },
 }
 
 /// Applies `writes` in order through the store's logical operations: what
@@ -120,6 +128,11 @@ pub fn apply_each<S: Store + ?Sized>(store: &S, writes: &[Write]) -> StoreResult
             Write::ReadReceiptsPref { user, enabled } => {
                 store.set_read_receipts_pref(user, *enabled)?
             }
+            Write::Sent {
+                sender,
+                entry,
+                keep,
+            } => store.put_sent(sender, entry, *keep)?,
         }
     }
     Ok(())

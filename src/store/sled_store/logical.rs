@@ -5,7 +5,8 @@ use super::{SledStore, decode, decode_seq};
 use crate::store::export::{ExportError, ExportRecord};
 use crate::store::keys::{self, ConversationKey};
 use crate::store::{
-    Membership, MessageRecord, RoomMessage, RoomRecord, Store, StoreError, StoreResult,
+    Membership, MessageRecord, RoomMessage, RoomRecord, SentEntry, SentTo, Store, StoreError,
+    StoreResult,
 };
 
 fn corrupt(what: &'static str, key: &[u8]) -> StoreError {
@@ -115,6 +116,25 @@ impl SledStore {
                 enabled: v.first() == Some(&1),
             })?;
         }
+        // Issue 9: senders' lists of sent messages, with their previews.
+        let mut failed = None;
+        self.for_each_sent(|sender, e| {
+            if failed.is_none()
+                && let Err(err) = each(ExportRecord::Sent {
+                    sender,
+                    seq: e.seq,
+                    sent_at: e.sent_at,
+                    to: e.to,
+                    preview: e.preview,
+                })
+            {
+                failed = Some(err);
+            }
+            Ok(())
+        })?;
+        if let Some(err) = failed {
+            return Err(err);
+        }
         Ok(())
     }
 
@@ -157,6 +177,19 @@ impl SledStore {
                 if let Some(at) = read_at {
                     self.log.set_read(&conversation, seq, at)?;
                 }
+                // Issue 9: an export without `sent` lines (before issue 9)
+                // still gives every sender their list; a `sent` line for the
+                // same message adds its preview.
+                self.put_sent_entry(
+                    &record.sender,
+                    &SentEntry {
+                        seq,
+                        sent_at,
+                        to: SentTo::Contact(record.recipient.clone()),
+                        preview: None,
+                    },
+                    crate::config::DEFAULT_SENT_LIST,
+                )?;
                 Ok(())
             }
             ExportRecord::Mark {
@@ -222,17 +255,46 @@ impl SledStore {
                 sent_at,
                 readable,
                 stanza,
-            } => self.put_room_message(
-                &room,
+            } => {
+                // Issue 9: as for 1:1 messages above.
+                self.put_sent_entry(
+                    &sender,
+                    &SentEntry {
+                        seq,
+                        sent_at,
+                        to: SentTo::Room(room.clone()),
+                        preview: None,
+                    },
+                    crate::config::DEFAULT_SENT_LIST,
+                )?;
+                self.put_room_message(
+                    &room,
+                    seq,
+                    &RoomMessage {
+                        id,
+                        stanza_id,
+                        sender,
+                        sent_at,
+                        readable,
+                        stanza: stanza.into_bytes(),
+                    },
+                )
+            }
+            ExportRecord::Sent {
+                sender,
                 seq,
-                &RoomMessage {
-                    id,
-                    stanza_id,
-                    sender,
+                sent_at,
+                to,
+                preview,
+            } => self.put_sent_entry(
+                &sender,
+                &SentEntry {
+                    seq,
                     sent_at,
-                    readable,
-                    stanza: stanza.into_bytes(),
+                    to,
+                    preview,
                 },
+                crate::config::DEFAULT_SENT_LIST,
             ),
             ExportRecord::RoomCreator { creator, room } => self.add_room_creator(&creator, &room),
             ExportRecord::ReadReceipts { user, enabled } => {

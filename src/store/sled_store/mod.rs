@@ -2,6 +2,7 @@
 
 mod expire;
 mod logical;
+mod sent;
 mod staged;
 #[cfg(test)]
 mod tests;
@@ -14,7 +15,7 @@ use super::keys::{self, ConversationKey};
 use super::status_log::{RECENT_IDS, StatusLog};
 use super::{
     Expiry, ExpiryCursor, Membership, MessageRecord, Millis, QueuedStanza, RoomMessage, RoomRecord,
-    SCHEMA_VERSION, Seq, Store, StoreError, StoreResult,
+    SCHEMA_VERSION, SentEntry, SentFrom, SentTo, Seq, Store, StoreError, StoreResult,
 };
 use staged::{StagedTrees, T};
 
@@ -680,6 +681,22 @@ impl Store for SledStore {
             .insert(T::Prefs, user.as_bytes(), [u8::from(enabled)]);
         Ok(())
     }
+
+    // --- issue 9: each sender's sent messages (sent.rs) ---
+    fn put_sent(&self, sender: &str, entry: &SentEntry, keep: usize) -> StoreResult<()> {
+        self.put_sent_entry(sender, entry, keep)
+    }
+
+    fn sent(
+        &self,
+        sender: &str,
+        from: SentFrom,
+        limit: usize,
+        to: Option<&SentTo>,
+    ) -> StoreResult<Vec<SentEntry>> {
+        self.sent_entries(sender, from, limit, to)
+    }
+    // --- end issue 9 ---
 
     fn expire(&self, cutoff: Millis, from: &ExpiryCursor, budget: usize) -> StoreResult<Expiry> {
         self.expire_step(cutoff, from, budget)

@@ -24,9 +24,11 @@ pub(super) enum T {
     Prefs,
     Refusals,
     RefusalCounts,
+    /// Issue 9: each sender's sent messages, in chunks (`sent.rs`).
+    Sent,
 }
 
-pub(super) const TREE_NAMES: [(T, &str); 12] = [
+pub(super) const TREE_NAMES: [(T, &str); 13] = [
     (T::Marks, "marks"),
     (T::MarkLog, "mark_log"),
     (T::Grants, "presence_grants"),
@@ -39,6 +41,7 @@ pub(super) const TREE_NAMES: [(T, &str); 12] = [
     (T::Prefs, "read_receipt_prefs"),
     (T::Refusals, "refusals"),
     (T::RefusalCounts, "refusal_counts"),
+    (T::Sent, "sent_by_sender"),
 ];
 
 /// One tree's staged writes: key -> the new value, `None` for removed.
