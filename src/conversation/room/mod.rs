@@ -27,7 +27,7 @@ use crate::stanza::{DefinedCondition, ErrorType, element, ns, set_attr};
 use crate::store::{Millis, StoreError};
 
 pub use membership::apply_config;
-pub use status::status;
+pub use status::{RoomTally, status, tally};
 
 type Out = Result<Vec<Element>, StoreError>;
 
