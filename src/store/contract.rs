@@ -734,11 +734,132 @@ pub fn writes_applied_are_the_logical_operations(store: &dyn Store) {
     assert_eq!(store.message(&conv, 5).unwrap(), Some(sent));
 }
 
+// --- issue 9: each sender's sent messages ---
+
+/// A sender's list: newest first on both sides of a position, filtered by
+/// addressee, replaced by sequence number, trimmed to about `keep`, only
+/// the sender's own, and expired with retention.
+pub fn sent_messages_are_listed_per_sender(store: &dyn Store) {
+    let entry = |seq: Seq, at: Millis, to: SentTo| SentEntry {
+        seq,
+        sent_at: at,
+        to,
+        preview: None,
+    };
+    let bob = SentTo::Contact("bob@x".into());
+    let room = SentTo::Room("team@chat.x".into());
+    let mut seqs = vec![];
+    for i in 0..200u64 {
+        let seq = store.next_seq().unwrap();
+        let to = if i % 4 == 0 {
+            room.clone()
+        } else {
+            bob.clone()
+        };
+        store
+            .put_sent("alice@x", &entry(seq, 1000 + i, to), 1000)
+            .unwrap();
+        seqs.push(seq);
+    }
+    store
+        .put_sent(
+            "bob@x",
+            &entry(
+                store.next_seq().unwrap(),
+                5,
+                SentTo::Contact("alice@x".into()),
+            ),
+            1000,
+        )
+        .unwrap();
+    let newest = store
+        .sent("alice@x", SentFrom::Before(Seq::MAX), 20, None)
+        .unwrap();
+    let want: Vec<Seq> = seqs.iter().rev().take(20).copied().collect();
+    assert_eq!(newest.iter().map(|e| e.seq).collect::<Vec<_>>(), want);
+    let older = store
+        .sent("alice@x", SentFrom::Before(want[19]), 20, None)
+        .unwrap();
+    let want2: Vec<Seq> = seqs.iter().rev().skip(20).take(20).copied().collect();
+    assert_eq!(older.iter().map(|e| e.seq).collect::<Vec<_>>(), want2);
+    // After: the oldest above, still newest first (a previous page).
+    let back = store
+        .sent("alice@x", SentFrom::After(want2[0]), 20, None)
+        .unwrap();
+    assert_eq!(back.iter().map(|e| e.seq).collect::<Vec<_>>(), want);
+    let rooms = store
+        .sent("alice@x", SentFrom::Before(Seq::MAX), 1000, Some(&room))
+        .unwrap();
+    assert_eq!(rooms.len(), 50);
+    assert!(rooms.iter().all(|e| e.to == room));
+    // The same message again (a write applied twice) replaces its entry.
+    let mut again = entry(seqs[199], 1199, bob.clone());
+    again.preview = Some("hi".into());
+    store.put_sent("alice@x", &again, 1000).unwrap();
+    let top = store
+        .sent("alice@x", SentFrom::Before(Seq::MAX), 2, None)
+        .unwrap();
+    assert_eq!(top[0], again);
+    assert_eq!(top[1].seq, seqs[198]);
+    // Trimmed: a smaller keep leaves at least the newest `keep`, and at
+    // most two chunks more.
+    let seq = store.next_seq().unwrap();
+    store
+        .put_sent("alice@x", &entry(seq, 2000, bob.clone()), 10)
+        .unwrap();
+    for _ in 0..SENT_CHUNK {
+        let seq = store.next_seq().unwrap();
+        store
+            .put_sent("alice@x", &entry(seq, 2000, bob.clone()), 10)
+            .unwrap();
+    }
+    let all = store
+        .sent("alice@x", SentFrom::Before(Seq::MAX), usize::MAX, None)
+        .unwrap();
+    assert!(
+        (10..=10 + 2 * SENT_CHUNK).contains(&all.len()),
+        "{} kept",
+        all.len()
+    );
+    // Another sender's list is theirs alone.
+    let bobs = store
+        .sent("bob@x", SentFrom::Before(Seq::MAX), 100, None)
+        .unwrap();
+    assert_eq!(bobs.len(), 1);
+    // Retention takes entries sent before the cutoff.
+    store.flush().unwrap();
+    let mut cursor = ExpiryCursor::default();
+    loop {
+        let step = store.expire(1500, &cursor, 10_000).unwrap();
+        match step.next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    let left = store
+        .sent("alice@x", SentFrom::Before(Seq::MAX), usize::MAX, None)
+        .unwrap();
+    assert!(left.iter().all(|e| e.sent_at >= 1500), "{left:?}");
+    assert!(!left.is_empty());
+    assert!(
+        store
+            .sent("bob@x", SentFrom::Before(Seq::MAX), 100, None)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+// --- end issue 9 ---
+
 /// A contract check over a fresh store.
 pub type Check = fn(&dyn Store);
 
 /// Every check, by name.
 pub const ALL: &[(&str, Check)] = &[
+    (
+        "sent_messages_are_listed_per_sender",
+        sent_messages_are_listed_per_sender,
+    ),
     ("sequence_numbers_only_grow", sequence_numbers_only_grow),
     (
         "messages_are_found_by_sender_and_id",
@@ -925,6 +1046,11 @@ macro_rules! store_contract_tests {
         fn watchers_are_known_per_contact() {
             let store: Box<dyn $crate::store::Store> = Box::new($make);
             $crate::store::contract::watchers_are_known_per_contact(&*store)
+        }
+        #[test]
+        fn sent_messages_are_listed_per_sender() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::sent_messages_are_listed_per_sender(&*store)
         }
         #[test]
         fn writes_applied_are_the_logical_operations() {

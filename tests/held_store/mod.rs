@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tidemark::store::{
     ConversationKey, Expiry, ExpiryCursor, ExportError, ExportRecord, Membership, MessageRecord,
-    Millis, QueuedStanza, RoomMessage, RoomRecord, Seq, SledStore, Store, StoreResult,
+    Millis, QueuedStanza, RoomMessage, RoomRecord, SentEntry, SentFrom, SentTo, Seq, SledStore,
+    Store, StoreResult,
 };
 
 pub struct HeldStore {
@@ -278,6 +279,20 @@ impl Store for HeldStore {
 
     fn set_read_receipts_pref(&self, user: &str, enabled: bool) -> StoreResult<()> {
         self.inner.set_read_receipts_pref(user, enabled)
+    }
+
+    fn put_sent(&self, sender: &str, entry: &SentEntry, keep: usize) -> StoreResult<()> {
+        self.inner.put_sent(sender, entry, keep)
+    }
+
+    fn sent(
+        &self,
+        sender: &str,
+        from: SentFrom,
+        limit: usize,
+        to: Option<&SentTo>,
+    ) -> StoreResult<Vec<SentEntry>> {
+        self.inner.sent(sender, from, limit, to)
     }
 
     fn expire(&self, cutoff: Millis, from: &ExpiryCursor, budget: usize) -> StoreResult<Expiry> {
