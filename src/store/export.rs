@@ -102,9 +102,9 @@ pub enum ExportRecord {
         enabled: bool,
     },
     /// Issue 9: one message in its sender's list of sent messages (the
-    /// `status` command), with its preview if one was kept. Optional: an
-    /// import without these lists each sender's messages from the message
-    /// lines, without previews.
+    /// `status` command), with its preview if one was kept. Optional: after
+    /// an import without these, senders' lists start with their next
+    /// message, as in a store written before issue 9.
     Sent {
         sender: String,
         seq: Seq,

@@ -177,19 +177,6 @@ impl SledStore {
                 if let Some(at) = read_at {
                     self.log.set_read(&conversation, seq, at)?;
                 }
-                // Issue 9: an export without `sent` lines (before issue 9)
-                // still gives every sender their list; a `sent` line for the
-                // same message adds its preview.
-                self.put_sent_entry(
-                    &record.sender,
-                    &SentEntry {
-                        seq,
-                        sent_at,
-                        to: SentTo::Contact(record.recipient.clone()),
-                        preview: None,
-                    },
-                    crate::config::DEFAULT_SENT_LIST,
-                )?;
                 Ok(())
             }
             ExportRecord::Mark {
@@ -255,31 +242,18 @@ impl SledStore {
                 sent_at,
                 readable,
                 stanza,
-            } => {
-                // Issue 9: as for 1:1 messages above.
-                self.put_sent_entry(
-                    &sender,
-                    &SentEntry {
-                        seq,
-                        sent_at,
-                        to: SentTo::Room(room.clone()),
-                        preview: None,
-                    },
-                    crate::config::DEFAULT_SENT_LIST,
-                )?;
-                self.put_room_message(
-                    &room,
-                    seq,
-                    &RoomMessage {
-                        id,
-                        stanza_id,
-                        sender,
-                        sent_at,
-                        readable,
-                        stanza: stanza.into_bytes(),
-                    },
-                )
-            }
+            } => self.put_room_message(
+                &room,
+                seq,
+                &RoomMessage {
+                    id,
+                    stanza_id,
+                    sender,
+                    sent_at,
+                    readable,
+                    stanza: stanza.into_bytes(),
+                },
+            ),
             ExportRecord::Sent {
                 sender,
                 seq,

@@ -109,6 +109,18 @@ fn everything(store: &SledStore) -> (ConversationKey, Seq) {
         .unwrap();
     store.add_room_creator("alice@x", room).unwrap();
     store.set_read_receipts_pref("alice@x", false).unwrap();
+    store
+        .put_sent(
+            "alice@x",
+            &SentEntry {
+                seq: rs,
+                sent_at: 50,
+                to: SentTo::Room(room.into()),
+                preview: Some("hello".into()),
+            },
+            500,
+        )
+        .unwrap();
     (conv, seq)
 }
 
@@ -125,7 +137,7 @@ fn an_export_imports_into_an_empty_store_as_it_was() {
         .collect();
     assert_eq!(
         kinds.len(),
-        10,
+        11,
         "one of every kind but the header: {kinds:?}"
     );
 
