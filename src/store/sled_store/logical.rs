@@ -5,8 +5,7 @@ use super::{SledStore, decode, decode_seq};
 use crate::store::export::{ExportError, ExportRecord};
 use crate::store::keys::{self, ConversationKey};
 use crate::store::{
-    Membership, MessageRecord, RoomMessage, RoomRecord, SentEntry, SentTo, Store, StoreError,
-    StoreResult,
+    Membership, MessageRecord, RoomMessage, RoomRecord, SentEntry, Store, StoreError, StoreResult,
 };
 
 fn corrupt(what: &'static str, key: &[u8]) -> StoreError {
