@@ -155,19 +155,12 @@ pub struct StatusConfig {
     /// Characters of a sent message's text kept for the `status` command's
     /// rows; 0 keeps no text at all.
     pub preview_chars: usize,
-    /// Sent messages listed per sender by the `status` command: the newest
-    /// this many are indexed, older ones leave the index.
-    pub sent_list: usize,
 }
 
 /// `status.preview_chars` default: no text is kept unless the admin asks.
 pub const DEFAULT_PREVIEW_CHARS: usize = 0;
 /// Most characters `status.preview_chars` may keep: a preview, not a copy.
 pub const MAX_PREVIEW_CHARS: usize = 200;
-/// `status.sent_list` default.
-pub const DEFAULT_SENT_LIST: usize = 500;
-/// Most sent messages `status.sent_list` may index per sender.
-pub const MAX_SENT_LIST: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -327,16 +320,10 @@ struct RawStatus {
     send_read_receipts: bool,
     #[serde(default = "default_preview_chars")]
     preview_chars: usize,
-    #[serde(default = "default_sent_list")]
-    sent_list: usize,
 }
 
 fn default_preview_chars() -> usize {
     DEFAULT_PREVIEW_CHARS
-}
-
-fn default_sent_list() -> usize {
-    DEFAULT_SENT_LIST
 }
 
 impl Default for RawStatus {
@@ -345,7 +332,6 @@ impl Default for RawStatus {
             attachments_get_read_status: false,
             send_read_receipts: true,
             preview_chars: DEFAULT_PREVIEW_CHARS,
-            sent_list: DEFAULT_SENT_LIST,
         }
     }
 }
@@ -513,15 +499,6 @@ impl Config {
                 format!(
                     "must be at most {MAX_PREVIEW_CHARS} (a preview, not a copy of the message), got {}",
                     raw.status.preview_chars
-                ),
-            ));
-        }
-        if !(1..=MAX_SENT_LIST).contains(&raw.status.sent_list) {
-            return Err(invalid(
-                "status.sent_list",
-                format!(
-                    "must be from 1 to {MAX_SENT_LIST}, got {}",
-                    raw.status.sent_list
                 ),
             ));
         }
@@ -699,7 +676,6 @@ impl Config {
                 attachments_get_read_status: raw.status.attachments_get_read_status,
                 send_read_receipts: raw.status.send_read_receipts,
                 preview_chars: raw.status.preview_chars,
-                sent_list: raw.status.sent_list,
             },
             groups: GroupsConfig {
                 history: raw.groups.history,

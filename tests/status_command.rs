@@ -295,23 +295,46 @@ fn nobody_sees_anothers_messages() {
     assert_eq!(out[0].attr("type"), Some("error"));
 }
 
+fn id_of(row: &Vec<(String, String)>) -> String {
+    row.iter()
+        .find(|(k, _)| k == "id")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
 #[test]
-fn the_list_is_trimmed_to_status_sent_list() {
-    let mut w = World::new("[status]\nsent_list = 10\n");
+fn every_message_is_reached_page_by_page_and_back() {
+    let mut w = World::new("");
     w.grant("alice", "bob", true);
-    for i in 0..300 {
+    w.grant("alice", "carol", true);
+    for i in 0..150 {
         w.chat("alice", "bob", &format!("m{i}"), "x");
+        w.chat("alice", "carol", &format!("n{i}"), "x");
     }
-    let mut seen = 0;
+    let mut ids: Vec<String> = vec![];
+    let mut sessions = vec![];
     let mut page = w.first_page("alice", "");
     loop {
-        seen += rows(&page).len();
+        let r = rows(&page);
+        ids.extend(r.iter().map(id_of));
+        sessions.push(cmd(&page).attr("sessionid").unwrap().to_owned());
         if !actions(&page).contains(&"next".to_owned()) {
             break;
         }
-        let s = cmd(&page).attr("sessionid").unwrap().to_owned();
+        let s = sessions.last().unwrap().clone();
         page = w.command("alice", &format!("sessionid='{s}' action='next'"), "");
     }
-    // At least the newest 10, at most 10 + two chunks of 64.
-    assert!((10..=138).contains(&seen), "{seen}");
+    // All 300, newest first, each once: nothing is trimmed any more.
+    let want: Vec<String> = (0..150)
+        .rev()
+        .flat_map(|i| [format!("n{i}"), format!("m{i}")])
+        .collect();
+    assert_eq!(ids, want);
+    assert_eq!(sessions.len(), 15);
+    // prev from the last page gives the page before it.
+    let last = sessions.last().unwrap().clone();
+    let back = w.command("alice", &format!("sessionid='{last}' action='prev'"), "");
+    let back_ids: Vec<String> = rows(&back).iter().map(id_of).collect();
+    assert_eq!(back_ids, want[260..280]);
+    assert_eq!(cmd(&back).attr("sessionid"), Some(sessions[13].as_str()));
 }

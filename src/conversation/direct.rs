@@ -16,8 +16,8 @@ use crate::stanza::{
 };
 use crate::status::acks::{Evidence, ack_message, payloads_for_sender, request_acks};
 use crate::status::private_mark::private_reader;
+use crate::store::preview;
 use crate::store::{ConversationKey, Failure, MessageRecord, Millis, StoreError, Write};
-use crate::store::{SentEntry, SentTo, preview};
 
 type Out = Result<Vec<Element>, StoreError>;
 
@@ -207,6 +207,11 @@ pub fn on_chat(
         // reach a panic here.
         Gate::Online | Gate::Unknown => vec![relayed],
     };
+    // Issue 9: the start of the text for the `status` command's rows, kept
+    // with the message, and only when the admin asks (status.preview_chars).
+    let body = chat.message.children().find(|c| c.name() == "body");
+    let kept_text = body.and_then(|b| preview(&b.text(), cx.config.status.preview_chars));
+    let preview_conv = kept_text.as_ref().map(|_| conv.clone());
     if record.failed.is_some() {
         METRICS.refused(Refusal::Gate);
         // Kept for the sender's status query, newest few only: a flood of
@@ -223,18 +228,9 @@ pub fn on_chat(
         debug!(seq, state = "sent", "recorded");
         cx.write(Write::Message { conv, seq, record });
     }
-    // Issue 9: the sender's list of sent messages (the `status` command).
-    let body = chat.message.children().find(|c| c.name() == "body");
-    cx.write(Write::Sent {
-        sender: sender.to_string(),
-        entry: SentEntry {
-            seq,
-            sent_at: now,
-            to: SentTo::Contact(recipient.to_string()),
-            preview: body.and_then(|b| preview(&b.text(), cx.config.status.preview_chars)),
-        },
-        keep: cx.config.status.sent_list,
-    });
+    if let (Some(conv), Some(text)) = (preview_conv, kept_text) {
+        cx.write(Write::Preview { conv, seq, text });
+    }
     METRICS.status_recorded();
     Ok(out)
 }

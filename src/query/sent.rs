@@ -6,8 +6,8 @@
 //! number, its newest and oldest sequence numbers and the filter), so no
 //! session is kept in memory. A forged session id shows nothing new: the
 //! rows are always the asker's own (the `from` of the request, never the
-//! session), and one request reads at most the asker's bounded list
-//! (`status.sent_list`) plus [`PAGE`] messages.
+//! session), and one request's work is bounded by the store
+//! ([`crate::store::Store::sent_by`]) plus [`PAGE`] rows.
 
 use minidom::Element;
 use xmpp_parsers::jid::Jid;
@@ -163,7 +163,25 @@ pub fn execute(
         cmd.append_child(filter_form());
         return Ok(Ok(cmd));
     };
-    let entries = cx.store.sent(&asker, from_pos, PAGE, filter.as_ref())?;
+    // One more than a page tells whether there are older ones.
+    let found = cx
+        .store
+        .sent_by(&asker, from_pos, PAGE + 1, filter.as_ref())?;
+    let mut entries = found.entries;
+    let mut older = match from_pos {
+        SentFrom::Before(_) => entries.len() > PAGE,
+        // A previous page: the page it came from is older.
+        SentFrom::After(_) => true,
+    };
+    match from_pos {
+        SentFrom::Before(_) => entries.truncate(PAGE),
+        // The oldest PAGE + 1 above: the newest PAGE of them make the page.
+        SentFrom::After(_) => {
+            if entries.len() > PAGE {
+                entries.remove(0);
+            }
+        }
+    }
     let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
         let session = Cursor {
             page: 1,
@@ -191,24 +209,34 @@ pub fn execute(
         bottom: last.seq,
         filter,
     };
-    let older = !cx
-        .store
-        .sent(
-            &asker,
-            SentFrom::Before(cursor.bottom),
-            1,
-            cursor.filter.as_ref(),
-        )?
-        .is_empty();
-    let newer = !cx
-        .store
-        .sent(
-            &asker,
-            SentFrom::After(cursor.top),
-            1,
-            cursor.filter.as_ref(),
-        )?
-        .is_empty();
+    if matches!(from_pos, SentFrom::After(_)) {
+        older = !cx
+            .store
+            .sent_by(
+                &asker,
+                SentFrom::Before(cursor.bottom),
+                1,
+                cursor.filter.as_ref(),
+            )?
+            .entries
+            .is_empty();
+    }
+    // Newer ones: is the newest of all above this page? (Cheap: the walk
+    // stops at the first message found.)
+    let newer = from_pos != SentFrom::Before(Seq::MAX)
+        && cx
+            .store
+            .sent_by(
+                &asker,
+                SentFrom::Before(Seq::MAX),
+                1,
+                cursor.filter.as_ref(),
+            )?
+            .entries
+            .first()
+            .is_some_and(|e| e.seq > cursor.top);
+    // The store stopped at its bound on work: say why the list ends here.
+    let cut = found.cut && !older;
     let session = cursor.encode();
     let mut cmd = if older || newer {
         let mut cmd = command(&session, "executing");
@@ -229,6 +257,12 @@ pub fn execute(
     } else {
         command(&session, "completed")
     };
+    if cut {
+        cmd.append_child(with_text(
+            element("note", COMMANDS, &[("type", "info")]),
+            "Older messages are not listed: this list looks only so far back at a time. To see older messages of one conversation, give its contact or room.",
+        ));
+    }
     cmd.append_child(result_form(cx, &asker, &entries, cursor.page)?);
     Ok(Ok(cmd))
 }

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConversationKey, Failure, Membership, MessageRecord, Millis, RoomMessage, RoomRecord, SentTo,
-    Seq, Store, StoreError,
+    ConversationKey, Failure, Membership, MessageRecord, Millis, RoomMessage, RoomRecord, Seq,
+    Store, StoreError,
 };
 
 pub const FORMAT: &str = "tidemark-export";
@@ -47,6 +47,10 @@ pub enum ExportRecord {
         /// Refused: kept for its sender's status queries only.
         #[serde(default)]
         refused: bool,
+        /// Issue 9: the start of its text, kept when `status.preview_chars`
+        /// is above 0 (the `status` command's rows).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        preview: Option<String>,
     },
     /// A reader's tidemark in a conversation.
     Mark {
@@ -101,18 +105,6 @@ pub enum ExportRecord {
         user: String,
         enabled: bool,
     },
-    /// Issue 9: one message in its sender's list of sent messages (the
-    /// `status` command), with its preview if one was kept. Optional: after
-    /// an import without these, senders' lists start with their next
-    /// message, as in a store written before issue 9.
-    Sent {
-        sender: String,
-        seq: Seq,
-        sent_at: Millis,
-        to: SentTo,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        preview: Option<String>,
-    },
 }
 
 impl ExportRecord {
@@ -122,6 +114,7 @@ impl ExportRecord {
         r: MessageRecord,
         read_at: Option<Millis>,
         refused: bool,
+        preview: Option<String>,
     ) -> Self {
         ExportRecord::Message {
             conversation,
@@ -138,6 +131,7 @@ impl ExportRecord {
             readable: r.readable,
             queued: r.queued,
             refused,
+            preview,
         }
     }
 

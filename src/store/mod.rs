@@ -269,24 +269,27 @@ pub trait Store: Send + Sync {
     /// on, `None` when a pass over the whole store is complete.
     fn expire(&self, cutoff: Millis, from: &ExpiryCursor, budget: usize) -> StoreResult<Expiry>;
 
-    // --- issue 9: each sender's sent messages (the `status` command) ---
+    // --- issue 9: a user's sent messages (the `status` command) ---
 
-    /// Adds `entry` to `sender`'s list of sent messages (replacing an entry
-    /// with the same sequence number), keeping about the newest `keep`: a
-    /// backend may keep a few more (sled trims whole chunks of
-    /// [`SENT_CHUNK`], so at most `keep` + 2 × [`SENT_CHUNK`]), never fewer.
-    fn put_sent(&self, sender: &str, entry: &SentEntry, keep: usize) -> StoreResult<()>;
+    /// Keeps `text`, the start of a 1:1 message's body, with the message
+    /// (`status.preview_chars`); it goes when the message goes (retention,
+    /// a trimmed refusal). Nothing happens if the message is not stored.
+    fn put_preview(&self, conv: &ConversationKey, seq: Seq, text: &str) -> StoreResult<()>;
 
-    /// Up to `limit` of `sender`'s sent messages on one side of a position,
-    /// only those to `to` if given, newest first. The work is bounded by the
-    /// length of the sender's list, never by the size of the store.
-    fn sent(
+    /// Up to `limit` of the messages `user` sent, 1:1 (refused ones too)
+    /// and in rooms, on one side of a position, newest first; only those
+    /// to `filter` if given. Derived from what is stored anyway (no list
+    /// is written per message): messages sent before this existed are
+    /// listed too. The work is bounded whatever the store holds: a
+    /// backend may examine only so much and says so with
+    /// [`SentPage::cut`] (sled: `sled_store::sent`).
+    fn sent_by(
         &self,
-        sender: &str,
+        user: &str,
         from: SentFrom,
         limit: usize,
-        to: Option<&SentTo>,
-    ) -> StoreResult<Vec<SentEntry>>;
+        filter: Option<&SentTo>,
+    ) -> StoreResult<SentPage>;
 
     // --- end issue 9 ---
 
@@ -386,10 +389,6 @@ pub struct QueuedStanza {
 
 // --- issue 9: each sender's sent messages (the `status` command) ---
 
-/// Entries of a sender's list of sent messages kept together (sled: one
-/// entry per chunk, so sled's per-entry cost is shared).
-pub const SENT_CHUNK: usize = 64;
-
 /// Where a sent message went.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -410,17 +409,28 @@ impl SentTo {
     }
 }
 
-/// One message in its sender's list of sent messages.
+/// One message a user sent, as [`Store::sent_by`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentEntry {
     pub seq: Seq,
     pub sent_at: Millis,
     pub to: SentTo,
-    /// The start of its text, when `status.preview_chars` keeps some.
+    /// The start of its text, when `status.preview_chars` kept some (1:1
+    /// messages; a room's comes from the stanza kept for its history).
     pub preview: Option<String>,
 }
 
-/// Which side of a position [`Store::sent`] lists.
+/// What [`Store::sent_by`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentPage {
+    /// Newest first.
+    pub entries: Vec<SentEntry>,
+    /// The backend stopped at its bound on work before it had looked at
+    /// everything: there may be more on the far side than `entries` shows.
+    pub cut: bool,
+}
+
+/// Which side of a position [`Store::sent_by`] lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SentFrom {
     /// The newest messages below this sequence number (`Seq::MAX`: the

@@ -5,8 +5,8 @@
 //! handling fails returns no writes at all: it changes nothing.
 
 use super::{
-    ConversationKey, Membership, MessageRecord, Millis, RoomMessage, RoomRecord, SentEntry, Seq,
-    Store, StoreResult,
+    ConversationKey, Membership, MessageRecord, Millis, RoomMessage, RoomRecord, Seq, Store,
+    StoreResult,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,12 +74,12 @@ pub enum Write {
         enabled: bool,
     },
     // --- issue 9 ---
-    /// Adds a message to its sender's list of sent messages (the `status`
-    /// command), keeping about the newest `keep`.
-    Sent {
-        sender: String,
-        entry: SentEntry,
-        keep: usize,
+    /// Keeps the start of a 1:1 message's text with it (the `status`
+    /// command's preview, only when `status.preview_chars` is above 0).
+    Preview {
+        conv: ConversationKey,
+        seq: Seq,
+        text: String,
     },
 }
 
@@ -128,11 +128,7 @@ pub fn apply_each<S: Store + ?Sized>(store: &S, writes: &[Write]) -> StoreResult
             Write::ReadReceiptsPref { user, enabled } => {
                 store.set_read_receipts_pref(user, *enabled)?
             }
-            Write::Sent {
-                sender,
-                entry,
-                keep,
-            } => store.put_sent(sender, entry, *keep)?,
+            Write::Preview { conv, seq, text } => store.put_preview(conv, *seq, text)?,
         }
     }
     Ok(())

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tidemark::store::{
     ConversationKey, Expiry, ExpiryCursor, ExportError, ExportRecord, Membership, MessageRecord,
-    Millis, QueuedStanza, RoomMessage, RoomRecord, SentEntry, SentFrom, SentTo, Seq, SledStore,
+    Millis, QueuedStanza, RoomMessage, RoomRecord, SentFrom, SentPage, SentTo, Seq, SledStore,
     Store, StoreResult,
 };
 
@@ -281,18 +281,18 @@ impl Store for HeldStore {
         self.inner.set_read_receipts_pref(user, enabled)
     }
 
-    fn put_sent(&self, sender: &str, entry: &SentEntry, keep: usize) -> StoreResult<()> {
-        self.inner.put_sent(sender, entry, keep)
+    fn put_preview(&self, conv: &ConversationKey, seq: Seq, text: &str) -> StoreResult<()> {
+        self.inner.put_preview(conv, seq, text)
     }
 
-    fn sent(
+    fn sent_by(
         &self,
-        sender: &str,
+        user: &str,
         from: SentFrom,
         limit: usize,
-        to: Option<&SentTo>,
-    ) -> StoreResult<Vec<SentEntry>> {
-        self.inner.sent(sender, from, limit, to)
+        filter: Option<&SentTo>,
+    ) -> StoreResult<SentPage> {
+        self.inner.sent_by(user, from, limit, filter)
     }
 
     fn expire(&self, cutoff: Millis, from: &ExpiryCursor, budget: usize) -> StoreResult<Expiry> {

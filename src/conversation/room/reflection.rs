@@ -17,7 +17,7 @@ use crate::stanza::ns::DELAY;
 use crate::stanza::{
     DefinedCondition, ErrorType, element, remove_attr, set_attr, to_string, xep0082,
 };
-use crate::store::{ConversationKey, Millis, RoomMessage, SentEntry, SentTo, Write};
+use crate::store::{ConversationKey, Millis, RoomMessage, Write};
 
 pub(super) fn groupchat(
     cx: &mut Context,
@@ -97,18 +97,6 @@ pub(super) fn groupchat(
         room: room_s.to_owned(),
         seq,
         message: record,
-    });
-    // Issue 9: the sender's list of sent messages (the `status` command);
-    // a preview comes from the stanza kept for history, so none is stored.
-    cx.write(Write::Sent {
-        sender: user.clone(),
-        entry: SentEntry {
-            seq,
-            sent_at: now,
-            to: SentTo::Room(room_s.to_owned()),
-            preview: None,
-        },
-        keep: cx.config.status.sent_list,
     });
     METRICS.status_recorded();
 

@@ -16,20 +16,15 @@ enum Phase {
     IdBlocks,
     RoomMessages,
     MarkLog,
-    /// Issue 9: senders' lists of sent messages, derived like the id
-    /// blocks (not counted), but holding previews, which go with their
-    /// messages.
-    Sent,
 }
 
 impl Phase {
-    const ALL: [Phase; 6] = [
+    const ALL: [Phase; 5] = [
         Phase::Queue,
         Phase::Messages,
         Phase::IdBlocks,
         Phase::RoomMessages,
         Phase::MarkLog,
-        Phase::Sent,
     ];
 }
 
@@ -132,7 +127,6 @@ impl SledStore {
             }
             Phase::RoomMessages => self.staged.tree(T::RoomMessages),
             Phase::MarkLog => self.staged.tree(T::MarkLog),
-            Phase::Sent => self.staged.tree(T::Sent),
         }
     }
 
@@ -201,10 +195,6 @@ impl SledStore {
                 self.staged
                     .remove(T::RoomMessageIds, keys::room_id_use(&room, &m.id, seq));
                 Ok(1)
-            }
-            Phase::Sent => {
-                self.expire_sent_chunk(k, v, cutoff)?;
-                Ok(0)
             }
             Phase::MarkLog => {
                 // A tidemark's log entry older than the cutoff only dates

@@ -5,7 +5,7 @@ use super::{SledStore, decode, decode_seq};
 use crate::store::export::{ExportError, ExportRecord};
 use crate::store::keys::{self, ConversationKey};
 use crate::store::{
-    Membership, MessageRecord, RoomMessage, RoomRecord, SentEntry, Store, StoreError, StoreResult,
+    Membership, MessageRecord, RoomMessage, RoomRecord, Store, StoreError, StoreResult,
 };
 
 fn corrupt(what: &'static str, key: &[u8]) -> StoreError {
@@ -25,10 +25,11 @@ impl SledStore {
         &self,
         each: &mut dyn FnMut(ExportRecord) -> Result<(), ExportError>,
     ) -> Result<(), ExportError> {
-        self.log
-            .for_each_message(|conv, seq, record, read_at, refused| {
-                each(ExportRecord::message(conv, seq, record, read_at, refused))
-            })?;
+        self.log.for_each_message(|m| {
+            each(ExportRecord::message(
+                m.conv, m.seq, m.record, m.read_at, m.refused, m.preview,
+            ))
+        })?;
         self.log.for_each_mark(|conversation, side, seq| {
             let reader = conversation.party(side).unwrap_or_default().to_owned();
             each(ExportRecord::Mark {
@@ -115,25 +116,6 @@ impl SledStore {
                 enabled: v.first() == Some(&1),
             })?;
         }
-        // Issue 9: senders' lists of sent messages, with their previews.
-        let mut failed = None;
-        self.for_each_sent(|sender, e| {
-            if failed.is_none()
-                && let Err(err) = each(ExportRecord::Sent {
-                    sender,
-                    seq: e.seq,
-                    sent_at: e.sent_at,
-                    to: e.to,
-                    preview: e.preview,
-                })
-            {
-                failed = Some(err);
-            }
-            Ok(())
-        })?;
-        if let Some(err) = failed {
-            return Err(err);
-        }
         Ok(())
     }
 
@@ -155,6 +137,7 @@ impl SledStore {
                 readable,
                 queued,
                 refused,
+                preview,
             } => {
                 let record = MessageRecord {
                     id,
@@ -175,6 +158,9 @@ impl SledStore {
                 }
                 if let Some(at) = read_at {
                     self.log.set_read(&conversation, seq, at)?;
+                }
+                if let Some(text) = preview {
+                    self.log.set_preview(&conversation, seq, &text)?;
                 }
                 Ok(())
             }
@@ -252,22 +238,6 @@ impl SledStore {
                     readable,
                     stanza: stanza.into_bytes(),
                 },
-            ),
-            ExportRecord::Sent {
-                sender,
-                seq,
-                sent_at,
-                to,
-                preview,
-            } => self.put_sent_entry(
-                &sender,
-                &SentEntry {
-                    seq,
-                    sent_at,
-                    to,
-                    preview,
-                },
-                crate::config::DEFAULT_SENT_LIST,
             ),
             ExportRecord::RoomCreator { creator, room } => self.add_room_creator(&creator, &room),
             ExportRecord::ReadReceipts { user, enabled } => {

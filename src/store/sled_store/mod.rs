@@ -15,7 +15,7 @@ use super::keys::{self, ConversationKey};
 use super::status_log::{RECENT_IDS, StatusLog};
 use super::{
     Expiry, ExpiryCursor, Membership, MessageRecord, Millis, QueuedStanza, RoomMessage, RoomRecord,
-    SCHEMA_VERSION, SentEntry, SentFrom, SentTo, Seq, Store, StoreError, StoreResult,
+    SCHEMA_VERSION, SentFrom, SentPage, SentTo, Seq, Store, StoreError, StoreResult,
 };
 use staged::{StagedTrees, T};
 
@@ -119,6 +119,7 @@ impl SledStore {
             store.db.flush()?;
         }
         upgrade::drop_schema_1_trees(&store.db, &store)?;
+        upgrade::index_users(&store.db, &store, path)?;
         Ok(store)
     }
 
@@ -513,6 +514,12 @@ impl Store for SledStore {
             keys::room_member(room, member),
             encode(m, "membership")?,
         );
+        // Issue 9: the member's rooms, for the `status` command. Written
+        // again only when the membership changes (a join, a leave).
+        let by_member = keys::member_room(member, room);
+        if !self.staged.contains(T::MemberRooms, &by_member)? {
+            self.staged.insert(T::MemberRooms, by_member, []);
+        }
         Ok(())
     }
 
@@ -682,19 +689,19 @@ impl Store for SledStore {
         Ok(())
     }
 
-    // --- issue 9: each sender's sent messages (sent.rs) ---
-    fn put_sent(&self, sender: &str, entry: &SentEntry, keep: usize) -> StoreResult<()> {
-        self.put_sent_entry(sender, entry, keep)
+    // --- issue 9: a user's sent messages (sent.rs) ---
+    fn put_preview(&self, conv: &ConversationKey, seq: Seq, text: &str) -> StoreResult<()> {
+        self.log.set_preview(conv, seq, text)
     }
 
-    fn sent(
+    fn sent_by(
         &self,
-        sender: &str,
+        user: &str,
         from: SentFrom,
         limit: usize,
-        to: Option<&SentTo>,
-    ) -> StoreResult<Vec<SentEntry>> {
-        self.sent_entries(sender, from, limit, to)
+        filter: Option<&SentTo>,
+    ) -> StoreResult<SentPage> {
+        self.sent_page(user, from, limit, filter)
     }
     // --- end issue 9 ---
 

@@ -1,280 +1,280 @@
-//! Issue 9: each sender's sent messages, for the `status` ad-hoc command
-//! (xep/status-command.md).
+//! Issue 9: what a user sent lately, newest first, for the `status` ad-hoc
+//! command (xep/status-command.md), without an index written per message.
 //!
-//! The status log chains messages per conversation, so "what did alice
-//! send lately, anywhere" needs an index by sender. It is kept in chunks of
-//! up to [`SENT_CHUNK`] entries, one sled entry per chunk, keyed
-//! `sender NUL first-seq` (tree `sent_by_sender`): sled spends about 200
-//! bytes per entry whatever its size, so an entry per message would cost
-//! more than the message's status itself. A chunk's entries are varint
-//! differences from its key, a few bytes each, and each addressee is
-//! written once per chunk. A sender keeps about the newest `keep`
-//! (`status.sent_list`): when a new chunk is started, the oldest chunks
-//! go while the rest still hold `keep`.
+//! The streams merged, each newest first:
+//!
+//! - each of the user's 1:1 conversations (the status log's user entries,
+//!   one per conversation), walked along its chain from its head;
+//! - the user's refused messages (tree `refusals`, a few per sender), which
+//!   are kept out of the chains;
+//! - each room the user is or was a member of (tree `member_rooms`, one
+//!   entry per (member, room), written with the membership), read from the
+//!   room's messages, which are keyed by sequence number.
+//!
+//! A binary heap holds each stream's next message; the largest sequence
+//! number comes out first, so the user's own messages come out newest
+//! first across every conversation. The work is bounded: at most
+//! [`MAX_CONVERSATIONS`] conversations and [`MAX_ROOMS`] rooms take part,
+//! and at most [`MAX_STEPS`] messages (anyone's) are examined per call.
 
+use std::collections::{BinaryHeap, VecDeque};
 use std::ops::Bound;
 
-use serde::{Deserialize, Serialize};
-
 use super::staged::T;
-use super::{SledStore, decode, encode};
-use crate::store::keys;
-use crate::store::{Millis, SENT_CHUNK, SentEntry, SentFrom, SentTo, Seq, StoreResult};
+use super::{SledStore, decode, decode_seq};
+use crate::store::keys::{self, ConversationKey};
+use crate::store::status_log::ListingPages;
+use crate::store::{RoomMessage, SentEntry, SentFrom, SentPage, SentTo, Seq, StoreResult};
 
-/// A chunk as stored.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Chunk {
-    /// `sent_at` of the entries are differences from this.
-    base_at: Millis,
-    /// The addressees of this chunk's entries, each once.
-    to: Vec<SentTo>,
-    /// Oldest first.
-    entries: Vec<ChunkEntry>,
-}
+/// The most 1:1 conversations one listing walks: the user's most recently
+/// started ones. A user with more sees the others with a filter.
+pub const MAX_CONVERSATIONS: usize = 2_048;
 
-#[derive(Debug, Serialize, Deserialize)]
-struct ChunkEntry {
-    /// `seq` minus the chunk key's sequence number.
-    seq: u64,
-    /// `sent_at` minus the chunk's `base_at` (an import may go back).
-    at: i64,
-    /// Index into [`Chunk::to`].
-    to: u32,
-    preview: Option<String>,
-}
+/// The most rooms one listing walks (the user's memberships, in the order
+/// of the rooms' addresses).
+pub const MAX_ROOMS: usize = 256;
 
-fn chunk_key(sender: &str, base: Seq) -> Vec<u8> {
-    keys::queue(sender, base)
-}
+/// The most messages, the user's and others', one listing examines. At a
+/// page of 20 this reaches about 4,000 of the user's messages back when
+/// their contacts write as much as they do.
+pub const MAX_STEPS: usize = 8_192;
 
-fn prefix(sender: &str) -> Vec<u8> {
-    keys::queue_prefix(sender)
-}
+/// Room messages read from sled at a time.
+const ROOM_BATCH: usize = 32;
 
-/// A chunk's entries, oldest first.
-fn unpack(base: Seq, bytes: &[u8]) -> StoreResult<Vec<SentEntry>> {
-    let chunk: Chunk = decode(bytes, "sent messages chunk")?;
-    let mut out = Vec::with_capacity(chunk.entries.len());
-    for e in chunk.entries {
-        let Some(to) = chunk.to.get(e.to as usize) else {
-            continue;
-        };
-        out.push(SentEntry {
-            seq: base.saturating_add(e.seq),
-            sent_at: chunk.base_at.saturating_add_signed(e.at),
-            to: to.clone(),
-            preview: e.preview,
-        });
-    }
-    Ok(out)
-}
-
-/// `entries` (oldest first, none below `base`) as a stored chunk.
-fn pack(base: Seq, entries: &[SentEntry]) -> StoreResult<Vec<u8>> {
-    let base_at = entries.first().map_or(0, |e| e.sent_at);
-    let mut chunk = Chunk {
-        base_at,
-        ..Chunk::default()
-    };
-    for e in entries {
-        let to = match chunk.to.iter().position(|t| *t == e.to) {
-            Some(i) => i,
-            None => {
-                chunk.to.push(e.to.clone());
-                chunk.to.len() - 1
-            }
-        };
-        chunk.entries.push(ChunkEntry {
-            seq: e.seq - base,
-            at: e.sent_at as i64 - base_at as i64,
-            to: to as u32,
-            preview: e.preview.clone(),
-        });
-    }
-    encode(&chunk, "sent messages chunk")
+enum Stream {
+    /// A 1:1 conversation's chain; the user is on `side`.
+    Direct {
+        conv: u64,
+        contact: String,
+        side: u8,
+    },
+    /// The user's refused messages, newest first, with their contacts.
+    Refused(VecDeque<(Seq, String)>),
+    /// A room's messages below `below`, newest first, read a batch at a
+    /// time; those above `floor` only.
+    Room {
+        room: String,
+        buf: VecDeque<(Seq, RoomMessage)>,
+        below: Seq,
+        floor: Seq,
+    },
 }
 
 impl SledStore {
-    /// Every chunk of `sender`, oldest first: (first seq, entries).
-    fn sent_chunks(&self, sender: &str) -> StoreResult<Vec<(Seq, Vec<SentEntry>)>> {
-        let prefix = prefix(sender);
-        let mut out = Vec::new();
-        for (k, v) in self
+    /// The user's rooms, at most [`MAX_ROOMS`].
+    fn rooms_of(&self, user: &str) -> StoreResult<Vec<String>> {
+        let prefix = keys::member_rooms_prefix(user);
+        Ok(self
             .staged
-            .scan_prefix(T::Sent, &prefix, false, usize::MAX)?
-        {
-            let Some(base) = keys::seq_from(&k[prefix.len()..]) else {
-                continue;
-            };
-            out.push((base, unpack(base, &v)?));
-        }
-        Ok(out)
+            .scan_prefix(T::MemberRooms, &prefix, false, MAX_ROOMS)?
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+            .collect())
     }
 
-    pub(super) fn put_sent_entry(
-        &self,
-        sender: &str,
-        entry: &SentEntry,
-        keep: usize,
-    ) -> StoreResult<()> {
-        // The chunk with the greatest first seq at or below this one.
-        let found = self.staged.range(
-            T::Sent,
-            Bound::Included(prefix(sender)),
-            Bound::Included(chunk_key(sender, entry.seq)),
-            true,
-            1,
-        )?;
-        let Some((k, v)) = found.into_iter().next() else {
-            self.staged.insert(
-                T::Sent,
-                chunk_key(sender, entry.seq),
-                pack(entry.seq, std::slice::from_ref(entry))?,
-            );
-            return self.trim_sent(sender, keep);
+    /// The next batch of a room stream, newest first.
+    fn refill(&self, stream: &mut Stream) -> StoreResult<()> {
+        let Stream::Room {
+            room,
+            buf,
+            below,
+            floor,
+        } = stream
+        else {
+            return Ok(());
         };
-        let base = keys::seq_from(&k[prefix(sender).len()..]).unwrap_or(entry.seq);
-        let mut entries = unpack(base, &v)?;
-        let at = entries.partition_point(|e| e.seq < entry.seq);
-        if entries.get(at).is_some_and(|e| e.seq == entry.seq) {
-            // Applied twice, or an import's preview for an entry already
-            // there: the same message, replaced.
-            entries[at] = entry.clone();
-            self.staged.insert(T::Sent, k, pack(base, &entries)?);
+        if !buf.is_empty() || *below <= floor.saturating_add(1) {
             return Ok(());
         }
-        if entries.len() < SENT_CHUNK {
-            entries.insert(at, entry.clone());
-            self.staged.insert(T::Sent, k, pack(base, &entries)?);
-            return Ok(());
+        let prefix_len = keys::room_prefix(room).len();
+        let entries = self.staged.range(
+            T::RoomMessages,
+            Bound::Excluded(keys::room_message(room, *floor)),
+            Bound::Excluded(keys::room_message(room, *below)),
+            true,
+            ROOM_BATCH,
+        )?;
+        for (k, v) in entries {
+            let seq = decode_seq(&k[prefix_len..], "room message key")?;
+            buf.push_back((seq, decode(&v, "room message")?));
+            *below = seq;
         }
-        // Full: a new chunk starts here, taking the entries after it (none
-        // unless an import goes back in time), so chunks never overlap.
-        let mut newer = entries.split_off(at);
-        newer.insert(0, entry.clone());
-        if entries.is_empty() {
-            self.staged.remove(T::Sent, k);
-        } else if at < SENT_CHUNK {
-            self.staged.insert(T::Sent, k, pack(base, &entries)?);
-        }
-        self.staged.insert(
-            T::Sent,
-            chunk_key(sender, entry.seq),
-            pack(entry.seq, &newer)?,
-        );
-        self.trim_sent(sender, keep)
-    }
-
-    /// Drops the oldest chunks while the others hold at least `keep`.
-    fn trim_sent(&self, sender: &str, keep: usize) -> StoreResult<()> {
-        let chunks = self.sent_chunks(sender)?;
-        let mut total: usize = chunks.iter().map(|(_, e)| e.len()).sum();
-        for (base, entries) in chunks {
-            if total.saturating_sub(entries.len()) < keep {
-                break;
-            }
-            total -= entries.len();
-            self.staged.remove(T::Sent, chunk_key(sender, base));
+        if buf.is_empty() {
+            *below = *floor;
         }
         Ok(())
     }
 
-    pub(super) fn sent_entries(
+    pub(super) fn sent_page(
         &self,
-        sender: &str,
+        user: &str,
         from: SentFrom,
         limit: usize,
-        to: Option<&SentTo>,
-    ) -> StoreResult<Vec<SentEntry>> {
-        // A sender's chunks are bounded by `keep`: reading all of them is
-        // the bounded work a request costs.
-        let all = self
-            .sent_chunks(sender)?
-            .into_iter()
-            .flat_map(|(_, e)| e)
-            .filter(|e| to.is_none_or(|t| *t == e.to));
-        let mut out: Vec<SentEntry> = match from {
-            SentFrom::Before(seq) => {
-                let mut v: Vec<SentEntry> = all.filter(|e| e.seq < seq).collect();
-                v.reverse();
-                v.truncate(limit);
-                v
-            }
-            SentFrom::After(seq) => {
-                let mut v: Vec<SentEntry> = all.filter(|e| e.seq > seq).take(limit).collect();
-                v.reverse();
-                v
-            }
+        filter: Option<&SentTo>,
+    ) -> StoreResult<SentPage> {
+        // Sequence numbers strictly between `floor` and `ceiling`.
+        let (floor, ceiling) = match from {
+            SentFrom::Before(s) => (0, s),
+            SentFrom::After(s) => (s, Seq::MAX),
         };
-        out.truncate(limit);
-        Ok(out)
-    }
-
-    /// Retention of one chunk: entries sent before `cutoff` go (their
-    /// messages and previews are going too); an empty chunk goes.
-    pub(super) fn expire_sent_chunk(&self, k: &[u8], v: &[u8], cutoff: Millis) -> StoreResult<()> {
-        let Some((_, base)) = keys::split_seq_suffix(k) else {
-            return Ok(());
-        };
-        let Ok(entries) = unpack(base, v) else {
-            return Ok(());
-        };
-        let before = entries.len();
-        let kept: Vec<SentEntry> = entries
-            .into_iter()
-            .filter(|e| e.sent_at >= cutoff)
-            .collect();
-        if kept.len() == before {
-            return Ok(());
-        }
-        if kept.is_empty() {
-            self.staged.remove(T::Sent, k);
-        } else {
-            self.staged.insert(T::Sent, k, pack(base, &kept)?);
-        }
-        Ok(())
-    }
-
-    /// Every entry of every sender, for export: (sender, entry).
-    pub(super) fn for_each_sent(
-        &self,
-        mut each: impl FnMut(String, SentEntry) -> StoreResult<()>,
-    ) -> StoreResult<()> {
-        for item in self.staged.tree(T::Sent).iter() {
-            let (k, v) = item?;
-            let Some((sender, base)) = keys::split_seq_suffix(&k) else {
-                continue;
-            };
-            let sender = String::from_utf8_lossy(sender).into_owned();
-            for e in unpack(base, &v)? {
-                each(sender.clone(), e)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_chunk_round_trips_and_an_entry_costs_a_few_bytes() {
-        let entries: Vec<SentEntry> = (0..SENT_CHUNK as u64)
-            .map(|i| SentEntry {
-                seq: 1_000_000 + i * 37,
-                sent_at: 1_790_000_000_000 + i * 61_000,
-                to: SentTo::Contact(format!("contact{}@example.org", i % 4)),
-                preview: None,
+        let mut streams: Vec<Stream> = Vec::new();
+        let mut heads: BinaryHeap<(Seq, usize)> = BinaryHeap::new();
+        let direct = |conv: u64, contact: &str| {
+            let side = ConversationKey::direct(user, contact).side_of(user)?;
+            Some(Stream::Direct {
+                conv,
+                contact: contact.to_owned(),
+                side,
             })
-            .collect();
-        let bytes = pack(1_000_000, &entries).unwrap();
-        assert_eq!(unpack(1_000_000, &bytes).unwrap(), entries);
-        // Four addressees of 21 bytes once, then about 7 bytes per entry.
-        assert!(
-            bytes.len() <= 100 + 8 * SENT_CHUNK,
-            "{} bytes for {SENT_CHUNK} entries",
-            bytes.len()
-        );
+        };
+        let (contacts, rooms): (Vec<(u64, String)>, Vec<String>) = match filter {
+            None => (
+                self.log.conversations_of(user, MAX_CONVERSATIONS)?,
+                self.rooms_of(user)?,
+            ),
+            Some(SentTo::Contact(c)) => (
+                self.log
+                    .conversation_id(&ConversationKey::direct(user, c))?
+                    .map(|id| (id, c.clone()))
+                    .into_iter()
+                    .collect(),
+                vec![],
+            ),
+            Some(SentTo::Room(r)) => (vec![], vec![r.clone()]),
+        };
+        for (id, contact) in contacts {
+            let head = self.log.head(id)?;
+            if head > floor
+                && let Some(s) = direct(id, &contact)
+            {
+                heads.push((head, streams.len()));
+                streams.push(s);
+            }
+        }
+        if !matches!(filter, Some(SentTo::Room(_))) {
+            // Refused messages, bounded per sender (limits.max_refusals_per_sender).
+            let prefix = keys::refusal_prefix(user);
+            let mut refused = VecDeque::new();
+            for (k, v) in self
+                .staged
+                .scan_prefix(T::Refusals, &prefix, true, usize::MAX)?
+            {
+                let seq = decode_seq(&k[prefix.len()..], "refusal key")?;
+                let Some(conv) = ConversationKey::decode(&v) else {
+                    continue;
+                };
+                let Some(contact) = conv.side_of(user).and_then(|s| conv.party(1 - s)) else {
+                    continue;
+                };
+                if filter.is_none_or(|f| *f == SentTo::Contact(contact.to_owned()))
+                    && seq > floor
+                    && seq < ceiling
+                {
+                    refused.push_back((seq, contact.to_owned()));
+                }
+            }
+            if let Some((seq, _)) = refused.front() {
+                heads.push((*seq, streams.len()));
+                streams.push(Stream::Refused(refused));
+            }
+        }
+        for room in rooms {
+            let mut s = Stream::Room {
+                room,
+                buf: VecDeque::new(),
+                below: ceiling,
+                floor,
+            };
+            self.refill(&mut s)?;
+            if let Stream::Room { buf, .. } = &s
+                && let Some((seq, _)) = buf.front()
+            {
+                heads.push((*seq, streams.len()));
+                streams.push(s);
+            }
+        }
+
+        let mut out: VecDeque<SentEntry> = VecDeque::new();
+        let mut pages = ListingPages::new();
+        let mut steps = 0;
+        let mut cut = false;
+        while let Some((seq, i)) = heads.pop() {
+            if matches!(from, SentFrom::Before(_)) && out.len() >= limit {
+                break;
+            }
+            if steps >= MAX_STEPS {
+                cut = true;
+                break;
+            }
+            steps += 1;
+            let mut next = None;
+            match &mut streams[i] {
+                Stream::Direct {
+                    conv,
+                    contact,
+                    side,
+                } => {
+                    // A slot gone (retention) or taken by another
+                    // conversation ends the chain.
+                    let Some(m) = self.log.listed(seq, &mut pages)? else {
+                        continue;
+                    };
+                    if m.conv != *conv {
+                        continue;
+                    }
+                    if seq < ceiling && m.sender_side == *side && !m.refused {
+                        out.push_back(SentEntry {
+                            seq,
+                            sent_at: m.sent_at,
+                            to: SentTo::Contact(contact.clone()),
+                            preview: m.preview,
+                        });
+                    }
+                    next = m.prev.filter(|p| *p > floor);
+                }
+                Stream::Refused(list) => {
+                    if let Some((seq, contact)) = list.pop_front()
+                        && let Some(m) = self.log.listed(seq, &mut pages)?
+                        && m.refused
+                    {
+                        out.push_back(SentEntry {
+                            seq,
+                            sent_at: m.sent_at,
+                            to: SentTo::Contact(contact),
+                            preview: m.preview,
+                        });
+                    }
+                    next = list.front().map(|(s, _)| *s);
+                }
+                s @ Stream::Room { .. } => {
+                    if let Stream::Room { room, buf, .. } = s
+                        && let Some((seq, m)) = buf.pop_front()
+                        && m.sender == user
+                    {
+                        out.push_back(SentEntry {
+                            seq,
+                            sent_at: m.sent_at,
+                            to: SentTo::Room(room.clone()),
+                            preview: None,
+                        });
+                    }
+                    self.refill(s)?;
+                    if let Stream::Room { buf, .. } = s {
+                        next = buf.front().map(|(s, _)| *s);
+                    }
+                }
+            }
+            if let Some(n) = next {
+                heads.push((n, i));
+            }
+            // A previous page: the oldest `limit` above the position.
+            if matches!(from, SentFrom::After(_)) && out.len() > limit {
+                out.pop_front();
+            }
+        }
+        let mut entries: Vec<SentEntry> = out.into();
+        entries.truncate(limit);
+        Ok(SentPage { entries, cut })
     }
 }

@@ -24,8 +24,8 @@ pub(super) enum T {
     Prefs,
     Refusals,
     RefusalCounts,
-    /// Issue 9: each sender's sent messages, in chunks (`sent.rs`).
-    Sent,
+    /// Issue 9: the rooms each user is or was a member of (`sent.rs`).
+    MemberRooms,
 }
 
 pub(super) const TREE_NAMES: [(T, &str); 13] = [
@@ -41,7 +41,7 @@ pub(super) const TREE_NAMES: [(T, &str); 13] = [
     (T::Prefs, "read_receipt_prefs"),
     (T::Refusals, "refusals"),
     (T::RefusalCounts, "refusal_counts"),
-    (T::Sent, "sent_by_sender"),
+    (T::MemberRooms, "member_rooms"),
 ];
 
 /// One tree's staged writes: key -> the new value, `None` for removed.
