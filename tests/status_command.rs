@@ -295,7 +295,7 @@ fn nobody_sees_anothers_messages() {
     assert_eq!(out[0].attr("type"), Some("error"));
 }
 
-fn id_of(row: &Vec<(String, String)>) -> String {
+fn id_of(row: &[(String, String)]) -> String {
     row.iter()
         .find(|(k, _)| k == "id")
         .map(|(_, v)| v.clone())
@@ -316,7 +316,7 @@ fn every_message_is_reached_page_by_page_and_back() {
     let mut page = w.first_page("alice", "");
     loop {
         let r = rows(&page);
-        ids.extend(r.iter().map(id_of));
+        ids.extend(r.iter().map(|row| id_of(row)));
         sessions.push(cmd(&page).attr("sessionid").unwrap().to_owned());
         if !actions(&page).contains(&"next".to_owned()) {
             break;
@@ -334,7 +334,7 @@ fn every_message_is_reached_page_by_page_and_back() {
     // prev from the last page gives the page before it.
     let last = sessions.last().unwrap().clone();
     let back = w.command("alice", &format!("sessionid='{last}' action='prev'"), "");
-    let back_ids: Vec<String> = rows(&back).iter().map(id_of).collect();
+    let back_ids: Vec<String> = rows(&back).iter().map(|row| id_of(row)).collect();
     assert_eq!(back_ids, want[260..280]);
     assert_eq!(cmd(&back).attr("sessionid"), Some(sessions[13].as_str()));
 }

@@ -26,8 +26,9 @@ use crate::store::keys::{self, ConversationKey};
 use crate::store::status_log::ListingPages;
 use crate::store::{RoomMessage, SentEntry, SentFrom, SentPage, SentTo, Seq, StoreResult};
 
-/// The most 1:1 conversations one listing walks: the user's most recently
-/// started ones. A user with more sees the others with a filter.
+/// The most 1:1 conversations one listing walks (read on each side of the
+/// status log's user index, `status_log::users`). A user with more sees
+/// the others with a filter.
 pub const MAX_CONVERSATIONS: usize = 2_048;
 
 /// The most rooms one listing walks (the user's memberships, in the order

@@ -10,7 +10,7 @@
 //! | `i` conversation id | its name |
 //! | `m` | the next conversation id |
 //! | `x` conversation id, newest seq | an [`id_blocks::IdBlock`] of 16 ids |
-//! | `u` user NUL conversation id | the other party (issue 9: a user's conversations) |
+//! | `u` higher address NUL conversation id | the lower address (issue 9: a user's conversations, with the names) |
 //!
 //! Writes are staged in memory and reach sled as one batch at
 //! [`StatusLog::write_staged`], which the store's flush calls: a page that
@@ -823,12 +823,13 @@ impl StatusLog {
         for (name, id) in &staged.names {
             b.insert(name_key(name), &id.to_be_bytes());
             b.insert(&key(ID_NAME, *id), name.as_slice());
-            // Issue 9: each party's set of conversations, written once per
-            // conversation, never per message.
-            if let Some(conv) = ConversationKey::decode(name) {
-                for (user, other) in users::entries(&conv, *id) {
-                    b.insert(user, other);
-                }
+            // Issue 9: the higher address's set of conversations (the
+            // lower's are the names), written once per conversation, never
+            // per message.
+            if let Some(conv) = ConversationKey::decode(name)
+                && let Some((user, other)) = users::entries(&conv, *id)
+            {
+                b.insert(user, other);
             }
         }
         if let Some(n) = staged.next_conv {
