@@ -155,7 +155,16 @@ pub struct StatusConfig {
     pub attachments_get_read_status: bool,
     /// Whether a user who has not chosen sends read receipts.
     pub send_read_receipts: bool,
+    // --- issue 9: the `status` ad-hoc command (xep/status-command.md) ---
+    /// Characters of a sent message's text kept for the `status` command's
+    /// rows; 0 keeps no text at all.
+    pub preview_chars: usize,
 }
+
+/// `status.preview_chars` default: no text is kept unless the admin asks.
+pub const DEFAULT_PREVIEW_CHARS: usize = 0;
+/// Most characters `status.preview_chars` may keep: a preview, not a copy.
+pub const MAX_PREVIEW_CHARS: usize = 200;
 
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -319,6 +328,12 @@ struct RawStatus {
     attachments_get_read_status: bool,
     #[serde(default = "default_true")]
     send_read_receipts: bool,
+    #[serde(default = "default_preview_chars")]
+    preview_chars: usize,
+}
+
+fn default_preview_chars() -> usize {
+    DEFAULT_PREVIEW_CHARS
 }
 
 impl Default for RawStatus {
@@ -326,6 +341,7 @@ impl Default for RawStatus {
         Self {
             attachments_get_read_status: false,
             send_read_receipts: true,
+            preview_chars: DEFAULT_PREVIEW_CHARS,
         }
     }
 }
@@ -490,6 +506,15 @@ impl Config {
                 "component.secret",
                 format!(
                     "is still the example's {EXAMPLE_SECRET:?}: choose a secret of your own and set the same value as component_secret in the server's config"
+                ),
+            ));
+        }
+        if raw.status.preview_chars > MAX_PREVIEW_CHARS {
+            return Err(invalid(
+                "status.preview_chars",
+                format!(
+                    "must be at most {MAX_PREVIEW_CHARS} (a preview, not a copy of the message), got {}",
+                    raw.status.preview_chars
                 ),
             ));
         }
@@ -666,6 +691,7 @@ impl Config {
             status: StatusConfig {
                 attachments_get_read_status: raw.status.attachments_get_read_status,
                 send_read_receipts: raw.status.send_read_receipts,
+                preview_chars: raw.status.preview_chars,
             },
             groups: GroupsConfig {
                 history: raw.groups.history,

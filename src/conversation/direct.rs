@@ -16,6 +16,7 @@ use crate::stanza::{
 };
 use crate::status::acks::{Evidence, ack_message, payloads_for_sender, request_acks_as};
 use crate::status::private_mark::private_reader;
+use crate::store::preview;
 use crate::store::{ConversationKey, Failure, MessageRecord, Millis, StoreError, Write};
 
 type Out = Result<Vec<Element>, StoreError>;
@@ -210,6 +211,11 @@ pub fn on_chat(
         // reach a panic here.
         Gate::Online | Gate::Unknown => vec![relayed],
     };
+    // Issue 9: the start of the text for the `status` command's rows, kept
+    // with the message, and only when the admin asks (status.preview_chars).
+    let body = chat.message.children().find(|c| c.name() == "body");
+    let kept_text = body.and_then(|b| preview(&b.text(), cx.config.status.preview_chars));
+    let preview_conv = kept_text.as_ref().map(|_| conv.clone());
     if record.failed.is_some() {
         METRICS.refused(Refusal::Gate);
         // Kept for the sender's status query, newest few only: a flood of
@@ -225,6 +231,9 @@ pub fn on_chat(
     } else {
         debug!(seq, state = "sent", "recorded");
         cx.write(Write::Message { conv, seq, record });
+    }
+    if let (Some(conv), Some(text)) = (preview_conv, kept_text) {
+        cx.write(Write::Preview { conv, seq, text });
     }
     METRICS.status_recorded();
     Ok(out)

@@ -33,6 +33,9 @@ pub enum ServiceRequest {
 /// The node of the one ad-hoc command, and the field of its form.
 pub const READ_RECEIPTS: &str = "read-receipts";
 pub const READ_RECEIPTS_FIELD: &str = "send-read-receipts";
+/// Issue 9: the `status` command (xep/status-command.md) and its filter.
+pub const STATUS_COMMAND: &str = "status";
+pub const STATUS_FILTER_FIELD: &str = "with";
 
 /// A XEP-0050 command request, as parsed from `<command/>`.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,25 +45,35 @@ pub struct CommandRequest {
     pub session: Option<String>,
     /// The submitted value of the form's field, if a form was submitted.
     pub submitted: Option<String>,
+    /// Issue 9: whether a form was submitted, and its `with` field (the
+    /// `status` command's filter), if it has one with a value.
+    pub form_submitted: bool,
+    pub with: Option<String>,
 }
 
 impl CommandRequest {
     pub fn parse(cmd: &Element) -> Self {
-        let submitted = cmd
+        let form = cmd
             .get_child("x", ns::DATA)
             .and_then(|x| DataForm::try_from(x.clone()).ok())
-            .filter(|form| form.type_ == DataFormType::Submit)
-            .and_then(|form| {
+            .filter(|form| form.type_ == DataFormType::Submit);
+        let value_of = |var: &str| {
+            form.as_ref().and_then(|form| {
                 form.fields
-                    .into_iter()
-                    .find(|f| f.var.as_deref() == Some(READ_RECEIPTS_FIELD))
-                    .map(|f| f.values.into_iter().next().unwrap_or_default())
-            });
+                    .iter()
+                    .find(|f| f.var.as_deref() == Some(var))
+                    .map(|f| f.values.first().cloned().unwrap_or_default())
+            })
+        };
+        let submitted = value_of(READ_RECEIPTS_FIELD);
+        let with = value_of(STATUS_FILTER_FIELD).filter(|v| !v.trim().is_empty());
         CommandRequest {
             node: cmd.attr("node").unwrap_or_default().to_owned(),
             action: cmd.attr("action").unwrap_or("execute").to_owned(),
             session: cmd.attr("sessionid").map(str::to_owned),
             submitted,
+            form_submitted: form.is_some(),
+            with,
         }
     }
 }

@@ -8,7 +8,7 @@ use xmpp_parsers::jid::Jid;
 
 use crate::context::Context;
 use crate::conversation::room::Rooms;
-use crate::incoming::{CommandRequest, READ_RECEIPTS, READ_RECEIPTS_FIELD};
+use crate::incoming::{CommandRequest, READ_RECEIPTS, READ_RECEIPTS_FIELD, STATUS_COMMAND};
 use crate::stanza::ns::COMMANDS;
 use crate::stanza::{DefinedCondition, ErrorType, StanzaError, element, stanza_error, with_text};
 use crate::store::{Millis, StoreError, Write};
@@ -17,11 +17,19 @@ use crate::store::{Millis, StoreError, Write};
 pub fn list(cx: &Context) -> Element {
     DiscoItemsResult {
         node: Some(COMMANDS.to_owned()),
-        items: vec![Item {
-            jid: cx.addrs.domain().clone().into(),
-            node: Some(READ_RECEIPTS.to_owned()),
-            name: Some("Send read receipts (on/off)".to_owned()),
-        }],
+        items: vec![
+            Item {
+                jid: cx.addrs.domain().clone().into(),
+                node: Some(READ_RECEIPTS.to_owned()),
+                name: Some("Send read receipts (on/off)".to_owned()),
+            },
+            // Issue 9: xep/status-command.md.
+            Item {
+                jid: cx.addrs.domain().clone().into(),
+                node: Some(STATUS_COMMAND.to_owned()),
+                name: Some("Status of my sent messages".to_owned()),
+            },
+        ],
         rsm: None,
     }
     .into()
@@ -52,11 +60,17 @@ pub fn execute(
     req: CommandRequest,
     now: Millis,
 ) -> Result<Result<Element, StanzaError>, StoreError> {
+    if req.node == STATUS_COMMAND {
+        return super::sent::execute(cx, from, req, now);
+    }
     if req.node != READ_RECEIPTS {
         return Ok(Err(stanza_error(
             ErrorType::Cancel,
             DefinedCondition::ItemNotFound,
-            format!("no command {:?}; try {READ_RECEIPTS:?}", req.node),
+            format!(
+                "no command {:?}; try {READ_RECEIPTS:?} or {STATUS_COMMAND:?}",
+                req.node
+            ),
         )));
     }
     let user = from.to_bare().to_string();

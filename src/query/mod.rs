@@ -2,6 +2,7 @@
 //! gateway prompt, pings, and the status query of `xep/status.md`.
 
 pub mod commands;
+pub mod sent;
 mod status;
 
 use minidom::Element;

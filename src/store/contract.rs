@@ -802,11 +802,215 @@ pub fn room_occupants_are_kept_replaced_and_removed(store: &dyn Store) {
 
 // --- end of room occupancy
 
+// --- issue 9: a user's sent messages ---
+
+/// A user's sent messages, derived from what is stored: 1:1 (refused ones
+/// too) and room messages, newest first across conversations, paged both
+/// ways, filtered by contact or room, only the user's own, with 1:1
+/// previews; retention takes messages and their previews.
+pub fn sent_messages_are_listed_per_sender(store: &dyn Store) {
+    let bob = SentTo::Contact("bob@x".into());
+    let carol = SentTo::Contact("carol@x".into());
+    let room = SentTo::Room("team@chat.x".into());
+    let r = "team@chat.x";
+    let joined = store.next_seq().unwrap();
+    store
+        .set_membership(r, "alice@x", &Membership { joined, left: None })
+        .unwrap();
+    let mut mine: Vec<(Seq, SentTo)> = vec![];
+    for i in 0..200u64 {
+        let seq = store.next_seq().unwrap();
+        let at = 1000 + i;
+        match i % 5 {
+            // alice to bob, with a preview of its text
+            0 | 1 => {
+                let conv = ConversationKey::direct("alice@x", "bob@x");
+                let rec = record("alice@x", "bob@x", &format!("a{i}"), at);
+                store.put_message(&conv, seq, &rec).unwrap();
+                store.put_preview(&conv, seq, &format!("text {i}")).unwrap();
+                mine.push((seq, bob.clone()));
+            }
+            // bob to alice: not hers
+            2 => {
+                let conv = ConversationKey::direct("alice@x", "bob@x");
+                let rec = record("bob@x", "alice@x", &format!("b{i}"), at);
+                store.put_message(&conv, seq, &rec).unwrap();
+            }
+            // alice in the room, and someone else in it
+            3 => {
+                let sender = if i % 10 == 3 { "alice@x" } else { "dave@x" };
+                let m = RoomMessage {
+                    id: format!("g{i}"),
+                    stanza_id: seq.to_string(),
+                    sender: sender.into(),
+                    sent_at: at,
+                    readable: true,
+                    stanza: b"<message/>".to_vec(),
+                };
+                store.put_room_message(r, seq, &m).unwrap();
+                if sender == "alice@x" {
+                    mine.push((seq, room.clone()));
+                }
+            }
+            // alice to carol, refused every tenth time
+            _ => {
+                let conv = ConversationKey::direct("alice@x", "carol@x");
+                let mut rec = record("alice@x", "carol@x", &format!("c{i}"), at);
+                if i % 10 == 4 {
+                    rec.failed = Some(Failure {
+                        at,
+                        condition: "recipient-unavailable".into(),
+                        text: "offline".into(),
+                    });
+                    store.put_refused_message(&conv, seq, &rec, 1000).unwrap();
+                } else {
+                    store.put_message(&conv, seq, &rec).unwrap();
+                }
+                mine.push((seq, carol.clone()));
+            }
+        }
+        // Half of it flushed: the listing reads stored and staged writes.
+        if i == 100 {
+            store.flush().unwrap();
+        }
+    }
+    mine.reverse();
+    let seqs = |p: &SentPage| p.entries.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let want = |skip: usize, n: usize| {
+        mine.iter()
+            .skip(skip)
+            .take(n)
+            .map(|(s, _)| *s)
+            .collect::<Vec<_>>()
+    };
+    let first = store
+        .sent_by("alice@x", SentFrom::Before(Seq::MAX), 20, None)
+        .unwrap();
+    assert_eq!(seqs(&first), want(0, 20));
+    assert!(!first.cut);
+    for (e, (_, to)) in first.entries.iter().zip(&mine) {
+        assert_eq!(&e.to, to);
+    }
+    let older = store
+        .sent_by("alice@x", SentFrom::Before(want(0, 20)[19]), 20, None)
+        .unwrap();
+    assert_eq!(seqs(&older), want(20, 20));
+    // After: the oldest above a position, newest first (a previous page).
+    let back = store
+        .sent_by("alice@x", SentFrom::After(want(20, 1)[0]), 20, None)
+        .unwrap();
+    assert_eq!(seqs(&back), want(0, 20));
+    // Everything: the refused ones too, each message once.
+    let all = store
+        .sent_by("alice@x", SentFrom::Before(Seq::MAX), usize::MAX, None)
+        .unwrap();
+    assert_eq!(seqs(&all), want(0, mine.len()));
+    // Previews of 1:1 messages, and only where one was kept.
+    for e in &all.entries {
+        match &e.to {
+            SentTo::Contact(c) if c == "bob@x" => {
+                let i = e.sent_at - 1000;
+                assert_eq!(e.preview.as_deref(), Some(format!("text {i}").as_str()));
+            }
+            _ => assert_eq!(e.preview, None),
+        }
+    }
+    // Filters: one conversation or one room.
+    for f in [&bob, &carol, &room] {
+        let only = store
+            .sent_by("alice@x", SentFrom::Before(Seq::MAX), usize::MAX, Some(f))
+            .unwrap();
+        let expected: Vec<Seq> = mine
+            .iter()
+            .filter(|(_, t)| t == f)
+            .map(|(s, _)| *s)
+            .collect();
+        assert_eq!(seqs(&only), expected, "{f:?}");
+    }
+    // Another user's list is theirs alone: bob sent 40 to alice, dave 20
+    // to the room he is no member of, eve nothing.
+    let bobs = store
+        .sent_by("bob@x", SentFrom::Before(Seq::MAX), usize::MAX, None)
+        .unwrap();
+    assert_eq!(bobs.entries.len(), 40);
+    assert!(
+        bobs.entries
+            .iter()
+            .all(|e| e.to == SentTo::Contact("alice@x".into()))
+    );
+    let daves = store
+        .sent_by(
+            "dave@x",
+            SentFrom::Before(Seq::MAX),
+            usize::MAX,
+            Some(&room),
+        )
+        .unwrap();
+    assert_eq!(daves.entries.len(), 20);
+    assert!(
+        store
+            .sent_by("eve@x", SentFrom::Before(Seq::MAX), 20, None)
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    // Retention takes messages sent before the cutoff, and their previews.
+    store.flush().unwrap();
+    let mut cursor = ExpiryCursor::default();
+    loop {
+        let step = store.expire(1100, &cursor, 10_000).unwrap();
+        match step.next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    let left = store
+        .sent_by("alice@x", SentFrom::Before(Seq::MAX), usize::MAX, None)
+        .unwrap();
+    let kept: Vec<Seq> = all
+        .entries
+        .iter()
+        .filter(|e| e.sent_at >= 1100)
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs(&left), kept);
+    store.flush().unwrap();
+    let mut exported = Vec::new();
+    store
+        .export_records(&mut |r| {
+            exported.push(r);
+            Ok(())
+        })
+        .unwrap();
+    let previews = exported
+        .iter()
+        .filter(|r| {
+            matches!(
+                r,
+                ExportRecord::Message {
+                    preview: Some(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(
+        previews,
+        left.entries.iter().filter(|e| e.preview.is_some()).count()
+    );
+}
+
+// --- end issue 9 ---
+
 /// A contract check over a fresh store.
 pub type Check = fn(&dyn Store);
 
 /// Every check, by name.
 pub const ALL: &[(&str, Check)] = &[
+    (
+        "sent_messages_are_listed_per_sender",
+        sent_messages_are_listed_per_sender,
+    ),
     ("sequence_numbers_only_grow", sequence_numbers_only_grow),
     (
         "messages_are_found_by_sender_and_id",
@@ -998,6 +1202,11 @@ macro_rules! store_contract_tests {
         fn watchers_are_known_per_contact() {
             let store: Box<dyn $crate::store::Store> = Box::new($make);
             $crate::store::contract::watchers_are_known_per_contact(&*store)
+        }
+        #[test]
+        fn sent_messages_are_listed_per_sender() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::sent_messages_are_listed_per_sender(&*store)
         }
         #[test]
         fn writes_applied_are_the_logical_operations() {

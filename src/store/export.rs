@@ -47,6 +47,10 @@ pub enum ExportRecord {
         /// Refused: kept for its sender's status queries only.
         #[serde(default)]
         refused: bool,
+        /// Issue 9: the start of its text, kept when `status.preview_chars`
+        /// is above 0 (the `status` command's rows).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        preview: Option<String>,
     },
     /// A reader's tidemark in a conversation.
     Mark {
@@ -119,6 +123,7 @@ impl ExportRecord {
         r: MessageRecord,
         read_at: Option<Millis>,
         refused: bool,
+        preview: Option<String>,
     ) -> Self {
         ExportRecord::Message {
             conversation,
@@ -135,6 +140,7 @@ impl ExportRecord {
             readable: r.readable,
             queued: r.queued,
             refused,
+            preview,
         }
     }
 

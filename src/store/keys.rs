@@ -200,6 +200,16 @@ pub fn room_id_use(room: &str, id: &str, seq: Seq) -> Vec<u8> {
     k
 }
 
+/// Issue 9: the rooms a user is or was a member of, `member NUL room`
+/// (the other way round from [`room_member`]).
+pub fn member_room(member: &str, room: &str) -> Vec<u8> {
+    join(&[member.as_bytes(), room.as_bytes()])
+}
+
+pub fn member_rooms_prefix(member: &str) -> Vec<u8> {
+    queue_prefix(member)
+}
+
 /// The rooms a user created by joining: (creator, room), counted against
 /// `groups.max_rooms_per_creator`.
 pub fn room_creator(creator: &str, room: &str) -> Vec<u8> {

@@ -288,6 +288,30 @@ pub trait Store: Send + Sync {
     /// on, `None` when a pass over the whole store is complete.
     fn expire(&self, cutoff: Millis, from: &ExpiryCursor, budget: usize) -> StoreResult<Expiry>;
 
+    // --- issue 9: a user's sent messages (the `status` command) ---
+
+    /// Keeps `text`, the start of a 1:1 message's body, with the message
+    /// (`status.preview_chars`); it goes when the message goes (retention,
+    /// a trimmed refusal). Nothing happens if the message is not stored.
+    fn put_preview(&self, conv: &ConversationKey, seq: Seq, text: &str) -> StoreResult<()>;
+
+    /// Up to `limit` of the messages `user` sent, 1:1 (refused ones too)
+    /// and in rooms, on one side of a position, newest first; only those
+    /// to `filter` if given. Derived from what is stored anyway (no list
+    /// is written per message): messages sent before this existed are
+    /// listed too. The work is bounded whatever the store holds: a
+    /// backend may examine only so much and says so with
+    /// [`SentPage::cut`] (sled: `sled_store::sent`).
+    fn sent_by(
+        &self,
+        user: &str,
+        from: SentFrom,
+        limit: usize,
+        filter: Option<&SentTo>,
+    ) -> StoreResult<SentPage>;
+
+    // --- end issue 9 ---
+
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;
 
@@ -393,3 +417,74 @@ pub struct QueuedStanza {
     pub conv: ConversationKey,
     pub stanza: Vec<u8>,
 }
+
+// --- issue 9: each sender's sent messages (the `status` command) ---
+
+/// Where a sent message went.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SentTo {
+    /// A 1:1 message to this bare JID (through its tracked address).
+    Contact(String),
+    /// A message to this room (its bare JID).
+    Room(String),
+}
+
+impl SentTo {
+    /// The conversation the message is kept in, for `sender`.
+    pub fn conversation(&self, sender: &str) -> ConversationKey {
+        match self {
+            SentTo::Contact(contact) => ConversationKey::direct(sender, contact),
+            SentTo::Room(room) => ConversationKey::room(room),
+        }
+    }
+}
+
+/// One message a user sent, as [`Store::sent_by`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentEntry {
+    pub seq: Seq,
+    pub sent_at: Millis,
+    pub to: SentTo,
+    /// The start of its text, when `status.preview_chars` kept some (1:1
+    /// messages; a room's comes from the stanza kept for its history).
+    pub preview: Option<String>,
+}
+
+/// What [`Store::sent_by`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentPage {
+    /// Newest first.
+    pub entries: Vec<SentEntry>,
+    /// The backend stopped at its bound on work before it had looked at
+    /// everything: there may be more on the far side than `entries` shows.
+    pub cut: bool,
+}
+
+/// Which side of a position [`Store::sent_by`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentFrom {
+    /// The newest messages below this sequence number (`Seq::MAX`: the
+    /// newest of all).
+    Before(Seq),
+    /// The oldest messages above this sequence number (a previous page).
+    After(Seq),
+}
+
+/// The first `chars` characters of `text` (cut on a character boundary),
+/// `None` when `chars` is 0 or there is no text: 0 keeps nothing.
+pub fn preview(text: &str, chars: usize) -> Option<String> {
+    if chars == 0 {
+        return None;
+    }
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    Some(match text.char_indices().nth(chars) {
+        Some((end, _)) => text[..end].to_owned(),
+        None => text.to_owned(),
+    })
+}
+
+// --- end issue 9 ---

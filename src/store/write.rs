@@ -79,6 +79,14 @@ pub enum Write {
         nick: String,
         occupant: Option<OccupantRecord>,
     },
+    // --- issue 9 ---
+    /// Keeps the start of a 1:1 message's text with it (the `status`
+    /// command's preview, only when `status.preview_chars` is above 0).
+    Preview {
+        conv: ConversationKey,
+        seq: Seq,
+        text: String,
+    },
 }
 
 /// Applies `writes` in order through the store's logical operations: what
@@ -131,6 +139,7 @@ pub fn apply_each<S: Store + ?Sized>(store: &S, writes: &[Write]) -> StoreResult
                 nick,
                 occupant,
             } => store.set_occupant(room, nick, occupant.as_ref())?,
+            Write::Preview { conv, seq, text } => store.put_preview(conv, *seq, text)?,
         }
     }
     Ok(())

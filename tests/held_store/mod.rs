@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tidemark::store::{
     ConversationKey, Expiry, ExpiryCursor, ExportError, ExportRecord, Membership, MessageRecord,
-    Millis, OccupantRecord, QueuedStanza, RoomMessage, RoomRecord, Seq, SledStore, Store,
-    StoreResult,
+    Millis, OccupantRecord, QueuedStanza, RoomMessage, RoomRecord, SentFrom, SentPage, SentTo, Seq,
+    SledStore, Store, StoreResult,
 };
 
 pub struct HeldStore {
@@ -293,6 +293,20 @@ impl Store for HeldStore {
 
     fn occupants(&self) -> StoreResult<Vec<(String, String, OccupantRecord)>> {
         self.inner.occupants()
+    }
+
+    fn put_preview(&self, conv: &ConversationKey, seq: Seq, text: &str) -> StoreResult<()> {
+        self.inner.put_preview(conv, seq, text)
+    }
+
+    fn sent_by(
+        &self,
+        user: &str,
+        from: SentFrom,
+        limit: usize,
+        filter: Option<&SentTo>,
+    ) -> StoreResult<SentPage> {
+        self.inner.sent_by(user, from, limit, filter)
     }
 
     fn expire(&self, cutoff: Millis, from: &ExpiryCursor, budget: usize) -> StoreResult<Expiry> {

@@ -20,8 +20,11 @@ scenarios:
   storage          3. 1,000,000 statuses written through Tidemark::handle
                       (--path real, the default; store: Store calls only,
                       as before issue 8; all: both), queried, reopened
-                      after kill -9; baseline: one sled insert per status
+                      after kill -9; baseline: one sled insert per status;
+                      --preview-chars N keeps status command previews
   echo-component   (internal) the baseline component of scenario 1
+  sent-pages       issue 9: pages of the status command for one user with
+                      many conversations (--conversations, --per, --rounds)
   storage-child    (internal) the child process of scenario 3
 
 Build first: cargo build --release --bins";
@@ -44,6 +47,7 @@ fn main() {
         "storage" => storage::main(&args),
         "echo-component" => echo::main(&args),
         "storage-child" => storage::child(&args),
+        "sent-pages" => storage::sent_pages(&args),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

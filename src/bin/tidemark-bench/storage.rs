@@ -73,6 +73,14 @@ impl Schema {
 
 /// The service's config for the bench: the store at `dir`, the cache and
 /// the flush batch under test.
+/// `status.preview_chars` of the run (`--preview-chars`, 0 by default):
+/// what keeping the start of each 1:1 message's text costs.
+static PREVIEW_CHARS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn preview_chars() -> usize {
+    PREVIEW_CHARS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn config(dir: &Path, cache_mb: u64, batch: u64) -> Result<Config, String> {
     // The bench drives each sender far faster than a person types (a status
     // every few hundred microseconds per pair): without lifting the
@@ -81,8 +89,10 @@ fn config(dir: &Path, cache_mb: u64, batch: u64) -> Result<Config, String> {
     let text = format!(
         "[component]\njid = \"{DOMAIN}\"\nserver = \"127.0.0.1:1\"\nsecret = \"x\"\n\
          [storage]\npath = {:?}\ncache_mb = {cache_mb}\nflush_batch = {batch}\n\
-         [limits]\nrate_per_second = 1e9\nrate_burst = 4000000000\n",
-        dir.display().to_string()
+         [limits]\nrate_per_second = 1e9\nrate_burst = 4000000000\n\
+         [status]\npreview_chars = {}\n",
+        dir.display().to_string(),
+        preview_chars()
     );
     Config::parse(&text, Path::new("bench.toml")).map_err(|e| e.to_string())
 }
@@ -358,6 +368,10 @@ pub fn child(args: &Args) -> Result<(), String> {
     let batch: u64 = args.get("flush-batch", 512u64).max(1);
     let queries: u64 = args.get("queries", 100_000);
     let checkpoints: Vec<u64> = args.list("checkpoints", &[10, 50, 100]);
+    PREVIEW_CHARS.store(
+        args.get("preview-chars", 0usize),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     if mode == "write" {
         write(schema, &dir, n, pairs, cache_mb, batch, &checkpoints)
     } else {
@@ -530,6 +544,9 @@ fn reopen(
             lat.push(s.elapsed().as_nanos() as u64);
         }
         qsecs = q.elapsed().as_secs_f64();
+        if schema == Schema::Real {
+            status_pages(&mut tm, pairs, now, queries.min(5_000), &mut rand)?;
+        }
     }
     lat.sort_unstable();
     println!(
@@ -539,6 +556,71 @@ fn reopen(
         percentile(&lat, 99.0) as f64 / 1e3,
         util::rss_mib(me),
         util::peak_rss_mib(me)
+    );
+    Ok(())
+}
+
+/// Issue 9: pages of the `status` ad-hoc command through the IQ path, for
+/// random users: the first page (their newest 20 sent messages) and the
+/// next one, each timed alone. Printed as a `pages` line.
+fn status_pages(
+    tm: &mut Tidemark,
+    pairs: u64,
+    now: u64,
+    n: u64,
+    rand: &mut impl FnMut() -> u64,
+) -> Result<(), String> {
+    let command = |user: u64, attrs: &str, payload: &str| -> Element {
+        format!(
+            "<iq xmlns='{COMPONENT_NS}' type='set' id='p' from='u{user}@localhost/r' to='{DOMAIN}'><command xmlns='http://jabber.org/protocol/commands' node='status' {attrs}>{payload}</command></iq>"
+        )
+        .parse()
+        .expect("command parses")
+    };
+    let rows = |out: &[Element]| -> usize {
+        out.first()
+            .map(|el| String::from(el).matches("<item").count())
+            .unwrap_or(0)
+    };
+    let (mut first, mut next) = (Vec::new(), Vec::new());
+    let (mut first_rows, mut next_rows) = (0usize, 0usize);
+    for _ in 0..n {
+        let user = rand() % (2 * pairs);
+        let iq = command(
+            user,
+            "sessionid='bench' action='next'",
+            "<x xmlns='jabber:x:data' type='submit'><field var='with'/></x>",
+        );
+        let s = Instant::now();
+        let effects = tm.handle(&iq, now);
+        let out = effects.apply(&**tm.store()).map_err(|e| e.to_string())?;
+        first.push(s.elapsed().as_nanos() as u64);
+        first_rows += rows(&out);
+        let session = out
+            .first()
+            .and_then(|el| el.children().find(|c| c.name() == "command"))
+            .and_then(|c| c.attr("sessionid"))
+            .map(str::to_owned);
+        let Some(session) = session else {
+            return Err(format!("no page: {:?}", out.first().map(String::from)));
+        };
+        let iq = command(user, &format!("sessionid='{session}' action='next'"), "");
+        let s = Instant::now();
+        let effects = tm.handle(&iq, now);
+        let out = effects.apply(&**tm.store()).map_err(|e| e.to_string())?;
+        next.push(s.elapsed().as_nanos() as u64);
+        next_rows += rows(&out);
+    }
+    first.sort_unstable();
+    next.sort_unstable();
+    println!(
+        "pages n={n} first_rows={:.1} first_p50_us={:.1} first_p99_us={:.1} next_rows={:.1} next_p50_us={:.1} next_p99_us={:.1}",
+        first_rows as f64 / n as f64,
+        percentile(&first, 50.0) as f64 / 1e3,
+        percentile(&first, 99.0) as f64 / 1e3,
+        next_rows as f64 / n as f64,
+        percentile(&next, 50.0) as f64 / 1e3,
+        percentile(&next, 99.0) as f64 / 1e3,
     );
     Ok(())
 }
@@ -596,6 +678,7 @@ fn run(schema: Schema, p: &Params) -> Result<Run, String> {
             .args(["--cache-mb", &p.cache_mb.to_string()])
             .args(["--flush-batch", &p.batch.to_string()])
             .args(["--queries", &p.queries.to_string()])
+            .args(["--preview-chars", &preview_chars().to_string()])
             .args([
                 "--checkpoints",
                 &p.checkpoints
@@ -639,8 +722,16 @@ fn run(schema: Schema, p: &Params) -> Result<Run, String> {
     }
     let allocated = util::dir_allocated(&dir) as f64;
     let r = common("reopen").output().map_err(|e| e.to_string())?;
-    let rl = String::from_utf8_lossy(&r.stdout).to_string();
-    print!("  {} {rl}", schema.name());
+    let out = String::from_utf8_lossy(&r.stdout).to_string();
+    for l in out.lines().filter(|l| l.starts_with("pages")) {
+        println!("  {} {l}", schema.name());
+    }
+    let rl = out
+        .lines()
+        .find(|l| l.starts_with("reopened"))
+        .unwrap_or_default()
+        .to_owned();
+    println!("  {} {rl}", schema.name());
     if !rl.starts_with("reopened") {
         return Err(format!("reopen failed: {rl:?}"));
     }
@@ -692,6 +783,10 @@ pub fn main(args: &Args) -> Result<(), String> {
         other => return Err(format!("--path {other:?}: expected real, store or all")),
     };
     let caches: Vec<u64> = args.list("cache-mb", &[64]);
+    PREVIEW_CHARS.store(
+        args.get("preview-chars", 0usize),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let (n, batch, queries) = (p.n, p.batch, p.queries);
     println!(
         "scenario 3: storage; {n} statuses (1:1 messages taken through sent, delivered, read) between {} users, written with a flush every {batch} stanzas, SIGKILL, reopen, {queries} random status queries; cache_mb {caches:?}; paths {:?}",
@@ -814,6 +909,130 @@ fn print_tables(p: &Params, runs: &[Run]) {
         }
         println!("{line}");
     }
+}
+
+/// Issue 9: `sent-pages`: what a page of the `status` command costs for one
+/// user with many conversations. `--conversations C` contacts, `--per K`
+/// messages each way with each, interleaved across conversations as a busy
+/// user's would be (so every step of a walk lands on another page of the
+/// status log), written through the store, flushed, the store reopened
+/// cold; then `--rounds R` times each: the first page, the next page, and
+/// for scale a status query for one of the user's messages, all through
+/// `Tidemark::handle`.
+pub fn sent_pages(args: &Args) -> Result<(), String> {
+    let convs: u64 = args.get("conversations", 2_000u64).max(1);
+    let per: u64 = args.get("per", 10u64).max(1);
+    let rounds: u64 = args.get("rounds", 200u64).max(1);
+    let tmp = TempDir::new("sent-pages");
+    let dir = tmp.path().join("store");
+    let cache = 64 * 1024 * 1024;
+    let alice = "alice@localhost";
+    let t = Instant::now();
+    let mut last = (String::new(), String::new());
+    {
+        let store = SledStore::open(&dir, cache).map_err(|e| e.to_string())?;
+        let mut ops = 0u64;
+        for k in 0..per {
+            for c in 0..convs {
+                let contact = format!("c{c}@localhost");
+                let conv = ConversationKey::direct(alice, &contact);
+                for (from, to) in [(alice, contact.as_str()), (contact.as_str(), alice)] {
+                    let seq = store.next_seq().map_err(|e| e.to_string())?;
+                    let id = format!("m{k}-{c}-{}", from.len());
+                    store
+                        .put_message(&conv, seq, &MessageRecord::sent(from, to, &id, 1_000 + seq))
+                        .map_err(|e| e.to_string())?;
+                    if from == alice {
+                        last = (contact.clone(), id);
+                    }
+                    ops += 1;
+                    if ops.is_multiple_of(512) {
+                        store.flush().map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+        }
+        store.flush().map_err(|e| e.to_string())?;
+    }
+    let written = t.elapsed().as_secs_f64();
+    let cfg = config(&dir, 64, 512)?;
+    let store = Arc::new(SledStore::open(&dir, cache).map_err(|e| e.to_string())?);
+    let now = tidemark::component::clock::now_millis();
+    let mut tm = Tidemark::new(cfg, store.clone(), now).map_err(|e| e.to_string())?;
+    let mut send = |xml: String| -> Result<(Duration, Element), String> {
+        let iq: Element = xml.parse().map_err(|e| format!("{e}"))?;
+        let s = Instant::now();
+        let effects = tm.handle(&iq, now);
+        let out = effects.apply(&**tm.store()).map_err(|e| e.to_string())?;
+        let d = s.elapsed();
+        out.into_iter()
+            .next()
+            .map(|el| (d, el))
+            .ok_or_else(|| "no answer".to_owned())
+    };
+    let command = |attrs: &str, payload: &str| {
+        format!(
+            "<iq xmlns='{COMPONENT_NS}' type='set' id='p' from='{alice}/r' to='{DOMAIN}'><command xmlns='http://jabber.org/protocol/commands' node='status' {attrs}>{payload}</command></iq>"
+        )
+    };
+    let escaped = last.0.replace('@', "\\40");
+    let query = format!(
+        "<iq xmlns='{COMPONENT_NS}' type='get' from='{alice}/r' to='{DOMAIN}' id='q'><status xmlns='urn:tidemark:status:0' conversation='{escaped}@{DOMAIN}' id='{}'/></iq>",
+        last.1
+    );
+    let (mut first, mut next, mut status) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rows = (0usize, 0usize);
+    for round in 0..rounds {
+        let (d, page) = send(command(
+            "sessionid='bench' action='next'",
+            "<x xmlns='jabber:x:data' type='submit'><field var='with'/></x>",
+        ))?;
+        first.push(d.as_nanos() as u64);
+        let text = String::from(&page);
+        rows.0 += text.matches("<item").count();
+        let session = page
+            .children()
+            .find(|c| c.name() == "command")
+            .and_then(|c| c.attr("sessionid"))
+            .ok_or_else(|| format!("no page: {text}"))?
+            .to_owned();
+        let (d, page) = send(command(&format!("sessionid='{session}' action='next'"), ""))?;
+        next.push(d.as_nanos() as u64);
+        rows.1 += String::from(&page).matches("<item").count();
+        let (d, answer) = send(query.clone())?;
+        status.push(d.as_nanos() as u64);
+        if round == 0 && answer.attr("type") != Some("result") {
+            return Err(format!("status query failed: {}", String::from(&answer)));
+        }
+    }
+    for v in [&mut first, &mut next, &mut status] {
+        v.sort_unstable();
+    }
+    let us = |v: &[u64], p: f64| percentile(v, p) as f64 / 1e3;
+    println!(
+        "sent-pages: one user with {convs} conversations, {per} messages each way in each ({} messages), written through the store in {written:.1} s, reopened; {rounds} rounds through Tidemark::handle",
+        2 * convs * per
+    );
+    println!("| request | rows | p50 us | p99 us |");
+    println!("|---|---|---|---|");
+    println!(
+        "| status command, first page | {:.1} | {:.0} | {:.0} |",
+        rows.0 as f64 / rounds as f64,
+        us(&first, 50.0),
+        us(&first, 99.0)
+    );
+    println!(
+        "| status command, next page | {:.1} | {:.0} | {:.0} |",
+        rows.1 as f64 / rounds as f64,
+        us(&next, 50.0),
+        us(&next, 99.0)
+    );
+    println!(
+        "| status query, one message (for scale) | 1 | {:.0} | {:.0} |",
+        us(&status, 50.0),
+        us(&status, 99.0)
+    );
+    Ok(())
 }
 
 #[cfg(test)]

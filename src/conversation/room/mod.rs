@@ -30,7 +30,7 @@ use crate::store::{Millis, OccupantRecord, Store, StoreError, Write};
 
 pub use membership::apply_config;
 pub use occupants::shutdown;
-pub use status::status;
+pub use status::{RoomTally, status, tally};
 
 type Out = Result<Vec<Element>, StoreError>;
 

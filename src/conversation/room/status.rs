@@ -8,7 +8,7 @@ use crate::context::Context;
 use crate::stanza::{
     DefinedCondition, ErrorType, StanzaError, element, ns, set_attr, stanza_error, xep0082,
 };
-use crate::store::{ConversationKey, StoreError};
+use crate::store::{ConversationKey, Millis, RoomMessage, Seq, StoreError, StoreResult};
 
 /// The status query for a room message (xep/status.md §4): one recipient per
 /// member the message was sent to.
@@ -50,6 +50,68 @@ pub fn status(
             "only the sender of a message may ask for its status",
         )));
     }
+    let RoomTally {
+        summary,
+        read: read_count,
+        recipients,
+        all_read_at,
+    } = tally(cx, room_s, seq, &message)?;
+    let mut payload = element(
+        "status",
+        ns::STATUS,
+        &[
+            ("conversation", room_s),
+            ("id", id),
+            ("summary", summary),
+            ("read", &read_count.to_string()),
+            ("recipients", &recipients.len().to_string()),
+        ],
+    );
+    if let Some(last) = all_read_at {
+        set_attr(&mut payload, "all-read", xep0082(last));
+    }
+    let sent = xep0082(message.sent_at);
+    for (member, read, _) in recipients {
+        let mut r = element(
+            "recipient",
+            ns::STATUS,
+            &[
+                ("jid", &member),
+                ("state", if read.is_some() { "read" } else { "sent" }),
+                ("sent", &sent),
+            ],
+        );
+        if let Some(t) = read {
+            set_attr(&mut r, "read", xep0082(t));
+        }
+        payload.append_child(r);
+    }
+    Ok(Ok(payload))
+}
+
+/// Who of a room message's recipients read it: the counts behind its
+/// "some read" / "all read", for the status query and the `status` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomTally {
+    /// `sent`, `some-read` or `all-read`.
+    pub summary: &'static str,
+    /// How many recipients read it.
+    pub read: usize,
+    /// Each member it was sent to: when they read it, and whether they
+    /// send read receipts (those who do not are listed, never waited for).
+    pub recipients: Vec<(String, Option<Millis>, bool)>,
+    /// When the last recipient read it, once all have.
+    pub all_read_at: Option<Millis>,
+}
+
+/// Tallies message `seq` of `room_s`: one recipient per member it was sent
+/// to, O(members) reads.
+pub fn tally(
+    cx: &Context,
+    room_s: &str,
+    seq: Seq,
+    message: &RoomMessage,
+) -> StoreResult<RoomTally> {
     let conv = ConversationKey::room(room_s);
     let mut recipients = Vec::new();
     for (member, m) in cx.store.memberships(room_s)? {
@@ -75,40 +137,17 @@ pub fn status(
     } else {
         "some-read"
     };
-    let mut payload = element(
-        "status",
-        ns::STATUS,
-        &[
-            ("conversation", room_s),
-            ("id", id),
-            ("summary", summary),
-            ("read", &read_count.to_string()),
-            ("recipients", &recipients.len().to_string()),
-        ],
-    );
-    if summary == "all-read" {
-        let last = recipients
+    let all_read_at = (summary == "all-read").then(|| {
+        recipients
             .iter()
             .filter_map(|(_, r, _)| *r)
             .max()
-            .unwrap_or(0);
-        set_attr(&mut payload, "all-read", xep0082(last));
-    }
-    let sent = xep0082(message.sent_at);
-    for (member, read, _) in recipients {
-        let mut r = element(
-            "recipient",
-            ns::STATUS,
-            &[
-                ("jid", &member),
-                ("state", if read.is_some() { "read" } else { "sent" }),
-                ("sent", &sent),
-            ],
-        );
-        if let Some(t) = read {
-            set_attr(&mut r, "read", xep0082(t));
-        }
-        payload.append_child(r);
-    }
-    Ok(Ok(payload))
+            .unwrap_or(0)
+    });
+    Ok(RoomTally {
+        summary,
+        read: read_count,
+        recipients,
+        all_read_at,
+    })
 }

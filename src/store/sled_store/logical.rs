@@ -26,10 +26,11 @@ impl SledStore {
         &self,
         each: &mut dyn FnMut(ExportRecord) -> Result<(), ExportError>,
     ) -> Result<(), ExportError> {
-        self.log
-            .for_each_message(|conv, seq, record, read_at, refused| {
-                each(ExportRecord::message(conv, seq, record, read_at, refused))
-            })?;
+        self.log.for_each_message(|m| {
+            each(ExportRecord::message(
+                m.conv, m.seq, m.record, m.read_at, m.refused, m.preview,
+            ))
+        })?;
         self.log.for_each_mark(|conversation, side, seq| {
             let reader = conversation.party(side).unwrap_or_default().to_owned();
             each(ExportRecord::Mark {
@@ -144,6 +145,7 @@ impl SledStore {
                 readable,
                 queued,
                 refused,
+                preview,
             } => {
                 let record = MessageRecord {
                     id,
@@ -164,6 +166,9 @@ impl SledStore {
                 }
                 if let Some(at) = read_at {
                     self.log.set_read(&conversation, seq, at)?;
+                }
+                if let Some(text) = preview {
+                    self.log.set_preview(&conversation, seq, &text)?;
                 }
                 Ok(())
             }

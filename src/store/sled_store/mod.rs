@@ -2,6 +2,7 @@
 
 mod expire;
 mod logical;
+mod sent;
 mod staged;
 #[cfg(test)]
 mod tests;
@@ -14,7 +15,8 @@ use super::keys::{self, ConversationKey};
 use super::status_log::{RECENT_IDS, StatusLog};
 use super::{
     Expiry, ExpiryCursor, Membership, MessageRecord, Millis, OccupantRecord, QueuedStanza,
-    RoomMessage, RoomRecord, SCHEMA_VERSION, Seq, Store, StoreError, StoreResult,
+    RoomMessage, RoomRecord, SCHEMA_VERSION, SentFrom, SentPage, SentTo, Seq, Store, StoreError,
+    StoreResult,
 };
 use staged::{StagedTrees, T};
 
@@ -118,6 +120,7 @@ impl SledStore {
             store.db.flush()?;
         }
         upgrade::drop_schema_1_trees(&store.db, &store)?;
+        upgrade::index_users(&store.db, &store, path)?;
         Ok(store)
     }
 
@@ -524,6 +527,12 @@ impl Store for SledStore {
             keys::room_member(room, member),
             encode(m, "membership")?,
         );
+        // Issue 9: the member's rooms, for the `status` command. Written
+        // again only when the membership changes (a join, a leave).
+        let by_member = keys::member_room(member, room);
+        if !self.staged.contains(T::MemberRooms, &by_member)? {
+            self.staged.insert(T::MemberRooms, by_member, []);
+        }
         Ok(())
     }
 
@@ -730,6 +739,22 @@ impl Store for SledStore {
     }
 
     // --- end of room occupancy
+
+    // --- issue 9: a user's sent messages (sent.rs) ---
+    fn put_preview(&self, conv: &ConversationKey, seq: Seq, text: &str) -> StoreResult<()> {
+        self.log.set_preview(conv, seq, text)
+    }
+
+    fn sent_by(
+        &self,
+        user: &str,
+        from: SentFrom,
+        limit: usize,
+        filter: Option<&SentTo>,
+    ) -> StoreResult<SentPage> {
+        self.sent_page(user, from, limit, filter)
+    }
+    // --- end issue 9 ---
 
     fn expire(&self, cutoff: Millis, from: &ExpiryCursor, budget: usize) -> StoreResult<Expiry> {
         self.expire_step(cutoff, from, budget)

@@ -26,9 +26,11 @@ pub(super) enum T {
     RefusalCounts,
     // Room occupancy (issue 9).
     Occupants,
+    /// Issue 9: the rooms each user is or was a member of (`sent.rs`).
+    MemberRooms,
 }
 
-pub(super) const TREE_NAMES: [(T, &str); 13] = [
+pub(super) const TREE_NAMES: [(T, &str); 14] = [
     (T::Marks, "marks"),
     (T::MarkLog, "mark_log"),
     (T::Grants, "presence_grants"),
@@ -43,6 +45,7 @@ pub(super) const TREE_NAMES: [(T, &str); 13] = [
     (T::RefusalCounts, "refusal_counts"),
     // Room occupancy (issue 9).
     (T::Occupants, "room_occupants"),
+    (T::MemberRooms, "member_rooms"),
 ];
 
 /// One tree's staged writes: key -> the new value, `None` for removed.

@@ -121,6 +121,7 @@ fn everything(store: &SledStore) -> (ConversationKey, Seq) {
             }),
         )
         .unwrap();
+    store.put_preview(&conv, seq, "hello").unwrap();
     (conv, seq)
 }
 
@@ -140,6 +141,8 @@ fn an_export_imports_into_an_empty_store_as_it_was() {
         11,
         "one of every kind but the header: {kinds:?}"
     );
+    // A preview travels with its message (issue 9).
+    assert!(String::from_utf8_lossy(&dump).contains("\"preview\":\"hello\""));
 
     let to = SledStore::temporary().unwrap();
     assert_eq!(to.import(&dump[..]).unwrap(), exported);
@@ -355,4 +358,149 @@ fn the_export_documents_example_imports_as_described() {
     assert_eq!(store.read_at(&conv, "bob@x", 1).unwrap(), Some(20));
     assert!(store.presence_allowed("bob@x", "alice@x").unwrap());
     assert!(store.next_seq().unwrap() > 7, "after the header's next_seq");
+}
+
+/// Issue 9: a store written before the user indexes (by main: no user
+/// entries in the status log, no `member_rooms`) lists the messages sent
+/// before, once reopened by this tidemark.
+#[test]
+fn messages_sent_before_the_user_index_are_listed_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut mine = vec![];
+    {
+        let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+        let room = "team@chat";
+        let j = store.next_seq().unwrap();
+        store
+            .set_membership(
+                room,
+                "alice@x",
+                &Membership {
+                    joined: j,
+                    left: None,
+                },
+            )
+            .unwrap();
+        for (i, contact) in ["bob@x", "carol@x", "bob@x"].iter().enumerate() {
+            let conv = ConversationKey::direct("alice@x", contact);
+            let seq = store.next_seq().unwrap();
+            store
+                .put_message(
+                    &conv,
+                    seq,
+                    &record("alice@x", contact, &format!("m{i}"), 10),
+                )
+                .unwrap();
+            mine.push(seq);
+            let g = store.next_seq().unwrap();
+            let m = RoomMessage {
+                id: format!("g{i}"),
+                stanza_id: g.to_string(),
+                sender: "alice@x".into(),
+                sent_at: 11,
+                readable: true,
+                stanza: b"<message/>".to_vec(),
+            };
+            store.put_room_message(room, g, &m).unwrap();
+            mine.push(g);
+        }
+        store.flush().unwrap();
+    }
+    {
+        // What main's store lacks.
+        let db = sled::open(dir.path()).unwrap();
+        let log = db.open_tree("status_log").unwrap();
+        let users: Vec<_> = log.scan_prefix(b"u").keys().map(|k| k.unwrap()).collect();
+        assert_eq!(users.len(), 2, "the higher address of two conversations");
+        for k in users {
+            log.remove(k).unwrap();
+        }
+        db.drop_tree("member_rooms").unwrap();
+        db.remove("users_indexed").unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+    let listed = store
+        .sent_by("alice@x", SentFrom::Before(Seq::MAX), 20, None)
+        .unwrap();
+    mine.reverse();
+    assert_eq!(
+        listed.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        mine
+    );
+    let bobs = store
+        .sent_by("bob@x", SentFrom::Before(Seq::MAX), 20, None)
+        .unwrap();
+    assert!(bobs.entries.is_empty());
+}
+
+/// Issue 9: a listing's work is bounded whatever a user's history: the
+/// most recently started conversations only, and a bounded number of
+/// messages examined, saying so when it stopped early.
+#[test]
+fn a_listing_is_bounded_by_conversations_and_steps() {
+    use super::sent::{MAX_CONVERSATIONS, MAX_STEPS};
+    let store = SledStore::temporary().unwrap();
+    let n = MAX_CONVERSATIONS + 50;
+    let mut mine = vec![];
+    // Contacts whose addresses sort before alice's: she is the higher
+    // address, whose conversations are read newest first.
+    for i in 0..n {
+        let contact = format!("a{i}@x");
+        let conv = ConversationKey::direct("alice@x", &contact);
+        let seq = store.next_seq().unwrap();
+        store
+            .put_message(&conv, seq, &record("alice@x", &contact, "m", 10))
+            .unwrap();
+        mine.push(seq);
+        if i % 500 == 0 {
+            store.flush().unwrap();
+        }
+    }
+    store.flush().unwrap();
+    let all = store
+        .sent_by("alice@x", SentFrom::Before(Seq::MAX), usize::MAX, None)
+        .unwrap();
+    // The newest conversations' messages, newest first; the 50 oldest
+    // conversations are beyond the bound (a filter still reaches them).
+    mine.reverse();
+    assert_eq!(all.entries.len(), MAX_CONVERSATIONS);
+    assert_eq!(
+        all.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        mine[..MAX_CONVERSATIONS]
+    );
+    let oldest = SentTo::Contact("a0@x".into());
+    let one = store
+        .sent_by("alice@x", SentFrom::Before(Seq::MAX), 20, Some(&oldest))
+        .unwrap();
+    assert_eq!(one.entries.len(), 1);
+
+    // bob answers alice's one message with more than a listing examines:
+    // her message is beyond reach, and the listing says it stopped.
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let first = store.next_seq().unwrap();
+    store
+        .put_message(&conv, first, &record("alice@x", "bob@x", "hi", 10))
+        .unwrap();
+    for i in 0..MAX_STEPS + 10 {
+        let seq = store.next_seq().unwrap();
+        store
+            .put_message(
+                &conv,
+                seq,
+                &record("bob@x", "alice@x", &format!("b{i}"), 11),
+            )
+            .unwrap();
+    }
+    store.flush().unwrap();
+    let page = store
+        .sent_by(
+            "alice@x",
+            SentFrom::Before(Seq::MAX),
+            20,
+            Some(&SentTo::Contact("bob@x".into())),
+        )
+        .unwrap();
+    assert!(page.entries.is_empty());
+    assert!(page.cut);
 }

@@ -113,6 +113,50 @@ pub(super) fn drop_schema_1_trees(db: &sled::Db, store: &SledStore) -> StoreResu
     Ok(())
 }
 
+/// Set once the user indexes of issue 9 (each user's 1:1 conversations in
+/// the status log, each member's rooms) cover everything stored.
+const USERS_INDEXED: &[u8] = b"users_indexed";
+
+/// Issue 9: builds each user's conversations and rooms from what a store
+/// written before them holds (the interned conversations, the
+/// memberships), once; later writes keep them. Derived entries only, so
+/// an open cut short simply builds them again. The tree of an earlier
+/// draft of the `status` command's index goes.
+pub(super) fn index_users(db: &sled::Db, store: &SledStore, path: &str) -> StoreResult<()> {
+    if db.get(USERS_INDEXED)?.is_some() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let conversations = store.log.build_user_index()?;
+    let mut rooms = 0usize;
+    let by_member = store.staged.tree(T::MemberRooms);
+    for entry in store.staged.tree(T::RoomMembers).iter() {
+        let (k, _) = entry?;
+        let (room, member) = keys::split_grant(&k).ok_or_else(|| corrupt("membership key", &k))?;
+        by_member.insert(keys::member_room(&member, &room), &[])?;
+        rooms += 1;
+    }
+    if db
+        .tree_names()
+        .iter()
+        .any(|n| n.as_ref() == b"sent_by_sender")
+    {
+        db.drop_tree("sent_by_sender")?;
+    }
+    db.insert(USERS_INDEXED, &[1u8])?;
+    db.flush()?;
+    if conversations + rooms > 0 {
+        info!(
+            path,
+            conversations,
+            memberships = rooms,
+            secs = started.elapsed().as_secs_f64(),
+            "indexed each user's conversations and rooms (the status command)"
+        );
+    }
+    Ok(())
+}
+
 fn corrupt(what: &'static str, bytes: &[u8]) -> StoreError {
     StoreError::Corrupt {
         what,

@@ -10,6 +10,7 @@
 //! | `i` conversation id | its name |
 //! | `m` | the next conversation id |
 //! | `x` conversation id, newest seq | an [`id_blocks::IdBlock`] of 16 ids |
+//! | `u` higher address NUL conversation id | the lower address (issue 9: a user's conversations, with the names) |
 //!
 //! Writes are staged in memory and reach sled as one batch at
 //! [`StatusLog::write_staged`], which the store's flush calls: a page that
@@ -19,6 +20,9 @@
 mod id_blocks;
 pub mod page;
 mod recent;
+mod users;
+
+pub use users::ListingPages;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -667,8 +671,7 @@ impl StatusLog {
         let st = &mut *st;
         if self.slot(st, seq)?.is_some_and(|s| s.is(page::REFUSED)) {
             self.page_mut(st, page::page_of(seq))?
-                .slots
-                .remove(&page::slot_of(seq));
+                .remove(page::slot_of(seq));
         }
         Ok(())
     }
@@ -718,7 +721,7 @@ impl StatusLog {
             removed += old.len();
             let page = self.page_mut(st, no)?;
             for at in old {
-                page.slots.remove(&at);
+                page.remove(at);
             }
             if page.slots.is_empty() {
                 st.dirty.pages.insert(no, None);
@@ -820,6 +823,14 @@ impl StatusLog {
         for (name, id) in &staged.names {
             b.insert(name_key(name), &id.to_be_bytes());
             b.insert(&key(ID_NAME, *id), name.as_slice());
+            // Issue 9: the higher address's set of conversations (the
+            // lower's are the names), written once per conversation, never
+            // per message.
+            if let Some(conv) = ConversationKey::decode(name)
+                && let Some((user, other)) = users::entries(&conv, *id)
+            {
+                b.insert(user, other);
+            }
         }
         if let Some(n) = staged.next_conv {
             b.insert(NEXT_CONV, &n.to_be_bytes());
@@ -831,13 +842,14 @@ impl StatusLog {
     /// time (for export). Call after a flush.
     pub fn for_each_message<E: From<StoreError>>(
         &self,
-        mut each: impl FnMut(ConversationKey, Seq, MessageRecord, Option<Millis>, bool) -> Result<(), E>,
+        mut each: impl FnMut(Exported) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut names: HashMap<u64, ConversationKey> = HashMap::new();
         for entry in self.tree.scan_prefix([PAGE]) {
             let (k, v) = entry.map_err(StoreError::from)?;
             let no = u64_from(&k[1..], "status page key")?;
-            for (slot, s) in Page::decode(&v)?.slots {
+            let mut page = Page::decode(&v)?;
+            for (slot, s) in std::mem::take(&mut page.slots) {
                 let key = match names.get(&s.conv) {
                     Some(k) => k.clone(),
                     None => {
@@ -862,13 +874,14 @@ impl StatusLog {
                     }
                 };
                 if let Some(record) = record_of(&key, &s) {
-                    each(
-                        key,
-                        page::seq_at(no, slot),
+                    each(Exported {
+                        conv: key,
+                        seq: page::seq_at(no, slot),
                         record,
-                        s.at(s.read),
-                        s.is(page::REFUSED),
-                    )?;
+                        read_at: s.at(s.read),
+                        refused: s.is(page::REFUSED),
+                        preview: page.previews.remove(&slot),
+                    })?;
                 }
             }
         }
@@ -931,6 +944,16 @@ impl StatusLog {
     pub fn is_empty(&self) -> bool {
         self.tree.is_empty() && self.lock().dirty.is_empty()
     }
+}
+
+/// One stored 1:1 message as the export writes it.
+pub struct Exported {
+    pub conv: ConversationKey,
+    pub seq: Seq,
+    pub record: MessageRecord,
+    pub read_at: Option<Millis>,
+    pub refused: bool,
+    pub preview: Option<String>,
 }
 
 fn record_of(key: &ConversationKey, s: &Slot) -> Option<MessageRecord> {

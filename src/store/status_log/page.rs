@@ -83,26 +83,56 @@ impl Slot {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {
     pub slots: BTreeMap<u8, Slot>,
+    /// Issue 9: the start of a slot's text, by its place, kept only when
+    /// `status.preview_chars` is above 0. Encoded after the slots and only
+    /// when there is one, so that a page without previews is byte for byte
+    /// what schema 2 wrote before issue 9, and a page with previews still
+    /// decodes in a tidemark that knows nothing of them (postcard leaves
+    /// trailing bytes alone).
+    pub previews: BTreeMap<u8, String>,
+}
+
+fn corrupt(e: postcard::Error) -> StoreError {
+    StoreError::Corrupt {
+        what: "status page",
+        detail: e.to_string(),
+    }
 }
 
 impl Page {
     pub fn encode(&self) -> StoreResult<Vec<u8>> {
         let slots: Vec<(&u8, &Slot)> = self.slots.iter().collect();
-        postcard::to_allocvec(&slots).map_err(|e| StoreError::Corrupt {
-            what: "status page",
-            detail: e.to_string(),
-        })
+        let mut bytes = postcard::to_allocvec(&slots).map_err(corrupt)?;
+        // Only previews of slots still here: a removed slot takes its text.
+        let previews: Vec<(&u8, &String)> = self
+            .previews
+            .iter()
+            .filter(|(at, _)| self.slots.contains_key(at))
+            .collect();
+        if !previews.is_empty() {
+            bytes.extend(postcard::to_allocvec(&previews).map_err(corrupt)?);
+        }
+        Ok(bytes)
     }
 
     pub fn decode(bytes: &[u8]) -> StoreResult<Self> {
-        let slots: Vec<(u8, Slot)> =
-            postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
-                what: "status page",
-                detail: e.to_string(),
-            })?;
+        let (slots, rest): (Vec<(u8, Slot)>, &[u8]) =
+            postcard::take_from_bytes(bytes).map_err(corrupt)?;
+        let previews: Vec<(u8, String)> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            postcard::from_bytes(rest).map_err(corrupt)?
+        };
         Ok(Page {
             slots: slots.into_iter().collect(),
+            previews: previews.into_iter().collect(),
         })
+    }
+
+    /// Removes the slot at `at` with its preview.
+    pub fn remove(&mut self, at: u8) {
+        self.slots.remove(&at);
+        self.previews.remove(&at);
     }
 }
 
@@ -163,5 +193,20 @@ mod tests {
             "{} bytes per slot",
             bytes.len() / 256
         );
+        // Previews come after the slots: the bytes before them are the
+        // page without previews, so either tidemark reads either page.
+        let mut with = page.clone();
+        with.previews.insert(3, "Lunch at noon?".into());
+        with.previews.insert(7, "日本語".into());
+        let more = with.encode().unwrap();
+        assert_eq!(&more[..bytes.len()], &bytes[..]);
+        assert_eq!(Page::decode(&more).unwrap(), with);
+        let old: Vec<(u8, Slot)> = postcard::from_bytes(&more).unwrap();
+        assert_eq!(old.len(), 256);
+        // A preview whose slot is gone is not written.
+        with.remove(3);
+        with.slots.remove(&7);
+        let fewer = Page::decode(&with.encode().unwrap()).unwrap();
+        assert_eq!(fewer.previews.len(), 0);
     }
 }
