@@ -338,3 +338,45 @@ fn every_message_is_reached_page_by_page_and_back() {
     assert_eq!(back_ids, want[260..280]);
     assert_eq!(cmd(&back).attr("sessionid"), Some(sessions[13].as_str()));
 }
+
+/// A message to someone whose client sends no read markers says so in its
+/// row, as the status query does (xep/status.md), instead of a bare
+/// "delivered".
+#[test]
+fn a_row_says_when_read_status_will_not_come() {
+    use xmpp_parsers::caps::{compute_disco, hash_caps};
+    use xmpp_parsers::disco::DiscoInfoResult;
+    use xmpp_parsers::hashes::Algo;
+
+    let mut w = World::new("");
+    w.grant("alice", "bob", false);
+    let info = "<query xmlns='http://jabber.org/protocol/disco#info'>\
+        <identity category='client' type='console' name='Profanity'/>\
+        <feature var='urn:xmpp:receipts'/></query>";
+    let parsed = DiscoInfoResult::try_from(info.parse::<Element>().unwrap()).unwrap();
+    let ver = hash_caps(&compute_disco(&parsed), Algo::Sha_1)
+        .unwrap()
+        .to_base64();
+    let out = w.send(&format!(
+        "<presence from='bob@localhost/res' to='alice\\40localhost@chat.localhost'>\
+         <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='{ver}'/></presence>"
+    ));
+    let question = out.iter().find(|e| e.name() == "iq").expect("asked");
+    let id = question.attr("id").unwrap().to_owned();
+    w.send(&format!(
+        "<iq type='result' id='{id}' from='bob@localhost/res' to='chat.localhost'>{}</iq>",
+        info.replace("disco#info'>", &format!("disco#info' node='n#{ver}'>"))
+    ));
+    w.chat("alice", "bob", "m1", "hello");
+    w.send(
+        "<message from='bob@localhost/res' to='alice\\40localhost@chat.localhost/res'>\
+         <received xmlns='urn:xmpp:receipts' id='m1'/></message>",
+    );
+    let page = w.first_page("alice", "");
+    let rows = rows(&page);
+    assert_eq!(col(&rows, "state"), ["delivered"]);
+    assert_eq!(
+        col(&rows, "note"),
+        ["read status not available: bob@localhost's client does not send read markers"]
+    );
+}

@@ -19,7 +19,7 @@ use crate::stanza::ns::{COMMANDS, DATA};
 use crate::stanza::{
     DefinedCondition, ErrorType, StanzaError, element, stanza_error, with_text, xep0082,
 };
-use crate::status::derive;
+use crate::status::{derive, not_reported};
 use crate::store::{SentEntry, SentFrom, SentTo, Seq, StoreError, preview};
 
 /// Rows per page.
@@ -321,6 +321,8 @@ fn columns(with_preview: bool) -> Vec<(&'static str, &'static str, &'static str)
         ("read", "Read", "text-single"),
         ("read-by", "Read by", "text-single"),
         ("failure", "Failure", "text-single"),
+        // A state the recipient's client will not report (xep/status.md).
+        ("note", "Note", "text-single"),
         ("id", "Message id", "text-single"),
     ];
     if with_preview {
@@ -411,6 +413,11 @@ fn row(
             }
             if let Some(f) = &record.failed {
                 row.push(("failure", format!("{}: {}", f.condition, f.text)));
+            }
+            let unsaid = not_reported(&status, record.readable, cx.clients.of(contact));
+            if !unsaid.is_empty() {
+                let texts: Vec<&str> = unsaid.iter().map(|n| n.text.as_str()).collect();
+                row.push(("note", texts.join("; ")));
             }
             row.push(("id", record.id));
             if let Some(p) = entry.preview.as_deref().and_then(|p| preview(p, chars)) {
