@@ -263,7 +263,9 @@ pub fn execute(
             "Older messages are not listed: this list looks only so far back at a time. To see older messages of one conversation, give its contact or room.",
         ));
     }
-    cmd.append_child(result_form(cx, &asker, &entries, cursor.page)?);
+    let (form, lines) = page_of(cx, &asker, &entries, cursor.page)?;
+    cmd.append_child(text_note(&lines));
+    cmd.append_child(form);
     Ok(Ok(cmd))
 }
 
@@ -342,6 +344,59 @@ fn result_form(
     entries: &[SentEntry],
     page: u32,
 ) -> Result<Element, StoreError> {
+    Ok(page_of(cx, asker, entries, page)?.0)
+}
+
+/// The page as a XEP-0050 note, one line per message: clients that show no
+/// multi-item results (Profanity 0.13 shows only the form's title) show
+/// notes.
+fn text_note(lines: &[String]) -> Element {
+    with_text(
+        element("note", COMMANDS, &[("type", "info")]),
+        lines.join("\n"),
+    )
+}
+
+/// One row as a line a person reads: to whom, what, when, and its state.
+fn line(row: &Row) -> String {
+    let get = |var: &str| row.iter().find(|(k, _)| *k == var).map(|(_, v)| v.as_str());
+    let mut out = format!(
+        "{}: {}",
+        get("to").unwrap_or("?"),
+        get("state").unwrap_or("?")
+    );
+    for (var, label) in [
+        ("read-by", "read by"),
+        ("sent", "sent"),
+        ("delivered", "delivered"),
+        ("read", "read"),
+    ] {
+        if let Some(v) = get(var) {
+            out.push_str(&format!(", {label} {v}"));
+        }
+    }
+    if let Some(p) = get("preview") {
+        out.push_str(&format!(", \"{p}\""));
+    }
+    for var in ["failure", "note"] {
+        if let Some(v) = get(var) {
+            out.push_str(&format!(" ({v})"));
+        }
+    }
+    if let Some(id) = get("id") {
+        out.push_str(&format!(" [id {id}]"));
+    }
+    out
+}
+
+/// The result form of one page and its rows as lines of text.
+fn page_of(
+    cx: &Context,
+    asker: &str,
+    entries: &[SentEntry],
+    page: u32,
+) -> Result<(Element, Vec<String>), StoreError> {
+    let mut lines = Vec::new();
     let chars = cx.config.status.preview_chars;
     let cols = columns(chars > 0);
     let mut x = element("x", DATA, &[("type", "result")]);
@@ -362,6 +417,7 @@ fn result_form(
         let Some(row) = row(cx, asker, entry, chars)? else {
             continue;
         };
+        lines.push(line(&row));
         let mut item = Element::bare("item", DATA);
         for (var, _, _) in &cols {
             let mut field = element("field", DATA, &[("var", var)]);
@@ -372,7 +428,7 @@ fn result_form(
         }
         x.append_child(item);
     }
-    Ok(x)
+    Ok((x, lines))
 }
 
 /// A message's row, `None` if it is gone (retention, a trimmed refusal).

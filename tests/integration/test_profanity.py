@@ -17,7 +17,7 @@ import uuid
 
 from conftest import C2S_PORT
 from match import message, presence
-from stanzas import chat, subscribe
+from stanzas import chat, receipt, subscribe
 
 READ_NOT_AVAILABLE = "read status not available: {jid}'s client does not send read markers"
 
@@ -99,6 +99,49 @@ async def test_profanity_through_tidemark(tm, world):
             await asyncio.sleep(0.3)
         assert st.summary == "delivered", st.reply
         assert notes == [("read", READ_NOT_AVAILABLE.format(jid=alice_jid))], st.reply
+    finally:
+        world.note("profanity screen at the end:\n" + prof.screen())
+        prof.close()
+
+
+async def test_profanity_runs_the_status_command(tm, world):
+    """alice, on Profanity, asks for bob's presence, writes to him, and reads
+    her message's status through the `status` ad-hoc command: Profanity shows
+    the page as the command's note, one line per message."""
+    user, password = world.account("alice")
+    bob = await world.client("bob")
+    alice_jid = f"{user}@localhost"
+    alice_tracked = alice_jid.replace("@", "\\40") + "@chat.localhost"
+    prof = Profanity(world, world.dir / f"profanity-{world.test_no}")
+    try:
+        await prof.wait_for("/connect")
+        prof.type(f"/connect {alice_jid} server 127.0.0.1 port {C2S_PORT} tls trust")
+        await asyncio.sleep(1)
+        prof.type(password)
+        await prof.wait_for("logged in successfully")
+
+        prof.type(f"/sub request {bob.tracked}")
+        await bob.expect(presence(frm=alice_tracked, type="subscribe"))
+        await bob.send(f"<presence type='subscribed' to='{alice_tracked}'/>")
+        await prof.wait_for(f"{bob.tracked} ({bob.resource}) is online")
+
+        prof.type(f"/msg {bob.tracked} lunch at noon?")
+        got = await bob.expect(message(frm=alice_tracked + "/*", where=lambda s: s.body == "lunch at noon?"))
+        await bob.send(receipt(alice_tracked, got.id))
+        await asyncio.sleep(0.5)
+
+        prof.type("/win 1")
+        prof.type("/cmd exec status chat.localhost")
+        # The filter form opens in a window of its own.
+        await prof.wait_for("Form title: Sent messages")
+        prof.type("/form submit")
+        await prof.wait_for("Form title: Sent messages, page 1")
+        prof.type("/win 1")
+        shown = await prof.wait_for(f"{bob.jid}: delivered")
+        # The line ends with the message's id, which Profanity's console
+        # wraps onto the next row: its start, after the line, is enough.
+        after = shown[shown.index(f"{bob.jid}: delivered"):]
+        assert "[id" in after and got.id[:8] in after, shown
     finally:
         world.note("profanity screen at the end:\n" + prof.screen())
         prof.close()
