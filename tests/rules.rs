@@ -11,7 +11,7 @@ use tidemark::service::Tidemark;
 use tidemark::store::{ConversationKey, MessageRecord, SledStore, Store, Write};
 
 mod common;
-use common::{NS, XepDoc, millis, with_ns};
+use common::{NS, XepDoc, caps_ver, millis, with_ns};
 const ALICE_T: &str = "alice\\40localhost@chat.localhost";
 const BOB_T: &str = "bob\\40localhost@chat.localhost";
 const CAROL_T: &str = "carol\\40localhost@chat.localhost";
@@ -1343,17 +1343,10 @@ fn relayed_queries_waiting_are_bounded_per_asker() {
 /// bob comes online (again) with a client that announces caps without chat
 /// markers, and answers tidemark's question about them.
 fn bob_uses_a_client_without_read_markers(w: &mut World) {
-    use xmpp_parsers::caps::{compute_disco, hash_caps};
-    use xmpp_parsers::disco::DiscoInfoResult;
-    use xmpp_parsers::hashes::Algo;
-
     let info = "<query xmlns='http://jabber.org/protocol/disco#info'>\
         <identity category='client' type='console' name='Profanity'/>\
         <feature var='http://jabber.org/protocol/disco#info'/><feature var='urn:xmpp:receipts'/></query>";
-    let parsed = DiscoInfoResult::try_from(info.parse::<Element>().unwrap()).unwrap();
-    let ver = hash_caps(&compute_disco(&parsed), Algo::Sha_1)
-        .unwrap()
-        .to_base64();
+    let ver = caps_ver(info);
     let out = w.server_sends(&format!(
         "<presence from='bob@localhost/res' to='{ALICE_T}'>\
          <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://profanity-im.github.io' ver='{ver}'/></presence>"

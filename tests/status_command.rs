@@ -11,7 +11,7 @@ use tidemark::service::Tidemark;
 use tidemark::store::{SledStore, Store};
 
 mod common;
-use common::{Varies, XepDoc, millis, with_ns};
+use common::{Varies, XepDoc, caps_ver, millis, with_ns};
 
 const COMMANDS: &str = "http://jabber.org/protocol/commands";
 const DATA: &str = "jabber:x:data";
@@ -344,19 +344,12 @@ fn every_message_is_reached_page_by_page_and_back() {
 /// "delivered".
 #[test]
 fn a_row_says_when_read_status_will_not_come() {
-    use xmpp_parsers::caps::{compute_disco, hash_caps};
-    use xmpp_parsers::disco::DiscoInfoResult;
-    use xmpp_parsers::hashes::Algo;
-
     let mut w = World::new("");
     w.grant("alice", "bob", false);
     let info = "<query xmlns='http://jabber.org/protocol/disco#info'>\
         <identity category='client' type='console' name='Profanity'/>\
         <feature var='urn:xmpp:receipts'/></query>";
-    let parsed = DiscoInfoResult::try_from(info.parse::<Element>().unwrap()).unwrap();
-    let ver = hash_caps(&compute_disco(&parsed), Algo::Sha_1)
-        .unwrap()
-        .to_base64();
+    let ver = caps_ver(info);
     let out = w.send(&format!(
         "<presence from='bob@localhost/res' to='alice\\40localhost@chat.localhost'>\
          <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='{ver}'/></presence>"

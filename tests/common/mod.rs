@@ -18,6 +18,20 @@ pub fn with_ns(xml: &str) -> String {
 
 /// A time as the documents write it (XEP-0082, UTC), in the milliseconds
 /// tidemark is driven with: tests run at the times their documents show.
+/// The XEP-0115 `ver` (SHA-1, base64) of a client whose disco#info answer
+/// is `query` (a `<query xmlns='http://jabber.org/protocol/disco#info'/>`).
+// Not every test crate that shares this module asks about clients.
+#[allow(dead_code)]
+pub fn caps_ver(query: &str) -> String {
+    use xmpp_parsers::caps::{compute_disco, hash_caps};
+    use xmpp_parsers::disco::DiscoInfoResult;
+    use xmpp_parsers::hashes::Algo;
+    let parsed = DiscoInfoResult::try_from(query.parse::<Element>().unwrap()).unwrap();
+    hash_caps(&compute_disco(&parsed), Algo::Sha_1)
+        .unwrap()
+        .to_base64()
+}
+
 pub fn millis(xep0082: &str) -> u64 {
     let t = chrono::DateTime::parse_from_rfc3339(xep0082)
         .unwrap_or_else(|e| panic!("{xep0082:?} is not an XEP-0082 time: {e}"));

@@ -55,6 +55,13 @@ class Profanity:
                 raise AssertionError(f"Profanity did not show {text!r} within {timeout}s; its screen:\n{shown}")
             await asyncio.sleep(0.2)
 
+    async def log_in(self, jid, password):
+        await self.wait_for("/connect")
+        self.type(f"/connect {jid} server 127.0.0.1 port {C2S_PORT} tls trust")
+        await asyncio.sleep(1)  # the password prompt
+        self.type(password)
+        await self.wait_for("logged in successfully")
+
     def close(self):
         subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
 
@@ -66,11 +73,7 @@ async def test_profanity_through_tidemark(tm, world):
     alice_tracked = alice_jid.replace("@", "\\40") + "@chat.localhost"
     prof = Profanity(world, world.dir / f"profanity-{world.test_no}")
     try:
-        await prof.wait_for("/connect")
-        prof.type(f"/connect {alice_jid} server 127.0.0.1 port {C2S_PORT} tls trust")
-        await asyncio.sleep(1)
-        prof.type(password)
-        await prof.wait_for("logged in successfully")
+        await prof.log_in(alice_jid, password)
 
         # bob asks to see alice; she allows it in Profanity.
         await bob.send(subscribe(alice_tracked))
@@ -114,11 +117,7 @@ async def test_profanity_runs_the_status_command(tm, world):
     alice_tracked = alice_jid.replace("@", "\\40") + "@chat.localhost"
     prof = Profanity(world, world.dir / f"profanity-{world.test_no}")
     try:
-        await prof.wait_for("/connect")
-        prof.type(f"/connect {alice_jid} server 127.0.0.1 port {C2S_PORT} tls trust")
-        await asyncio.sleep(1)
-        prof.type(password)
-        await prof.wait_for("logged in successfully")
+        await prof.log_in(alice_jid, password)
 
         prof.type(f"/sub request {bob.tracked}")
         await bob.expect(presence(frm=alice_tracked, type="subscribe"))

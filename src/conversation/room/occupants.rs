@@ -134,19 +134,9 @@ pub(super) fn join(
     let presence = occupant_presence(cx, payloads, &room_s, nick, &user);
     let history = reflection::history(cx, room, from)?;
     let live = rooms.live.entry(room_s.clone()).or_default();
-    let mut out = Vec::new();
     // XEP-0045 §7.2.3: first the other occupants, then the joiner's own
     // presence to everyone, the joiner's copy last with status 110.
-    for (other_nick, o) in &live.occupants {
-        if other_nick == nick {
-            continue;
-        }
-        let Ok(mut p) = o.presence.parse::<Element>() else {
-            continue;
-        };
-        p.append_child(muc_user(o.sessions.first(), Role::Participant, &[]));
-        out.push(addressed(p, from));
-    }
+    let mut out = others(live, from, nick);
     let new_nick = !live.occupants.contains_key(nick);
     if new_nick {
         for s in live.all_sessions() {
@@ -182,9 +172,8 @@ pub(super) fn join(
     Ok(out)
 }
 
-/// What a rejoining session gets: the other occupants, its own presence
-/// (100, 110), history and the subject, as at its first join.
-fn joined(cx: &Context, live: &LiveRoom, room: &BareJid, from: &Jid, nick: &str) -> Out {
+/// The presences of everyone in `live` but `nick`, addressed to `from`.
+fn others(live: &LiveRoom, from: &Jid, nick: &str) -> Vec<Element> {
     let mut out = Vec::new();
     for (other_nick, o) in &live.occupants {
         if other_nick == nick {
@@ -196,6 +185,13 @@ fn joined(cx: &Context, live: &LiveRoom, room: &BareJid, from: &Jid, nick: &str)
         p.append_child(muc_user(o.sessions.first(), Role::Participant, &[]));
         out.push(addressed(p, from));
     }
+    out
+}
+
+/// What a rejoining session gets: the other occupants, its own presence
+/// (100, 110), history and the subject, as at its first join.
+fn joined(cx: &Context, live: &LiveRoom, room: &BareJid, from: &Jid, nick: &str) -> Out {
+    let mut out = others(live, from, nick);
     if let Some(own) = live.occupants.get(nick)
         && let Ok(mut p) = own.presence.parse::<Element>()
     {
