@@ -1006,6 +1006,131 @@ pub fn sent_messages_are_listed_per_sender(store: &dyn Store) {
 pub type Check = fn(&dyn Store);
 
 /// Every check, by name.
+// --- issue 10: the conversation list ---
+
+/// Partial reads leave exactly the rest unread; the user's own message
+/// clears what came before it; the totals follow.
+pub fn inbox_unread_counts_are_exact(store: &dyn Store) {
+    let (a, b) = ("alice@x", "bob@x");
+    for seq in 1..=5 {
+        store.inbox_message(a, b, seq, 100 + seq, false).unwrap();
+        store.inbox_message(b, a, seq, 100 + seq, true).unwrap();
+    }
+    let e = store.inbox_entry(a, b).unwrap().unwrap();
+    assert_eq!(
+        (e.contact.as_str(), e.unread, e.latest, e.latest_at),
+        (b, 5, 5, 105)
+    );
+    assert!(e.latest_by_contact);
+    assert_eq!(store.inbox_unread_total(a).unwrap(), 5);
+    // Reading message 3 of 5 leaves 2.
+    store.inbox_read(a, b, 3).unwrap();
+    assert_eq!(store.inbox_entry(a, b).unwrap().unwrap().unread, 2);
+    assert_eq!(store.inbox_unread_total(a).unwrap(), 2);
+    // Reading backwards changes nothing.
+    store.inbox_read(a, b, 1).unwrap();
+    assert_eq!(store.inbox_entry(a, b).unwrap().unwrap().unread, 2);
+    // The same message twice is counted once.
+    store.inbox_message(a, b, 5, 105, false).unwrap();
+    assert_eq!(store.inbox_unread_total(a).unwrap(), 2);
+    // Bob's side: his own messages are never unread for him.
+    let eb = store.inbox_entry(b, a).unwrap().unwrap();
+    assert_eq!((eb.unread, eb.own_latest), (0, 5));
+    assert!(!eb.latest_by_contact);
+    assert_eq!(store.inbox_unread_total(b).unwrap(), 0);
+    // Alice answers: what came before her answer is read.
+    store.inbox_message(a, b, 6, 106, true).unwrap();
+    let e = store.inbox_entry(a, b).unwrap().unwrap();
+    assert_eq!((e.unread, e.own_latest, e.latest), (0, 6, 6));
+    assert_eq!(store.inbox_unread_total(a).unwrap(), 0);
+    // A read without an entry makes none.
+    store.inbox_read(a, "carol@x", 10).unwrap();
+    assert_eq!(store.inbox_entry(a, "carol@x").unwrap(), None);
+}
+
+/// The list comes newest first, a page at a time, and each user sees only
+/// their own entries.
+pub fn inbox_lists_latest_first_per_user(store: &dyn Store) {
+    let u = "u@x";
+    for (i, c) in ["c1@x", "c2@x", "c3@x"].iter().enumerate() {
+        let seq = 10 * (i as u64 + 1);
+        store.inbox_message(u, c, seq, seq, false).unwrap();
+    }
+    // c1 writes again: it moves to the top.
+    store.inbox_message(u, "c1@x", 40, 40, false).unwrap();
+    store
+        .inbox_message("other@x", "c9@x", 50, 50, false)
+        .unwrap();
+    let order = |before, limit| -> Vec<String> {
+        store
+            .inbox_latest(u, before, limit)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.contact)
+            .collect()
+    };
+    assert_eq!(order(Seq::MAX, 10), ["c1@x", "c3@x", "c2@x"]);
+    assert_eq!(order(Seq::MAX, 2), ["c1@x", "c3@x"]);
+    assert_eq!(order(30, 10), ["c2@x"]);
+    let mut all: Vec<String> = store
+        .inbox_entries(u, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.contact)
+        .collect();
+    all.sort();
+    assert_eq!(all, ["c1@x", "c2@x", "c3@x"]);
+    assert_eq!(store.inbox_unread_total(u).unwrap(), 4);
+}
+
+/// Missed attempts count until the user opens the conversation.
+pub fn inbox_missed_attempts_clear_on_read(store: &dyn Store) {
+    let (u, c) = ("u@x", "c@x");
+    store.inbox_missed(u, c, 7, 1_000).unwrap();
+    store.inbox_missed(u, c, 9, 2_000).unwrap();
+    store.inbox_missed(u, c, 9, 2_000).unwrap();
+    let e = store.inbox_entry(u, c).unwrap().unwrap();
+    assert_eq!(
+        e.missed,
+        Some(Missed {
+            count: 2,
+            first_at: 1_000,
+            last_at: 2_000
+        })
+    );
+    assert_eq!((e.unread, e.latest), (0, 9));
+    assert!(e.wants_attention());
+    store.inbox_read(u, c, 9).unwrap();
+    let e = store.inbox_entry(u, c).unwrap().unwrap();
+    assert_eq!(e.missed, None);
+    assert!(!e.wants_attention());
+}
+
+/// Room messages are counted, so unread counts in rooms cost O(log n).
+pub fn rooms_count_their_messages(store: &dyn Store) {
+    let room = "team@chat.x";
+    assert_eq!(store.room_messages_after(room, 0).unwrap(), 0);
+    for seq in [3, 5, 8, 13] {
+        store
+            .put_room_message(
+                room,
+                seq,
+                &room_message("a@x", &format!("m{seq}"), &format!("s{seq}")),
+            )
+            .unwrap();
+    }
+    assert_eq!(store.room_messages_after(room, 0).unwrap(), 4);
+    assert_eq!(store.room_messages_after(room, 5).unwrap(), 2);
+    assert_eq!(store.room_messages_after(room, 6).unwrap(), 2);
+    assert_eq!(store.room_messages_after(room, 13).unwrap(), 0);
+    assert_eq!(store.room_messages_after("other@chat.x", 0).unwrap(), 0);
+    store.inbox_room_sent("a@x", room, 8).unwrap();
+    assert_eq!(store.inbox_room_sent_seq("a@x", room).unwrap(), 8);
+    assert_eq!(store.inbox_room_sent_seq("b@x", room).unwrap(), 0);
+}
+
+// --- end issue 10 ---
+
 pub const ALL: &[(&str, Check)] = &[
     (
         "sent_messages_are_listed_per_sender",
@@ -1097,6 +1222,20 @@ pub const ALL: &[(&str, Check)] = &[
         "room_occupants_are_kept_replaced_and_removed",
         room_occupants_are_kept_replaced_and_removed,
     ),
+    // Issue 10.
+    (
+        "inbox_unread_counts_are_exact",
+        inbox_unread_counts_are_exact,
+    ),
+    (
+        "inbox_lists_latest_first_per_user",
+        inbox_lists_latest_first_per_user,
+    ),
+    (
+        "inbox_missed_attempts_clear_on_read",
+        inbox_missed_attempts_clear_on_read,
+    ),
+    ("rooms_count_their_messages", rooms_count_their_messages),
 ];
 
 /// One `#[test]` per contract check, each over a fresh store from `$make`.
@@ -1218,6 +1357,27 @@ macro_rules! store_contract_tests {
         fn room_occupants_are_kept_replaced_and_removed() {
             let store: Box<dyn $crate::store::Store> = Box::new($make);
             $crate::store::contract::room_occupants_are_kept_replaced_and_removed(&*store)
+        }
+        // Issue 10.
+        #[test]
+        fn inbox_unread_counts_are_exact() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::inbox_unread_counts_are_exact(&*store)
+        }
+        #[test]
+        fn inbox_lists_latest_first_per_user() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::inbox_lists_latest_first_per_user(&*store)
+        }
+        #[test]
+        fn inbox_missed_attempts_clear_on_read() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::inbox_missed_attempts_clear_on_read(&*store)
+        }
+        #[test]
+        fn rooms_count_their_messages() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::rooms_count_their_messages(&*store)
         }
     };
 }

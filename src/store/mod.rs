@@ -11,6 +11,7 @@
 //! is the export in `export.rs` (`xep/export.md`).
 
 pub mod export;
+pub mod inbox;
 mod keys;
 pub mod retention;
 mod sled_store;
@@ -20,6 +21,7 @@ pub mod write;
 pub mod contract;
 
 pub use export::{ExportError, ExportRecord};
+pub use inbox::{InboxEntry, Missed};
 pub use keys::ConversationKey;
 pub use retention::{Expiry, ExpiryCursor};
 pub use sled_store::SledStore;
@@ -311,6 +313,61 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<SentPage>;
 
     // --- end issue 9 ---
+
+    // --- issue 10: the conversation list (the inbox) ---
+
+    /// Records message `seq` of the 1:1 conversation of `user` and
+    /// `contact` in `user`'s list, made by `user` (`own`) or by `contact`.
+    /// A message from the contact is unread; the user's own message means
+    /// they have the conversation open: what came before it is read and
+    /// missed attempts are cleared. Idempotent: a `seq` not above the
+    /// entry's newest changes nothing.
+    fn inbox_message(
+        &self,
+        user: &str,
+        contact: &str,
+        seq: Seq,
+        at: Millis,
+        own: bool,
+    ) -> StoreResult<()>;
+
+    /// `user` read the conversation with `contact` up to `upto`: the
+    /// contact's messages up to it are no longer unread, missed attempts
+    /// are cleared. Nothing happens without an entry.
+    fn inbox_read(&self, user: &str, contact: &str, upto: Seq) -> StoreResult<()>;
+
+    /// `contact` tried to reach `user` (refused attempt `seq`, at `at`)
+    /// while `user` was offline. Idempotent like [`Store::inbox_message`].
+    fn inbox_missed(&self, user: &str, contact: &str, seq: Seq, at: Millis) -> StoreResult<()>;
+
+    /// `user` sent message `seq` to `room`: their read position there is at
+    /// least that message.
+    fn inbox_room_sent(&self, user: &str, room: &str, seq: Seq) -> StoreResult<()>;
+
+    fn inbox_entry(&self, user: &str, contact: &str) -> StoreResult<Option<InboxEntry>>;
+
+    /// Up to `limit` of `user`'s entries whose newest activity is below
+    /// `before`, newest first, in O(log n + limit).
+    fn inbox_latest(&self, user: &str, before: Seq, limit: usize) -> StoreResult<Vec<InboxEntry>>;
+
+    /// Up to `limit` of `user`'s entries in no particular order (a search
+    /// examines them all, within its bound).
+    fn inbox_entries(&self, user: &str, limit: usize) -> StoreResult<Vec<InboxEntry>>;
+
+    /// The sum of the unread counts of `user`'s entries.
+    fn inbox_unread_total(&self, user: &str) -> StoreResult<u64>;
+
+    /// `user`'s newest message in `room`, 0 for none.
+    fn inbox_room_sent_seq(&self, user: &str, room: &str) -> StoreResult<Seq>;
+
+    /// The rooms `user` is or was a member of (bounded by the store).
+    fn member_rooms(&self, user: &str) -> StoreResult<Vec<String>>;
+
+    /// How many messages of `room` still stored have a sequence above
+    /// `after`, in O(log n).
+    fn room_messages_after(&self, room: &str, after: Seq) -> StoreResult<u64>;
+
+    // --- end issue 10 ---
 
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;

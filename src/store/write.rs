@@ -87,6 +87,34 @@ pub enum Write {
         seq: Seq,
         text: String,
     },
+    // --- issue 10: the conversation list ---
+    /// [`Store::inbox_message`].
+    InboxMessage {
+        user: String,
+        contact: String,
+        seq: Seq,
+        at: Millis,
+        own: bool,
+    },
+    /// [`Store::inbox_read`].
+    InboxRead {
+        user: String,
+        contact: String,
+        upto: Seq,
+    },
+    /// [`Store::inbox_missed`].
+    InboxMissed {
+        user: String,
+        contact: String,
+        seq: Seq,
+        at: Millis,
+    },
+    /// [`Store::inbox_room_sent`].
+    InboxRoomSent {
+        user: String,
+        room: String,
+        seq: Seq,
+    },
 }
 
 /// Applies `writes` in order through the store's logical operations: what
@@ -140,6 +168,25 @@ pub fn apply_each<S: Store + ?Sized>(store: &S, writes: &[Write]) -> StoreResult
                 occupant,
             } => store.set_occupant(room, nick, occupant.as_ref())?,
             Write::Preview { conv, seq, text } => store.put_preview(conv, *seq, text)?,
+            Write::InboxMessage {
+                user,
+                contact,
+                seq,
+                at,
+                own,
+            } => store.inbox_message(user, contact, *seq, *at, *own)?,
+            Write::InboxRead {
+                user,
+                contact,
+                upto,
+            } => store.inbox_read(user, contact, *upto)?,
+            Write::InboxMissed {
+                user,
+                contact,
+                seq,
+                at,
+            } => store.inbox_missed(user, contact, *seq, *at)?,
+            Write::InboxRoomSent { user, room, seq } => store.inbox_room_sent(user, room, *seq)?,
         }
     }
     Ok(())

@@ -6,9 +6,9 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use tidemark::store::{
-    ConversationKey, Expiry, ExpiryCursor, ExportError, ExportRecord, Membership, MessageRecord,
-    Millis, OccupantRecord, QueuedStanza, RoomMessage, RoomRecord, SentFrom, SentPage, SentTo, Seq,
-    SledStore, Store, StoreResult,
+    ConversationKey, Expiry, ExpiryCursor, ExportError, ExportRecord, InboxEntry, Membership,
+    MessageRecord, Millis, OccupantRecord, QueuedStanza, RoomMessage, RoomRecord, SentFrom,
+    SentPage, SentTo, Seq, SledStore, Store, StoreResult,
 };
 
 pub struct HeldStore {
@@ -61,6 +61,57 @@ impl HeldStore {
 }
 
 impl Store for HeldStore {
+    fn inbox_message(
+        &self,
+        user: &str,
+        contact: &str,
+        seq: Seq,
+        at: Millis,
+        own: bool,
+    ) -> StoreResult<()> {
+        self.inner.inbox_message(user, contact, seq, at, own)
+    }
+
+    fn inbox_read(&self, user: &str, contact: &str, upto: Seq) -> StoreResult<()> {
+        self.inner.inbox_read(user, contact, upto)
+    }
+
+    fn inbox_missed(&self, user: &str, contact: &str, seq: Seq, at: Millis) -> StoreResult<()> {
+        self.inner.inbox_missed(user, contact, seq, at)
+    }
+
+    fn inbox_room_sent(&self, user: &str, room: &str, seq: Seq) -> StoreResult<()> {
+        self.inner.inbox_room_sent(user, room, seq)
+    }
+
+    fn inbox_entry(&self, user: &str, contact: &str) -> StoreResult<Option<InboxEntry>> {
+        self.inner.inbox_entry(user, contact)
+    }
+
+    fn inbox_latest(&self, user: &str, before: Seq, limit: usize) -> StoreResult<Vec<InboxEntry>> {
+        self.inner.inbox_latest(user, before, limit)
+    }
+
+    fn inbox_entries(&self, user: &str, limit: usize) -> StoreResult<Vec<InboxEntry>> {
+        self.inner.inbox_entries(user, limit)
+    }
+
+    fn inbox_unread_total(&self, user: &str) -> StoreResult<u64> {
+        self.inner.inbox_unread_total(user)
+    }
+
+    fn inbox_room_sent_seq(&self, user: &str, room: &str) -> StoreResult<Seq> {
+        self.inner.inbox_room_sent_seq(user, room)
+    }
+
+    fn member_rooms(&self, user: &str) -> StoreResult<Vec<String>> {
+        self.inner.member_rooms(user)
+    }
+
+    fn room_messages_after(&self, room: &str, after: Seq) -> StoreResult<u64> {
+        self.inner.room_messages_after(room, after)
+    }
+
     fn export_records(
         &self,
         each: &mut dyn FnMut(ExportRecord) -> Result<(), ExportError>,

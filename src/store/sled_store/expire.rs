@@ -189,6 +189,7 @@ impl SledStore {
                 }
                 let room = String::from_utf8_lossy(room).into_owned();
                 self.staged.remove(T::RoomMessages, k);
+                self.staged.remove(T::RoomCounts, k);
                 self.remove_index_to(keys::room_message_id(&room, b's', &m.stanza_id), seq)?;
                 self.remove_index_to(keys::room_sender_id(&room, &m.sender, &m.id), seq)?;
                 self.remove_index_to(keys::room_message_id(&room, b'i', &m.id), seq)?;

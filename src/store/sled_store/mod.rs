@@ -1,6 +1,7 @@
 //! The sled backend.
 
 mod expire;
+mod inbox;
 mod logical;
 mod sent;
 mod staged;
@@ -14,9 +15,9 @@ use super::export::{self, ExportError, ExportRecord};
 use super::keys::{self, ConversationKey};
 use super::status_log::{RECENT_IDS, StatusLog};
 use super::{
-    Expiry, ExpiryCursor, Membership, MessageRecord, Millis, OccupantRecord, QueuedStanza,
-    RoomMessage, RoomRecord, SCHEMA_VERSION, SentFrom, SentPage, SentTo, Seq, Store, StoreError,
-    StoreResult,
+    Expiry, ExpiryCursor, InboxEntry, Membership, MessageRecord, Millis, OccupantRecord,
+    QueuedStanza, RoomMessage, RoomRecord, SCHEMA_VERSION, SentFrom, SentPage, SentTo, Seq, Store,
+    StoreError, StoreResult,
 };
 use staged::{StagedTrees, T};
 
@@ -121,6 +122,7 @@ impl SledStore {
         }
         upgrade::drop_schema_1_trees(&store.db, &store)?;
         upgrade::index_users(&store.db, &store, path)?;
+        upgrade::count_room_messages(&store)?;
         Ok(store)
     }
 
@@ -576,7 +578,7 @@ impl Store for SledStore {
         );
         self.staged
             .insert(ids, keys::room_id_use(room, &message.id, seq), []);
-        Ok(())
+        self.count_room_message(room, seq)
     }
 
     fn room_message_by_stanza_id(
@@ -758,6 +760,57 @@ impl Store for SledStore {
 
     fn expire(&self, cutoff: Millis, from: &ExpiryCursor, budget: usize) -> StoreResult<Expiry> {
         self.expire_step(cutoff, from, budget)
+    }
+
+    fn inbox_message(
+        &self,
+        user: &str,
+        contact: &str,
+        seq: Seq,
+        at: Millis,
+        own: bool,
+    ) -> StoreResult<()> {
+        self.put_inbox_message(user, contact, seq, at, own)
+    }
+
+    fn inbox_read(&self, user: &str, contact: &str, upto: Seq) -> StoreResult<()> {
+        self.put_inbox_read(user, contact, upto)
+    }
+
+    fn inbox_missed(&self, user: &str, contact: &str, seq: Seq, at: Millis) -> StoreResult<()> {
+        self.put_inbox_missed(user, contact, seq, at)
+    }
+
+    fn inbox_room_sent(&self, user: &str, room: &str, seq: Seq) -> StoreResult<()> {
+        self.put_inbox_room_sent(user, room, seq)
+    }
+
+    fn inbox_entry(&self, user: &str, contact: &str) -> StoreResult<Option<InboxEntry>> {
+        self.get_inbox_entry(user, contact)
+    }
+
+    fn inbox_latest(&self, user: &str, before: Seq, limit: usize) -> StoreResult<Vec<InboxEntry>> {
+        self.get_inbox_latest(user, before, limit)
+    }
+
+    fn inbox_entries(&self, user: &str, limit: usize) -> StoreResult<Vec<InboxEntry>> {
+        self.get_inbox_entries(user, limit)
+    }
+
+    fn inbox_unread_total(&self, user: &str) -> StoreResult<u64> {
+        self.get_inbox_unread_total(user)
+    }
+
+    fn inbox_room_sent_seq(&self, user: &str, room: &str) -> StoreResult<Seq> {
+        self.get_inbox_room_sent(user, room)
+    }
+
+    fn member_rooms(&self, user: &str) -> StoreResult<Vec<String>> {
+        self.rooms_of(user)
+    }
+
+    fn room_messages_after(&self, room: &str, after: Seq) -> StoreResult<u64> {
+        self.count_room_messages_after(room, after)
     }
 
     fn flush(&self) -> StoreResult<()> {

@@ -64,7 +64,7 @@ enum Stream {
 
 impl SledStore {
     /// The user's rooms, at most [`MAX_ROOMS`].
-    fn rooms_of(&self, user: &str) -> StoreResult<Vec<String>> {
+    pub(super) fn rooms_of(&self, user: &str) -> StoreResult<Vec<String>> {
         let prefix = keys::member_rooms_prefix(user);
         Ok(self
             .staged

@@ -28,9 +28,13 @@ pub(super) enum T {
     Occupants,
     /// Issue 9: the rooms each user is or was a member of (`sent.rs`).
     MemberRooms,
+    /// Issue 10: the conversation list (`inbox.rs`).
+    Inbox,
+    /// Issue 10: how many messages each room had at each message.
+    RoomCounts,
 }
 
-pub(super) const TREE_NAMES: [(T, &str); 14] = [
+pub(super) const TREE_NAMES: [(T, &str); 16] = [
     (T::Marks, "marks"),
     (T::MarkLog, "mark_log"),
     (T::Grants, "presence_grants"),
@@ -46,6 +50,8 @@ pub(super) const TREE_NAMES: [(T, &str); 14] = [
     // Room occupancy (issue 9).
     (T::Occupants, "room_occupants"),
     (T::MemberRooms, "member_rooms"),
+    (T::Inbox, "inbox"),
+    (T::RoomCounts, "room_counts"),
 ];
 
 /// One tree's staged writes: key -> the new value, `None` for removed.

@@ -163,3 +163,34 @@ fn corrupt(what: &'static str, bytes: &[u8]) -> StoreError {
         detail: format!("{bytes:?}"),
     }
 }
+
+/// Issue 10: counts the room messages of a store written before rooms were
+/// counted (`room_counts`), so that unread counts in rooms are exact from
+/// the first open. Runs once: a store with any count is done.
+pub(super) fn count_room_messages(store: &SledStore) -> StoreResult<()> {
+    let counts = store.staged.tree(T::RoomCounts);
+    if !counts.is_empty() {
+        return Ok(());
+    }
+    let mut batch = sled::Batch::default();
+    let (mut room, mut n, mut total) = (Vec::new(), 0u64, 0usize);
+    for entry in store.staged.tree(T::RoomMessages).iter() {
+        let (k, _) = entry?;
+        let Some((prefix, _)) = keys::split_seq_suffix(&k) else {
+            return Err(corrupt("room message key", &k));
+        };
+        if prefix != room.as_slice() {
+            room = prefix.to_vec();
+            n = 0;
+        }
+        n += 1;
+        total += 1;
+        batch.insert(k.to_vec(), n.to_be_bytes().to_vec());
+    }
+    if total > 0 {
+        counts.apply_batch(batch)?;
+        counts.flush()?;
+        info!(messages = total, "room messages counted for unread counts");
+    }
+    Ok(())
+}
