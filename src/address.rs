@@ -83,7 +83,7 @@ fn starts_with_escape(s: &[u8]) -> bool {
 
 /// The component's view of addresses: which JIDs are tracked addresses and
 /// what they stand for.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Addresses {
     domain: BareJid,
 }

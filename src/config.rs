@@ -44,6 +44,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub status: StatusConfig,
     pub groups: GroupsConfig,
+    pub inbox: InboxConfig,
     pub rooms: Vec<RoomConfig>,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
@@ -161,6 +162,14 @@ pub struct StatusConfig {
     pub preview_chars: usize,
 }
 
+/// Issue 10: the conversation list (xep/inbox.md).
+#[derive(Debug, Clone)]
+pub struct InboxConfig {
+    /// Keep each user's conversation list (on by default; off saves its
+    /// writes, and its IQs and commands then say it is off).
+    pub enabled: bool,
+}
+
 /// `status.preview_chars` default: no text is kept unless the admin asks.
 pub const DEFAULT_PREVIEW_CHARS: usize = 0;
 /// Most characters `status.preview_chars` may keep: a preview, not a copy.
@@ -186,6 +195,8 @@ struct RawConfig {
     status: RawStatus,
     #[serde(default)]
     groups: RawGroups,
+    #[serde(default)]
+    inbox: RawInbox,
     #[serde(default)]
     rooms: Vec<RawRoom>,
     #[serde(default)]
@@ -330,6 +341,19 @@ struct RawStatus {
     send_read_receipts: bool,
     #[serde(default = "default_preview_chars")]
     preview_chars: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInbox {
+    #[serde(default = "default_true")]
+    enabled: bool,
+}
+
+impl Default for RawInbox {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 fn default_preview_chars() -> usize {
@@ -700,6 +724,9 @@ impl Config {
                 max_rooms_per_creator: raw.groups.max_rooms_per_creator,
                 max_occupants_per_room: raw.groups.max_occupants_per_room,
                 max_joins_per_user: raw.groups.max_joins_per_user,
+            },
+            inbox: InboxConfig {
+                enabled: raw.inbox.enabled,
             },
             rooms,
             log: LogConfig {

@@ -8,6 +8,7 @@
 
 use minidom::Element;
 
+use crate::inbox::push::Push;
 use crate::store::{Store, StoreResult, Write};
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -17,6 +18,9 @@ pub struct Effects {
     pub writes: Vec<Write>,
     /// Stanzas to send, in this order, once the writes are durable.
     pub send: Vec<Element>,
+    /// Issue 10: updates for the sessions that follow a conversation list,
+    /// rendered from the store after the writes (sent after `send`).
+    pub pushes: Vec<Push>,
 }
 
 impl Effects {
@@ -25,17 +29,22 @@ impl Effects {
         Effects {
             writes: Vec::new(),
             send: stanzas,
+            pushes: Vec::new(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.send.is_empty()
+        self.writes.is_empty() && self.send.is_empty() && self.pushes.is_empty()
     }
 
     /// Applies the writes to `store` and hands back the stanzas, which may
     /// go out once `store` has been flushed.
     pub fn apply(self, store: &dyn Store) -> StoreResult<Vec<Element>> {
         store.apply(&self.writes)?;
-        Ok(self.send)
+        let mut send = self.send;
+        for push in &self.pushes {
+            send.extend(push.render(store)?);
+        }
+        Ok(send)
     }
 }

@@ -21,6 +21,7 @@ pub mod contact_query;
 pub mod context;
 pub mod conversation;
 pub mod effects;
+pub mod inbox;
 pub mod incoming;
 pub mod metrics;
 pub mod presence;

@@ -15,6 +15,7 @@ use crate::context::Context;
 use crate::conversation::direct::{self, Waiting};
 use crate::conversation::room::{self, Rooms};
 use crate::effects::Effects;
+use crate::inbox::{Inbox, Push};
 use crate::incoming::{Incoming, classify};
 use crate::metrics::{METRICS, Refusal};
 use crate::presence::{self, PresenceBook};
@@ -33,6 +34,8 @@ pub struct Tidemark {
     /// (re)connect.
     waiting: Waiting,
     rate: RateLimiter,
+    /// Issue 10: the conversation list's subscribers.
+    inbox: Inbox,
     /// The server this component belongs to (`localhost` for
     /// `chat.localhost`): its own stanzas are never rate limited.
     server_domain: String,
@@ -56,6 +59,7 @@ impl Tidemark {
             relayed: Relayed::default(),
             waiting: Waiting::default(),
             rate,
+            inbox: Inbox::default(),
             server_domain,
         };
         room::apply_config(&mut tm.cx, &mut tm.rooms, now)?;
@@ -68,6 +72,7 @@ impl Tidemark {
             Effects {
                 writes,
                 send: vec![],
+                pushes: vec![],
             },
         ))
     }
@@ -107,10 +112,27 @@ impl Tidemark {
         // Left over only by a stanza that panicked: none of it is written.
         drop(self.cx.take_writes());
         let send = self.answer(stanza, now);
+        let pushes = self.follow_writes();
         Effects {
             writes: self.cx.take_writes(),
             send,
+            pushes,
         }
+    }
+
+    /// The conversation list follows what the stanza (or tick) wrote.
+    fn follow_writes(&mut self) -> Vec<Push> {
+        match self.inbox.after_stanza(&mut self.cx) {
+            Ok(pushes) => pushes,
+            Err(e) => {
+                warn!(error = %e, "storage failed; no conversation list updates pushed");
+                vec![]
+            }
+        }
+    }
+
+    pub fn inbox(&self) -> &Inbox {
+        &self.inbox
     }
 
     fn answer(&mut self, stanza: &Element, now: Millis) -> Vec<Element> {
@@ -216,6 +238,7 @@ impl Tidemark {
             } => Ok(vec![query::answer(
                 cx,
                 &mut self.rooms,
+                &mut self.inbox,
                 &origin,
                 &from,
                 request,
@@ -314,9 +337,11 @@ impl Tidemark {
                 }
             }
         }
+        let pushes = self.follow_writes();
         Ok(Effects {
             writes: self.cx.take_writes(),
             send: out,
+            pushes,
         })
     }
 
@@ -330,6 +355,7 @@ impl Tidemark {
         Effects {
             writes: self.cx.take_writes(),
             send,
+            pushes: vec![],
         }
     }
 
@@ -338,10 +364,16 @@ impl Tidemark {
     pub fn on_connected(&mut self, now: Millis) -> Result<Effects, StoreError> {
         drop(self.cx.take_writes());
         let send = presence::on_connected(&mut self.cx, &mut self.presence, now);
+        let pushes = if send.is_ok() {
+            self.follow_writes()
+        } else {
+            vec![]
+        };
         let writes = self.cx.take_writes();
         Ok(Effects {
             writes,
             send: send?,
+            pushes,
         })
     }
 }

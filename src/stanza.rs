@@ -22,6 +22,9 @@ pub mod ns {
     pub const OOB: &str = "jabber:x:oob";
     pub const HINTS: &str = "urn:xmpp:hints";
     pub const STATUS: &str = "urn:tidemark:status:0";
+    /// Issue 10: the conversation list (xep/inbox.md).
+    pub const INBOX: &str = "urn:tidemark:inbox:0";
+    pub const RSM: &str = "http://jabber.org/protocol/rsm";
     pub const MUC: &str = "http://jabber.org/protocol/muc";
     pub const NICK: &str = "http://jabber.org/protocol/nick";
     pub const CAPS: &str = "http://jabber.org/protocol/caps";

@@ -23,6 +23,11 @@ const LAYERS: &[&[&str]] = &[
         "store",
         "wire",
     ],
+    // Issue 10: the conversation list as read from the store, which the
+    // effects render after a stanza's writes.
+    &["inbox::view"],
+    &["inbox::render"],
+    &["inbox::push"],
     // What the core hands the shell.
     &["effects"],
     // Classification: every stanza is read once, here.
@@ -34,6 +39,8 @@ const LAYERS: &[&[&str]] = &[
     &["contact_query"],
     &["conversation::direct"],
     &["conversation::room"],
+    // Issue 10: the list's service, its IQs and commands.
+    &["inbox"],
     &["query"],
     // The router.
     &["service"],

@@ -25,8 +25,8 @@ use crate::stanza::{
 pub use compact::Compact;
 pub use room::{GroupMarker, GroupMessage, RoomRequest};
 pub use service::{
-    CommandRequest, READ_RECEIPTS, READ_RECEIPTS_FIELD, STATUS_COMMAND, STATUS_FILTER_FIELD,
-    ServiceRequest,
+    CommandRequest, INBOX_COMMAND, InboxRequest, MARK_READ_COMMAND, READ_RECEIPTS,
+    READ_RECEIPTS_FIELD, STATUS_COMMAND, STATUS_FILTER_FIELD, ServiceRequest,
 };
 
 /// Who sent a stanza and how to answer it (RFC 6120 §8.3.1): what a handler

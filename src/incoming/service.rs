@@ -4,6 +4,7 @@ use minidom::Element;
 use xmpp_parsers::data_forms::{DataForm, DataFormType};
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::ping::Ping;
+use xmpp_parsers::rsm::SetQuery;
 
 use super::{Incoming, Origin, invalid};
 use crate::stanza::{DefinedCondition, ns};
@@ -27,6 +28,8 @@ pub enum ServiceRequest {
     CommandList,
     /// A XEP-0050 `<command/>`.
     Command(CommandRequest),
+    /// Issue 10: the conversation list (xep/inbox.md).
+    Inbox(InboxRequest),
     Unsupported,
 }
 
@@ -36,6 +39,72 @@ pub const READ_RECEIPTS_FIELD: &str = "send-read-receipts";
 /// Issue 9: the `status` command (xep/status-command.md) and its filter.
 pub const STATUS_COMMAND: &str = "status";
 pub const STATUS_FILTER_FIELD: &str = "with";
+
+/// Issue 10: a request of `urn:tidemark:inbox:0` (xep/inbox.md).
+#[derive(Debug, Clone, PartialEq)]
+pub enum InboxRequest {
+    List {
+        /// Whose list: absent means the asker's, and anyone else's is
+        /// refused.
+        owner: Option<String>,
+        search: Option<String>,
+        unread_only: bool,
+        /// XEP-0059: the page size asked for and where the page starts.
+        max: Option<usize>,
+        after: Option<String>,
+    },
+    /// One conversation (a tracked address, a contact or a room), or all.
+    MarkRead {
+        jid: Option<String>,
+    },
+    Subscribe,
+    Unsubscribe,
+}
+
+impl InboxRequest {
+    fn parse(payload: &Element, get: bool) -> Result<Self, String> {
+        let attr = |name: &str| payload.attr(name).map(str::to_owned);
+        Ok(match (payload.name(), get) {
+            ("inbox", true) => {
+                let unread_only = match payload.attr("unread-only") {
+                    None | Some("false") | Some("0") => false,
+                    Some("true") | Some("1") => true,
+                    Some(other) => {
+                        return Err(format!("unread-only must be true or false, not {other:?}"));
+                    }
+                };
+                let rsm = payload
+                    .get_child("set", ns::RSM)
+                    .map(|set| SetQuery::try_from(set.clone()))
+                    .transpose()
+                    .map_err(|e| format!("the result set (XEP-0059) is malformed: {e}"))?;
+                InboxRequest::List {
+                    owner: attr("user"),
+                    search: attr("search").filter(|s| !s.trim().is_empty()),
+                    unread_only,
+                    max: rsm.as_ref().and_then(|r| r.max),
+                    after: rsm.and_then(|r| r.after),
+                }
+            }
+            ("mark-read", false) => InboxRequest::MarkRead {
+                jid: attr("jid").filter(|j| !j.trim().is_empty()),
+            },
+            ("subscribe", false) => InboxRequest::Subscribe,
+            ("unsubscribe", false) => InboxRequest::Unsubscribe,
+            (name, _) => {
+                return Err(format!(
+                    "no {name:?} {} in {}; see xep/inbox.md",
+                    if get { "get" } else { "set" },
+                    ns::INBOX
+                ));
+            }
+        })
+    }
+}
+
+/// Issue 10: the conversation list's commands (xep/inbox.md).
+pub const INBOX_COMMAND: &str = "inbox";
+pub const MARK_READ_COMMAND: &str = "mark-read";
 
 /// A XEP-0050 command request, as parsed from `<command/>`.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,9 +118,20 @@ pub struct CommandRequest {
     /// `status` command's filter), if it has one with a value.
     pub form_submitted: bool,
     pub with: Option<String>,
+    /// Issue 10: every field of a submitted form with its first value
+    /// (the `inbox` and `mark-read` commands read theirs from here).
+    pub fields: Vec<(String, String)>,
 }
 
 impl CommandRequest {
+    /// The submitted value of `var`, if the form had that field.
+    pub fn field(&self, var: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(v, _)| v == var)
+            .map(|(_, value)| value.as_str())
+    }
+
     pub fn parse(cmd: &Element) -> Self {
         let form = cmd
             .get_child("x", ns::DATA)
@@ -66,6 +146,18 @@ impl CommandRequest {
             })
         };
         let submitted = value_of(READ_RECEIPTS_FIELD);
+        let fields = form
+            .as_ref()
+            .map(|form| {
+                form.fields
+                    .iter()
+                    .filter_map(|f| {
+                        let var = f.var.clone()?;
+                        Some((var, f.values.first().cloned().unwrap_or_default()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let with = value_of(STATUS_FILTER_FIELD).filter(|v| !v.trim().is_empty());
         CommandRequest {
             node: cmd.attr("node").unwrap_or_default().to_owned(),
@@ -74,6 +166,7 @@ impl CommandRequest {
             submitted,
             form_submitted: form.is_some(),
             with,
+            fields,
         }
     }
 }
@@ -144,6 +237,10 @@ pub(super) fn classify_service_iq(iq: &Element, from: Jid, origin: Origin, own: 
             id: payload.attr("id").map(str::to_owned),
         },
         (ns::PING, "ping", true) if Ping::try_from(payload.clone()).is_ok() => ServiceRequest::Ping,
+        (ns::INBOX, _, _) => match InboxRequest::parse(payload, get) {
+            Ok(req) => ServiceRequest::Inbox(req),
+            Err(reason) => return invalid(iq, own, reason, DefinedCondition::BadRequest),
+        },
         _ => ServiceRequest::Unsupported,
     };
     Incoming::ServiceIq {

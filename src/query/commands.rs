@@ -8,7 +8,10 @@ use xmpp_parsers::jid::Jid;
 
 use crate::context::Context;
 use crate::conversation::room::Rooms;
-use crate::incoming::{CommandRequest, READ_RECEIPTS, READ_RECEIPTS_FIELD, STATUS_COMMAND};
+use crate::incoming::{
+    CommandRequest, INBOX_COMMAND, MARK_READ_COMMAND, READ_RECEIPTS, READ_RECEIPTS_FIELD,
+    STATUS_COMMAND,
+};
 use crate::stanza::ns::COMMANDS;
 use crate::stanza::{DefinedCondition, ErrorType, StanzaError, element, stanza_error, with_text};
 use crate::store::{Millis, StoreError, Write};
@@ -28,6 +31,17 @@ pub fn list(cx: &Context) -> Element {
                 jid: cx.addrs.domain().clone().into(),
                 node: Some(STATUS_COMMAND.to_owned()),
                 name: Some("Status of my sent messages".to_owned()),
+            },
+            // Issue 10: xep/inbox.md.
+            Item {
+                jid: cx.addrs.domain().clone().into(),
+                node: Some(INBOX_COMMAND.to_owned()),
+                name: Some("My conversations (unread counts)".to_owned()),
+            },
+            Item {
+                jid: cx.addrs.domain().clone().into(),
+                node: Some(MARK_READ_COMMAND.to_owned()),
+                name: Some("Mark conversations read".to_owned()),
             },
         ],
         rsm: None,
@@ -63,12 +77,18 @@ pub fn execute(
     if req.node == STATUS_COMMAND {
         return super::sent::execute(cx, from, req, now);
     }
+    if req.node == INBOX_COMMAND {
+        return crate::inbox::commands::inbox(cx, from, req, now);
+    }
+    if req.node == MARK_READ_COMMAND {
+        return crate::inbox::commands::mark_read_command(cx, from, req, now);
+    }
     if req.node != READ_RECEIPTS {
         return Ok(Err(stanza_error(
             ErrorType::Cancel,
             DefinedCondition::ItemNotFound,
             format!(
-                "no command {:?}; try {READ_RECEIPTS:?} or {STATUS_COMMAND:?}",
+                "no command {:?}; try {READ_RECEIPTS:?}, {STATUS_COMMAND:?}, {INBOX_COMMAND:?} or {MARK_READ_COMMAND:?}",
                 req.node
             ),
         )));

@@ -10,6 +10,7 @@ use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::context::Context;
 use crate::conversation::room::Rooms;
+use crate::inbox::Inbox;
 use crate::incoming::{Origin, ServiceRequest};
 use crate::stanza::{DefinedCondition, ErrorType, element, ns, with_text};
 use crate::store::{Millis, StoreError};
@@ -25,11 +26,13 @@ pub const FEATURES: &[&str] = &[
     ns::RECEIPTS,
     ns::CHAT_MARKERS,
     ns::STATUS,
+    ns::INBOX,
 ];
 
 pub fn answer(
     cx: &mut Context,
     rooms: &mut Rooms,
+    inbox: &mut Inbox,
     origin: &Origin,
     from: &Jid,
     request: ServiceRequest,
@@ -76,6 +79,12 @@ pub fn answer(
         ServiceRequest::Status { conversation, id } => {
             match status::answer(cx, from, conversation.as_deref(), id.as_deref())? {
                 Ok(payload) => origin.result(&own, Some(payload)),
+                Err(e) => origin.reply_with_error(&own, e),
+            }
+        }
+        ServiceRequest::Inbox(req) => {
+            match crate::inbox::protocol::answer(cx, inbox, from, req, now)? {
+                Ok(payload) => origin.result(&own, payload),
                 Err(e) => origin.reply_with_error(&own, e),
             }
         }

@@ -4,6 +4,7 @@
 
 pub mod acks;
 pub mod private_mark;
+pub mod room_tally;
 
 use minidom::Element;
 

@@ -8,7 +8,8 @@ use crate::context::Context;
 use crate::stanza::{
     DefinedCondition, ErrorType, StanzaError, element, ns, set_attr, stanza_error, xep0082,
 };
-use crate::store::{ConversationKey, Millis, RoomMessage, Seq, StoreError, StoreResult};
+pub use crate::status::room_tally::RoomTally;
+use crate::store::{RoomMessage, Seq, StoreError, StoreResult};
 
 /// The status query for a room message (xep/status.md §4): one recipient per
 /// member the message was sent to.
@@ -89,21 +90,6 @@ pub fn status(
     Ok(Ok(payload))
 }
 
-/// Who of a room message's recipients read it: the counts behind its
-/// "some read" / "all read", for the status query and the `status` command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoomTally {
-    /// `sent`, `some-read` or `all-read`.
-    pub summary: &'static str,
-    /// How many recipients read it.
-    pub read: usize,
-    /// Each member it was sent to: when they read it, and whether they
-    /// send read receipts (those who do not are listed, never waited for).
-    pub recipients: Vec<(String, Option<Millis>, bool)>,
-    /// When the last recipient read it, once all have.
-    pub all_read_at: Option<Millis>,
-}
-
 /// Tallies message `seq` of `room_s`: one recipient per member it was sent
 /// to, O(members) reads.
 pub fn tally(
@@ -112,42 +98,11 @@ pub fn tally(
     seq: Seq,
     message: &RoomMessage,
 ) -> StoreResult<RoomTally> {
-    let conv = ConversationKey::room(room_s);
-    let mut recipients = Vec::new();
-    for (member, m) in cx.store.memberships(room_s)? {
-        if member == message.sender || !m.covers(seq) {
-            continue;
-        }
-        let shows_reads = cx.sends_read_receipts(&member)?;
-        let read = if message.readable && shows_reads {
-            cx.store.read_at(&conv, &member, seq)?
-        } else {
-            None
-        };
-        recipients.push((member, read, shows_reads));
-    }
-    let read_count = recipients.iter().filter(|(_, r, _)| r.is_some()).count();
-    // Those who turned read receipts off are listed but not waited for, as
-    // with the all-read notice.
-    let counted = recipients.iter().filter(|(_, _, shows)| *shows).count();
-    let summary = if read_count == 0 {
-        "sent"
-    } else if read_count == counted {
-        "all-read"
-    } else {
-        "some-read"
-    };
-    let all_read_at = (summary == "all-read").then(|| {
-        recipients
-            .iter()
-            .filter_map(|(_, r, _)| *r)
-            .max()
-            .unwrap_or(0)
-    });
-    Ok(RoomTally {
-        summary,
-        read: read_count,
-        recipients,
-        all_read_at,
-    })
+    crate::status::room_tally::tally_in(
+        &*cx.store,
+        cx.config.status.send_read_receipts,
+        room_s,
+        seq,
+        message,
+    )
 }

@@ -1,0 +1,137 @@
+//! Issue 10: each user's conversation list (the inbox): every conversation
+//! they have through tidemark, latest first, with exact unread counts, the
+//! state of their own latest message, and who tried to reach them while
+//! they were away (xep/inbox.md).
+//!
+//! The list follows the core's writes ([`follow`]), is read from the store
+//! ([`view`]), and is served as IQs ([`protocol`]) and ad-hoc commands
+//! ([`commands`]). Sessions that subscribe get each change pushed
+//! ([`Push`], rendered once the stanza's writes are in the store).
+
+pub mod commands;
+pub mod follow;
+pub mod protocol;
+pub mod push;
+pub mod render;
+pub mod view;
+
+use std::collections::HashMap;
+
+use xmpp_parsers::jid::Jid;
+
+use crate::context::Context;
+use crate::stanza::{DefinedCondition, ErrorType, StanzaError, stanza_error};
+use crate::store::StoreError;
+pub use follow::Touched;
+pub use push::Push;
+
+/// Sessions of one user that may subscribe at once; a further one
+/// replaces the oldest.
+pub const MAX_SESSIONS_PER_USER: usize = 8;
+/// Sessions subscribed at once, all users together.
+pub const MAX_SUBSCRIBED: usize = 4_096;
+
+/// The list's live state: who wants updates pushed. Kept in memory only;
+/// a session subscribes again after tidemark restarts (its server tells it
+/// nothing, so xep/inbox.md says to subscribe at each connect).
+#[derive(Debug, Default)]
+pub struct Inbox {
+    subscribed: HashMap<String, Vec<Jid>>,
+    sessions: usize,
+}
+
+impl Inbox {
+    pub fn subscribe(&mut self, session: &Jid) -> Result<(), StanzaError> {
+        if session.resource().is_none() {
+            return Err(stanza_error(
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
+                "subscribe from a session (a full JID): updates go to sessions",
+            ));
+        }
+        let user = session.to_bare().to_string();
+        let list = self.subscribed.entry(user).or_default();
+        if list.contains(session) {
+            return Ok(());
+        }
+        if list.len() >= MAX_SESSIONS_PER_USER {
+            list.remove(0);
+            self.sessions -= 1;
+        } else if self.sessions >= MAX_SUBSCRIBED {
+            return Err(stanza_error(
+                ErrorType::Wait,
+                DefinedCondition::ResourceConstraint,
+                format!(
+                    "{MAX_SUBSCRIBED} sessions already get updates pushed; query the list instead"
+                ),
+            ));
+        }
+        list.push(session.clone());
+        self.sessions += 1;
+        Ok(())
+    }
+
+    pub fn unsubscribe(&mut self, session: &Jid) {
+        let user = session.to_bare().to_string();
+        if let Some(list) = self.subscribed.get_mut(&user) {
+            let before = list.len();
+            list.retain(|s| s != session);
+            self.sessions -= before - list.len();
+            if list.is_empty() {
+                self.subscribed.remove(&user);
+            }
+        }
+    }
+
+    /// How many sessions get updates.
+    pub fn subscribed_sessions(&self) -> usize {
+        self.sessions
+    }
+
+    /// After a stanza's handling: the list's writes join the stanza's, and
+    /// the sessions of the users whose list changed get pushes.
+    pub fn after_stanza(&mut self, cx: &mut Context) -> Result<Vec<Push>, StoreError> {
+        if !cx.config.inbox.enabled {
+            return Ok(vec![]);
+        }
+        let (writes, touched) = follow::follow(cx.pending());
+        for w in writes {
+            cx.write(w);
+        }
+        if self.subscribed.is_empty() {
+            return Ok(vec![]);
+        }
+        let settings = protocol::settings(cx);
+        let mut pushes = Vec::new();
+        for t in touched {
+            match t {
+                Touched::One { user, peer } => {
+                    if let Some(to) = self.subscribed.get(&user) {
+                        pushes.push(Push {
+                            to: to.clone(),
+                            user,
+                            peer,
+                            settings: settings.clone(),
+                        });
+                    }
+                }
+                Touched::Room(room) => {
+                    for (member, m) in cx.store.memberships(&room)? {
+                        if !m.is_current() {
+                            continue;
+                        }
+                        if let Some(to) = self.subscribed.get(&member) {
+                            pushes.push(Push {
+                                to: to.clone(),
+                                user: member,
+                                peer: view::Peer::Room(room.clone()),
+                                settings: settings.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(pushes)
+    }
+}

@@ -1,0 +1,494 @@
+//! Issue 10: the conversation list (xep/inbox.md) through the router, no
+//! socket: a real sled store, exact unread counts with partial reads, a
+//! reader who hides their reads, rooms, mark read, missed attempts in
+//! "reject" mode and held messages in "queue" mode, search and paging,
+//! pushed updates, and nobody else's list.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use minidom::Element;
+use tidemark::config::Config;
+use tidemark::service::Tidemark;
+use tidemark::store::{SledStore, Store};
+
+mod common;
+use common::{Varies, XepDoc, millis, with_ns};
+
+const INBOX: &str = "urn:tidemark:inbox:0";
+const COMMANDS: &str = "http://jabber.org/protocol/commands";
+const DATA: &str = "jabber:x:data";
+const ROOM: &str = "team@chat.localhost";
+const START: &str = "2026-11-20T09:00:00.000Z";
+/// The room of the tests that have one.
+const TEAM: &str = "[[rooms]]\nname = \"team\"\nmembers = [\"alice@localhost\", \"bob@localhost\", \"carol@localhost\"]\n";
+
+struct World {
+    tm: Tidemark,
+    now: u64,
+}
+
+impl World {
+    fn new(extra: &str) -> Self {
+        let text = format!(
+            "[component]\njid = \"chat.localhost\"\nserver = \"127.0.0.1:5347\"\nsecret = \"s3cret\"\n[storage]\npath = \"unused\"\n{extra}"
+        );
+        let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
+        let now = millis(START);
+        Self {
+            tm: Tidemark::new(config, store, now).unwrap(),
+            now,
+        }
+    }
+
+    fn handle_at(&mut self, now: u64, stanza: &Element) -> Vec<Element> {
+        assert!(now >= self.now, "the clock goes forward");
+        self.now = now;
+        let effects = self.tm.handle(stanza, now);
+        effects.apply(&**self.tm.store()).unwrap()
+    }
+
+    fn send(&mut self, xml: &str) -> Vec<Element> {
+        self.handle_at(self.now + 1000, &with_ns(xml).parse().unwrap())
+    }
+
+    fn send_at(&mut self, xep0082: &str, xml: &str) -> Vec<Element> {
+        self.handle_at(millis(xep0082), &with_ns(xml).parse().unwrap())
+    }
+
+    /// `contact` lets `watcher` see their presence, and is online (or not).
+    fn grant(&mut self, watcher: &str, contact: &str, online: bool) {
+        let tracked = format!("{watcher}\\40localhost@chat.localhost");
+        self.send(&format!(
+            "<presence type='subscribed' from='{contact}@localhost' to='{tracked}'/>"
+        ));
+        let kind = if online { "" } else { " type='unavailable'" };
+        self.send(&format!(
+            "<presence{kind} from='{contact}@localhost/res' to='{tracked}'/>"
+        ));
+    }
+
+    /// Everyone lets everyone see them, everyone online.
+    fn friends(&mut self, users: &[&str]) {
+        for a in users {
+            for b in users {
+                if a != b {
+                    self.grant(a, b, true);
+                }
+            }
+        }
+    }
+
+    fn chat_at(&mut self, at: &str, from: &str, to: &str, id: &str) -> Vec<Element> {
+        self.send_at(
+            at,
+            &format!(
+                "<message type='chat' id='{id}' from='{from}@localhost/res' to='{to}\\40localhost@chat.localhost'><body>{id}</body>\
+                 <request xmlns='urn:xmpp:receipts'/><markable xmlns='urn:xmpp:chat-markers:0'/></message>"
+            ),
+        )
+    }
+
+    fn chat(&mut self, from: &str, to: &str, id: &str) -> Vec<Element> {
+        let at = self.now + 1000;
+        self.handle_at(
+            at,
+            &with_ns(&format!(
+                "<message type='chat' id='{id}' from='{from}@localhost/res' to='{to}\\40localhost@chat.localhost'><body>{id}</body>\
+                 <request xmlns='urn:xmpp:receipts'/><markable xmlns='urn:xmpp:chat-markers:0'/></message>"
+            ))
+            .parse()
+            .unwrap(),
+        )
+    }
+
+    /// `reader`'s client shows `writer`'s message `id`.
+    fn displayed(&mut self, reader: &str, writer: &str, id: &str) -> Vec<Element> {
+        self.send(&format!(
+            "<message type='chat' from='{reader}@localhost/res' to='{writer}\\40localhost@chat.localhost'><displayed xmlns='urn:xmpp:chat-markers:0' id='{id}'/></message>"
+        ))
+    }
+
+    fn join(&mut self, user: &str) -> Vec<Element> {
+        self.send(&format!(
+            "<presence from='{user}@localhost/res' to='{ROOM}/{user}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        ))
+    }
+
+    fn say(&mut self, user: &str, id: &str) -> Vec<Element> {
+        self.send(&format!(
+            "<message type='groupchat' id='{id}' from='{user}@localhost/res' to='{ROOM}'><body>{id}</body></message>"
+        ))
+    }
+
+    /// The room's stanza-id of `id`, from what tidemark reflected.
+    fn say_and_id(&mut self, user: &str, id: &str) -> String {
+        let out = self.say(user, id);
+        out.iter()
+            .find_map(|el| {
+                el.get_child("stanza-id", "urn:xmpp:sid:0")
+                    .and_then(|s| s.attr("id"))
+                    .map(str::to_owned)
+            })
+            .expect("a reflected message with a stanza-id")
+    }
+
+    fn room_displayed(&mut self, user: &str, stanza_id: &str) -> Vec<Element> {
+        self.send(&format!(
+            "<message type='groupchat' from='{user}@localhost/res' to='{ROOM}'><displayed xmlns='urn:xmpp:chat-markers:0' id='{stanza_id}'/></message>"
+        ))
+    }
+
+    fn iq(&mut self, user: &str, type_: &str, payload: &str) -> Element {
+        let out = self.send(&format!(
+            "<iq type='{type_}' id='q' from='{user}@localhost/res' to='chat.localhost'>{payload}</iq>"
+        ));
+        assert_eq!(out.len(), 1, "one answer: {out:?}");
+        out.into_iter().next().unwrap()
+    }
+
+    fn list(&mut self, user: &str, attrs: &str) -> Element {
+        let answer = self.iq(user, "get", &format!("<inbox xmlns='{INBOX}' {attrs}/>"));
+        assert_eq!(
+            answer.attr("type"),
+            Some("result"),
+            "{}",
+            String::from(&answer)
+        );
+        answer.get_child("inbox", INBOX).unwrap().clone()
+    }
+
+    /// (address, unread, missed) per row, newest first, and the total.
+    fn counts(&mut self, user: &str, attrs: &str) -> (Vec<(String, u64, u64)>, u64) {
+        let inbox = self.list(user, attrs);
+        let rows = inbox
+            .children()
+            .filter(|c| c.name() == "conversation")
+            .map(|c| {
+                (
+                    c.attr("jid").unwrap().to_owned(),
+                    c.attr("unread").unwrap().parse().unwrap(),
+                    c.attr("missed").unwrap().parse().unwrap(),
+                )
+            })
+            .collect();
+        (rows, inbox.attr("total-unread").unwrap().parse().unwrap())
+    }
+}
+
+fn tracked(user: &str) -> String {
+    format!("{user}\\40localhost@chat.localhost")
+}
+
+fn row(jid: &str, unread: u64, missed: u64) -> (String, u64, u64) {
+    (jid.to_owned(), unread, missed)
+}
+
+#[test]
+fn partial_reads_leave_exactly_the_rest_unread() {
+    let mut w = World::new("");
+    w.friends(&["alice", "bob", "carol"]);
+    for i in 1..=5 {
+        w.chat("bob", "alice", &format!("b{i}"));
+    }
+    assert_eq!(w.counts("alice", ""), (vec![row(&tracked("bob"), 5, 0)], 5));
+    // Reading message 3 of 5 leaves 2.
+    w.displayed("alice", "bob", "b3");
+    assert_eq!(w.counts("alice", ""), (vec![row(&tracked("bob"), 2, 0)], 2));
+    // Bob's own list: nothing unread, his latest delivered? no receipt
+    // yet, but read up to b3.
+    let bob = w.list("bob", "");
+    let conv = bob.get_child("conversation", INBOX).unwrap();
+    assert_eq!(conv.attr("unread"), Some("0"));
+    assert_eq!(conv.attr("state"), Some("sent"), "b5 is not read yet");
+    w.displayed("alice", "bob", "b5");
+    let bob = w.list("bob", "");
+    let conv = bob.get_child("conversation", INBOX).unwrap();
+    assert_eq!(conv.attr("state"), Some("read"));
+    assert_eq!(w.counts("alice", "").1, 0);
+}
+
+#[test]
+fn a_reader_who_hides_reads_still_clears_their_count() {
+    let mut w = World::new("[status]\nsend_read_receipts = false\n");
+    w.friends(&["alice", "bob"]);
+    w.chat("bob", "alice", "b1");
+    w.chat("bob", "alice", "b2");
+    let out = w.displayed("alice", "bob", "b1");
+    assert!(out.is_empty(), "nobody is told: {out:?}");
+    assert_eq!(w.counts("alice", "").1, 1);
+    // Bob does not learn it.
+    let bob = w.list("bob", "");
+    assert_eq!(
+        bob.get_child("conversation", INBOX).unwrap().attr("state"),
+        Some("sent")
+    );
+}
+
+#[test]
+fn answering_reads_what_came_before() {
+    let mut w = World::new("");
+    w.friends(&["alice", "bob"]);
+    w.chat("bob", "alice", "b1");
+    w.chat("bob", "alice", "b2");
+    w.chat("alice", "bob", "a1");
+    assert_eq!(w.counts("alice", "").1, 0);
+    let alice = w.list("alice", "");
+    let conv = alice.get_child("conversation", INBOX).unwrap();
+    assert_eq!(conv.attr("last-from"), Some("alice@localhost"));
+}
+
+#[test]
+fn rooms_count_what_came_after_the_members_read_position() {
+    let mut w = World::new(TEAM);
+    for u in ["alice", "bob", "carol"] {
+        w.join(u);
+    }
+    let s1 = w.say_and_id("bob", "r1");
+    w.say("carol", "r2");
+    w.say("bob", "r3");
+    assert_eq!(w.counts("alice", ""), (vec![row(ROOM, 3, 0)], 3));
+    // Nobody's own messages are unread for them, and writing reads what
+    // came before: bob (who wrote last) has none, carol has bob's r3.
+    assert_eq!(w.counts("bob", ""), (vec![row(ROOM, 0, 0)], 0));
+    assert_eq!(w.counts("carol", ""), (vec![row(ROOM, 1, 0)], 1));
+    w.room_displayed("alice", &s1);
+    assert_eq!(w.counts("alice", "").1, 2);
+    // Alice writes: she had the room open.
+    w.say("alice", "r4");
+    assert_eq!(w.counts("alice", "").1, 0);
+    let alice = w.list("alice", "");
+    let conv = alice.get_child("conversation", INBOX).unwrap();
+    assert_eq!(conv.attr("type"), Some("groupchat"));
+    assert_eq!(conv.attr("state"), Some("sent"));
+    assert_eq!(conv.attr("last-from"), Some("alice@localhost"));
+}
+
+#[test]
+fn mark_read_clears_one_conversation_or_all_and_tells_nobody() {
+    let mut w = World::new(TEAM);
+    w.friends(&["alice", "bob", "carol"]);
+    for u in ["alice", "bob", "carol"] {
+        w.join(u);
+    }
+    w.chat("bob", "alice", "b1");
+    w.chat("carol", "alice", "c1");
+    w.say("bob", "r1");
+    assert_eq!(w.counts("alice", "").1, 3);
+    let out = w.send(&format!(
+        "<iq type='set' id='m' from='alice@localhost/res' to='chat.localhost'><mark-read xmlns='{INBOX}' jid='bob@localhost'/></iq>"
+    ));
+    assert_eq!(out.len(), 1, "only the answer goes out: {out:?}");
+    assert_eq!(out[0].attr("type"), Some("result"));
+    assert_eq!(w.counts("alice", "").1, 2);
+    // Bob's message does not read as read for him.
+    let bob = w.list("bob", "");
+    let conv = bob
+        .children()
+        .find(|c| c.attr("jid") == Some(tracked("alice").as_str()))
+        .unwrap();
+    assert_eq!(conv.attr("state"), Some("sent"));
+    // All: the room too, with no marker reflected to anyone.
+    let out = w.send(&format!(
+        "<iq type='set' id='m2' from='alice@localhost/res' to='chat.localhost'><mark-read xmlns='{INBOX}'/></iq>"
+    ));
+    assert_eq!(out.len(), 1, "only the answer goes out: {out:?}");
+    assert_eq!(w.counts("alice", "").1, 0);
+    // Unknown conversation: a clear error, nothing changed.
+    let answer = w.iq(
+        "alice",
+        "set",
+        &format!("<mark-read xmlns='{INBOX}' jid='nobody@localhost'/>"),
+    );
+    assert_eq!(answer.attr("type"), Some("error"));
+    assert!(String::from(&answer).contains("item-not-found"));
+}
+
+#[test]
+fn reject_mode_lists_missed_attempts_until_opened() {
+    let mut w = World::new("[presence]\noffline = \"reject\"\n");
+    w.grant("bob", "alice", false);
+    w.grant("alice", "bob", true);
+    let out = w.chat("bob", "alice", "b1");
+    assert!(String::from(&out[0]).contains("recipient-unavailable"));
+    w.chat("bob", "alice", "b2");
+    let (rows, total) = w.counts("alice", "");
+    assert_eq!((rows, total), (vec![row(&tracked("bob"), 0, 2)], 0));
+    let only = w.counts("alice", "unread-only='true'").0;
+    assert_eq!(
+        only,
+        vec![row(&tracked("bob"), 0, 2)],
+        "missed wants attention"
+    );
+    // Bob's side: his last message failed.
+    let bob = w.list("bob", "");
+    assert_eq!(
+        bob.get_child("conversation", INBOX).unwrap().attr("state"),
+        Some("failed")
+    );
+    w.iq(
+        "alice",
+        "set",
+        &format!("<mark-read xmlns='{INBOX}' jid='{}'/>", tracked("bob")),
+    );
+    assert_eq!(w.counts("alice", "").0, vec![row(&tracked("bob"), 0, 0)]);
+}
+
+#[test]
+fn queue_mode_counts_held_messages_as_unread() {
+    let mut w = World::new("[presence]\noffline = \"queue\"\n");
+    w.grant("bob", "alice", false);
+    w.grant("alice", "bob", true);
+    w.chat("bob", "alice", "b1");
+    w.chat("bob", "alice", "b2");
+    assert_eq!(w.counts("alice", ""), (vec![row(&tracked("bob"), 2, 0)], 2));
+    // Alice comes online: the held messages go out, still unread once.
+    w.send(&format!(
+        "<presence from='alice@localhost/res' to='{}'/>",
+        tracked("bob")
+    ));
+    assert_eq!(w.counts("alice", ""), (vec![row(&tracked("bob"), 2, 0)], 2));
+}
+
+#[test]
+fn search_filters_and_pages_go_newest_first() {
+    let mut w = World::new("");
+    let users = ["alice", "bob", "carol", "dave", "émile", "zoë"];
+    w.friends(&users);
+    for u in &users[1..] {
+        w.chat(u, "alice", "hi");
+    }
+    let (rows, total) = w.counts("alice", "");
+    assert_eq!(total, 5);
+    let order: Vec<String> = rows.into_iter().map(|r| r.0).collect();
+    assert_eq!(
+        order,
+        ["zoë", "émile", "dave", "carol", "bob"].map(tracked),
+        "newest first"
+    );
+    // Any script, any case.
+    let found = w.counts("alice", "search='ÉMI'").0;
+    assert_eq!(found, vec![row(&tracked("émile"), 1, 0)]);
+    assert_eq!(w.counts("alice", "search='nobody'").0, vec![]);
+    // Pages of two, each going on below the last row shown.
+    let mut seen = vec![];
+    let mut after = String::new();
+    for _ in 0..3 {
+        let cursor = if after.is_empty() {
+            String::new()
+        } else {
+            format!("<after>{after}</after>")
+        };
+        let answer = w.iq(
+            "alice",
+            "get",
+            &format!(
+                "<inbox xmlns='{INBOX}'><set xmlns='http://jabber.org/protocol/rsm'><max>2</max>{cursor}</set></inbox>"
+            ),
+        );
+        let inbox = answer.get_child("inbox", INBOX).unwrap();
+        let page: Vec<String> = inbox
+            .children()
+            .filter(|c| c.name() == "conversation")
+            .map(|c| c.attr("jid").unwrap().to_owned())
+            .collect();
+        assert!(page.len() <= 2);
+        seen.extend(page);
+        let set = inbox.get_child("set", "http://jabber.org/protocol/rsm");
+        let complete = inbox.attr("complete") == Some("true");
+        if complete {
+            break;
+        }
+        after = set
+            .unwrap()
+            .get_child("last", "http://jabber.org/protocol/rsm")
+            .unwrap()
+            .text();
+    }
+    assert_eq!(seen, order, "the pages together are the list, once each");
+}
+
+#[test]
+fn nobody_sees_anothers_list() {
+    let mut w = World::new("");
+    w.friends(&["alice", "bob"]);
+    w.chat("bob", "alice", "b1");
+    let mut answers = vec![];
+    for owner in ["alice@localhost", "nobody@localhost"] {
+        let a = w.iq(
+            "bob",
+            "get",
+            &format!("<inbox xmlns='{INBOX}' user='{owner}'/>"),
+        );
+        assert_eq!(a.attr("type"), Some("error"));
+        answers.push(String::from(
+            a.get_child("error", "jabber:component:accept").unwrap(),
+        ));
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "the same answer whether the owner exists"
+    );
+    assert!(answers[0].contains("forbidden"));
+    // Their own list, named or not, is theirs.
+    assert_eq!(w.list("bob", "user='bob@localhost'"), w.list("bob", ""));
+}
+
+#[test]
+fn subscribed_sessions_get_each_change_pushed() {
+    let mut w = World::new("");
+    w.friends(&["alice", "bob"]);
+    let ok = w.iq("alice", "set", &format!("<subscribe xmlns='{INBOX}'/>"));
+    assert_eq!(ok.attr("type"), Some("result"));
+    let out = w.chat("bob", "alice", "b1");
+    let push = out
+        .iter()
+        .find(|el| {
+            el.attr("to") == Some("alice@localhost/res") && el.attr("type") == Some("headline")
+        })
+        .expect("a pushed update");
+    let update = push.get_child("update", INBOX).unwrap();
+    assert_eq!(update.attr("total-unread"), Some("1"));
+    let conv = update.get_child("conversation", INBOX).unwrap();
+    assert_eq!(conv.attr("unread"), Some("1"));
+    // Her read: pushed too, with the count after it.
+    let out = w.displayed("alice", "bob", "b1");
+    let push = out
+        .iter()
+        .find(|el| el.attr("to") == Some("alice@localhost/res"))
+        .expect("a pushed update");
+    assert_eq!(
+        push.get_child("update", INBOX)
+            .unwrap()
+            .attr("total-unread"),
+        Some("0")
+    );
+    w.iq("alice", "set", &format!("<unsubscribe xmlns='{INBOX}'/>"));
+    let out = w.chat("bob", "alice", "b2");
+    assert!(
+        out.iter()
+            .all(|el| el.attr("to") != Some("alice@localhost/res")),
+        "no push after unsubscribing: {out:?}"
+    );
+}
+
+#[test]
+fn malformed_requests_get_clear_errors() {
+    let mut w = World::new("");
+    for payload in [
+        format!("<inbox xmlns='{INBOX}' unread-only='maybe'/>"),
+        format!(
+            "<inbox xmlns='{INBOX}'><set xmlns='http://jabber.org/protocol/rsm'><after>x</after></set></inbox>"
+        ),
+        format!("<frobnicate xmlns='{INBOX}'/>"),
+    ] {
+        let a = w.iq("alice", "get", &payload);
+        assert_eq!(a.attr("type"), Some("error"), "{payload}");
+        assert!(
+            String::from(&a).contains("bad-request"),
+            "{}",
+            String::from(&a)
+        );
+    }
+}
