@@ -492,3 +492,135 @@ fn malformed_requests_get_clear_errors() {
         );
     }
 }
+
+/// The story of xep/inbox.md, up to its first query: who wrote what when.
+fn story() -> World {
+    let mut w = World::new(TEAM);
+    w.friends(&["alice", "bob", "carol"]);
+    w.grant("dave", "alice", true);
+    w.grant("alice", "dave", true);
+    for u in ["alice", "bob", "carol"] {
+        w.join(u);
+    }
+    // Alice is away for a while: dave tries to reach her twice.
+    w.send_at(
+        "2026-11-20T09:50:00.000Z",
+        "<presence type='unavailable' from='alice@localhost/res' to='dave\\40localhost@chat.localhost'/>",
+    );
+    w.chat_at("2026-11-20T09:52:00.000Z", "dave", "alice", "d1");
+    w.chat_at("2026-11-20T09:55:00.000Z", "dave", "alice", "d2");
+    w.send_at(
+        "2026-11-20T09:58:00.000Z",
+        "<presence from='alice@localhost/res' to='dave\\40localhost@chat.localhost'/>",
+    );
+    w.chat_at("2026-11-20T10:00:00.000Z", "bob", "alice", "b1");
+    w.chat_at("2026-11-20T10:01:00.000Z", "bob", "alice", "b2");
+    w.chat_at("2026-11-20T10:02:00.000Z", "bob", "alice", "b3");
+    w.chat_at("2026-11-20T10:04:00.000Z", "alice", "bob", "a1");
+    w.send_at(
+        "2026-11-20T10:05:00.000Z",
+        "<message type='groupchat' id='r1' from='carol@localhost/res' to='team@chat.localhost'><body>standup?</body></message>",
+    );
+    w.chat_at("2026-11-20T10:06:00.000Z", "carol", "alice", "c1");
+    w.send_at(
+        "2026-11-20T10:07:00.000Z",
+        "<message type='chat' from='bob@localhost/res' to='alice\\40localhost@chat.localhost'><displayed xmlns='urn:xmpp:chat-markers:0' id='a1'/></message>",
+    );
+    w.chat_at("2026-11-20T10:07:30.000Z", "bob", "alice", "b4");
+    w.now = millis("2026-11-20T10:08:00.000Z");
+    w
+}
+
+/// xep/inbox.md, example by example, compared by value.
+#[test]
+fn xep_inbox_examples_are_what_tidemark_says() {
+    let doc = XepDoc::load("inbox.md");
+    let mut w = story();
+    let session = [Varies {
+        path: "iq/command",
+        attr: "sessionid",
+        why: "a fresh session id, from the clock",
+    }];
+    let ask = |w: &mut World, id: &str, type_: &str, varies: &[Varies]| {
+        let request = doc.example("iq", type_, Some(id));
+        let out = w.send(&String::from(&request.el));
+        let [answer] = &out[..] else {
+            panic!("{id}: one answer expected, got {out:?}")
+        };
+        let kind = if answer.attr("type") == Some("error") {
+            "error"
+        } else {
+            "result"
+        };
+        doc.example("iq", kind, Some(id))
+            .assert_answer(id, answer, varies);
+    };
+    ask(&mut w, "inbox-1", "get", &[]);
+    ask(&mut w, "inbox-2", "get", &[]);
+    ask(&mut w, "inbox-3", "get", &[]);
+    ask(&mut w, "inbox-4", "set", &[]);
+    ask(&mut w, "inbox-5", "set", &[]);
+    let out = w.send_at(
+        "2026-11-20T10:10:00.000Z",
+        "<message type='chat' id='c2' from='carol@localhost/res' to='alice\\40localhost@chat.localhost'><body>lunch?</body><markable xmlns='urn:xmpp:chat-markers:0'/></message>",
+    );
+    let push = out
+        .iter()
+        .find(|el| el.attr("type") == Some("headline"))
+        .expect("the update pushed to alice's session");
+    doc.only("message", "headline")
+        .assert_answer("the pushed update", push, &[]);
+    ask(&mut w, "inbox-6", "get", &[]);
+    ask(&mut w, "cmd-1", "set", &session);
+    ask(&mut w, "cmd-2", "set", &[]);
+    ask(&mut w, "cmd-3", "set", &session);
+    ask(&mut w, "cmd-4", "set", &[]);
+    doc.assert_all_checked();
+}
+
+/// The `inbox` command pages 20 conversations at a time, newest first,
+/// and `next` goes on where the page ended.
+#[test]
+fn the_inbox_command_pages_through_long_lists() {
+    let mut w = World::new("");
+    let users: Vec<String> = (0..25).map(|i| format!("u{i:02}")).collect();
+    for u in &users {
+        w.grant(u, "alice", true);
+        w.grant("alice", u, true);
+        w.chat(u, "alice", "hi");
+    }
+    let run = |w: &mut World, attrs: &str, payload: &str| -> Element {
+        let out = w.send(&format!(
+            "<iq type='set' id='c' from='alice@localhost/res' to='chat.localhost'><command xmlns='{COMMANDS}' node='inbox' {attrs}>{payload}</command></iq>"
+        ));
+        out[0].get_child("command", COMMANDS).unwrap().clone()
+    };
+    let names = |cmd: &Element| -> Vec<String> {
+        let x = cmd.get_child("x", DATA).unwrap();
+        x.children()
+            .filter(|c| c.name() == "item")
+            .map(|item| {
+                item.children()
+                    .find(|f| f.attr("var") == Some("name"))
+                    .unwrap()
+                    .get_child("value", DATA)
+                    .unwrap()
+                    .text()
+            })
+            .collect()
+    };
+    let first = run(
+        &mut w,
+        "",
+        &format!("<x xmlns='{DATA}' type='submit'><field var='search'><value/></field></x>"),
+    );
+    assert_eq!(first.attr("status"), Some("executing"));
+    let page1 = names(&first);
+    assert_eq!(page1.len(), 20);
+    assert_eq!(page1[0], "u24", "newest first");
+    let session = first.attr("sessionid").unwrap().to_owned();
+    let second = run(&mut w, &format!("sessionid='{session}' action='next'"), "");
+    assert_eq!(second.attr("status"), Some("completed"));
+    let page2 = names(&second);
+    assert_eq!(page2, ["u04", "u03", "u02", "u01", "u00"]);
+}

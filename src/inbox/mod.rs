@@ -31,6 +31,34 @@ pub const MAX_SESSIONS_PER_USER: usize = 8;
 /// Sessions subscribed at once, all users together.
 pub const MAX_SUBSCRIBED: usize = 4_096;
 
+/// Why a session could not subscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotSubscribed {
+    /// A bare JID: updates go to sessions.
+    NoSession,
+    /// [`MAX_SUBSCRIBED`] sessions subscribe already.
+    Full,
+}
+
+impl NotSubscribed {
+    pub fn error(self) -> StanzaError {
+        match self {
+            NotSubscribed::NoSession => stanza_error(
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
+                "subscribe from a session (a full JID): updates go to sessions",
+            ),
+            NotSubscribed::Full => stanza_error(
+                ErrorType::Wait,
+                DefinedCondition::ResourceConstraint,
+                format!(
+                    "{MAX_SUBSCRIBED} sessions already get updates pushed; query the list instead"
+                ),
+            ),
+        }
+    }
+}
+
 /// The list's live state: who wants updates pushed. Kept in memory only;
 /// a session subscribes again after tidemark restarts (its server tells it
 /// nothing, so xep/inbox.md says to subscribe at each connect).
@@ -41,13 +69,9 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    pub fn subscribe(&mut self, session: &Jid) -> Result<(), StanzaError> {
+    pub fn subscribe(&mut self, session: &Jid) -> Result<(), NotSubscribed> {
         if session.resource().is_none() {
-            return Err(stanza_error(
-                ErrorType::Modify,
-                DefinedCondition::BadRequest,
-                "subscribe from a session (a full JID): updates go to sessions",
-            ));
+            return Err(NotSubscribed::NoSession);
         }
         let user = session.to_bare().to_string();
         let list = self.subscribed.entry(user).or_default();
@@ -58,13 +82,7 @@ impl Inbox {
             list.remove(0);
             self.sessions -= 1;
         } else if self.sessions >= MAX_SUBSCRIBED {
-            return Err(stanza_error(
-                ErrorType::Wait,
-                DefinedCondition::ResourceConstraint,
-                format!(
-                    "{MAX_SUBSCRIBED} sessions already get updates pushed; query the list instead"
-                ),
-            ));
+            return Err(NotSubscribed::Full);
         }
         list.push(session.clone());
         self.sessions += 1;

@@ -84,7 +84,7 @@ pub fn answer(
         },
         InboxRequest::Subscribe => match inbox.subscribe(from) {
             Ok(()) => Ok(None),
-            Err(e) => Err(e),
+            Err(e) => Err(e.error()),
         },
         InboxRequest::Unsubscribe => {
             inbox.unsubscribe(from);
@@ -95,9 +95,10 @@ pub fn answer(
 
 /// The conversation `jid` names for `user`: a room, a tracked address or
 /// a contact's own JID.
-pub fn peer_of(cx: &Context, jid: &str) -> Result<Peer, StanzaError> {
-    let parsed = Jid::new(jid.trim())
-        .map_err(|e| bad_request(format!("{jid:?} is not an XMPP address: {e}")))?;
+/// A bad `jid` gives the text of a `bad-request`.
+pub fn peer_of(cx: &Context, jid: &str) -> Result<Peer, String> {
+    let parsed =
+        Jid::new(jid.trim()).map_err(|e| format!("{jid:?} is not an XMPP address: {e}"))?;
     if let Some((room, None)) = cx.addrs.room_of(&parsed) {
         return Ok(Peer::Room(room.to_string()));
     }
@@ -106,11 +107,7 @@ pub fn peer_of(cx: &Context, jid: &str) -> Result<Peer, StanzaError> {
             .addrs
             .contact_of(&parsed)
             .map(|c| Peer::Contact(c.to_bare().to_string()))
-            .map_err(|_| {
-                bad_request(format!(
-                    "{jid:?} is neither a room nor a tracked address here"
-                ))
-            });
+            .map_err(|_| format!("{jid:?} is neither a room nor a tracked address here"));
     }
     Ok(Peer::Contact(parsed.to_bare().to_string()))
 }
@@ -125,7 +122,7 @@ pub fn mark_read(
     let peers = match jid {
         Some(jid) => match peer_of(cx, jid) {
             Ok(p) => vec![p],
-            Err(e) => return Ok(Err(e)),
+            Err(text) => return Ok(Err(bad_request(text))),
         },
         None => {
             let mut all: Vec<Peer> = cx

@@ -244,7 +244,7 @@ pub fn list(store: &dyn Store, settings: &Settings, user: &str, q: &Query) -> St
             rows.push(r);
         }
     }
-    rows.sort_by(|a, b| b.latest.cmp(&a.latest));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.latest));
     let more = rows.len() > q.max;
     rows.truncate(q.max);
     Ok(Page {

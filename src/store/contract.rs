@@ -1005,7 +1005,6 @@ pub fn sent_messages_are_listed_per_sender(store: &dyn Store) {
 /// A contract check over a fresh store.
 pub type Check = fn(&dyn Store);
 
-/// Every check, by name.
 // --- issue 10: the conversation list ---
 
 /// Partial reads leave exactly the rest unread; the user's own message
@@ -1131,6 +1130,7 @@ pub fn rooms_count_their_messages(store: &dyn Store) {
 
 // --- end issue 10 ---
 
+/// Every check, by name.
 pub const ALL: &[(&str, Check)] = &[
     (
         "sent_messages_are_listed_per_sender",
