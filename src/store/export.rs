@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConversationKey, Failure, Membership, MessageRecord, Millis, OccupantRecord, RoomMessage,
-    RoomRecord, Seq, Store, StoreError,
+    ConversationKey, Failure, Membership, MessageRecord, Millis, Missed, OccupantRecord,
+    RoomMessage, RoomRecord, Seq, Store, StoreError,
 };
 
 pub const FORMAT: &str = "tidemark-export";
@@ -113,6 +113,28 @@ pub enum ExportRecord {
         user: String,
         sessions: Vec<String>,
         presence: String,
+    },
+    /// Issue 10: one user's conversation-list entry for a contact, with the
+    /// contact's messages still unread.
+    InboxEntry {
+        user: String,
+        contact: String,
+        latest: Seq,
+        latest_at: Millis,
+        latest_by_contact: bool,
+        #[serde(default)]
+        own_latest: Seq,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unread: Vec<Seq>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        missed: Option<Missed>,
+    },
+    /// Issue 10: a user's latest message in a room (their read position
+    /// there is at least that).
+    InboxRoomSent {
+        user: String,
+        room: String,
+        seq: Seq,
     },
 }
 

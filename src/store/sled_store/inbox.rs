@@ -20,6 +20,7 @@ use std::ops::Bound;
 
 use super::staged::T;
 use super::{SledStore, decode, decode_seq, encode};
+use crate::store::export::{ExportError, ExportRecord};
 use crate::store::keys;
 use crate::store::{InboxEntry, Millis, Missed, Seq, StoreError, StoreResult};
 
@@ -359,5 +360,81 @@ impl SledStore {
             },
         };
         Ok(total.saturating_sub(upto_after))
+    }
+
+    /// Every entry and room position as export records.
+    pub(super) fn export_inbox(
+        &self,
+        each: &mut dyn FnMut(ExportRecord) -> Result<(), ExportError>,
+    ) -> Result<(), ExportError> {
+        let split = |k: &[u8], what: &'static str| -> StoreResult<(String, String)> {
+            let rest = &k[1..];
+            let at = rest
+                .iter()
+                .position(|b| *b == 0)
+                .ok_or_else(|| StoreError::Corrupt {
+                    what,
+                    detail: format!("{k:?}"),
+                })?;
+            Ok((
+                String::from_utf8_lossy(&rest[..at]).into_owned(),
+                String::from_utf8_lossy(&rest[at + 1..]).into_owned(),
+            ))
+        };
+        for entry in self.staged.tree(T::Inbox).scan_prefix([ENTRY]) {
+            let (k, v) = entry.map_err(StoreError::from)?;
+            let (user, contact) = split(&k, "inbox entry key")?;
+            let e: InboxEntry = decode(&v, "inbox entry")?;
+            let prefix = unread_prefix(&user, &contact);
+            let mut unread = Vec::with_capacity(e.unread as usize);
+            for u in self.staged.tree(T::Inbox).scan_prefix(&prefix) {
+                let (uk, _) = u.map_err(StoreError::from)?;
+                unread.push(decode_seq(&uk[prefix.len()..], "inbox unread key")?);
+            }
+            each(ExportRecord::InboxEntry {
+                user,
+                contact,
+                latest: e.latest,
+                latest_at: e.latest_at,
+                latest_by_contact: e.latest_by_contact,
+                own_latest: e.own_latest,
+                unread,
+                missed: e.missed,
+            })?;
+        }
+        for entry in self.staged.tree(T::Inbox).scan_prefix([ROOM_SENT]) {
+            let (k, v) = entry.map_err(StoreError::from)?;
+            let (user, room) = split(&k, "inbox room key")?;
+            each(ExportRecord::InboxRoomSent {
+                user,
+                room,
+                seq: u64_value(&v, "inbox room position")?,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// One entry of an export, as it was.
+    pub(super) fn import_inbox_entry(
+        &self,
+        user: &str,
+        mut e: InboxEntry,
+        unread: &[Seq],
+    ) -> StoreResult<()> {
+        if e.latest == 0 || unread.iter().any(|s| *s > e.latest) {
+            return Err(StoreError::Rejected(format!(
+                "inbox entry of {user} for {}: unread messages after its latest",
+                e.contact
+            )));
+        }
+        self.staged
+            .insert(T::Inbox, time_key(user, e.latest), e.contact.as_bytes());
+        for seq in unread {
+            self.staged
+                .insert(T::Inbox, unread_key(user, &e.contact, *seq), []);
+        }
+        e.unread = u32::try_from(unread.len()).unwrap_or(u32::MAX);
+        self.add_to_total(user, i64::from(e.unread))?;
+        self.save_entry(user, &e)
     }
 }

@@ -5,7 +5,7 @@ use super::{SledStore, decode, decode_seq};
 use crate::store::export::{ExportError, ExportRecord};
 use crate::store::keys::{self, ConversationKey};
 use crate::store::{
-    Membership, MessageRecord, OccupantRecord, RoomMessage, RoomRecord, Store, StoreError,
+    InboxEntry, Membership, MessageRecord, OccupantRecord, RoomMessage, RoomRecord, Store, StoreError,
     StoreResult,
 };
 
@@ -124,7 +124,7 @@ impl SledStore {
             let o: OccupantRecord = decode(&v, "occupant")?;
             each(ExportRecord::occupant(room, nick, o))?;
         }
-        Ok(())
+        self.export_inbox(each)
     }
 
     pub(super) fn import_one(&self, record: ExportRecord) -> StoreResult<()> {
@@ -266,6 +266,31 @@ impl SledStore {
                     presence,
                 }),
             ),
+            ExportRecord::InboxEntry {
+                user,
+                contact,
+                latest,
+                latest_at,
+                latest_by_contact,
+                own_latest,
+                unread,
+                missed,
+            } => self.import_inbox_entry(
+                &user,
+                InboxEntry {
+                    contact,
+                    latest,
+                    latest_at,
+                    latest_by_contact,
+                    own_latest,
+                    unread: 0,
+                    missed,
+                },
+                &unread,
+            ),
+            ExportRecord::InboxRoomSent { user, room, seq } => {
+                self.inbox_room_sent(&user, &room, seq)
+            }
         }
     }
 }

@@ -122,6 +122,10 @@ fn everything(store: &SledStore) -> (ConversationKey, Seq) {
         )
         .unwrap();
     store.put_preview(&conv, seq, "hello").unwrap();
+    // Issue 10: the conversation list.
+    store.inbox_message("bob@x", "alice@x", seq, 10, false).unwrap();
+    store.inbox_missed("bob@x", "carol@x", seq + 1, 11).unwrap();
+    store.inbox_room_sent("alice@x", "room@chat.x", 1).unwrap();
     (conv, seq)
 }
 
@@ -138,7 +142,7 @@ fn an_export_imports_into_an_empty_store_as_it_was() {
         .collect();
     assert_eq!(
         kinds.len(),
-        11,
+        13,
         "one of every kind but the header: {kinds:?}"
     );
     // A preview travels with its message (issue 9).
@@ -163,6 +167,15 @@ fn an_export_imports_into_an_empty_store_as_it_was() {
     );
     assert_eq!(to.read_at(&conv, "bob@x", seq).unwrap(), Some(20));
     assert_eq!(to.refusal_count("bob@x").unwrap(), 1);
+    assert_eq!(
+        to.inbox_entry("bob@x", "alice@x").unwrap(),
+        from.inbox_entry("bob@x", "alice@x").unwrap()
+    );
+    assert_eq!(to.inbox_unread_total("bob@x").unwrap(), 1);
+    assert_eq!(
+        to.inbox_latest("bob@x", Seq::MAX, 10).unwrap(),
+        from.inbox_latest("bob@x", Seq::MAX, 10).unwrap()
+    );
     assert!(to.presence_allowed("bob@x", "alice@x").unwrap());
     assert!(
         to.next_seq().unwrap() > from.next_seq().unwrap() - 1,
