@@ -1128,6 +1128,32 @@ pub fn rooms_count_their_messages(store: &dyn Store) {
     assert_eq!(store.inbox_room_sent_seq("b@x", room).unwrap(), 0);
 }
 
+/// Retention: an entry with nothing newer than the cutoff goes, with its
+/// unread count; a recent one stays.
+pub fn inbox_entries_expire_with_their_conversation(store: &dyn Store) {
+    let u = "u@x";
+    store.inbox_message(u, "old@x", 1, 1_000, false).unwrap();
+    store.inbox_message(u, "new@x", 2, 9_000, false).unwrap();
+    let mut cursor = ExpiryCursor::default();
+    loop {
+        let step = store.expire(5_000, &cursor, 100).unwrap();
+        match step.next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    assert_eq!(store.inbox_entry(u, "old@x").unwrap(), None);
+    assert!(store.inbox_entry(u, "new@x").unwrap().is_some());
+    assert_eq!(store.inbox_unread_total(u).unwrap(), 1);
+    let listed: Vec<String> = store
+        .inbox_latest(u, Seq::MAX, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.contact)
+        .collect();
+    assert_eq!(listed, ["new@x"]);
+}
+
 // --- end issue 10 ---
 
 /// Every check, by name.
@@ -1236,6 +1262,10 @@ pub const ALL: &[(&str, Check)] = &[
         inbox_missed_attempts_clear_on_read,
     ),
     ("rooms_count_their_messages", rooms_count_their_messages),
+    (
+        "inbox_entries_expire_with_their_conversation",
+        inbox_entries_expire_with_their_conversation,
+    ),
 ];
 
 /// One `#[test]` per contract check, each over a fresh store from `$make`.
@@ -1378,6 +1408,11 @@ macro_rules! store_contract_tests {
         fn rooms_count_their_messages() {
             let store: Box<dyn $crate::store::Store> = Box::new($make);
             $crate::store::contract::rooms_count_their_messages(&*store)
+        }
+        #[test]
+        fn inbox_entries_expire_with_their_conversation() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::inbox_entries_expire_with_their_conversation(&*store)
         }
     };
 }

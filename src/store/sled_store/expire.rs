@@ -16,15 +16,18 @@ enum Phase {
     IdBlocks,
     RoomMessages,
     MarkLog,
+    /// Issue 10: conversation-list entries (not counted as statuses).
+    Inbox,
 }
 
 impl Phase {
-    const ALL: [Phase; 5] = [
+    const ALL: [Phase; 6] = [
         Phase::Queue,
         Phase::Messages,
         Phase::IdBlocks,
         Phase::RoomMessages,
         Phase::MarkLog,
+        Phase::Inbox,
     ];
 }
 
@@ -127,6 +130,7 @@ impl SledStore {
             }
             Phase::RoomMessages => self.staged.tree(T::RoomMessages),
             Phase::MarkLog => self.staged.tree(T::MarkLog),
+            Phase::Inbox => self.staged.tree(T::Inbox),
         }
     }
 
@@ -196,6 +200,10 @@ impl SledStore {
                 self.staged
                     .remove(T::RoomMessageIds, keys::room_id_use(&room, &m.id, seq));
                 Ok(1)
+            }
+            Phase::Inbox => {
+                self.expire_inbox_entry(k, v, cutoff)?;
+                Ok(0)
             }
             Phase::MarkLog => {
                 // A tidemark's log entry older than the cutoff only dates

@@ -437,4 +437,32 @@ impl SledStore {
         self.add_to_total(user, i64::from(e.unread))?;
         self.save_entry(user, &e)
     }
+
+    /// Retention: the entry under `k` goes, with its index and unread
+    /// messages, if nothing happened in its conversation since `cutoff`
+    /// (its messages have gone or are going). Other keys are left alone.
+    pub(super) fn expire_inbox_entry(&self, k: &[u8], v: &[u8], cutoff: Millis) -> StoreResult<()> {
+        if k.first() != Some(&ENTRY) {
+            return Ok(());
+        }
+        let Ok(e) = decode::<InboxEntry>(v, "inbox entry") else {
+            return Ok(());
+        };
+        if e.latest_at >= cutoff {
+            return Ok(());
+        }
+        let rest = &k[1..];
+        let Some(at) = rest.iter().position(|b| *b == 0) else {
+            return Ok(());
+        };
+        let user = String::from_utf8_lossy(&rest[..at]).into_owned();
+        let mut e = InboxEntry {
+            contact: String::from_utf8_lossy(&rest[at + 1..]).into_owned(),
+            ..e
+        };
+        self.clear_unread(&user, &mut e, Seq::MAX)?;
+        self.staged.remove(T::Inbox, time_key(&user, e.latest));
+        self.staged.remove(T::Inbox, k.to_vec());
+        Ok(())
+    }
 }

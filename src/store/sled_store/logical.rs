@@ -5,8 +5,8 @@ use super::{SledStore, decode, decode_seq};
 use crate::store::export::{ExportError, ExportRecord};
 use crate::store::keys::{self, ConversationKey};
 use crate::store::{
-    InboxEntry, Membership, MessageRecord, OccupantRecord, RoomMessage, RoomRecord, Store, StoreError,
-    StoreResult,
+    InboxEntry, Membership, MessageRecord, OccupantRecord, RoomMessage, RoomRecord, Store,
+    StoreError, StoreResult,
 };
 
 fn corrupt(what: &'static str, key: &[u8]) -> StoreError {

@@ -123,7 +123,9 @@ fn everything(store: &SledStore) -> (ConversationKey, Seq) {
         .unwrap();
     store.put_preview(&conv, seq, "hello").unwrap();
     // Issue 10: the conversation list.
-    store.inbox_message("bob@x", "alice@x", seq, 10, false).unwrap();
+    store
+        .inbox_message("bob@x", "alice@x", seq, 10, false)
+        .unwrap();
     store.inbox_missed("bob@x", "carol@x", seq + 1, 11).unwrap();
     store.inbox_room_sent("alice@x", "room@chat.x", 1).unwrap();
     (conv, seq)
