@@ -1047,6 +1047,28 @@ pub fn inbox_unread_counts_are_exact(store: &dyn Store) {
     assert_eq!(store.inbox_entry(a, "carol@x").unwrap(), None);
 }
 
+/// Long unread runs are exact too, wherever the read lands.
+pub fn inbox_long_unread_runs_stay_exact(store: &dyn Store) {
+    let (a, b) = ("alice@x", "bob@x");
+    for seq in 1..=100 {
+        store.inbox_message(a, b, seq, seq, false).unwrap();
+    }
+    let unread = |store: &dyn Store| store.inbox_entry(a, b).unwrap().unwrap().unread;
+    assert_eq!(unread(store), 100);
+    store.inbox_read(a, b, 10).unwrap();
+    assert_eq!(unread(store), 90);
+    store.inbox_read(a, b, 80).unwrap();
+    assert_eq!(unread(store), 20);
+    assert_eq!(store.inbox_unread_total(a).unwrap(), 20);
+    store.inbox_message(a, b, 101, 101, true).unwrap();
+    assert_eq!(unread(store), 0);
+    assert_eq!(store.inbox_unread_total(a).unwrap(), 0);
+    for seq in 102..=150 {
+        store.inbox_message(a, b, seq, seq, false).unwrap();
+    }
+    assert_eq!(unread(store), 49);
+}
+
 /// The list comes newest first, a page at a time, and each user sees only
 /// their own entries.
 pub fn inbox_lists_latest_first_per_user(store: &dyn Store) {
@@ -1408,6 +1430,11 @@ macro_rules! store_contract_tests {
         fn rooms_count_their_messages() {
             let store: Box<dyn $crate::store::Store> = Box::new($make);
             $crate::store::contract::rooms_count_their_messages(&*store)
+        }
+        #[test]
+        fn inbox_long_unread_runs_stay_exact() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::inbox_long_unread_runs_stay_exact(&*store)
         }
         #[test]
         fn inbox_entries_expire_with_their_conversation() {

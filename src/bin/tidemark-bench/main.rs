@@ -4,6 +4,7 @@
 
 mod component;
 mod echo;
+mod inbox;
 mod storage;
 mod util;
 mod wire;
@@ -25,6 +26,10 @@ scenarios:
   echo-component   (internal) the baseline component of scenario 1
   sent-pages       issue 9: pages of the status command for one user with
                       many conversations (--conversations, --per, --rounds)
+  inbox            issue 10: the conversation list's cost per message (on
+                      against off, alternating), list/search times, bytes
+                      per entry (--users, --conversations, --members,
+                      --messages, --room-messages, --rounds)
   storage-child    (internal) the child process of scenario 3
 
 Build first: cargo build --release --bins";
@@ -48,6 +53,7 @@ fn main() {
         "echo-component" => echo::main(&args),
         "storage-child" => storage::child(&args),
         "sent-pages" => storage::sent_pages(&args),
+        "inbox" => inbox::main(&args),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

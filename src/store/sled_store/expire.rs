@@ -92,16 +92,24 @@ impl SledStore {
             let tree = self.phase_tree(phase);
             // Taken first and then removed, so that removals never race the
             // iterator over the same tree.
-            let batch: Vec<(sled::IVec, sled::IVec)> = match &cursor.after {
-                None => tree.iter().take(wanted).collect::<sled::Result<_>>()?,
-                Some(k) => tree
-                    .range::<&[u8], _>((
-                        std::ops::Bound::Excluded(k.as_slice()),
-                        std::ops::Bound::Unbounded,
-                    ))
-                    .take(wanted)
-                    .collect::<sled::Result<_>>()?,
+            // The list shares the status log's tree: only its keys.
+            let (first, end) = match phase {
+                Phase::Inbox => {
+                    let (first, end) = SledStore::inbox_key_range();
+                    (Some(first), Some(end))
+                }
+                _ => (None, None),
             };
+            let from = match (&cursor.after, &first) {
+                (Some(k), _) => std::ops::Bound::Excluded(k.clone()),
+                (None, Some(f)) => std::ops::Bound::Included(f.clone()),
+                (None, None) => std::ops::Bound::Unbounded,
+            };
+            let to = end.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+            let batch: Vec<(sled::IVec, sled::IVec)> = tree
+                .range::<Vec<u8>, _>((from, to))
+                .take(wanted)
+                .collect::<sled::Result<_>>()?;
             examined += batch.len();
             if batch.len() < wanted {
                 cursor = ExpiryCursor {

@@ -1,20 +1,23 @@
-//! Issue 10: the conversation list in sled, in the staged tree `inbox`
-//! (written with the rest of a group commit), and the room message counts
-//! in `room_counts`.
+//! Issue 10: the conversation list in sled, in the status log's tree under
+//! keys that start with `I` (staged as [`T::Inbox`]: a flush of 1:1
+//! statuses and their entries stays one batch, no transaction), and the
+//! room message counts in `room_counts`.
 //!
 //! | key | value |
 //! |---|---|
-//! | `e` user NUL contact | the [`InboxEntry`] |
-//! | `t` user NUL newest seq | the contact: the list by latest activity |
-//! | `u` user NUL contact NUL seq | nothing: one unread message |
-//! | `s` user | the sum of the user's unread counts |
-//! | `r` user NUL room | the user's newest message in the room |
+//! | `Ie` user NUL contact | the [`InboxEntry`] |
+//! | `It` user NUL newest seq | the contact: the list by latest activity |
+//! | `Iu` user NUL contact NUL seq | nothing: one unread message |
+//! | `Is` user | the sum of the user's unread counts |
+//! | `Ir` user NUL room | the user's newest message in the room |
 //!
 //! `room_counts`: room NUL seq -> how many messages the room had up to it.
 //!
-//! Every operation touches O(1) keys, except a read that clears `n`
-//! unread messages, which removes their `n` keys: each key is written once
-//! and removed once, so a message costs O(log n) over its life.
+//! An entry keeps its newest [`INLINE`] unread positions in its own value
+//! (a message and the read that clears it write no key of their own: sled
+//! pays per key written, so this keeps a 1:1 message at about four list
+//! keys); older unread positions spill to `Iu` keys, each written once and
+//! removed once, so a message costs O(log n) over its life.
 
 use std::ops::Bound;
 
@@ -24,6 +27,9 @@ use crate::store::export::{ExportError, ExportRecord};
 use crate::store::keys;
 use crate::store::{InboxEntry, Millis, Missed, Seq, StoreError, StoreResult};
 
+/// The first byte of every key of the list: the status log's own keys
+/// start with lower-case letters.
+const LIST: u8 = b'I';
 const ENTRY: u8 = b'e';
 const BY_TIME: u8 = b't';
 const UNREAD: u8 = b'u';
@@ -31,7 +37,8 @@ const TOTAL: u8 = b's';
 const ROOM_SENT: u8 = b'r';
 
 fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    let mut k = Vec::with_capacity(2 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    k.push(LIST);
     k.push(kind);
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
@@ -78,27 +85,67 @@ fn room_sent_key(user: &str, room: &str) -> Vec<u8> {
     key(ROOM_SENT, &[user.as_bytes(), room.as_bytes()])
 }
 
+/// Unread positions kept inside an entry before they spill to keys.
+pub const INLINE: usize = 32;
+
+/// An entry as stored: the list's view, and where its unread messages are.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Stored {
+    entry: InboxEntry,
+    /// The newest unread positions, oldest first, at most [`INLINE`].
+    recent: Vec<Seq>,
+    /// How many older unread positions are `Iu` keys.
+    spilled: u32,
+}
+
 fn u64_value(bytes: &[u8], what: &'static str) -> StoreResult<u64> {
     decode_seq(bytes, what)
 }
 
 impl SledStore {
-    fn load_entry(&self, user: &str, contact: &str) -> StoreResult<Option<InboxEntry>> {
+    fn load_stored(&self, user: &str, contact: &str) -> StoreResult<Option<Stored>> {
         let Some(v) = self.staged.get(T::Inbox, &entry_key(user, contact))? else {
             return Ok(None);
         };
-        let mut e: InboxEntry = decode(&v, "inbox entry")?;
-        e.contact = contact.to_owned();
-        Ok(Some(e))
+        let mut s: Stored = decode(&v, "inbox entry")?;
+        s.entry.contact = contact.to_owned();
+        Ok(Some(s))
     }
 
-    fn save_entry(&self, user: &str, e: &InboxEntry) -> StoreResult<()> {
+    fn load_entry(&self, user: &str, contact: &str) -> StoreResult<Option<InboxEntry>> {
+        Ok(self.load_stored(user, contact)?.map(|s| s.entry))
+    }
+
+    fn save(&self, user: &str, s: &Stored) -> StoreResult<()> {
         self.staged.insert(
             T::Inbox,
-            entry_key(user, &e.contact),
-            encode(e, "inbox entry")?,
+            entry_key(user, &s.entry.contact),
+            encode(s, "inbox entry")?,
         );
         Ok(())
+    }
+
+    fn new_stored(contact: &str) -> Stored {
+        Stored {
+            entry: InboxEntry {
+                contact: contact.to_owned(),
+                ..InboxEntry::default()
+            },
+            ..Stored::default()
+        }
+    }
+
+    /// One more unread message at `seq` (the newest).
+    fn add_unread(&self, user: &str, s: &mut Stored, seq: Seq) -> StoreResult<()> {
+        s.recent.push(seq);
+        if s.recent.len() > INLINE {
+            let oldest = s.recent.remove(0);
+            self.staged
+                .insert(T::Inbox, unread_key(user, &s.entry.contact, oldest), []);
+            s.spilled += 1;
+        }
+        s.entry.unread = s.entry.unread.saturating_add(1);
+        self.add_to_total(user, 1)
     }
 
     /// Moves `e` to the top of `user`'s list at `seq`.
@@ -134,23 +181,34 @@ impl SledStore {
         bad.map_or(Ok(()), Err)
     }
 
-    /// Clears the unread messages of `e` up to `upto`.
-    fn clear_unread(&self, user: &str, e: &mut InboxEntry, upto: Seq) -> StoreResult<()> {
-        if e.unread == 0 {
+    /// Clears the unread messages of `s` up to `upto`.
+    fn clear_unread(&self, user: &str, s: &mut Stored, upto: Seq) -> StoreResult<()> {
+        if s.entry.unread == 0 {
             return Ok(());
         }
-        let found = self.staged.range(
-            T::Inbox,
-            Bound::Included(unread_prefix(user, &e.contact)),
-            Bound::Included(unread_key(user, &e.contact, upto)),
-            false,
-            usize::MAX,
-        )?;
-        let n = u32::try_from(found.len()).unwrap_or(u32::MAX).min(e.unread);
-        for (k, _) in found {
-            self.staged.remove(T::Inbox, k);
+        let before = s.recent.len();
+        s.recent.retain(|seq| *seq > upto);
+        let mut n = (before - s.recent.len()) as u32;
+        // Spilled positions are older than every inline one.
+        if s.spilled > 0 {
+            let found = self.staged.range(
+                T::Inbox,
+                Bound::Included(unread_prefix(user, &s.entry.contact)),
+                Bound::Included(unread_key(user, &s.entry.contact, upto)),
+                false,
+                usize::MAX,
+            )?;
+            let gone = u32::try_from(found.len())
+                .unwrap_or(u32::MAX)
+                .min(s.spilled);
+            for (k, _) in found {
+                self.staged.remove(T::Inbox, k);
+            }
+            s.spilled -= gone;
+            n += gone;
         }
-        e.unread -= n;
+        let n = n.min(s.entry.unread);
+        s.entry.unread -= n;
         self.add_to_total(user, -i64::from(n))
     }
 
@@ -162,38 +220,32 @@ impl SledStore {
         at: Millis,
         own: bool,
     ) -> StoreResult<()> {
-        let mut e = self
-            .load_entry(user, contact)?
-            .unwrap_or_else(|| InboxEntry {
-                contact: contact.to_owned(),
-                ..InboxEntry::default()
-            });
-        if seq <= e.latest {
+        let mut s = self
+            .load_stored(user, contact)?
+            .unwrap_or_else(|| Self::new_stored(contact));
+        if seq <= s.entry.latest {
             return Ok(());
         }
-        self.move_to(user, &mut e, seq, at, !own);
+        self.move_to(user, &mut s.entry, seq, at, !own);
         if own {
-            e.own_latest = seq;
-            e.missed = None;
-            self.clear_unread(user, &mut e, seq)?;
+            s.entry.own_latest = seq;
+            s.entry.missed = None;
+            self.clear_unread(user, &mut s, seq)?;
         } else {
-            self.staged
-                .insert(T::Inbox, unread_key(user, contact, seq), []);
-            e.unread = e.unread.saturating_add(1);
-            self.add_to_total(user, 1)?;
+            self.add_unread(user, &mut s, seq)?;
         }
-        self.save_entry(user, &e)
+        self.save(user, &s)
     }
 
     pub(super) fn put_inbox_read(&self, user: &str, contact: &str, upto: Seq) -> StoreResult<()> {
-        let Some(mut e) = self.load_entry(user, contact)? else {
+        let Some(mut s) = self.load_stored(user, contact)? else {
             return Ok(());
         };
-        let before = (e.unread, e.missed);
-        self.clear_unread(user, &mut e, upto)?;
-        e.missed = None;
-        if (e.unread, e.missed) != before {
-            self.save_entry(user, &e)?;
+        let before = (s.entry.unread, s.entry.missed);
+        self.clear_unread(user, &mut s, upto)?;
+        s.entry.missed = None;
+        if (s.entry.unread, s.entry.missed) != before {
+            self.save(user, &s)?;
         }
         Ok(())
     }
@@ -205,17 +257,14 @@ impl SledStore {
         seq: Seq,
         at: Millis,
     ) -> StoreResult<()> {
-        let mut e = self
-            .load_entry(user, contact)?
-            .unwrap_or_else(|| InboxEntry {
-                contact: contact.to_owned(),
-                ..InboxEntry::default()
-            });
-        if seq <= e.latest {
+        let mut s = self
+            .load_stored(user, contact)?
+            .unwrap_or_else(|| Self::new_stored(contact));
+        if seq <= s.entry.latest {
             return Ok(());
         }
-        self.move_to(user, &mut e, seq, at, true);
-        e.missed = Some(match e.missed {
+        self.move_to(user, &mut s.entry, seq, at, true);
+        s.entry.missed = Some(match s.entry.missed {
             Some(m) => Missed {
                 count: m.count.saturating_add(1),
                 last_at: at,
@@ -227,7 +276,7 @@ impl SledStore {
                 last_at: at,
             },
         });
-        self.save_entry(user, &e)
+        self.save(user, &s)
     }
 
     pub(super) fn put_inbox_room_sent(&self, user: &str, room: &str, seq: Seq) -> StoreResult<()> {
@@ -278,9 +327,9 @@ impl SledStore {
         let prefix = user_prefix(ENTRY, user);
         let mut out = Vec::new();
         for (k, v) in self.staged.scan_prefix(T::Inbox, &prefix, false, limit)? {
-            let mut e: InboxEntry = decode(&v, "inbox entry")?;
-            e.contact = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            out.push(e);
+            let mut s: Stored = decode(&v, "inbox entry")?;
+            s.entry.contact = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.push(s.entry);
         }
         Ok(out)
     }
@@ -368,7 +417,7 @@ impl SledStore {
         each: &mut dyn FnMut(ExportRecord) -> Result<(), ExportError>,
     ) -> Result<(), ExportError> {
         let split = |k: &[u8], what: &'static str| -> StoreResult<(String, String)> {
-            let rest = &k[1..];
+            let rest = &k[2..];
             let at = rest
                 .iter()
                 .position(|b| *b == 0)
@@ -381,16 +430,20 @@ impl SledStore {
                 String::from_utf8_lossy(&rest[at + 1..]).into_owned(),
             ))
         };
-        for entry in self.staged.tree(T::Inbox).scan_prefix([ENTRY]) {
+        for entry in self.staged.tree(T::Inbox).scan_prefix([LIST, ENTRY]) {
             let (k, v) = entry.map_err(StoreError::from)?;
             let (user, contact) = split(&k, "inbox entry key")?;
-            let e: InboxEntry = decode(&v, "inbox entry")?;
+            let s: Stored = decode(&v, "inbox entry")?;
+            let e = s.entry;
             let prefix = unread_prefix(&user, &contact);
             let mut unread = Vec::with_capacity(e.unread as usize);
-            for u in self.staged.tree(T::Inbox).scan_prefix(&prefix) {
-                let (uk, _) = u.map_err(StoreError::from)?;
-                unread.push(decode_seq(&uk[prefix.len()..], "inbox unread key")?);
+            if s.spilled > 0 {
+                for u in self.staged.tree(T::Inbox).scan_prefix(&prefix) {
+                    let (uk, _) = u.map_err(StoreError::from)?;
+                    unread.push(decode_seq(&uk[prefix.len()..], "inbox unread key")?);
+                }
             }
+            unread.extend(s.recent);
             each(ExportRecord::InboxEntry {
                 user,
                 contact,
@@ -402,7 +455,7 @@ impl SledStore {
                 missed: e.missed,
             })?;
         }
-        for entry in self.staged.tree(T::Inbox).scan_prefix([ROOM_SENT]) {
+        for entry in self.staged.tree(T::Inbox).scan_prefix([LIST, ROOM_SENT]) {
             let (k, v) = entry.map_err(StoreError::from)?;
             let (user, room) = split(&k, "inbox room key")?;
             each(ExportRecord::InboxRoomSent {
@@ -418,7 +471,7 @@ impl SledStore {
     pub(super) fn import_inbox_entry(
         &self,
         user: &str,
-        mut e: InboxEntry,
+        e: InboxEntry,
         unread: &[Seq],
     ) -> StoreResult<()> {
         if e.latest == 0 || unread.iter().any(|s| *s > e.latest) {
@@ -429,40 +482,48 @@ impl SledStore {
         }
         self.staged
             .insert(T::Inbox, time_key(user, e.latest), e.contact.as_bytes());
-        for seq in unread {
-            self.staged
-                .insert(T::Inbox, unread_key(user, &e.contact, *seq), []);
+        let mut s = Stored {
+            entry: InboxEntry { unread: 0, ..e },
+            ..Stored::default()
+        };
+        let mut sorted = unread.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        for seq in sorted {
+            self.add_unread(user, &mut s, seq)?;
         }
-        e.unread = u32::try_from(unread.len()).unwrap_or(u32::MAX);
-        self.add_to_total(user, i64::from(e.unread))?;
-        self.save_entry(user, &e)
+        self.save(user, &s)
     }
 
     /// Retention: the entry under `k` goes, with its index and unread
     /// messages, if nothing happened in its conversation since `cutoff`
     /// (its messages have gone or are going). Other keys are left alone.
     pub(super) fn expire_inbox_entry(&self, k: &[u8], v: &[u8], cutoff: Millis) -> StoreResult<()> {
-        if k.first() != Some(&ENTRY) {
+        if !k.starts_with(&[LIST, ENTRY]) {
             return Ok(());
         }
-        let Ok(e) = decode::<InboxEntry>(v, "inbox entry") else {
+        let Ok(mut s) = decode::<Stored>(v, "inbox entry") else {
             return Ok(());
         };
-        if e.latest_at >= cutoff {
+        if s.entry.latest_at >= cutoff {
             return Ok(());
         }
-        let rest = &k[1..];
+        let rest = &k[2..];
         let Some(at) = rest.iter().position(|b| *b == 0) else {
             return Ok(());
         };
         let user = String::from_utf8_lossy(&rest[..at]).into_owned();
-        let mut e = InboxEntry {
-            contact: String::from_utf8_lossy(&rest[at + 1..]).into_owned(),
-            ..e
-        };
-        self.clear_unread(&user, &mut e, Seq::MAX)?;
-        self.staged.remove(T::Inbox, time_key(&user, e.latest));
+        s.entry.contact = String::from_utf8_lossy(&rest[at + 1..]).into_owned();
+        self.clear_unread(&user, &mut s, Seq::MAX)?;
+        self.staged
+            .remove(T::Inbox, time_key(&user, s.entry.latest));
         self.staged.remove(T::Inbox, k.to_vec());
         Ok(())
+    }
+
+    /// Where the list's keys start and end in the status log's tree, for
+    /// retention's pass.
+    pub(super) fn inbox_key_range() -> (Vec<u8>, Vec<u8>) {
+        (vec![LIST], vec![LIST + 1])
     }
 }

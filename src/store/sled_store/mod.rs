@@ -132,22 +132,39 @@ impl SledStore {
     fn write_staged(&self) -> StoreResult<()> {
         let _one = self.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
         let writes = self.staged.begin_flush();
+        // The conversation list lives in the status log's tree: its
+        // writes join the log's batch, and that tree is never listed twice.
+        let inbox = T::Inbox as usize;
         let mut trees: Vec<&sled::Tree> = vec![self.log.tree()];
-        trees.extend(self.staged.trees());
+        let mut others: Vec<usize> = Vec::new();
+        for (i, tree) in self.staged.trees().iter().enumerate() {
+            if i != inbox {
+                trees.push(tree);
+                others.push(i);
+            }
+        }
         let result = self.log.write_staged_with(|log_batch| {
+            let log_batch = if writes[inbox].is_empty() {
+                log_batch
+            } else {
+                let mut b = log_batch.unwrap_or_default();
+                staged::extend(&mut b, &writes[inbox]);
+                Some(b)
+            };
             // Writes to one tree alone (the status log, in the common case
             // of 1:1 statuses) need no transaction: sled applies a batch
             // atomically, at a fraction of a transaction's cost.
-            let mut written = writes.iter().enumerate().filter(|(_, w)| !w.is_empty());
+            let mut written = others.iter().filter(|i| !writes[**i].is_empty());
             let log_batch = match (log_batch, written.next(), written.next()) {
                 (None, None, _) => return Ok(()),
                 (Some(b), None, _) => return Ok(self.log.tree().apply_batch(b)?),
-                (None, Some((i, w)), None) => {
-                    return Ok(self.staged.trees()[i].apply_batch(staged::batch(w))?);
+                (None, Some(i), None) => {
+                    return Ok(self.staged.trees()[*i].apply_batch(staged::batch(&writes[*i]))?);
                 }
                 (log_batch, _, _) => log_batch,
             };
-            let batches: Vec<sled::Batch> = writes.iter().map(staged::batch).collect();
+            let batches: Vec<sled::Batch> =
+                others.iter().map(|i| staged::batch(&writes[*i])).collect();
             use sled::Transactional;
             trees
                 .as_slice()

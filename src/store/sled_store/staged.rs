@@ -50,7 +50,9 @@ pub(super) const TREE_NAMES: [(T, &str); 16] = [
     // Room occupancy (issue 9).
     (T::Occupants, "room_occupants"),
     (T::MemberRooms, "member_rooms"),
-    (T::Inbox, "inbox"),
+    // In the status log's own tree, under keys of its own (`I...`), so
+    // that a flush of 1:1 statuses and their list entries stays one batch.
+    (T::Inbox, "status_log"),
     (T::RoomCounts, "room_counts"),
 ];
 
@@ -304,13 +306,19 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 /// The batch of one tree's writes.
 pub(super) fn batch(map: &TreeWrites) -> sled::Batch {
     let mut b = sled::Batch::default();
+    extend(&mut b, map);
+    b
+}
+
+/// Adds `map`'s writes to `b`: for a staged tree kept inside another
+/// tree's key space (the conversation list in the status log's tree).
+pub(super) fn extend(b: &mut sled::Batch, map: &TreeWrites) {
     for (k, v) in map {
         match v {
             Some(v) => b.insert(k.as_slice(), v.as_slice()),
             None => b.remove(k.as_slice()),
         }
     }
-    b
 }
 
 #[cfg(test)]
