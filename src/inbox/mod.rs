@@ -30,13 +30,18 @@ pub use push::Push;
 pub const MAX_SESSIONS_PER_USER: usize = 8;
 /// Sessions subscribed at once, all users together.
 pub const MAX_SUBSCRIBED: usize = 4_096;
+/// Sessions of one other domain subscribed at once: anyone on the
+/// federation may subscribe to their own (empty) list, and one domain
+/// inventing sessions must not take every place from the server's users.
+pub const MAX_SUBSCRIBED_PER_DOMAIN: usize = 256;
 
 /// Why a session could not subscribe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotSubscribed {
     /// A bare JID: updates go to sessions.
     NoSession,
-    /// [`MAX_SUBSCRIBED`] sessions subscribe already.
+    /// [`MAX_SUBSCRIBED`] sessions subscribe already, or
+    /// [`MAX_SUBSCRIBED_PER_DOMAIN`] of the session's domain.
     Full,
 }
 
@@ -51,9 +56,7 @@ impl NotSubscribed {
             NotSubscribed::Full => stanza_error(
                 ErrorType::Wait,
                 DefinedCondition::ResourceConstraint,
-                format!(
-                    "{MAX_SUBSCRIBED} sessions already get updates pushed; query the list instead"
-                ),
+                "too many sessions already get updates pushed; query the list instead",
             ),
         }
     }
@@ -66,26 +69,39 @@ impl NotSubscribed {
 pub struct Inbox {
     subscribed: HashMap<String, Vec<Jid>>,
     sessions: usize,
+    /// Subscribed sessions per domain.
+    per_domain: HashMap<String, usize>,
 }
 
 impl Inbox {
-    pub fn subscribe(&mut self, session: &Jid) -> Result<(), NotSubscribed> {
+    /// `own_domain` is the server's: its users are limited only by
+    /// [`MAX_SUBSCRIBED`], other domains also by
+    /// [`MAX_SUBSCRIBED_PER_DOMAIN`].
+    pub fn subscribe(&mut self, session: &Jid, own_domain: &str) -> Result<(), NotSubscribed> {
         if session.resource().is_none() {
             return Err(NotSubscribed::NoSession);
         }
+        let domain = session.domain().to_string();
         let user = session.to_bare().to_string();
-        let list = self.subscribed.entry(user).or_default();
+        let list = self.subscribed.entry(user.clone()).or_default();
         if list.contains(session) {
             return Ok(());
         }
+        let of_domain = self.per_domain.get(&domain).copied().unwrap_or(0);
         if list.len() >= MAX_SESSIONS_PER_USER {
             list.remove(0);
-            self.sessions -= 1;
-        } else if self.sessions >= MAX_SUBSCRIBED {
+        } else if self.sessions >= MAX_SUBSCRIBED
+            || (domain != own_domain && of_domain >= MAX_SUBSCRIBED_PER_DOMAIN)
+        {
+            if list.is_empty() {
+                self.subscribed.remove(&user);
+            }
             return Err(NotSubscribed::Full);
+        } else {
+            self.sessions += 1;
+            *self.per_domain.entry(domain).or_default() += 1;
         }
         list.push(session.clone());
-        self.sessions += 1;
         Ok(())
     }
 
@@ -94,7 +110,15 @@ impl Inbox {
         if let Some(list) = self.subscribed.get_mut(&user) {
             let before = list.len();
             list.retain(|s| s != session);
-            self.sessions -= before - list.len();
+            let gone = before - list.len();
+            self.sessions -= gone;
+            let domain = session.domain().to_string();
+            if let Some(n) = self.per_domain.get_mut(&domain) {
+                *n -= gone.min(*n);
+                if *n == 0 {
+                    self.per_domain.remove(&domain);
+                }
+            }
             if list.is_empty() {
                 self.subscribed.remove(&user);
             }
@@ -151,5 +175,57 @@ impl Inbox {
             }
         }
         Ok(pushes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jid(s: &str) -> Jid {
+        Jid::new(s).unwrap()
+    }
+
+    #[test]
+    fn one_user_holds_at_most_eight_sessions_the_newest_win() {
+        let mut inbox = Inbox::default();
+        for i in 0..10 {
+            inbox
+                .subscribe(&jid(&format!("a@localhost/r{i}")), "localhost")
+                .unwrap();
+        }
+        assert_eq!(inbox.subscribed_sessions(), MAX_SESSIONS_PER_USER);
+        let list = &inbox.subscribed["a@localhost"];
+        assert_eq!(list.first(), Some(&jid("a@localhost/r2")));
+        assert_eq!(
+            inbox.subscribe(&jid("a@localhost"), "localhost"),
+            Err(NotSubscribed::NoSession)
+        );
+        inbox.unsubscribe(&jid("a@localhost/r5"));
+        assert_eq!(inbox.subscribed_sessions(), MAX_SESSIONS_PER_USER - 1);
+    }
+
+    #[test]
+    fn another_domain_cannot_take_every_place() {
+        let mut inbox = Inbox::default();
+        for i in 0..MAX_SUBSCRIBED_PER_DOMAIN {
+            inbox
+                .subscribe(&jid(&format!("u{i}@evil.example/r")), "localhost")
+                .unwrap();
+        }
+        assert_eq!(
+            inbox.subscribe(&jid("more@evil.example/r"), "localhost"),
+            Err(NotSubscribed::Full)
+        );
+        assert!(!inbox.subscribed.contains_key("more@evil.example"));
+        // The server's own users still get in, up to the total.
+        inbox
+            .subscribe(&jid("alice@localhost/r"), "localhost")
+            .unwrap();
+        // One leaving frees a place for its domain.
+        inbox.unsubscribe(&jid("u0@evil.example/r"));
+        inbox
+            .subscribe(&jid("more@evil.example/r"), "localhost")
+            .unwrap();
     }
 }

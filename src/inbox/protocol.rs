@@ -82,7 +82,10 @@ pub fn answer(
             Ok(()) => Ok(None),
             Err(e) => Err(e),
         },
-        InboxRequest::Subscribe => match inbox.subscribe(from) {
+        InboxRequest::Subscribe => match inbox.subscribe(
+            from,
+            &crate::config::own_server_domain(&cx.config.component.jid),
+        ) {
             Ok(()) => Ok(None),
             Err(e) => Err(e.error()),
         },
