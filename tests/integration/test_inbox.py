@@ -16,6 +16,8 @@ from stanzas import (COMPONENT, NS_COMMANDS, NS_DATA, NS_DISCO_ITEMS, NS_INBOX, 
                      marker, receipt)
 from test_groups import room_of, say_to_all
 
+NS_OOB = "jabber:x:oob"  # XEP-0066: what an attachment-only message carries
+
 
 # --- reading the list ---------------------------------------------------------
 
@@ -207,6 +209,22 @@ async def test_a_reader_who_hides_her_reads_still_clears_her_count(tm, world):
     assert (await bob.status(alice.tracked, "b2")).summary == "sent"
 
 
+async def test_an_attachment_only_message_counts_as_unread(tm, world):
+    alice, bob = await world.clients("alice", "bob")
+    await world.befriend(alice, bob)
+    oob = f"<x xmlns='{NS_OOB}'><url>https://example.org/cat.jpg</url></x>"
+    await bob.send(chat(alice.tracked, "b1"))
+    await bob.send(chat(alice.tracked, "f1", body=None, extra=oob))
+    await receive_all(alice, bob.tracked_full, ("b1", "f1"))
+    mine = await listing(alice)
+    assert mine.counts() == {bob.tracked: (2, 0)} and mine.total_unread == 2, mine.reply.xml
+    await alice.send(marker("displayed", bob.tracked_full, "b1"))
+    await bob.expect(marker_for("displayed", "b1"))
+    assert (await listing(alice)).counts() == {bob.tracked: (1, 0)}
+    await alice.send(marker("displayed", bob.tracked_full, "f1"))
+    await listing_when(alice, lambda x: x.total_unread == 0, "the attachment read")
+
+
 # --- 3. rooms ------------------------------------------------------------------------
 
 async def test_room_messages_from_others_are_unread_until_read_or_answered(tm, world):
@@ -368,16 +386,28 @@ async def test_held_messages_count_as_unread_before_and_after_coming_online(worl
 
 
 async def test_refused_attempts_are_listed_as_missed_until_opened_or_marked(tm, world):
-    alice, bob, carol = await world.clients("alice", "bob", "carol")
+    alice, bob, carol, dave = await world.clients("alice", "bob", "carol", "dave")
     await world.befriend(alice, bob)
     await world.befriend(alice, carol)
     await alice.disconnect()
     for c in (bob, carol):
         await c.expect(presence(frm=alice.tracked + "/*", type="unavailable"))
+    # a dashboard of alice's that is not available (she is still away) watches
+    board = await world.client("alice", available=False, resource="board")
+    qid = board.new_id("sub")
+    assert (await board.request(inbox_subscribe(qid), qid)).type == "result"
     for sender, mid in ((bob, "x1"), (bob, "x2"), (carol, "y1")):
         await sender.send(chat(alice.tracked, mid))
         err = await sender.expect(message(id=mid, type="error"))
         assert err.error_condition == "recipient-unavailable", err.xml
+        up = await board.expect(update_from_service, what=f"an update for the attempt {mid}")
+        total, row = pushed(up)
+        assert (total, row["jid"], row["unread"]) == (0, sender.tracked, 0), up.xml
+        assert row["missed"] == (2 if mid == "x2" else 1), up.xml
+    # dave, whom alice never authorised, learns nothing and is not listed
+    await dave.send(chat(alice.tracked, "z1"))
+    err = await dave.expect(message(id="z1", type="error"))
+    assert err.error_condition == "service-unavailable", err.xml
 
     alice = await world.client("alice", resource="back")
     mine = await listing(alice)
@@ -465,15 +495,39 @@ async def test_search_any_script_and_pages(tm, world):
     assert page.jids() == [omega.tracked, zoe.tracked] and page.complete, page.reply.xml
 
 
+async def test_rooms_without_messages_are_listed_and_paged_too(tm, world):
+    alice, bob = await world.clients("alice", "bob")
+    await world.befriend(alice, bob)
+    await bob.send(chat(alice.tracked, "b1"))
+    await alice.expect(message(frm=bob.tracked_full, id="b1"))
+    rooms = [world.room(n) for n in ("quiet", "calm", "still")]
+    for r in rooms:
+        await alice.join(r, "alice")
+
+    full = await listing(alice)
+    # a room nobody wrote in stands where alice joined it
+    assert full.jids() == rooms[::-1] + [bob.tracked], full.reply.xml
+    assert all(full[r]["unread"] == 0 and "last-activity" not in full[r] for r in rooms), full.reply.xml
+    seen, after = [], None
+    for _ in range(6):
+        page = await listing(alice, max=1, after=after)
+        seen += page.jids()
+        if page.complete:
+            break
+        after = page.last
+    assert seen == full.jids(), f"pages of one showed {seen}, the list is {full.jids()}"
+
+
 # --- 7. pushed updates ---------------------------------------------------------------------
 
 async def test_a_subscribed_session_gets_updates_until_it_unsubscribes(tm, world):
     alice, bob = await world.clients("alice", "bob")
     await world.befriend(alice, bob)
     other = await world.client("alice", resource="other")  # alice's second client, not subscribed
-    qid = alice.new_id("sub")
-    reply = await alice.request(inbox_subscribe(qid), qid)
-    assert reply.type == "result", reply.xml
+    for c in (alice, bob):
+        qid = c.new_id("sub")
+        reply = await c.request(inbox_subscribe(qid), qid)
+        assert reply.type == "result", reply.xml
 
     await bob.send(chat(alice.tracked, "b1"))
     await alice.expect(message(frm=bob.tracked_full, id="b1"))
@@ -482,13 +536,22 @@ async def test_a_subscribed_session_gets_updates_until_it_unsubscribes(tm, world
     assert up.to == alice.full and total == 1, up.xml
     assert (row["jid"], row["contact"], row["unread"], row["last-from"]) == (bob.tracked, bob.jid, 1, bob.jid), \
         up.xml
+    # bob's update is his own list: his message, nothing of alice's counts
+    up = await bob.expect(update_from_service, what="bob's update for his own b1")
+    total, row = pushed(up)
+    assert up.to == bob.full and total == 0, up.xml
+    assert (row["jid"], row["unread"], row["last-from"], row["state"]) == (alice.tracked, 0, bob.jid, "sent"), \
+        up.xml
 
-    # her reading, from her other client, is pushed too
+    # her reading, from her other client, is pushed to her, and to bob as his message's state
     await other.send(marker("displayed", bob.tracked_full, "b1"))
     up = await alice.expect(update_from_service, what="an update for her read")
     total, row = pushed(up)
     assert total == 0 and (row["jid"], row["unread"]) == (bob.tracked, 0), up.xml
     assert (await listing(alice)).counts() == {bob.tracked: (0, 0)}
+    up = await bob.expect(update_from_service, what="bob's update: b1 is read")
+    total, row = pushed(up)
+    assert (row["jid"], row["state"]) == (alice.tracked, "read"), up.xml
 
     qid = alice.new_id("unsub")
     reply = await alice.request(inbox_subscribe(qid, on=False), qid)
@@ -498,7 +561,9 @@ async def test_a_subscribed_session_gets_updates_until_it_unsubscribes(tm, world
     await alice.expect_nothing(update_from_service, what="an update after unsubscribing")
     await other.expect_nothing(update_from_service, within=0, what="an update it never asked for")
     assert (await listing(alice)).counts() == {bob.tracked: (1, 0)}
-    await bob.expect_nothing(update_from_service, within=0, what="an update it never asked for")
+    # bob still gets his own (b2 is his latest message now)
+    up = await bob.expect(update_from_service, what="bob's update for b2")
+    assert pushed(up)[1]["state"] == "sent", up.xml
 
 
 # --- 8. privacy ------------------------------------------------------------------------------
