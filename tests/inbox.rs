@@ -510,6 +510,39 @@ fn subscribed_sessions_get_each_change_pushed() {
 }
 
 #[test]
+fn a_session_that_goes_away_gets_no_more_updates() {
+    let mut w = World::new("");
+    w.friends(&["alice", "bob"]);
+    let subscribe = |w: &mut World, res: &str| {
+        let out = w.send(&format!(
+            "<iq type='set' id='s' from='alice@localhost/{res}' to='chat.localhost'><subscribe xmlns='{INBOX}'/></iq>"
+        ));
+        assert_eq!(out[0].attr("type"), Some("result"), "{out:?}");
+    };
+    let pushed = |out: &[Element], res: &str| {
+        out.iter().any(|el| {
+            el.attr("to") == Some(&format!("alice@localhost/{res}"))
+                && el.attr("type") == Some("headline")
+        })
+    };
+    subscribe(&mut w, "res");
+    subscribe(&mut w, "other");
+    let out = w.chat("bob", "alice", "b1");
+    assert!(pushed(&out, "res") && pushed(&out, "other"), "{out:?}");
+    // Its server tells the tracked addresses of its contacts that it left;
+    // a session that comes later on the same resource never asked.
+    w.send("<presence type='unavailable' from='alice@localhost/res' to='bob\\40localhost@chat.localhost'/>");
+    assert_eq!(w.tm.inbox().subscribed_sessions(), 1);
+    let out = w.chat("bob", "alice", "b2");
+    assert!(!pushed(&out, "res") && pushed(&out, "other"), "{out:?}");
+    // Or the service itself, which the session sent its presence to.
+    w.send("<presence type='unavailable' from='alice@localhost/other' to='chat.localhost'/>");
+    assert_eq!(w.tm.inbox().subscribed_sessions(), 0);
+    let out = w.chat("bob", "alice", "b3");
+    assert!(!pushed(&out, "res") && !pushed(&out, "other"), "{out:?}");
+}
+
+#[test]
 fn malformed_requests_get_clear_errors() {
     let mut w = World::new("");
     for payload in [

@@ -566,6 +566,34 @@ async def test_a_subscribed_session_gets_updates_until_it_unsubscribes(tm, world
     assert pushed(up)[1]["state"] == "sent", up.xml
 
 
+async def test_a_session_that_left_gets_no_more_updates(tm, world):
+    alice, bob = await world.clients("alice", "bob")
+    await world.befriend(alice, bob)
+    # a chat client (its going offline reaches bob's tracked address), and a
+    # dashboard that is never available but sends its presence to the service
+    chat_client = await world.client("alice", resource="phone")
+    board = await world.client("alice", available=False, resource="board")
+    await board.send(f"<presence to='{COMPONENT}'/>")
+    for c in (chat_client, board):
+        qid = c.new_id("sub")
+        assert (await c.request(inbox_subscribe(qid), qid)).type == "result"
+    await bob.send(chat(alice.tracked, "b1"))
+    for c in (chat_client, board):
+        await c.expect(update_from_service, what="an update for b1")
+    await chat_client.disconnect()
+    await bob.expect(presence(frm=f"{alice.tracked}/phone", type="unavailable"))
+    await board.disconnect()
+
+    # the same resources, back without subscribing: nothing they did not ask for
+    phone, board = await world.client("alice", resource="phone"), await world.client("alice", resource="board")
+    await bob.send(chat(alice.tracked, "b2"))
+    await phone.expect(message(frm=bob.tracked_full, id="b2"))
+    for c in (alice, phone, board):
+        await c.expect_nothing(update_from_service, within=0.5 if c is alice else 0,
+                               what="an update asked for by a session that left")
+    assert (await listing(phone)).counts() == {bob.tracked: (2, 0)}
+
+
 # --- 8. privacy ------------------------------------------------------------------------------
 
 async def test_another_users_list_is_refused_alike_whether_or_not_they_exist(tm, world):
@@ -700,3 +728,4 @@ async def test_the_inbox_command_as_a_standard_client_runs_it(tm, world):
     x = form_of(done)
     assert [f.findtext(f"{{{NS_DATA}}}value") for f in x.findall(f"{{{NS_DATA}}}item/{{{NS_DATA}}}field[@var='jid']")] \
         == [room], done.xml
+
