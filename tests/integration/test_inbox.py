@@ -251,13 +251,19 @@ async def test_room_messages_from_others_are_unread_until_read_or_answered(tm, w
     assert mine.counts() == {room: (1, 0)} and mine.total_unread == 1, mine.reply.xml
 
     # writing in the room clears what came before
-    await say_to_all(room, alice, clients, "a4")
+    a4 = await say_to_all(room, alice, clients, "a4")
     mine = await listing(alice)
     row = mine[room]
     assert (row["unread"], row["last-from"], row["state"]) == (0, alice.jid, "sent"), mine.reply.xml
     assert mine.total_unread == 0, mine.reply.xml
     assert (await listing(bob)).counts() == {room: (1, 0)}
     assert (await listing(carol)).counts() == {room: (2, 0)}
+    for reader, state in ((bob, "some-read"), (carol, "all-read")):
+        await reader.send(group_displayed(room, a4))
+        await alice.expect(marker_for("displayed", a4, frm=f"{room}/{reader.name}"))
+        mine = await listing(alice)
+        assert mine[room]["state"] == state and mine.total_unread == 0, mine.reply.xml
+    assert (await listing(carol)).counts() == {room: (0, 0)}, "her marker read the room up to a4"
 
     # nothing before a member joined is unread for them
     dave = await world.client("dave")
@@ -365,6 +371,9 @@ async def test_held_messages_count_as_unread_before_and_after_coming_online(worl
     for mid in ids:
         await bob.send(chat(alice.tracked, mid))
     await bob.expect_nothing(message(type="error"), within=0.5, what="an error for a held message")
+    world.tidemark.kill9()
+    world.tidemark.start()
+    await world.wait_ready(bob, timeout=30)
 
     # alice logs in without being available: still away, her list shows them
     away = await world.client("alice", available=False, resource="away")
@@ -408,6 +417,10 @@ async def test_refused_attempts_are_listed_as_missed_until_opened_or_marked(tm, 
     await dave.send(chat(alice.tracked, "z1"))
     err = await dave.expect(message(id="z1", type="error"))
     assert err.error_condition == "service-unavailable", err.xml
+    # each refusal was answered: kill -9 loses none of them
+    tm.kill9()
+    tm.start()
+    await world.wait_ready(bob, timeout=30)
 
     alice = await world.client("alice", resource="back")
     mine = await listing(alice)
