@@ -152,7 +152,8 @@ def inbox_mark_read(id, jid=None, to=COMPONENT):
 
 def inbox_subscribe(id, on=True, to=COMPONENT):
     """urn:tidemark:inbox:0 §4: have updates pushed to this session (or stop them)."""
-    return f"<iq type='set'{_attrs(to=to, id=id)}><{'subscribe' if on else 'unsubscribe'} xmlns='{NS_INBOX}'/></iq>"
+    name = "subscribe" if on else "unsubscribe"
+    return f"<iq type='set'{_attrs(to=to, id=id)}><{name} xmlns='{NS_INBOX}'/></iq>"
 
 
 def gateway_get(id, to=COMPONENT):

@@ -119,6 +119,13 @@ def form_of(reply):
     return _cmd(reply).find(f"{{{NS_DATA}}}x")
 
 
+def item_jids(reply):
+    """The jid column of a command result's rows."""
+    x = form_of(reply)
+    assert x is not None and x.get("type") == "result", reply.xml
+    return [f.findtext(f"{{{NS_DATA}}}value") for f in x.findall(f"{{{NS_DATA}}}item/{{{NS_DATA}}}field[@var='jid']")]
+
+
 async def run_command(client, node, fields=None):
     """Both stages as a XEP-0050 client runs them: execute, then submit the form
     with its fields as shown (their default values) overridden by `fields`."""
@@ -734,11 +741,29 @@ async def test_the_inbox_command_as_a_standard_client_runs_it(tm, world):
 
     # the filters, as a user fills them in
     _, done = await run_command(alice, "inbox", {"unread-only": "1"})
-    x = form_of(done)
-    assert [f.findtext(f"{{{NS_DATA}}}value") for f in x.findall(f"{{{NS_DATA}}}item/{{{NS_DATA}}}field[@var='jid']")] \
-        == [bob.tracked], done.xml
+    assert item_jids(done) == [bob.tracked], done.xml
     _, done = await run_command(alice, "inbox", {"search": room.split("@")[0].upper()})
-    x = form_of(done)
-    assert [f.findtext(f"{{{NS_DATA}}}value") for f in x.findall(f"{{{NS_DATA}}}item/{{{NS_DATA}}}field[@var='jid']")] \
-        == [room], done.xml
+    assert item_jids(done) == [room], done.xml
+
+
+async def test_the_inbox_command_pages_twenty_at_a_time(world):
+    world.use_config("[groups]\nmax_rooms_per_creator = 30\n")
+    alice = await world.client("alice")
+    rooms = [world.room(f"r{i:02d}x") for i in range(23)]
+    for r in rooms:
+        await alice.join(r, "alice")
+    newest_first = rooms[::-1]
+
+    _, page1 = await run_command(alice, "inbox")
+    cmd = _cmd(page1)
+    actions = cmd.find(f"{{{NS_COMMANDS}}}actions")
+    assert cmd.get("status") == "executing" and actions is not None, page1.xml
+    assert actions.find(f"{{{NS_COMMANDS}}}next") is not None, page1.xml
+    assert item_jids(page1) == newest_first[:20], page1.xml
+    qid = alice.new_id("cmd")
+    page2 = await alice.request(
+        f"<iq type='set' to='{COMPONENT}' id='{qid}'><command xmlns='{NS_COMMANDS}' node='inbox'"
+        f" sessionid='{cmd.get('sessionid')}' action='next'/></iq>", qid)
+    assert _cmd(page2).get("status") == "completed", page2.xml
+    assert item_jids(page2) == newest_first[20:], page2.xml
 
