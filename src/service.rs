@@ -273,6 +273,11 @@ impl Tidemark {
                 presence,
                 available,
             } => {
+                if available.is_none() {
+                    // The session went away (or hid from this contact):
+                    // it gets no more updates of its conversation list.
+                    self.inbox.unsubscribe(&route.from);
+                }
                 let answered = presence::on_presence(
                     cx,
                     &mut self.presence,
@@ -294,6 +299,10 @@ impl Tidemark {
                 } else {
                     Ok(vec![])
                 }
+            }
+            Incoming::SessionGone { from } => {
+                self.inbox.unsubscribe(&from);
+                Ok(vec![])
             }
             Incoming::Ignored(why) => {
                 debug!(why, "ignored");

@@ -159,6 +159,45 @@ impl World {
         answer.get_child("inbox", INBOX).unwrap().clone()
     }
 
+    /// Every page of `max` rows, each asked `after` the last row of the one
+    /// before (XEP-0059), until one says it is complete: the addresses.
+    fn pages(&mut self, user: &str, max: usize) -> Vec<String> {
+        let mut seen = vec![];
+        let mut after = String::new();
+        for _ in 0..20 {
+            let cursor = if after.is_empty() {
+                String::new()
+            } else {
+                format!("<after>{after}</after>")
+            };
+            let answer = self.iq(
+                user,
+                "get",
+                &format!(
+                    "<inbox xmlns='{INBOX}'><set xmlns='http://jabber.org/protocol/rsm'><max>{max}</max>{cursor}</set></inbox>"
+                ),
+            );
+            let inbox = answer.get_child("inbox", INBOX).unwrap();
+            let page: Vec<String> = inbox
+                .children()
+                .filter(|c| c.name() == "conversation")
+                .map(|c| c.attr("jid").unwrap().to_owned())
+                .collect();
+            assert!(page.len() <= max);
+            seen.extend(page);
+            if inbox.attr("complete") == Some("true") {
+                return seen;
+            }
+            after = inbox
+                .get_child("set", "http://jabber.org/protocol/rsm")
+                .unwrap()
+                .get_child("last", "http://jabber.org/protocol/rsm")
+                .unwrap()
+                .text();
+        }
+        panic!("no complete page after 20: {seen:?}");
+    }
+
     /// (address, unread, missed) per row, newest first, and the total.
     fn counts(&mut self, user: &str, attrs: &str) -> (Vec<(String, u64, u64)>, u64) {
         let inbox = self.list(user, attrs);
@@ -372,41 +411,38 @@ fn search_filters_and_pages_go_newest_first() {
     assert_eq!(found, vec![row(&tracked("émile"), 1, 0)]);
     assert_eq!(w.counts("alice", "search='nobody'").0, vec![]);
     // Pages of two, each going on below the last row shown.
-    let mut seen = vec![];
-    let mut after = String::new();
-    for _ in 0..3 {
-        let cursor = if after.is_empty() {
-            String::new()
-        } else {
-            format!("<after>{after}</after>")
-        };
-        let answer = w.iq(
-            "alice",
-            "get",
-            &format!(
-                "<inbox xmlns='{INBOX}'><set xmlns='http://jabber.org/protocol/rsm'><max>2</max>{cursor}</set></inbox>"
-            ),
-        );
-        let inbox = answer.get_child("inbox", INBOX).unwrap();
-        let page: Vec<String> = inbox
-            .children()
-            .filter(|c| c.name() == "conversation")
-            .map(|c| c.attr("jid").unwrap().to_owned())
-            .collect();
-        assert!(page.len() <= 2);
-        seen.extend(page);
-        let set = inbox.get_child("set", "http://jabber.org/protocol/rsm");
-        let complete = inbox.attr("complete") == Some("true");
-        if complete {
-            break;
-        }
-        after = set
-            .unwrap()
-            .get_child("last", "http://jabber.org/protocol/rsm")
-            .unwrap()
-            .text();
+    assert_eq!(
+        w.pages("alice", 2),
+        order,
+        "the pages together are the list, once each"
+    );
+}
+
+#[test]
+fn rooms_nobody_wrote_in_yet_are_paged_too() {
+    let mut w = World::new("");
+    w.friends(&["alice", "bob"]);
+    w.chat("bob", "alice", "b1");
+    let rooms = ["quiet", "calm", "still"].map(|r| format!("{r}@chat.localhost"));
+    for room in &rooms {
+        w.send(&format!(
+            "<presence from='alice@localhost/res' to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        ));
     }
-    assert_eq!(seen, order, "the pages together are the list, once each");
+    let order: Vec<String> = w.counts("alice", "").0.into_iter().map(|r| r.0).collect();
+    // A room without messages stands where alice joined it.
+    assert_eq!(
+        order,
+        [&rooms[2], &rooms[1], &rooms[0], &tracked("bob")].map(String::clone),
+        "newest first"
+    );
+    // They would all stand at 0 otherwise: a page ending on one of them
+    // skipped the others.
+    assert_eq!(
+        w.pages("alice", 1),
+        order,
+        "the pages together are the list, once each"
+    );
 }
 
 #[test]
@@ -471,6 +507,39 @@ fn subscribed_sessions_get_each_change_pushed() {
             .all(|el| el.attr("to") != Some("alice@localhost/res")),
         "no push after unsubscribing: {out:?}"
     );
+}
+
+#[test]
+fn a_session_that_goes_away_gets_no_more_updates() {
+    let mut w = World::new("");
+    w.friends(&["alice", "bob"]);
+    let subscribe = |w: &mut World, res: &str| {
+        let out = w.send(&format!(
+            "<iq type='set' id='s' from='alice@localhost/{res}' to='chat.localhost'><subscribe xmlns='{INBOX}'/></iq>"
+        ));
+        assert_eq!(out[0].attr("type"), Some("result"), "{out:?}");
+    };
+    let pushed = |out: &[Element], res: &str| {
+        out.iter().any(|el| {
+            el.attr("to") == Some(&format!("alice@localhost/{res}"))
+                && el.attr("type") == Some("headline")
+        })
+    };
+    subscribe(&mut w, "res");
+    subscribe(&mut w, "other");
+    let out = w.chat("bob", "alice", "b1");
+    assert!(pushed(&out, "res") && pushed(&out, "other"), "{out:?}");
+    // Its server tells the tracked addresses of its contacts that it left;
+    // a session that comes later on the same resource never asked.
+    w.send("<presence type='unavailable' from='alice@localhost/res' to='bob\\40localhost@chat.localhost'/>");
+    assert_eq!(w.tm.inbox().subscribed_sessions(), 1);
+    let out = w.chat("bob", "alice", "b2");
+    assert!(!pushed(&out, "res") && pushed(&out, "other"), "{out:?}");
+    // Or the service itself, which the session sent its presence to.
+    w.send("<presence type='unavailable' from='alice@localhost/other' to='chat.localhost'/>");
+    assert_eq!(w.tm.inbox().subscribed_sessions(), 0);
+    let out = w.chat("bob", "alice", "b3");
+    assert!(!pushed(&out, "res") && !pushed(&out, "other"), "{out:?}");
 }
 
 #[test]

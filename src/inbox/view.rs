@@ -43,7 +43,9 @@ pub struct Row {
     pub name: String,
     pub unread: u64,
     pub missed: Option<Missed>,
-    /// The newest message (or missed attempt), 0 for none yet.
+    /// Where the conversation stands in the list, and the page cursor:
+    /// its newest message (or missed attempt); for a room without any, the
+    /// user's joining. Each conversation's own, so a page never skips one.
     pub latest: Seq,
     pub last_activity: Option<Millis>,
     /// Who wrote the newest message (bare JID).
@@ -167,7 +169,10 @@ pub fn room_row(
         name: name_of(room),
         unread,
         missed: None,
-        latest: latest.as_ref().map_or(0, |(s, _)| *s),
+        // A room nobody wrote in yet stands where the user joined it: a
+        // position of its own (rooms sharing 0 would tie, and a page
+        // ending on one would skip the others).
+        latest: latest.as_ref().map_or(membership.joined, |(s, _)| *s),
         last_activity: latest.as_ref().map(|(_, m)| m.sent_at),
         last_from: latest.map(|(_, m)| m.sender),
         state,

@@ -224,6 +224,11 @@ pub enum Incoming {
     /// A presence error from a contact: the answer to a probe when the
     /// contact's server cannot say (unknown user, server down).
     PresenceError(Route),
+    /// Unavailable presence directed to the service: the session `from`
+    /// went away (its server tells whoever it sent directed presence).
+    SessionGone {
+        from: Jid,
+    },
     Ignored(&'static str),
     Invalid {
         reason: String,
@@ -311,6 +316,7 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
                 "this service takes no messages; write to a contact's tracked address (user\\40domain@this-service)".into(),
                 DefinedCondition::ServiceUnavailable,
             ),
+            _ if type_ == Some("unavailable") => Incoming::SessionGone { from },
             _ => Incoming::Ignored("presence to the service"),
         };
     }

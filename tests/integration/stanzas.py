@@ -24,6 +24,8 @@ NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"  # XEP-0421
 NS_DELAY = "urn:xmpp:delay"  # XEP-0203
 NS_COMMANDS = "http://jabber.org/protocol/commands"  # XEP-0050
 NS_DATA = "jabber:x:data"  # XEP-0004
+NS_INBOX = "urn:tidemark:inbox:0"  # xep/inbox.md
+NS_RSM = "http://jabber.org/protocol/rsm"  # XEP-0059
 
 
 def tracked(bare_jid: str, component: str = COMPONENT) -> str:
@@ -130,6 +132,28 @@ def command_submit(id, node, sessionid, fields: dict, to=COMPONENT):
     return (f"<iq type='set'{_attrs(to=to, id=id)}>"
             f"<command xmlns='{NS_COMMANDS}'{_attrs(node=node, sessionid=sessionid)}>"
             f"<x xmlns='{NS_DATA}' type='submit'>{xml_fields}</x></command></iq>")
+
+
+def inbox_list(id, search=None, unread_only=None, max=None, after=None, user=None, to=COMPONENT):
+    """urn:tidemark:inbox:0 §2.1: the conversation list, a XEP-0059 page of it."""
+    rsm = ""
+    if max is not None or after is not None:
+        rsm = (f"<set xmlns='{NS_RSM}'>" + (f"<max>{max}</max>" if max is not None else "")
+               + (f"<after>{escape(after)}</after>" if after is not None else "") + "</set>")
+    return (f"<iq type='get'{_attrs(to=to, id=id)}>"
+            f"<inbox xmlns='{NS_INBOX}'{_attrs(search=search, user=user)}"
+            f"{_attrs(**{'unread-only': unread_only})}>{rsm}</inbox></iq>")
+
+
+def inbox_mark_read(id, jid=None, to=COMPONENT):
+    """urn:tidemark:inbox:0 §3: mark one conversation (or, without jid, all) read."""
+    return f"<iq type='set'{_attrs(to=to, id=id)}><mark-read xmlns='{NS_INBOX}'{_attrs(jid=jid)}/></iq>"
+
+
+def inbox_subscribe(id, on=True, to=COMPONENT):
+    """urn:tidemark:inbox:0 §4: have updates pushed to this session (or stop them)."""
+    name = "subscribe" if on else "unsubscribe"
+    return f"<iq type='set'{_attrs(to=to, id=id)}><{name} xmlns='{NS_INBOX}'/></iq>"
 
 
 def gateway_get(id, to=COMPONENT):
