@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ConversationKey, Failure, Membership, MessageRecord, Millis, OccupantRecord, RoomMessage,
-    RoomRecord, Seq, Store, StoreError,
+    RoomRecord, RoomSubject, Seq, Store, StoreError,
 };
 
 pub const FORMAT: &str = "tidemark-export";
@@ -114,6 +114,19 @@ pub enum ExportRecord {
         sessions: Vec<String>,
         presence: String,
     },
+    /// A room's subject (issue 9, XEP-0045 §8.1).
+    RoomSubject {
+        room: String,
+        text: String,
+        nick: String,
+        /// Who set it; absent: the config file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        setter: Option<String>,
+        at: Millis,
+        /// The config file's subject when it was last applied.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        config: Option<String>,
+    },
 }
 
 impl ExportRecord {
@@ -168,6 +181,17 @@ impl ExportRecord {
             user: o.user,
             sessions: o.sessions,
             presence: o.presence,
+        }
+    }
+
+    pub fn room_subject(room: String, s: RoomSubject) -> Self {
+        ExportRecord::RoomSubject {
+            room,
+            text: s.text,
+            nick: s.nick,
+            setter: s.setter,
+            at: s.at,
+            config: s.config,
         }
     }
 

@@ -5,8 +5,8 @@ use super::{SledStore, decode, decode_seq};
 use crate::store::export::{ExportError, ExportRecord};
 use crate::store::keys::{self, ConversationKey};
 use crate::store::{
-    Membership, MessageRecord, OccupantRecord, RoomMessage, RoomRecord, Store, StoreError,
-    StoreResult,
+    Membership, MessageRecord, OccupantRecord, RoomMessage, RoomRecord, RoomSubject, Store,
+    StoreError, StoreResult,
 };
 
 fn corrupt(what: &'static str, key: &[u8]) -> StoreError {
@@ -123,6 +123,14 @@ impl SledStore {
             let (room, nick) = split_pair(&k, "occupant key")?;
             let o: OccupantRecord = decode(&v, "occupant")?;
             each(ExportRecord::occupant(room, nick, o))?;
+        }
+        for entry in self.staged.tree(T::RoomSubjects).iter() {
+            let (k, v) = entry.map_err(StoreError::from)?;
+            let subject: RoomSubject = decode(&v, "room subject")?;
+            each(ExportRecord::room_subject(
+                String::from_utf8_lossy(&k).into_owned(),
+                subject,
+            ))?;
         }
         Ok(())
     }
@@ -265,6 +273,23 @@ impl SledStore {
                     sessions,
                     presence,
                 }),
+            ),
+            ExportRecord::RoomSubject {
+                room,
+                text,
+                nick,
+                setter,
+                at,
+                config,
+            } => self.set_room_subject(
+                &room,
+                &RoomSubject {
+                    text,
+                    nick,
+                    setter,
+                    at,
+                    config,
+                },
             ),
         }
     }

@@ -28,9 +28,11 @@ pub(super) enum T {
     Occupants,
     /// Issue 9: the rooms each user is or was a member of (`sent.rs`).
     MemberRooms,
+    /// Issue 9: each room's subject, by room.
+    RoomSubjects,
 }
 
-pub(super) const TREE_NAMES: [(T, &str); 14] = [
+pub(super) const TREE_NAMES: [(T, &str); 15] = [
     (T::Marks, "marks"),
     (T::MarkLog, "mark_log"),
     (T::Grants, "presence_grants"),
@@ -46,6 +48,7 @@ pub(super) const TREE_NAMES: [(T, &str); 14] = [
     // Room occupancy (issue 9).
     (T::Occupants, "room_occupants"),
     (T::MemberRooms, "member_rooms"),
+    (T::RoomSubjects, "room_subjects"),
 ];
 
 /// One tree's staged writes: key -> the new value, `None` for removed.

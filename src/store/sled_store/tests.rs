@@ -122,6 +122,19 @@ fn everything(store: &SledStore) -> (ConversationKey, Seq) {
         )
         .unwrap();
     store.put_preview(&conv, seq, "hello").unwrap();
+    // A room's subject (issue 9).
+    store
+        .set_room_subject(
+            room,
+            &crate::store::RoomSubject {
+                text: "Release on Friday".into(),
+                nick: "al".into(),
+                setter: Some("alice@x".into()),
+                at: 70,
+                config: None,
+            },
+        )
+        .unwrap();
     (conv, seq)
 }
 
@@ -138,7 +151,7 @@ fn an_export_imports_into_an_empty_store_as_it_was() {
         .collect();
     assert_eq!(
         kinds.len(),
-        11,
+        12,
         "one of every kind but the header: {kinds:?}"
     );
     // A preview travels with its message (issue 9).
