@@ -453,8 +453,31 @@ fn subscriptions_flow_through_tracked_addresses() {
     let out = w.server_sends(&format!(
         "<presence type='probe' from='alice@localhost' to='{BOB_T}'/>"
     ));
-    assert_eq!(out.len(), 1);
+    assert_eq!(out.len(), 2, "the presence, then bob's name: {out:?}");
     assert_eq!(out[0].attr("from"), Some(&*format!("{BOB_T}/res")));
+    // Her client (Gajim, which takes names only from PEP) may have started
+    // after bob's presence was first relayed: the name comes with every
+    // probe answer, to her bare JID.
+    assert_eq!(out[1].attr("type"), Some("headline"));
+    assert_eq!(out[1].attr("to"), Some("alice@localhost"));
+    assert_eq!(out[1].attr("from"), Some(BOB_T));
+    let nick = out[1]
+        .get_child("event", "http://jabber.org/protocol/pubsub#event")
+        .and_then(|e| e.get_child("items", "http://jabber.org/protocol/pubsub#event"))
+        .and_then(|i| i.get_child("item", "http://jabber.org/protocol/pubsub#event"))
+        .and_then(|i| i.get_child("nick", "http://jabber.org/protocol/nick"))
+        .map(Element::text);
+    assert_eq!(nick.as_deref(), Some("bob"));
+    // Offline, bob still has a name.
+    w.server_sends(&format!(
+        "<presence type='unavailable' from='bob@localhost/res' to='{ALICE_T}'/>"
+    ));
+    let out = w.server_sends(&format!(
+        "<presence type='probe' from='alice@localhost' to='{BOB_T}'/>"
+    ));
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(out[0].attr("type"), Some("unavailable"));
+    assert_eq!(out[1].attr("type"), Some("headline"));
     // Carol has no permission: her probe learns nothing.
     assert!(
         w.server_sends(&format!(
