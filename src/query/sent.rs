@@ -200,7 +200,9 @@ pub fn execute(
                 }
             },
         ));
-        done.append_child(result_form(cx, &asker, &[], 1)?);
+        if multi_item_forms(cx, from) {
+            done.append_child(result_form(cx, &asker, &[], 1)?);
+        }
         return Ok(Ok(done));
     };
     let cursor = Cursor {
@@ -264,9 +266,47 @@ pub fn execute(
         ));
     }
     let (form, lines) = page_of(cx, &asker, &entries, cursor.page)?;
-    cmd.append_child(text_note(&lines));
-    cmd.append_child(form);
+    if multi_item_forms(cx, from) {
+        cmd.append_child(text_note(&lines));
+        cmd.append_child(form);
+    } else {
+        cmd.append_child(lines_form(&lines, cursor.page));
+    }
     Ok(Ok(cmd))
+}
+
+/// Whether the asking client may be sent a multi-item result form: yes
+/// unless its caps say it is one that stops on them (Gajim 1.7), so a
+/// client tidemark knows nothing of gets the page as specified.
+fn multi_item_forms(cx: &Context, from: &Jid) -> bool {
+    !cx.clients
+        .client(from)
+        .is_some_and(|a| a.no_multi_item_forms)
+}
+
+/// The page for a client that stops on multi-item forms: one `result` form
+/// with the rows as the lines of a read-only `text-multi` field (Gajim shows
+/// it as a text box; its notes are centred labels, hard to read as a list).
+fn lines_form(lines: &[String], page: u32) -> Element {
+    let mut x = element("x", DATA, &[("type", "result")]);
+    x.append_child(with_text(
+        Element::bare("title", DATA),
+        format!("Sent messages, page {page}"),
+    ));
+    let mut field = element(
+        "field",
+        DATA,
+        &[
+            ("var", "messages"),
+            ("type", "text-multi"),
+            ("label", "Newest first"),
+        ],
+    );
+    for l in lines {
+        field.append_child(with_text(Element::bare("value", DATA), l.clone()));
+    }
+    x.append_child(field);
+    x
 }
 
 /// A contact's bare JID, their tracked address, or a room, as a filter.
