@@ -308,8 +308,11 @@ pub fn on_presence(
                 let name = book
                     .first_time_named(watcher.as_str(), &contact)
                     .then(|| name_event(&relayed, route, cx.local_id(now)));
-                out.push(relayed);
+                // The name first: Gajim 1.7 redraws a contact list row on
+                // presence, so a name that comes after the presence shows
+                // only at the contact's next presence change.
                 out.extend(name);
+                out.push(relayed);
             }
             None => out.push(element(
                 "presence",
@@ -434,13 +437,12 @@ pub fn on_probe(cx: &mut Context, book: &PresenceBook, route: &Route, now: Milli
             ],
         ));
     }
+    // The name before the presences, as in `on_presence`.
     let id = cx.local_id(now);
-    out.push(name_message(
-        nick,
-        route.tracked_to.to_bare(),
-        watcher.into(),
-        id,
-    ));
+    out.insert(
+        0,
+        name_message(nick, route.tracked_to.to_bare(), watcher.into(), id),
+    );
     Ok(out)
 }
 

@@ -285,27 +285,30 @@ fn multi_item_forms(cx: &Context, from: &Jid) -> bool {
 }
 
 /// The page for a client that stops on multi-item forms: one `result` form
-/// with the rows as the lines of a read-only `text-multi` field (Gajim shows
-/// it as a text box; its notes are centred labels, hard to read as a list).
+/// with a read-only field per message, labelled with its addressee, whose
+/// value is the rest of its line (Gajim shows each as a wrapped label; its
+/// notes are centred labels, hard to read as a list, and a `text-multi`
+/// field a small box showing the first lines).
 fn lines_form(lines: &[String], page: u32) -> Element {
     let mut x = element("x", DATA, &[("type", "result")]);
     x.append_child(with_text(
         Element::bare("title", DATA),
-        format!("Sent messages, page {page}"),
+        format!("Sent messages, page {page}, newest first"),
     ));
-    let mut field = element(
-        "field",
-        DATA,
-        &[
-            ("var", "messages"),
-            ("type", "text-multi"),
-            ("label", "Newest first"),
-        ],
-    );
-    for l in lines {
-        field.append_child(with_text(Element::bare("value", DATA), l.clone()));
+    for (i, l) in lines.iter().enumerate() {
+        let (to, rest) = l.split_once(": ").unwrap_or(("", l.as_str()));
+        let mut field = element(
+            "field",
+            DATA,
+            &[
+                ("var", &format!("message-{}", i + 1)),
+                ("type", "text-single"),
+                ("label", to),
+            ],
+        );
+        field.append_child(with_text(Element::bare("value", DATA), rest.to_owned()));
+        x.append_child(field);
     }
-    x.append_child(field);
     x
 }
 
