@@ -341,6 +341,7 @@ mod tests {
             Abilities {
                 receipts: true,
                 markers: false,
+                ..Abilities::default()
             },
         );
         c.learn(
@@ -348,13 +349,15 @@ mod tests {
             Abilities {
                 receipts: true,
                 markers: true,
+                ..Abilities::default()
             },
         );
         assert_eq!(
             c.of("bob@x"),
             Some(Abilities {
                 receipts: true,
-                markers: true
+                markers: true,
+                ..Abilities::default()
             })
         );
         assert_eq!(c.of("carol@x"), None);
