@@ -12,6 +12,7 @@ Screens (PNG, in --out):
   4-status-form.png    the `status` ad-hoc command's form, run from Gajim
   4-status-result.png  its result
   5-room-subject.png   the room's subject row, set by bob
+  5-room-no-subject.png  a room nobody gave a subject: an empty one from the service's nick
 """
 
 import argparse
@@ -30,6 +31,10 @@ from stanzas import disco_info, marker, muc_join, receipt, subscribe, subscribed
 from xmpp_client import Client  # noqa: E402
 
 ROOM = "team@chat.localhost"
+# An open room bob makes by joining it (Gajim's autojoin asks disco#info
+# first, and a room that does not exist yet answers item-not-found); nobody
+# gives it a subject.
+LOBBY = "lobby@chat.localhost"
 SUBJECT = "Release on Friday: read the checklist"
 
 
@@ -177,15 +182,18 @@ async def main(args):
     reply = await alice.request(
         f"<iq type='set' id='{qid}'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'>"
         f"<conference jid='{ROOM}' autojoin='true' name='team'><nick>alice</nick></conference>"
+        f"<conference jid='{LOBBY}' autojoin='true' name='lobby'><nick>alice</nick></conference>"
         f"</storage></query></iq>", qid)
     assert reply.type == "result", reply.xml
     await alice.disconnect()
 
-    step(f"bob joins {ROOM} and sets its subject")
+    step(f"bob joins {ROOM} and sets its subject; he makes {LOBBY} by joining it")
     await bob.send(muc_join(ROOM, "bob"))
     await bob.expect(message(frm=f"{ROOM}/tidemark", type="groupchat"))
     await bob.send(f"<message type='groupchat' to='{ROOM}' id='subj'><subject>{SUBJECT}</subject></message>")
     await bob.expect(message(frm=f"{ROOM}/bob", id="subj", type="groupchat"))
+    await bob.send(muc_join(LOBBY, "bob"))
+    await bob.expect(message(frm=f"{LOBBY}/tidemark", type="groupchat"))
     log = []
     answers = asyncio.ensure_future(bob_answers(bob, alice.tracked, log))
 
@@ -268,6 +276,13 @@ async def run_steps(args, screen, main_win, alice, bob, log):
     screen.action("open-chat", f"<['{account}', '{ROOM}']>")
     await asyncio.sleep(2.5)
     screen.shot("5-room-subject", crop="1280x800+0+0")
+
+    step(f"5. {LOBBY}, which nobody gave a subject")
+    screen.action("open-chat", f"<['{account}', '{LOBBY}']>")
+    await asyncio.sleep(2.5)
+    screen.shot("5-room-no-subject", crop="1280x400+0+0")
+    screen.action("open-chat", f"<['{account}', '{ROOM}']>")
+    await asyncio.sleep(1.5)
 
     step("3. tidemark killed (kill -9) and restarted; alice writes in the room from Gajim")
     old, new = kill9_and_restart(args.run)
