@@ -52,6 +52,9 @@ ensure_python
 
 stop_all
 rm -rf "$DIR"
+# Whatever happens below, what this script started is stopped at the end,
+# unless asked to leave it running.
+[ -n "${GAJIM_SCREENS_STOP_AFTER:-}" ] || trap stop_all EXIT
 mkdir -p "$DIR/shots" "$OUT"
 chmod 755 "$DIR" "$DIR/shots"
 
@@ -110,4 +113,4 @@ python3 scripts/gajim_screens.py --port "$C2S_PORT" --alice "alice:${PW[alice]}"
 	--run "$DIR" --out "$OUT" ${GAJIM_SCREENS_STOP_AFTER:+--stop-after "$GAJIM_SCREENS_STOP_AFTER"}
 # GAJIM_SCREENS_STOP_AFTER=start leaves Gajim, Prosody and tidemark running
 # (to look around: DISPLAY=$DISPLAY_NO xdotool ...; `stop` ends them).
-[ -n "${GAJIM_SCREENS_STOP_AFTER:-}" ] || stop_all
+log "screenshots in ${OUT#"$REPO_ROOT"/}/ (raw ones in ${DIR#"$REPO_ROOT"/}/shots/)"

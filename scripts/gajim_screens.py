@@ -38,6 +38,11 @@ LOBBY = "lobby@chat.localhost"
 SUBJECT = "Release on Friday: read the checklist"
 
 
+def gv(text):
+    """`text` as a GVariant string literal (gdbus call's argument syntax)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def quiet(_line):
     pass
 
@@ -259,7 +264,7 @@ async def run_steps(args, screen, main_win, alice, bob, log):
     await asyncio.sleep(1.5)
     # No chat with bob yet: Gajim opens its Start Chat dialog on his entry,
     # which shows his name above his tracked address.
-    screen.action("open-chat", f"<['{account}', '{bob.tracked.replace(chr(92), chr(92) * 2)}']>")
+    screen.action("open-chat", f"<[{gv(account)}, {gv(bob.tracked)}]>")
     await asyncio.sleep(2)
     screen.shot("1-roster", crop="900x320+0+0")
 
@@ -273,15 +278,15 @@ async def run_steps(args, screen, main_win, alice, bob, log):
     screen.shot("2-chat-read", crop="1280x800+0+0")
 
     step(f"5. the room {ROOM}: its subject row, set by bob")
-    screen.action("open-chat", f"<['{account}', '{ROOM}']>")
+    screen.action("open-chat", f"<[{gv(account)}, {gv(ROOM)}]>")
     await asyncio.sleep(2.5)
     screen.shot("5-room-subject", crop="1280x800+0+0")
 
     step(f"5. {LOBBY}, which nobody gave a subject")
-    screen.action("open-chat", f"<['{account}', '{LOBBY}']>")
+    screen.action("open-chat", f"<[{gv(account)}, {gv(LOBBY)}]>")
     await asyncio.sleep(2.5)
     screen.shot("5-room-no-subject", crop="1280x400+0+0")
-    screen.action("open-chat", f"<['{account}', '{ROOM}']>")
+    screen.action("open-chat", f"<[{gv(account)}, {gv(ROOM)}]>")
     await asyncio.sleep(1.5)
 
     step("3. tidemark killed (kill -9) and restarted; alice writes in the room from Gajim")
@@ -295,7 +300,7 @@ async def run_steps(args, screen, main_win, alice, bob, log):
     screen.shot("3-room-after-kill", crop="1280x800+0+0")
 
     step("4. the status command, run from Gajim (Execute Command on chat.localhost)")
-    screen.action(f"{account}-execute-command", "<'chat.localhost'>")
+    screen.action(f"{account}-execute-command", f"<{gv('chat.localhost')}>")
     x, y, w, h, win = await wait_geometry(screen, "Command List")
     await asyncio.sleep(1.5)
     # The commands are listed in disco order: read-receipts, then status.
