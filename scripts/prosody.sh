@@ -12,6 +12,7 @@
 # Environment (read by start; saved in DIR so restart reuses it):
 #   C2S_PORT (15222)  COMPONENT_PORT (15347)  COMPONENT_JID (chat.localhost)
 #   COMPONENT_SECRET (s3cret)  PROSODY_LOG_LEVEL (info)  XMPP_DOMAIN (localhost)
+#   EXTRA_MODULES (none): more modules_enabled, space-separated
 #   Federation, off unless S2S_ADDR is set: s2s listens on S2S_ADDR:5269
 #   (say 127.0.0.2; each server its own address) and resolves domains with
 #   the hosts file HOSTS_FILE only (lua-unbound, no DNS server asked).
@@ -70,6 +71,7 @@ PROSODY_LOG_LEVEL=$level
 XMPP_DOMAIN=$domain
 S2S_ADDR=$s2s_addr
 HOSTS_FILE=$hosts
+EXTRA_MODULES="${EXTRA_MODULES:-}"
 ENV
 	for p in "$c2s" "$comp"; do
 		port_in_use "$p" && die "127.0.0.1:$p is already in use (another Prosody?)"
@@ -98,10 +100,14 @@ ENV
 			run_as_root="run_as_root = true -- the prosody user cannot reach this directory"
 		fi
 	fi
+	# Modules a person's client expects of a real server (say "private pep
+	# vcard_legacy" for scripts/gajim-screens.sh); none by default.
+	local extra="" m
+	for m in ${EXTRA_MODULES:-}; do extra="$extra\"$m\"; "; done
 	sed -e "s|@DIR@|$dir|g" -e "s|@C2S_PORT@|$c2s|g" -e "s|@COMPONENT_PORT@|$comp|g" \
 		-e "s|@COMPONENT_JID@|$jid|g" -e "s|@SECRET@|$secret|g" \
 		-e "s|@LOG_LEVEL@|$level|g" -e "s|@RUN_AS_ROOT@|$run_as_root|g" \
-		-e "s|@DOMAIN@|$domain|g" -e "s|@S2S@|$s2s|g" \
+		-e "s|@DOMAIN@|$domain|g" -e "s|@S2S@|$s2s|g" -e "s|@EXTRA_MODULES@|$extra|g" \
 		"$REPO_ROOT/config/prosody.cfg.lua.in" >"$dir/prosody.cfg.lua"
 	chmod 640 "$dir/prosody.cfg.lua" "$dir/env" # they hold the component secret
 	[ $as_prosody = 1 ] && chown -R prosody:prosody "$dir"

@@ -46,6 +46,11 @@ pub struct Abilities {
     pub receipts: bool,
     /// XEP-0333 chat markers (`displayed`: read).
     pub markers: bool,
+    /// The client stops on a XEP-0004 multi-item result (`<reported/>` and
+    /// `<item/>`s) in an ad-hoc command: Gajim 1.7.3's command window stays
+    /// at "Executing…" (its form grid has no case for them; seen under
+    /// Xvfb, `gajim/gtk/dataform.py`).
+    pub no_multi_item_forms: bool,
 }
 
 impl Abilities {
@@ -53,6 +58,10 @@ impl Abilities {
         Abilities {
             receipts: features.features.contains(ns::RECEIPTS),
             markers: features.features.contains(ns::CHAT_MARKERS),
+            no_multi_item_forms: features
+                .identities
+                .iter()
+                .any(|i| i.category == "client" && i.name.as_deref() == Some("Gajim")),
         }
     }
 
@@ -60,6 +69,7 @@ impl Abilities {
         Abilities {
             receipts: self.receipts || other.receipts,
             markers: self.markers || other.markers,
+            no_multi_item_forms: self.no_multi_item_forms || other.no_multi_item_forms,
         }
     }
 }
@@ -91,6 +101,16 @@ impl Clients {
             .values()
             .copied()
             .reduce(Abilities::union)
+    }
+
+    /// What the client `client` (full JID) can do, if tidemark has seen its
+    /// caps (its presence to a tracked address).
+    pub fn client(&self, client: &Jid) -> Option<Abilities> {
+        let resource = client.resource().map_or("", |r| r.as_str());
+        self.by_contact
+            .get(client.to_bare().as_str())?
+            .get(resource)
+            .copied()
     }
 
     /// An available presence from `client` (full JID) with its caps, if
@@ -321,6 +341,7 @@ mod tests {
             Abilities {
                 receipts: true,
                 markers: false,
+                ..Abilities::default()
             },
         );
         c.learn(
@@ -328,13 +349,15 @@ mod tests {
             Abilities {
                 receipts: true,
                 markers: true,
+                ..Abilities::default()
             },
         );
         assert_eq!(
             c.of("bob@x"),
             Some(Abilities {
                 receipts: true,
-                markers: true
+                markers: true,
+                ..Abilities::default()
             })
         );
         assert_eq!(c.of("carol@x"), None);

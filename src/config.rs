@@ -98,7 +98,14 @@ pub struct RoomConfig {
     /// The room's node: `team` for team@chat.example.org.
     pub name: String,
     pub members: Vec<BareJid>,
+    /// The subject the room is given (XEP-0045 §8.1), applied when the
+    /// file's value changes; members may change it meanwhile.
+    pub subject: Option<String>,
 }
+
+/// The longest room subject, in bytes (UTF-8): a subject is kept for as long
+/// as the room and sent to everyone who joins, so it is bounded like a body.
+pub const MAX_SUBJECT_BYTES: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct ComponentConfig {
@@ -245,6 +252,8 @@ impl Default for RawGroups {
 struct RawRoom {
     name: String,
     members: Vec<String>,
+    #[serde(default)]
+    subject: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -675,9 +684,22 @@ impl Config {
                 }
                 members.push(jid);
             }
+            if let Some(subject) = &room.subject
+                && subject.len() > MAX_SUBJECT_BYTES
+            {
+                return Err(invalid(
+                    "rooms.subject",
+                    format!(
+                        "the subject of room {:?} is {} bytes; at most {MAX_SUBJECT_BYTES}",
+                        room.name,
+                        subject.len()
+                    ),
+                ));
+            }
             rooms.push(RoomConfig {
                 name: room.name.to_lowercase(),
                 members,
+                subject: room.subject,
             });
         }
 
@@ -936,6 +958,19 @@ path = "data/tidemark"
         let bad = text.replace("\"team\"", "\"te am\"");
         let e = parse(&bad).unwrap_err().to_string();
         assert!(e.contains("rooms.name"), "{e}");
+        assert_eq!(c.rooms[0].subject, None);
+        let with = format!("{text}subject = \"Stand-ups at ten\"\n");
+        let c = parse(&with).unwrap();
+        assert_eq!(c.rooms[0].subject.as_deref(), Some("Stand-ups at ten"));
+        let long = format!(
+            "{text}subject = \"{}\"\n",
+            "x".repeat(MAX_SUBJECT_BYTES + 1)
+        );
+        let e = parse(&long).unwrap_err().to_string();
+        assert!(
+            e.contains("rooms.subject") && e.contains("1025 bytes"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -236,6 +236,11 @@ fn name_event(relayed: &Element, route: &Route, id: String) -> Element {
         .get_child("nick", ns::NICK)
         .map(Element::text)
         .unwrap_or_else(|| display_name(&route.from));
+    name_message(nick, route.tracked_from.to_bare(), route.to.clone(), id)
+}
+
+/// `nick` as a XEP-0172 PEP notification from the tracked address `from`.
+fn name_message(nick: String, from: BareJid, to: Jid, id: String) -> Element {
     let event = Event {
         payload: Payload::Items {
             node: NodeName(ns::NICK.to_owned()),
@@ -247,10 +252,9 @@ fn name_event(relayed: &Element, route: &Route, id: String) -> Element {
             retracted: vec![],
         },
     };
-    let from = Jid::from(route.tracked_from.to_bare());
-    let mut message = Message::new(Some(route.to.clone()));
+    let mut message = Message::new(Some(to));
     message.type_ = MessageType::Headline;
-    message.from = Some(from);
+    message.from = Some(from.into());
     message.id = Some(Id(id));
     message.payloads.push(event.into());
     message.into()
@@ -304,8 +308,11 @@ pub fn on_presence(
                 let name = book
                     .first_time_named(watcher.as_str(), &contact)
                     .then(|| name_event(&relayed, route, cx.local_id(now)));
-                out.push(relayed);
+                // The name first: Gajim 1.7 redraws a contact list row on
+                // presence, so a name that comes after the presence shows
+                // only at the contact's next presence change.
                 out.extend(name);
+                out.push(relayed);
             }
             None => out.push(element(
                 "presence",
@@ -386,8 +393,13 @@ fn deliver_queued(cx: &mut Context, contact: &str) -> Out {
 }
 
 /// A watcher's server asks what a contact's presence is (the watcher came
-/// online): answer from what tidemark knows, if the contact allows it.
-pub fn on_probe(cx: &Context, book: &PresenceBook, route: &Route) -> Out {
+/// online): answer from what tidemark knows, if the contact allows it, and
+/// tell the watcher's clients the contact's name. A client that comes
+/// online after the contact's presence was first relayed (Gajim started in
+/// the morning, tidemark running since the day before) would otherwise never
+/// get a name, and shows the escaped address (`bob\40localhost`). The server
+/// probes once per login of the watcher, so this costs one headline each.
+pub fn on_probe(cx: &mut Context, book: &PresenceBook, route: &Route, now: Millis) -> Out {
     let watcher = route.from.to_bare();
     let contact = route.to.to_bare();
     if !cx
@@ -409,6 +421,11 @@ pub fn on_probe(cx: &Context, book: &PresenceBook, route: &Route) -> Out {
             with_nick(p.to_element(&from, watcher.as_str()), &route.to)
         })
         .collect();
+    let nick = out
+        .first()
+        .and_then(|p| p.get_child("nick", ns::NICK))
+        .map(Element::text)
+        .unwrap_or_else(|| display_name(&route.to));
     if out.is_empty() {
         out.push(element(
             "presence",
@@ -420,6 +437,12 @@ pub fn on_probe(cx: &Context, book: &PresenceBook, route: &Route) -> Out {
             ],
         ));
     }
+    // The name before the presences, as in `on_presence`.
+    let id = cx.local_id(now);
+    out.insert(
+        0,
+        name_message(nick, route.tracked_to.to_bare(), watcher.into(), id),
+    );
     Ok(out)
 }
 

@@ -292,7 +292,7 @@ impl Tidemark {
                 }
                 Ok(out)
             }
-            Incoming::Probe(route) => presence::on_probe(cx, &self.presence, &route),
+            Incoming::Probe(route) => presence::on_probe(cx, &self.presence, &route, now),
             Incoming::PresenceError(route) => {
                 if presence::on_presence_error(&mut self.presence, &route) {
                     self.release_waiting(&route.from.to_bare().to_string(), now)

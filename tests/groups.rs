@@ -471,12 +471,51 @@ fn xep_groups_examples_are_what_tidemark_says() {
     ));
     let mut subject = joined.last().expect("a join ends with the subject").clone();
     tidemark::stanza::set_attr(&mut subject, "to", "bob@localhost/laptop");
-    doc.example_where("the subject", |el| {
+    doc.example_where("the subject nobody set", |el| {
         el.has_child("subject", "jabber:component:accept")
+            && el.attr("from") == Some("team@chat.localhost/tidemark")
     })
-    .assert_answer("§2 the subject ending a join", &subject, &[]);
+    .assert_answer(
+        "§2 the subject ending a join",
+        &subject,
+        &[Varies {
+            path: "message/delay",
+            attr: "stamp",
+            why: "when this test's room was made, by its own clock",
+        }],
+    );
     w.send(&format!(
         "<presence type='unavailable' from='bob@localhost/laptop2' to='{ROOM}/bob'/>"
+    ));
+
+    // §2.1 alice, who made the room, sets its subject; bob is shown it,
+    // and a later session of carol's gets it with its time.
+    let change = doc.example_where("alice's subject change", |el| {
+        el.attr("to") == Some(ROOM) && el.has_child("subject", "jabber:component:accept")
+    });
+    let out = w.handle_at(millis("2026-11-24T21:20:00.000Z"), &change.el);
+    let to_bob = out
+        .iter()
+        .find(|m| m.attr("to") == Some("bob@localhost/laptop"))
+        .expect("the change shown to bob");
+    doc.example_where("the change as bob gets it", |el| {
+        el.attr("to") == Some("bob@localhost/laptop")
+            && el.has_child("subject", "jabber:component:accept")
+            && el.attr("from") == Some("team@chat.localhost/alice")
+    })
+    .assert_answer("§2.1 the subject change", to_bob, &[]);
+    let joined = w.send(&format!(
+        "<presence from='carol@localhost/desk2' to='{ROOM}/carol'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ));
+    let mut subject = joined.last().expect("a join ends with the subject").clone();
+    tidemark::stanza::set_attr(&mut subject, "to", "carol@localhost/desk");
+    doc.example_where("the subject as a joiner gets it", |el| {
+        el.attr("to") == Some("carol@localhost/desk")
+            && el.has_child("subject", "jabber:component:accept")
+    })
+    .assert_answer("§2.1 the subject ending a join", &subject, &[]);
+    w.send(&format!(
+        "<presence type='unavailable' from='carol@localhost/desk2' to='{ROOM}/carol'/>"
     ));
 
     // §2 the room's disco#info.
@@ -1141,17 +1180,194 @@ fn a_reflected_marker_names_the_rooms_stanza_id_whatever_the_reader_named() {
 }
 
 #[test]
-fn the_subject_ending_a_join_has_no_author() {
+fn the_subject_nobody_set_is_empty_from_the_services_nick_since_the_room_was_made() {
     let mut w = World::new("");
+    let made = w.now + 1000;
     let out = w.join("alice");
     let expected: Element = format!(
-        "<message xmlns='{NS}' type='groupchat' from='{ROOM}' to='alice@localhost/res'><subject/></message>"
+        "<message xmlns='{NS}' type='groupchat' from='{ROOM}/tidemark' to='alice@localhost/res'><subject/>\
+         <delay xmlns='urn:xmpp:delay' stamp='{}' from='{ROOM}'/></message>",
+        tidemark::stanza::xep0082(made)
     )
     .parse()
     .unwrap();
     // As it goes on the wire (0.23 keeps an empty text node in memory).
     let got: Element = String::from(out.last().unwrap()).parse().unwrap();
     assert_eq!(got, expected, "{}", String::from(&got));
+    // Nobody may speak under the service's nickname.
+    let out = w.send(&format!(
+        "<presence from='bob@localhost/res' to='{ROOM}/tidemark'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ));
+    assert_eq!(error_of(&out[0]).1, "conflict");
+    assert!(
+        error_of(&out[0]).2.contains("tidemark"),
+        "{:?}",
+        error_of(&out[0])
+    );
+}
+
+fn set_subject(w: &mut World, user: &str, room: &str, text: &str) -> Vec<Element> {
+    w.send(&format!(
+        "<message type='groupchat' id='s-{user}' from='{user}@localhost/res' to='{room}'><subject>{text}</subject></message>"
+    ))
+}
+
+fn subject_of(out: &[Element]) -> (String, String, Option<String>) {
+    let m = out.last().expect("a join ends with the subject");
+    (
+        m.attr("from").unwrap().to_owned(),
+        m.get_child("subject", NS).expect("a subject").text(),
+        m.get_child("delay", "urn:xmpp:delay")
+            .and_then(|d| d.attr("stamp"))
+            .map(str::to_owned),
+    )
+}
+
+#[test]
+fn in_an_open_room_only_its_creator_sets_the_subject_and_everyone_sees_it() {
+    let mut w = World::new("");
+    w.join("alice");
+    w.join("bob");
+    // bob joined a room anyone may join: he may not rewrite its subject.
+    let out = set_subject(&mut w, "bob", ROOM, "mine now");
+    assert_eq!(out.len(), 1, "{out:?}");
+    let (type_, cond, text) = error_of(&out[0]);
+    assert_eq!((type_.as_str(), cond.as_str()), ("auth", "forbidden"));
+    assert!(text.contains("created"), "{text}");
+    assert_eq!(out[0].attr("from"), Some(ROOM));
+    assert!(w.tm.store().room_subject(ROOM).unwrap().is_none());
+    // alice made it: both sessions are shown the change from her nick.
+    let out = set_subject(&mut w, "alice", ROOM, "Release on Friday");
+    let set_at = w.now;
+    let mut to = to_of(&out);
+    to.sort();
+    assert_eq!(to, vec!["alice@localhost/res", "bob@localhost/res"]);
+    for m in &out {
+        assert_eq!(m.attr("from"), Some("team@chat.localhost/alice"));
+        assert_eq!(m.attr("id"), Some("s-alice"));
+        assert_eq!(
+            m.get_child("subject", NS).unwrap().text(),
+            "Release on Friday"
+        );
+        assert!(m.get_child("body", NS).is_none());
+        assert!(m.has_child("occupant-id", "urn:xmpp:occupant-id:0"));
+    }
+    // A later joiner gets it from her nick with when she set it; not a
+    // message: no stanza-id, nothing in history or status.
+    let out = w.join("carol");
+    assert_eq!(
+        subject_of(&out),
+        (
+            "team@chat.localhost/alice".to_owned(),
+            "Release on Friday".to_owned(),
+            Some(tidemark::stanza::xep0082(set_at))
+        )
+    );
+    assert!(
+        !out.iter()
+            .any(|e| e.has_child("stanza-id", "urn:xmpp:sid:0"))
+    );
+    // An empty subject clears it, and is shown as cleared by her.
+    set_subject(&mut w, "alice", ROOM, "");
+    let out = w.send(&format!(
+        "<presence from='carol@localhost/two' to='{ROOM}/carol'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ));
+    let (from, text, _) = subject_of(&out);
+    assert_eq!(
+        (from.as_str(), text.as_str()),
+        ("team@chat.localhost/alice", "")
+    );
+}
+
+#[test]
+fn a_subject_with_a_body_is_a_message_and_outsiders_and_long_subjects_are_refused() {
+    let mut w = World::new("");
+    w.join("alice");
+    // With a body it is an ordinary message (XEP-0045 §8.1).
+    let out = w.send(&format!(
+        "<message type='groupchat' id='m' from='alice@localhost/res' to='{ROOM}'><subject>x</subject><body>hi</body></message>"
+    ));
+    assert!(out[0].has_child("stanza-id", "urn:xmpp:sid:0"), "{out:?}");
+    assert!(w.tm.store().room_subject(ROOM).unwrap().is_none());
+    // Not in the room: not-acceptable.
+    let out = set_subject(&mut w, "mallory", ROOM, "hello");
+    assert_eq!(error_of(&out[0]).1, "not-acceptable");
+    // Over the limit: policy-violation naming it, nothing kept.
+    let long = "x".repeat(tidemark::config::MAX_SUBJECT_BYTES + 1);
+    let out = set_subject(&mut w, "alice", ROOM, &long);
+    let (type_, cond, text) = error_of(&out[0]);
+    assert_eq!(
+        (type_.as_str(), cond.as_str()),
+        ("modify", "policy-violation")
+    );
+    assert!(
+        text.contains("1025 bytes") && text.contains("1024"),
+        "{text}"
+    );
+    assert!(w.tm.store().room_subject(ROOM).unwrap().is_none());
+    let fits = "x".repeat(tidemark::config::MAX_SUBJECT_BYTES);
+    assert_eq!(set_subject(&mut w, "alice", ROOM, &fits).len(), 1);
+}
+
+#[test]
+fn in_a_config_room_any_member_sets_the_subject_and_the_files_subject_applies_when_it_changes() {
+    let config = |subject: &str| {
+        format!(
+            "[[rooms]]\nname = \"team\"\nmembers = [\"alice@localhost\", \"bob@localhost\"]\nsubject = \"{subject}\"\n"
+        )
+    };
+    let mut w = World::new(&config("Welcome"));
+    let out = w.join("bob");
+    let (from, text, _) = subject_of(&out);
+    assert_eq!(
+        (from.as_str(), text.as_str()),
+        ("team@chat.localhost/tidemark", "Welcome")
+    );
+    // bob did not make the room, but the administrator made him a member.
+    let out = set_subject(&mut w, "bob", ROOM, "Bob's topic");
+    assert_eq!(out[0].attr("from"), Some("team@chat.localhost/bob"));
+    // A restart with the same file keeps bob's.
+    restart(&mut w);
+    let out = w.join("alice");
+    assert_eq!(subject_of(&out).1, "Bob's topic");
+    // A changed file wins once.
+    let (c, store) = (w.tm.config().clone(), w.tm.store().clone());
+    let text = format!(
+        "[component]\njid = \"chat.localhost\"\nserver = \"127.0.0.1:5347\"\nsecret = \"{}\"\n[storage]\npath = \"unused\"\n{}",
+        c.component.secret,
+        config("New welcome")
+    );
+    let changed = Config::parse(&text, Path::new("test.toml")).unwrap();
+    w.tm = Tidemark::new(changed, store, w.now + 1).unwrap();
+    w.now += 1;
+    let out = w.send(&format!(
+        "<presence from='alice@localhost/two' to='{ROOM}/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ));
+    let (from, text, _) = subject_of(&out);
+    assert_eq!(
+        (from.as_str(), text.as_str()),
+        ("team@chat.localhost/tidemark", "New welcome")
+    );
+}
+
+#[test]
+fn the_subject_survives_a_restart_and_an_export_and_import() {
+    let mut w = World::new("");
+    w.join("alice");
+    set_subject(&mut w, "alice", ROOM, "Kept");
+    restart(&mut w);
+    let out = w.join("bob");
+    assert_eq!(subject_of(&out).1, "Kept");
+    let mut exported = Vec::new();
+    tidemark::store::export::export(&**w.tm.store(), &mut exported).unwrap();
+    let text = String::from_utf8(exported).unwrap();
+    assert!(text.contains("\"kind\":\"room_subject\""), "{text}");
+    let fresh: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
+    tidemark::store::export::import(&*fresh, text.as_bytes()).unwrap();
+    assert_eq!(
+        fresh.room_subject(ROOM).unwrap(),
+        w.tm.store().room_subject(ROOM).unwrap()
+    );
 }
 
 #[test]

@@ -373,3 +373,90 @@ fn a_row_says_when_read_status_will_not_come() {
         ["read status not available: bob@localhost's client does not send read markers"]
     );
 }
+
+/// Gajim 1.7.3's command window stays at "Executing…" on a multi-item
+/// result form (seen under Xvfb): a client whose caps say Gajim gets the
+/// page as one form of short fields, and nobody else's page changes.
+#[test]
+fn gajim_gets_the_page_as_one_form_of_short_fields() {
+    let mut w = World::new("");
+    w.grant("alice", "bob", true);
+    // alice's Gajim: its presence to bob's tracked address carries its caps.
+    let info = "<query xmlns='http://jabber.org/protocol/disco#info'>\
+        <identity category='client' type='pc' name='Gajim'/>\
+        <feature var='urn:xmpp:receipts'/><feature var='urn:xmpp:chat-markers:0'/></query>";
+    let ver = caps_ver(info);
+    w.send(
+        "<presence type='subscribed' from='alice@localhost' to='bob\\40localhost@chat.localhost'/>",
+    );
+    let out = w.send(&format!(
+        "<presence from='alice@localhost/gajim' to='bob\\40localhost@chat.localhost'>\
+         <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://gajim.org' ver='{ver}'/></presence>"
+    ));
+    let question = out.iter().find(|e| e.name() == "iq").expect("asked");
+    let id = question.attr("id").unwrap().to_owned();
+    w.send(&format!(
+        "<iq type='result' id='{id}' from='alice@localhost/gajim' to='chat.localhost'>{}</iq>",
+        info.replace(
+            "disco#info'>",
+            &format!("disco#info' node='https://gajim.org#{ver}'>")
+        )
+    ));
+    w.chat("alice", "bob", "m1", "hello");
+    let ask = |w: &mut World, resource: &str| {
+        let run = |w: &mut World, attrs: &str, payload: &str| {
+            let out = w.send(&format!(
+                "<iq type='set' id='c' from='alice@localhost/{resource}' to='chat.localhost'>\
+                 <command xmlns='{COMMANDS}' node='status' {attrs}>{payload}</command></iq>"
+            ));
+            out.into_iter().next().unwrap()
+        };
+        let form = run(w, "action='execute'", "");
+        let session = cmd(&form).attr("sessionid").unwrap().to_owned();
+        run(
+            w,
+            &format!("sessionid='{session}' action='next'"),
+            &format!("<x xmlns='{DATA}' type='submit'/>"),
+        )
+    };
+    let gajim = ask(&mut w, "gajim");
+    let x = cmd(&gajim).get_child("x", DATA).expect("a form");
+    assert!(
+        x.get_child("reported", DATA).is_none(),
+        "{}",
+        String::from(&gajim)
+    );
+    let fields: Vec<(String, String)> = x
+        .children()
+        .filter(|c| c.name() == "field")
+        .map(|f| {
+            (
+                f.attr("var").unwrap().to_owned(),
+                f.get_child("value", DATA)
+                    .map(Element::text)
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    let vars: Vec<&str> = fields.iter().map(|(v, _)| v.as_str()).collect();
+    assert_eq!(
+        vars,
+        ["1-to", "1-sent", "1-state", "1-read-by", "1-id"],
+        "{fields:?}"
+    );
+    assert_eq!(fields[0].1, "bob@localhost");
+    assert_eq!(fields[2].1, "sent");
+    assert_eq!(fields[4].1, "m1");
+    assert!(cmd(&gajim).get_child("note", COMMANDS).is_none());
+    // Her other client, whose caps tidemark never saw, gets the page as
+    // specified.
+    let other = ask(&mut w, "res");
+    assert!(
+        cmd(&other)
+            .get_child("x", DATA)
+            .unwrap()
+            .get_child("reported", DATA)
+            .is_some()
+    );
+    assert_eq!(col(&rows(&other), "id"), ["m1"]);
+}

@@ -50,6 +50,13 @@ pub enum RoomRequest {
     Groupchat(GroupMessage),
     /// A read marker in a groupchat message.
     Marker(GroupMarker),
+    /// A subject change (XEP-0045 §8.1): a groupchat message with a
+    /// `<subject/>` and no body or thread. Empty `text` clears the subject.
+    Subject {
+        text: String,
+        /// The sender's id, if not empty.
+        id: Option<String>,
+    },
     DiscoInfo,
     DiscoItems,
     /// An iq to `room/nick`; XEP-0410 self-pings are how clients learn
@@ -150,6 +157,27 @@ pub(super) fn classify_room(
                 );
             }
             let bodies: Vec<&Element> = stanza.children().filter(|c| c.name() == "body").collect();
+            // XEP-0045 §8.1: a subject with a body or a thread is a message
+            // like any other, not a subject change.
+            if bodies.is_empty() && !stanza.children().any(|c| c.name() == "thread") {
+                let subjects: Vec<&Element> = stanza
+                    .children()
+                    .filter(|c| c.name() == "subject")
+                    .collect();
+                let chosen = subjects
+                    .iter()
+                    .find(|s| s.attr("xml:lang").is_none_or(str::is_empty))
+                    .or(subjects.first());
+                if let Some(subject) = chosen {
+                    return RoomRequest::Subject {
+                        text: subject.text(),
+                        id: stanza
+                            .attr("id")
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned),
+                    };
+                }
+            }
             if bodies.is_empty() {
                 for child in stanza.children() {
                     let Some((kind, id)) = ack_payload(child) else {

@@ -200,7 +200,9 @@ pub fn execute(
                 }
             },
         ));
-        done.append_child(result_form(cx, &asker, &[], 1)?);
+        if multi_item_forms(cx, from) {
+            done.append_child(result_form(cx, &asker, &[], 1)?);
+        }
         return Ok(Ok(done));
     };
     let cursor = Cursor {
@@ -263,10 +265,72 @@ pub fn execute(
             "Older messages are not listed: this list looks only so far back at a time. To see older messages of one conversation, give its contact or room.",
         ));
     }
-    let (form, lines) = page_of(cx, &asker, &entries, cursor.page)?;
-    cmd.append_child(text_note(&lines));
-    cmd.append_child(form);
+    let (form, lines, rows) = page_of(cx, &asker, &entries, cursor.page)?;
+    if multi_item_forms(cx, from) {
+        cmd.append_child(text_note(&lines));
+        cmd.append_child(form);
+    } else {
+        cmd.append_child(single_form(
+            &rows,
+            cursor.page,
+            cx.config.status.preview_chars > 0,
+        ));
+    }
     Ok(Ok(cmd))
+}
+
+/// Whether the asking client may be sent a multi-item result form: yes
+/// unless its caps say it is one that stops on them (Gajim 1.7), so a
+/// client tidemark knows nothing of gets the page as specified.
+fn multi_item_forms(cx: &Context, from: &Jid) -> bool {
+    !cx.clients
+        .client(from)
+        .is_some_and(|a| a.no_multi_item_forms)
+}
+
+/// The page for a client that stops on multi-item forms: one `result` form,
+/// each message a `fixed` field naming its addressee followed by a
+/// read-only `text-single` field per column it has a value for (Gajim shows
+/// a header, then short label/value pairs; its notes are centred labels,
+/// hard to read as a list, and a long value is not wrapped). Vars are
+/// numbered by message: `3-sent`.
+fn single_form(rows: &[Row], page: u32, with_preview: bool) -> Element {
+    let mut x = element("x", DATA, &[("type", "result")]);
+    x.append_child(with_text(
+        Element::bare("title", DATA),
+        format!("Sent messages, page {page}, newest first"),
+    ));
+    for (i, row) in rows.iter().enumerate() {
+        let n = i + 1;
+        let get = |var: &str| row.iter().find(|(k, _)| *k == var).map(|(_, v)| v.as_str());
+        let mut header = element(
+            "field",
+            DATA,
+            &[("var", &format!("{n}-to")), ("type", "fixed")],
+        );
+        header.append_child(with_text(
+            Element::bare("value", DATA),
+            get("to").unwrap_or("?"),
+        ));
+        x.append_child(header);
+        for (var, label, _) in columns(with_preview) {
+            let Some(v) = get(var).filter(|_| var != "to") else {
+                continue;
+            };
+            let mut field = element(
+                "field",
+                DATA,
+                &[
+                    ("var", &format!("{n}-{var}")),
+                    ("type", "text-single"),
+                    ("label", label),
+                ],
+            );
+            field.append_child(with_text(Element::bare("value", DATA), v));
+            x.append_child(field);
+        }
+    }
+    x
 }
 
 /// A contact's bare JID, their tracked address, or a room, as a filter.
@@ -389,14 +453,15 @@ fn line(row: &Row) -> String {
     out
 }
 
-/// The result form of one page and its rows as lines of text.
+/// The result form of one page, its rows as lines of text, and the rows.
 fn page_of(
     cx: &Context,
     asker: &str,
     entries: &[SentEntry],
     page: u32,
-) -> Result<(Element, Vec<String>), StoreError> {
+) -> Result<(Element, Vec<String>, Vec<Row>), StoreError> {
     let mut lines = Vec::new();
+    let mut rows = Vec::new();
     let chars = cx.config.status.preview_chars;
     let cols = columns(chars > 0);
     let mut x = element("x", DATA, &[("type", "result")]);
@@ -418,6 +483,7 @@ fn page_of(
             continue;
         };
         lines.push(line(&row));
+        rows.push(row.clone());
         let mut item = Element::bare("item", DATA);
         for (var, _, _) in &cols {
             let mut field = element("field", DATA, &[("var", var)]);
@@ -428,7 +494,7 @@ fn page_of(
         }
         x.append_child(item);
     }
-    Ok((x, lines))
+    Ok((x, lines, rows))
 }
 
 /// A message's row, `None` if it is gone (retention, a trimmed refusal).

@@ -251,7 +251,13 @@ mod tests {
 
     #[test]
     fn requests_follow_what_the_recipients_clients_speak() {
-        let only = |receipts, markers| Some(Abilities { receipts, markers });
+        let only = |receipts, markers| {
+            Some(Abilities {
+                receipts,
+                markers,
+                ..Abilities::default()
+            })
+        };
         assert_eq!(asked(None, true), (true, true), "unknown: both ways");
         assert_eq!(asked(only(true, false), true), (true, false));
         assert_eq!(asked(only(false, true), true), (false, true));

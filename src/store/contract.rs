@@ -802,6 +802,60 @@ pub fn room_occupants_are_kept_replaced_and_removed(store: &dyn Store) {
 
 // --- end of room occupancy
 
+/// A room's subject is kept per room, replaced by a later write (through
+/// [`Write::RoomSubject`] like the rest), in the export; room creators are
+/// known per (creator, room).
+pub fn room_subjects_are_kept_and_replaced(store: &dyn Store) {
+    assert_eq!(store.room_subject("team@chat").unwrap(), None);
+    let first = RoomSubject {
+        text: "Welcome".into(),
+        nick: "tidemark".into(),
+        setter: None,
+        at: 5,
+        config: Some("Welcome".into()),
+    };
+    store.set_room_subject("team@chat", &first).unwrap();
+    let second = RoomSubject {
+        text: "Release on Friday".into(),
+        nick: "al".into(),
+        setter: Some("alice@x".into()),
+        at: 9,
+        config: Some("Welcome".into()),
+    };
+    store
+        .apply(&[Write::RoomSubject {
+            room: "team@chat".into(),
+            subject: second.clone(),
+        }])
+        .unwrap();
+    assert_eq!(
+        store.room_subject("team@chat").unwrap(),
+        Some(second.clone())
+    );
+    assert_eq!(store.room_subject("other@chat").unwrap(), None);
+    store.flush().unwrap();
+    let mut exported = Vec::new();
+    store
+        .export_records(&mut |r| {
+            if let export::ExportRecord::RoomSubject { .. } = r {
+                exported.push(r);
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        exported,
+        vec![export::ExportRecord::room_subject(
+            "team@chat".into(),
+            second
+        )]
+    );
+    store.add_room_creator("alice@x", "team@chat").unwrap();
+    assert!(store.created_room("alice@x", "team@chat").unwrap());
+    assert!(!store.created_room("alice@x", "other@chat").unwrap());
+    assert!(!store.created_room("bob@x", "team@chat").unwrap());
+}
+
 // --- issue 9: a user's sent messages ---
 
 /// A user's sent messages, derived from what is stored: 1:1 (refused ones
@@ -1288,6 +1342,10 @@ pub const ALL: &[(&str, Check)] = &[
         "inbox_entries_expire_with_their_conversation",
         inbox_entries_expire_with_their_conversation,
     ),
+    (
+        "room_subjects_are_kept_and_replaced",
+        room_subjects_are_kept_and_replaced,
+    ),
 ];
 
 /// One `#[test]` per contract check, each over a fresh store from `$make`.
@@ -1440,6 +1498,11 @@ macro_rules! store_contract_tests {
         fn inbox_entries_expire_with_their_conversation() {
             let store: Box<dyn $crate::store::Store> = Box::new($make);
             $crate::store::contract::inbox_entries_expire_with_their_conversation(&*store)
+        }
+        #[test]
+        fn room_subjects_are_kept_and_replaced() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::room_subjects_are_kept_and_replaced(&*store)
         }
     };
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ConversationKey, Failure, Membership, MessageRecord, Millis, Missed, OccupantRecord,
-    RoomMessage, RoomRecord, Seq, Store, StoreError,
+    RoomMessage, RoomRecord, RoomSubject, Seq, Store, StoreError,
 };
 
 pub const FORMAT: &str = "tidemark-export";
@@ -136,6 +136,19 @@ pub enum ExportRecord {
         room: String,
         seq: Seq,
     },
+    /// A room's subject (issue 9, XEP-0045 §8.1).
+    RoomSubject {
+        room: String,
+        text: String,
+        nick: String,
+        /// Who set it; absent: the config file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        setter: Option<String>,
+        at: Millis,
+        /// The config file's subject when it was last applied.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        config: Option<String>,
+    },
 }
 
 impl ExportRecord {
@@ -190,6 +203,17 @@ impl ExportRecord {
             user: o.user,
             sessions: o.sessions,
             presence: o.presence,
+        }
+    }
+
+    pub fn room_subject(room: String, s: RoomSubject) -> Self {
+        ExportRecord::RoomSubject {
+            room,
+            text: s.text,
+            nick: s.nick,
+            setter: s.setter,
+            at: s.at,
+            config: s.config,
         }
     }
 

@@ -281,6 +281,17 @@ pub trait Store: Send + Sync {
 
     // --- end of room occupancy
 
+    // --- Room subjects (issue 9): XEP-0045 §8.1.
+
+    /// Sets `room`'s subject, replacing the one before.
+    fn set_room_subject(&self, room: &str, subject: &RoomSubject) -> StoreResult<()>;
+
+    /// `room`'s subject, if anyone (or the config file) ever set one.
+    fn room_subject(&self, room: &str) -> StoreResult<Option<RoomSubject>>;
+
+    /// Whether `creator` created `room` by joining it.
+    fn created_room(&self, creator: &str, room: &str) -> StoreResult<bool>;
+
     /// Retention: examines about `budget` entries from `from` on (a backend
     /// may round up to its unit of storage: sled's status log examines whole
     /// pages of 256) and
@@ -454,6 +465,24 @@ pub struct RoomMessage {
     pub readable: bool,
     /// The message as reflected to occupants (without `to`), for history.
     pub stanza: Vec<u8>,
+}
+
+/// A room's subject (XEP-0045 §8.1), as a joiner is shown it: from
+/// `room/nick`, with the time it was set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSubject {
+    /// The subject; empty when someone cleared it.
+    pub text: String,
+    /// The nickname it was set under (the service's own for the config
+    /// file's subject).
+    pub nick: String,
+    /// Who set it (bare JID); `None`: the config file.
+    pub setter: Option<String>,
+    pub at: Millis,
+    /// The config file's `subject` for this room when it was last applied,
+    /// so that a change in the file is applied once, and an occupant's
+    /// later change stands until the file changes again.
+    pub config: Option<String>,
 }
 
 /// One nickname in a room now: whose it is, the sessions in under it, and

@@ -6,7 +6,7 @@
 
 use super::{
     ConversationKey, Membership, MessageRecord, Millis, OccupantRecord, RoomMessage, RoomRecord,
-    Seq, Store, StoreResult,
+    RoomSubject, Seq, Store, StoreResult,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +80,11 @@ pub enum Write {
         occupant: Option<OccupantRecord>,
     },
     // --- issue 9 ---
+    /// `room`'s subject from now on (XEP-0045 §8.1).
+    RoomSubject {
+        room: String,
+        subject: RoomSubject,
+    },
     /// Keeps the start of a 1:1 message's text with it (the `status`
     /// command's preview, only when `status.preview_chars` is above 0).
     Preview {
@@ -187,6 +192,7 @@ pub fn apply_each<S: Store + ?Sized>(store: &S, writes: &[Write]) -> StoreResult
                 at,
             } => store.inbox_missed(user, contact, *seq, *at)?,
             Write::InboxRoomSent { user, room, seq } => store.inbox_room_sent(user, room, *seq)?,
+            Write::RoomSubject { room, subject } => store.set_room_subject(room, subject)?,
         }
     }
     Ok(())

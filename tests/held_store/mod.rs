@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tidemark::store::{
     ConversationKey, Expiry, ExpiryCursor, ExportError, ExportRecord, InboxEntry, Membership,
-    MessageRecord, Millis, OccupantRecord, QueuedStanza, RoomMessage, RoomRecord, SentFrom,
-    SentPage, SentTo, Seq, SledStore, Store, StoreResult,
+    MessageRecord, Millis, OccupantRecord, QueuedStanza, RoomMessage, RoomRecord, RoomSubject,
+    SentFrom, SentPage, SentTo, Seq, SledStore, Store, StoreResult,
 };
 
 pub struct HeldStore {
@@ -344,6 +344,18 @@ impl Store for HeldStore {
 
     fn occupants(&self) -> StoreResult<Vec<(String, String, OccupantRecord)>> {
         self.inner.occupants()
+    }
+
+    fn set_room_subject(&self, room: &str, subject: &RoomSubject) -> StoreResult<()> {
+        self.inner.set_room_subject(room, subject)
+    }
+
+    fn room_subject(&self, room: &str) -> StoreResult<Option<RoomSubject>> {
+        self.inner.room_subject(room)
+    }
+
+    fn created_room(&self, creator: &str, room: &str) -> StoreResult<bool> {
+        self.inner.created_room(creator, room)
     }
 
     fn put_preview(&self, conv: &ConversationKey, seq: Seq, text: &str) -> StoreResult<()> {

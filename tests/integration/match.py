@@ -224,8 +224,10 @@ def status_codes(st: Stanza):
 
 
 def subject(room):
-    """XEP-0045 §7.2.15: the subject message that ends a join."""
-    return Pred(lambda s: s.kind == "message" and s.frm == room and s.type == "groupchat"
+    """XEP-0045 §7.2.15 and §8.1: a subject message (it ends a join), from an
+    occupant JID of the room (tidemark never sends one from the bare room)."""
+    return Pred(lambda s: s.kind == "message" and (s.frm or "").startswith(f"{room}/")
+                and s.type == "groupchat" and s.body is None
                 and s.child(NS_CLIENT, "subject") is not None, f"the subject of {room}")
 
 

@@ -37,6 +37,7 @@ pub fn apply_config(cx: &mut Context, rooms: &mut Rooms, now: Millis) -> Result<
                 fixed_members: true,
             },
         });
+        super::subject::apply_config(cx, &room, room_cfg.subject.as_deref(), now)?;
         // Each member once: the writes of this pass are not read back until
         // it ends.
         let wanted: BTreeSet<String> = room_cfg.members.iter().map(|m| m.to_string()).collect();

@@ -6,13 +6,15 @@
 //! One file per job: who is in a room now ([`occupants`]), who belongs to it
 //! ([`membership`]), what a message or marker sent to it becomes and what a
 //! joiner is shown of the past ([`reflection`]), how far its members have
-//! read ([`frontier`]), and the status query for its messages ([`status`]).
+//! read ([`frontier`]), its subject ([`subject`]), and the status query for
+//! its messages ([`status`]).
 
 mod frontier;
 mod membership;
 mod occupants;
 mod reflection;
 mod status;
+mod subject;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -188,6 +190,7 @@ pub fn handle(
         } => Ok(occupants::leave(cx, rooms, &at, &payloads)),
         RoomRequest::Groupchat(message) => reflection::groupchat(cx, rooms, &at, message, now),
         RoomRequest::Marker(marker) => reflection::marker(cx, rooms, &at, marker, now),
+        RoomRequest::Subject { text, id } => subject::change(cx, rooms, &at, text, id, now),
         RoomRequest::DiscoInfo => disco_info(cx, origin, room),
         RoomRequest::DiscoItems => {
             Ok(vec![origin.result(

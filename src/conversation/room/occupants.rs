@@ -7,12 +7,11 @@
 use minidom::Element;
 use tracing::info;
 use xmpp_parsers::jid::{BareJid, Jid};
-use xmpp_parsers::message::{Lang, Message};
 use xmpp_parsers::muc::user::{Affiliation, Item, Role, Status};
 
 use super::{
     LiveRoom, Occupant, Out, RoomStanza, Rooms, addressed, membership, occupant_id_element,
-    persist, reflection,
+    persist, reflection, subject,
 };
 use crate::context::Context;
 use crate::stanza::ns::MUC_USER;
@@ -59,6 +58,19 @@ pub(super) fn join(
     let room_s = room.as_str().to_owned();
     let user = from.to_bare().to_string();
     let own = format!("{room_s}/{nick}");
+    if nick == subject::SERVICE_NICK {
+        // XEP-0045 §7.2.9: the service speaks under this nickname (the
+        // author of a subject nobody set), so nobody else may.
+        return Ok(vec![origin.error(
+            &own,
+            ErrorType::Cancel,
+            DefinedCondition::Conflict,
+            &format!(
+                "the nickname {} is the service's own in every room; choose another",
+                subject::SERVICE_NICK
+            ),
+        )]);
+    }
     // Nothing is kept in memory for the room until the join is accepted.
     if let Some(live) = rooms.live.get_mut(&room_s) {
         if let Some((current, _)) = live.occupant_of(from) {
@@ -80,7 +92,7 @@ pub(super) fn join(
             // presence update.
             let mut out = update(cx, live, payloads, &room_s, nick, &user);
             out.retain(|p| p.attr("to") != Some(from.to_string().as_str()));
-            out.extend(joined(cx, live, room, from, nick)?);
+            out.extend(joined(cx, live, room, from, nick, now)?);
             return Ok(out);
         }
         if live
@@ -166,7 +178,7 @@ pub(super) fn join(
     // XEP-0045 §7.2.15: history with its original time, then the subject,
     // which tells the client the join is complete.
     out.extend(history);
-    out.push(subject_message(room, from));
+    out.push(subject::on_join(cx, room, from, now)?);
     rooms.count_join(&user, 1);
     info!(room = %room_s, %nick, "joined");
     Ok(out)
@@ -190,7 +202,14 @@ fn others(live: &LiveRoom, from: &Jid, nick: &str) -> Vec<Element> {
 
 /// What a rejoining session gets: the other occupants, its own presence
 /// (100, 110), history and the subject, as at its first join.
-fn joined(cx: &Context, live: &LiveRoom, room: &BareJid, from: &Jid, nick: &str) -> Out {
+fn joined(
+    cx: &Context,
+    live: &LiveRoom,
+    room: &BareJid,
+    from: &Jid,
+    nick: &str,
+    now: Millis,
+) -> Out {
     let mut out = others(live, from, nick);
     if let Some(own) = live.occupants.get(nick)
         && let Ok(mut p) = own.presence.parse::<Element>()
@@ -203,7 +222,7 @@ fn joined(cx: &Context, live: &LiveRoom, room: &BareJid, from: &Jid, nick: &str)
         out.push(addressed(p, from));
     }
     out.extend(reflection::history(cx, room, from)?);
-    out.push(subject_message(room, from));
+    out.push(subject::on_join(cx, room, from, now)?);
     Ok(out)
 }
 
@@ -376,18 +395,6 @@ fn muc_user(jid: Option<&Jid>, role: Role, codes: &[Status]) -> Element {
     x
 }
 
-/// The empty subject that ends a join (XEP-0045 §7.2.15). Nobody has set
-/// one (tidemark has no subject changes), so it comes from the room's bare
-/// JID, as XEP-0045 says and Prosody's `subject.lib.lua` does: without an
-/// occupant JID (or a XEP-0203 delay) no client has an author or a time to
-/// show for it.
-fn subject_message(room: &BareJid, to: &Jid) -> Element {
-    let mut subject = Message::groupchat(to.clone());
-    subject.from = Some(room.clone().into());
-    subject.subjects.insert(Lang::default(), String::new());
-    subject.into()
-}
-
 /// An occupant's presence as the room shows it: the client's own payloads
 /// (show, status, caps), the room's additions, from `room/nick`.
 fn occupant_presence(
@@ -412,19 +419,6 @@ fn occupant_presence(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_subject_ending_a_join_is_empty_and_without_lang() {
-        let room = BareJid::new("team@rooms.localhost").unwrap();
-        let to = Jid::new("alice@localhost/a").unwrap();
-        // As it goes on the wire: 0.23 writes <subject></subject>, the same
-        // XML as the <subject/> sent before.
-        let m: Element = String::from(&subject_message(&room, &to)).parse().unwrap();
-        let expected: Element = "<message xmlns='jabber:component:accept' type='groupchat' from='team@rooms.localhost' to='alice@localhost/a'><subject/></message>"
-            .parse()
-            .unwrap();
-        assert_eq!(m, expected, "{}", String::from(&m));
-    }
 
     #[test]
     fn muc_user_has_the_item_then_the_status_codes() {

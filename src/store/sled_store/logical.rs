@@ -5,8 +5,8 @@ use super::{SledStore, decode, decode_seq};
 use crate::store::export::{ExportError, ExportRecord};
 use crate::store::keys::{self, ConversationKey};
 use crate::store::{
-    InboxEntry, Membership, MessageRecord, OccupantRecord, RoomMessage, RoomRecord, Store,
-    StoreError, StoreResult,
+    InboxEntry, Membership, MessageRecord, OccupantRecord, RoomMessage, RoomRecord, RoomSubject,
+    Store, StoreError, StoreResult,
 };
 
 fn corrupt(what: &'static str, key: &[u8]) -> StoreError {
@@ -123,6 +123,14 @@ impl SledStore {
             let (room, nick) = split_pair(&k, "occupant key")?;
             let o: OccupantRecord = decode(&v, "occupant")?;
             each(ExportRecord::occupant(room, nick, o))?;
+        }
+        for entry in self.staged.tree(T::RoomSubjects).iter() {
+            let (k, v) = entry.map_err(StoreError::from)?;
+            let subject: RoomSubject = decode(&v, "room subject")?;
+            each(ExportRecord::room_subject(
+                String::from_utf8_lossy(&k).into_owned(),
+                subject,
+            ))?;
         }
         self.export_inbox(each)
     }
@@ -291,6 +299,23 @@ impl SledStore {
             ExportRecord::InboxRoomSent { user, room, seq } => {
                 self.inbox_room_sent(&user, &room, seq)
             }
+            ExportRecord::RoomSubject {
+                room,
+                text,
+                nick,
+                setter,
+                at,
+                config,
+            } => self.set_room_subject(
+                &room,
+                &RoomSubject {
+                    text,
+                    nick,
+                    setter,
+                    at,
+                    config,
+                },
+            ),
         }
     }
 }

@@ -16,8 +16,8 @@ use super::keys::{self, ConversationKey};
 use super::status_log::{RECENT_IDS, StatusLog};
 use super::{
     Expiry, ExpiryCursor, InboxEntry, Membership, MessageRecord, Millis, OccupantRecord,
-    QueuedStanza, RoomMessage, RoomRecord, SCHEMA_VERSION, SentFrom, SentPage, SentTo, Seq, Store,
-    StoreError, StoreResult,
+    QueuedStanza, RoomMessage, RoomRecord, RoomSubject, SCHEMA_VERSION, SentFrom, SentPage, SentTo,
+    Seq, Store, StoreError, StoreResult,
 };
 use staged::{StagedTrees, T};
 
@@ -758,6 +758,29 @@ impl Store for SledStore {
     }
 
     // --- end of room occupancy
+
+    fn set_room_subject(&self, room: &str, subject: &RoomSubject) -> StoreResult<()> {
+        self.staged.insert(
+            T::RoomSubjects,
+            room.as_bytes(),
+            encode(subject, "room subject")?,
+        );
+        Ok(())
+    }
+
+    fn room_subject(&self, room: &str) -> StoreResult<Option<RoomSubject>> {
+        self.staged
+            .get(T::RoomSubjects, room.as_bytes())?
+            .map(|v| decode(&v, "room subject"))
+            .transpose()
+    }
+
+    fn created_room(&self, creator: &str, room: &str) -> StoreResult<bool> {
+        Ok(self
+            .staged
+            .get(T::RoomCreators, &keys::room_creator(creator, room))?
+            .is_some())
+    }
 
     // --- issue 9: a user's sent messages (sent.rs) ---
     fn put_preview(&self, conv: &ConversationKey, seq: Seq, text: &str) -> StoreResult<()> {

@@ -32,9 +32,11 @@ pub(super) enum T {
     Inbox,
     /// Issue 10: how many messages each room had at each message.
     RoomCounts,
+    /// Issue 9: each room's subject, by room.
+    RoomSubjects,
 }
 
-pub(super) const TREE_NAMES: [(T, &str); 16] = [
+pub(super) const TREE_NAMES: [(T, &str); 17] = [
     (T::Marks, "marks"),
     (T::MarkLog, "mark_log"),
     (T::Grants, "presence_grants"),
@@ -54,6 +56,7 @@ pub(super) const TREE_NAMES: [(T, &str); 16] = [
     // that a flush of 1:1 statuses and their list entries stays one batch.
     (T::Inbox, "status_log"),
     (T::RoomCounts, "room_counts"),
+    (T::RoomSubjects, "room_subjects"),
 ];
 
 /// One tree's staged writes: key -> the new value, `None` for removed.

@@ -128,6 +128,19 @@ fn everything(store: &SledStore) -> (ConversationKey, Seq) {
         .unwrap();
     store.inbox_missed("bob@x", "carol@x", seq + 1, 11).unwrap();
     store.inbox_room_sent("alice@x", "room@chat.x", 1).unwrap();
+    // A room's subject (issue 9).
+    store
+        .set_room_subject(
+            room,
+            &crate::store::RoomSubject {
+                text: "Release on Friday".into(),
+                nick: "al".into(),
+                setter: Some("alice@x".into()),
+                at: 70,
+                config: None,
+            },
+        )
+        .unwrap();
     (conv, seq)
 }
 
@@ -144,7 +157,7 @@ fn an_export_imports_into_an_empty_store_as_it_was() {
         .collect();
     assert_eq!(
         kinds.len(),
-        13,
+        14,
         "one of every kind but the header: {kinds:?}"
     );
     // A preview travels with its message (issue 9).
