@@ -693,3 +693,78 @@ fn the_inbox_command_pages_through_long_lists() {
     let page2 = names(&second);
     assert_eq!(page2, ["u04", "u03", "u02", "u01", "u00"]);
 }
+
+/// Gajim 1.7.3 stops on multi-item result forms (xep/status-command.md):
+/// a session whose caps say Gajim gets the `inbox` page as one form of
+/// short fields; others get the table.
+#[test]
+fn gajim_gets_the_inbox_page_as_one_form_of_short_fields() {
+    let mut w = World::new("");
+    w.friends(&["alice", "bob"]);
+    let info = "<query xmlns='http://jabber.org/protocol/disco#info'>\
+        <identity category='client' type='pc' name='Gajim'/>\
+        <feature var='urn:xmpp:receipts'/><feature var='urn:xmpp:chat-markers:0'/></query>";
+    let ver = common::caps_ver(info);
+    let out = w.send(&format!(
+        "<presence from='alice@localhost/gajim' to='bob\\40localhost@chat.localhost'>\
+         <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://gajim.org' ver='{ver}'/></presence>"
+    ));
+    let question = out.iter().find(|e| e.name() == "iq").expect("asked");
+    let id = question.attr("id").unwrap().to_owned();
+    w.send(&format!(
+        "<iq type='result' id='{id}' from='alice@localhost/gajim' to='chat.localhost'>{}</iq>",
+        info.replace(
+            "disco#info'>",
+            &format!("disco#info' node='https://gajim.org#{ver}'>")
+        )
+    ));
+    w.chat("bob", "alice", "b1");
+    let page = |w: &mut World, resource: &str| -> Element {
+        let out = w.send(&format!(
+            "<iq type='set' id='c' from='alice@localhost/{resource}' to='chat.localhost'>\
+             <command xmlns='{COMMANDS}' node='inbox'><x xmlns='{DATA}' type='submit'/></command></iq>"
+        ));
+        out[0].get_child("command", COMMANDS).unwrap().clone()
+    };
+    let gajim = page(&mut w, "gajim");
+    let x = gajim.get_child("x", DATA).unwrap();
+    assert!(
+        x.get_child("reported", DATA).is_none(),
+        "{}",
+        String::from(&gajim)
+    );
+    let fields: Vec<(String, String)> = x
+        .children()
+        .filter(|c| c.name() == "field")
+        .map(|f| {
+            (
+                f.attr("var").unwrap().to_owned(),
+                f.get_child("value", DATA)
+                    .map(Element::text)
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    let vars: Vec<&str> = fields.iter().map(|(v, _)| v.as_str()).collect();
+    assert_eq!(
+        vars,
+        [
+            "total-unread",
+            "1-jid",
+            "1-unread",
+            "1-missed",
+            "1-last-activity"
+        ]
+    );
+    assert_eq!(fields[0].1, "1");
+    assert_eq!(fields[1].1, "bob (bob\\40localhost@chat.localhost)");
+    assert_eq!(fields[2].1, "1");
+    let other = page(&mut w, "res");
+    assert!(
+        other
+            .get_child("x", DATA)
+            .unwrap()
+            .get_child("reported", DATA)
+            .is_some()
+    );
+}

@@ -203,8 +203,18 @@ pub fn inbox(
         });
     }
     lines.extend(page.rows.iter().map(line));
-    cmd.append_child(note(lines.join("\n")));
-    cmd.append_child(result_form(&page, next.page));
+    // Gajim 1.7 stops on multi-item forms (xep/status-command.md): its
+    // sessions get the page as one plain form, as the status command does.
+    let plain = cx
+        .clients
+        .client(from)
+        .is_some_and(|a| a.no_multi_item_forms);
+    if plain {
+        cmd.append_child(single_form(&page, next.page));
+    } else {
+        cmd.append_child(note(lines.join("\n")));
+        cmd.append_child(result_form(&page, next.page));
+    }
     Ok(Ok(cmd))
 }
 
@@ -308,6 +318,70 @@ fn result_form(page: &view::Page, number: u32) -> Element {
             item.append_child(field);
         }
         x.append_child(item);
+    }
+    x
+}
+
+/// The page for a client that stops on multi-item forms: one `result`
+/// form, the total first, then each conversation a `fixed` field (its name
+/// and address) followed by a read-only field per column it has a value
+/// for; vars numbered by row (`3-unread`).
+fn single_form(page: &view::Page, number: u32) -> Element {
+    let mut x = element("x", DATA, &[("type", "result")]);
+    x.append_child(with_text(
+        Element::bare("title", DATA),
+        format!("Conversations, page {number}, newest first"),
+    ));
+    let mut total = element(
+        "field",
+        DATA,
+        &[
+            ("var", "total-unread"),
+            ("type", "text-single"),
+            ("label", "Unread in all"),
+        ],
+    );
+    total.append_child(with_text(
+        Element::bare("value", DATA),
+        page.total_unread.to_string(),
+    ));
+    x.append_child(total);
+    for (i, r) in page.rows.iter().enumerate() {
+        let n = i + 1;
+        let mut header = element(
+            "field",
+            DATA,
+            &[("var", &format!("{n}-jid")), ("type", "fixed")],
+        );
+        header.append_child(with_text(
+            Element::bare("value", DATA),
+            format!("{} ({})", r.name, r.jid),
+        ));
+        x.append_child(header);
+        let values = [
+            ("unread", "Unread", Some(r.unread.to_string())),
+            ("missed", "Missed", r.missed.map(|m| m.count.to_string())),
+            (
+                "last-activity",
+                "Last message",
+                r.last_activity.map(xep0082),
+            ),
+            ("state", "Your last message", r.state.map(str::to_owned)),
+        ];
+        for (var, label, value) in values {
+            let Some(v) = value else { continue };
+            let mut field = element(
+                "field",
+                DATA,
+                &[
+                    ("var", &format!("{n}-{var}")),
+                    ("type", "text-single"),
+                    ("label", label),
+                ],
+            );
+            field.append_child(with_text(Element::bare("value", DATA), v));
+            x.append_child(field);
+        }
     }
     x
 }
