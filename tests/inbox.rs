@@ -419,6 +419,32 @@ fn search_filters_and_pages_go_newest_first() {
 }
 
 #[test]
+fn search_folds_case_as_addresses_do() {
+    // Addresses are case-folded (RFC 3454 B.2) when registered: a final
+    // sigma is a sigma, ß is ss. Lowercasing the search alone would miss
+    // them.
+    let mut w = World::new("");
+    let users = ["alice", "οδυσσευσ", "strasse"];
+    w.friends(&users);
+    for u in &users[1..] {
+        w.chat(u, "alice", "hi");
+    }
+    for (search, found) in [
+        ("ΟΔΥΣΣΕΥΣ", "οδυσσευσ"),
+        ("Οδυσσευς", "οδυσσευσ"),
+        ("STRAßE", "strasse"),
+        ("straße", "strasse"),
+        ("STRASSE", "strasse"),
+    ] {
+        assert_eq!(
+            w.counts("alice", &format!("search='{search}'")).0,
+            vec![row(&tracked(found), 1, 0)],
+            "{search}"
+        );
+    }
+}
+
+#[test]
 fn rooms_nobody_wrote_in_yet_are_paged_too() {
     let mut w = World::new("");
     w.friends(&["alice", "bob"]);

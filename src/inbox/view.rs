@@ -63,7 +63,7 @@ impl Row {
     /// Case-insensitive substring of the address, the contact's JID or the
     /// name, in any script.
     pub fn matches(&self, search: &str) -> bool {
-        let needle = search.trim().to_lowercase();
+        let needle = fold(search.trim());
         if needle.is_empty() {
             return true;
         }
@@ -72,8 +72,17 @@ impl Row {
         };
         [self.jid.as_str(), peer, self.name.as_str()]
             .iter()
-            .any(|h| h.to_lowercase().contains(&needle))
+            .any(|h| fold(h).contains(&needle))
     }
+}
+
+/// Case folded as addresses are (RFC 3454 B.2, nodeprep's): lowercasing
+/// alone would keep a final sigma (ς) and ß, which an address registered
+/// as "Οδυσσευς" or "Straße" no longer has (σ, ss).
+fn fold(s: &str) -> String {
+    s.chars()
+        .flat_map(stringprep::tables::case_fold_for_nfkc)
+        .collect()
 }
 
 /// A name a person recognises: the local part, unescaped.

@@ -538,6 +538,22 @@ async def test_rooms_without_messages_are_listed_and_paged_too(tm, world):
     assert seen == full.jids(), f"pages of one showed {seen}, the list is {full.jids()}"
 
 
+async def test_search_folds_case_as_addresses_are_folded(tm, world):
+    """Prosody folds a registered name (RFC 3454 B.2): a final sigma becomes σ,
+    ß becomes ss. A search typed as the name is written still finds it."""
+    alice = await world.client("alice")
+    contacts = [await world.client(n) for n in ("οδυσσευσ", "strasse")]
+    for i, c in enumerate(contacts):
+        await world.befriend(c, alice, mutual=False)
+        await c.send(chat(alice.tracked, f"m{i}"))
+        await alice.expect(message(frm=c.tracked_full, id=f"m{i}"))
+    odysseus, strasse = contacts
+    for search, found in (("ΟΔΥΣΣΕΥΣ", odysseus), ("Οδυσσευς", odysseus), ("Straße", strasse),
+                          ("STRASSE", strasse)):
+        got = await listing(alice, search=search)
+        assert got.jids() == [found.tracked], f"{search!r}: {got.reply.xml}"
+
+
 # --- 7. pushed updates ---------------------------------------------------------------------
 
 async def test_a_subscribed_session_gets_updates_until_it_unsubscribes(tm, world):
