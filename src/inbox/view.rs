@@ -8,7 +8,7 @@ use xmpp_parsers::jid::BareJid;
 use crate::address::{Addresses, unescape_node};
 use crate::status::derive;
 use crate::status::private_mark::own_mark;
-use crate::status::room_tally::tally_in;
+use crate::status::room_tally::summary_in;
 use crate::store::{ConversationKey, InboxEntry, Millis, Missed, Seq, Store, StoreResult};
 
 /// How many 1:1 entries a search or an unread-only listing examines at
@@ -165,9 +165,7 @@ pub fn room_row(
             .room_messages_between(room, own_sent - 1, own_sent)?
             .into_iter()
             .find(|(s, m)| *s == own_sent && m.sender == user)
-            .map(|(seq, m)| {
-                tally_in(store, settings.default_read_receipts, room, seq, &m).map(|t| t.summary)
-            })
+            .map(|(seq, m)| summary_in(store, settings.default_read_receipts, room, seq, &m))
             .transpose()?
     } else {
         None
