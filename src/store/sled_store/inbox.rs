@@ -59,9 +59,28 @@ fn user_prefix(kind: u8, user: &str) -> Vec<u8> {
     k
 }
 
+/// Newest first in key order (the sequence inverted): sled walks forward
+/// far faster than backward.
 fn time_key(user: &str, seq: Seq) -> Vec<u8> {
     let mut k = user_prefix(BY_TIME, user);
-    k.extend_from_slice(&seq.to_be_bytes());
+    k.extend_from_slice(&(Seq::MAX - seq).to_be_bytes());
+    k
+}
+
+/// Past the last key of `prefix` (which ends in NUL).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
+/// A room's count head: its last counted message and how many it counted,
+/// under `room 0x01`, after every `room NUL seq` key of the room.
+pub(super) fn room_count_head(room: &str) -> Vec<u8> {
+    let mut k = room.as_bytes().to_vec();
+    k.push(1);
     k
 }
 
@@ -301,9 +320,9 @@ impl SledStore {
     ) -> StoreResult<Vec<InboxEntry>> {
         let found = self.staged.range(
             T::Inbox,
-            Bound::Included(user_prefix(BY_TIME, user)),
             Bound::Excluded(time_key(user, before)),
-            true,
+            Bound::Excluded(prefix_end(&user_prefix(BY_TIME, user))),
+            false,
             limit,
         )?;
         let mut out = Vec::with_capacity(found.len());
@@ -348,67 +367,50 @@ impl SledStore {
 
     /// Counts room message `seq`: called for every room message stored.
     pub(super) fn count_room_message(&self, room: &str, seq: Seq) -> StoreResult<()> {
-        let prefix = keys::room_prefix(room);
-        let last = self
-            .staged
-            .scan_prefix(T::RoomCounts, &prefix, true, 1)?
-            .into_iter()
-            .next();
-        let n = match last {
-            Some((k, v)) => {
-                if decode_seq(&k[prefix.len()..], "room count key")? >= seq {
-                    return Ok(());
-                }
-                u64_value(&v, "room count")?
-            }
-            None => 0,
+        let head = room_count_head(room);
+        let (last, n) = match self.staged.get(T::RoomCounts, &head)? {
+            Some(v) => decode::<(Seq, u64)>(&v, "room count head")?,
+            None => (0, 0),
         };
+        if seq <= last {
+            return Ok(());
+        }
         self.staged.insert(
             T::RoomCounts,
             keys::room_message(room, seq),
             (n + 1).to_be_bytes(),
         );
+        self.staged.insert(
+            T::RoomCounts,
+            head,
+            encode(&(seq, n + 1), "room count head")?,
+        );
         Ok(())
     }
 
     pub(super) fn count_room_messages_after(&self, room: &str, after: Seq) -> StoreResult<u64> {
-        let prefix = keys::room_prefix(room);
-        let Some((_, last)) = self
-            .staged
-            .scan_prefix(T::RoomCounts, &prefix, true, 1)?
-            .into_iter()
-            .next()
-        else {
-            return Ok(0);
+        let head = room_count_head(room);
+        let total = match self.staged.get(T::RoomCounts, &head)? {
+            Some(v) => decode::<(Seq, u64)>(&v, "room count head")?.1,
+            None => return Ok(0),
         };
-        let total = u64_value(&last, "room count")?;
-        // The count at `after`: the last counted message at or before it;
-        // with none (nothing before, or expired), the messages still
-        // counted before the first one that is.
-        let at_or_before = self
+        // The first message still counted after `after`: those from it on
+        // are the ones after (expired ones are not counted).
+        let first_after = self
             .staged
             .range(
                 T::RoomCounts,
-                Bound::Included(prefix.clone()),
-                Bound::Included(keys::room_message(room, after)),
-                true,
+                Bound::Excluded(keys::room_message(room, after)),
+                Bound::Excluded(head),
+                false,
                 1,
             )?
             .into_iter()
             .next();
-        let upto_after = match at_or_before {
-            Some((_, v)) => u64_value(&v, "room count")?,
-            None => match self
-                .staged
-                .scan_prefix(T::RoomCounts, &prefix, false, 1)?
-                .into_iter()
-                .next()
-            {
-                Some((_, v)) => u64_value(&v, "room count")?.saturating_sub(1),
-                None => 0,
-            },
-        };
-        Ok(total.saturating_sub(upto_after))
+        Ok(match first_after {
+            Some((_, v)) => total + 1 - u64_value(&v, "room count")?.min(total + 1),
+            None => 0,
+        })
     }
 
     /// Every entry and room position as export records.

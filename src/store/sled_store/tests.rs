@@ -532,3 +532,43 @@ fn a_listing_is_bounded_by_conversations_and_steps() {
     assert!(page.entries.is_empty());
     assert!(page.cut);
 }
+
+/// Issue 10: a store whose room messages were written before rooms were
+/// counted gets its counts when it opens, and unread counts in rooms are
+/// exact from then on.
+#[test]
+fn room_messages_written_before_counting_are_counted_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let room = "team@chat.x";
+    {
+        let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+        for seq in [2, 4, 6] {
+            let m = RoomMessage {
+                id: format!("m{seq}"),
+                stanza_id: format!("s{seq}"),
+                sender: "a@x".into(),
+                sent_at: seq,
+                readable: true,
+                stanza: vec![],
+            };
+            store.put_room_message(room, seq, &m).unwrap();
+        }
+        store.flush().unwrap();
+        // As an older tidemark left it: no counts.
+        store.staged.tree(super::T::RoomCounts).clear().unwrap();
+        store.db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+    assert_eq!(store.room_messages_after(room, 0).unwrap(), 3);
+    assert_eq!(store.room_messages_after(room, 4).unwrap(), 1);
+    let m = RoomMessage {
+        id: "m9".into(),
+        stanza_id: "s9".into(),
+        sender: "b@x".into(),
+        sent_at: 9,
+        readable: true,
+        stanza: vec![],
+    };
+    store.put_room_message(room, 9, &m).unwrap();
+    assert_eq!(store.room_messages_after(room, 4).unwrap(), 2);
+}

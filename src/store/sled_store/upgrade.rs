@@ -173,20 +173,31 @@ pub(super) fn count_room_messages(store: &SledStore) -> StoreResult<()> {
         return Ok(());
     }
     let mut batch = sled::Batch::default();
-    let (mut room, mut n, mut total) = (Vec::new(), 0u64, 0usize);
+    let (mut room, mut last, mut n, mut total) = (Vec::new(), 0u64, 0u64, 0usize);
+    let head = |batch: &mut sled::Batch, room: &[u8], last: u64, n: u64| -> StoreResult<()> {
+        if n > 0 {
+            let mut k = room.to_vec();
+            k.push(1);
+            batch.insert(k, super::encode(&(last, n), "room count head")?);
+        }
+        Ok(())
+    };
     for entry in store.staged.tree(T::RoomMessages).iter() {
         let (k, _) = entry?;
-        let Some((prefix, _)) = keys::split_seq_suffix(&k) else {
+        let Some((prefix, seq)) = keys::split_seq_suffix(&k) else {
             return Err(corrupt("room message key", &k));
         };
         if prefix != room.as_slice() {
+            head(&mut batch, &room, last, n)?;
             room = prefix.to_vec();
             n = 0;
         }
         n += 1;
+        last = seq;
         total += 1;
         batch.insert(k.to_vec(), n.to_be_bytes().to_vec());
     }
+    head(&mut batch, &room, last, n)?;
     if total > 0 {
         counts.apply_batch(batch)?;
         counts.flush()?;
