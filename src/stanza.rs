@@ -52,6 +52,19 @@ pub fn remove_attr(el: &mut Element, name: &str) {
     }
 }
 
+/// A XEP-0004 field with a label and one value, as result forms show it.
+/// Hand-built: a `text-single` of xmpp-parsers' `Field` needs its whole
+/// struct for what is three attributes and a value here.
+pub fn form_field(var: &str, type_: &str, label: &str, value: impl Into<String>) -> Element {
+    let mut field = element(
+        "field",
+        ns::DATA,
+        &[("var", var), ("type", type_), ("label", label)],
+    );
+    field.append_child(with_text(Element::bare("value", ns::DATA), value));
+    field
+}
+
 /// An element with attributes, in one call.
 pub fn element(name: &str, namespace: &str, attrs: &[(&str, &str)]) -> Element {
     let mut el = Element::bare(name, namespace);

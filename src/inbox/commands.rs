@@ -15,7 +15,7 @@ use crate::context::Context;
 use crate::incoming::{CommandRequest, INBOX_COMMAND, MARK_READ_COMMAND};
 use crate::stanza::ns::{COMMANDS, DATA};
 use crate::stanza::{
-    DefinedCondition, ErrorType, StanzaError, element, stanza_error, with_text, xep0082,
+    DefinedCondition, ErrorType, StanzaError, element, form_field, stanza_error, with_text, xep0082,
 };
 use crate::store::{Millis, Seq, StoreError};
 
@@ -277,20 +277,12 @@ fn result_form(page: &view::Page, number: u32) -> Element {
         Element::bare("title", DATA),
         format!("Conversations, page {number}"),
     ));
-    let mut total = element(
-        "field",
-        DATA,
-        &[
-            ("var", "total-unread"),
-            ("type", "text-single"),
-            ("label", "Unread in all"),
-        ],
-    );
-    total.append_child(with_text(
-        Element::bare("value", DATA),
+    x.append_child(form_field(
+        "total-unread",
+        "text-single",
+        "Unread in all",
         page.total_unread.to_string(),
     ));
-    x.append_child(total);
     let mut reported = Element::bare("reported", DATA);
     for (var, label) in COLUMNS {
         reported.append_child(element(
@@ -332,20 +324,12 @@ fn single_form(page: &view::Page, number: u32) -> Element {
         Element::bare("title", DATA),
         format!("Conversations, page {number}, newest first"),
     ));
-    let mut total = element(
-        "field",
-        DATA,
-        &[
-            ("var", "total-unread"),
-            ("type", "text-single"),
-            ("label", "Unread in all"),
-        ],
-    );
-    total.append_child(with_text(
-        Element::bare("value", DATA),
+    x.append_child(form_field(
+        "total-unread",
+        "text-single",
+        "Unread in all",
         page.total_unread.to_string(),
     ));
-    x.append_child(total);
     for (i, r) in page.rows.iter().enumerate() {
         let n = i + 1;
         let mut header = element(
@@ -370,17 +354,7 @@ fn single_form(page: &view::Page, number: u32) -> Element {
         ];
         for (var, label, value) in values {
             let Some(v) = value else { continue };
-            let mut field = element(
-                "field",
-                DATA,
-                &[
-                    ("var", &format!("{n}-{var}")),
-                    ("type", "text-single"),
-                    ("label", label),
-                ],
-            );
-            field.append_child(with_text(Element::bare("value", DATA), v));
-            x.append_child(field);
+            x.append_child(form_field(&format!("{n}-{var}"), "text-single", label, v));
         }
     }
     x

@@ -17,7 +17,7 @@ use crate::conversation::room::tally;
 use crate::incoming::{CommandRequest, STATUS_COMMAND, STATUS_FILTER_FIELD};
 use crate::stanza::ns::{COMMANDS, DATA};
 use crate::stanza::{
-    DefinedCondition, ErrorType, StanzaError, element, stanza_error, with_text, xep0082,
+    DefinedCondition, ErrorType, StanzaError, element, form_field, stanza_error, with_text, xep0082,
 };
 use crate::status::{derive, not_reported};
 use crate::store::{SentEntry, SentFrom, SentTo, Seq, StoreError, preview};
@@ -317,17 +317,7 @@ fn single_form(rows: &[Row], page: u32, with_preview: bool) -> Element {
             let Some(v) = get(var).filter(|_| var != "to") else {
                 continue;
             };
-            let mut field = element(
-                "field",
-                DATA,
-                &[
-                    ("var", &format!("{n}-{var}")),
-                    ("type", "text-single"),
-                    ("label", label),
-                ],
-            );
-            field.append_child(with_text(Element::bare("value", DATA), v));
-            x.append_child(field);
+            x.append_child(form_field(&format!("{n}-{var}"), "text-single", label, v));
         }
     }
     x

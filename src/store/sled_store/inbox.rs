@@ -144,14 +144,15 @@ impl SledStore {
         Ok(())
     }
 
-    fn new_stored(contact: &str) -> Stored {
-        Stored {
+    /// The entry, or a new one with nothing in it yet.
+    fn load_or_new(&self, user: &str, contact: &str) -> StoreResult<Stored> {
+        Ok(self.load_stored(user, contact)?.unwrap_or_else(|| Stored {
             entry: InboxEntry {
                 contact: contact.to_owned(),
                 ..InboxEntry::default()
             },
             ..Stored::default()
-        }
+        }))
     }
 
     /// One more unread message at `seq` (the newest).
@@ -239,9 +240,7 @@ impl SledStore {
         at: Millis,
         own: bool,
     ) -> StoreResult<()> {
-        let mut s = self
-            .load_stored(user, contact)?
-            .unwrap_or_else(|| Self::new_stored(contact));
+        let mut s = self.load_or_new(user, contact)?;
         if seq <= s.entry.latest {
             return Ok(());
         }
@@ -276,9 +275,7 @@ impl SledStore {
         seq: Seq,
         at: Millis,
     ) -> StoreResult<()> {
-        let mut s = self
-            .load_stored(user, contact)?
-            .unwrap_or_else(|| Self::new_stored(contact));
+        let mut s = self.load_or_new(user, contact)?;
         if seq <= s.entry.latest {
             return Ok(());
         }
