@@ -1123,6 +1123,64 @@ pub fn inbox_long_unread_runs_stay_exact(store: &dyn Store) {
     assert_eq!(unread(store), 49);
 }
 
+/// Many conversations (more than a backend may keep close at hand): the
+/// order, the counts and the pages stay right as they change.
+pub fn inbox_many_conversations_keep_order_and_counts(store: &dyn Store) {
+    let u = "u@x";
+    let contact = |i: u64| format!("c{i:02}@x");
+    let mut seq = 0;
+    for _ in 0..2 {
+        for i in 0..30 {
+            seq += 1;
+            store
+                .inbox_message(u, &contact(i), seq, seq, false)
+                .unwrap();
+        }
+    }
+    let order = |before: Seq, limit: usize| -> Vec<String> {
+        store
+            .inbox_latest(u, before, limit)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.contact)
+            .collect()
+    };
+    let newest_first: Vec<String> = (0..30).rev().map(contact).collect();
+    assert_eq!(order(Seq::MAX, 100), newest_first);
+    assert_eq!(store.inbox_unread_total(u).unwrap(), 60);
+    // Pages of 7 add up to the list.
+    let mut paged = vec![];
+    let mut before = Seq::MAX;
+    loop {
+        let page = store.inbox_latest(u, before, 7).unwrap();
+        let Some(last) = page.last() else { break };
+        before = last.latest;
+        paged.extend(page.into_iter().map(|e| e.contact));
+    }
+    assert_eq!(paged, newest_first);
+    // The oldest conversation: read halfway, then it writes again.
+    let first = contact(0);
+    assert_eq!(store.inbox_entry(u, &first).unwrap().unwrap().unread, 2);
+    store.inbox_read(u, &first, 1).unwrap();
+    assert_eq!(store.inbox_entry(u, &first).unwrap().unwrap().unread, 1);
+    assert_eq!(store.inbox_unread_total(u).unwrap(), 59);
+    seq += 1;
+    store.inbox_message(u, &first, seq, seq, false).unwrap();
+    assert_eq!(order(Seq::MAX, 2), [first.clone(), contact(29)]);
+    assert_eq!(store.inbox_entry(u, &first).unwrap().unwrap().unread, 2);
+    assert_eq!(store.inbox_unread_total(u).unwrap(), 60);
+    assert_eq!(store.inbox_entries(u, 1000).unwrap().len(), 30);
+    // The user answers an old one: its count and the total clear.
+    seq += 1;
+    store.inbox_message(u, &contact(5), seq, seq, true).unwrap();
+    assert_eq!(
+        store.inbox_entry(u, &contact(5)).unwrap().unwrap().unread,
+        0
+    );
+    assert_eq!(store.inbox_unread_total(u).unwrap(), 58);
+    assert_eq!(order(Seq::MAX, 1), [contact(5)]);
+}
+
 /// The list comes newest first, a page at a time, and each user sees only
 /// their own entries.
 pub fn inbox_lists_latest_first_per_user(store: &dyn Store) {
@@ -1488,6 +1546,11 @@ macro_rules! store_contract_tests {
         fn rooms_count_their_messages() {
             let store: Box<dyn $crate::store::Store> = Box::new($make);
             $crate::store::contract::rooms_count_their_messages(&*store)
+        }
+        #[test]
+        fn inbox_many_conversations_keep_order_and_counts() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::inbox_many_conversations_keep_order_and_counts(&*store)
         }
         #[test]
         fn inbox_long_unread_runs_stay_exact() {

@@ -5,19 +5,21 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `Ie` user NUL contact | the [`InboxEntry`] |
-//! | `It` user NUL newest seq | the contact: the list by latest activity |
-//! | `Iu` user NUL contact NUL seq | nothing: one unread message |
-//! | `Is` user | the sum of the user's unread counts |
+//! | `Ih` user | the user's [`Head`]: their unread total and their [`HOT`] most recently active entries, whole |
+//! | `Ie` user NUL contact | a cold entry (not in the head) |
+//! | `It` user NUL inverted newest seq | a cold entry's contact: the cold ones by latest activity |
+//! | `Iu` user NUL contact NUL seq | nothing: one spilled unread message |
 //! | `Ir` user NUL room | the user's newest message in the room |
 //!
 //! `room_counts`: room NUL seq -> how many messages the room had up to it.
 //!
-//! An entry keeps its newest [`INLINE`] unread positions in its own value
-//! (a message and the read that clears it write no key of their own: sled
-//! pays per key written, so this keeps a 1:1 message at about four list
-//! keys); older unread positions spill to `Iu` keys, each written once and
-//! removed once, so a message costs O(log n) over its life.
+//! sled pays per key written, so a 1:1 message in a conversation of the
+//! head rewrites one key per party, the head: an entry keeps its newest
+//! [`INLINE`] unread positions in its own value, the head the unread
+//! total. A conversation coming back into the head removes its two cold
+//! keys and may push the head's oldest out (two keys); older unread
+//! positions spill to `Iu` keys, each written once and removed once. Every
+//! operation is O(log n).
 
 use std::ops::Bound;
 
@@ -33,7 +35,7 @@ const LIST: u8 = b'I';
 const ENTRY: u8 = b'e';
 const BY_TIME: u8 = b't';
 const UNREAD: u8 = b'u';
-const TOTAL: u8 = b's';
+const HEAD: u8 = b'h';
 const ROOM_SENT: u8 = b'r';
 
 fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -96,10 +98,6 @@ fn unread_key(user: &str, contact: &str, seq: Seq) -> Vec<u8> {
     k
 }
 
-fn total_key(user: &str) -> Vec<u8> {
-    key(TOTAL, &[user.as_bytes()])
-}
-
 fn room_sent_key(user: &str, room: &str) -> Vec<u8> {
     key(ROOM_SENT, &[user.as_bytes(), room.as_bytes()])
 }
@@ -107,8 +105,12 @@ fn room_sent_key(user: &str, room: &str) -> Vec<u8> {
 /// Unread positions kept inside an entry before they spill to keys.
 pub const INLINE: usize = 32;
 
+/// Conversations a user's head keeps whole, the most recently active: a
+/// message in one of them rewrites the head alone.
+pub const HOT: usize = 4;
+
 /// An entry as stored: the list's view, and where its unread messages are.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Stored {
     entry: InboxEntry,
     /// The newest unread positions, oldest first, at most [`INLINE`].
@@ -117,12 +119,57 @@ struct Stored {
     spilled: u32,
 }
 
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Hot {
+    contact: String,
+    stored: Stored,
+}
+
+/// `Ih user`: the sum of the user's unread counts, and their [`HOT`] most
+/// recently active conversations, newest first. The others are cold: an
+/// `Ie` entry and its `It` place in the index by latest activity, written
+/// when the conversation leaves the head and removed when it comes back.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Head {
+    total: u64,
+    hot: Vec<Hot>,
+}
+
+/// Where an entry was found.
+enum Place {
+    Hot(usize),
+    /// Cold, at this latest activity (its `It` key).
+    Cold(Seq),
+    New,
+}
+
+fn head_key(user: &str) -> Vec<u8> {
+    key(HEAD, &[user.as_bytes()])
+}
+
 fn u64_value(bytes: &[u8], what: &'static str) -> StoreResult<u64> {
     decode_seq(bytes, what)
 }
 
 impl SledStore {
-    fn load_stored(&self, user: &str, contact: &str) -> StoreResult<Option<Stored>> {
+    fn load_head(&self, user: &str) -> StoreResult<Head> {
+        let Some(v) = self.staged.get(T::Inbox, &head_key(user))? else {
+            return Ok(Head::default());
+        };
+        let mut head: Head = decode(&v, "inbox head")?;
+        for h in &mut head.hot {
+            h.stored.entry.contact = h.contact.clone();
+        }
+        Ok(head)
+    }
+
+    fn save_head(&self, user: &str, head: &Head) -> StoreResult<()> {
+        self.staged
+            .insert(T::Inbox, head_key(user), encode(head, "inbox head")?);
+        Ok(())
+    }
+
+    fn load_cold(&self, user: &str, contact: &str) -> StoreResult<Option<Stored>> {
         let Some(v) = self.staged.get(T::Inbox, &entry_key(user, contact))? else {
             return Ok(None);
         };
@@ -131,11 +178,12 @@ impl SledStore {
         Ok(Some(s))
     }
 
-    fn load_entry(&self, user: &str, contact: &str) -> StoreResult<Option<InboxEntry>> {
-        Ok(self.load_stored(user, contact)?.map(|s| s.entry))
-    }
-
-    fn save(&self, user: &str, s: &Stored) -> StoreResult<()> {
+    fn save_cold(&self, user: &str, s: &Stored) -> StoreResult<()> {
+        self.staged.insert(
+            T::Inbox,
+            time_key(user, s.entry.latest),
+            s.entry.contact.as_bytes(),
+        );
         self.staged.insert(
             T::Inbox,
             entry_key(user, &s.entry.contact),
@@ -144,19 +192,80 @@ impl SledStore {
         Ok(())
     }
 
-    /// The entry, or a new one with nothing in it yet.
-    fn load_or_new(&self, user: &str, contact: &str) -> StoreResult<Stored> {
-        Ok(self.load_stored(user, contact)?.unwrap_or_else(|| Stored {
-            entry: InboxEntry {
-                contact: contact.to_owned(),
-                ..InboxEntry::default()
+    fn load_entry(&self, user: &str, contact: &str) -> StoreResult<Option<InboxEntry>> {
+        let head = self.load_head(user)?;
+        if let Some(h) = head.hot.into_iter().find(|h| h.contact == contact) {
+            return Ok(Some(h.stored.entry));
+        }
+        Ok(self.load_cold(user, contact)?.map(|s| s.entry))
+    }
+
+    /// Runs `change` on `user`'s entry for `contact` (a new one if there is
+    /// none and `create`); when it reports a change, the entry goes to the
+    /// front of the head, and the head's oldest goes cold if it is full.
+    fn with_entry(
+        &self,
+        user: &str,
+        contact: &str,
+        create: bool,
+        change: impl FnOnce(&Self, &mut Stored, &mut u64) -> StoreResult<bool>,
+    ) -> StoreResult<()> {
+        let mut head = self.load_head(user)?;
+        let (mut s, place) = match head.hot.iter().position(|h| h.contact == contact) {
+            Some(i) => (head.hot[i].stored.clone(), Place::Hot(i)),
+            None => match self.load_cold(user, contact)? {
+                Some(s) => {
+                    let latest = s.entry.latest;
+                    (s, Place::Cold(latest))
+                }
+                None if create => (
+                    Stored {
+                        entry: InboxEntry {
+                            contact: contact.to_owned(),
+                            ..InboxEntry::default()
+                        },
+                        ..Stored::default()
+                    },
+                    Place::New,
+                ),
+                None => return Ok(()),
             },
-            ..Stored::default()
-        }))
+        };
+        if !change(self, &mut s, &mut head.total)? {
+            return Ok(());
+        }
+        match place {
+            Place::Hot(i) => {
+                head.hot.remove(i);
+            }
+            Place::Cold(latest) => {
+                self.staged.remove(T::Inbox, time_key(user, latest));
+                self.staged.remove(T::Inbox, entry_key(user, contact));
+            }
+            Place::New => {}
+        }
+        let at = head
+            .hot
+            .iter()
+            .position(|h| h.stored.entry.latest < s.entry.latest)
+            .unwrap_or(head.hot.len());
+        head.hot.insert(
+            at,
+            Hot {
+                contact: contact.to_owned(),
+                stored: s,
+            },
+        );
+        while head.hot.len() > HOT {
+            if let Some(cold) = head.hot.pop() {
+                self.save_cold(user, &cold.stored)?;
+            }
+        }
+        self.save_head(user, &head)
     }
 
     /// One more unread message at `seq` (the newest).
-    fn add_unread(&self, user: &str, s: &mut Stored, seq: Seq) -> StoreResult<()> {
+    fn add_unread(&self, user: &str, s: &mut Stored, seq: Seq, total: &mut u64) {
         s.recent.push(seq);
         if s.recent.len() > INLINE {
             let oldest = s.recent.remove(0);
@@ -165,44 +274,24 @@ impl SledStore {
             s.spilled += 1;
         }
         s.entry.unread = s.entry.unread.saturating_add(1);
-        self.add_to_total(user, 1)
+        *total = total.saturating_add(1);
     }
 
-    /// Moves `e` to the top of `user`'s list at `seq`.
-    fn move_to(&self, user: &str, e: &mut InboxEntry, seq: Seq, at: Millis, by_contact: bool) {
-        if e.latest > 0 {
-            self.staged.remove(T::Inbox, time_key(user, e.latest));
-        }
-        self.staged
-            .insert(T::Inbox, time_key(user, seq), e.contact.as_bytes());
+    /// Marks `e` the newest activity of its conversation.
+    fn move_to(e: &mut InboxEntry, seq: Seq, at: Millis, by_contact: bool) {
         e.latest = seq;
         e.latest_at = at;
         e.latest_by_contact = by_contact;
     }
 
-    fn add_to_total(&self, user: &str, delta: i64) -> StoreResult<()> {
-        if delta == 0 {
-            return Ok(());
-        }
-        let k = total_key(user);
-        let mut bad = None;
-        self.staged.update(T::Inbox, &k, |v| {
-            let now = match v.map(|v| u64_value(v, "inbox total")) {
-                Some(Ok(n)) => n,
-                Some(Err(e)) => {
-                    bad = Some(e);
-                    0
-                }
-                None => 0,
-            };
-            let new = now.saturating_add_signed(delta);
-            (new > 0).then(|| new.to_be_bytes().to_vec())
-        })?;
-        bad.map_or(Ok(()), Err)
-    }
-
     /// Clears the unread messages of `s` up to `upto`.
-    fn clear_unread(&self, user: &str, s: &mut Stored, upto: Seq) -> StoreResult<()> {
+    fn clear_unread(
+        &self,
+        user: &str,
+        s: &mut Stored,
+        upto: Seq,
+        total: &mut u64,
+    ) -> StoreResult<()> {
         if s.entry.unread == 0 {
             return Ok(());
         }
@@ -229,7 +318,8 @@ impl SledStore {
         }
         let n = n.min(s.entry.unread);
         s.entry.unread -= n;
-        self.add_to_total(user, -i64::from(n))
+        *total = total.saturating_sub(u64::from(n));
+        Ok(())
     }
 
     pub(super) fn put_inbox_message(
@@ -240,32 +330,29 @@ impl SledStore {
         at: Millis,
         own: bool,
     ) -> StoreResult<()> {
-        let mut s = self.load_or_new(user, contact)?;
-        if seq <= s.entry.latest {
-            return Ok(());
-        }
-        self.move_to(user, &mut s.entry, seq, at, !own);
-        if own {
-            s.entry.own_latest = seq;
-            s.entry.missed = None;
-            self.clear_unread(user, &mut s, seq)?;
-        } else {
-            self.add_unread(user, &mut s, seq)?;
-        }
-        self.save(user, &s)
+        self.with_entry(user, contact, true, |st, s, total| {
+            if seq <= s.entry.latest {
+                return Ok(false);
+            }
+            Self::move_to(&mut s.entry, seq, at, !own);
+            if own {
+                s.entry.own_latest = seq;
+                s.entry.missed = None;
+                st.clear_unread(user, s, seq, total)?;
+            } else {
+                st.add_unread(user, s, seq, total);
+            }
+            Ok(true)
+        })
     }
 
     pub(super) fn put_inbox_read(&self, user: &str, contact: &str, upto: Seq) -> StoreResult<()> {
-        let Some(mut s) = self.load_stored(user, contact)? else {
-            return Ok(());
-        };
-        let before = (s.entry.unread, s.entry.missed);
-        self.clear_unread(user, &mut s, upto)?;
-        s.entry.missed = None;
-        if (s.entry.unread, s.entry.missed) != before {
-            self.save(user, &s)?;
-        }
-        Ok(())
+        self.with_entry(user, contact, false, |st, s, total| {
+            let before = (s.entry.unread, s.entry.missed);
+            st.clear_unread(user, s, upto, total)?;
+            s.entry.missed = None;
+            Ok((s.entry.unread, s.entry.missed) != before)
+        })
     }
 
     pub(super) fn put_inbox_missed(
@@ -275,24 +362,25 @@ impl SledStore {
         seq: Seq,
         at: Millis,
     ) -> StoreResult<()> {
-        let mut s = self.load_or_new(user, contact)?;
-        if seq <= s.entry.latest {
-            return Ok(());
-        }
-        self.move_to(user, &mut s.entry, seq, at, true);
-        s.entry.missed = Some(match s.entry.missed {
-            Some(m) => Missed {
-                count: m.count.saturating_add(1),
-                last_at: at,
-                ..m
-            },
-            None => Missed {
-                count: 1,
-                first_at: at,
-                last_at: at,
-            },
-        });
-        self.save(user, &s)
+        self.with_entry(user, contact, true, |_, s, _| {
+            if seq <= s.entry.latest {
+                return Ok(false);
+            }
+            Self::move_to(&mut s.entry, seq, at, true);
+            s.entry.missed = Some(match s.entry.missed {
+                Some(m) => Missed {
+                    count: m.count.saturating_add(1),
+                    last_at: at,
+                    ..m
+                },
+                None => Missed {
+                    count: 1,
+                    first_at: at,
+                    last_at: at,
+                },
+            });
+            Ok(true)
+        })
     }
 
     pub(super) fn put_inbox_room_sent(&self, user: &str, room: &str, seq: Seq) -> StoreResult<()> {
@@ -315,6 +403,14 @@ impl SledStore {
         before: Seq,
         limit: usize,
     ) -> StoreResult<Vec<InboxEntry>> {
+        let hot: Vec<InboxEntry> = self
+            .load_head(user)?
+            .hot
+            .into_iter()
+            .map(|h| h.stored.entry)
+            .filter(|e| e.latest < before)
+            .take(limit)
+            .collect();
         let found = self.staged.range(
             T::Inbox,
             Bound::Excluded(time_key(user, before)),
@@ -322,15 +418,27 @@ impl SledStore {
             false,
             limit,
         )?;
-        let mut out = Vec::with_capacity(found.len());
+        let mut cold = Vec::with_capacity(found.len());
         for (_, contact) in found {
             let contact = String::from_utf8(contact).map_err(|e| StoreError::Corrupt {
                 what: "inbox index",
                 detail: e.to_string(),
             })?;
-            if let Some(e) = self.load_entry(user, &contact)? {
-                out.push(e);
+            if let Some(s) = self.load_cold(user, &contact)? {
+                cold.push(s.entry);
             }
+        }
+        // Both newest first; the head's are usually the newest of all.
+        let mut out = Vec::with_capacity(limit.min(hot.len() + cold.len()));
+        let (mut h, mut c) = (hot.into_iter().peekable(), cold.into_iter().peekable());
+        while out.len() < limit {
+            let take_hot = match (h.peek(), c.peek()) {
+                (Some(a), Some(b)) => a.latest >= b.latest,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            out.extend(if take_hot { h.next() } else { c.next() });
         }
         Ok(out)
     }
@@ -340,9 +448,16 @@ impl SledStore {
         user: &str,
         limit: usize,
     ) -> StoreResult<Vec<InboxEntry>> {
+        let mut out: Vec<InboxEntry> = self
+            .load_head(user)?
+            .hot
+            .into_iter()
+            .map(|h| h.stored.entry)
+            .take(limit)
+            .collect();
         let prefix = user_prefix(ENTRY, user);
-        let mut out = Vec::new();
-        for (k, v) in self.staged.scan_prefix(T::Inbox, &prefix, false, limit)? {
+        let rest = limit.saturating_sub(out.len());
+        for (k, v) in self.staged.scan_prefix(T::Inbox, &prefix, false, rest)? {
             let mut s: Stored = decode(&v, "inbox entry")?;
             s.entry.contact = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
             out.push(s.entry);
@@ -351,9 +466,7 @@ impl SledStore {
     }
 
     pub(super) fn get_inbox_unread_total(&self, user: &str) -> StoreResult<u64> {
-        self.staged
-            .get(T::Inbox, &total_key(user))?
-            .map_or(Ok(0), |v| u64_value(&v, "inbox total"))
+        Ok(self.load_head(user)?.total)
     }
 
     pub(super) fn get_inbox_room_sent(&self, user: &str, room: &str) -> StoreResult<Seq> {
@@ -429,10 +542,24 @@ impl SledStore {
                 String::from_utf8_lossy(&rest[at + 1..]).into_owned(),
             ))
         };
+        let mut all: Vec<(String, String, Stored)> = Vec::new();
+        for entry in self.staged.tree(T::Inbox).scan_prefix([LIST, HEAD]) {
+            let (k, v) = entry.map_err(StoreError::from)?;
+            let user = String::from_utf8_lossy(&k[2..]).into_owned();
+            let head: Head = decode(&v, "inbox head")?;
+            for h in head.hot {
+                all.push((user.clone(), h.contact, h.stored));
+            }
+        }
         for entry in self.staged.tree(T::Inbox).scan_prefix([LIST, ENTRY]) {
             let (k, v) = entry.map_err(StoreError::from)?;
             let (user, contact) = split(&k, "inbox entry key")?;
-            let s: Stored = decode(&v, "inbox entry")?;
+            all.push((user, contact, decode(&v, "inbox entry")?));
+        }
+        // One order whether an entry is in its head or cold: an export
+        // imported and exported again is the same, line for line.
+        all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        for (user, contact, s) in all {
             let e = s.entry;
             let prefix = unread_prefix(&user, &contact);
             let mut unread = Vec::with_capacity(e.unread as usize);
@@ -479,8 +606,8 @@ impl SledStore {
                 e.contact
             )));
         }
-        self.staged
-            .insert(T::Inbox, time_key(user, e.latest), e.contact.as_bytes());
+        // Imported cold: the head fills again as conversations go on.
+        let mut head = self.load_head(user)?;
         let mut s = Stored {
             entry: InboxEntry { unread: 0, ..e },
             ..Stored::default()
@@ -489,15 +616,37 @@ impl SledStore {
         sorted.sort_unstable();
         sorted.dedup();
         for seq in sorted {
-            self.add_unread(user, &mut s, seq)?;
+            self.add_unread(user, &mut s, seq, &mut head.total);
         }
-        self.save(user, &s)
+        self.save_cold(user, &s)?;
+        self.save_head(user, &head)
     }
 
-    /// Retention: the entry under `k` goes, with its index and unread
-    /// messages, if nothing happened in its conversation since `cutoff`
-    /// (its messages have gone or are going). Other keys are left alone.
+    /// Retention: entries with nothing since `cutoff` go (their messages
+    /// have gone or are going), with their index and unread messages:
+    /// a cold entry under `k`, or the head's entries under a head `k`.
+    /// Other keys are left alone.
     pub(super) fn expire_inbox_entry(&self, k: &[u8], v: &[u8], cutoff: Millis) -> StoreResult<()> {
+        if k.starts_with(&[LIST, HEAD]) {
+            let user = String::from_utf8_lossy(&k[2..]).into_owned();
+            let Ok(mut head) = decode::<Head>(v, "inbox head") else {
+                return Ok(());
+            };
+            if head.hot.iter().all(|h| h.stored.entry.latest_at >= cutoff) {
+                return Ok(());
+            }
+            let (keep, gone): (Vec<Hot>, Vec<Hot>) = std::mem::take(&mut head.hot)
+                .into_iter()
+                .partition(|h| h.stored.entry.latest_at >= cutoff);
+            for mut h in gone {
+                h.stored.entry.contact = h.contact.clone();
+                self.clear_unread(&user, &mut h.stored, Seq::MAX, &mut head.total)?;
+            }
+            head.hot = keep;
+            // The pass reads sled after the staged writes went there
+            // (`expire_step`): `v` is the head as it stands.
+            return self.save_head(&user, &head);
+        }
         if !k.starts_with(&[LIST, ENTRY]) {
             return Ok(());
         }
@@ -513,7 +662,9 @@ impl SledStore {
         };
         let user = String::from_utf8_lossy(&rest[..at]).into_owned();
         s.entry.contact = String::from_utf8_lossy(&rest[at + 1..]).into_owned();
-        self.clear_unread(&user, &mut s, Seq::MAX)?;
+        let mut head = self.load_head(&user)?;
+        self.clear_unread(&user, &mut s, Seq::MAX, &mut head.total)?;
+        self.save_head(&user, &head)?;
         self.staged
             .remove(T::Inbox, time_key(&user, s.entry.latest));
         self.staged.remove(T::Inbox, k.to_vec());
