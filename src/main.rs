@@ -13,6 +13,8 @@ use tracing::{error, info, warn};
 use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
 use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
 
+tidemark::global_allocator!();
+
 const USAGE: &str = "usage: tidemark --config FILE [--check-config | --export OUT | --import IN]
 
   --config FILE    the TOML config (see config/tidemark.toml)

@@ -10,6 +10,8 @@ mod wire;
 
 use util::Args;
 
+tidemark::global_allocator!();
+
 const USAGE: &str = "usage: tidemark-bench SCENARIO [--option value ...]
 
 scenarios:
