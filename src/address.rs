@@ -2,7 +2,7 @@
 //! `bob@example.org`, the way XEP-0100 gateways name legacy contacts, with the
 //! contact's bare JID escaped into the node by XEP-0106.
 
-use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+use xmpp_parsers::jid::{BareJid, DomainRef, FullJid, Jid, NodePart, NodeRef};
 
 /// XEP-0106 §3.2: the characters that may not appear in a node and their
 /// escape sequences.
@@ -25,6 +25,14 @@ const ESCAPES: [(char, &str); 10] = [
 /// of an escape sequence, as the XEP requires, so `a\b` stays `a\b`.
 pub fn escape_node(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len() + 8);
+    escape_node_into(raw, &mut out);
+    out
+}
+
+/// [`escape_node`], appending to `out`. An escape sequence is a backslash
+/// and two hex digits, so escaping `a@b` is escaping `a`, then `@`, then
+/// `b`: no look-ahead from a backslash in `a` can take in the `@`.
+fn escape_node_into(raw: &str, out: &mut String) {
     for (i, c) in raw.char_indices() {
         if c == '\\' {
             if starts_with_escape(&raw.as_bytes()[i..]) {
@@ -39,7 +47,6 @@ pub fn escape_node(raw: &str) -> String {
             None => out.push(c),
         }
     }
-    out
 }
 
 /// Reverses [`escape_node`] (XEP-0106 §4.3); sequences that are not escapes
@@ -125,18 +132,22 @@ impl Addresses {
 
     /// The tracked address that stands for `user` (any resource dropped).
     pub fn tracked(&self, user: &BareJid) -> Result<BareJid, AddressError> {
-        let node = escape_node(user.as_str());
-        BareJid::new(&format!("{}@{}", node, self.domain.domain()))
-            .map_err(|e| AddressError::Untrackable(user.to_string(), e.to_string()))
+        let node = tracked_node(user.node(), user.domain())?;
+        Ok(BareJid::from_parts(Some(&node), self.domain.domain()))
     }
 
     /// The tracked address of `user`, keeping `user`'s resource so that
     /// replies reach the same client.
     pub fn tracked_full(&self, user: &Jid) -> Result<Jid, AddressError> {
-        let bare = self.tracked(&user.to_bare())?;
+        // Every stanza's sender goes through here: the address is built
+        // from its parts, only the new node being checked (our domain and
+        // the sender's resource are valid already), rather than written
+        // out and parsed whole.
+        let node = tracked_node(user.node(), user.domain())?;
+        let domain = self.domain.domain();
         Ok(match user.resource() {
-            Some(res) => Jid::from(bare.with_resource(res)),
-            None => Jid::from(bare),
+            Some(res) => Jid::from(FullJid::from_parts(Some(&node), domain, res)),
+            None => Jid::from(BareJid::from_parts(Some(&node), domain)),
         })
     }
 
@@ -176,6 +187,23 @@ impl Addresses {
             None => Jid::from(bare),
         })
     }
+}
+
+/// The node of the tracked address for the bare JID `node@domain`: that JID
+/// escaped, checked (nodeprep, length) as any JID's node is.
+fn tracked_node(node: Option<&NodeRef>, domain: &DomainRef) -> Result<NodePart, AddressError> {
+    let mut escaped = String::with_capacity(node.map_or(0, |n| n.len() + 3) + domain.len() + 8);
+    if let Some(node) = node {
+        escape_node_into(node.as_str(), &mut escaped);
+        escaped.push_str("\\40");
+    }
+    escape_node_into(domain.as_str(), &mut escaped);
+    NodePart::new(&escaped)
+        .map(|part| part.into_owned())
+        .map_err(|e| {
+            let bare = BareJid::from_parts(node, domain);
+            AddressError::Untrackable(bare.to_string(), e.to_string())
+        })
 }
 
 #[cfg(test)]
@@ -339,6 +367,39 @@ mod tests {
                 let escaped = escape_node(&raw);
                 for (plain, _) in ESCAPES.iter().filter(|(c, _)| *c != '\\') {
                     prop_assert!(!escaped.contains(*plain), "{:?} in {:?}", plain, escaped);
+                }
+            }
+
+            #[test]
+            fn tracked_addresses_are_the_jids_their_text_parses_to(raw in tricky(), any_raw in any::<String>()) {
+                let a = Addresses::new(BareJid::new("chat.localhost").unwrap());
+                for s in [&raw, &any_raw] {
+                    for user in [format!("{s}@localhost/r{s}"), format!("{s}@localhost"), format!("x@{s}/r")] {
+                        let Ok(user) = Jid::new(&user) else { continue };
+                        // What `tracked_full` built before: the text of
+                        // the address, parsed as any JID is.
+                        let parsed = BareJid::new(&format!(
+                            "{}@chat.localhost",
+                            escape_node(user.to_bare().as_str())
+                        ))
+                        .map(|bare| match user.resource() {
+                            Some(res) => Jid::from(bare.with_resource(res)),
+                            None => Jid::from(bare),
+                        });
+                        match (a.tracked_full(&user), parsed) {
+                            (Ok(built), Ok(parsed)) => {
+                                prop_assert_eq!(&built, &parsed);
+                                prop_assert_eq!(built.as_str(), parsed.as_str());
+                                prop_assert_eq!(built.node(), parsed.node());
+                                prop_assert_eq!(built.resource(), parsed.resource());
+                            }
+                            (Err(AddressError::Untrackable(who, why)), Err(e)) => {
+                                prop_assert_eq!(who, user.to_bare().to_string());
+                                prop_assert_eq!(why, e.to_string());
+                            }
+                            (built, parsed) => prop_assert!(false, "{:?} against {:?}", built, parsed),
+                        }
+                    }
                 }
             }
 

@@ -85,8 +85,8 @@ impl Context {
     /// (resource kept) to the real contact.
     pub fn relay(&self, stanza: &Element, route: &Route) -> Element {
         let mut out = stanza.clone();
-        set_attr(&mut out, "from", route.tracked_from.to_string());
-        set_attr(&mut out, "to", route.to.to_string());
+        set_attr(&mut out, "from", route.tracked_from.as_str());
+        set_attr(&mut out, "to", route.to.as_str());
         out
     }
 }

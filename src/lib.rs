@@ -14,6 +14,7 @@
 //! `tests/layers.rs` holds the order and checks that no service writes.
 
 pub mod address;
+pub mod allocator;
 pub mod capabilities;
 pub mod component;
 pub mod config;

@@ -13,6 +13,8 @@ use tracing::{error, info, warn};
 use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
 use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
 
+tidemark::global_allocator!();
+
 const USAGE: &str = "usage: tidemark --config FILE [--check-config | --export OUT | --import IN]
 
   --config FILE    the TOML config (see config/tidemark.toml)
@@ -162,7 +164,7 @@ fn init_tracing(level: &str) {
 }
 
 /// The log's fields exactly as tracing-subscriber's `DefaultFields` writes
-/// them, faster for text that needs no escaping when the log has no colours.
+/// them, faster for printable ASCII text when the log has no colours.
 /// Every stanza is handled in a span that carries its kind, id and
 /// addresses, and the fmt layer formats those when the span is made,
 /// whatever is logged in it: through `str`'s `Debug` (which looks at each
@@ -239,7 +241,7 @@ impl Visit for FieldVisitor<'_> {
             && name != "message"
             && !name.starts_with("log.")
             && !name.starts_with("r#")
-            && needs_no_escape(value)
+            && printable_ascii(value)
         {
             let pad = if *is_empty { "" } else { " " };
             *is_empty = false;
@@ -247,7 +249,7 @@ impl Visit for FieldVisitor<'_> {
                 writer.write_str(pad)?;
                 writer.write_str(name)?;
                 writer.write_str("=\"")?;
-                writer.write_str(value)?;
+                write_escaped(writer, value)?;
                 writer.write_str("\"")
             })();
             return;
@@ -282,10 +284,25 @@ impl VisitFmt for FieldVisitor<'_> {
     }
 }
 
-/// Printable ASCII other than `"` and `\\`: what `str`'s `Debug` writes as is.
-fn needs_no_escape(s: &str) -> bool {
-    s.bytes()
-        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+/// Printable ASCII: text whose `Debug` [`write_escaped`] writes. Tracked
+/// addresses (`bob\\40example.org@...`) are in every stanza's span, so the
+/// backslash is common.
+fn printable_ascii(s: &str) -> bool {
+    s.bytes().all(|b| (b' '..=b'~').contains(&b))
+}
+
+/// What `str`'s `Debug` writes between its quotes for printable ASCII:
+/// `"` and `\\` escaped with a backslash, everything else as is.
+fn write_escaped(w: &mut impl std::fmt::Write, s: &str) -> std::fmt::Result {
+    let mut rest = s;
+    while let Some(at) = rest.find(['"', '\\']) {
+        w.write_str(&rest[..at])?;
+        w.write_char('\\')?;
+        // One ASCII byte, so `at + 1` is a character boundary.
+        w.write_str(&rest[at..at + 1])?;
+        rest = &rest[at + 1..];
+    }
+    w.write_str(rest)
 }
 
 async fn serve(config: Config) -> ExitCode {
@@ -391,15 +408,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_strings_are_exactly_those_debug_leaves_alone() {
+    fn printable_ascii_is_written_as_debug_writes_it() {
+        let debug = |s: &str| {
+            let mut out = String::new();
+            write_escaped(&mut out, s).unwrap();
+            format!("\"{out}\"")
+        };
+        let mut taken = 0;
         for b in 0u8..=127 {
-            let s = (b as char).to_string();
-            let leaves_alone = format!("{s:?}") == format!("\"{s}\"");
-            assert_eq!(needs_no_escape(&s), leaves_alone, "{b}");
+            let c = b as char;
+            for s in [c.to_string(), format!("a{c}"), format!("{c}{c}b{c}")] {
+                if printable_ascii(&s) {
+                    assert_eq!(debug(&s), format!("{s:?}"), "{b}");
+                    taken += 1;
+                } else {
+                    assert!(!(b' '..=b'~').contains(&b), "{b}");
+                }
+            }
         }
-        assert!(!needs_no_escape("caf\u{e9}"));
-        assert!(!needs_no_escape("bob\\40localhost@chat.localhost/b"));
-        assert!(needs_no_escape("alice@localhost/phone 1"));
+        assert_eq!(taken, 3 * 95, "all of printable ASCII");
+        assert!(!printable_ascii("caf\u{e9}"));
+        for s in [
+            "bob\\40localhost@chat.localhost/b",
+            "alice@localhost/phone 1",
+            "\\\"'\\",
+            "",
+        ] {
+            assert!(printable_ascii(s));
+            assert_eq!(debug(s), format!("{s:?}"));
+        }
     }
 
     /// A span and an event in it, with fields of every kind, come out of

@@ -16,12 +16,12 @@ use crate::conversation::direct::{self, Waiting};
 use crate::conversation::room::{self, Rooms};
 use crate::effects::Effects;
 use crate::inbox::{Inbox, Push};
-use crate::incoming::{Incoming, classify};
+use crate::incoming::{Incoming, classify_head};
 use crate::metrics::{METRICS, Refusal};
 use crate::presence::{self, PresenceBook};
 use crate::query;
 use crate::rate_limit::RateLimiter;
-use crate::stanza::{DefinedCondition, ErrorType, error_reply};
+use crate::stanza::{DefinedCondition, ErrorType, Head, error_reply};
 use crate::store::{Millis, Store, StoreError};
 
 pub struct Tidemark {
@@ -136,18 +136,19 @@ impl Tidemark {
     }
 
     fn answer(&mut self, stanza: &Element, now: Millis) -> Vec<Element> {
+        let head = Head::of(stanza);
         let span = info_span!(
             "stanza",
             kind = stanza.name(),
-            id = stanza.attr("id").unwrap_or(""),
-            from = stanza.attr("from").unwrap_or(""),
-            to = stanza.attr("to").unwrap_or(""),
+            id = head.id.unwrap_or(""),
+            from = head.from.unwrap_or(""),
+            to = head.to.unwrap_or(""),
         );
         let _enter = span.enter();
-        if !self.within_rate(stanza, now) {
+        if !self.within_rate(stanza, &head, now) {
             return self.over_rate(stanza);
         }
-        match self.dispatch(stanza, now) {
+        match self.dispatch(stanza, &head, now) {
             Ok(out) => out,
             Err(e) => {
                 // Nothing of a stanza that failed halfway is written.
@@ -171,8 +172,8 @@ impl Tidemark {
     /// The per-sender token bucket, keyed by the `from` attribute's bare
     /// part as written: a sender who varies its spelling only gets the
     /// buckets new JIDs would get anyway, and no parsing is paid twice.
-    fn within_rate(&mut self, stanza: &Element, now: Millis) -> bool {
-        let Some(from) = stanza.attr("from") else {
+    fn within_rate(&mut self, stanza: &Element, head: &Head, now: Millis) -> bool {
+        let Some(from) = head.from else {
             return true;
         };
         let bare = from.split_once('/').map_or(from, |(b, _)| b);
@@ -182,8 +183,8 @@ impl Tidemark {
             return true;
         }
         if stanza.name() == "iq"
-            && matches!(stanza.attr("type"), Some("result") | Some("error"))
-            && stanza.attr("to") == Some(self.cx.addrs.domain().as_str())
+            && matches!(head.type_, Some("result") | Some("error"))
+            && head.to == Some(self.cx.addrs.domain().as_str())
         {
             return true;
         }
@@ -222,9 +223,14 @@ impl Tidemark {
             .unwrap_or(self.cx.addrs.domain().as_str())
     }
 
-    fn dispatch(&mut self, stanza: &Element, now: Millis) -> Result<Vec<Element>, StoreError> {
+    fn dispatch(
+        &mut self,
+        stanza: &Element,
+        head: &Head,
+        now: Millis,
+    ) -> Result<Vec<Element>, StoreError> {
         let cx = &mut self.cx;
-        match classify(stanza, &cx.addrs) {
+        match classify_head(stanza, head, &cx.addrs) {
             Incoming::Room {
                 from,
                 origin,
@@ -246,13 +252,13 @@ impl Tidemark {
             )?]),
             Incoming::ContactIq { reply } => Ok(vec![reply]),
             Incoming::ContactQuery { route, origin, iq } => {
-                contact_query::on_query(cx, &mut self.relayed, &route, &origin, &iq, now)
+                contact_query::on_query(cx, &mut self.relayed, &route, &origin, iq, now)
             }
             Incoming::ContactAnswer { route, iq } => {
-                Ok(contact_query::on_answer(&mut self.relayed, &route, &iq))
+                Ok(contact_query::on_answer(&mut self.relayed, &route, iq))
             }
             Incoming::IqResponse { from, iq } => {
-                if !cx.clients.on_answer(&from, &iq) {
+                if !cx.clients.on_answer(&from, iq) {
                     debug!("answer to no question of ours ignored");
                 }
                 Ok(vec![])
@@ -263,7 +269,7 @@ impl Tidemark {
             Incoming::Ack { route, kind, id } => direct::on_ack(cx, &route, kind, &id, now),
             Incoming::Bounce(bounce) => direct::on_bounce(cx, &bounce, now),
             Incoming::Passthrough { route, message } => {
-                direct::on_passthrough(cx, &self.presence, &route, &message)
+                direct::on_passthrough(cx, &self.presence, &route, message)
             }
             Incoming::Subscription { route, kind, id } => {
                 presence::on_subscription(cx, &route, kind, id.as_deref())
@@ -282,7 +288,7 @@ impl Tidemark {
                     cx,
                     &mut self.presence,
                     &route,
-                    &presence,
+                    presence,
                     available,
                     now,
                 )?;

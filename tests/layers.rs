@@ -14,6 +14,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &[
         "address",
+        "allocator",
         "capabilities",
         "config",
         "metrics",

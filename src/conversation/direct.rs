@@ -24,7 +24,7 @@ type Out = Result<Vec<Element>, StoreError>;
 /// A message that arrived while its recipient's presence was unknown.
 #[derive(Debug)]
 struct WaitingChat {
-    chat: Chat,
+    chat: Chat<'static>,
     arrived: Millis,
 }
 
@@ -267,7 +267,7 @@ fn wait_for_presence(
         .entry(chat.route.to.to_bare().to_string())
         .or_default()
         .push_back(WaitingChat {
-            chat: chat.clone(),
+            chat: chat.clone().into_owned(),
             arrived: now,
         });
     waiting.total += 1;

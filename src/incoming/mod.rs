@@ -11,6 +11,8 @@ mod compact;
 mod room;
 mod service;
 
+use std::borrow::Cow;
+
 use minidom::Element;
 use xmpp_parsers::displayed_markers::Displayed;
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -18,8 +20,8 @@ use xmpp_parsers::receipts::Received;
 
 use crate::address::Addresses;
 use crate::stanza::{
-    DefinedCondition, ErrorType, StanzaError, element, error_reply, error_reply_to, jid_attr, ns,
-    read_error, set_attr, stanza_error,
+    DefinedCondition, ErrorType, Head, StanzaError, element, error_reply, error_reply_to,
+    jid_value, ns, read_error, set_attr, stanza_error,
 };
 
 pub use compact::Compact;
@@ -42,11 +44,11 @@ pub struct Origin {
 }
 
 impl Origin {
-    fn of(stanza: &Element, from: &str) -> Self {
+    fn of(stanza: &Element, head: &Head, from: &str) -> Self {
         Origin {
             name: stanza.name().to_owned(),
             from: from.to_owned(),
-            id: stanza.attr("id").map(str::to_owned),
+            id: head.id.map(str::to_owned),
         }
     }
 
@@ -108,11 +110,13 @@ pub enum AckKind {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Chat {
+pub struct Chat<'a> {
     pub route: Route,
     pub origin: Origin,
-    /// The message as it came, to relay.
-    pub message: Element,
+    /// The message as it came, to relay: borrowed from the stanza in hand,
+    /// owned only by a message that waits ([`Chat::into_owned`]), so that
+    /// relaying copies it once.
+    pub message: Cow<'a, Element>,
     /// The sender's id, if not empty.
     pub id: Option<String>,
     pub body_bytes: usize,
@@ -120,6 +124,23 @@ pub struct Chat {
     pub has_attachment: bool,
     pub wants_receipt: bool,
     pub wants_markers: bool,
+}
+
+impl Chat<'_> {
+    /// The same chat, holding its own copy of the message.
+    pub fn into_owned(self) -> Chat<'static> {
+        Chat {
+            message: Cow::Owned(self.message.into_owned()),
+            route: self.route,
+            origin: self.origin,
+            id: self.id,
+            body_bytes: self.body_bytes,
+            has_body: self.has_body,
+            has_attachment: self.has_attachment,
+            wants_receipt: self.wants_receipt,
+            wants_markers: self.wants_markers,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,8 +177,10 @@ pub struct Bounce {
     pub text: String,
 }
 
+/// What a stanza means; the elements it carries are borrowed from the
+/// stanza, so that only what is relayed is copied, once.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Incoming {
+pub enum Incoming<'a> {
     Room {
         from: Jid,
         origin: Origin,
@@ -177,22 +200,22 @@ pub enum Incoming {
     ContactQuery {
         route: Route,
         origin: Origin,
-        iq: Element,
+        iq: &'a Element,
     },
     /// A result or error from a contact to a tracked address: perhaps the
     /// answer to a query relayed to them.
     ContactAnswer {
         route: Route,
-        iq: Element,
+        iq: &'a Element,
     },
     /// A result or error to the service: the answer to one of its own
     /// requests (keepalive pings, questions to clients), or nothing.
     IqResponse {
         from: Jid,
-        iq: Element,
+        iq: &'a Element,
     },
     /// A message with content for a contact.
-    Chat(Chat),
+    Chat(Chat<'a>),
     /// Receipts and markers; `id` names the message acknowledged.
     Ack {
         route: Route,
@@ -203,7 +226,7 @@ pub enum Incoming {
     /// untracked.
     Passthrough {
         route: Route,
-        message: Element,
+        message: &'a Element,
     },
     /// A message error coming back from the contact's side.
     Bounce(Bounce),
@@ -217,7 +240,7 @@ pub enum Incoming {
     /// is kept of it, `None` for unavailable.
     Presence {
         route: Route,
-        presence: Element,
+        presence: &'a Element,
         available: Option<Compact>,
     },
     Probe(Route),
@@ -236,7 +259,12 @@ pub enum Incoming {
     },
 }
 
-fn invalid(stanza: &Element, own: &str, reason: String, condition: DefinedCondition) -> Incoming {
+fn invalid(
+    stanza: &Element,
+    own: &str,
+    reason: String,
+    condition: DefinedCondition,
+) -> Incoming<'static> {
     // RFC 6120 §8.3.1: never answer an error with an error; presence errors
     // are not worth a reply either.
     let reply = match (stanza.name(), stanza.attr("type")) {
@@ -257,7 +285,7 @@ fn invalid(stanza: &Element, own: &str, reason: String, condition: DefinedCondit
 /// A sender without a tracked address: told so, since they would otherwise
 /// wait forever (a subscription request too, the way a server answers one it
 /// cannot route).
-fn untrackable(stanza: &Element, own: &str, reason: String) -> Incoming {
+fn untrackable(stanza: &Element, own: &str, reason: String) -> Incoming<'static> {
     if stanza.name() == "presence" && stanza.attr("type") == Some("subscribe") {
         return Incoming::Invalid {
             reply: Some(error_reply(
@@ -273,18 +301,23 @@ fn untrackable(stanza: &Element, own: &str, reason: String) -> Incoming {
     invalid(stanza, own, reason, DefinedCondition::JidMalformed)
 }
 
-pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
+pub fn classify<'a>(stanza: &'a Element, addrs: &Addresses) -> Incoming<'a> {
+    classify_head(stanza, &Head::of(stanza), addrs)
+}
+
+/// [`classify`] with the stanza's [`Head`] already read.
+pub fn classify_head<'a>(stanza: &'a Element, head: &Head, addrs: &Addresses) -> Incoming<'a> {
     // `to` is parsed once, for both uses: it is every stanza's.
-    let to = jid_attr(stanza, "to");
+    let to = jid_value("to", head.to);
     // Errors come from the address the stanza was sent to, or from the
     // service when that address is not a valid JID.
     // `to` as written, not as stringprep normalised it.
-    let own = match (&to, stanza.attr("to")) {
+    let own = match (&to, head.to) {
         (Some(Ok(_)), Some(written)) => written,
         _ => addrs.domain().as_str(),
     }
     .to_owned();
-    let from = match jid_attr(stanza, "from") {
+    let from = match jid_value("from", head.from) {
         Some(Ok(j)) => j,
         Some(Err(e)) => return invalid(stanza, &own, e, DefinedCondition::JidMalformed),
         None => {
@@ -303,9 +336,9 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
         // Something of ours came back (a loop through the server).
         return Incoming::Ignored("stanza from this service");
     }
-    let type_ = stanza.attr("type");
+    let type_ = head.type_;
 
-    let origin = Origin::of(stanza, stanza.attr("from").unwrap_or_default());
+    let origin = Origin::of(stanza, head, head.from.unwrap_or_default());
     if addrs.is_service(&to) {
         return match stanza.name() {
             "iq" => service::classify_service_iq(stanza, from, origin, &own),
@@ -351,14 +384,11 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
 
     match stanza.name() {
         "iq" => match type_ {
-            Some("result") | Some("error") => Incoming::ContactAnswer {
-                route,
-                iq: stanza.clone(),
-            },
+            Some("result") | Some("error") => Incoming::ContactAnswer { route, iq: stanza },
             Some("get") => Incoming::ContactQuery {
                 route,
                 origin,
-                iq: stanza.clone(),
+                iq: stanza,
             },
             _ => Incoming::ContactIq {
                 reply: origin.error(
@@ -369,8 +399,8 @@ pub fn classify(stanza: &Element, addrs: &Addresses) -> Incoming {
                 ),
             },
         },
-        "message" => classify_message(stanza, route, origin, &own),
-        "presence" => classify_presence(stanza, route),
+        "message" => classify_message(stanza, head, route, origin, &own),
+        "presence" => classify_presence(stanza, head, route),
         other => Incoming::Invalid {
             reason: format!("unexpected top-level element <{other}/>"),
             reply: None,
@@ -417,8 +447,14 @@ fn plain_id(child: &Element) -> Option<String> {
     attrs.get(&rxml::Namespace::NONE, "id").cloned()
 }
 
-fn classify_message(msg: &Element, route: Route, origin: Origin, own: &str) -> Incoming {
-    match msg.attr("type") {
+fn classify_message<'a>(
+    msg: &'a Element,
+    head: &Head,
+    route: Route,
+    origin: Origin,
+    own: &str,
+) -> Incoming<'a> {
+    match head.type_ {
         Some("error") => {
             let (condition, text) = read_error(msg);
             return Incoming::Bounce(Bounce {
@@ -472,14 +508,14 @@ fn classify_message(msg: &Element, route: Route, origin: Origin, own: &str) -> I
     if !has_body && !has_attachment {
         return Incoming::Passthrough {
             route,
-            message: msg.clone(),
+            message: msg,
         };
     }
     Incoming::Chat(Chat {
         route,
         origin,
-        message: msg.clone(),
-        id: msg.attr("id").filter(|s| !s.is_empty()).map(str::to_owned),
+        message: Cow::Borrowed(msg),
+        id: head.id.filter(|s| !s.is_empty()).map(str::to_owned),
         body_bytes: bodies.iter().map(|b| b.text().len()).sum(),
         has_body,
         has_attachment,
@@ -488,21 +524,21 @@ fn classify_message(msg: &Element, route: Route, origin: Origin, own: &str) -> I
     })
 }
 
-fn classify_presence(p: &Element, route: Route) -> Incoming {
+fn classify_presence<'a>(p: &'a Element, head: &Head, route: Route) -> Incoming<'a> {
     let subscription = |route, kind| Incoming::Subscription {
         route,
         kind,
-        id: p.attr("id").map(str::to_owned),
+        id: head.id.map(str::to_owned),
     };
-    match p.attr("type") {
+    match head.type_ {
         None => Incoming::Presence {
             route,
-            presence: p.clone(),
+            presence: p,
             available: Some(Compact::of(p)),
         },
         Some("unavailable") => Incoming::Presence {
             route,
-            presence: p.clone(),
+            presence: p,
             available: None,
         },
         Some("subscribe") => subscription(route, SubscriptionKind::Subscribe),

@@ -171,14 +171,16 @@ impl CommandRequest {
     }
 }
 
-pub(super) fn classify_service_iq(iq: &Element, from: Jid, origin: Origin, own: &str) -> Incoming {
+pub(super) fn classify_service_iq<'a>(
+    iq: &'a Element,
+    from: Jid,
+    origin: Origin,
+    own: &str,
+) -> Incoming<'a> {
     let type_ = iq.attr("type");
     match type_ {
         Some("result") | Some("error") => {
-            return Incoming::IqResponse {
-                from,
-                iq: iq.clone(),
-            };
+            return Incoming::IqResponse { from, iq };
         }
         Some("get") | Some("set") => {}
         _ => {

@@ -3,25 +3,26 @@
 //!
 //! A bounded pre-scan ([`scan`]) finds where each top-level stanza ends and
 //! measures it against [`Limits`] first. A stanza within the limits is then
-//! parsed by rxml into a `minidom::Element`; one over a limit is skipped to
-//! its end without being buffered or parsed and reported as
-//! [`Frame::Refused`], and the stream goes on. rxml's own token limit (which
+//! parsed by rxml into a `minidom::Element` (built by [`tree`]); one over a
+//! limit is skipped to its end without being buffered or parsed and reported
+//! as [`Frame::Refused`], and the stream goes on. rxml's own token limit (which
 //! ended the whole stream on one long attribute) is set above ours, so ours
 //! are the ones that bite.
 
 mod limits;
 mod refused;
 mod scan;
+mod tree;
 mod write;
 
 use minidom::Element;
-use minidom::tree_builder::TreeBuilder;
 use rxml::{Parse, RawParser, WithOptions};
 
 pub use limits::{Limit, Limits};
 pub use refused::Refused;
 use refused::unescape;
 use scan::{Boundary, Field, Scanner};
+use tree::TreeBuilder;
 pub use write::write_plain;
 
 /// The stream cannot go on: a stream error and a new connection. A server

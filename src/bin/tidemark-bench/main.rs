@@ -11,6 +11,8 @@ mod wire;
 
 use util::Args;
 
+tidemark::global_allocator!();
+
 const USAGE: &str = "usage: tidemark-bench SCENARIO [--option value ...]
 
 scenarios:
