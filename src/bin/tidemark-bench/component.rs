@@ -55,6 +55,8 @@ pub struct Params {
     /// tidemark's; by default it only parses and serialises (issue 8's
     /// baseline: what the XML stack alone allows).
     pub baseline_store: bool,
+    /// Issue 10: whether tidemark keeps the conversation list (`--inbox false`: not).
+    pub inbox: bool,
 }
 
 impl Params {
@@ -75,6 +77,7 @@ impl Params {
             baseline_rounds: args.get("rounds", 1usize).max(1),
             paced_rate: Some(args.get("paced-rate", 0.0f64)).filter(|r| *r > 0.0),
             baseline_store: args.get("baseline-store", false),
+            inbox: args.get("inbox", true),
         }
     }
 }
@@ -132,10 +135,13 @@ fn spawn_target(kind: Kind, dir: &TempDir, port: u16, p: &Params) -> Child {
             std::fs::write(
                 &cfg,
                 format!(
-                    "[component]\njid = \"{DOMAIN}\"\nserver = \"127.0.0.1:{port}\"\nsecret = \"{SECRET}\"\n\n[storage]\npath = {:?}\ncache_mb = {}\nflush_batch = {}\n\n[log]\nlevel = \"info\"\n",
+                    "[component]\njid = \"{DOMAIN}\"\nserver = \"127.0.0.1:{port}\"\nsecret = \"{SECRET}\"\n\n[storage]\npath = {:?}\ncache_mb = {}\nflush_batch = {}\n\n[log]\nlevel = \"info\"\n{}",
                     store.display().to_string(),
                     p.cache_mb,
-                    p.flush_batch
+                    p.flush_batch,
+                    // Only when off: a --previous build from before issue 10
+                    // knows no [inbox] section.
+                    if p.inbox { "" } else { "\n[inbox]\nenabled = false\n" }
                 ),
             )
             .unwrap();
