@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
 from match import Pred, all_read, iq, marker_for, message, presence, receipt_for, stanza_ids  # noqa: E402
-from stanzas import (NS_COMMANDS, NS_DATA, chat, command_execute, command_submit, disco_info,  # noqa: E402
-                     group_displayed, marker, receipt, subscribe, subscribed)
+from stanzas import (NS_COMMANDS, NS_DATA, NS_INBOX, chat, command_execute, command_submit,  # noqa: E402
+                     disco_info, group_displayed, inbox_list, marker, receipt, subscribe, subscribed)
 from xmpp_client import Client  # noqa: E402
 
 
@@ -132,6 +132,22 @@ def show_group(mid, st):
     return line
 
 
+async def show_inbox(client):
+    """The client's conversation list (xep/inbox.md), one line per conversation."""
+    step(f"{client.name}'s conversation list (urn:tidemark:inbox:0)")
+    qid = client.new_id("inbox")
+    reply = await client.request(inbox_list(qid), qid)
+    el = reply.child(NS_INBOX, "inbox")
+    if el is None:
+        print(f"  no list: {reply.xml}")
+        return
+    print(f"  {el.get('total-unread')} unread in all")
+    for c in el.findall(f"{{{NS_INBOX}}}conversation"):
+        mine = f", your last message: {c.get('state')}" if c.get("state") else ""
+        print(f"  {c.get('name'):8} {c.get('jid')}: {c.get('unread')} unread, last from "
+              f"{c.get('last-from')}{mine}")
+
+
 async def main(args):
     (a_user, a_pw), (b_user, b_pw), (c_user, c_pw) = (
         x.split(":", 1) for x in (args.alice, args.bob, args.carol))
@@ -232,6 +248,7 @@ async def main(args):
     print(f"  alice's client shows: {err.error_text}  ({err.error_type}/{err.error_condition})")
     await watch(alice, bob.tracked, m2, "failed", seen)
 
+    await show_inbox(alice)
     await alice.disconnect()
     print("\ndemo finished.")
 
