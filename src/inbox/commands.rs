@@ -271,18 +271,21 @@ fn filter_form() -> Element {
     x
 }
 
-fn result_form(page: &view::Page, number: u32) -> Element {
+/// A result form's start: its title and the field `total-unread`.
+fn page_start(title: String, page: &view::Page) -> Element {
     let mut x = element("x", DATA, &[("type", "result")]);
-    x.append_child(with_text(
-        Element::bare("title", DATA),
-        format!("Conversations, page {number}"),
-    ));
+    x.append_child(with_text(Element::bare("title", DATA), title));
     x.append_child(form_field(
         "total-unread",
         "text-single",
         "Unread in all",
         page.total_unread.to_string(),
     ));
+    x
+}
+
+fn result_form(page: &view::Page, number: u32) -> Element {
+    let mut x = page_start(format!("Conversations, page {number}"), page);
     let mut reported = Element::bare("reported", DATA);
     for (var, label) in COLUMNS {
         reported.append_child(element(
@@ -319,17 +322,7 @@ fn result_form(page: &view::Page, number: u32) -> Element {
 /// and address) followed by a read-only field per column it has a value
 /// for; vars numbered by row (`3-unread`).
 fn single_form(page: &view::Page, number: u32) -> Element {
-    let mut x = element("x", DATA, &[("type", "result")]);
-    x.append_child(with_text(
-        Element::bare("title", DATA),
-        format!("Conversations, page {number}, newest first"),
-    ));
-    x.append_child(form_field(
-        "total-unread",
-        "text-single",
-        "Unread in all",
-        page.total_unread.to_string(),
-    ));
+    let mut x = page_start(format!("Conversations, page {number}, newest first"), page);
     for (i, r) in page.rows.iter().enumerate() {
         let n = i + 1;
         let mut header = element(
