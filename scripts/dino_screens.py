@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Drives Dino 0.4 (Debian 12's dino-im, running as another user under Xvfb)
+through tidemark and takes screenshots; bob is a scripted client. Run by
+scripts/dino-screens.sh, which starts Prosody, tidemark, a forwarder on
+localhost:5222, Xvfb and a session bus first.
+
+Screens (PNG, in --out):
+  dino-1-list.png   bob's conversation in alice's list, under his name (XEP-0172 nick)
+  dino-2-chat.png   a 1:1 chat: alice's message typed in Dino, after bob's receipt and read marker
+"""
+
+import argparse
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+sys.path.insert(0, str(REPO / "scripts"))
+from gajim_screens import Screen, bob_answers, quiet, step, wait_for, wait_ready  # noqa: E402
+from match import presence  # noqa: E402
+from stanzas import subscribe, subscribed  # noqa: E402
+from xmpp_client import Client  # noqa: E402
+
+
+def start_dino(screen, args, name):
+    log = open(Path(args.run) / f"dino-{name}.log", "wb")
+    p = subprocess.Popen(
+        ["runuser", "-u", args.user, "--", "env", *[f"{k}={v}" for k, v in screen.env.items()], "dino-im"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    (Path(args.run) / "dino.pid").write_text(str(p.pid))
+    return p
+
+
+def stop_dino(p):
+    p.terminate()
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+async def main(args):
+    screen = Screen(args)
+    screen.env["DBUS_SESSION_BUS_ADDRESS"] = args.dbus
+    (a_user, a_pw), (b_user, b_pw) = (x.split(":", 1) for x in (args.alice, args.bob))
+
+    step("a first start of Dino makes its database; alice's account goes into its `account` table")
+    db = Path(args.home) / ".local/share/dino/dino.db"
+    p = start_dino(screen, args, "first")
+    await wait_for(db.exists, "Dino making its database", timeout=30)
+    await asyncio.sleep(3)
+    stop_dino(p)
+    con = sqlite3.connect(db)
+    con.execute("INSERT INTO account (bare_jid, resourcepart, password, alias, enabled) VALUES (?, ?, ?, ?, 1)",
+                (f"{a_user}@localhost", "dino", a_pw, "alice"))
+    con.commit()
+    con.close()
+
+    step("setting up: alice and bob subscribe to each other's tracked addresses")
+    alice = await Client("alice", a_user, a_pw, "setup", port=args.port, note=quiet).connect()
+    bob = await Client("bob", b_user, b_pw, "phone", port=args.port, note=quiet).connect(priority=10)
+    await wait_ready(alice)
+    for x, y in ((alice, bob), (bob, alice)):
+        await x.send(subscribe(y.tracked))
+        await y.expect(presence(frm=x.tracked, type="subscribe"))
+        await y.send(subscribed(x.tracked))
+        await x.expect(presence(frm=y.tracked, type="subscribed"))
+    await alice.disconnect()
+    log = []
+    answers = asyncio.ensure_future(bob_answers(bob, alice.tracked, log))
+
+    step("starting Dino as " + args.user)
+    start_dino(screen, args, "run")
+    win = await screen.wait_window("Dino", timeout=40)
+    screen.xdo("windowmove", win, "0", "0", check=False)
+    screen.xdo("windowsize", win, "1280", "800", check=False)
+    try:
+        await bob.expect(presence(frm=f"{alice.tracked}/dino", type=False), timeout=40)
+    except BaseException:
+        screen.shot("dino-0-noconnect", keep=False)
+        raise
+    await asyncio.sleep(3)
+    screen.shot("dino-0-start", keep=False)
+    if args.stop_after == "start":
+        answers.cancel()
+        return
+
+    step("1. bob writes first: his conversation appears in alice's list")
+    await bob.send(f"<message type='chat' to='{alice.tracked}' id='hi1'><body>Hi alice, are you there?</body>"
+                   f"<markable xmlns='urn:xmpp:chat-markers:0'/><request xmlns='urn:xmpp:receipts'/></message>")
+    await asyncio.sleep(4)
+    screen.shot("dino-1-list")
+    answers.cancel()
+    await bob.disconnect()
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for a in ("port", "alice", "bob", "display", "dbus", "user", "home", "run", "out", "tidemark"):
+        p.add_argument("--" + a, required=True, type=int if a == "port" else str)
+    p.add_argument("--stop-after", default="", help="'start': leave everything running after Dino is up")
+    asyncio.run(main(p.parse_args()))
