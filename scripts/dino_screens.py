@@ -7,6 +7,8 @@ localhost:5222, Xvfb and a session bus first.
 Screens (PNG, in --out):
   dino-1-list.png   bob's conversation in alice's list, under his name (XEP-0172 nick)
   dino-2-chat.png   a 1:1 chat: alice's message typed in Dino, after bob's receipt and read marker
+  dino-3-room.png   the members-only room (autojoin bookmark): alice's message, bob's answer and
+                    read marker
 """
 
 import argparse
@@ -21,9 +23,25 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 sys.path.insert(0, str(REPO / "scripts"))
 from gajim_screens import Screen, bob_answers, quiet, step, wait_for, wait_ready  # noqa: E402
-from match import presence  # noqa: E402
-from stanzas import subscribe, subscribed  # noqa: E402
-from xmpp_client import Client  # noqa: E402
+from gajim_screens import ROOM  # noqa: E402
+from match import message, presence  # noqa: E402
+from stanzas import group_displayed, muc_join, subscribe, subscribed  # noqa: E402
+from xmpp_client import Client, room_stanza_id  # noqa: E402
+
+
+class DinoScreen(Screen):
+    def shot(self, name, window=None, crop=None, keep=True):
+        raw = self.shots / f"{name}.png"
+        subprocess.run(["import", "-window", window or "root", str(raw)],
+                       env={**os.environ, "DISPLAY": self.args.display}, check=True)
+        if not keep:
+            return raw
+        final = self.out / f"{name}.png"
+        cmd = ["convert", str(raw)] + (["-crop", crop, "+repage"] if crop else [])
+        # Dino's flat white screens: an undithered 64-colour palette keeps them ~10 kB.
+        subprocess.run(cmd + ["-strip", "+dither", "-colors", "64", "PNG8:" + str(final)], check=True)
+        print(f"  saved {final.relative_to(REPO)}", flush=True)
+        return final
 
 
 def start_dino(screen, args, name):
@@ -45,7 +63,7 @@ def stop_dino(p):
 
 
 async def main(args):
-    screen = Screen(args)
+    screen = DinoScreen(args)
     screen.env["DBUS_SESSION_BUS_ADDRESS"] = args.dbus
     (a_user, a_pw), (b_user, b_pw) = (x.split(":", 1) for x in (args.alice, args.bob))
 
@@ -70,7 +88,16 @@ async def main(args):
         await y.expect(presence(frm=x.tracked, type="subscribe"))
         await y.send(subscribed(x.tracked))
         await x.expect(presence(frm=y.tracked, type="subscribed"))
+    qid = alice.new_id("bm")
+    reply = await alice.request(
+        f"<iq type='set' id='{qid}'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'>"
+        f"<conference jid='{ROOM}' autojoin='true' name='team'><nick>alice</nick></conference>"
+        f"</storage></query></iq>", qid)
+    assert reply.type == "result", reply.xml
     await alice.disconnect()
+    step(f"bob joins {ROOM}")
+    await bob.send(muc_join(ROOM, "bob"))
+    await bob.expect(message(frm=f"{ROOM}/tidemark", type="groupchat"))
     log = []
     answers = asyncio.ensure_future(bob_answers(bob, alice.tracked, log))
 
@@ -94,9 +121,56 @@ async def main(args):
     await bob.send(f"<message type='chat' to='{alice.tracked}' id='hi1'><body>Hi alice, are you there?</body>"
                    f"<markable xmlns='urn:xmpp:chat-markers:0'/><request xmlns='urn:xmpp:receipts'/></message>")
     await asyncio.sleep(4)
-    screen.shot("dino-1-list")
+    screen.shot("dino-1-list", crop="640x180+0+0")
+    try:
+        await run_steps(args, screen, bob, log)
+    except BaseException:
+        screen.shot("failed", keep=False)
+        print(f"  the screen at the failure: {screen.shots / 'failed.png'}", flush=True)
+        raise
     answers.cancel()
     await bob.disconnect()
+
+
+def type_text(screen, text):
+    screen.xdo("mousemove", "790", "765", "click", "1")  # the message box
+    screen.xdo("type", "--delay", "30", text)
+    screen.xdo("key", "Return")
+
+
+async def run_steps(args, screen, bob, log):
+    step("2. alice opens bob's conversation and writes; bob's client sends a receipt, then reads it")
+    screen.xdo("mousemove", "150", "85", "click", "1")
+    await asyncio.sleep(2)
+    screen.shot("dino-2-open", keep=False)
+    type_text(screen, "Lunch at noon?")
+    await wait_for(lambda: ("chat", "Lunch at noon?") in log, "bob getting alice's message")
+    await asyncio.sleep(1)
+    screen.shot("dino-2-delivered", keep=False)
+    await asyncio.sleep(4)
+    screen.shot("dino-2-chat")
+
+    # What Dino sent bob for his first message (he asked for a receipt and it was markable).
+    for st in bob.history:
+        if st.kind == "message" and st.body is None:
+            print(f"  bob got from alice's side: {st.xml[:300]}", flush=True)
+
+    step(f"3. the room {ROOM} (autojoin bookmark), alice writes there, bob answers")
+    screen.xdo("mousemove", "150", "140", "click", "1")
+    await asyncio.sleep(2)
+    screen.shot("dino-3-open", keep=False)
+    type_text(screen, "Standup in five")
+    await wait_for(lambda: ("room", "Standup in five") in log, "bob getting alice's room message")
+    await asyncio.sleep(1)
+    screen.shot("dino-3-delivered", keep=False)
+    # bob reads it: a displayed marker naming the room's stanza-id (XEP-0333 in groups).
+    mine = next(st for st in bob.history if st.kind == "message" and st.body == "Standup in five")
+    await bob.send(group_displayed(ROOM, room_stanza_id(mine, ROOM), bob.new_id("gd")))
+    await asyncio.sleep(4)
+    screen.shot("dino-3-room")
+    for st in bob.history:
+        if st.kind == "message" and st.type == "groupchat" and st.body is None:
+            print(f"  bob got in the room: {st.xml[:300]}", flush=True)
 
 
 if __name__ == "__main__":
