@@ -6,6 +6,7 @@ localhost:5222, Xvfb and a session bus first.
 
 Screens (PNG, in --out):
   dino-1-list.png   bob's conversation in alice's list, under his name (XEP-0172 nick)
+  dino-2-delivered.png  alice's message after bob's receipt, before he read it
   dino-2-chat.png   a 1:1 chat: alice's message typed in Dino, after bob's receipt and read marker
   dino-3-room.png   the members-only room (autojoin bookmark): alice's message, bob's answer and
                     read marker
@@ -146,7 +147,7 @@ async def run_steps(args, screen, bob, log):
     type_text(screen, "Lunch at noon?")
     await wait_for(lambda: ("chat", "Lunch at noon?") in log, "bob getting alice's message")
     await asyncio.sleep(1)
-    screen.shot("dino-2-delivered", keep=False)
+    screen.shot("dino-2-delivered", crop="640x100+305+635")
     await asyncio.sleep(4)
     screen.shot("dino-2-chat")
 
