@@ -8,6 +8,7 @@ Screens (PNG, in --out):
   dino-1-list.png   bob's conversation in alice's list, under his name (XEP-0172 nick)
   dino-2-delivered.png  alice's message after bob's receipt, before he read it
   dino-2-chat.png   a 1:1 chat: alice's message typed in Dino, after bob's receipt and read marker
+  dino-4-renamed.png  the list once bob has a roster name (set from another client of alice's)
   dino-3-room.png   the members-only room (autojoin bookmark): alice's message, bob's answer and
                     read marker
 """
@@ -129,6 +130,15 @@ async def main(args):
         screen.shot("failed", keep=False)
         print(f"  the screen at the failure: {screen.shots / 'failed.png'}", flush=True)
         raise
+    step("4. another client of alice's gives bob a roster name (what renaming him would do)")
+    other = await Client("alice", a_user, a_pw, "other", port=args.port, note=quiet).connect(available=False)
+    qid = other.new_id("rn")
+    reply = await other.request(f"<iq type='set' id='{qid}'><query xmlns='jabber:iq:roster'>"
+                                f"<item jid='{bob.tracked}' name='bob'/></query></iq>", qid)
+    assert reply.type == "result", reply.xml
+    await other.disconnect()
+    await asyncio.sleep(3)
+    screen.shot("dino-4-renamed", crop="640x180+0+0")
     answers.cancel()
     await bob.disconnect()
 
