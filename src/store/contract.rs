@@ -1406,7 +1406,6 @@ pub const ALL: &[(&str, Check)] = &[
     ),
 ];
 
-/// One `#[test]` per contract check, each over a fresh store from `$make`.
 // --- issue 11: team desks ---
 
 fn desk_conv(customer: &str, latest: Seq) -> DeskConversation {
@@ -1570,6 +1569,7 @@ pub fn desk_events_authors_and_snoozes_are_kept(store: &dyn Store) {
     assert_eq!(exported.len(), 1 + 3 + 1, "{exported:?}");
 }
 
+/// One `#[test]` per contract check, each over a fresh store from `$make`.
 #[macro_export]
 macro_rules! store_contract_tests {
     ($make:expr) => {
