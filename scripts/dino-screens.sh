@@ -26,16 +26,6 @@ DISPLAY_NO=${DINO_DISPLAY:-:58}
 TIDEMARK=${TIDEMARK_BIN:-$REPO_ROOT/target/release/tidemark}
 export C2S_PORT=${C2S_PORT:-29222} COMPONENT_PORT=${COMPONENT_PORT:-29347} COMPONENT_JID=chat.localhost
 
-kill_pidfile() { # FILE [SIGNAL]
-	local pid; pid=$(cat "$1" 2>/dev/null || true)
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-		kill "-${2:-TERM}" "$pid" 2>/dev/null || true
-		for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-	fi
-	rm -f "$1"
-}
-
 stop_all() {
 	kill_pidfile "$DIR/dino.pid"
 	kill_pidfile "$DIR/forward.pid"

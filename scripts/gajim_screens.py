@@ -109,6 +109,26 @@ class Screen:
         print(f"  saved {final.relative_to(REPO)}", flush=True)
         return final
 
+    async def start_gajim(self):
+        """Starts Gajim as the user, its main window filling the screen
+        (there is no window manager); returns that window."""
+        run = Path(self.args.run)
+        gajim = subprocess.Popen(
+            ["runuser", "-u", self.args.user, "--", "env", *[f"{k}={v}" for k, v in self.env.items()], "gajim"],
+            stdout=open(run / "gajim.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        (run / "gajim.pid").write_text(str(gajim.pid))
+        main_win = await self.wait_window("Gajim")
+        self.xdo("windowmove", main_win, "0", "0", check=False)
+        self.xdo("windowsize", main_win, "1280", "800", check=False)
+        return main_win
+
+    def failure_shot(self):
+        """The whole screen, when a step failed, to see why."""
+        path = self.shots / "failed.png"
+        subprocess.run(["import", "-window", "root", str(path)],
+                       env={**os.environ, "DISPLAY": self.args.display}, check=False)
+        print(f"  the screen at the failure: {path}", flush=True)
+
     def type_text(self, text):
         # Into the message box: with no window manager, keys go to the
         # window under the pointer, and GTK ignores the synthetic events
@@ -203,13 +223,7 @@ async def main(args):
     answers = asyncio.ensure_future(bob_answers(bob, alice.tracked, log))
 
     step("starting Gajim as " + args.user)
-    gajim = subprocess.Popen(
-        ["runuser", "-u", args.user, "--", "env", *[f"{k}={v}" for k, v in screen.env.items()], "gajim"],
-        stdout=open(Path(args.run) / "gajim.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    (Path(args.run) / "gajim.pid").write_text(str(gajim.pid))
-    main_win = await screen.wait_window("Gajim")
-    screen.xdo("windowmove", main_win, "0", "0", check=False)
-    screen.xdo("windowsize", main_win, "1280", "800", check=False)
+    main_win = await screen.start_gajim()
     # Gajim is online once bob sees alice's tracked address come online.
     await bob.expect(presence(frm=f"{alice.tracked}/gajim", type=False), timeout=40)
     await asyncio.sleep(3)
@@ -221,9 +235,7 @@ async def main(args):
     try:
         await run_steps(args, screen, main_win, alice, bob, log)
     except BaseException:
-        subprocess.run(["import", "-window", "root", str(screen.shots / "failed.png")],
-                       env={**os.environ, "DISPLAY": args.display}, check=False)
-        print(f"  the screen at the failure: {screen.shots / 'failed.png'}", flush=True)
+        screen.failure_shot()
         raise
     answers.cancel()
     await bob.disconnect()
@@ -318,11 +330,13 @@ async def run_steps(args, screen, main_win, alice, bob, log):
     screen.shot("4-status-result", crop=f"{w}x790+{x}+5")
 
 
-if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(doc, *users):
+    """The command line of a driver: where Gajim runs, and USER:PASSWORD
+    for each of `users` (--alice, --bob, ...)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--alice", required=True, help="USER:PASSWORD")
-    p.add_argument("--bob", required=True, help="USER:PASSWORD")
+    for user in users:
+        p.add_argument(f"--{user}", required=True, help="USER:PASSWORD")
     p.add_argument("--display", required=True)
     p.add_argument("--dbus", required=True)
     p.add_argument("--user", required=True)
@@ -330,4 +344,8 @@ if __name__ == "__main__":
     p.add_argument("--run", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--stop-after", default="", help="'start': leave everything running after Gajim is up")
-    asyncio.run(main(p.parse_args()))
+    return p.parse_args()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(arguments(__doc__, "alice", "bob")))

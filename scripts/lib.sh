@@ -73,3 +73,86 @@ wait_port() {
 }
 
 port_in_use() { (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
+
+# kill_pidfile FILE [SIGNAL]: ends the process whose pid FILE holds (SIGNAL,
+# TERM unless given; KILL if it is still there 3 s later) and removes FILE.
+kill_pidfile() {
+	local pid; pid=$(cat "$1" 2>/dev/null || true)
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		kill "-${2:-TERM}" "$pid" 2>/dev/null || true
+		for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+	fi
+	rm -f "$1"
+}
+
+# --- Gajim 1.7 under Xvfb against a private Prosody + tidemark --------------
+# (scripts/gajim-screens.sh, scripts/gajim-desk-screens.sh). Everything lives
+# under one run directory DIR; each process's pid is in DIR/NAME.pid.
+
+# gajim_stop DIR: stops Gajim, tidemark, the session bus, Xvfb and Prosody.
+gajim_stop() {
+	local dir=$1
+	kill_pidfile "$dir/gajim.pid"
+	kill_pidfile "$dir/tidemark.pid"
+	kill_pidfile "$dir/dbus.pid"
+	kill_pidfile "$dir/xvfb.pid"
+	[ -d "$dir/prosody" ] && bash "$REPO_ROOT/scripts/prosody.sh" stop "$dir/prosody" || true
+}
+
+# gajim_prepare DIR GAJIM_USER USER...: checks the tools, starts afresh a
+# Prosody under DIR (C2S_PORT, COMPONENT_PORT, with what Gajim looks for on a
+# real server) and registers each USER with a random password, kept in PW.
+# Exports COMPONENT_SECRET for the tidemark config.
+gajim_prepare() {
+	local dir=$1 gajim_user=$2 u; shift 2
+	for tool in gajim Xvfb xdotool import dbus-daemon gdbus; do
+		command -v "$tool" >/dev/null || die "$tool is missing (apt-get install gajim xvfb xdotool imagemagick dbus)"
+	done
+	id "$gajim_user" >/dev/null 2>&1 || die "no user $gajim_user to run Gajim as (GAJIM_USER)"
+	ensure_prosody
+	ensure_python
+	gajim_stop "$dir"
+	rm -rf "$dir"
+	mkdir -p "$dir/shots"
+	chmod 755 "$dir" "$dir/shots"
+	export COMPONENT_SECRET; COMPONENT_SECRET=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+	# What Gajim looks for on a real server: bookmarks (private storage), PEP
+	# (its own nickname and avatar) and vCards; the tests' Prosody has none.
+	EXTRA_MODULES="private pep vcard_legacy" bash "$REPO_ROOT/scripts/prosody.sh" start "$dir/prosody"
+	declare -gA PW
+	for u in "$@"; do
+		PW[$u]=$(head -c 9 /dev/urandom | base64 | tr -d '/+=')
+		bash "$REPO_ROOT/scripts/prosody.sh" register "$dir/prosody" "$u" "${PW[$u]}"
+	done
+}
+
+# gajim_start_tidemark DIR: target/release/tidemark with DIR/tidemark.toml,
+# logging to DIR/tidemark.log (gajim_screens.py restarts it the same way).
+gajim_start_tidemark() {
+	setsid "$REPO_ROOT/target/release/tidemark" --config "$1/tidemark.toml" >>"$1/tidemark.log" 2>&1 </dev/null &
+	echo $! >"$1/tidemark.pid"
+}
+
+# gajim_session DIR DISPLAY GAJIM_USER ACCOUNT JID PASSWORD: an X server on
+# DISPLAY and a session bus for GAJIM_USER (Gajim is a GApplication: its
+# actions are reached over D-Bus, as a second `gajim` would reach them), and
+# Gajim's account written into its settings database (no wizard): JID on
+# 127.0.0.1:$C2S_PORT, STARTTLS, the development certificate trusted. Gajim's
+# HOME is DIR/home, so that runs of different scripts (or checkouts) as the
+# same user do not share, or wipe, each other's Gajim profile.
+# Sets DBUS_ADDR and GAJIM_HOME.
+gajim_session() {
+	local dir=$1 display=$2 gajim_user=$3 account=$4 jid=$5 password=$6
+	Xvfb "$display" -screen 0 1280x800x24 -nolisten tcp >"$dir/xvfb.log" 2>&1 &
+	echo $! >"$dir/xvfb.pid"
+	DBUS_ADDR=$(runuser -u "$gajim_user" -- dbus-daemon --session --fork --print-address=1 --print-pid=2 2>"$dir/dbus.pid" | head -1)
+	[ -n "$DBUS_ADDR" ] || die "no session bus for $gajim_user"
+	GAJIM_HOME="$dir/home"
+	mkdir -p "$GAJIM_HOME"
+	chown "$gajim_user:" "$GAJIM_HOME"
+	cp "$REPO_ROOT/certs/localhost.crt" "$dir/localhost.crt"; chmod 644 "$dir/localhost.crt"
+	runuser -u "$gajim_user" -- env HOME="$GAJIM_HOME" python3 "$REPO_ROOT/scripts/gajim_settings.py" \
+		"$account" "$jid" "$password" 127.0.0.1 "$C2S_PORT" "$dir/localhost.crt" 2>&1 \
+		| grep -v '^creating\|PyGIWarning\|from gi.repository\|No translations' || true
+}
