@@ -48,6 +48,8 @@ const DESK: &str = "support";
 const BATCH: usize = 512;
 /// Rows per view page asked for.
 const PAGE: usize = 50;
+/// The stretches the large desk's conversations are opened in.
+const STRETCHES: u64 = 10;
 
 fn config(dir: &Path, desk: bool, agents: u64) -> Result<Config, String> {
     let mut text = format!(
@@ -419,11 +421,11 @@ fn plain_side(dir: &Path, s: &Setup) -> Result<Side, String> {
     Ok(side)
 }
 
-/// Customers `0..n` write their first message: to the desk, or 1:1 to
+/// Customers `range` write their first message: to the desk, or 1:1 to
 /// their agent's tracked address.
-fn openings(s: &Setup, n: u64, desk: bool) -> Vec<Element> {
+fn openings(s: &Setup, range: std::ops::Range<u64>, desk: bool) -> Vec<Element> {
     let desk_jid = desk_address();
-    (0..n)
+    range
         .map(|i| {
             let to = if desk {
                 desk_jid.clone()
@@ -832,24 +834,31 @@ pub fn main(args: &Args) -> Result<(), String> {
     );
     let t = Instant::now();
     let mut small = desk_side(&small_dir, &s)?;
-    small.run(&openings(&s, s.small, true), opening_on_desk(&s))?;
+    small.run(&openings(&s, 0..s.small, true), opening_on_desk(&s))?;
     assign_half(&mut small, &s, s.small)?;
     let mut large = desk_side(&large_dir, &s)?;
     let mut plain = plain_side(&plain_dir, &s)?;
     // The large desk's conversations open interleaved with the plain
-    // side's: the cost of a customer's first message, from none to all.
-    let (open_desk, open_plain) = pair(
-        Part {
-            side: &mut large,
-            els: openings(&s, s.large, true),
-            expect: opening_on_desk(&s),
-        },
-        Part {
-            side: &mut plain,
-            els: openings(&s, s.large, false),
-            expect: Expect::Stanzas(1),
-        },
-    )?;
+    // side's, in stretches: the cost of a customer's first message, from
+    // none to all.
+    let (mut open_desk, mut open_plain) = (vec![], vec![]);
+    for k in 0..STRETCHES {
+        let range = k * s.large / STRETCHES..(k + 1) * s.large / STRETCHES;
+        let (d, p) = pair(
+            Part {
+                side: &mut large,
+                els: openings(&s, range.clone(), true),
+                expect: opening_on_desk(&s),
+            },
+            Part {
+                side: &mut plain,
+                els: openings(&s, range, false),
+                expect: Expect::Stanzas(1),
+            },
+        )?;
+        open_desk.push(d.mean_with_flush);
+        open_plain.push(p.mean_with_flush);
+    }
     assign_half(&mut large, &s, s.large)?;
     let (size_large, size_plain) = (dir_allocated(&large_dir), dir_allocated(&plain_dir));
     println!(
@@ -894,11 +903,11 @@ pub fn main(args: &Args) -> Result<(), String> {
     };
     row(
         format!(
-            "first message, opening a conversation ({} copies + {} events; mean over 0 to {})",
+            "first message, opening a conversation ({} copies + {} events; median of {STRETCHES} stretches from 0 to {})",
             s.agents, s.agents, s.large
         ),
-        open_desk.mean_with_flush,
-        open_plain.mean_with_flush,
+        median(open_desk),
+        median(open_plain),
     );
     let [into_assigned, into_unassigned] = msgs;
     let [d, p] = into_assigned;
