@@ -35,7 +35,7 @@ scenarios:
                       --messages, --room-messages, --rounds)
   desk             issue 11: a team desk of 50 agents at 1,000 and 10,000
                       conversations: a customer message's cost against the
-                      same 1:1 message without the desk (alternating), and
+                      same 1:1 message without the desk (interleaved), and
                       assign, views with counts, the desk command, p50/p99
                       (--agents, --holders, --small, --conversations,
                       --messages, --ops, --queries, --alone, --rounds)
