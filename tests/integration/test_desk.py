@@ -228,8 +228,8 @@ def parse_view(reply) -> View:
     return View(reply, counts, rows)
 
 
-async def view(agent, name=None, search=None, max=None):
-    return parse_view(await ask(agent, desk_view, DESK, name, search, max))
+async def view(agent, name=None, search=None, max=None, after=None):
+    return parse_view(await ask(agent, desk_view, DESK, name, search, max, after))
 
 
 async def view_when(agent, check, what, name=None, tries=30):
@@ -598,6 +598,22 @@ async def test_assigning_by_iq_sends_the_customers_next_message_to_the_assignee_
     assert row.get("assignee") == carol.jid, row
 
 
+async def test_while_the_assignee_is_away_every_available_agent_gets_the_message(world):
+    team, (dan,) = await desk_world(world)
+    alice, bob, carol = team
+    await customer_writes(dan, "d1", team)
+    await assign(alice, dan, bob.jid)
+    await expect_event(bob, dan, "assigned", by=alice.jid, to=bob.jid)
+    await gone(bob)
+    # §4.2: to the assignee if they are available, otherwise every available agent
+    await customer_writes(dan, "d2", (alice, carol))
+    row = (await view(alice, "all")).row(dan)
+    assert row.get("assignee") == bob.jid, "the conversation is still bob's"
+    bob = await back(world, "bob")
+    await customer_writes(dan, "d3", (bob,))
+    await none_of((alice, carol), message(frm=conv_of(dan), id="d3"), what="d3, for bob alone")
+
+
 async def test_assigning_by_command_on_the_service_and_on_the_conversation(world):
     team, (dan,) = await desk_world(world)
     alice, bob, carol = team
@@ -853,8 +869,9 @@ async def test_views_count_conversations_and_unread_after_each_action(world):
     # dan writes again: reopened, alice's, unread, and the latest
     await customer_writes(dan, "d3", (alice,))
     await both(alice, "all", {"mine": (1, 1), "unassigned": (0, 0), "all": (2, 2), "done": (0, 0)}, [dan, erin])
-    # a page of one (XEP-0059)
+    # pages of one (XEP-0059), `after` naming a customer (§6.1)
     assert (await view(alice, "all", max=1)).customers() == [dan.jid]
+    assert (await view(alice, "all", max=1, after=dan.jid)).customers() == [erin.jid]
 
 
 async def test_the_desk_command_first_asks_for_a_view(world):
