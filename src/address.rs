@@ -93,7 +93,23 @@ fn starts_with_escape(s: &[u8]) -> bool {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Addresses {
     domain: BareJid,
+    /// Issue 11: the desks' names, lower case: their addresses are neither
+    /// rooms nor tracked addresses.
+    desks: Vec<String>,
 }
+
+/// Issue 11: what an address at a desk names (xep/desk.md §3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeskTarget {
+    pub desk: String,
+    /// The customer of a conversation's address; `None` for the desk's own.
+    pub customer: Option<BareJid>,
+}
+
+/// Between a desk's name and the customer in a conversation's address: an
+/// escaped `/`, so the node unescapes to no bare JID and can never be read
+/// as a tracked address.
+pub const DESK_SEPARATOR: &str = "\\2f";
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum AddressError {
@@ -114,7 +130,68 @@ pub enum AddressError {
 
 impl Addresses {
     pub fn new(domain: BareJid) -> Self {
-        Self { domain }
+        Self {
+            domain,
+            desks: Vec::new(),
+        }
+    }
+
+    /// Issue 11: with the desks `names` (lower case).
+    pub fn with_desks(domain: BareJid, names: Vec<String>) -> Self {
+        Self {
+            domain,
+            desks: names,
+        }
+    }
+
+    /// The desk, and the customer if any, that `jid` (at this service) names.
+    pub fn desk_of(&self, jid: &Jid) -> Option<DeskTarget> {
+        if self.desks.is_empty() || !self.is_ours(jid) {
+            return None;
+        }
+        let node = jid.node()?.as_str();
+        if let Some(desk) = self.desks.iter().find(|d| d.as_str() == node) {
+            return Some(DeskTarget {
+                desk: desk.clone(),
+                customer: None,
+            });
+        }
+        let (desk, escaped) = node.split_once(DESK_SEPARATOR)?;
+        let desk = self.desks.iter().find(|d| d.as_str() == desk)?;
+        let customer = BareJid::new(&unescape_node(escaped)).ok()?;
+        if customer.node().is_none() || customer.domain() == self.domain.domain() {
+            return None;
+        }
+        Some(DeskTarget {
+            desk: desk.clone(),
+            customer: Some(customer),
+        })
+    }
+
+    /// The desk's own address (`support@chat.localhost`).
+    pub fn desk_address(&self, desk: &str) -> Result<BareJid, AddressError> {
+        let node = NodePart::new(desk)
+            .map_err(|e| AddressError::Malformed(desk.to_owned(), e.to_string()))?;
+        Ok(BareJid::from_parts(Some(&node), self.domain.domain()))
+    }
+
+    /// The address agents see `customer`'s conversation with `desk` at.
+    pub fn desk_conversation(
+        &self,
+        desk: &str,
+        customer: &BareJid,
+    ) -> Result<BareJid, AddressError> {
+        let mut node = String::with_capacity(desk.len() + 3 + customer.as_str().len() + 8);
+        node.push_str(desk);
+        node.push_str(DESK_SEPARATOR);
+        if let Some(n) = customer.node() {
+            escape_node_into(n.as_str(), &mut node);
+            node.push_str("\\40");
+        }
+        escape_node_into(customer.domain().as_str(), &mut node);
+        let part = NodePart::new(&node)
+            .map_err(|e| AddressError::Untrackable(customer.to_string(), e.to_string()))?;
+        Ok(BareJid::from_parts(Some(&part), self.domain.domain()))
     }
 
     pub fn domain(&self) -> &BareJid {

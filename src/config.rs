@@ -46,6 +46,8 @@ pub struct Config {
     pub groups: GroupsConfig,
     pub inbox: InboxConfig,
     pub rooms: Vec<RoomConfig>,
+    /// Issue 11: the team desks (xep/desk.md).
+    pub desks: Vec<DeskConfig>,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
 }
@@ -90,6 +92,41 @@ pub struct GroupsConfig {
     pub max_occupants_per_room: usize,
     /// Room sessions one user (bare JID) may hold at once, all rooms together.
     pub max_joins_per_user: usize,
+}
+
+/// Issue 11: a team desk declared in the file (xep/desk.md).
+#[derive(Debug, Clone)]
+pub struct DeskConfig {
+    /// `support` is `support@<component.jid>`.
+    pub name: String,
+    /// In the order of the file: round-robin goes round in it.
+    pub agents: Vec<BareJid>,
+    pub assignment: Assignment,
+    pub predefined: Vec<Predefined>,
+}
+
+impl DeskConfig {
+    pub fn is_agent(&self, jid: &str) -> bool {
+        self.agents.iter().any(|a| a.as_str() == jid)
+    }
+}
+
+/// How a desk's new conversations get an assignee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Assignment {
+    /// Agents assign conversations themselves.
+    #[default]
+    Manual,
+    /// The next available agent, in the order of the file.
+    RoundRobin,
+}
+
+/// A message agents pick from a menu instead of typing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Predefined {
+    pub title: String,
+    pub text: String,
 }
 
 /// A room declared in the file, with a fixed member list.
@@ -207,6 +244,8 @@ struct RawConfig {
     #[serde(default)]
     rooms: Vec<RawRoom>,
     #[serde(default)]
+    desks: Vec<RawDesk>,
+    #[serde(default)]
     log: RawLog,
     #[serde(default)]
     metrics: RawMetrics,
@@ -245,6 +284,24 @@ impl Default for RawGroups {
             max_joins_per_user: default_max_joins_per_user(),
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDesk {
+    name: String,
+    agents: Vec<String>,
+    #[serde(default)]
+    assignment: Assignment,
+    #[serde(default)]
+    predefined: Vec<RawPredefined>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPredefined {
+    title: String,
+    text: String,
 }
 
 #[derive(Deserialize)]
@@ -703,6 +760,8 @@ impl Config {
             });
         }
 
+        let desks = desks_of(raw.desks, &rooms, invalid)?;
+
         Ok(Config {
             component: ComponentConfig {
                 jid,
@@ -751,6 +810,7 @@ impl Config {
                 enabled: raw.inbox.enabled,
             },
             rooms,
+            desks,
             log: LogConfig {
                 level: raw.log.level,
             },
@@ -776,6 +836,104 @@ pub fn own_server_domain(component: &BareJid) -> String {
 
 /// Room names are JID nodes without escapes, so they can never be mistaken
 /// for a tracked address (whose node holds an escaped `@`).
+/// Predefined messages longer than this are refused: they go out as one
+/// message, within any server's stanza limit.
+const MAX_PREDEFINED_BYTES: usize = 4096;
+
+fn desks_of(
+    raw: Vec<RawDesk>,
+    rooms: &[RoomConfig],
+    invalid: impl Fn(&'static str, String) -> ConfigError,
+) -> Result<Vec<DeskConfig>, ConfigError> {
+    let mut desks: Vec<DeskConfig> = Vec::with_capacity(raw.len());
+    for desk in raw {
+        if !is_room_name(&desk.name) {
+            return Err(invalid(
+                "desks.name",
+                format!(
+                    "{:?} is not a desk name (letters, digits, '-', '_' and '.', at most 64)",
+                    desk.name
+                ),
+            ));
+        }
+        let name = desk.name.to_lowercase();
+        if desks.iter().any(|d| d.name == name) {
+            return Err(invalid(
+                "desks.name",
+                format!("desk {name:?} is declared twice"),
+            ));
+        }
+        if rooms.iter().any(|r| r.name == name) {
+            return Err(invalid(
+                "desks.name",
+                format!(
+                    "{name:?} is both a room and a desk; a room and a desk cannot share a name (they would share an address)"
+                ),
+            ));
+        }
+        if desk.agents.is_empty() {
+            return Err(invalid(
+                "desks.agents",
+                format!("desk {name:?} has no agents; name at least one (a bare JID)"),
+            ));
+        }
+        let mut agents: Vec<BareJid> = Vec::with_capacity(desk.agents.len());
+        for a in &desk.agents {
+            let jid = BareJid::new(a).map_err(|e| {
+                invalid(
+                    "desks.agents",
+                    format!("{a:?} in desk {name:?} is not a JID: {e}"),
+                )
+            })?;
+            if jid.node().is_none() {
+                return Err(invalid(
+                    "desks.agents",
+                    format!("{a:?} in desk {name:?} is a server, not a user"),
+                ));
+            }
+            if !agents.contains(&jid) {
+                agents.push(jid);
+            }
+        }
+        let mut predefined: Vec<Predefined> = Vec::with_capacity(desk.predefined.len());
+        for p in desk.predefined {
+            let title = p.title.trim().to_owned();
+            if title.is_empty() || p.text.trim().is_empty() {
+                return Err(invalid(
+                    "desks.predefined",
+                    format!("a predefined message of desk {name:?} needs a title and a text"),
+                ));
+            }
+            if predefined.iter().any(|q| q.title == title) {
+                return Err(invalid(
+                    "desks.predefined",
+                    format!("desk {name:?} has two predefined messages titled {title:?}"),
+                ));
+            }
+            if p.text.len() > MAX_PREDEFINED_BYTES {
+                return Err(invalid(
+                    "desks.predefined",
+                    format!(
+                        "the predefined message {title:?} of desk {name:?} is {} bytes; at most {MAX_PREDEFINED_BYTES}",
+                        p.text.len()
+                    ),
+                ));
+            }
+            predefined.push(Predefined {
+                title,
+                text: p.text,
+            });
+        }
+        desks.push(DeskConfig {
+            name,
+            agents,
+            assignment: desk.assignment,
+            predefined,
+        });
+    }
+    Ok(desks)
+}
+
 pub fn is_room_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64

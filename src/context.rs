@@ -29,7 +29,10 @@ pub struct Context {
 impl Context {
     pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
         Context {
-            addrs: Addresses::new(config.component.jid.clone()),
+            addrs: Addresses::with_desks(
+                config.component.jid.clone(),
+                config.desks.iter().map(|d| d.name.clone()).collect(),
+            ),
             config,
             store,
             clients: Clients::default(),

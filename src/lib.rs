@@ -21,6 +21,7 @@ pub mod config;
 pub mod contact_query;
 pub mod context;
 pub mod conversation;
+pub mod desk;
 pub mod effects;
 pub mod inbox;
 pub mod incoming;

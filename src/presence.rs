@@ -453,7 +453,13 @@ pub fn on_probe(cx: &mut Context, book: &PresenceBook, route: &Route, now: Milli
 /// messages to them wait instead of failing as if they were offline.
 pub fn on_connected(cx: &mut Context, book: &mut PresenceBook, now: Millis) -> Out {
     let mut probed: BTreeMap<String, String> = BTreeMap::new();
+    let ours = format!("@{}", cx.addrs.domain());
     for (contact, watcher) in cx.store.presence_grants()? {
+        // A desk's grants (issue 11): its agents' presence is asked for
+        // by the desk itself, and a desk's own needs no probe.
+        if contact.ends_with(&ours) || watcher.ends_with(&ours) {
+            continue;
+        }
         probed.entry(contact).or_insert(watcher);
     }
     let mut out = Vec::with_capacity(probed.len());

@@ -14,6 +14,7 @@ use crate::contact_query::{self, Relayed};
 use crate::context::Context;
 use crate::conversation::direct::{self, Waiting};
 use crate::conversation::room::{self, Rooms};
+use crate::desk::Desks;
 use crate::effects::Effects;
 use crate::inbox::{Inbox, Push};
 use crate::incoming::{Incoming, classify_head};
@@ -36,6 +37,8 @@ pub struct Tidemark {
     rate: RateLimiter,
     /// Issue 10: the conversation list's subscribers.
     inbox: Inbox,
+    /// Issue 11: the team desks.
+    desks: Desks,
     /// The server this component belongs to (`localhost` for
     /// `chat.localhost`): its own stanzas are never rate limited.
     server_domain: String,
@@ -52,6 +55,7 @@ impl Tidemark {
     ) -> Result<(Self, Effects), StoreError> {
         let rate = RateLimiter::new(config.limits.rate_per_second, config.limits.rate_burst);
         let server_domain = crate::config::own_server_domain(&config.component.jid);
+        let desks = Desks::start(&*store)?;
         let mut tm = Self {
             cx: Context::new(config, store),
             presence: PresenceBook::default(),
@@ -60,6 +64,7 @@ impl Tidemark {
             waiting: Waiting::default(),
             rate,
             inbox: Inbox::default(),
+            desks,
             server_domain,
         };
         room::apply_config(&mut tm.cx, &mut tm.rooms, now)?;
@@ -241,15 +246,21 @@ impl Tidemark {
                 from,
                 origin,
                 request,
-            } => Ok(vec![query::answer(
-                cx,
-                &mut self.rooms,
-                &mut self.inbox,
-                &origin,
-                &from,
-                request,
-                now,
-            )?]),
+            } => {
+                if let Some(out) = self.desks.service_iq(cx, &origin, &from, &request, now)? {
+                    return Ok(out);
+                }
+                Ok(vec![query::answer(
+                    cx,
+                    &mut self.rooms,
+                    &mut self.inbox,
+                    &origin,
+                    &from,
+                    request,
+                    now,
+                )?])
+            }
+            Incoming::Desk { target, inner } => self.desks.handle(cx, target, *inner, now),
             Incoming::ContactIq { reply } => Ok(vec![reply]),
             Incoming::ContactQuery { route, origin, iq } => {
                 contact_query::on_query(cx, &mut self.relayed, &route, &origin, iq, now)
@@ -352,6 +363,13 @@ impl Tidemark {
                 }
             }
         }
+        match self.desks.tick(&mut self.cx, now) {
+            Ok(shown) => out.extend(shown),
+            Err(e) => {
+                drop(self.cx.take_writes());
+                return Err(e);
+            }
+        }
         let pushes = self.follow_writes();
         Ok(Effects {
             writes: self.cx.take_writes(),
@@ -378,7 +396,11 @@ impl Tidemark {
     /// stale, so it asks again.
     pub fn on_connected(&mut self, now: Millis) -> Result<Effects, StoreError> {
         drop(self.cx.take_writes());
-        let send = presence::on_connected(&mut self.cx, &mut self.presence, now);
+        let send =
+            presence::on_connected(&mut self.cx, &mut self.presence, now).and_then(|mut out| {
+                out.extend(self.desks.on_connected(&mut self.cx, now)?);
+                Ok(out)
+            });
         let pushes = if send.is_ok() {
             self.follow_writes()
         } else {

@@ -24,6 +24,8 @@ pub mod ns {
     pub const STATUS: &str = "urn:tidemark:status:0";
     /// Issue 10: the conversation list (xep/inbox.md).
     pub const INBOX: &str = "urn:tidemark:inbox:0";
+    /// Issue 11: team desks (xep/desk.md).
+    pub const DESK: &str = "urn:tidemark:desk:0";
     pub const RSM: &str = "http://jabber.org/protocol/rsm";
     pub const MUC: &str = "http://jabber.org/protocol/muc";
     pub const NICK: &str = "http://jabber.org/protocol/nick";

@@ -101,8 +101,10 @@ pub fn direct_row(
     entry: &InboxEntry,
 ) -> StoreResult<Row> {
     let contact = &entry.contact;
+    // A desk (issue 11) is an address at this service already.
     let jid = BareJid::new(contact)
         .ok()
+        .filter(|c| c.domain() != settings.addrs.domain().domain())
         .and_then(|c| settings.addrs.tracked(&c).ok())
         .map_or_else(|| contact.clone(), |t| t.to_string());
     let state = if entry.own_latest > 0 {

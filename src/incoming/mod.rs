@@ -18,7 +18,7 @@ use xmpp_parsers::displayed_markers::Displayed;
 use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::receipts::Received;
 
-use crate::address::Addresses;
+use crate::address::{Addresses, DeskTarget};
 use crate::stanza::{
     DefinedCondition, ErrorType, Head, StanzaError, element, error_reply, error_reply_to,
     jid_value, ns, read_error, set_attr, stanza_error,
@@ -27,8 +27,9 @@ use crate::stanza::{
 pub use compact::Compact;
 pub use room::{GroupMarker, GroupMessage, RoomRequest};
 pub use service::{
-    CommandRequest, INBOX_COMMAND, InboxRequest, MARK_READ_COMMAND, READ_RECEIPTS,
-    READ_RECEIPTS_FIELD, STATUS_COMMAND, STATUS_FILTER_FIELD, ServiceRequest,
+    AssignTo, CommandRequest, DeskAction, DeskRequest, INBOX_COMMAND, InboxRequest,
+    MARK_READ_COMMAND, READ_RECEIPTS, READ_RECEIPTS_FIELD, STATUS_COMMAND, STATUS_FILTER_FIELD,
+    ServiceRequest,
 };
 
 /// Who sent a stanza and how to answer it (RFC 6120 §8.3.1): what a handler
@@ -252,6 +253,12 @@ pub enum Incoming<'a> {
     SessionGone {
         from: Jid,
     },
+    /// Issue 11: a stanza to a desk's address or one of its
+    /// conversations', classified as it would be elsewhere.
+    Desk {
+        target: DeskTarget,
+        inner: Box<Incoming<'a>>,
+    },
     Ignored(&'static str),
     Invalid {
         reason: String,
@@ -354,6 +361,12 @@ pub fn classify_head<'a>(stanza: &'a Element, head: &Head, addrs: &Addresses) ->
         };
     }
 
+    // Issue 11: a desk's addresses look like rooms (its own) or like
+    // nothing else (its conversations'), so they are read first.
+    if let Some(target) = addrs.desk_of(&to) {
+        return classify_desk(stanza, head, target, from, to, origin, own);
+    }
+
     if let Some((room, nick)) = addrs.room_of(&to) {
         let request = room::classify_room(stanza, &room, nick, &own);
         return Incoming::Room {
@@ -404,6 +417,57 @@ pub fn classify_head<'a>(stanza: &'a Element, head: &Head, addrs: &Addresses) ->
         other => Incoming::Invalid {
             reason: format!("unexpected top-level element <{other}/>"),
             reply: None,
+        },
+    }
+}
+
+/// A stanza to a desk's address or one of its conversations': IQ requests
+/// are read as the service's (commands, disco, ping on a conversation's
+/// address), the rest as to a tracked address, with a route whose `to` is
+/// the desk's address or the customer and whose `tracked_from` is the
+/// address the stanza was sent to (the desk module addresses what it sends
+/// itself).
+fn classify_desk<'a>(
+    stanza: &'a Element,
+    head: &Head,
+    target: DeskTarget,
+    from: Jid,
+    to: Jid,
+    origin: Origin,
+    own: String,
+) -> Incoming<'a> {
+    let inner = match stanza.name() {
+        "iq" => service::classify_service_iq(stanza, from, origin, &own),
+        "message" | "presence" => {
+            let real_to = match &target.customer {
+                Some(c) => Jid::from(c.clone()),
+                None => Jid::from(to.to_bare()),
+            };
+            let route = Route {
+                tracked_to: to.to_bare(),
+                from,
+                to: real_to,
+                tracked_from: to,
+            };
+            if stanza.name() == "message" {
+                classify_message(stanza, head, route, origin, &own)
+            } else {
+                classify_presence(stanza, head, route)
+            }
+        }
+        other => {
+            return Incoming::Invalid {
+                reason: format!("unexpected top-level element <{other}/>"),
+                reply: None,
+            };
+        }
+    };
+    match inner {
+        // Nothing for the desk in these.
+        Incoming::Invalid { .. } | Incoming::Ignored(_) => inner,
+        inner => Incoming::Desk {
+            target,
+            inner: Box::new(inner),
         },
     }
 }

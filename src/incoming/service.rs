@@ -8,6 +8,7 @@ use xmpp_parsers::rsm::SetQuery;
 
 use super::{Incoming, Origin, invalid};
 use crate::stanza::{DefinedCondition, ns};
+use crate::store::Millis;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServiceRequest {
@@ -30,7 +31,109 @@ pub enum ServiceRequest {
     Command(CommandRequest),
     /// Issue 10: the conversation list (xep/inbox.md).
     Inbox(InboxRequest),
+    /// Issue 11: team desks (xep/desk.md §6).
+    Desk(DeskRequest),
     Unsupported,
+}
+
+/// Issue 11: whom `<assign/>` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssignTo {
+    /// The agent asking (no `to`).
+    Me,
+    /// Nobody (`to=''`).
+    Nobody,
+    Agent(String),
+}
+
+/// Issue 11: what an action does to a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeskAction {
+    Assign(AssignTo),
+    Done,
+    Pending,
+    /// Until this time (XEP-0082, as written; checked by the desk).
+    Snooze(Millis),
+}
+
+/// Issue 11: a request of `urn:tidemark:desk:0` (xep/desk.md §6).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeskRequest {
+    View {
+        desk: String,
+        view: String,
+        search: Option<String>,
+        max: Option<usize>,
+        after: Option<String>,
+    },
+    Act {
+        desk: String,
+        customer: String,
+        action: DeskAction,
+    },
+    History {
+        desk: String,
+        customer: String,
+        max: Option<usize>,
+    },
+}
+
+impl DeskRequest {
+    fn parse(payload: &Element, get: bool) -> Result<Self, String> {
+        let attr = |name: &str| payload.attr(name).map(str::to_owned);
+        let need = |name: &str| {
+            attr(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| format!("<{}/> needs a {name} attribute", payload.name()))
+        };
+        let rsm = payload
+            .get_child("set", ns::RSM)
+            .map(|set| SetQuery::try_from(set.clone()))
+            .transpose()
+            .map_err(|e| format!("the result set (XEP-0059) is malformed: {e}"))?;
+        let act = |action| -> Result<Self, String> {
+            Ok(DeskRequest::Act {
+                desk: need("desk")?,
+                customer: need("customer")?,
+                action,
+            })
+        };
+        match (payload.name(), get) {
+            ("view", true) => Ok(DeskRequest::View {
+                desk: need("desk")?,
+                view: attr("name").unwrap_or_else(|| "mine".into()),
+                search: attr("search").filter(|s| !s.trim().is_empty()),
+                max: rsm.as_ref().and_then(|r| r.max),
+                after: rsm.and_then(|r| r.after),
+            }),
+            ("history", true) => Ok(DeskRequest::History {
+                desk: need("desk")?,
+                customer: need("customer")?,
+                max: rsm.and_then(|r| r.max),
+            }),
+            ("assign", false) => act(DeskAction::Assign(match payload.attr("to") {
+                None => AssignTo::Me,
+                Some(t) if t.trim().is_empty() => AssignTo::Nobody,
+                Some(t) => AssignTo::Agent(t.to_owned()),
+            })),
+            ("done", false) => act(DeskAction::Done),
+            ("pending", false) => act(DeskAction::Pending),
+            ("snooze", false) => {
+                let until = need("until")?;
+                let at = until
+                    .parse::<xmpp_parsers::date::DateTime>()
+                    .map_err(|e| format!("until={until:?} is no XEP-0082 date-time: {e}"))?;
+                let ms = u64::try_from(at.0.timestamp_millis())
+                    .map_err(|_| format!("until={until:?} is before 1970"))?;
+                act(DeskAction::Snooze(ms))
+            }
+            (name, _) => Err(format!(
+                "no {name:?} {} in {}; see xep/desk.md",
+                if get { "get" } else { "set" },
+                ns::DESK
+            )),
+        }
+    }
 }
 
 /// The node of the one ad-hoc command, and the field of its form.
@@ -241,6 +344,10 @@ pub(super) fn classify_service_iq<'a>(
         (ns::PING, "ping", true) if Ping::try_from(payload.clone()).is_ok() => ServiceRequest::Ping,
         (ns::INBOX, _, _) => match InboxRequest::parse(payload, get) {
             Ok(req) => ServiceRequest::Inbox(req),
+            Err(reason) => return invalid(iq, own, reason, DefinedCondition::BadRequest),
+        },
+        (ns::DESK, _, _) => match DeskRequest::parse(payload, get) {
+            Ok(req) => ServiceRequest::Desk(req),
             Err(reason) => return invalid(iq, own, reason, DefinedCondition::BadRequest),
         },
         _ => ServiceRequest::Unsupported,

@@ -46,7 +46,9 @@ pub fn answer(
             DefinedCondition::ItemNotFound,
             "this service has no disco nodes",
         ),
-        ServiceRequest::DiscoInfo { node: None } => origin.result(&own, Some(disco_info())),
+        ServiceRequest::DiscoInfo { node: None } => {
+            origin.result(&own, Some(disco_info(!cx.config.desks.is_empty())))
+        }
         ServiceRequest::DiscoItems => origin.result(&own, Some(crate::stanza::no_disco_items())),
         // Hand-built: xmpp-parsers 0.23 has no XEP-0100 jabber:iq:gateway.
         ServiceRequest::GatewayPrompt => {
@@ -88,6 +90,14 @@ pub fn answer(
                 Err(e) => origin.reply_with_error(&own, e),
             }
         }
+        // Answered by the desk before it gets here; without desks, there
+        // is no desk to ask.
+        ServiceRequest::Desk(_) => origin.error(
+            &own,
+            ErrorType::Cancel,
+            DefinedCondition::ItemNotFound,
+            "this service has no desks",
+        ),
         ServiceRequest::Unsupported => origin.error(
             &own,
             ErrorType::Cancel,
@@ -99,7 +109,7 @@ pub fn answer(
 
 /// Hand-built: 0.23's DiscoInfoResult keeps features sorted, and clients and
 /// xep/status.md have always had them in this order.
-pub fn disco_info() -> Element {
+pub fn disco_info(desks: bool) -> Element {
     let mut q = Element::bare("query", ns::DISCO_INFO);
     q.append_child(element(
         "identity",
@@ -112,6 +122,10 @@ pub fn disco_info() -> Element {
     ));
     for f in FEATURES {
         q.append_child(element("feature", ns::DISCO_INFO, &[("var", f)]));
+    }
+    // Issue 11: only where desks are configured.
+    if desks {
+        q.append_child(element("feature", ns::DISCO_INFO, &[("var", ns::DESK)]));
     }
     q
 }

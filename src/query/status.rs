@@ -36,22 +36,51 @@ pub fn answer(
             format!("conversation {conversation:?} is not an XMPP address"),
         )));
     };
-    if let Some((room, None)) = cx.addrs.room_of(&conv_jid) {
+    if let Some((room, None)) = cx
+        .addrs
+        .room_of(&conv_jid)
+        .filter(|_| cx.addrs.desk_of(&conv_jid).is_none())
+    {
         let asker = asker.to_bare();
         return crate::conversation::room::status(cx, asker.as_str(), &room, id);
     }
-    let Ok(contact) = cx.addrs.contact_of(&conv_jid) else {
-        return Ok(Err(not_found()));
+    // The sender whose message is asked about, and the other party. At a
+    // desk (issue 11) a customer asks about their own messages at the
+    // desk's address, and any agent about the desk's at a conversation's.
+    let (sender, contact) = match cx.addrs.desk_of(&conv_jid) {
+        Some(target) => {
+            let Ok(desk_jid) = cx.addrs.desk_address(&target.desk) else {
+                return Ok(Err(not_found()));
+            };
+            match target.customer {
+                None => (asker.to_bare().to_string(), desk_jid.to_string()),
+                Some(customer) => {
+                    let agent = cx
+                        .config
+                        .desks
+                        .iter()
+                        .any(|d| d.name == target.desk && d.is_agent(asker.to_bare().as_str()));
+                    if !agent {
+                        return Ok(Err(stanza_error(
+                            ErrorType::Auth,
+                            DefinedCondition::Forbidden,
+                            format!("only the agents of {} may ask here", target.desk),
+                        )));
+                    }
+                    (desk_jid.to_string(), customer.to_string())
+                }
+            }
+        }
+        None => {
+            let Ok(contact) = cx.addrs.contact_of(&conv_jid) else {
+                return Ok(Err(not_found()));
+            };
+            (asker.to_bare().to_string(), contact.to_bare().to_string())
+        }
     };
-    let asker = asker.to_bare();
-    let contact = contact.to_bare();
-    let conv = ConversationKey::direct(asker.as_str(), contact.as_str());
-    let Some((seq, record)) = cx.store.find_message(&conv, asker.as_str(), id)? else {
-        if cx
-            .store
-            .find_message(&conv, contact.as_str(), id)?
-            .is_some()
-        {
+    let conv = ConversationKey::direct(&sender, &contact);
+    let Some((seq, record)) = cx.store.find_message(&conv, &sender, id)? else {
+        if cx.store.find_message(&conv, &contact, id)?.is_some() {
             return Ok(Err(stanza_error(
                 ErrorType::Auth,
                 DefinedCondition::Forbidden,

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConversationKey, Failure, Membership, MessageRecord, Millis, Missed, OccupantRecord,
-    RoomMessage, RoomRecord, RoomSubject, Seq, Store, StoreError,
+    ConversationKey, DeskConversation, DeskEvent, Failure, Membership, MessageRecord, Millis,
+    Missed, OccupantRecord, RoomMessage, RoomRecord, RoomSubject, Seq, Store, StoreError,
 };
 
 pub const FORMAT: &str = "tidemark-export";
@@ -135,6 +135,28 @@ pub enum ExportRecord {
         user: String,
         room: String,
         seq: Seq,
+    },
+    /// Issue 11: a customer's conversation with a desk.
+    DeskConversation {
+        desk: String,
+        customer: String,
+        #[serde(flatten)]
+        conversation: DeskConversation,
+    },
+    /// Issue 11: an event of a desk conversation's history.
+    DeskEvent {
+        desk: String,
+        customer: String,
+        seq: Seq,
+        #[serde(flatten)]
+        event: DeskEvent,
+    },
+    /// Issue 11: the agent who wrote the desk's message `seq`.
+    DeskAuthor {
+        desk: String,
+        customer: String,
+        seq: Seq,
+        agent: String,
     },
     /// A room's subject (issue 9, XEP-0045 §8.1).
     RoomSubject {

@@ -10,6 +10,7 @@
 //! the contract in `contract.rs`, and what it exchanges with other backends
 //! is the export in `export.rs` (`xep/export.md`).
 
+pub mod desk;
 pub mod export;
 pub mod inbox;
 mod keys;
@@ -20,6 +21,9 @@ pub mod write;
 
 pub mod contract;
 
+pub use desk::{
+    DeskConversation, DeskCounts, DeskEvent, DeskEventKind, DeskState, DeskView, ViewCount,
+};
 pub use export::{ExportError, ExportRecord};
 pub use inbox::{InboxEntry, Missed};
 pub use keys::ConversationKey;
@@ -379,6 +383,59 @@ pub trait Store: Send + Sync {
     fn room_messages_after(&self, room: &str, after: Seq) -> StoreResult<u64>;
 
     // --- end issue 10 ---
+
+    // --- issue 11: team desks (`desk.rs`) ---
+
+    /// Stores `conv` as `desk`'s conversation with `conv.customer`, keeping
+    /// the views' index and counts in step with what it was before.
+    fn put_desk_conversation(&self, desk: &str, conv: &DeskConversation) -> StoreResult<()>;
+
+    fn desk_conversation(
+        &self,
+        desk: &str,
+        customer: &str,
+    ) -> StoreResult<Option<DeskConversation>>;
+
+    /// Up to `limit` conversations of `view`, latest first, starting after
+    /// the conversation of the customer `after` (XEP-0059), in
+    /// O(log n + limit).
+    fn desk_view(
+        &self,
+        desk: &str,
+        view: &DeskView,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<DeskConversation>>;
+
+    /// The counts of every view as `agent` sees them, in O(1).
+    fn desk_counts(&self, desk: &str, agent: &str) -> StoreResult<DeskCounts>;
+
+    fn put_desk_event(
+        &self,
+        desk: &str,
+        customer: &str,
+        seq: Seq,
+        event: &DeskEvent,
+    ) -> StoreResult<()>;
+
+    /// The newest `limit` events of a conversation, oldest first.
+    fn desk_events(
+        &self,
+        desk: &str,
+        customer: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<(Seq, DeskEvent)>>;
+
+    /// Remembers that `agent` wrote the desk's message `seq` to `customer`.
+    fn put_desk_author(&self, desk: &str, customer: &str, seq: Seq, agent: &str)
+    -> StoreResult<()>;
+
+    fn desk_author(&self, desk: &str, customer: &str, seq: Seq) -> StoreResult<Option<String>>;
+
+    /// Every snoozed conversation of every desk: (desk, customer, until).
+    fn desk_snoozed(&self) -> StoreResult<Vec<(String, String, Millis)>>;
+
+    // --- end issue 11 ---
 
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;

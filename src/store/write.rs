@@ -5,8 +5,8 @@
 //! handling fails returns no writes at all: it changes nothing.
 
 use super::{
-    ConversationKey, Membership, MessageRecord, Millis, OccupantRecord, RoomMessage, RoomRecord,
-    RoomSubject, Seq, Store, StoreResult,
+    ConversationKey, DeskConversation, DeskEvent, Membership, MessageRecord, Millis,
+    OccupantRecord, RoomMessage, RoomRecord, RoomSubject, Seq, Store, StoreResult,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +120,26 @@ pub enum Write {
         room: String,
         seq: Seq,
     },
+    // --- issue 11: team desks ---
+    /// [`Store::put_desk_conversation`].
+    DeskConversation {
+        desk: String,
+        conv: DeskConversation,
+    },
+    /// [`Store::put_desk_event`].
+    DeskEvent {
+        desk: String,
+        customer: String,
+        seq: Seq,
+        event: DeskEvent,
+    },
+    /// [`Store::put_desk_author`].
+    DeskAuthor {
+        desk: String,
+        customer: String,
+        seq: Seq,
+        agent: String,
+    },
 }
 
 /// Applies `writes` in order through the store's logical operations: what
@@ -193,6 +213,19 @@ pub fn apply_each<S: Store + ?Sized>(store: &S, writes: &[Write]) -> StoreResult
             } => store.inbox_missed(user, contact, *seq, *at)?,
             Write::InboxRoomSent { user, room, seq } => store.inbox_room_sent(user, room, *seq)?,
             Write::RoomSubject { room, subject } => store.set_room_subject(room, subject)?,
+            Write::DeskConversation { desk, conv } => store.put_desk_conversation(desk, conv)?,
+            Write::DeskEvent {
+                desk,
+                customer,
+                seq,
+                event,
+            } => store.put_desk_event(desk, customer, *seq, event)?,
+            Write::DeskAuthor {
+                desk,
+                customer,
+                seq,
+                agent,
+            } => store.put_desk_author(desk, customer, *seq, agent)?,
         }
     }
     Ok(())

@@ -6,9 +6,10 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use tidemark::store::{
-    ConversationKey, Expiry, ExpiryCursor, ExportError, ExportRecord, InboxEntry, Membership,
-    MessageRecord, Millis, OccupantRecord, QueuedStanza, RoomMessage, RoomRecord, RoomSubject,
-    SentFrom, SentPage, SentTo, Seq, SledStore, Store, StoreResult,
+    ConversationKey, DeskConversation, DeskCounts, DeskEvent, DeskView, Expiry, ExpiryCursor,
+    ExportError, ExportRecord, InboxEntry, Membership, MessageRecord, Millis, OccupantRecord,
+    QueuedStanza, RoomMessage, RoomRecord, RoomSubject, SentFrom, SentPage, SentTo, Seq, SledStore,
+    Store, StoreResult,
 };
 
 pub struct HeldStore {
@@ -110,6 +111,69 @@ impl Store for HeldStore {
 
     fn room_messages_after(&self, room: &str, after: Seq) -> StoreResult<u64> {
         self.inner.room_messages_after(room, after)
+    }
+
+    fn put_desk_conversation(&self, desk: &str, conv: &DeskConversation) -> StoreResult<()> {
+        self.inner.put_desk_conversation(desk, conv)
+    }
+
+    fn desk_conversation(
+        &self,
+        desk: &str,
+        customer: &str,
+    ) -> StoreResult<Option<DeskConversation>> {
+        self.inner.desk_conversation(desk, customer)
+    }
+
+    fn desk_view(
+        &self,
+        desk: &str,
+        view: &DeskView,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<DeskConversation>> {
+        self.inner.desk_view(desk, view, after, limit)
+    }
+
+    fn desk_counts(&self, desk: &str, agent: &str) -> StoreResult<DeskCounts> {
+        self.inner.desk_counts(desk, agent)
+    }
+
+    fn put_desk_event(
+        &self,
+        desk: &str,
+        customer: &str,
+        seq: Seq,
+        event: &DeskEvent,
+    ) -> StoreResult<()> {
+        self.inner.put_desk_event(desk, customer, seq, event)
+    }
+
+    fn desk_events(
+        &self,
+        desk: &str,
+        customer: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<(Seq, DeskEvent)>> {
+        self.inner.desk_events(desk, customer, limit)
+    }
+
+    fn put_desk_author(
+        &self,
+        desk: &str,
+        customer: &str,
+        seq: Seq,
+        agent: &str,
+    ) -> StoreResult<()> {
+        self.inner.put_desk_author(desk, customer, seq, agent)
+    }
+
+    fn desk_author(&self, desk: &str, customer: &str, seq: Seq) -> StoreResult<Option<String>> {
+        self.inner.desk_author(desk, customer, seq)
+    }
+
+    fn desk_snoozed(&self) -> StoreResult<Vec<(String, String, Millis)>> {
+        self.inner.desk_snoozed()
     }
 
     fn export_records(

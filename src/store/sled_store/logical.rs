@@ -132,6 +132,29 @@ impl SledStore {
                 subject,
             ))?;
         }
+        for (desk, conversation) in self.all_desk_convs()? {
+            each(ExportRecord::DeskConversation {
+                desk,
+                customer: conversation.customer.clone(),
+                conversation,
+            })?;
+        }
+        for (desk, customer, seq, v) in self.all_desk_seq_records(true)? {
+            each(ExportRecord::DeskEvent {
+                desk,
+                customer,
+                seq,
+                event: decode(&v, "desk event")?,
+            })?;
+        }
+        for (desk, customer, seq, v) in self.all_desk_seq_records(false)? {
+            each(ExportRecord::DeskAuthor {
+                desk,
+                customer,
+                seq,
+                agent: String::from_utf8_lossy(&v).into_owned(),
+            })?;
+        }
         self.export_inbox(each)
     }
 
@@ -299,6 +322,26 @@ impl SledStore {
             ExportRecord::InboxRoomSent { user, room, seq } => {
                 self.inbox_room_sent(&user, &room, seq)
             }
+            ExportRecord::DeskConversation {
+                desk,
+                customer,
+                mut conversation,
+            } => {
+                conversation.customer = customer;
+                self.put_desk_conversation(&desk, &conversation)
+            }
+            ExportRecord::DeskEvent {
+                desk,
+                customer,
+                seq,
+                event,
+            } => self.put_desk_event(&desk, &customer, seq, &event),
+            ExportRecord::DeskAuthor {
+                desk,
+                customer,
+                seq,
+                agent,
+            } => self.put_desk_author(&desk, &customer, seq, &agent),
             ExportRecord::RoomSubject {
                 room,
                 text,

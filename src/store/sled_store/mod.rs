@@ -1,5 +1,6 @@
 //! The sled backend.
 
+mod desk;
 mod expire;
 mod inbox;
 mod logical;
@@ -15,9 +16,9 @@ use super::export::{self, ExportError, ExportRecord};
 use super::keys::{self, ConversationKey};
 use super::status_log::{RECENT_IDS, StatusLog};
 use super::{
-    Expiry, ExpiryCursor, InboxEntry, Membership, MessageRecord, Millis, OccupantRecord,
-    QueuedStanza, RoomMessage, RoomRecord, RoomSubject, SCHEMA_VERSION, SentFrom, SentPage, SentTo,
-    Seq, Store, StoreError, StoreResult,
+    DeskConversation, DeskCounts, DeskEvent, DeskView, Expiry, ExpiryCursor, InboxEntry,
+    Membership, MessageRecord, Millis, OccupantRecord, QueuedStanza, RoomMessage, RoomRecord,
+    RoomSubject, SCHEMA_VERSION, SentFrom, SentPage, SentTo, Seq, Store, StoreError, StoreResult,
 };
 use staged::{StagedTrees, T};
 
@@ -847,6 +848,69 @@ impl Store for SledStore {
 
     fn member_rooms(&self, user: &str) -> StoreResult<Vec<String>> {
         self.rooms_of(user)
+    }
+
+    fn put_desk_conversation(&self, desk: &str, conv: &DeskConversation) -> StoreResult<()> {
+        self.put_desk_conv(desk, conv)
+    }
+
+    fn desk_conversation(
+        &self,
+        desk: &str,
+        customer: &str,
+    ) -> StoreResult<Option<DeskConversation>> {
+        self.get_desk_conv(desk, customer)
+    }
+
+    fn desk_view(
+        &self,
+        desk: &str,
+        view: &DeskView,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<DeskConversation>> {
+        self.get_desk_view(desk, view, after, limit)
+    }
+
+    fn desk_counts(&self, desk: &str, agent: &str) -> StoreResult<DeskCounts> {
+        self.get_desk_counts(desk, agent)
+    }
+
+    fn put_desk_event(
+        &self,
+        desk: &str,
+        customer: &str,
+        seq: Seq,
+        event: &DeskEvent,
+    ) -> StoreResult<()> {
+        self.put_desk_ev(desk, customer, seq, event)
+    }
+
+    fn desk_events(
+        &self,
+        desk: &str,
+        customer: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<(Seq, DeskEvent)>> {
+        self.get_desk_events(desk, customer, limit)
+    }
+
+    fn put_desk_author(
+        &self,
+        desk: &str,
+        customer: &str,
+        seq: Seq,
+        agent: &str,
+    ) -> StoreResult<()> {
+        self.put_desk_writer(desk, customer, seq, agent)
+    }
+
+    fn desk_author(&self, desk: &str, customer: &str, seq: Seq) -> StoreResult<Option<String>> {
+        self.get_desk_writer(desk, customer, seq)
+    }
+
+    fn desk_snoozed(&self) -> StoreResult<Vec<(String, String, Millis)>> {
+        self.get_desk_snoozed()
     }
 
     fn room_messages_after(&self, room: &str, after: Seq) -> StoreResult<u64> {

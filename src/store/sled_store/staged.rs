@@ -34,9 +34,11 @@ pub(super) enum T {
     RoomCounts,
     /// Issue 9: each room's subject, by room.
     RoomSubjects,
+    /// Issue 11: team desks (`desk.rs`).
+    Desks,
 }
 
-pub(super) const TREE_NAMES: [(T, &str); 17] = [
+pub(super) const TREE_NAMES: [(T, &str); 18] = [
     (T::Marks, "marks"),
     (T::MarkLog, "mark_log"),
     (T::Grants, "presence_grants"),
@@ -57,6 +59,7 @@ pub(super) const TREE_NAMES: [(T, &str); 17] = [
     (T::Inbox, "status_log"),
     (T::RoomCounts, "room_counts"),
     (T::RoomSubjects, "room_subjects"),
+    (T::Desks, "desks"),
 ];
 
 /// One tree's staged writes: key -> the new value, `None` for removed.

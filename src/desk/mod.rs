@@ -1,0 +1,334 @@
+//! Issue 11: team desks (xep/desk.md). One shared address per desk that
+//! customers chat with as with a person; agents answer from their own
+//! clients, one chat per customer; conversations are assigned, marked done
+//! or pending, snoozed, and every change is an event of the conversation's
+//! history.
+//!
+//! The desk's messages are 1:1 statuses between the customer and the desk's
+//! address, so the status log, the status query and the conversation list
+//! carry them unchanged; this module adds routing, the conversation's state
+//! and its events (`crate::store::desk`).
+//!
+//! One-way: the desk uses the store, the context, presence's names and the
+//! status rules; nothing but the router knows it exists.
+
+mod actions;
+mod agents;
+mod chat;
+mod commands;
+mod events;
+mod protocol;
+mod view;
+
+use std::collections::{BTreeSet, HashMap};
+
+use minidom::Element;
+use tracing::debug;
+use xmpp_parsers::jid::{BareJid, Jid};
+
+use crate::address::DeskTarget;
+use crate::config::DeskConfig;
+use crate::context::Context;
+use crate::incoming::{Incoming, Origin, ServiceRequest};
+use crate::stanza::{DefinedCondition, ErrorType, StanzaError, stanza_error};
+use crate::store::{Millis, Store, StoreError};
+
+pub use agents::AgentBook;
+
+type Out = Result<Vec<Element>, StoreError>;
+
+/// The command nodes of desks (xep/desk.md §5).
+pub const DESK_COMMAND: &str = "desk";
+pub const ASSIGN_COMMAND: &str = "assign";
+pub const DONE_COMMAND: &str = "done";
+pub const PENDING_COMMAND: &str = "pending";
+pub const SNOOZE_COMMAND: &str = "snooze";
+pub const PREDEFINED_COMMAND: &str = "predefined";
+
+/// The nodes that act on one conversation.
+const CONVERSATION_COMMANDS: [&str; 5] = [
+    ASSIGN_COMMAND,
+    DONE_COMMAND,
+    PENDING_COMMAND,
+    SNOOZE_COMMAND,
+    PREDEFINED_COMMAND,
+];
+
+/// The desks' state in memory: agents' presence, round-robin positions and
+/// the snoozed conversations' wake-up times (all of it rebuilt after a
+/// restart: presence by probes, snoozes from the store).
+#[derive(Debug, Default)]
+pub struct Desks {
+    agents: AgentBook,
+    round_robin: HashMap<String, usize>,
+    /// (until, desk, customer).
+    snoozes: BTreeSet<(Millis, String, String)>,
+}
+
+/// A desk and the addresses the desk module answers from.
+struct At<'c> {
+    desk: &'c DeskConfig,
+    /// `support@chat.localhost`.
+    jid: BareJid,
+}
+
+/// An IQ's answer: its result payload or error, and the stanzas that go
+/// out with it (the events an action caused, a predefined message).
+#[derive(Debug)]
+pub struct Answer {
+    pub result: Result<Option<Element>, StanzaError>,
+    pub also: Vec<Element>,
+}
+
+impl Answer {
+    fn result(payload: Option<Element>) -> Self {
+        Answer {
+            result: Ok(payload),
+            also: vec![],
+        }
+    }
+
+    fn error(e: StanzaError) -> Self {
+        Answer {
+            result: Err(e),
+            also: vec![],
+        }
+    }
+
+    /// The IQ's reply from `own`, then the rest.
+    fn into_stanzas(self, origin: &Origin, own: &str) -> Vec<Element> {
+        let mut out = Vec::with_capacity(1 + self.also.len());
+        out.push(match self.result {
+            Ok(payload) => origin.result(own, payload),
+            Err(e) => origin.reply_with_error(own, e),
+        });
+        out.extend(self.also);
+        out
+    }
+}
+
+fn desk_config<'c>(cx: &'c Context, name: &str) -> Option<&'c DeskConfig> {
+    cx.config.desks.iter().find(|d| d.name == name)
+}
+
+fn forbidden(text: impl Into<String>) -> StanzaError {
+    stanza_error(ErrorType::Auth, DefinedCondition::Forbidden, text)
+}
+
+fn not_found(text: impl Into<String>) -> StanzaError {
+    stanza_error(ErrorType::Cancel, DefinedCondition::ItemNotFound, text)
+}
+
+fn bad_request(text: impl Into<String>) -> StanzaError {
+    stanza_error(ErrorType::Modify, DefinedCondition::BadRequest, text)
+}
+
+impl Desks {
+    /// The snoozed conversations, from the store.
+    pub fn start(store: &dyn Store) -> Result<Self, StoreError> {
+        let mut desks = Desks::default();
+        for (desk, customer, until) in store.desk_snoozed()? {
+            desks.snoozes.insert((until, desk, customer));
+        }
+        Ok(desks)
+    }
+
+    pub fn agents(&self) -> &AgentBook {
+        &self.agents
+    }
+
+    /// A stanza to a desk's address or one of its conversations'.
+    pub fn handle(
+        &mut self,
+        cx: &mut Context,
+        target: DeskTarget,
+        inner: Incoming,
+        now: Millis,
+    ) -> Out {
+        let Some(desk) = desk_config(cx, &target.desk).cloned() else {
+            return Ok(vec![]);
+        };
+        let jid = cx
+            .addrs
+            .desk_address(&desk.name)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let at = At { desk: &desk, jid };
+        match (target.customer, inner) {
+            (
+                customer,
+                Incoming::ServiceIq {
+                    from,
+                    origin,
+                    request,
+                },
+            ) => {
+                // Answered from the address it was sent to.
+                let own = match &customer {
+                    Some(c) => conversation_address(cx, &at, c)?.to_string(),
+                    None => at.jid.to_string(),
+                };
+                self.iq(
+                    cx,
+                    &at,
+                    customer.as_ref(),
+                    &own,
+                    &origin,
+                    &from,
+                    request,
+                    now,
+                )
+            }
+            (None, Incoming::Chat(chat)) => chat::from_customer(cx, self, &at, &chat, now),
+            (None, Incoming::Ack { route, kind, id }) => {
+                chat::customer_ack(cx, &at, &route, kind, &id, now)
+            }
+            (None, Incoming::Bounce(bounce)) => chat::customer_bounce(cx, &at, &bounce, now),
+            (None, Incoming::Passthrough { route, message }) => {
+                Ok(chat::customer_chat_state(cx, self, &at, &route, message))
+            }
+            (None, Incoming::Subscription { route, kind, id }) => {
+                agents::on_subscription(cx, self, &at, &route, kind, id.as_deref())
+            }
+            (
+                None,
+                Incoming::Presence {
+                    route, available, ..
+                },
+            ) => agents::on_agent_presence(cx, self, &at, &route, available.is_some(), now),
+            (None, Incoming::PresenceError(route)) => {
+                agents::on_agent_presence(cx, self, &at, &route, false, now)
+            }
+            (None, Incoming::Probe(route)) => agents::on_probe(cx, self, &at, &route),
+            (Some(customer), Incoming::Chat(chat)) => {
+                chat::from_agent(cx, &at, &customer, &chat, now)
+            }
+            (Some(customer), Incoming::Ack { route, kind, id }) => {
+                chat::agent_ack(cx, &at, &customer, &route, kind, &id, now)
+            }
+            (Some(customer), Incoming::Passthrough { route, message }) => {
+                Ok(chat::agent_chat_state(cx, &at, &customer, &route, message))
+            }
+            (_, other) => {
+                debug!(?other, "nothing for a desk in this stanza");
+                Ok(vec![])
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn iq(
+        &mut self,
+        cx: &mut Context,
+        at: &At,
+        customer: Option<&BareJid>,
+        own: &str,
+        origin: &Origin,
+        from: &Jid,
+        request: ServiceRequest,
+        now: Millis,
+    ) -> Out {
+        let answer = match request {
+            ServiceRequest::Ping => Answer::result(None),
+            ServiceRequest::CommandList => {
+                let agent = at.desk.is_agent(from.to_bare().as_str());
+                Answer::result(Some(commands::list_at(
+                    cx,
+                    own,
+                    customer.is_some() && agent,
+                )))
+            }
+            ServiceRequest::Command(cmd) => match customer {
+                Some(customer) if CONVERSATION_COMMANDS.contains(&cmd.node.as_str()) => {
+                    commands::execute_in(cx, self, at, customer, from, cmd, now)?
+                }
+                _ => Answer::error(not_found(format!(
+                    "no command {:?} here; a conversation's address offers {}",
+                    cmd.node,
+                    CONVERSATION_COMMANDS.join(", ")
+                ))),
+            },
+            _ => Answer::error(stanza_error(
+                ErrorType::Cancel,
+                DefinedCondition::ServiceUnavailable,
+                "a desk's address answers pings and commands; ask the service for the rest",
+            )),
+        };
+        Ok(answer.into_stanzas(origin, own))
+    }
+
+    /// A request to the service's own address that is a desk's: its IQ
+    /// protocol, its commands, and the command list (which grows by the
+    /// desk commands for agents). `None`: not the desk's.
+    pub fn service_iq(
+        &mut self,
+        cx: &mut Context,
+        origin: &Origin,
+        from: &Jid,
+        request: &ServiceRequest,
+        now: Millis,
+    ) -> Result<Option<Vec<Element>>, StoreError> {
+        if cx.config.desks.is_empty() {
+            return Ok(None);
+        }
+        let own = cx.addrs.domain().to_string();
+        let answer = match request {
+            ServiceRequest::Desk(req) => protocol::answer(cx, self, from, req.clone(), now)?,
+            ServiceRequest::Command(cmd)
+                if cmd.node == DESK_COMMAND
+                    || CONVERSATION_COMMANDS.contains(&cmd.node.as_str()) =>
+            {
+                commands::execute(cx, self, from, cmd.clone(), now)?
+            }
+            ServiceRequest::CommandList if is_any_agent(cx, from) => {
+                Answer::result(Some(commands::list_service(cx)))
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(answer.into_stanzas(origin, &own)))
+    }
+
+    /// Once a second: snoozed conversations whose time came are back.
+    pub fn tick(&mut self, cx: &mut Context, now: Millis) -> Out {
+        let mut out = Vec::new();
+        while let Some(first) = self.snoozes.first() {
+            if first.0 > now {
+                break;
+            }
+            let Some((until, desk, customer)) = self.snoozes.pop_first() else {
+                break;
+            };
+            let Some(config) = desk_config(cx, &desk).cloned() else {
+                continue;
+            };
+            let jid = cx
+                .addrs
+                .desk_address(&desk)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            let at = At { desk: &config, jid };
+            out.extend(actions::wake(cx, self, &at, &customer, until, now)?);
+        }
+        Ok(out)
+    }
+
+    /// After every (re)connect: what was known of agents is stale; each
+    /// desk asks its agents for their presence again (a subscription
+    /// request to those who have not granted it yet, a probe to all).
+    pub fn on_connected(&mut self, cx: &mut Context, now: Millis) -> Out {
+        self.agents = AgentBook::default();
+        agents::ask_agents(cx, now)
+    }
+}
+
+fn is_any_agent(cx: &Context, from: &Jid) -> bool {
+    let bare = from.to_bare();
+    cx.config.desks.iter().any(|d| d.is_agent(bare.as_str()))
+}
+
+/// The address agents see `customer`'s conversation at. Only addresses
+/// that parsed as one reach the desk, so this cannot fail for them; a
+/// customer from a stanza is checked where it enters (`chat.rs`).
+fn conversation_address(cx: &Context, at: &At, customer: &BareJid) -> Result<BareJid, StoreError> {
+    cx.addrs
+        .desk_conversation(&at.desk.name, customer)
+        .map_err(|e| StoreError::Backend(e.to_string()))
+}

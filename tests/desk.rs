@@ -1,0 +1,770 @@
+//! Issue 11: team desks (xep/desk.md) through the router, no socket, on a
+//! real sled store: the document's examples by value, what customers and
+//! agents each see, assignment (manual and round-robin), done, pending,
+//! snooze and waking, the counts of every view after each action, events,
+//! predefined messages, statuses across the desk, and refusals.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use minidom::Element;
+use tidemark::config::Config;
+use tidemark::service::Tidemark;
+use tidemark::store::{SledStore, Store};
+
+mod common;
+use common::{Varies, XepDoc, millis, with_ns};
+
+const DESK_NS: &str = "urn:tidemark:desk:0";
+const COMMANDS: &str = "http://jabber.org/protocol/commands";
+const DATA: &str = "jabber:x:data";
+const DESK: &str = "support@chat.localhost";
+const DAN: &str = "support\\2fdan\\40example.org@chat.localhost";
+const ERIN: &str = "support\\2ferin\\40example.org@chat.localhost";
+
+fn config(extra: &str) -> String {
+    format!(
+        "[component]\njid = \"chat.localhost\"\nserver = \"127.0.0.1:5347\"\nsecret = \"s3cret\"\n[storage]\npath = \"unused\"\n\
+         [[desks]]\nname = \"support\"\nagents = [\"alice@localhost\", \"bob@localhost\", \"carol@localhost\"]\n{extra}\n\
+         [[desks.predefined]]\ntitle = \"Greeting\"\ntext = \"Hello! An agent is looking at your message.\"\n"
+    )
+}
+
+struct World {
+    tm: Tidemark,
+    now: u64,
+}
+
+impl World {
+    fn new(extra: &str) -> Self {
+        Self::on(Arc::new(SledStore::temporary().unwrap()), extra)
+    }
+
+    fn on(store: Arc<dyn Store>, extra: &str) -> Self {
+        let config = Config::parse(&config(extra), Path::new("test.toml")).unwrap();
+        let now = millis("2026-12-05T09:00:00.000Z");
+        Self {
+            tm: Tidemark::new(config, store, now).unwrap(),
+            now,
+        }
+    }
+
+    fn handle_at(&mut self, now: u64, stanza: &Element) -> Vec<Element> {
+        assert!(now >= self.now, "the clock goes forward");
+        self.now = now;
+        let effects = self.tm.handle(stanza, now);
+        effects.apply(&**self.tm.store()).unwrap()
+    }
+
+    fn send(&mut self, xml: &str) -> Vec<Element> {
+        self.handle_at(self.now + 1000, &with_ns(xml).parse().unwrap())
+    }
+
+    fn send_at(&mut self, xep0082: &str, xml: &str) -> Vec<Element> {
+        self.handle_at(millis(xep0082), &with_ns(xml).parse().unwrap())
+    }
+
+    fn tick_at(&mut self, now: u64) -> Vec<Element> {
+        self.now = now;
+        let effects = self.tm.tick(now).unwrap();
+        effects.apply(&**self.tm.store()).unwrap()
+    }
+
+    /// `agent` shares their presence with the desk and is online.
+    fn online(&mut self, agent: &str) -> Vec<Element> {
+        self.send(&format!(
+            "<presence type='subscribed' from='{agent}@localhost' to='{DESK}'/>"
+        ));
+        self.send(&format!(
+            "<presence from='{agent}@localhost/pc' to='{DESK}'/>"
+        ))
+    }
+
+    fn offline(&mut self, agent: &str) -> Vec<Element> {
+        self.send(&format!(
+            "<presence type='unavailable' from='{agent}@localhost/pc' to='{DESK}'/>"
+        ))
+    }
+
+    fn customer_says(&mut self, customer: &str, id: &str) -> Vec<Element> {
+        self.send(&format!(
+            "<message type='chat' id='{id}' from='{customer}@example.org/phone' to='{DESK}'><body>{id}</body>\
+             <request xmlns='urn:xmpp:receipts'/><markable xmlns='urn:xmpp:chat-markers:0'/></message>"
+        ))
+    }
+
+    fn agent_says(&mut self, agent: &str, conv: &str, id: &str) -> Vec<Element> {
+        self.send(&format!(
+            "<message type='chat' id='{id}' from='{agent}@localhost/pc' to='{conv}'><body>{id}</body>\
+             <request xmlns='urn:xmpp:receipts'/><markable xmlns='urn:xmpp:chat-markers:0'/></message>"
+        ))
+    }
+
+    fn iq(&mut self, agent: &str, type_: &str, payload: &str) -> Element {
+        let out = self.send(&format!(
+            "<iq type='{type_}' id='q' from='{agent}@localhost/pc' to='chat.localhost'>{payload}</iq>"
+        ));
+        out.into_iter()
+            .find(|el| el.name() == "iq")
+            .expect("an answer to the iq")
+    }
+
+    fn act(&mut self, agent: &str, action: &str, customer: &str, extra: &str) -> Vec<Element> {
+        let out = self.send(&format!(
+            "<iq type='set' id='a' from='{agent}@localhost/pc' to='chat.localhost'><{action} xmlns='{DESK_NS}' desk='support' customer='{customer}@example.org' {extra}/></iq>"
+        ));
+        assert_eq!(out[0].attr("type"), Some("result"), "{action}: {out:?}");
+        out[1..].to_vec()
+    }
+
+    /// The counts `agent` sees: (view, conversations, unread).
+    fn counts(&mut self, agent: &str) -> Vec<(String, u64, u64)> {
+        let iq = self.iq(
+            agent,
+            "get",
+            &format!("<view xmlns='{DESK_NS}' desk='support' name='all'/>"),
+        );
+        let view = iq
+            .get_child("view", DESK_NS)
+            .unwrap_or_else(|| panic!("{}", String::from(&iq)));
+        view.children()
+            .filter(|c| c.name() == "count")
+            .map(|c| {
+                (
+                    c.attr("view").unwrap().to_owned(),
+                    c.attr("conversations").unwrap().parse().unwrap(),
+                    c.attr("unread").unwrap().parse().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// The customers of a view, in order, with their states.
+    fn view(&mut self, agent: &str, name: &str) -> Vec<(String, String)> {
+        let iq = self.iq(
+            agent,
+            "get",
+            &format!("<view xmlns='{DESK_NS}' desk='support' name='{name}'/>"),
+        );
+        iq.get_child("view", DESK_NS)
+            .unwrap_or_else(|| panic!("{}", String::from(&iq)))
+            .children()
+            .filter(|c| c.name() == "conversation")
+            .map(|c| {
+                (
+                    c.attr("customer").unwrap().to_owned(),
+                    c.attr("state").unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn counts(v: &[(&str, u64, u64)]) -> Vec<(String, u64, u64)> {
+    v.iter().map(|(n, c, u)| (n.to_string(), *c, *u)).collect()
+}
+
+/// Who each stanza goes to, in order.
+fn recipients(out: &[Element]) -> Vec<String> {
+    out.iter()
+        .map(|el| el.attr("to").unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn event_kinds(out: &[Element]) -> Vec<(String, String)> {
+    out.iter()
+        .filter_map(|el| {
+            let ev = el.get_child("event", DESK_NS)?;
+            Some((
+                el.attr("to").unwrap().to_owned(),
+                ev.attr("kind").unwrap().to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// xep/desk.md, example by example, compared by value: erin wrote at 09:30
+/// and alice took and answered her; dan writes at 10:00 while alice is
+/// the only agent online; alice looks at the unassigned view, assigns dan
+/// to bob at 10:02, and reads dan's history.
+#[test]
+fn xep_desk_examples_are_what_tidemark_says() {
+    let doc = XepDoc::load("desk.md");
+    let mut w = World::new("");
+    w.online("alice");
+    w.send_at(
+        "2026-12-05T09:30:00.000Z",
+        "<message type='chat' id='e1' from='erin@example.org/pc' to='support@chat.localhost'><body>hi</body></message>",
+    );
+    w.act("alice", "assign", "erin", "");
+    w.agent_says("alice", ERIN, "a-e1");
+
+    let first = doc.example_where("dan's message", |el| {
+        el.attr("id") == Some("d1") && el.attr("to") == Some(DESK)
+    });
+    let written = String::from(&first.el);
+    let out = w.send_at("2026-12-05T10:00:00.000Z", &written);
+    let relayed = out
+        .iter()
+        .find(|el| el.attr("id") == Some("d1"))
+        .expect("dan's message relayed to alice");
+    doc.example_where("the relayed message", |el| {
+        el.attr("id") == Some("d1") && el.attr("to") == Some("alice@localhost")
+    })
+    .assert_answer("dan's message as alice gets it", relayed, &[]);
+    assert_eq!(
+        event_kinds(&out),
+        vec![("alice@localhost".into(), "opened".into())],
+        "alice hears of the new conversation first"
+    );
+
+    let request = doc.example("iq", "get", Some("v1"));
+    let out = w.send_at("2026-12-05T10:01:00.000Z", &String::from(&request.el));
+    doc.example("iq", "result", Some("v1"))
+        .assert_answer("the unassigned view", &out[0], &[]);
+
+    w.online("bob");
+    let request = doc.example("iq", "set", Some("a1"));
+    let out = w.send_at("2026-12-05T10:02:00.000Z", &String::from(&request.el));
+    assert_eq!(out[0].attr("type"), Some("result"), "{out:?}");
+    assert!(out[0].children().next().is_none(), "an empty result");
+    let to_bob = out
+        .iter()
+        .find(|el| el.attr("to") == Some("bob@localhost"))
+        .expect("bob hears he was given dan");
+    doc.example_where("the event message", |el| {
+        el.get_child("event", DESK_NS).is_some()
+    })
+    .assert_answer(
+        "the assignment as bob sees it",
+        to_bob,
+        &[Varies {
+            path: "message",
+            attr: "id",
+            why: "tidemark's own id, from the clock",
+        }],
+    );
+    assert!(
+        out.iter()
+            .any(|el| el.attr("to") == Some("alice@localhost")),
+        "alice, who acted, sees it too"
+    );
+
+    let request = doc.example("iq", "get", Some("h1"));
+    let out = w.send_at("2026-12-05T10:03:00.000Z", &String::from(&request.el));
+    doc.example("iq", "result", Some("h1"))
+        .assert_answer("dan's history", &out[0], &[]);
+
+    // Nobody online: the reject example.
+    let mut empty = World::new("");
+    let out = empty.send_at("2026-12-05T10:00:00.000Z", &written);
+    doc.example("message", "error", Some("d1"))
+        .assert_answer("nobody available", &out[0], &[]);
+    doc.assert_all_checked();
+}
+
+/// Unassigned conversations reach every available agent from the
+/// conversation's own address; once assigned, only the assignee.
+#[test]
+fn unassigned_reaches_every_available_agent_then_only_the_assignee() {
+    let mut w = World::new("");
+    w.online("alice");
+    w.online("bob");
+    let out = w.customer_says("dan", "m1");
+    let relayed: Vec<&Element> = out
+        .iter()
+        .filter(|el| el.attr("id") == Some("m1"))
+        .collect();
+    assert_eq!(
+        recipients(&relayed.iter().map(|e| (*e).clone()).collect::<Vec<_>>()),
+        vec!["alice@localhost", "bob@localhost"],
+        "carol is offline"
+    );
+    assert!(relayed.iter().all(|el| el.attr("from") == Some(DAN)));
+    w.act("bob", "assign", "dan", "");
+    let out = w.customer_says("dan", "m2");
+    let relayed: Vec<String> = out
+        .iter()
+        .filter(|el| el.attr("id") == Some("m2"))
+        .map(|el| el.attr("to").unwrap().to_owned())
+        .collect();
+    assert_eq!(relayed, vec!["bob@localhost"]);
+    // The assignee gone: everyone available sees it, so nobody misses it.
+    w.offline("bob");
+    let out = w.customer_says("dan", "m3");
+    let relayed: Vec<String> = out
+        .iter()
+        .filter(|el| el.attr("id") == Some("m3"))
+        .map(|el| el.attr("to").unwrap().to_owned())
+        .collect();
+    assert_eq!(relayed, vec!["alice@localhost"]);
+}
+
+/// Receipts and markers cross the desk both ways, and the customer only
+/// ever sees the desk's address.
+#[test]
+fn statuses_cross_the_desk_and_agents_stay_hidden() {
+    let mut w = World::new("");
+    w.online("alice");
+    w.online("bob");
+    w.customer_says("dan", "m1");
+    let out = w.send(&format!(
+        "<message from='bob@localhost/pc' to='{DAN}'><received xmlns='urn:xmpp:receipts' id='m1'/></message>"
+    ));
+    assert_eq!(recipients(&out), vec!["dan@example.org"]);
+    assert_eq!(out[0].attr("from"), Some(DESK));
+    assert!(out[0].get_child("received", "urn:xmpp:receipts").is_some());
+    let out = w.send(&format!(
+        "<message from='alice@localhost/pc' to='{DAN}'><displayed xmlns='urn:xmpp:chat-markers:0' id='m1'/></message>"
+    ));
+    assert_eq!(out[0].attr("from"), Some(DESK));
+    assert!(
+        out[0]
+            .get_child("displayed", "urn:xmpp:chat-markers:0")
+            .is_some()
+    );
+
+    let out = w.agent_says("alice", DAN, "r1");
+    assert_eq!(recipients(&out), vec!["dan@example.org"]);
+    assert_eq!(
+        out[0].attr("from"),
+        Some(DESK),
+        "the customer sees the desk"
+    );
+    assert_eq!(out[0].attr("id"), Some("r1"));
+    let out = w.send(&format!(
+        "<message from='dan@example.org/phone' to='{DESK}'><received xmlns='urn:xmpp:receipts' id='r1'/></message>"
+    ));
+    assert_eq!(
+        recipients(&out),
+        vec!["alice@localhost"],
+        "to the agent who wrote"
+    );
+    assert_eq!(out[0].attr("from"), Some(DAN));
+    w.send(&format!(
+        "<message from='dan@example.org/phone' to='{DESK}'><displayed xmlns='urn:xmpp:chat-markers:0' id='r1'/></message>"
+    ));
+    // Any agent may ask; the customer asks at the desk's address.
+    let status = |w: &mut World, who: &str, conv: &str, id: &str| -> Element {
+        let out = w.send(&format!(
+            "<iq type='get' id='s' from='{who}' to='chat.localhost'><status xmlns='urn:tidemark:status:0' conversation='{conv}' id='{id}'/></iq>"
+        ));
+        out[0].clone()
+    };
+    let bob_asks = status(&mut w, "bob@localhost/pc", DAN, "r1");
+    let st = bob_asks
+        .get_child("status", "urn:tidemark:status:0")
+        .unwrap();
+    assert_eq!(
+        st.attr("summary"),
+        Some("read"),
+        "{}",
+        String::from(&bob_asks)
+    );
+    let dan_asks = status(&mut w, "dan@example.org/phone", DESK, "m1");
+    let st = dan_asks
+        .get_child("status", "urn:tidemark:status:0")
+        .unwrap();
+    assert_eq!(
+        st.attr("summary"),
+        Some("read"),
+        "{}",
+        String::from(&dan_asks)
+    );
+    let recipient = st.children().next().unwrap();
+    assert_eq!(recipient.attr("jid"), Some(DESK), "no agent's JID");
+    let stranger = status(&mut w, "eve@localhost/pc", DAN, "r1");
+    assert_eq!(stranger.attr("type"), Some("error"));
+    assert!(String::from(&stranger).contains("forbidden"));
+}
+
+/// The counts of every view follow each action, without a scan.
+#[test]
+fn counts_follow_every_action() {
+    let mut w = World::new("");
+    w.online("alice");
+    w.online("bob");
+    w.customer_says("dan", "d1");
+    w.customer_says("erin", "e1");
+    assert_eq!(
+        w.counts("alice"),
+        counts(&[
+            ("mine", 0, 0),
+            ("unassigned", 2, 2),
+            ("all", 2, 2),
+            ("done", 0, 0)
+        ])
+    );
+    w.act("alice", "assign", "dan", "");
+    assert_eq!(
+        w.counts("alice"),
+        counts(&[
+            ("mine", 1, 1),
+            ("unassigned", 1, 1),
+            ("all", 2, 2),
+            ("done", 0, 0)
+        ])
+    );
+    assert_eq!(
+        w.counts("bob"),
+        counts(&[
+            ("mine", 0, 0),
+            ("unassigned", 1, 1),
+            ("all", 2, 2),
+            ("done", 0, 0)
+        ])
+    );
+    // alice reads dan's message: nothing unread there any more.
+    w.send(&format!(
+        "<message from='alice@localhost/pc' to='{DAN}'><displayed xmlns='urn:xmpp:chat-markers:0' id='d1'/></message>"
+    ));
+    assert_eq!(
+        w.counts("alice"),
+        counts(&[
+            ("mine", 1, 0),
+            ("unassigned", 1, 1),
+            ("all", 2, 1),
+            ("done", 0, 0)
+        ])
+    );
+    w.act("alice", "assign", "erin", "to='bob@localhost'");
+    w.act("alice", "done", "dan", "");
+    assert_eq!(
+        w.counts("alice"),
+        counts(&[
+            ("mine", 0, 0),
+            ("unassigned", 0, 0),
+            ("all", 1, 1),
+            ("done", 1, 0)
+        ])
+    );
+    assert_eq!(
+        w.counts("bob"),
+        counts(&[
+            ("mine", 1, 1),
+            ("unassigned", 0, 0),
+            ("all", 1, 1),
+            ("done", 1, 0)
+        ])
+    );
+    assert_eq!(
+        w.view("alice", "done"),
+        vec![("dan@example.org".into(), "done".into())]
+    );
+    // dan writes again: reopened, still alice's, unread.
+    let out = w.customer_says("dan", "d2");
+    assert!(
+        event_kinds(&out).contains(&("alice@localhost".into(), "reopened".into())),
+        "{out:?}"
+    );
+    assert_eq!(
+        w.counts("alice"),
+        counts(&[
+            ("mine", 1, 1),
+            ("unassigned", 0, 0),
+            ("all", 2, 2),
+            ("done", 0, 0)
+        ])
+    );
+    w.act("bob", "pending", "erin", "");
+    w.act("bob", "assign", "erin", "to=''");
+    assert_eq!(
+        w.view("bob", "unassigned"),
+        vec![("erin@example.org".into(), "pending".into())]
+    );
+    // Latest first.
+    assert_eq!(
+        w.view("bob", "all"),
+        vec![
+            ("dan@example.org".into(), "open".into()),
+            ("erin@example.org".into(), "pending".into())
+        ]
+    );
+    // An action that changes nothing records nothing.
+    assert!(w.act("bob", "pending", "erin", "").is_empty());
+}
+
+/// Round-robin assigns new conversations in the config's order among the
+/// agents available, as automation.
+#[test]
+fn round_robin_goes_round_the_available_agents() {
+    let mut w = World::new("assignment = \"round-robin\"");
+    w.online("alice");
+    w.online("carol");
+    let mut given = vec![];
+    for c in ["c1", "c2", "c3"] {
+        let out = w.customer_says(c, "hello");
+        let assigned: Vec<String> = out
+            .iter()
+            .filter_map(|el| {
+                let ev = el.get_child("event", DESK_NS)?;
+                (ev.attr("kind") == Some("assigned") && ev.attr("by") == Some("automation"))
+                    .then(|| ev.attr("to").unwrap().to_owned())
+            })
+            .collect();
+        given.push(assigned[0].clone());
+        let relayed: Vec<String> = out
+            .iter()
+            .filter(|el| el.attr("id") == Some("hello"))
+            .map(|el| el.attr("to").unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            relayed,
+            vec![assigned[0].clone()],
+            "only the assignee gets it"
+        );
+    }
+    assert_eq!(
+        given,
+        vec!["alice@localhost", "carol@localhost", "alice@localhost"]
+    );
+}
+
+/// A snoozed conversation comes back by itself when its time comes, or
+/// when the customer writes first.
+#[test]
+fn snooze_wakes_by_time_and_by_the_customer() {
+    let mut w = World::new("");
+    w.online("alice");
+    w.customer_says("dan", "d1");
+    w.customer_says("erin", "e1");
+    w.act("alice", "assign", "dan", "");
+    w.act("alice", "assign", "erin", "");
+    let until = w.now + 60_000;
+    let until_text = tidemark::stanza::xep0082(until);
+    let out = w.act("alice", "snooze", "dan", &format!("until='{until_text}'"));
+    assert_eq!(
+        event_kinds(&out),
+        vec![("alice@localhost".into(), "snoozed".into())]
+    );
+    w.act("alice", "snooze", "erin", &format!("until='{until_text}'"));
+    assert_eq!(w.view("alice", "mine")[0].1, "snoozed");
+    // erin writes before the time: back at once.
+    let out = w.customer_says("erin", "e2");
+    assert!(event_kinds(&out).contains(&("alice@localhost".into(), "unsnoozed".into())));
+    assert!(w.tick_at(until - 1).is_empty(), "not yet");
+    let out = w.tick_at(until);
+    assert_eq!(
+        event_kinds(&out),
+        vec![("alice@localhost".into(), "unsnoozed".into())]
+    );
+    assert!(
+        out[0]
+            .get_child("body", "jabber:component:accept")
+            .is_some_and(|b| b.text() == "Back from snooze (automation)")
+    );
+    assert!(w.tick_at(until + 1000).is_empty(), "once");
+    let states: Vec<String> = w
+        .view("alice", "mine")
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(states, vec!["open", "open"]);
+    // In the past, or too far ahead: refused.
+    let out = w.send(&format!(
+        "<iq type='set' id='x' from='alice@localhost/pc' to='chat.localhost'><snooze xmlns='{DESK_NS}' desk='support' customer='dan@example.org' until='2020-01-01T00:00:00Z'/></iq>"
+    ));
+    assert_eq!(out[0].attr("type"), Some("error"));
+}
+
+/// The predefined command on a conversation's address offers the titles
+/// and sends the chosen text to the customer as the desk, recorded as the
+/// agent's.
+#[test]
+fn predefined_messages_go_to_the_customer() {
+    let mut w = World::new("");
+    w.online("alice");
+    w.customer_says("dan", "d1");
+    let out = w.send(&format!(
+        "<iq type='set' id='p1' from='alice@localhost/pc' to='{DAN}'><command xmlns='{COMMANDS}' node='predefined' action='execute'/></iq>"
+    ));
+    let cmd = out[0].get_child("command", COMMANDS).expect("a form");
+    let x = cmd.get_child("x", DATA).unwrap();
+    let field = x
+        .children()
+        .find(|f| f.attr("var") == Some("message"))
+        .unwrap();
+    let options: Vec<String> = field
+        .children()
+        .filter(|c| c.name() == "option")
+        .map(|o| o.attr("label").unwrap().to_owned())
+        .collect();
+    assert_eq!(options, vec!["Greeting"]);
+    let session = cmd.attr("sessionid").unwrap().to_owned();
+    let out = w.send(&format!(
+        "<iq type='set' id='p2' from='alice@localhost/pc' to='{DAN}'><command xmlns='{COMMANDS}' node='predefined' sessionid='{session}'>\
+         <x xmlns='{DATA}' type='submit'><field var='message'><value>Greeting</value></field></x></command></iq>"
+    ));
+    assert_eq!(out[0].attr("type"), Some("result"));
+    let sent = &out[1];
+    assert_eq!(sent.attr("to"), Some("dan@example.org"));
+    assert_eq!(sent.attr("from"), Some(DESK));
+    assert_eq!(
+        sent.get_child("body", "jabber:component:accept")
+            .unwrap()
+            .text(),
+        "Hello! An agent is looking at your message."
+    );
+    let id = sent.attr("id").unwrap().to_owned();
+    let out = w.send(&format!(
+        "<message from='dan@example.org/phone' to='{DESK}'><received xmlns='urn:xmpp:receipts' id='{id}'/></message>"
+    ));
+    assert_eq!(
+        recipients(&out),
+        vec!["alice@localhost"],
+        "the receipt reaches alice"
+    );
+}
+
+/// The `desk` command answers with every view's counts and the view's rows.
+#[test]
+fn the_desk_command_shows_counts_and_rows() {
+    let mut w = World::new("");
+    w.online("alice");
+    w.customer_says("dan", "d1");
+    let out = w.send(&format!(
+        "<iq type='set' id='c1' from='alice@localhost/pc' to='chat.localhost'><command xmlns='{COMMANDS}' node='desk' action='execute'>\
+         <x xmlns='{DATA}' type='submit'><field var='view'><value>unassigned</value></field></x></command></iq>"
+    ));
+    let cmd = out[0].get_child("command", COMMANDS).unwrap();
+    assert_eq!(cmd.attr("status"), Some("completed"));
+    let x = cmd.get_child("x", DATA).unwrap();
+    let value = |var: &str| {
+        x.children()
+            .find(|f| f.attr("var") == Some(var))
+            .and_then(|f| f.get_child("value", DATA))
+            .map(|v| v.text())
+    };
+    assert_eq!(value("count-unassigned").as_deref(), Some("1/1"));
+    assert_eq!(value("count-mine").as_deref(), Some("0/0"));
+    assert_eq!(value("count-all").as_deref(), Some("1/1"));
+    assert_eq!(value("count-done").as_deref(), Some("0/0"));
+    let reported: Vec<&str> = x
+        .get_child("reported", DATA)
+        .unwrap()
+        .children()
+        .map(|f| f.attr("var").unwrap())
+        .collect();
+    for needed in [
+        "jid",
+        "name",
+        "assignee",
+        "state",
+        "unread",
+        "last-activity",
+    ] {
+        assert!(reported.contains(&needed), "{needed} reported");
+    }
+    let items: Vec<&Element> = x.children().filter(|c| c.name() == "item").collect();
+    assert_eq!(items.len(), 1);
+    // Not an agent: refused.
+    let out = w.send(&format!(
+        "<iq type='set' id='c2' from='eve@localhost/pc' to='chat.localhost'><command xmlns='{COMMANDS}' node='desk' action='execute'/></iq>"
+    ));
+    assert_eq!(out[0].attr("type"), Some("error"));
+    assert!(String::from(&out[0]).contains("forbidden"));
+}
+
+/// Writing into a conversation: only its desk's agents, only where a
+/// customer wrote; acks from others change nothing.
+#[test]
+fn strangers_and_unknown_conversations_are_refused() {
+    let mut w = World::new("");
+    w.online("alice");
+    w.customer_says("dan", "d1");
+    let out = w.agent_says("eve", DAN, "x1");
+    assert_eq!(out[0].attr("type"), Some("error"));
+    assert!(String::from(&out[0]).contains("forbidden"), "{out:?}");
+    let out = w.agent_says("alice", ERIN, "x2");
+    assert_eq!(out[0].attr("type"), Some("error"));
+    assert!(String::from(&out[0]).contains("item-not-found"), "{out:?}");
+    // eve's marker for dan's message: ignored, still unread.
+    let out = w.send(&format!(
+        "<message from='eve@localhost/pc' to='{DAN}'><displayed xmlns='urn:xmpp:chat-markers:0' id='d1'/></message>"
+    ));
+    assert!(out.is_empty());
+    assert_eq!(w.counts("alice")[1], ("unassigned".into(), 1, 1));
+    let iq = w.iq(
+        "eve",
+        "get",
+        &format!("<view xmlns='{DESK_NS}' desk='support' name='all'/>"),
+    );
+    assert_eq!(iq.attr("type"), Some("error"));
+    // A desk and a room cannot share a name.
+    let both = format!(
+        "{}[[rooms]]\nname = \"support\"\nmembers = [\"alice@localhost\"]\n",
+        config("")
+    );
+    let err = Config::parse(&both, Path::new("t.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("both a room and a desk"), "{err}");
+}
+
+/// Everything acknowledged survives a restart on the same store: states,
+/// assignments, events, counts, snoozes.
+#[test]
+fn the_desk_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let until;
+    {
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&path, 8 << 20).unwrap());
+        let mut w = World::on(store.clone(), "");
+        w.online("alice");
+        w.customer_says("dan", "d1");
+        w.customer_says("erin", "e1");
+        w.act("alice", "assign", "dan", "");
+        w.act("alice", "done", "erin", "");
+        until = w.now + 60_000;
+        w.act(
+            "alice",
+            "snooze",
+            "dan",
+            &format!("until='{}'", tidemark::stanza::xep0082(until)),
+        );
+        store.flush().unwrap();
+    }
+    // sled lets go of its directory's lock when its last thread has.
+    let mut tries = 0;
+    let store: Arc<dyn Store> = loop {
+        match SledStore::open(&path, 8 << 20) {
+            Ok(s) => break Arc::new(s),
+            Err(e) if tries < 100 => {
+                tries += 1;
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let mut w = World::on(store, "");
+    w.now = until - 30_000;
+    w.online("alice");
+    assert_eq!(
+        w.counts("alice"),
+        counts(&[
+            ("mine", 1, 1),
+            ("unassigned", 0, 0),
+            ("all", 1, 1),
+            ("done", 1, 1)
+        ])
+    );
+    let out = w.tick_at(until);
+    assert_eq!(
+        event_kinds(&out),
+        vec![("alice@localhost".into(), "unsnoozed".into())]
+    );
+    let iq = w.iq(
+        "alice",
+        "get",
+        &format!("<history xmlns='{DESK_NS}' desk='support' customer='dan@example.org'/>"),
+    );
+    let kinds: Vec<&str> = iq
+        .get_child("history", DESK_NS)
+        .unwrap()
+        .children()
+        .map(|e| e.attr("kind").unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["opened", "assigned", "snoozed", "unsnoozed"]);
+}
