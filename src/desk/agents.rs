@@ -219,7 +219,7 @@ fn broadcast(cx: &Context, at: &At, available: bool) -> Out {
 
 /// Each desk asks its agents for their presence: a subscription request
 /// to those who have not granted it yet (their client asks them once),
-/// then a probe to every agent.
+/// a probe to the others.
 pub fn ask_agents(cx: &mut Context, now: Millis) -> Out {
     let mut out = Vec::new();
     for desk in cx.config.desks.clone() {
@@ -239,6 +239,10 @@ pub fn ask_agents(cx: &mut Context, now: Millis) -> Out {
                 );
                 sub.append_child(Nick(desk.name.clone()).into());
                 out.push(sub);
+                // No probe with it: Prosody answers a probe from someone
+                // not subscribed with `unsubscribed` on the agent's behalf,
+                // which cancels the request just sent.
+                continue;
             }
             let mut probe = element(
                 "presence",
