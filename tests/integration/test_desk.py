@@ -70,11 +70,11 @@ async def settled(client):
     assert reply.type == "result", reply.xml
 
 
-async def accept_desk(agent):
+async def accept_desk(agent, desk_jid=DESK_JID):
     """§4.1: the desk asks each agent for their presence; the agent accepts."""
-    await agent.expect(presence(frm=DESK_JID, type="subscribe"),
-                       what=f"the desk's subscription request from {DESK_JID}")
-    await agent.send(subscribed(DESK_JID))
+    await agent.expect(presence(frm=desk_jid, type="subscribe"),
+                       what=f"the desk's subscription request from {desk_jid}")
+    await agent.send(subscribed(desk_jid))
     await settled(agent)
 
 
@@ -150,10 +150,15 @@ async def customer_writes(customer, mid, reach, body=None, timeout=None):
 async def agent_writes(agent, customer, mid, body=None):
     """An agent answers on the conversation's address; the customer gets it from
     the desk's address under the same id (§4.3)."""
+    return await agent_writes_to(agent, conv_of(customer), customer, DESK_JID, mid, body)
+
+
+async def agent_writes_to(agent, conv, customer, desk_jid, mid, body=None):
+    """As agent_writes, for any desk: on `conv`, out from `desk_jid`."""
     body = body or f"agent text {mid}"
-    await agent.send(chat(conv_of(customer), mid, body))
-    got = await customer.expect(message(frm=DESK_JID, id=mid, type="chat"),
-                                what=f"{agent.name}'s {mid!r} from {DESK_JID}")
+    await agent.send(chat(conv, mid, body))
+    got = await customer.expect(message(frm=desk_jid, id=mid, type="chat"),
+                                what=f"{agent.name}'s {mid!r} from {desk_jid}")
     assert got.body == body, got.xml
     return got
 
@@ -461,6 +466,9 @@ async def test_a_customer_only_ever_sees_the_desk_address(world):
     await dan.send(chat(DESK_JID, "d2"))
     err = await dan.expect(message(id="d2", type="error"))
     assert err.frm == DESK_JID and err.error_condition == "recipient-unavailable", err.xml
+    # one comes back: so does the desk
+    await back(world, "carol")
+    await dan.expect(presence(frm=DESK_JID, type=False), what="the desk available again")
 
     # all of it came from the desk (or, for his query, the service), and nothing
     # dan ever got names an agent
@@ -627,7 +635,8 @@ async def test_assigning_by_command_on_the_service_and_on_the_conversation(world
     assignee = field_in(replies, "assignee")
     assert assignee.get("type") == "list-single", assignee
     choices = {v for _, v in options_of(assignee)}
-    assert {alice.jid, bob.jid, carol.jid, "me", "nobody"} <= choices, replies[-2].xml
+    # the agent asking is `me`; the list need not name them again
+    assert {bob.jid, carol.jid, "me", "nobody"} <= choices, replies[-2].xml
     assert value_of(assignee) == "me", replies[-2].xml
     for a in (alice, carol):
         await expect_event(a, dan, "assigned", by=alice.jid, to=carol.jid)
@@ -704,6 +713,7 @@ async def test_done_by_iq_and_a_customer_message_reopens_it(world):
     forget(team, desk_event())
     await act(alice, "done", dan)
     await none_of(team, desk_event(frm=conv), what="an event for a change that changed nothing")
+    assert [e.get("kind") for e in await history(alice, dan)].count("done") == 1
 
     # §4.2: dan writes again: reopened, and still alice's
     await customer_writes(dan, "d2", (alice,))
@@ -794,8 +804,10 @@ async def test_a_snooze_ends_when_the_customer_writes(world):
     assert (await view(bob, "mine")).row(dan)["state"] == "open"
 
     # §5.2: 1 to 43200 minutes
-    replies = await run_command(bob, "snooze", {"minutes": "0"}, to=conv)
-    assert replies[-1].type == "error" and replies[-1].error_condition == "bad-request", replies[-1].xml
+    for bad in ("0", "43201", "soon"):
+        replies = await run_command(bob, "snooze", {"minutes": bad}, to=conv)
+        assert replies[-1].type == "error" and replies[-1].error_condition == "bad-request", (bad, replies[-1].xml)
+    assert (await view(bob, "mine")).row(dan)["state"] == "open"
 
 
 # --- 6. views and counts -----------------------------------------------------------
@@ -1047,6 +1059,46 @@ async def test_someone_who_is_no_agent_is_forbidden(world):
     err = await alice.expect(message(id="a1", type="error"))
     assert err.frm == conv_of(erin) and err.error_condition == "item-not-found", err.xml
     await erin.expect_nothing(message(id="a1"), what="a message into a conversation that does not exist")
+
+
+async def test_two_desks_keep_their_customers_and_agents_apart(world):
+    sales = "sales"
+    sales_jid = f"{sales}@{COMPONENT}"
+    world.use_tidemark(Tidemark(world, f"desks{world.test_no}",
+                                extra=desk_toml(world, ("alice", "bob")) + desk_toml(world, ("alice", "carol"),
+                                                                                     name=sales)))
+    alice, bob, carol = await world.clients("alice", "bob", "carol")
+    await accept_desk(alice)
+    await accept_desk(alice, sales_jid)
+    await accept_desk(bob)
+    await accept_desk(carol, sales_jid)
+    dan = await world.client("dan")
+    conv = desk_conversation(sales, dan.jid)
+
+    # dan writes to sales: its agents get it from sales' own conversation address
+    await dan.send(chat(sales_jid, "s1", "a quote, please"))
+    for a in (alice, carol):
+        got = await a.expect(message(frm=conv, id="s1", type="chat"))
+        assert got.body == "a quote, please", got.xml
+    await bob.expect_nothing(message(id="s1"), what="a message to a desk he is no agent of")
+    await agent_writes_to(carol, conv, dan, sales_jid, "c1")
+
+    # bob, an agent of support only, may not write into it nor list it
+    await bob.send(chat(conv, "x1", "me too"))
+    err = await bob.expect(message(id="x1", type="error"))
+    assert err.error_condition == "forbidden", err.xml
+    qid = bob.new_id("desk")
+    assert_error(await bob.request(desk_view(qid, sales, "all"), qid), "forbidden")
+
+    # §5.1: an agent of several desks chooses one; an agent of one is not asked
+    qid = alice.new_id("cmd")
+    first = await alice.request(command_execute(qid, "desk"), qid)
+    assert {v for _, v in options_of(fields_of(first)["desk"])} == {DESK, sales}, first.xml
+    qid = bob.new_id("cmd")
+    assert "desk" not in fields_of(await bob.request(command_execute(qid, "desk"), qid))
+    replies = await run_command(alice, "desk", {"desk": sales, "view": "all"})
+    assert [r.get("jid") for r in desk_rows(replies[-1])] == [conv], replies[-1].xml
+    assert (await view(alice, "all")).rows == [], "support has no conversation"
 
 
 # --- 11. kill -9 --------------------------------------------------------------------
