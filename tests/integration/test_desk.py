@@ -1129,6 +1129,7 @@ async def test_assignment_state_events_and_counts_survive_kill_9(world):
     assert after[0] == before[0], f"views before {before[0]}\nafter {after[0]}"
     assert after[1:] == before[1:], f"history before {before[1:]}\nafter {after[1:]}"
     assert before[0][("bob", "mine")][0]["mine"] == (1, 1), before[0][("bob", "mine")]
+    assert [e.get("kind") for e in before[1]] == ["opened", "assigned", "pending"], before[1]
 
     # dan's conversation is still bob's: his next message goes to bob alone
     await customer_writes(dan, "d2", (bob,), timeout=AFTER_RESTART)
