@@ -768,3 +768,76 @@ fn the_desk_survives_a_restart() {
         .collect();
     assert_eq!(kinds, vec!["opened", "assigned", "snoozed", "unsnoozed"]);
 }
+
+/// A client asks a contact's disco#info before it offers "Execute
+/// command": a conversation's address says it runs commands, and lists
+/// the actions to the desk's agents only.
+#[test]
+fn a_conversation_address_offers_its_commands_to_agents() {
+    let mut w = World::new("");
+    w.online("alice");
+    w.customer_says("dan", "d1");
+    let out = w.send(&format!(
+        "<iq type='get' id='i' from='alice@localhost/pc' to='{DAN}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    ));
+    let q = out[0]
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    let identity = q
+        .get_child("identity", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    assert_eq!(identity.attr("name"), Some("dan (support)"));
+    assert!(q.children().any(|f| f.attr("var") == Some(COMMANDS)));
+    let items = |w: &mut World, who: &str| -> Vec<String> {
+        let out = w.send(&format!(
+            "<iq type='get' id='c' from='{who}' to='{DAN}'><query xmlns='http://jabber.org/protocol/disco#items' node='{COMMANDS}'/></iq>"
+        ));
+        out[0]
+            .get_child("query", "http://jabber.org/protocol/disco#items")
+            .unwrap()
+            .children()
+            .map(|i| i.attr("node").unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        items(&mut w, "alice@localhost/pc"),
+        vec!["assign", "done", "pending", "snooze", "predefined"]
+    );
+    assert!(items(&mut w, "eve@localhost/pc").is_empty());
+    // The done command there acts on dan's conversation at once.
+    let out = w.send(&format!(
+        "<iq type='set' id='d' from='alice@localhost/pc' to='{DAN}'><command xmlns='{COMMANDS}' node='done' action='execute'/></iq>"
+    ));
+    let cmd = out[0].get_child("command", COMMANDS).unwrap();
+    assert_eq!(cmd.attr("status"), Some("completed"));
+    assert_eq!(
+        w.view("alice", "done"),
+        vec![("dan@example.org".into(), "done".into())]
+    );
+}
+
+/// A message refused while no agent was there still waits for an answer:
+/// it counts as unread until an agent reads or answers.
+#[test]
+fn a_refused_message_counts_until_answered() {
+    let mut w = World::new("");
+    let out = w.customer_says("dan", "d1");
+    assert_eq!(out[0].attr("type"), Some("error"));
+    w.online("alice");
+    assert_eq!(w.counts("alice")[1], ("unassigned".into(), 1, 1));
+    let iq = w.iq(
+        "alice",
+        "get",
+        &format!("<view xmlns='{DESK_NS}' desk='support' name='unassigned'/>"),
+    );
+    let row = iq
+        .get_child("view", DESK_NS)
+        .unwrap()
+        .children()
+        .find(|c| c.name() == "conversation")
+        .unwrap()
+        .clone();
+    assert_eq!(row.attr("unread"), Some("1"));
+    w.agent_says("alice", DAN, "sorry");
+    assert_eq!(w.counts("alice")[1], ("unassigned".into(), 1, 0));
+}

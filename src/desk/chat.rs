@@ -6,6 +6,7 @@
 use minidom::Element;
 use tracing::{debug, info};
 use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::nick::Nick;
 
 use super::{At, Desks, Out, events};
 use crate::config::{Assignment, OfflinePolicy};
@@ -76,6 +77,14 @@ fn readdressed(
     set_attr(&mut out, "id", id);
     request_acks_as(&mut out, readable, cx.clients.of(to));
     out
+}
+
+/// What agents call a customer's conversation: "dan (support)".
+pub fn conversation_name(at: &At, customer: &BareJid) -> String {
+    let who = customer
+        .node()
+        .map_or_else(|| customer.to_string(), |n| n.to_string());
+    format!("{who} ({})", at.desk.name)
 }
 
 /// The agents a customer's message goes to now: the assignee if available,
@@ -195,6 +204,10 @@ pub fn from_customer(
         &id,
         record.readable,
     );
+    // The conversation's name (XEP-0172 §4.5), ours rather than one a
+    // stranger chose: agents see "dan (support)", not the escaped address.
+    while relayed.remove_child("nick", ns::NICK).is_some() {}
+    relayed.append_child(Nick(conversation_name(at, &customer)).into());
     let conv_key = ConversationKey::direct(customer.as_str(), desk_jid);
     let mut out = shown;
     if to.is_empty() {

@@ -229,6 +229,14 @@ impl Desks {
     ) -> Out {
         let answer = match request {
             ServiceRequest::Ping => Answer::result(None),
+            // Clients ask before they offer "Execute command" on a contact.
+            ServiceRequest::DiscoInfo { node: None } => {
+                let name = match customer {
+                    Some(c) => chat::conversation_name(at, c),
+                    None => at.desk.name.clone(),
+                };
+                Answer::result(Some(disco_info(&name)))
+            }
             ServiceRequest::CommandList => {
                 let agent = at.desk.is_agent(from.to_bare().as_str());
                 Answer::result(Some(commands::list_at(
@@ -317,6 +325,29 @@ impl Desks {
         self.agents = AgentBook::default();
         agents::ask_agents(cx, now)
     }
+}
+
+/// What a desk's or a conversation's address is: a bot that takes
+/// messages, acknowledges them, and runs commands.
+// Hand-built, in the order clients have always had the service's.
+fn disco_info(name: &str) -> Element {
+    use crate::stanza::{element, ns};
+    let mut q = Element::bare("query", ns::DISCO_INFO);
+    q.append_child(element(
+        "identity",
+        ns::DISCO_INFO,
+        &[("category", "client"), ("type", "bot"), ("name", name)],
+    ));
+    for f in [
+        ns::DISCO_INFO,
+        ns::COMMANDS,
+        ns::RECEIPTS,
+        ns::CHAT_MARKERS,
+        ns::PING,
+    ] {
+        q.append_child(element("feature", ns::DISCO_INFO, &[("var", f)]));
+    }
+    q
 }
 
 fn is_any_agent(cx: &Context, from: &Jid) -> bool {

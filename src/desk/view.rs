@@ -68,8 +68,12 @@ fn row(cx: &Context, at: &At, c: &DeskConversation) -> Result<Row, StoreError> {
         .unwrap_or_default();
     // Exact when the conversation list keeps the desk's entries (partial
     // reads included); else whether anything is unread.
+    // A message refused while nobody was available counts: the customer
+    // is waiting for an answer to it as much as to one that got through.
     let unread = match cx.store.inbox_entry(at.jid.as_str(), &c.customer)? {
-        Some(e) if cx.config.inbox.enabled => u64::from(e.unread),
+        Some(e) if cx.config.inbox.enabled => {
+            u64::from(e.unread) + u64::from(e.missed.map_or(0, |m| m.count))
+        }
         _ => u64::from(c.has_unread()),
     };
     Ok(Row {

@@ -1406,10 +1406,183 @@ pub const ALL: &[(&str, Check)] = &[
     ),
 ];
 
+// --- issue 11: team desks ---
+
+fn desk_conv(customer: &str, latest: Seq) -> DeskConversation {
+    DeskConversation {
+        customer: customer.to_owned(),
+        latest,
+        latest_at: latest * 10,
+        customer_latest: latest,
+        opened_at: latest * 10,
+        ..DeskConversation::default()
+    }
+}
+
+fn customers(found: Vec<DeskConversation>) -> Vec<String> {
+    found.into_iter().map(|c| c.customer).collect()
+}
+
+/// Every view holds what its rule says, latest first, and its counts
+/// follow each change of a conversation (state, assignee, unread, latest),
+/// per agent for `mine`, without anything else being written.
+pub fn desk_views_and_counts_follow_each_change(store: &dyn Store) {
+    let desk = "support";
+    store
+        .put_desk_conversation(desk, &desk_conv("dan@x", 10))
+        .unwrap();
+    store
+        .put_desk_conversation(desk, &desk_conv("erin@x", 20))
+        .unwrap();
+    let all = |s: &dyn Store| customers(s.desk_view(desk, &DeskView::All, None, 10).unwrap());
+    assert_eq!(all(store), vec!["erin@x", "dan@x"], "latest first");
+    let c = store.desk_counts(desk, "alice@x").unwrap();
+    assert_eq!((c.all.conversations, c.all.unread), (2, 2));
+    assert_eq!((c.unassigned.conversations, c.unassigned.unread), (2, 2));
+    assert_eq!(c.mine, ViewCount::default());
+
+    let mut dan = store.desk_conversation(desk, "dan@x").unwrap().unwrap();
+    dan.assignee = Some("alice@x".into());
+    dan.read_upto = 10;
+    dan.latest = 30;
+    store.put_desk_conversation(desk, &dan).unwrap();
+    assert_eq!(
+        all(store),
+        vec!["dan@x", "erin@x"],
+        "dan's answer moved him up"
+    );
+    let c = store.desk_counts(desk, "alice@x").unwrap();
+    assert_eq!((c.mine.conversations, c.mine.unread), (1, 0));
+    assert_eq!((c.unassigned.conversations, c.unassigned.unread), (1, 1));
+    assert_eq!((c.all.conversations, c.all.unread), (2, 1));
+    assert_eq!(
+        store.desk_counts(desk, "bob@x").unwrap().mine,
+        ViewCount::default()
+    );
+    assert_eq!(
+        customers(
+            store
+                .desk_view(desk, &DeskView::Mine("alice@x".into()), None, 10)
+                .unwrap()
+        ),
+        vec!["dan@x"]
+    );
+
+    dan.state = DeskState::Done;
+    store.put_desk_conversation(desk, &dan).unwrap();
+    let c = store.desk_counts(desk, "alice@x").unwrap();
+    assert_eq!(
+        (
+            c.mine.conversations,
+            c.done.conversations,
+            c.all.conversations
+        ),
+        (0, 1, 1)
+    );
+    assert_eq!(
+        customers(store.desk_view(desk, &DeskView::Done, None, 10).unwrap()),
+        vec!["dan@x"]
+    );
+    assert_eq!(all(store), vec!["erin@x"]);
+    // Another desk is another count.
+    assert_eq!(
+        store.desk_counts("sales", "alice@x").unwrap(),
+        DeskCounts::default()
+    );
+    // Paging: after a conversation, the ones below it.
+    store
+        .put_desk_conversation(desk, &desk_conv("fay@x", 40))
+        .unwrap();
+    assert_eq!(
+        customers(
+            store
+                .desk_view(desk, &DeskView::All, Some("fay@x"), 10)
+                .unwrap()
+        ),
+        vec!["erin@x"]
+    );
+    assert_eq!(
+        customers(store.desk_view(desk, &DeskView::All, None, 1).unwrap()),
+        vec!["fay@x"]
+    );
+}
+
+/// Events come back oldest first, the newest `limit`; authors by message;
+/// snoozed conversations listed with their time until they wake.
+pub fn desk_events_authors_and_snoozes_are_kept(store: &dyn Store) {
+    let desk = "support";
+    let mut c = desk_conv("dan@x", 5);
+    store.put_desk_conversation(desk, &c).unwrap();
+    for (seq, by) in [(6, "customer"), (7, "alice@x"), (8, "bob@x")] {
+        store
+            .put_desk_event(
+                desk,
+                "dan@x",
+                seq,
+                &DeskEvent {
+                    at: seq * 10,
+                    by: by.into(),
+                    kind: DeskEventKind::Pending,
+                },
+            )
+            .unwrap();
+    }
+    let by: Vec<String> = store
+        .desk_events(desk, "dan@x", 2)
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e.by)
+        .collect();
+    assert_eq!(by, vec!["alice@x", "bob@x"]);
+    assert!(store.desk_events(desk, "erin@x", 10).unwrap().is_empty());
+    store.put_desk_author(desk, "dan@x", 9, "alice@x").unwrap();
+    assert_eq!(
+        store.desk_author(desk, "dan@x", 9).unwrap().as_deref(),
+        Some("alice@x")
+    );
+    assert_eq!(store.desk_author(desk, "dan@x", 10).unwrap(), None);
+    c.state = DeskState::Snoozed { until: 500 };
+    store.put_desk_conversation(desk, &c).unwrap();
+    assert_eq!(
+        store.desk_snoozed().unwrap(),
+        vec![("support".to_owned(), "dan@x".to_owned(), 500)]
+    );
+    c.state = DeskState::Open;
+    store.put_desk_conversation(desk, &c).unwrap();
+    assert!(store.desk_snoozed().unwrap().is_empty());
+    // In the export, once flushed.
+    store.flush().unwrap();
+    let mut exported = Vec::new();
+    store
+        .export_records(&mut |r| {
+            if matches!(
+                r,
+                export::ExportRecord::DeskConversation { .. }
+                    | export::ExportRecord::DeskEvent { .. }
+                    | export::ExportRecord::DeskAuthor { .. }
+            ) {
+                exported.push(r);
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(exported.len(), 1 + 3 + 1, "{exported:?}");
+}
+
 /// One `#[test]` per contract check, each over a fresh store from `$make`.
 #[macro_export]
 macro_rules! store_contract_tests {
     ($make:expr) => {
+        #[test]
+        fn desk_views_and_counts_follow_each_change() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::desk_views_and_counts_follow_each_change(&*store)
+        }
+        #[test]
+        fn desk_events_authors_and_snoozes_are_kept() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::desk_events_authors_and_snoozes_are_kept(&*store)
+        }
         #[test]
         fn sequence_numbers_only_grow() {
             let store: Box<dyn $crate::store::Store> = Box::new($make);

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConversationKey, DeskConversation, DeskEvent, Failure, Membership, MessageRecord, Millis,
+    ConversationKey, DeskConversation, DeskEventKind, Failure, Membership, MessageRecord, Millis,
     Missed, OccupantRecord, RoomMessage, RoomRecord, RoomSubject, Seq, Store, StoreError,
 };
 
@@ -148,8 +148,10 @@ pub enum ExportRecord {
         desk: String,
         customer: String,
         seq: Seq,
-        #[serde(flatten)]
-        event: DeskEvent,
+        at: Millis,
+        by: String,
+        /// What happened (`kind` names the record).
+        event: DeskEventKind,
     },
     /// Issue 11: the agent who wrote the desk's message `seq`.
     DeskAuthor {

@@ -140,11 +140,14 @@ impl SledStore {
             })?;
         }
         for (desk, customer, seq, v) in self.all_desk_seq_records(true)? {
+            let event: crate::store::DeskEvent = decode(&v, "desk event")?;
             each(ExportRecord::DeskEvent {
                 desk,
                 customer,
                 seq,
-                event: decode(&v, "desk event")?,
+                at: event.at,
+                by: event.by,
+                event: event.kind,
             })?;
         }
         for (desk, customer, seq, v) in self.all_desk_seq_records(false)? {
@@ -334,8 +337,19 @@ impl SledStore {
                 desk,
                 customer,
                 seq,
+                at,
+                by,
                 event,
-            } => self.put_desk_event(&desk, &customer, seq, &event),
+            } => self.put_desk_event(
+                &desk,
+                &customer,
+                seq,
+                &crate::store::DeskEvent {
+                    at,
+                    by,
+                    kind: event,
+                },
+            ),
             ExportRecord::DeskAuthor {
                 desk,
                 customer,

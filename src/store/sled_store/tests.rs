@@ -141,6 +141,35 @@ fn everything(store: &SledStore) -> (ConversationKey, Seq) {
             },
         )
         .unwrap();
+    // A desk's conversation, an event and an author (issue 11).
+    let desk = crate::store::DeskConversation {
+        customer: "dan@x".into(),
+        state: crate::store::DeskState::Snoozed { until: 900 },
+        assignee: Some("alice@x".into()),
+        latest: 80,
+        latest_at: 81,
+        customer_latest: 80,
+        read_upto: 0,
+        opened_at: 79,
+    };
+    store.put_desk_conversation("support", &desk).unwrap();
+    store
+        .put_desk_event(
+            "support",
+            "dan@x",
+            82,
+            &crate::store::DeskEvent {
+                at: 82,
+                by: "alice@x".into(),
+                kind: crate::store::DeskEventKind::Assigned {
+                    to: "alice@x".into(),
+                },
+            },
+        )
+        .unwrap();
+    store
+        .put_desk_author("support", "dan@x", 83, "alice@x")
+        .unwrap();
     (conv, seq)
 }
 
@@ -157,7 +186,7 @@ fn an_export_imports_into_an_empty_store_as_it_was() {
         .collect();
     assert_eq!(
         kinds.len(),
-        14,
+        17,
         "one of every kind but the header: {kinds:?}"
     );
     // A preview travels with its message (issue 9).
@@ -192,6 +221,16 @@ fn an_export_imports_into_an_empty_store_as_it_was() {
         from.inbox_latest("bob@x", Seq::MAX, 10).unwrap()
     );
     assert!(to.presence_allowed("bob@x", "alice@x").unwrap());
+    assert_eq!(
+        to.desk_conversation("support", "dan@x").unwrap(),
+        from.desk_conversation("support", "dan@x").unwrap()
+    );
+    assert_eq!(
+        to.desk_counts("support", "alice@x").unwrap(),
+        from.desk_counts("support", "alice@x").unwrap(),
+        "counts rebuilt by the import"
+    );
+    assert_eq!(to.desk_snoozed().unwrap(), from.desk_snoozed().unwrap());
     assert!(
         to.next_seq().unwrap() > from.next_seq().unwrap() - 1,
         "new messages come after imported ones"
