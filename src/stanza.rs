@@ -67,6 +67,15 @@ pub fn form_field(var: &str, type_: &str, label: &str, value: impl Into<String>)
     field
 }
 
+/// A XEP-0004 `fixed` field: a line of text in a form, such as a row's
+/// header in the plain forms given to clients that stop on multi-item
+/// ones.
+pub fn fixed_field(var: &str, value: impl Into<String>) -> Element {
+    let mut field = element("field", ns::DATA, &[("var", var), ("type", "fixed")]);
+    field.append_child(with_text(Element::bare("value", ns::DATA), value));
+    field
+}
+
 /// An element with attributes, in one call.
 pub fn element(name: &str, namespace: &str, attrs: &[(&str, &str)]) -> Element {
     let mut el = Element::bare(name, namespace);

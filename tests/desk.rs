@@ -160,8 +160,14 @@ impl World {
     }
 }
 
-fn counts(v: &[(&str, u64, u64)]) -> Vec<(String, u64, u64)> {
-    v.iter().map(|(n, c, u)| (n.to_string(), *c, *u)).collect()
+/// Counts as [`World::counts`] gives them, from (conversations, unread)
+/// of mine, unassigned, all and done.
+fn counts(v: [(u64, u64); 4]) -> Vec<(String, u64, u64)> {
+    ["mine", "unassigned", "all", "done"]
+        .iter()
+        .zip(v)
+        .map(|(n, (c, u))| (n.to_string(), c, u))
+        .collect()
 }
 
 /// Who each stanza goes to, in order.
@@ -351,26 +357,16 @@ fn statuses_cross_the_desk_and_agents_stay_hidden() {
         ));
         out[0].clone()
     };
-    let bob_asks = status(&mut w, "bob@localhost/pc", DAN, "r1");
-    let st = bob_asks
-        .get_child("status", "urn:tidemark:status:0")
-        .unwrap();
-    assert_eq!(
-        st.attr("summary"),
-        Some("read"),
-        "{}",
-        String::from(&bob_asks)
-    );
-    let dan_asks = status(&mut w, "dan@example.org/phone", DESK, "m1");
-    let st = dan_asks
-        .get_child("status", "urn:tidemark:status:0")
-        .unwrap();
-    assert_eq!(
-        st.attr("summary"),
-        Some("read"),
-        "{}",
-        String::from(&dan_asks)
-    );
+    let summary = |answer: &Element| -> Element {
+        let st = answer
+            .get_child("status", "urn:tidemark:status:0")
+            .unwrap_or_else(|| panic!("{}", String::from(answer)))
+            .clone();
+        assert_eq!(st.attr("summary"), Some("read"), "{}", String::from(answer));
+        st
+    };
+    summary(&status(&mut w, "bob@localhost/pc", DAN, "r1"));
+    let st = summary(&status(&mut w, "dan@example.org/phone", DESK, "m1"));
     let recipient = st.children().next().unwrap();
     assert_eq!(recipient.attr("jid"), Some(DESK), "no agent's JID");
     let stranger = status(&mut w, "eve@localhost/pc", DAN, "r1");
@@ -386,67 +382,19 @@ fn counts_follow_every_action() {
     w.online("bob");
     w.customer_says("dan", "d1");
     w.customer_says("erin", "e1");
-    assert_eq!(
-        w.counts("alice"),
-        counts(&[
-            ("mine", 0, 0),
-            ("unassigned", 2, 2),
-            ("all", 2, 2),
-            ("done", 0, 0)
-        ])
-    );
+    assert_eq!(w.counts("alice"), counts([(0, 0), (2, 2), (2, 2), (0, 0)]));
     w.act("alice", "assign", "dan", "");
-    assert_eq!(
-        w.counts("alice"),
-        counts(&[
-            ("mine", 1, 1),
-            ("unassigned", 1, 1),
-            ("all", 2, 2),
-            ("done", 0, 0)
-        ])
-    );
-    assert_eq!(
-        w.counts("bob"),
-        counts(&[
-            ("mine", 0, 0),
-            ("unassigned", 1, 1),
-            ("all", 2, 2),
-            ("done", 0, 0)
-        ])
-    );
+    assert_eq!(w.counts("alice"), counts([(1, 1), (1, 1), (2, 2), (0, 0)]));
+    assert_eq!(w.counts("bob"), counts([(0, 0), (1, 1), (2, 2), (0, 0)]));
     // alice reads dan's message: nothing unread there any more.
     w.send(&format!(
         "<message from='alice@localhost/pc' to='{DAN}'><displayed xmlns='urn:xmpp:chat-markers:0' id='d1'/></message>"
     ));
-    assert_eq!(
-        w.counts("alice"),
-        counts(&[
-            ("mine", 1, 0),
-            ("unassigned", 1, 1),
-            ("all", 2, 1),
-            ("done", 0, 0)
-        ])
-    );
+    assert_eq!(w.counts("alice"), counts([(1, 0), (1, 1), (2, 1), (0, 0)]));
     w.act("alice", "assign", "erin", "to='bob@localhost'");
     w.act("alice", "done", "dan", "");
-    assert_eq!(
-        w.counts("alice"),
-        counts(&[
-            ("mine", 0, 0),
-            ("unassigned", 0, 0),
-            ("all", 1, 1),
-            ("done", 1, 0)
-        ])
-    );
-    assert_eq!(
-        w.counts("bob"),
-        counts(&[
-            ("mine", 1, 1),
-            ("unassigned", 0, 0),
-            ("all", 1, 1),
-            ("done", 1, 0)
-        ])
-    );
+    assert_eq!(w.counts("alice"), counts([(0, 0), (0, 0), (1, 1), (1, 0)]));
+    assert_eq!(w.counts("bob"), counts([(1, 1), (0, 0), (1, 1), (1, 0)]));
     assert_eq!(
         w.view("alice", "done"),
         vec![("dan@example.org".into(), "done".into())]
@@ -457,15 +405,7 @@ fn counts_follow_every_action() {
         event_kinds(&out).contains(&("alice@localhost".into(), "reopened".into())),
         "{out:?}"
     );
-    assert_eq!(
-        w.counts("alice"),
-        counts(&[
-            ("mine", 1, 1),
-            ("unassigned", 0, 0),
-            ("all", 2, 2),
-            ("done", 0, 0)
-        ])
-    );
+    assert_eq!(w.counts("alice"), counts([(1, 1), (0, 0), (2, 2), (0, 0)]));
     w.act("bob", "pending", "erin", "");
     w.act("bob", "assign", "erin", "to=''");
     assert_eq!(
@@ -741,15 +681,7 @@ fn the_desk_survives_a_restart() {
     let mut w = World::on(store, "");
     w.now = until - 30_000;
     w.online("alice");
-    assert_eq!(
-        w.counts("alice"),
-        counts(&[
-            ("mine", 1, 1),
-            ("unassigned", 0, 0),
-            ("all", 1, 1),
-            ("done", 1, 1)
-        ])
-    );
+    assert_eq!(w.counts("alice"), counts([(1, 1), (0, 0), (1, 1), (1, 1)]));
     let out = w.tick_at(until);
     assert_eq!(
         event_kinds(&out),

@@ -348,7 +348,7 @@ pub fn from_agent(cx: &mut Context, at: &At, customer: &BareJid, chat: &Chat, no
     if let Some(e) = too_long(cx, chat, &own) {
         return Ok(vec![e]);
     }
-    let Some(mut conv) = cx
+    let Some(conv) = cx
         .store
         .desk_conversation(&at.desk.name, customer.as_str())?
     else {
@@ -371,18 +371,33 @@ pub fn from_agent(cx: &mut Context, at: &At, customer: &BareJid, chat: &Chat, no
         &id,
         record.readable,
     );
+    record_agent_message(cx, at, conv, seq, record, &agent, now);
+    Ok(vec![relayed])
+}
+
+/// An agent's message to the customer (`record`, sequence `seq`): kept with
+/// who wrote it, and the conversation moved on. Answering means the desk
+/// has read what came before.
+fn record_agent_message(
+    cx: &mut Context,
+    at: &At,
+    mut conv: DeskConversation,
+    seq: crate::store::Seq,
+    record: MessageRecord,
+    agent: &str,
+    now: Millis,
+) {
+    cx.write(Write::DeskAuthor {
+        desk: at.desk.name.clone(),
+        customer: conv.customer.clone(),
+        seq,
+        agent: agent.to_owned(),
+    });
     cx.write(Write::Message {
-        conv: ConversationKey::direct(customer.as_str(), desk_jid),
+        conv: ConversationKey::direct(&conv.customer, at.jid.as_str()),
         seq,
         record,
     });
-    cx.write(Write::DeskAuthor {
-        desk: at.desk.name.clone(),
-        customer: customer.to_string(),
-        seq,
-        agent,
-    });
-    // Answering means the desk has read what came before.
     conv.latest = seq;
     conv.latest_at = now;
     conv.read_upto = conv.read_upto.max(conv.customer_latest);
@@ -391,7 +406,6 @@ pub fn from_agent(cx: &mut Context, at: &At, customer: &BareJid, chat: &Chat, no
         conv,
     });
     METRICS.status_recorded();
-    Ok(vec![relayed])
 }
 
 /// An agent's client acknowledges a customer's message: delivered at the
@@ -413,7 +427,7 @@ pub fn agent_ack(
     }
     let desk_jid = at.jid.as_str();
     let conv_key = ConversationKey::direct(customer.as_str(), desk_jid);
-    let Some((seq, mut record)) = cx.store.find_message(&conv_key, customer.as_str(), id)? else {
+    let Some((seq, record)) = cx.store.find_message(&conv_key, customer.as_str(), id)? else {
         debug!(id, "ack for an unknown message ignored");
         return Ok(vec![]);
     };
@@ -424,18 +438,10 @@ pub fn agent_ack(
     let from = Jid::from(at.jid.clone());
     let evidence = match kind {
         AckKind::Receipt | AckKind::ReceivedMarker => {
-            if record.delivered_at.is_some() {
-                return Ok(vec![]);
-            }
-            record.delivered_at = Some(now);
-            let payloads = payloads_for_sender(&record, Evidence::Delivered);
-            cx.write(Write::Message {
-                conv: conv_key,
-                seq,
-                record,
+            return Ok(match first_receipt(cx, conv_key, seq, record, now) {
+                Some(payloads) => ack(cx, &from, &to, payloads, now),
+                None => vec![],
             });
-            METRICS.status_recorded();
-            return Ok(ack(cx, &from, &to, payloads, now));
         }
         AckKind::Displayed | AckKind::Acknowledged => Evidence::Read,
     };
@@ -461,6 +467,26 @@ pub fn agent_ack(
     METRICS.status_recorded();
     let payloads = payloads_for_sender(&record, evidence);
     Ok(ack(cx, &from, &to, payloads, now))
+}
+
+/// The first receipt for `record` (any resource's, XEP-0184 §5.3),
+/// recorded; what its sender asked to be told, or `None` for a receipt
+/// after the first.
+fn first_receipt(
+    cx: &mut Context,
+    conv: ConversationKey,
+    seq: crate::store::Seq,
+    mut record: MessageRecord,
+    now: Millis,
+) -> Option<Vec<Element>> {
+    if record.delivered_at.is_some() {
+        return None;
+    }
+    record.delivered_at = Some(now);
+    let payloads = payloads_for_sender(&record, Evidence::Delivered);
+    cx.write(Write::Message { conv, seq, record });
+    METRICS.status_recorded();
+    Some(payloads)
 }
 
 fn ack(
@@ -490,7 +516,7 @@ pub fn customer_ack(
     let customer = route.from.to_bare();
     let desk_jid = at.jid.as_str();
     let conv_key = ConversationKey::direct(customer.as_str(), desk_jid);
-    let Some((seq, mut record)) = cx.store.find_message(&conv_key, desk_jid, id)? else {
+    let Some((seq, record)) = cx.store.find_message(&conv_key, desk_jid, id)? else {
         debug!(id, "ack for an unknown desk message ignored");
         return Ok(vec![]);
     };
@@ -503,18 +529,10 @@ pub fn customer_ack(
     let from = Jid::from(super::conversation_address(cx, at, &customer)?);
     let evidence = match kind {
         AckKind::Receipt | AckKind::ReceivedMarker => {
-            if record.delivered_at.is_some() {
-                return Ok(vec![]);
-            }
-            record.delivered_at = Some(now);
-            let payloads = payloads_for_sender(&record, Evidence::Delivered);
-            cx.write(Write::Message {
-                conv: conv_key,
-                seq,
-                record,
+            return Ok(match first_receipt(cx, conv_key, seq, record, now) {
+                Some(payloads) => to_author(cx, &from, author, payloads, now),
+                None => vec![],
             });
-            METRICS.status_recorded();
-            return Ok(to_author(cx, &from, author, payloads, now));
         }
         AckKind::Displayed | AckKind::Acknowledged => Evidence::Read,
     };
@@ -666,7 +684,7 @@ pub fn send_as_agent(
     text: &str,
     now: Millis,
 ) -> Out {
-    let Some(mut conv) = cx
+    let Some(conv) = cx
         .store
         .desk_conversation(&at.desk.name, customer.as_str())?
     else {
@@ -702,24 +720,6 @@ pub fn send_as_agent(
         readable: true,
         queued: false,
     };
-    cx.write(Write::Message {
-        conv: ConversationKey::direct(customer.as_str(), desk_jid),
-        seq,
-        record,
-    });
-    cx.write(Write::DeskAuthor {
-        desk: at.desk.name.clone(),
-        customer: customer.to_string(),
-        seq,
-        agent: agent.to_owned(),
-    });
-    conv.latest = seq;
-    conv.latest_at = now;
-    conv.read_upto = conv.read_upto.max(conv.customer_latest);
-    cx.write(Write::DeskConversation {
-        desk: at.desk.name.clone(),
-        conv,
-    });
-    METRICS.status_recorded();
+    record_agent_message(cx, at, conv, seq, record, agent, now);
     Ok(vec![msg])
 }

@@ -12,14 +12,14 @@ use super::protocol::counts_in_order;
 use super::view::{self, Page};
 use super::{
     ASSIGN_COMMAND, Answer, At, CONVERSATION_COMMANDS, DESK_COMMAND, DONE_COMMAND, Desks,
-    PENDING_COMMAND, PREDEFINED_COMMAND, SNOOZE_COMMAND, actions, bad_request, chat, desk_config,
-    forbidden, not_found,
+    PENDING_COMMAND, PREDEFINED_COMMAND, SNOOZE_COMMAND, actions, bad_request, chat,
+    desk_for_agent, desk_jid, forbidden, not_found,
 };
 use crate::config::DeskConfig;
 use crate::context::Context;
 use crate::incoming::{AssignTo, CommandRequest, DeskAction};
 use crate::stanza::ns::{COMMANDS, DATA};
-use crate::stanza::{element, form_field, with_text, xep0082};
+use crate::stanza::{element, fixed_field, form_field, with_text, xep0082};
 use crate::store::{Millis, StoreError};
 
 pub const VIEW_FIELD: &str = "view";
@@ -214,19 +214,10 @@ pub fn execute(
             "conversation must be a customer's conversation, not the desk's own address",
         )));
     };
-    let Some(desk) = desk_config(cx, &target.desk).cloned() else {
-        return Ok(Answer::error(not_found("no such desk")));
+    let (desk, jid) = match desk_for_agent(cx, &target.desk, &agent)? {
+        Ok(found) => found,
+        Err(e) => return Ok(Answer::error(e)),
     };
-    if !desk.is_agent(&agent) {
-        return Ok(Answer::error(forbidden(format!(
-            "only the agents of {} may do this",
-            desk.name
-        ))));
-    }
-    let jid = cx
-        .addrs
-        .desk_address(&desk.name)
-        .map_err(|e| StoreError::Backend(e.to_string()))?;
     let at = At { desk: &desk, jid };
     submitted(cx, desks, &at, &customer, &agent, &session, &req, now)
 }
@@ -444,10 +435,7 @@ fn desk_command(
     let Some(view) = view::parse_view(name, agent) else {
         return Ok(Answer::error(view::no_such_view(name)));
     };
-    let jid = cx
-        .addrs
-        .desk_address(&desk.name)
-        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    let jid = desk_jid(cx, &desk.name)?;
     let at = At { desk: &desk, jid };
     let page = view::page(cx, &at, agent, &view, field(SEARCH_FIELD), None, PAGE)?;
     let mut done = command(DESK_COMMAND, session, "completed");
@@ -554,16 +542,10 @@ fn single_form(title: &str, page: &Page) -> Element {
     counts_fields(&mut x, page);
     for (i, r) in page.rows.iter().enumerate() {
         let n = i + 1;
-        let mut header = element(
-            "field",
-            DATA,
-            &[("var", &format!("{n}-jid")), ("type", "fixed")],
-        );
-        header.append_child(with_text(
-            Element::bare("value", DATA),
+        x.append_child(fixed_field(
+            &format!("{n}-jid"),
             format!("{} ({})", r.name, r.jid),
         ));
-        x.append_child(header);
         for ((var, label), value) in COLUMNS.iter().zip(values(r)).skip(2) {
             let Some(v) = value else { continue };
             x.append_child(form_field(&format!("{n}-{var}"), "text-single", label, v));

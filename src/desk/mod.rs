@@ -111,6 +111,34 @@ fn desk_config<'c>(cx: &'c Context, name: &str) -> Option<&'c DeskConfig> {
     cx.config.desks.iter().find(|d| d.name == name)
 }
 
+/// A configured desk's address. Desk names are checked when the config is
+/// read, so this fails only on a config built around that check.
+fn desk_jid(cx: &Context, name: &str) -> Result<BareJid, StoreError> {
+    cx.addrs
+        .desk_address(name)
+        .map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// The desk `name`, for `agent` to act on: `item-not-found` for no such
+/// desk, `forbidden` for someone who is not its agent.
+fn desk_for_agent(
+    cx: &Context,
+    name: &str,
+    agent: &str,
+) -> Result<Result<(DeskConfig, BareJid), StanzaError>, StoreError> {
+    let Some(desk) = desk_config(cx, name).cloned() else {
+        return Ok(Err(not_found(format!("no desk {name:?} here"))));
+    };
+    if !desk.is_agent(agent) {
+        return Ok(Err(forbidden(format!(
+            "only the agents of {} may do this",
+            desk.name
+        ))));
+    }
+    let jid = desk_jid(cx, &desk.name)?;
+    Ok(Ok((desk, jid)))
+}
+
 fn forbidden(text: impl Into<String>) -> StanzaError {
     stanza_error(ErrorType::Auth, DefinedCondition::Forbidden, text)
 }
@@ -148,10 +176,7 @@ impl Desks {
         let Some(desk) = desk_config(cx, &target.desk).cloned() else {
             return Ok(vec![]);
         };
-        let jid = cx
-            .addrs
-            .desk_address(&desk.name)
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let jid = desk_jid(cx, &desk.name)?;
         let at = At { desk: &desk, jid };
         match (target.customer, inner) {
             (
@@ -308,10 +333,7 @@ impl Desks {
             let Some(config) = desk_config(cx, &desk).cloned() else {
                 continue;
             };
-            let jid = cx
-                .addrs
-                .desk_address(&desk)
-                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            let jid = desk_jid(cx, &desk)?;
             let at = At { desk: &config, jid };
             out.extend(actions::wake(cx, self, &at, &customer, until, now)?);
         }

@@ -5,7 +5,7 @@ use minidom::Element;
 use xmpp_parsers::jid::Jid;
 
 use super::view::{self, Page};
-use super::{Answer, At, Desks, actions, desk_config, events, forbidden, not_found};
+use super::{Answer, At, Desks, actions, desk_for_agent, events, not_found};
 use crate::context::Context;
 use crate::incoming::DeskRequest;
 use crate::stanza::{element, ns, set_attr, with_text, xep0082};
@@ -26,22 +26,11 @@ pub fn answer(
         | DeskRequest::Act { desk, .. }
         | DeskRequest::History { desk, .. } => desk.to_lowercase(),
     };
-    let Some(desk) = desk_config(cx, &desk_name).cloned() else {
-        return Ok(Answer::error(not_found(format!(
-            "no desk {desk_name:?} here"
-        ))));
-    };
     let agent = from.to_bare().to_string();
-    if !desk.is_agent(&agent) {
-        return Ok(Answer::error(forbidden(format!(
-            "only the agents of {} may do this",
-            desk.name
-        ))));
-    }
-    let jid = cx
-        .addrs
-        .desk_address(&desk.name)
-        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    let (desk, jid) = match desk_for_agent(cx, &desk_name, &agent)? {
+        Ok(found) => found,
+        Err(e) => return Ok(Answer::error(e)),
+    };
     let at = At { desk: &desk, jid };
     match req {
         DeskRequest::View {

@@ -15,7 +15,8 @@ use crate::context::Context;
 use crate::incoming::{CommandRequest, INBOX_COMMAND, MARK_READ_COMMAND};
 use crate::stanza::ns::{COMMANDS, DATA};
 use crate::stanza::{
-    DefinedCondition, ErrorType, StanzaError, element, form_field, stanza_error, with_text, xep0082,
+    DefinedCondition, ErrorType, StanzaError, element, fixed_field, form_field, stanza_error,
+    with_text, xep0082,
 };
 use crate::store::{Millis, Seq, StoreError};
 
@@ -325,16 +326,10 @@ fn single_form(page: &view::Page, number: u32) -> Element {
     let mut x = page_start(format!("Conversations, page {number}, newest first"), page);
     for (i, r) in page.rows.iter().enumerate() {
         let n = i + 1;
-        let mut header = element(
-            "field",
-            DATA,
-            &[("var", &format!("{n}-jid")), ("type", "fixed")],
-        );
-        header.append_child(with_text(
-            Element::bare("value", DATA),
+        x.append_child(fixed_field(
+            &format!("{n}-jid"),
             format!("{} ({})", r.name, r.jid),
         ));
-        x.append_child(header);
         let values = [
             ("unread", "Unread", Some(r.unread.to_string())),
             ("missed", "Missed", r.missed.map(|m| m.count.to_string())),

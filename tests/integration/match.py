@@ -8,8 +8,8 @@ Each predicate prints as what it looks for, so a timeout names what was missing.
 
 import xml.etree.ElementTree as ET
 
-from stanzas import (NS_CLIENT, NS_DELAY, NS_MARKERS, NS_MUC_USER, NS_OCCUPANT_ID, NS_RECEIPTS, NS_SID,
-                      NS_STANZAS, NS_STATUS)
+from stanzas import (NS_CLIENT, NS_DELAY, NS_DESK, NS_MARKERS, NS_MUC_USER, NS_OCCUPANT_ID, NS_RECEIPTS,
+                      NS_SID, NS_STANZAS, NS_STATUS)
 
 # (namespace, element) pairs for has=
 RECEIPT_REQUEST = (NS_RECEIPTS, "request")
@@ -249,3 +249,29 @@ def any_marker(room=None):
                                                        not c.tag.endswith("}markable") for c in s.el)
                 and (room is None or (s.frm or "").startswith(room)),
                 "any XEP-0333 marker" + (f" from {room!r}" if room else ""))
+
+
+# --- team desks (xep/desk.md) -----------------------------------------------------
+
+def desk_event(kind=None, frm=None, **attrs):
+    """xep/desk.md §4.4: an event message (a chat message with <event/>) of this
+    kind, from this conversation address, whose event attributes are as given
+    (by_='...' for `by`)."""
+
+    def fn(s):
+        if s.kind != "message" or (frm is not None and s.frm != frm):
+            return False
+        ev = s.child(NS_DESK, "event")
+        if ev is None or (kind is not None and ev.get("kind") != kind):
+            return False
+        return all(ev.get(k.rstrip("_")) == v for k, v in attrs.items())
+
+    shown = " ".join(f"{k.rstrip('_')}={v!r}" for k, v in attrs.items())
+    return Pred(fn, f"desk event {kind or 'of any kind'}" + (f" from {frm!r}" if frm else "")
+                + (f" with {shown}" if shown else ""))
+
+
+def desk_event_of(st: Stanza):
+    """The attributes of a desk event message's <event/>, or None."""
+    ev = st.child(NS_DESK, "event")
+    return None if ev is None else dict(ev.attrib)

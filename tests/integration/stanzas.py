@@ -199,3 +199,46 @@ def malformed_examples(to_tracked):
         "gateway set with an empty prompt":
             f"<iq type='set' to='{COMPONENT}' id='bad-prompt'><query xmlns='{NS_GATEWAY}'><prompt/></query></iq>",
     }
+
+
+# --- team desks (xep/desk.md) ---------------------------------------------
+
+NS_DESK = "urn:tidemark:desk:0"  # xep/desk.md
+
+
+def desk_conversation(desk, customer_bare_jid, component=COMPONENT):
+    """xep/desk.md §3: the agents' address of a desk's conversation with a customer,
+    the desk's name, an escaped '/' and the customer's escaped bare JID:
+    support, dan@localhost -> support\\2fdan\\40localhost@chat.localhost"""
+    return tracked(f"{desk}/{customer_bare_jid}", component)
+
+
+def _rsm(max=None, after=None):
+    if max is None and after is None:
+        return ""
+    return (f"<set xmlns='{NS_RSM}'>" + (f"<max>{max}</max>" if max is not None else "")
+            + (f"<after>{escape(after)}</after>" if after is not None else "") + "</set>")
+
+
+def desk_view(id, desk, name=None, search=None, max=None, after=None, to=COMPONENT):
+    """xep/desk.md §6.1: one view of a desk (mine, unassigned, all, done) and every view's counts."""
+    return (f"<iq type='get'{_attrs(to=to, id=id)}>"
+            f"<view xmlns='{NS_DESK}'{_attrs(desk=desk, name=name, search=search)}>{_rsm(max, after)}</view></iq>")
+
+
+def desk_assign(id, desk, customer, assignee=None, to=COMPONENT):
+    """xep/desk.md §6.2: assign a conversation; assignee None: to the sender, '': to nobody."""
+    return (f"<iq type='set'{_attrs(to=to, id=id)}>"
+            f"<assign xmlns='{NS_DESK}'{_attrs(desk=desk, customer=customer)}{_attrs(to=assignee)}/></iq>")
+
+
+def desk_action(id, action, desk, customer, until=None, to=COMPONENT):
+    """xep/desk.md §6.2: <done/>, <pending/> or <snooze until=.../> on a conversation."""
+    return (f"<iq type='set'{_attrs(to=to, id=id)}>"
+            f"<{action} xmlns='{NS_DESK}'{_attrs(desk=desk, customer=customer, until=until)}/></iq>")
+
+
+def desk_history(id, desk, customer, max=None, to=COMPONENT):
+    """xep/desk.md §6.3: a conversation's events, oldest first."""
+    return (f"<iq type='get'{_attrs(to=to, id=id)}>"
+            f"<history xmlns='{NS_DESK}'{_attrs(desk=desk, customer=customer)}>{_rsm(max)}</history></iq>")

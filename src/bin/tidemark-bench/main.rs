@@ -3,6 +3,7 @@
 //! BENCHMARKS.md for what each scenario does and the figures measured.
 
 mod component;
+mod desk;
 mod echo;
 mod inbox;
 mod storage;
@@ -32,6 +33,12 @@ scenarios:
                       against off, alternating), list/search times, bytes
                       per entry (--users, --conversations, --members,
                       --messages, --room-messages, --rounds)
+  desk             issue 11: a team desk of 50 agents at 1,000 and 10,000
+                      conversations: a customer message's cost against the
+                      same 1:1 message without the desk (interleaved), and
+                      assign, views with counts, the desk command, p50/p99
+                      (--agents, --holders, --small, --conversations,
+                      --messages, --ops, --queries, --alone, --rounds)
   storage-child    (internal) the child process of scenario 3
 
 Build first: cargo build --release --bins";
@@ -56,6 +63,7 @@ fn main() {
         "storage-child" => storage::child(&args),
         "sent-pages" => storage::sent_pages(&args),
         "inbox" => inbox::main(&args),
+        "desk" => desk::main(&args),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
