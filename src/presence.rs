@@ -239,8 +239,9 @@ fn name_event(relayed: &Element, route: &Route, id: String) -> Element {
     name_message(nick, route.tracked_from.to_bare(), route.to.clone(), id)
 }
 
-/// `nick` as a XEP-0172 PEP notification from the tracked address `from`.
-fn name_message(nick: String, from: BareJid, to: Jid, id: String) -> Element {
+/// `nick` as a XEP-0172 PEP notification from `from` (a tracked address,
+/// or a desk conversation's: `crate::desk`).
+pub fn name_message(nick: String, from: BareJid, to: Jid, id: String) -> Element {
     let event = Event {
         payload: Payload::Items {
             node: NodeName(ns::NICK.to_owned()),

@@ -13,7 +13,7 @@ use tidemark::service::Tidemark;
 use tidemark::store::{SledStore, Store};
 
 mod common;
-use common::{Varies, XepDoc, millis, with_ns};
+use common::{Varies, XepDoc, caps_ver, millis, with_ns};
 
 const DESK_NS: &str = "urn:tidemark:desk:0";
 const COMMANDS: &str = "http://jabber.org/protocol/commands";
@@ -236,7 +236,9 @@ fn xep_desk_examples_are_what_tidemark_says() {
     assert!(out[0].children().next().is_none(), "an empty result");
     let to_bob = out
         .iter()
-        .find(|el| el.attr("to") == Some("bob@localhost"))
+        .find(|el| {
+            el.attr("to") == Some("bob@localhost") && el.get_child("event", DESK_NS).is_some()
+        })
         .expect("bob hears he was given dan");
     doc.example_where("the event message", |el| {
         el.get_child("event", DESK_NS).is_some()
@@ -772,4 +774,227 @@ fn a_refused_message_counts_until_answered() {
     assert_eq!(row.attr("unread"), Some("1"));
     w.agent_says("alice", DAN, "sorry");
     assert_eq!(w.counts("alice")[1], ("unassigned".into(), 1, 0));
+}
+
+const NICK: &str = "http://jabber.org/protocol/nick";
+const PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+
+/// The name in a XEP-0172 PEP notification, if `el` is one.
+fn pep_nick(el: &Element) -> Option<String> {
+    let items = el
+        .get_child("event", PUBSUB_EVENT)?
+        .get_child("items", PUBSUB_EVENT)?;
+    (items.attr("node") == Some(NICK)).then_some(())?;
+    let item = items.get_child("item", PUBSUB_EVENT)?;
+    Some(item.get_child("nick", NICK)?.text())
+}
+
+/// (from, to, what) of each message: the PEP name, or the body.
+fn messages(out: &[Element]) -> Vec<(String, String, String)> {
+    out.iter()
+        .filter(|el| el.name() == "message")
+        .map(|el| {
+            let what = pep_nick(el)
+                .map(|n| format!("name {n}"))
+                .or_else(|| {
+                    el.get_child("body", "jabber:component:accept")
+                        .map(Element::text)
+                })
+                .unwrap_or_default();
+            (
+                el.attr("from").unwrap_or_default().to_owned(),
+                el.attr("to").unwrap_or_default().to_owned(),
+                what,
+            )
+        })
+        .collect()
+}
+
+/// Gajim 1.7.3 names a contact only from its roster or a PEP notification
+/// (the nick in the relayed message is not read; it showed
+/// `support\2fdan\40localhost` everywhere under Xvfb): each agent's client
+/// is told a conversation's name before its first message from it, once
+/// per client that comes online.
+#[test]
+fn a_conversation_is_named_before_its_first_message_to_each_client() {
+    let mut w = World::new("");
+    w.online("alice");
+    w.online("bob");
+    let dan = |to: &str, what: &str| (DAN.to_owned(), format!("{to}@localhost"), what.to_owned());
+    assert_eq!(
+        messages(&w.customer_says("dan", "d1")),
+        vec![
+            dan("alice", "name dan (support)"),
+            dan("alice", "New conversation from dan@example.org"),
+            dan("bob", "name dan (support)"),
+            dan("bob", "New conversation from dan@example.org"),
+            dan("alice", "d1"),
+            dan("bob", "d1"),
+        ]
+    );
+    assert_eq!(
+        messages(&w.customer_says("dan", "d2")),
+        vec![dan("alice", "d2"), dan("bob", "d2")],
+        "told once"
+    );
+    // Another client of alice's comes online: it may not know the name.
+    w.send(&format!(
+        "<presence from='alice@localhost/phone' to='{DESK}'/>"
+    ));
+    assert_eq!(
+        messages(&w.customer_says("dan", "d3")),
+        vec![
+            dan("alice", "name dan (support)"),
+            dan("alice", "d3"),
+            dan("bob", "d3")
+        ]
+    );
+    // An action's event, from the service's command: named the same way.
+    w.offline("bob");
+    w.online("bob");
+    let out = w.act("alice", "assign", "dan", "to='bob@localhost'");
+    assert_eq!(
+        messages(&out),
+        vec![
+            dan("bob", "name dan (support)"),
+            dan("bob", "Assigned to bob@localhost by alice@localhost"),
+            dan("alice", "Assigned to bob@localhost by alice@localhost"),
+        ]
+    );
+    // Another customer's conversation has its own name.
+    let erin = messages(&w.customer_says("erin", "e1"));
+    assert_eq!(
+        erin[0],
+        (
+            ERIN.into(),
+            "alice@localhost".into(),
+            "name erin (support)".into()
+        )
+    );
+    // No name for an address nobody wrote to, where only an error comes from.
+    let out = w.agent_says(
+        "alice",
+        "support\\2fzoe\\40example.org@chat.localhost",
+        "z1",
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].attr("type"), Some("error"));
+}
+
+/// Gajim 1.7.3 keeps presence per resource and drops a presence from a bare
+/// JID: a desk whose presence came from `support@chat.localhost` stayed
+/// offline in its contact list. The desk's presence comes from a resource;
+/// its subscription answers, as RFC 6121 has them, from the bare address.
+#[test]
+fn the_desk_presence_comes_from_a_resource() {
+    let mut w = World::new("");
+    let out = w.send(&format!(
+        "<presence type='subscribe' id='s1' from='dan@example.org' to='{DESK}'/>"
+    ));
+    let got: Vec<(&str, Option<&str>)> = out
+        .iter()
+        .map(|el| (el.attr("from").unwrap(), el.attr("type")))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (DESK, Some("subscribed")),
+            ("support@chat.localhost/desk", Some("unavailable"))
+        ]
+    );
+    let out = w.online("alice");
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].attr("from"), Some("support@chat.localhost/desk"));
+    assert_eq!(out[0].attr("to"), Some("dan@example.org"));
+    assert_eq!(out[0].attr("type"), None, "available");
+    let out = w.send(&format!(
+        "<presence type='probe' from='dan@example.org' to='{DESK}'/>"
+    ));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].attr("from"), Some("support@chat.localhost/desk"));
+    assert_eq!(out[0].attr("type"), None);
+    let out = w.offline("alice");
+    assert_eq!(out[0].attr("from"), Some("support@chat.localhost/desk"));
+    assert_eq!(out[0].attr("type"), Some("unavailable"));
+    // Whatever the customer's client makes of it, a message to that
+    // resource reaches the desk.
+    w.online("alice");
+    let out = w.send(
+        "<message type='chat' id='r1' from='dan@example.org/phone' to='support@chat.localhost/desk'><body>hi</body></message>",
+    );
+    assert!(
+        out.iter()
+            .any(|el| el.attr("id") == Some("r1") && el.attr("from") == Some(DAN)),
+        "{out:?}"
+    );
+}
+
+/// The `desk` command's answer depends on what the agent's client shows
+/// (Gajim 1.7.3 stops at "Executing…" on a table: seen under Xvfb). An
+/// agent with no tracked contact sends their caps only to the desk, so the
+/// desk asks about them there.
+#[test]
+fn an_agent_on_gajim_gets_the_desk_view_as_one_form() {
+    let mut w = World::new("");
+    let info = "<query xmlns='http://jabber.org/protocol/disco#info'>\
+        <identity category='client' type='pc' name='Gajim'/>\
+        <feature var='urn:xmpp:receipts'/><feature var='urn:xmpp:chat-markers:0'/></query>";
+    let ver = caps_ver(info);
+    w.send(&format!(
+        "<presence type='subscribed' from='alice@localhost' to='{DESK}'/>"
+    ));
+    let out = w.send(&format!(
+        "<presence from='alice@localhost/gajim' to='{DESK}'>\
+         <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://gajim.org' ver='{ver}'/></presence>"
+    ));
+    let question = out
+        .iter()
+        .find(|e| e.name() == "iq")
+        .expect("the desk asks what alice's client is");
+    assert_eq!(question.attr("to"), Some("alice@localhost/gajim"));
+    assert_eq!(question.attr("from"), Some("chat.localhost"));
+    let id = question.attr("id").unwrap().to_owned();
+    w.send(&format!(
+        "<iq type='result' id='{id}' from='alice@localhost/gajim' to='chat.localhost'>{}</iq>",
+        info.replace(
+            "disco#info'>",
+            &format!("disco#info' node='https://gajim.org#{ver}'>")
+        )
+    ));
+    w.customer_says("dan", "d1");
+    let run = |w: &mut World, resource: &str| -> Element {
+        let out = w.send(&format!(
+            "<iq type='set' id='c1' from='alice@localhost/{resource}' to='chat.localhost'><command xmlns='{COMMANDS}' node='desk' action='execute'>\
+             <x xmlns='{DATA}' type='submit'><field var='view'><value>all</value></field></x></command></iq>"
+        ));
+        out[0]
+            .get_child("command", COMMANDS)
+            .and_then(|c| c.get_child("x", DATA))
+            .expect("a form")
+            .clone()
+    };
+    let x = run(&mut w, "gajim");
+    assert!(
+        x.get_child("reported", DATA).is_none(),
+        "{}",
+        String::from(&x)
+    );
+    assert!(
+        !x.children().any(|c| c.name() == "item"),
+        "{}",
+        String::from(&x)
+    );
+    let header = x
+        .children()
+        .find(|f| f.attr("var") == Some("1-jid"))
+        .and_then(|f| f.get_child("value", DATA))
+        .map(Element::text);
+    assert_eq!(header, Some(format!("dan ({DAN})")));
+    // Another client of hers, whose caps the desk never saw: the table.
+    let x = run(&mut w, "pc");
+    assert!(
+        x.get_child("reported", DATA).is_some(),
+        "{}",
+        String::from(&x)
+    );
 }

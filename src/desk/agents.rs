@@ -38,6 +38,13 @@ impl AgentBook {
             .collect()
     }
 
+    /// Whether `resource` of `agent` is known to be available.
+    fn has(&self, agent: &str, resource: &str) -> bool {
+        self.resources
+            .get(agent)
+            .is_some_and(|r| r.contains(resource))
+    }
+
     pub fn desk_available(&self, desk: &DeskConfig) -> bool {
         desk.agents.iter().any(|a| self.is_available(a.as_str()))
     }
@@ -59,13 +66,17 @@ impl AgentBook {
     }
 }
 
+/// The resource the desk's presence comes from.
+pub const DESK_RESOURCE: &str = "desk";
+
 /// The desk's presence to `to`: available, or unavailable, with its name.
+/// From a resource of the desk's address, as a client's: Gajim 1.7.3 keeps
+/// a contact's presence per resource and drops one from a bare JID, so a
+/// desk whose presence came from `support@chat.localhost` stayed offline in
+/// its contact list while agents were available.
 fn desk_presence(at: &At, to: &str, available: bool) -> Element {
-    let mut p = element(
-        "presence",
-        ns::COMPONENT,
-        &[("from", at.jid.as_str()), ("to", to)],
-    );
+    let from = format!("{}/{DESK_RESOURCE}", at.jid);
+    let mut p = element("presence", ns::COMPONENT, &[("from", &from), ("to", to)]);
     if !available {
         set_attr(&mut p, "type", "unavailable");
     }
@@ -155,17 +166,18 @@ pub fn on_probe(cx: &mut Context, desks: &Desks, at: &At, route: &Route) -> Out 
     )])
 }
 
-/// An agent's presence (or a presence error: offline): the desk's own
-/// presence follows when it changes, and messages held while nobody was
-/// there go out when someone comes.
+/// An agent's presence (`None`: unavailable, or a presence error): the
+/// desk's own presence follows when it changes, and messages held while
+/// nobody was there go out when someone comes.
 pub fn on_agent_presence(
     cx: &mut Context,
     desks: &mut Desks,
     at: &At,
     route: &Route,
-    available: bool,
+    presence: Option<&Element>,
     now: Millis,
 ) -> Out {
+    let available = presence.is_some();
     let agent = route.from.to_bare().to_string();
     if !at.desk.is_agent(&agent) {
         debug!("presence to a desk from someone who is not its agent ignored");
@@ -185,10 +197,22 @@ pub fn on_agent_presence(
         .map(|d| desks.agents.desk_available(d))
         .collect();
     let was = desks.agents.is_available(&agent);
+    let new_client = available && !desks.agents.has(&agent, resource);
     desks.agents.update(&agent, resource, available);
     let mut out = Vec::new();
     if was != desks.agents.is_available(&agent) {
         info!(%agent, available, "desk agent availability changed");
+    }
+    if new_client {
+        // A client that just came online may know no conversation's name.
+        desks.names.forget_agent(&agent);
+    }
+    if let Some(p) = presence {
+        // What the agent's client can take: the `desk` command's answer
+        // depends on it (Gajim 1.7.3 stops at "Executing…" on a table), and
+        // an agent who has no tracked contact sends their caps only here.
+        let service = cx.addrs.domain().to_string();
+        out.extend(cx.clients.on_presence(&route.from, p, &service, now));
     }
     // Only this desk's change is announced here: each desk gets the
     // agent's presence at its own address and answers for itself.

@@ -80,11 +80,11 @@ fn readdressed(
 }
 
 /// What agents call a customer's conversation: "dan (support)".
-pub fn conversation_name(at: &At, customer: &BareJid) -> String {
+pub fn conversation_name(desk: &str, customer: &BareJid) -> String {
     let who = customer
         .node()
         .map_or_else(|| customer.to_string(), |n| n.to_string());
-    format!("{who} ({})", at.desk.name)
+    format!("{who} ({desk})")
 }
 
 /// The agents a customer's message goes to now: the assignee if available,
@@ -207,7 +207,7 @@ pub fn from_customer(
     // The conversation's name (XEP-0172 §4.5), ours rather than one a
     // stranger chose: agents see "dan (support)", not the escaped address.
     while relayed.remove_child("nick", ns::NICK).is_some() {}
-    relayed.append_child(Nick(conversation_name(at, &customer)).into());
+    relayed.append_child(Nick(conversation_name(&at.desk.name, &customer)).into());
     let conv_key = ConversationKey::direct(customer.as_str(), desk_jid);
     let mut out = shown;
     if to.is_empty() {

@@ -17,6 +17,7 @@ mod agents;
 mod chat;
 mod commands;
 mod events;
+mod names;
 mod protocol;
 mod view;
 
@@ -54,15 +55,17 @@ const CONVERSATION_COMMANDS: [&str; 5] = [
     PREDEFINED_COMMAND,
 ];
 
-/// The desks' state in memory: agents' presence, round-robin positions and
-/// the snoozed conversations' wake-up times (all of it rebuilt after a
-/// restart: presence by probes, snoozes from the store).
+/// The desks' state in memory: agents' presence, round-robin positions,
+/// the snoozed conversations' wake-up times and which conversations' names
+/// agents' clients were told (all of it rebuilt after a restart: presence
+/// by probes, snoozes from the store, names told again).
 #[derive(Debug, Default)]
 pub struct Desks {
     agents: AgentBook,
     round_robin: HashMap<String, usize>,
     /// (until, desk, customer).
     snoozes: BTreeSet<(Millis, String, String)>,
+    names: names::Names,
 }
 
 /// A desk and the addresses the desk module answers from.
@@ -173,6 +176,11 @@ impl Desks {
         inner: Incoming,
         now: Millis,
     ) -> Out {
+        let out = self.route(cx, target, inner, now)?;
+        Ok(self.names.add(cx, out, now))
+    }
+
+    fn route(&mut self, cx: &mut Context, target: DeskTarget, inner: Incoming, now: Millis) -> Out {
         let Some(desk) = desk_config(cx, &target.desk).cloned() else {
             return Ok(vec![]);
         };
@@ -217,11 +225,16 @@ impl Desks {
             (
                 None,
                 Incoming::Presence {
-                    route, available, ..
+                    route,
+                    presence,
+                    available,
                 },
-            ) => agents::on_agent_presence(cx, self, &at, &route, available.is_some(), now),
+            ) => {
+                let available = available.map(|_| presence);
+                agents::on_agent_presence(cx, self, &at, &route, available, now)
+            }
             (None, Incoming::PresenceError(route)) => {
-                agents::on_agent_presence(cx, self, &at, &route, false, now)
+                agents::on_agent_presence(cx, self, &at, &route, None, now)
             }
             (None, Incoming::Probe(route)) => agents::on_probe(cx, self, &at, &route),
             (Some(customer), Incoming::Chat(chat)) => {
@@ -257,7 +270,7 @@ impl Desks {
             // Clients ask before they offer "Execute command" on a contact.
             ServiceRequest::DiscoInfo { node: None } => {
                 let name = match customer {
-                    Some(c) => chat::conversation_name(at, c),
+                    Some(c) => chat::conversation_name(&at.desk.name, c),
                     None => at.desk.name.clone(),
                 };
                 Answer::result(Some(disco_info(&name)))
@@ -317,7 +330,8 @@ impl Desks {
             }
             _ => return Ok(None),
         };
-        Ok(Some(answer.into_stanzas(origin, &own)))
+        let out = answer.into_stanzas(origin, &own);
+        Ok(Some(self.names.add(cx, out, now)))
     }
 
     /// Once a second: snoozed conversations whose time came are back.
@@ -337,7 +351,7 @@ impl Desks {
             let at = At { desk: &config, jid };
             out.extend(actions::wake(cx, self, &at, &customer, until, now)?);
         }
-        Ok(out)
+        Ok(self.names.add(cx, out, now))
     }
 
     /// After every (re)connect: what was known of agents is stale; each
