@@ -7,14 +7,18 @@ desk), Xvfb and a session bus first and writes Gajim's account settings.
 Reuses gajim_screens.py's helpers.
 
 Screens (PNG, in --out):
-  desk-0-request.png       the desk's presence subscription request on alice's account page
-  desk-1-list.png          alice's chat list: dan's conversation
-  desk-2-chat.png          the conversation: the event line and dan's message
-  desk-3-read.png          alice's answer typed in Gajim, then dan's read marker
-  desk-4-desk-form.png     Execute Command on chat.localhost: the `desk` command's form
-  desk-4-desk-result.png   its result: counts and the conversation
-  desk-5-assign-form.png   Execute Command on the conversation's address: `assign`
-  desk-5-assigned.png      the chat with the event line of the assignment
+  desk-0-request.png        the desk's presence subscription request on alice's account page
+  desk-0-accepted.png       accepted (and added, as Gajim then offers): the desk in her contact list
+  desk-1-list.png           dan writes: alice's chat list shows his conversation
+  desk-2-chat.png           the conversation: the event line and dan's message
+  desk-3-read.png           alice's answer typed in Gajim, its receipt tick, then dan's read line
+  desk-4-commands.png       Execute Command on chat.localhost: the service's commands
+  desk-4-desk-form.png      the `desk` command's form, view `all` chosen
+  desk-4-desk-result.png    its result: counts and the conversation
+  desk-5-contact-menu.png   the conversation added to the contact list: its menu
+  desk-5-assign-form.png    Execute Command on the conversation: `assign`'s form
+  desk-5-assign-done.png    its result
+  desk-5-assigned.png       the chat with the event line of the assignment
 """
 
 import asyncio
@@ -24,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gajim_screens import (  # noqa: E402
-    REPO, Screen, arguments, gv, quiet, step, wait_for, wait_geometry, wait_ready)
+    Screen, arguments, gv, quiet, step, wait_for, wait_geometry, wait_ready)
 from match import message, presence  # noqa: E402
-from stanzas import chat, marker, receipt, subscribed  # noqa: E402
+from stanzas import NS_DESK, chat, desk_history, marker, receipt, subscribed  # noqa: E402
 from xmpp_client import Client  # noqa: E402
 
 DESK = "support@chat.localhost"
@@ -35,6 +39,10 @@ CONVERSATION = "support\\2fdan\\40localhost@chat.localhost"
 ACCOUNT = "alice"
 DAN_WRITES = "Hello, my order 1234 has not arrived yet."
 ALICE_ANSWERS = "Sorry to hear that, dan! Let me check order 1234."
+
+
+class Stop(Exception):
+    """--stop-after reached: leave everything running."""
 
 
 async def accept_desk_request(client):
@@ -51,7 +59,7 @@ async def dan_reads(dan, log):
     while True:
         await asyncio.sleep(0.2)
         for st in dan.history[seen:]:
-            if st.kind != "message" or st.body is None or not (st.frm or "").startswith(DESK):
+            if st.kind != "message" or st.body is None or (st.frm or "").split("/")[0] != DESK:
                 continue
             log.append(st.body)
             await dan.send(receipt(DESK, st.id, dan.new_id("r")))
@@ -63,14 +71,17 @@ async def dan_reads(dan, log):
         seen = len(dan.history)
 
 
+async def expect_assigned(agent):
+    """The conversation's history (xep/desk.md §6.3), as any agent reads
+    it, has the assignment to alice."""
+    qid = agent.new_id("h")
+    reply = await agent.request(desk_history(qid, "support", "dan@localhost"), qid)
+    kinds = [(e.get("kind"), e.get("to")) for e in reply.el.iter(f"{{{NS_DESK}}}event")]
+    assert ("assigned", "alice@localhost") in kinds, reply.xml
+
+
 def tidemark_log(run):
     return (Path(run) / "tidemark.log").read_text(errors="replace")
-
-
-def alice_available_at_desk(run):
-    """tidemark's log says the desk counts alice as available."""
-    return re.search(r"desk agent availability changed.*agent=alice@localhost available=true",
-                     tidemark_log(run)) is not None
 
 
 async def main(args):
@@ -86,28 +97,171 @@ async def main(args):
     watch = await Client("alice", a_user, a_pw, "watch", port=args.port, note=quiet).connect(priority=-1)
 
     step("starting Gajim as " + args.user)
-    main_win = await screen.start_gajim()
+    await screen.start_gajim()
     await watch.expect(presence(frm=f"{a_user}@localhost/gajim", type=False), timeout=40)
     await watch.disconnect()
     await asyncio.sleep(3)
     screen.shot("desk-0-start", keep=False)
-    if args.stop_after == "start":
-        return
     try:
-        await run_steps(args, screen, main_win, bob, d_user, d_pw)
+        if args.stop_after == "start":
+            raise Stop
+        dan = await Client("dan", d_user, d_pw, "phone", port=args.port, note=quiet).connect()
+        await run_steps(args, screen, bob, dan)
+        await dan.disconnect()
+    except Stop:
+        print(f"  stopped after {args.stop_after!r}: Gajim, Prosody and tidemark keep running", flush=True)
     except BaseException:
         screen.failure_shot()
         raise
     await bob.disconnect()
 
 
-async def run_steps(args, screen, main_win, bob, d_user, d_pw):
+def click(screen, x, y, button="1"):
+    screen.xdo("mousemove", str(x), str(y), "click", button)
+
+
+def pointer_away(screen):
+    """Off the chat list, whose hovered row shows a close button."""
+    screen.xdo("mousemove", "900", "500")
+
+
+async def close_window(screen, x, y):
+    """Escape closes Gajim's assistants; with no window manager, keys go to
+    the window under the pointer."""
+    screen.xdo("mousemove", str(x), str(y))
+    screen.xdo("key", "Escape")
+    await asyncio.sleep(1)
+
+
+async def add_contact(screen):
+    """Gajim's Add Contact assistant, already filled in: Next, then Add
+    Contact (buttons at its bottom right)."""
+    x, y, w, h, _ = await wait_geometry(screen, "Add Contact")
+    await asyncio.sleep(1)
+    click(screen, x + w - 57, y + h - 42)  # Next
+    await asyncio.sleep(2.5)
+    click(screen, x + w - 159, y + h - 42)  # Add Contact
+    await asyncio.sleep(2)
+
+
+async def run_steps(args, screen, bob, dan):
+    def stop_after(name):
+        if args.stop_after == name:
+            raise Stop
+
     step("0. the desk's subscription request on alice's account page; she accepts it")
-    screen.xdo("mousemove", "34", "768", "click", "1")  # the account button, bottom left
+    click(screen, 34, 768)  # the account button, bottom left
     await asyncio.sleep(1.5)
-    screen.shot("desk-0-request", crop="1280x400+0+0")
-    if args.stop_after == "request":
-        return
+    screen.shot("desk-0-request", crop="1280x480+0+0")
+    click(screen, 970, 430)  # Accept
+    await wait_for(lambda: re.search(r"desk agent availability changed.*agent=alice@localhost available=true",
+                                     tidemark_log(args.run)), "the desk seeing alice available")
+    # Gajim then offers to add the desk to her contact list, as for anyone
+    # not in it yet; she does (the desk accepts at once).
+    await add_contact(screen)
+    await asyncio.sleep(1)
+    screen.shot("desk-0-accepted", crop="1280x480+0+0")
+    stop_after("request")
+
+    step("1. dan writes to the desk: alice's chat list")
+    await dan.send(chat(DESK, "d1", DAN_WRITES))
+    await bob.expect(message(frm=CONVERSATION, id="d1"), timeout=10)
+    log = []
+    reads = asyncio.ensure_future(dan_reads(dan, log))
+    await asyncio.sleep(1.5)
+    click(screen, 34, 117)  # the workspace, top left: its chat list
+    await asyncio.sleep(1.5)
+    screen.shot("desk-1-list", crop="1280x300+0+0")
+    stop_after("list")
+
+    step("2. the conversation: the event line and dan's message")
+    click(screen, 240, 166)  # the chat list's first row
+    pointer_away(screen)
+    await asyncio.sleep(2)
+    screen.shot("desk-2-chat", crop="1280x800+0+0")
+    stop_after("chat")
+
+    step("3. alice answers from Gajim; dan's client acknowledges, then reads it")
+    screen.type_text(ALICE_ANSWERS)
+    await wait_for(lambda: ALICE_ANSWERS in log, "dan getting alice's answer")
+    pointer_away(screen)
+    await asyncio.sleep(4)  # the receipt at once, the displayed marker two seconds later
+    screen.shot("desk-3-read", crop="1280x800+0+0")
+    # What dan's own message came to (xep/status.md): Gajim sends no
+    # receipt to an address it has no subscription with, only the
+    # displayed marker of the open chat.
+    st = await dan.status(DESK, "d1")
+    for r in st.recipients.values():
+        print(f"  dan's d1, by the status query: {r.state} (sent {r.sent}, delivered {r.delivered},"
+              f" read {r.read})", flush=True)
+    if st.error:
+        print(f"  dan's d1, by the status query: {st.error}", flush=True)
+    stop_after("read")
+
+    step("4. the desk command, run from Gajim (Execute Command on chat.localhost)")
+    screen.action(f"{ACCOUNT}-execute-command", f"<{gv('chat.localhost')}>")
+    x, y, w, h, win = await wait_geometry(screen, "Command List")
+    await asyncio.sleep(2.5)
+    screen.shot("desk-4-commands", crop=f"{w}x{h}+{x}+{y}")
+    # Listed in disco order: read-receipts, status, inbox, mark-read, then desk.
+    click(screen, x + 155, y + 216)
+    await asyncio.sleep(0.5)
+    click(screen, x + w - 67, y + h - 42)  # Execute
+    await asyncio.sleep(2)
+    stop_after("desk-form")
+    # View: `all` (the default, `mine`, is empty: nobody took dan yet),
+    # the third of the list that drops down over the form.
+    click(screen, x + 369, y + 150)
+    await asyncio.sleep(1)
+    screen.shot("desk-4-view-menu", keep=False)
+    click(screen, x + 260, y + 211)
+    await asyncio.sleep(1)
+    screen.shot("desk-4-desk-form", crop=f"{w}x{h}+{x}+{y}")
+    click(screen, x + w - 73, y + h - 42)  # Complete
+    await asyncio.sleep(2.5)
+    screen.shot("desk-4-desk-result", crop=f"{w}x{h}+{x}+{y}")
+    stop_after("desk-result")
+    await close_window(screen, x + w // 2, y + h - 100)
+
+    step("5. assign, run on the conversation: added to the contact list, whose menu has Execute Command")
+    # Gajim 1.7.3's chat menu has no Execute Command; it offers "Add to
+    # Contact List…", and the contact list's menu has it.
+    click(screen, 34, 117)
+    await asyncio.sleep(1)
+    click(screen, 240, 166)
+    await asyncio.sleep(1.5)
+    click(screen, 1253, 776)  # the chat's menu, bottom right
+    await asyncio.sleep(1)
+    click(screen, 1180, 722)  # Add to Contact List…
+    await add_contact(screen)
+    # Gajim shows the contact list: the desk (available) sorts first, the
+    # conversation (no presence) second. A right click there, away from
+    # the name so that the menu does not cover it.
+    click(screen, 300, 220, "3")
+    await asyncio.sleep(0.3)
+    screen.xdo("mousemove", "398", "180")  # onto the menu: no tooltip over it
+    await asyncio.sleep(0.7)
+    screen.shot("desk-5-contact-menu", crop="640x300+0+0")
+    click(screen, 398, 206)  # Execute Command…
+    x, y, w, h, win = await wait_geometry(screen, "Command List")
+    await asyncio.sleep(2.5)
+    click(screen, x + 73, y + 84)  # assign, the first
+    await asyncio.sleep(0.5)
+    click(screen, x + w - 67, y + h - 42)  # Execute
+    await asyncio.sleep(2)
+    screen.shot("desk-5-assign-form", crop=f"{w}x{h}+{x}+{y}")
+    click(screen, x + w - 73, y + h - 42)  # Complete (Assign to: Me)
+    await asyncio.sleep(2)
+    screen.shot("desk-5-assign-done", crop=f"{w}x{h}+{x}+{y}")
+    await close_window(screen, x + w // 2, y + h - 100)
+    await expect_assigned(bob)
+    click(screen, 34, 117)
+    await asyncio.sleep(1)
+    click(screen, 240, 166)
+    pointer_away(screen)
+    await asyncio.sleep(2)
+    screen.shot("desk-5-assigned", crop="1280x800+0+0")
+    reads.cancel()
 
 
 if __name__ == "__main__":
