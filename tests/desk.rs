@@ -773,3 +773,20 @@ fn a_refused_message_counts_until_answered() {
     w.agent_says("alice", DAN, "sorry");
     assert_eq!(w.counts("alice")[1], ("unassigned".into(), 1, 0));
 }
+
+/// The desk's name is not a room's: a client joining a room of that name
+/// is told so at once rather than waiting for an answer.
+#[test]
+fn joining_a_room_of_the_desks_name_is_refused() {
+    let mut w = World::new("");
+    let out = w.send(
+        "<presence from='eve@localhost/pc' to='support@chat.localhost/eve'><x xmlns='http://jabber.org/protocol/muc'/></presence>",
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].attr("type"), Some("error"));
+    let text = String::from(&out[0]);
+    assert!(
+        text.contains("not-allowed") && text.contains("team desk"),
+        "{text}"
+    );
+}
