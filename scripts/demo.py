@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """tidemark demo: alice and bob chat through tidemark; alice watches m1 go
 sent -> delivered -> read; in a group with carol, alice watches g1 go
-sent -> some-read -> all-read; then bob goes offline and alice's m2 fails.
+sent -> some-read -> all-read; carol writes to the team desk
+support@chat.localhost and bob answers as its agent; then bob goes offline
+and alice's m2 fails.
 
 Run by scripts/demo.sh, which starts Prosody and tidemark first:
     python3 scripts/demo.py --port 5222 --alice alice:PW --bob bob:PW --carol carol:PW
@@ -20,9 +22,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
-from match import Pred, all_read, iq, marker_for, message, presence, receipt_for, stanza_ids  # noqa: E402
-from stanzas import (NS_COMMANDS, NS_DATA, NS_INBOX, chat, command_execute, command_submit,  # noqa: E402
-                     disco_info, group_displayed, inbox_list, marker, receipt, subscribe, subscribed)
+from match import (Pred, all_read, desk_event, iq, marker_for, message, presence, receipt_for,  # noqa: E402
+                   stanza_ids)
+from stanzas import (NS_COMMANDS, NS_DATA, NS_DESK, NS_INBOX, chat, command_execute,  # noqa: E402
+                     command_submit, desk_conversation, desk_view, disco_info, group_displayed, inbox_list,
+                     marker, receipt, subscribe, subscribed)
 from xmpp_client import Client  # noqa: E402
 
 
@@ -148,6 +152,41 @@ async def show_inbox(client):
               f"{c.get('last-from')}{mine}")
 
 
+DESK = "support@chat.localhost"
+
+
+async def desk_scene(bob, carol, run):
+    """carol writes to the desk; bob, its agent, answers; both see statuses."""
+    step(f"carol writes to the team desk {DESK}; bob is its agent")
+    if bob.roster_subscription(DESK) not in ("from", "both"):
+        await bob.expect(presence(frm=DESK, type="subscribe"), timeout=10,
+                         what="the desk's request to see bob's presence")
+        await bob.send(subscribed(DESK))
+        print("  bob accepted the desk's request to see when he is available")
+        await asyncio.sleep(0.5)
+    conv = desk_conversation("support", carol.jid)
+    d1, r1 = f"d1-{run}", f"r1-{run}"
+    await carol.send(chat(DESK, d1, body="My order has not arrived."))
+    got = await bob.expect(message(frm=conv, id=d1))
+    print(f"  bob got {got.body!r} from {got.frm}")
+    opened = taken(bob, desk_event("opened", frm=conv))
+    if opened:
+        print(f"  ...after the event {opened.body!r}")
+    await bob.send(receipt(conv, d1))
+    await carol.expect(receipt_for(d1) & Pred(lambda st: st.frm == DESK, "from the desk"))
+    print(f"  carol got the receipt from {DESK} (never from bob's own address)")
+    await bob.send(chat(conv, r1, body="Sorry about that; it ships today."))
+    answer = await carol.expect(message(frm=DESK, id=r1))
+    print(f"  carol got {answer.body!r} from {answer.frm}")
+    await carol.send(marker("displayed", DESK, r1))
+    await bob.expect(marker_for("displayed", r1) & Pred(lambda st: st.frm == conv, "from the conversation"))
+    print("  bob got carol's displayed marker in her conversation")
+    await bob.send(desk_view(f"view-{run}", "support", "all"))
+    view = (await bob.expect(iq(id=f"view-{run}"))).child(NS_DESK, "view")
+    counts = {c.get("view"): f"{c.get('conversations')}/{c.get('unread')}" for c in view.findall(f"{{{NS_DESK}}}count")}
+    print(f"  bob's desk view, conversations/unread: {counts}")
+
+
 async def main(args):
     (a_user, a_pw), (b_user, b_pw), (c_user, c_pw) = (
         x.split(":", 1) for x in (args.alice, args.bob, args.carol))
@@ -228,6 +267,7 @@ async def main(args):
         print(f"  alice got the all-read notice from {notice.frm}")
     except AssertionError:
         print("  (the all-read notice went to another of alice's clients)")
+    await desk_scene(bob, carol, run)
     await carol.disconnect()
 
     step("bob goes offline")

@@ -67,6 +67,10 @@ offline = "reject"
 [limits]
 max_body_bytes = 65536
 
+[[desks]]
+name = "support"
+agents = ["bob@localhost"]
+
 [log]
 level = "info"
 TOML
@@ -93,6 +97,8 @@ Prosody and tidemark are still running on 127.0.0.1.
     carol@localhost  password ${PW[carol]}
   In your client, add a contact by its tracked address, e.g. bob\\40localhost@chat.localhost
   (or ask the gateway chat.localhost, XEP-0100, to translate bob@localhost).
+  The team desk support@chat.localhost has bob as its agent: write to it as carol, answer
+  as bob in the chat "carol (support)", run the "desk" command on chat.localhost as bob.
   Logs: $DIR/prosody/prosody.log  $DIR/tidemark.log
   Stop everything: bash scripts/demo.sh stop
 INFO

@@ -67,6 +67,22 @@ pub fn form_field(var: &str, type_: &str, label: &str, value: impl Into<String>)
     field
 }
 
+/// A XEP-0050 `<command/>` answer of `node` in `session` with `status`
+/// (`executing`, `completed`, `canceled`).
+// Hand-built: xmpp-parsers 0.23 has no XEP-0050 ad-hoc commands.
+pub fn command_element(node: &str, session: &str, status: &str) -> Element {
+    element(
+        "command",
+        ns::COMMANDS,
+        &[("node", node), ("sessionid", session), ("status", status)],
+    )
+}
+
+/// A XEP-0050 `<note type='info'/>`.
+pub fn command_note(text: impl Into<String>) -> Element {
+    with_text(element("note", ns::COMMANDS, &[("type", "info")]), text)
+}
+
 /// A XEP-0004 `fixed` field: a line of text in a form, such as a row's
 /// header in the plain forms given to clients that stop on multi-item
 /// ones.

@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use minidom::Element;
 use tidemark::config::Config;
-use tidemark::service::Tidemark;
 use tidemark::store::{SledStore, Store};
 
 mod common;
-use common::{Varies, XepDoc, caps_ver, millis, with_ns};
+use common::{Router, Varies, World, XepDoc, caps_ver, millis};
 
 const DESK_NS: &str = "urn:tidemark:desk:0";
 const COMMANDS: &str = "http://jabber.org/protocol/commands";
@@ -22,52 +21,23 @@ const DESK: &str = "support@chat.localhost";
 const DAN: &str = "support\\2fdan\\40example.org@chat.localhost";
 const ERIN: &str = "support\\2ferin\\40example.org@chat.localhost";
 
-fn config(extra: &str) -> String {
+/// The desk of these tests, with `extra` lines in its section.
+fn desk(extra: &str) -> String {
     format!(
-        "[component]\njid = \"chat.localhost\"\nserver = \"127.0.0.1:5347\"\nsecret = \"s3cret\"\n[storage]\npath = \"unused\"\n\
-         [[desks]]\nname = \"support\"\nagents = [\"alice@localhost\", \"bob@localhost\", \"carol@localhost\"]\n{extra}\n\
+        "[[desks]]\nname = \"support\"\nagents = [\"alice@localhost\", \"bob@localhost\", \"carol@localhost\"]\n{extra}\n\
          [[desks.predefined]]\ntitle = \"Greeting\"\ntext = \"Hello! An agent is looking at your message.\"\n"
     )
 }
 
-struct World {
-    tm: Tidemark,
-    now: u64,
-}
+const START: &str = "2026-12-05T09:00:00.000Z";
 
 impl World {
     fn new(extra: &str) -> Self {
-        Self::on(Arc::new(SledStore::temporary().unwrap()), extra)
+        World(Router::new(&desk(extra), millis(START)))
     }
 
     fn on(store: Arc<dyn Store>, extra: &str) -> Self {
-        let config = Config::parse(&config(extra), Path::new("test.toml")).unwrap();
-        let now = millis("2026-12-05T09:00:00.000Z");
-        Self {
-            tm: Tidemark::new(config, store, now).unwrap(),
-            now,
-        }
-    }
-
-    fn handle_at(&mut self, now: u64, stanza: &Element) -> Vec<Element> {
-        assert!(now >= self.now, "the clock goes forward");
-        self.now = now;
-        let effects = self.tm.handle(stanza, now);
-        effects.apply(&**self.tm.store()).unwrap()
-    }
-
-    fn send(&mut self, xml: &str) -> Vec<Element> {
-        self.handle_at(self.now + 1000, &with_ns(xml).parse().unwrap())
-    }
-
-    fn send_at(&mut self, xep0082: &str, xml: &str) -> Vec<Element> {
-        self.handle_at(millis(xep0082), &with_ns(xml).parse().unwrap())
-    }
-
-    fn tick_at(&mut self, now: u64) -> Vec<Element> {
-        self.now = now;
-        let effects = self.tm.tick(now).unwrap();
-        effects.apply(&**self.tm.store()).unwrap()
+        World(Router::on(store, &desk(extra), millis(START)))
     }
 
     /// `agent` shares their presence with the desk and is online.
@@ -634,8 +604,8 @@ fn strangers_and_unknown_conversations_are_refused() {
     assert_eq!(iq.attr("type"), Some("error"));
     // A desk and a room cannot share a name.
     let both = format!(
-        "{}[[rooms]]\nname = \"support\"\nmembers = [\"alice@localhost\"]\n",
-        config("")
+        "[component]\njid = \"chat.localhost\"\nserver = \"127.0.0.1:5347\"\nsecret = \"s\"\n[storage]\npath = \"unused\"\n{}[[rooms]]\nname = \"support\"\nmembers = [\"alice@localhost\"]\n",
+        desk("")
     );
     let err = Config::parse(&both, Path::new("t.toml"))
         .unwrap_err()
@@ -996,5 +966,22 @@ fn an_agent_on_gajim_gets_the_desk_view_as_one_form() {
         x.get_child("reported", DATA).is_some(),
         "{}",
         String::from(&x)
+    );
+}
+
+/// The desk's name is not a room's: a client joining a room of that name
+/// is told so at once rather than waiting for an answer.
+#[test]
+fn joining_a_room_of_the_desks_name_is_refused() {
+    let mut w = World::new("");
+    let out = w.send(
+        "<presence from='eve@localhost/pc' to='support@chat.localhost/eve'><x xmlns='http://jabber.org/protocol/muc'/></presence>",
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].attr("type"), Some("error"));
+    let text = String::from(&out[0]);
+    assert!(
+        text.contains("not-allowed") && text.contains("team desk"),
+        "{text}"
     );
 }

@@ -11,46 +11,13 @@ use tidemark::store::retention::Retention;
 use tidemark::store::{SledStore, Store};
 
 mod common;
-use common::{NS, Varies, XepDoc, millis, with_ns};
+use common::{NS, Router, Varies, World, XepDoc, millis};
 const STATUS: &str = "urn:tidemark:status:0";
 const ROOM: &str = "team@chat.localhost";
 
-struct World {
-    tm: Tidemark,
-    now: u64,
-}
-
 impl World {
     fn new(extra: &str) -> Self {
-        // The secret the documents' examples were made with (the integration
-        // tests' default): XEP-0421 occupant-ids are a hash of it, so the
-        // examples' occupant-ids are this test's.
-        let text = format!(
-            "[component]\njid = \"chat.localhost\"\nserver = \"127.0.0.1:5347\"\nsecret = \"s3cret\"\n[storage]\npath = \"unused\"\n{extra}"
-        );
-        let config = Config::parse(&text, Path::new("test.toml")).unwrap();
-        let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
-        Self {
-            tm: Tidemark::new(config, store, 1_795_000_000_000).unwrap(),
-            now: 1_795_000_000_000,
-        }
-    }
-
-    fn send(&mut self, xml: &str) -> Vec<Element> {
-        self.handle_at(self.now + 1000, &with_ns(xml).parse().unwrap())
-    }
-
-    /// Hands tidemark `stanza` at `now`, never earlier than the stanza before.
-    fn handle_at(&mut self, now: u64, stanza: &Element) -> Vec<Element> {
-        assert!(now >= self.now, "the clock goes forward");
-        self.now = now;
-        let effects = self.tm.handle(stanza, now);
-        effects.apply(&**self.tm.store()).unwrap()
-    }
-
-    /// [`World::send`] at a time a document shows.
-    fn send_at(&mut self, xep0082: &str, xml: &str) -> Vec<Element> {
-        self.handle_at(millis(xep0082), &with_ns(xml).parse().unwrap())
+        World(Router::new(extra, 1_795_000_000_000))
     }
 
     fn join(&mut self, user: &str) -> Vec<Element> {
@@ -567,7 +534,7 @@ fn xep_groups_examples_are_what_tidemark_says() {
     .with("1041", &sid)
     .assert_answer("§3 reflected marker", to_alice, &[]);
     let ask = doc.example("iq", "get", Some("q4"));
-    let got = w.handle_at(w.now + 1000, &ask.el);
+    let got = w.send_el(&ask.el);
     assert_eq!(got.len(), 1);
     doc.example("iq", "result", Some("q4"))
         .assert_answer("§5 room status query", &got[0], &[]);
@@ -597,7 +564,7 @@ fn xep_groups_examples_are_what_tidemark_says() {
         );
 
     // §6 carol turns read receipts off.
-    let got = w.handle_at(w.now + 1000, &doc.example("iq", "set", Some("c1")).el);
+    let got = w.send_el(&doc.example("iq", "set", Some("c1")).el);
     assert_eq!(got.len(), 1);
     // The session id is tidemark's own (from the wall clock): the document's
     // s1 stands for it, and carol's answer must carry it back.
@@ -610,7 +577,7 @@ fn xep_groups_examples_are_what_tidemark_says() {
         .with("s1", &session)
         .assert_answer("§6 the command's form", &got[0], &[]);
     let submit = doc.example("iq", "set", Some("c2")).with("s1", &session);
-    let got = w.handle_at(w.now + 1000, &submit.el);
+    let got = w.send_el(&submit.el);
     assert_eq!(got.len(), 1);
     doc.example("iq", "result", Some("c2"))
         .with("s1", &session)

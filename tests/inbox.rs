@@ -4,16 +4,10 @@
 //! "reject" mode and held messages in "queue" mode, search and paging,
 //! pushed updates, and nobody else's list.
 
-use std::path::Path;
-use std::sync::Arc;
-
 use minidom::Element;
-use tidemark::config::Config;
-use tidemark::service::Tidemark;
-use tidemark::store::{SledStore, Store};
 
 mod common;
-use common::{Varies, XepDoc, millis, with_ns};
+use common::{Router, Varies, World, XepDoc, millis, with_ns};
 
 const INBOX: &str = "urn:tidemark:inbox:0";
 const COMMANDS: &str = "http://jabber.org/protocol/commands";
@@ -23,38 +17,9 @@ const START: &str = "2026-11-20T09:00:00.000Z";
 /// The room of the tests that have one.
 const TEAM: &str = "[[rooms]]\nname = \"team\"\nmembers = [\"alice@localhost\", \"bob@localhost\", \"carol@localhost\"]\n";
 
-struct World {
-    tm: Tidemark,
-    now: u64,
-}
-
 impl World {
     fn new(extra: &str) -> Self {
-        let text = format!(
-            "[component]\njid = \"chat.localhost\"\nserver = \"127.0.0.1:5347\"\nsecret = \"s3cret\"\n[storage]\npath = \"unused\"\n{extra}"
-        );
-        let config = Config::parse(&text, Path::new("test.toml")).unwrap();
-        let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
-        let now = millis(START);
-        Self {
-            tm: Tidemark::new(config, store, now).unwrap(),
-            now,
-        }
-    }
-
-    fn handle_at(&mut self, now: u64, stanza: &Element) -> Vec<Element> {
-        assert!(now >= self.now, "the clock goes forward");
-        self.now = now;
-        let effects = self.tm.handle(stanza, now);
-        effects.apply(&**self.tm.store()).unwrap()
-    }
-
-    fn send(&mut self, xml: &str) -> Vec<Element> {
-        self.handle_at(self.now + 1000, &with_ns(xml).parse().unwrap())
-    }
-
-    fn send_at(&mut self, xep0082: &str, xml: &str) -> Vec<Element> {
-        self.handle_at(millis(xep0082), &with_ns(xml).parse().unwrap())
+        World(Router::new(extra, millis(START)))
     }
 
     /// `contact` lets `watcher` see their presence, and is online (or not).

@@ -2,51 +2,17 @@
 //! router, no socket: a real sled store, the document's examples compared by
 //! value, paging, the filter, previews, and nobody else's messages.
 
-use std::path::Path;
-use std::sync::Arc;
-
 use minidom::Element;
-use tidemark::config::Config;
-use tidemark::service::Tidemark;
-use tidemark::store::{SledStore, Store};
 
 mod common;
-use common::{Varies, XepDoc, caps_ver, millis, with_ns};
+use common::{Router, Varies, World, XepDoc, caps_ver, millis};
 
 const COMMANDS: &str = "http://jabber.org/protocol/commands";
 const DATA: &str = "jabber:x:data";
 
-struct World {
-    tm: Tidemark,
-    now: u64,
-}
-
 impl World {
     fn new(extra: &str) -> Self {
-        let text = format!(
-            "[component]\njid = \"chat.localhost\"\nserver = \"127.0.0.1:5347\"\nsecret = \"s\"\n[storage]\npath = \"unused\"\n{extra}"
-        );
-        let config = Config::parse(&text, Path::new("test.toml")).unwrap();
-        let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
-        Self {
-            tm: Tidemark::new(config, store, 1_795_000_000_000).unwrap(),
-            now: 1_795_000_000_000,
-        }
-    }
-
-    fn handle_at(&mut self, now: u64, stanza: &Element) -> Vec<Element> {
-        assert!(now >= self.now, "the clock goes forward");
-        self.now = now;
-        let effects = self.tm.handle(stanza, now);
-        effects.apply(&**self.tm.store()).unwrap()
-    }
-
-    fn send(&mut self, xml: &str) -> Vec<Element> {
-        self.handle_at(self.now + 1000, &with_ns(xml).parse().unwrap())
-    }
-
-    fn send_at(&mut self, xep0082: &str, xml: &str) -> Vec<Element> {
-        self.handle_at(millis(xep0082), &with_ns(xml).parse().unwrap())
+        World(Router::new(extra, 1_795_000_000_000))
     }
 
     /// `contact` lets `watcher` see their presence; online unless `offline`.

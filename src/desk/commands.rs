@@ -19,7 +19,10 @@ use crate::config::DeskConfig;
 use crate::context::Context;
 use crate::incoming::{AssignTo, CommandRequest, DeskAction};
 use crate::stanza::ns::{COMMANDS, DATA};
-use crate::stanza::{element, fixed_field, form_field, with_text, xep0082};
+use crate::stanza::{
+    command_element as command, command_note as note, element, fixed_field, form_field, with_text,
+    xep0082,
+};
 use crate::store::{Millis, StoreError};
 
 pub const VIEW_FIELD: &str = "view";
@@ -95,18 +98,6 @@ pub fn list_at(_cx: &Context, own: &str, agent: bool) -> Element {
         rsm: None,
     }
     .into()
-}
-
-fn command(node: &str, session: &str, status: &str) -> Element {
-    element(
-        "command",
-        COMMANDS,
-        &[("node", node), ("sessionid", session), ("status", status)],
-    )
-}
-
-fn note(text: impl Into<String>) -> Element {
-    with_text(element("note", COMMANDS, &[("type", "info")]), text)
 }
 
 fn executing(node: &str, session: &str, form: Element) -> Element {

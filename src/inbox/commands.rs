@@ -15,8 +15,8 @@ use crate::context::Context;
 use crate::incoming::{CommandRequest, INBOX_COMMAND, MARK_READ_COMMAND};
 use crate::stanza::ns::{COMMANDS, DATA};
 use crate::stanza::{
-    DefinedCondition, ErrorType, StanzaError, element, fixed_field, form_field, stanza_error,
-    with_text, xep0082,
+    DefinedCondition, ErrorType, StanzaError, command_element as command, command_note as note,
+    element, fixed_field, form_field, stanza_error, with_text, xep0082,
 };
 use crate::store::{Millis, Seq, StoreError};
 
@@ -79,19 +79,6 @@ impl Cursor {
             search,
         })
     }
-}
-
-// Hand-built: xmpp-parsers 0.23 has no XEP-0050 commands.
-fn command(node: &str, session: &str, status: &str) -> Element {
-    element(
-        "command",
-        COMMANDS,
-        &[("node", node), ("sessionid", session), ("status", status)],
-    )
-}
-
-fn note(text: impl Into<String>) -> Element {
-    with_text(element("note", COMMANDS, &[("type", "info")]), text)
 }
 
 fn bad_request(text: impl Into<String>) -> StanzaError {

@@ -436,6 +436,24 @@ fn classify_desk<'a>(
     origin: Origin,
     own: String,
 ) -> Incoming<'a> {
+    // A join of a room of the desk's name: the name is taken, and a client
+    // waiting for its join to be answered would wait forever.
+    if stanza.name() == "presence" && head.type_.is_none() && stanza.has_child("x", ns::MUC) {
+        let reason = format!(
+            "{} is a team desk, not a room: write to it as to a person",
+            to.to_bare()
+        );
+        return Incoming::Invalid {
+            reply: Some(error_reply(
+                stanza,
+                &own,
+                ErrorType::Cancel,
+                DefinedCondition::NotAllowed,
+                &reason,
+            )),
+            reason,
+        };
+    }
     let inner = match stanza.name() {
         "iq" => service::classify_service_iq(stanza, from, origin, &own),
         "message" | "presence" => {

@@ -13,7 +13,10 @@ use crate::incoming::{
     STATUS_COMMAND,
 };
 use crate::stanza::ns::COMMANDS;
-use crate::stanza::{DefinedCondition, ErrorType, StanzaError, element, stanza_error, with_text};
+use crate::stanza::{
+    DefinedCondition, ErrorType, StanzaError, command_element as command, element, stanza_error,
+    with_text,
+};
 use crate::store::{Millis, StoreError, Write};
 
 /// The disco#items of the commands node (XEP-0050 §2.2).
@@ -47,15 +50,6 @@ pub fn list(cx: &Context) -> Element {
         rsm: None,
     }
     .into()
-}
-
-// Hand-built: xmpp-parsers 0.23 has no XEP-0050 ad-hoc commands.
-fn command(node: &str, session: &str, status: &str) -> Element {
-    element(
-        "command",
-        COMMANDS,
-        &[("node", node), ("sessionid", session), ("status", status)],
-    )
 }
 
 /// XEP-0004 boolean: "1"/"true" or "0"/"false".
