@@ -391,9 +391,14 @@ fn desk_command(
             "Desk",
             "Choose a view; the answer shows how many conversations each view holds, and how many of them have unread messages.",
         );
-        let views = ["mine", "unassigned", "all", "done"]
-            .map(|v| (v.to_owned(), v.to_owned()))
-            .to_vec();
+        let views = [
+            ("Mine", "mine"),
+            ("Unassigned", "unassigned"),
+            ("All (not done)", "all"),
+            ("Done", "done"),
+        ]
+        .map(|(label, v)| (label.to_owned(), v.to_owned()))
+        .to_vec();
         x.append_child(list_single(VIEW_FIELD, "View", "mine", &views));
         x.append_child(text_field(
             SEARCH_FIELD,
@@ -535,7 +540,7 @@ fn single_form(title: &str, page: &Page) -> Element {
         let n = i + 1;
         x.append_child(fixed_field(
             &format!("{n}-jid"),
-            format!("{} ({})", r.name, r.jid),
+            format!("{} ({})", r.name, r.customer),
         ));
         for ((var, label), value) in COLUMNS.iter().zip(values(r)).skip(2) {
             let Some(v) = value else { continue };
