@@ -45,8 +45,8 @@ python3 -m pytest -q tests/integration "$@"
 if [ "${EJABBERD:-1}" != 0 ]; then
 	log "integration tests, core suites, against ejabberd (TIDEMARK_IT_SERVER=ejabberd)"
 	core=()
-	for t in relay receipts markers presence_gate presence groups status_query inbox desk \
-		resilience connection config; do
+	for t in config connection desk groups inbox markers presence presence_gate receipts \
+		relay resilience status_query; do
 		core+=("tests/integration/test_$t.py")
 	done
 	# Status 5: the extra arguments selected none of the core suites.
