@@ -26,6 +26,34 @@ ensure_prosody() {
 	if [ -x /etc/init.d/prosody ]; then as_root /etc/init.d/prosody stop >/dev/null 2>&1 || true; fi
 }
 
+# Debian's ejabberd (23.01 on Debian 12), for scripts/ejabberd.sh. Installed
+# only when ejabberdctl is missing; the system service the package starts is
+# stopped and disabled at once (see quiet_system_ejabberd).
+ensure_ejabberd() {
+	command -v ejabberdctl >/dev/null 2>&1 && return 0
+	log "ejabberd is missing: installing it with apt-get"
+	as_root apt-get update
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y ejabberd
+	quiet_system_ejabberd
+}
+
+# The package enables and starts a system ejabberd on 5222/5269/5280 with the
+# node ejabberd@localhost. tidemark's scripts run their own instances only;
+# the system one must neither hold those ports nor start again at boot.
+quiet_system_ejabberd() {
+	if [ -d /run/systemd/system ]; then
+		as_root systemctl disable --now ejabberd >/dev/null 2>&1 || true
+	else
+		# Only when it runs: the init script's status check would start an
+		# epmd daemon of its own otherwise.
+		local pid; pid=$(cat /run/ejabberd/ejabberd.pid 2>/dev/null || true)
+		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ -x /etc/init.d/ejabberd ]; then
+			as_root /etc/init.d/ejabberd stop >/dev/null 2>&1 || true
+		fi
+		if command -v update-rc.d >/dev/null; then as_root update-rc.d ejabberd disable >/dev/null 2>&1 || true; fi
+	fi
+}
+
 # slixmpp 1.17.0 and pytest for the integration tests and the demo.
 ensure_profanity() {
 	# A real third-party client for the smoke test (tests/integration/test_profanity.py).

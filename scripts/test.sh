@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # THE test command: installs what is missing, builds tidemark, runs the unit
-# tests and the integration tests against a real Prosody on 127.0.0.1.
+# tests and the integration tests against a real Prosody on 127.0.0.1, then
+# the core integration suites again against a real ejabberd (issue 12).
 #
 #   bash scripts/test.sh                 everything
-#   bash scripts/test.sh -k receipts     extra arguments go to pytest
+#   bash scripts/test.sh -k receipts     extra arguments go to pytest (both runs)
 #
+# EJABBERD=0 skips the ejabberd run.
 # KEEP_RUN_DIR=1 keeps run/it-*/ (Prosody + tidemark logs) even when all pass;
 # it is always kept when a test fails. FUZZ_STANZAS (100000; 0 skips) and FUZZ_SEED (1)
 # set the bounded fuzz run.
@@ -14,13 +16,17 @@ source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
 ensure_prosody
+[ "${EJABBERD:-1}" = 0 ] || ensure_ejabberd
 ensure_profanity
 ensure_python
 ensure_cargo
 
-# A Prosody left behind by an interrupted run would hold the test ports.
+# A server left behind by an interrupted run would hold the test ports.
 for d in run/it-*/prosody; do
 	[ -f "$d/prosody.pid" ] && bash scripts/prosody.sh stop "$d" || true
+done
+for d in run/it-*/ejabberd; do
+	[ -f "$d/ejabberd.pid" ] && bash scripts/ejabberd.sh stop "$d" || true
 done
 
 log "cargo fmt --check, cargo clippy -D warnings"
@@ -32,6 +38,20 @@ log "cargo test --release"
 cargo test --release
 log "integration tests (tests/integration)"
 python3 -m pytest -q tests/integration "$@"
+# The core suites against ejabberd: what a deployment on it relies on (1:1,
+# receipts and markers, the presence gate, rooms, the conversation list,
+# desks, restarts, the component link). About 5 minutes here; the rest of
+# the suite runs on Prosody only, to keep CI short.
+if [ "${EJABBERD:-1}" != 0 ]; then
+	log "integration tests, core suites, against ejabberd (TIDEMARK_IT_SERVER=ejabberd)"
+	core=()
+	for t in config connection desk groups inbox markers presence presence_gate receipts \
+		relay resilience status_query; do
+		core+=("tests/integration/test_$t.py")
+	done
+	# Status 5: the extra arguments selected none of the core suites.
+	TIDEMARK_IT_SERVER=ejabberd python3 -m pytest -q "${core[@]}" "$@" || [ $? = 5 ]
+fi
 # A bounded fuzz run (scripts/fuzz.sh runs millions): about a minute here.
 # FUZZ_STANZAS=0 skips it.
 if [ "${FUZZ_STANZAS:-100000}" != 0 ]; then

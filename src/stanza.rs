@@ -27,6 +27,11 @@ pub mod ns {
     /// Issue 11: team desks (xep/desk.md).
     pub const DESK: &str = "urn:tidemark:desk:0";
     pub const RSM: &str = "http://jabber.org/protocol/rsm";
+    /// XEP-0356 privileged entity: ejabberd (mod_privilege) offers its
+    /// permissions in this namespace; newer servers and the XEP's latest
+    /// version use `urn:xmpp:privilege:2`.
+    pub const PRIVILEGE_1: &str = "urn:xmpp:privilege:1";
+    pub const PRIVILEGE_2: &str = "urn:xmpp:privilege:2";
     pub const MUC: &str = "http://jabber.org/protocol/muc";
     pub const NICK: &str = "http://jabber.org/protocol/nick";
     pub const CAPS: &str = "http://jabber.org/protocol/caps";

@@ -172,6 +172,13 @@ async fn a_refused_secret_stops_with_a_message_that_says_so() {
     let err = result.expect_err("a refused secret is fatal");
     assert!(matches!(err, ComponentError::SecretRejected { .. }));
     assert!(err.to_string().contains("secret"), "{err}");
+    // ejabberd answers not-authorized for an unknown component name too:
+    // the message names both causes.
+    assert!(
+        err.to_string()
+            .contains("serves no component named chat.localhost"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1432,3 +1432,30 @@ fn a_client_without_read_markers_is_named_in_the_status() {
         )]
     );
 }
+
+/// ejabberd with mod_privilege (XEP-0356) offers the component its
+/// permissions in a message from the server's domain as it connects. tidemark
+/// uses none: the offer is taken quietly, never answered with an error (the
+/// server would log it, and an admin would wonder). The same message from a
+/// user is what any message to the service is: refused.
+#[test]
+fn a_privilege_offer_from_the_server_is_taken_quietly() {
+    let mut w = World::new();
+    for ns in ["urn:xmpp:privilege:1", "urn:xmpp:privilege:2"] {
+        // As ejabberd 23.01 sends it (its component stream log): no id.
+        let offer = format!(
+            "<message to='chat.localhost' from='localhost'><privilege xmlns='{ns}'>\
+             <perm type='none' access='message'/><perm type='get' access='roster'/>\
+             <perm type='none' access='presence'/></privilege></message>"
+        );
+        assert!(w.server_sends(&offer).is_empty(), "{ns}");
+    }
+    let from_user = "<message from='mallory@localhost/x' to='chat.localhost' id='p2'>\
+        <privilege xmlns='urn:xmpp:privilege:1'><perm access='roster' type='both'/></privilege></message>";
+    let out = w.server_sends(from_user);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        error_condition(&out[0]).as_deref(),
+        Some("service-unavailable")
+    );
+}

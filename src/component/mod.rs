@@ -47,7 +47,7 @@ use conn::{Frames, ReadError, Writer};
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentError {
     #[error(
-        "the server at {server} rejected the component secret for {jid} (not-authorized): check component.secret against component_secret in the server's config"
+        "the server at {server} refused {jid} (not-authorized): either the component secret is wrong (check component.secret against component_secret in Prosody, the ejabberd_service password in ejabberd) or the server serves no component named {jid} (ejabberd says not-authorized for that too: add it to the listener's hosts)"
     )]
     SecretRejected { server: String, jid: String },
     #[error(

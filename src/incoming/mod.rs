@@ -308,6 +308,12 @@ fn untrackable(stanza: &Element, own: &str, reason: String) -> Incoming<'static>
     invalid(stanza, own, reason, DefinedCondition::JidMalformed)
 }
 
+/// A XEP-0356 `<privilege/>` advertisement, in either namespace version.
+fn is_privilege_offer(message: &Element) -> bool {
+    message.has_child("privilege", ns::PRIVILEGE_1)
+        || message.has_child("privilege", ns::PRIVILEGE_2)
+}
+
 pub fn classify<'a>(stanza: &'a Element, addrs: &Addresses) -> Incoming<'a> {
     classify_head(stanza, &Head::of(stanza), addrs)
 }
@@ -350,6 +356,15 @@ pub fn classify_head<'a>(stanza: &'a Element, head: &Head, addrs: &Addresses) ->
         return match stanza.name() {
             "iq" => service::classify_service_iq(stanza, from, origin, &own),
             "message" if type_ == Some("error") => Incoming::Ignored("error to the service"),
+            // XEP-0356: a server with mod_privilege (ejabberd) tells the
+            // component what it may do, in a message from the server's
+            // own domain, as it connects. tidemark uses no privileges;
+            // answering the offer with an error would be noise in the
+            // server's log, so it is taken quietly. A user cannot send
+            // it: their JIDs have a node.
+            "message" if from.node().is_none() && is_privilege_offer(stanza) => {
+                Incoming::Ignored("XEP-0356 privileges offered by the server (none used)")
+            }
             "message" => invalid(
                 stanza,
                 &own,

@@ -3,7 +3,7 @@ component secret exits with status 3 and says so."""
 
 import re
 
-from conftest import COMPONENT_PORT, tidemark_toml
+from conftest import COMPONENT_PORT, EJABBERD, tidemark_toml
 
 
 def config_without(line_start, **kw):
@@ -70,3 +70,17 @@ def test_wrong_secret_exits_3_saying_secret(world):
     status, out = world.run_tidemark_once(cfg, timeout=20)
     assert status == 3, out
     assert "secret" in out.lower(), out
+
+
+def test_an_unknown_component_name_exits_3_naming_it(world):
+    cfg = tidemark_toml(jid="nobody.localhost", storage="db", secret=world.secret,
+                        server=f"127.0.0.1:{COMPONENT_PORT}")
+    status, out = world.run_tidemark_once(cfg, timeout=20)
+    assert status == 3, out
+    if EJABBERD:
+        # ejabberd answers not-authorized, as for a wrong secret: the message
+        # names both causes.
+        assert "not-authorized" in out and "secret is wrong" in out, out
+        assert "serves no component named nobody.localhost" in out, out
+    else:
+        assert "host-unknown" in out and 'add `Component "nobody.localhost"`' in out, out

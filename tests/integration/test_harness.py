@@ -22,7 +22,7 @@ async def test_users_are_fresh_per_test(world):
 async def test_prosody_restart_and_login_again(world):
     alice = await world.client("alice")
     alice.abort()
-    world.restart_prosody()
+    world.restart_server()
     alice2, bob = await world.clients("alice", "bob")
     await alice2.send(chat(bob.jid, "after-restart"))
     await bob.expect(message(frm=alice2.full, id="after-restart"))

@@ -16,7 +16,9 @@ import secrets
 import subprocess
 import time
 
-from conftest import BINARY, C2S_PORT, Tidemark, tidemark_toml
+import pytest
+
+from conftest import BINARY, C2S_PORT, DEEP_NESTING, EJABBERD, Tidemark, tidemark_toml
 from match import any_all_read, any_mention_of, iq, message, presence
 from stanzas import COMPONENT, NS_STANZAS, chat, disco_info, group_displayed, status_query
 from xmpp_client import Client, room_stanza_id
@@ -42,7 +44,7 @@ async def survived(tm, via, what):
 def odd_client(world, name, user):
     """A client for a user name of our choosing (not name + test number)."""
     password = "pw-" + secrets.token_hex(4)
-    world.prosody("register", str(world.prosody_dir), user, password)
+    world.server("register", str(world.server_dir), user, password)
     c = Client(name, user, password, f"{name}res", port=C2S_PORT, note=world.note)
     world.clients_now.append(c)
     return c
@@ -124,12 +126,13 @@ async def test_address_whose_tracked_form_is_too_long_gets_jid_malformed(tm, wor
 async def test_message_nested_20000_deep_is_refused_naming_max_depth(tm, world):
     alice, bob = await world.clients("alice", "bob")
     await world.befriend(alice, bob)
-    depth = 20_000
+    depth = DEEP_NESTING  # 20,000; 500 under ejabberd, which dies of 20,000 itself
     deep = (f"<message type='chat' to='{bob.tracked}' id='deep1'><body>deep</body>"
             + "<a>" * depth + "</a>" * depth + "</message>")
-    assert 120_000 < len(deep) < 200_000, len(deep)  # inside Prosody's c2s stanza limit
+    if depth == 20_000:
+        assert 120_000 < len(deep) < 200_000, len(deep)  # inside Prosody's c2s stanza limit
     await alice.send(deep)
-    await survived(tm, alice, "a message nested 20,000 deep")
+    await survived(tm, alice, f"a message nested {depth} deep")
     err = await alice.expect(message(id="deep1", type="error"))
     assert err.error_condition == "policy-violation", err.xml[:500]
     assert "max_depth" in (err.error_text or ""), err.error_text
@@ -380,6 +383,8 @@ def test_client_port_as_component_server_says_it_is_a_client_port(world):
     assert "add component" not in out.lower(), f"the advice points at the wrong mistake:\n{out}"
 
 
+@pytest.mark.skipif(EJABBERD, reason="ejabberd accepts a second connection under the same component"
+                    " name and spreads the traffic over both (domain_balancing): there is no conflict")
 async def test_second_tidemark_under_the_same_name_says_another_is_connected(tm, world):
     alice = await world.client("alice")
     d = world.dir / f"second-{world.test_no}"

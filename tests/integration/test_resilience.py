@@ -58,7 +58,7 @@ async def test_prosody_restart_is_survived(tm, world):
 
     alice.abort()
     bob.abort()
-    world.restart_prosody()
+    world.restart_server()
     alice, bob = await world.clients("alice", "bob")
     await world.wait_ready(alice, timeout=40)  # backoff is at most 30 s
     assert tm.alive()
@@ -71,12 +71,12 @@ async def test_prosody_restart_is_survived(tm, world):
 
 async def test_tidemark_waits_for_an_unreachable_server(tm, world):
     tm.stop()
-    world.stop_prosody()
+    world.stop_server()
     tm.start()
     await asyncio.sleep(2)
     assert tm.alive(), "tidemark exited while the server was unreachable:\n" + tm.log_text()[-2000:]
     assert "warn" in tm.log_text().lower(), "no warning logged:\n" + tm.log_text()[-2000:]
-    world.start_prosody()
+    world.start_server()
     started = time.monotonic()
     await world.wait_ready(timeout=40)
     assert time.monotonic() - started < 40

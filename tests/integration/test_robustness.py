@@ -2,6 +2,7 @@
 malformed or unexpected stanzas get an error where the protocol wants one, or are
 dropped; tidemark keeps answering either way."""
 
+from conftest import EJABBERD
 from match import any_mention_of, iq, message
 from stanzas import chat, disco_info, malformed_examples
 
@@ -39,7 +40,13 @@ async def test_body_at_the_limit_passes(tm, world):
 async def test_malformed_and_unexpected_stanzas(tm, world):
     alice, bob = await world.clients("alice", "bob")
     await world.befriend(alice, bob)
-    for what, xml in malformed_examples(bob.tracked).items():
+    examples = malformed_examples(bob.tracked)
+    if EJABBERD:
+        # ejabberd reads a message type it does not know as "normal" (RFC 6121
+        # §5.2.2) before tidemark sees it, so it reaches bob as a normal
+        # message; Prosody passes the type on and tidemark refuses it.
+        del examples["message with an unknown type"]
+    for what, xml in examples.items():
         await alice.send(xml)
         await _still_answers(alice, tm)
     # RFC 6120 §8.2.3: an iq get/set always gets a result or an error; with no
