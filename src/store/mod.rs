@@ -15,6 +15,7 @@ pub mod export;
 pub mod inbox;
 mod keys;
 pub mod retention;
+pub mod postgres;
 mod sled_store;
 mod status_log;
 pub mod write;
@@ -28,6 +29,7 @@ pub use export::{ExportError, ExportRecord};
 pub use inbox::{InboxEntry, Missed};
 pub use keys::ConversationKey;
 pub use retention::{Expiry, ExpiryCursor};
+pub use postgres::{PgOptions, PgStore};
 pub use sled_store::SledStore;
 pub use write::Write;
 
