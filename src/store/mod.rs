@@ -14,8 +14,8 @@ pub mod desk;
 pub mod export;
 pub mod inbox;
 mod keys;
-pub mod retention;
 pub mod postgres;
+pub mod retention;
 mod sled_store;
 mod status_log;
 pub mod write;
@@ -28,8 +28,8 @@ pub use desk::{
 pub use export::{ExportError, ExportRecord};
 pub use inbox::{InboxEntry, Missed};
 pub use keys::ConversationKey;
-pub use retention::{Expiry, ExpiryCursor};
 pub use postgres::{PgOptions, PgStore};
+pub use retention::{Expiry, ExpiryCursor};
 pub use sled_store::SledStore;
 pub use write::Write;
 

@@ -31,10 +31,6 @@ pub(super) fn pg_err(e: ::postgres::Error) -> StoreError {
     StoreError::Backend(format!("PostgreSQL: {detail}"))
 }
 
-fn not_yet(op: &str) -> StoreError {
-    StoreError::Backend(format!("not implemented in the PostgreSQL store yet: {op}"))
-}
-
 /// A `Seq` or time as PostgreSQL's BIGINT; `Seq::MAX` and the like (used
 /// as "no bound") become the largest BIGINT.
 fn big(v: u64) -> i64 {
@@ -386,16 +382,7 @@ fn advance(
     at: Millis,
 ) -> StoreResult<bool> {
     let conv = conv_text(conv);
-    // The atomic maximum: a row comes back only if this call moved it.
-    let moved = c
-        .query_opt(
-            "INSERT INTO marks (conv, reader, seq) VALUES ($1, $2, $3) \
-             ON CONFLICT (conv, reader) DO UPDATE SET seq = GREATEST(marks.seq, EXCLUDED.seq) \
-             WHERE marks.seq < EXCLUDED.seq RETURNING seq",
-            &[&conv, &reader, &big(seq)],
-        )
-        .map_err(pg_err)?
-        .is_some();
+    let moved = advance_raw(c, &conv, reader, seq)?;
     if moved {
         c.execute(
             "INSERT INTO mark_log (conv, reader, seq, at) VALUES ($1, $2, $3, $4) \
@@ -405,6 +392,20 @@ fn advance(
         .map_err(pg_err)?;
     }
     Ok(moved)
+}
+
+/// Moves a tidemark as an atomic maximum, without logging when: whether
+/// this call moved it.
+fn advance_raw(c: &mut Client, conv: &str, reader: &str, seq: Seq) -> StoreResult<bool> {
+    // A row comes back only if this statement inserted or raised it.
+    Ok(c.query_opt(
+        "INSERT INTO marks (conv, reader, seq) VALUES ($1, $2, $3) \
+         ON CONFLICT (conv, reader) DO UPDATE SET seq = GREATEST(marks.seq, EXCLUDED.seq) \
+         WHERE marks.seq < EXCLUDED.seq RETURNING seq",
+        &[&conv, &reader, &big(seq)],
+    )
+    .map_err(pg_err)?
+    .is_some())
 }
 
 fn put_room_message_in(c: &mut Client, room: &str, seq: Seq, m: &RoomMessage) -> StoreResult<()> {
@@ -626,9 +627,12 @@ impl Store for PgStore {
 
     fn has_watchers(&self, contact: &str) -> StoreResult<bool> {
         self.read(|c| {
-            Ok(c.query_opt("SELECT 1 FROM grants WHERE contact = $1 LIMIT 1", &[&contact])
-                .map_err(pg_err)?
-                .is_some())
+            Ok(c.query_opt(
+                "SELECT 1 FROM grants WHERE contact = $1 LIMIT 1",
+                &[&contact],
+            )
+            .map_err(pg_err)?
+            .is_some())
         })
     }
 
@@ -1271,7 +1275,12 @@ impl Store for PgStore {
         })
     }
 
-    fn inbox_latest(&self, user: &str, before: Seq, limit_to: usize) -> StoreResult<Vec<InboxEntry>> {
+    fn inbox_latest(
+        &self,
+        user: &str,
+        before: Seq,
+        limit_to: usize,
+    ) -> StoreResult<Vec<InboxEntry>> {
         self.read(|c| {
             Ok(c.query(
                 &format!(
@@ -1526,13 +1535,11 @@ impl Store for PgStore {
         &self,
         each: &mut dyn FnMut(ExportRecord) -> Result<(), ExportError>,
     ) -> Result<(), ExportError> {
-        let _ = each;
-        Err(not_yet("export_records").into())
+        self.read(|c| Ok(export_in(c, each)))?
     }
 
     fn import_record(&self, record: ExportRecord) -> StoreResult<()> {
-        let _ = record;
-        Err(not_yet("import_record"))
+        self.write(|c| import_in(c, record))
     }
 
     fn is_empty(&self) -> StoreResult<bool> {
@@ -1594,12 +1601,17 @@ fn expire_in(
 ) -> StoreResult<Expiry> {
     let cutoff = big(cutoff);
     let (mut examined, mut removed) = (0usize, 0usize);
+    // Rows removed with another (a message's held stanza): examined, but
+    // not counted against the phase's page.
+    let mut also_examined = 0usize;
     let mut phase = from.phase;
     let mut after: Option<serde_json::Value> = match &from.after {
-        Some(bytes) => Some(serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-            what: "retention cursor",
-            detail: e.to_string(),
-        })?),
+        Some(bytes) => Some(
+            serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+                what: "retention cursor",
+                detail: e.to_string(),
+            })?,
+        ),
         None => None,
     };
     while phase < EXPIRY_PHASES {
@@ -1621,13 +1633,16 @@ fn expire_in(
                         let conv: String = r.get(1);
                         c.execute("DELETE FROM messages WHERE seq = $1", &[&seq])
                             .map_err(pg_err)?;
-                        removed += 1;
-                        removed += c
+                        // Its held stanza goes with it, examined and
+                        // removed in the same step.
+                        let held = c
                             .execute(
                                 "DELETE FROM queue WHERE seq = $1 AND conv = $2",
                                 &[&seq, &conv],
                             )
                             .map_err(pg_err)? as usize;
+                        removed += 1 + held;
+                        also_examined += held;
                     }
                 }
                 (
@@ -1702,9 +1717,8 @@ fn expire_in(
                 }
                 (
                     rows.len(),
-                    rows.last().map(|r| {
-                        serde_json::json!([r.get::<_, String>(0), r.get::<_, String>(1)])
-                    }),
+                    rows.last()
+                        .map(|r| serde_json::json!([r.get::<_, String>(0), r.get::<_, String>(1)])),
                 )
             }
             _ => {
@@ -1762,7 +1776,7 @@ fn expire_in(
         }
         // The budget is spent within this phase: go on from its last key.
         return Ok(Expiry {
-            examined,
+            examined: examined + also_examined,
             removed,
             next: Some(ExpiryCursor {
                 phase,
@@ -1771,11 +1785,14 @@ fn expire_in(
         });
     }
     Ok(Expiry {
-        examined,
+        examined: examined + also_examined,
         removed,
         next: None,
     })
 }
+
+mod exchange;
+use exchange::{export_in, import_in};
 
 #[cfg(test)]
 mod tests;
