@@ -22,8 +22,8 @@ use super::*;
 pub use schema::version as schema_version;
 
 pub(super) fn pg_err(e: ::postgres::Error) -> StoreError {
-    // The driver's Display omits the server's message; its Debug-free
-    // source chain has it.
+    // The driver's Display says only "db error"; the server's code and
+    // message are what an admin can act on.
     let detail = match e.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
         None => e.to_string(),
