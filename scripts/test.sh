@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # THE test command: installs what is missing, builds tidemark, runs the unit
-# tests and the integration tests against a real Prosody on 127.0.0.1, then
-# the core integration suites again against a real ejabberd (issue 12).
+# tests (the store contract against sled and against a private PostgreSQL 15
+# cluster: scripts/postgres.sh, on 127.0.0.1:$PG_PORT, 15432 unless set) and
+# the integration tests against a real Prosody on 127.0.0.1, then the core
+# integration suites again against a real ejabberd (issue 12).
 #
 #   bash scripts/test.sh                 everything
 #   bash scripts/test.sh -k receipts     extra arguments go to pytest (both runs)
@@ -34,6 +36,17 @@ cargo fmt --all -- --check
 cargo clippy --release --all-targets -- -D warnings
 log "cargo build --release"
 cargo build --release
+# The PostgreSQL backend's contract checks run against a cluster of this
+# run's own, under /tmp (the postgres user must reach it; a clone under
+# /root would not do), stopped and removed at exit.
+bash scripts/postgres.sh install
+PG_DIR=$(mktemp -d /tmp/tidemark-test-pg.XXXXXX)
+chmod 755 "$PG_DIR"
+stop_postgres() { bash scripts/postgres.sh stop "$PG_DIR" || true; rm -rf "$PG_DIR"; }
+trap stop_postgres EXIT
+bash scripts/postgres.sh start "$PG_DIR"
+export TIDEMARK_PG_URL TIDEMARK_PG_PASSWORD_FILE="$PG_DIR/password"
+TIDEMARK_PG_URL=$(bash scripts/postgres.sh url "$PG_DIR")
 log "cargo test --release"
 cargo test --release
 log "integration tests (tests/integration)"

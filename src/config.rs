@@ -155,11 +155,34 @@ pub struct ComponentConfig {
 
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
+    /// The sled directory (`storage.backend = "sled"`, the default).
     pub path: PathBuf,
+    pub backend: StorageBackend,
     pub cache_bytes: u64,
     pub flush_batch: usize,
     /// Statuses older than this are removed; `None` keeps them forever.
     pub retention: Option<Duration>,
+}
+
+/// Where the store lives (issue 12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageBackend {
+    /// A sled directory at `storage.path`.
+    Sled,
+    /// A PostgreSQL database: `storage.url` without the password, which is
+    /// read from `storage.password_file` (never written in the config).
+    Postgres {
+        url: String,
+        password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawBackend {
+    #[default]
+    Sled,
+    Postgres,
 }
 
 #[derive(Debug, Clone)]
@@ -329,7 +352,15 @@ struct RawComponent {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStorage {
-    path: PathBuf,
+    #[serde(default)]
+    backend: RawBackend,
+    /// Required for sled.
+    #[serde(default)]
+    path: Option<PathBuf>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
     #[serde(default = "default_cache_mb")]
     cache_mb: u64,
     #[serde(default = "default_flush_batch")]
@@ -620,6 +651,39 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        let backend = match raw.storage.backend {
+            RawBackend::Sled => {
+                if raw.storage.path.is_none() {
+                    return Err(invalid(
+                        "storage.path",
+                        "required: the sled directory".into(),
+                    ));
+                }
+                StorageBackend::Sled
+            }
+            RawBackend::Postgres => {
+                let Some(url) = raw.storage.url.clone() else {
+                    return Err(invalid(
+                        "storage.url",
+                        "required with backend = \"postgres\": postgres://USER@HOST:PORT/DATABASE"
+                            .into(),
+                    ));
+                };
+                if url
+                    .split_once('@')
+                    .is_some_and(|(userinfo, _)| userinfo.matches(':').count() > 1)
+                {
+                    return Err(invalid(
+                        "storage.url",
+                        "holds a password: put it in the file storage.password_file names".into(),
+                    ));
+                }
+                StorageBackend::Postgres {
+                    url,
+                    password_file: raw.storage.password_file.clone(),
+                }
+            }
+        };
         if raw.storage.cache_mb == 0 {
             return Err(invalid("storage.cache_mb", "must be at least 1".into()));
         }
@@ -771,7 +835,8 @@ impl Config {
                 reconnect_max: Duration::from_secs(raw.component.reconnect_max_secs),
             },
             storage: StorageConfig {
-                path: raw.storage.path,
+                path: raw.storage.path.unwrap_or_default(),
+                backend,
                 cache_bytes: raw.storage.cache_mb * 1024 * 1024,
                 flush_batch: raw.storage.flush_batch,
                 retention: (raw.storage.retention_days > 0)

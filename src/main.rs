@@ -1,13 +1,14 @@
 //! `tidemark --config FILE`: load the config, open the store, serve.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use tidemark::component::{self, ComponentError};
 use tidemark::config::Config;
+use tidemark::config::StorageBackend;
 use tidemark::service::Tidemark;
-use tidemark::store::{SledStore, Store, StoreError};
+use tidemark::store::{PgOptions, PgStore, SledStore, Store, StoreError, export};
 use tracing::field::{Field, Visit};
 use tracing::{error, info, warn};
 use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
@@ -94,23 +95,25 @@ fn main() -> ExitCode {
 /// `--export` / `--import`: the store as text, for backups (DESIGN.md: sled
 /// calls itself beta, so the data must be able to leave it).
 fn backup(config: &Config, export_to: Option<PathBuf>, import_from: Option<PathBuf>) -> ExitCode {
-    let store = match SledStore::open(&config.storage.path, config.storage.cache_bytes) {
+    let store = match open_store(config) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("tidemark: {}", open_failure(&config.storage.path, &e));
+            eprintln!("tidemark: {}", open_failure(config, &e));
             return ExitCode::from(EXIT_STORAGE);
         }
     };
+    let store = &*store;
     let result = match (export_to, import_from) {
-        (Some(out), None) if out.as_os_str() == "-" => {
-            store.export(&mut std::io::BufWriter::new(std::io::stdout().lock()))
-        }
+        (Some(out), None) if out.as_os_str() == "-" => export::export(
+            store,
+            &mut std::io::BufWriter::new(std::io::stdout().lock()),
+        ),
         (Some(out), None) => std::fs::File::create(&out)
             .map_err(Into::into)
-            .and_then(|f| store.export(&mut std::io::BufWriter::new(f))),
+            .and_then(|f| export::export(store, &mut std::io::BufWriter::new(f))),
         (None, Some(input)) => std::fs::File::open(&input)
             .map_err(Into::into)
-            .and_then(|f| store.import(std::io::BufReader::new(f))),
+            .and_then(|f| export::import(store, std::io::BufReader::new(f))),
         _ => {
             eprintln!("tidemark: give --export or --import, not both\n{USAGE}");
             return ExitCode::from(EXIT_CONFIG);
@@ -128,11 +131,30 @@ fn backup(config: &Config, export_to: Option<PathBuf>, import_from: Option<PathB
     }
 }
 
+/// Opens the store `storage.backend` names (issue 12: sled or PostgreSQL).
+fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match &config.storage.backend {
+        StorageBackend::Sled => Arc::new(SledStore::open(
+            &config.storage.path,
+            config.storage.cache_bytes,
+        )?),
+        StorageBackend::Postgres { url, password_file } => Arc::new(PgStore::open(
+            &PgOptions::new(url, password_file.as_deref())?,
+        )?),
+    })
+}
+
 /// What to tell an admin whose store would not open.
-fn open_failure(path: &Path, e: &StoreError) -> String {
-    match e {
-        StoreError::Locked { .. } => e.to_string(),
-        _ => format!("cannot open the store at {}: {e}", path.display()),
+fn open_failure(config: &Config, e: &StoreError) -> String {
+    match (e, &config.storage.backend) {
+        (StoreError::Locked { .. }, _) => e.to_string(),
+        (_, StorageBackend::Sled) => format!(
+            "cannot open the store at {}: {e}",
+            config.storage.path.display()
+        ),
+        (_, StorageBackend::Postgres { url, .. }) => {
+            format!("cannot open the PostgreSQL store at {url}: {e}")
+        }
     }
 }
 
@@ -306,10 +328,10 @@ fn write_escaped(w: &mut impl std::fmt::Write, s: &str) -> std::fmt::Result {
 }
 
 async fn serve(config: Config) -> ExitCode {
-    let store = match SledStore::open(&config.storage.path, config.storage.cache_bytes) {
-        Ok(s) => Arc::new(s),
+    let store = match open_store(&config) {
+        Ok(s) => s,
         Err(e) => {
-            let message = open_failure(&config.storage.path, &e);
+            let message = open_failure(&config, &e);
             error!("{message}");
             eprintln!("tidemark: {message}");
             return ExitCode::from(EXIT_STORAGE);

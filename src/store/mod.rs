@@ -14,6 +14,7 @@ pub mod desk;
 pub mod export;
 pub mod inbox;
 mod keys;
+pub mod postgres;
 pub mod retention;
 mod sled_store;
 mod status_log;
@@ -27,6 +28,7 @@ pub use desk::{
 pub use export::{ExportError, ExportRecord};
 pub use inbox::{InboxEntry, Missed};
 pub use keys::ConversationKey;
+pub use postgres::{PgOptions, PgStore};
 pub use retention::{Expiry, ExpiryCursor};
 pub use sled_store::SledStore;
 pub use write::Write;

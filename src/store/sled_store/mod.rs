@@ -7,7 +7,7 @@ mod logical;
 mod sent;
 mod staged;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod upgrade;
 
 use std::path::Path;

@@ -42,7 +42,7 @@ fn sled_keeps_everything_flushed_across_reopen() {
 }
 
 /// A store with one of everything an export carries.
-fn everything(store: &SledStore) -> (ConversationKey, Seq) {
+pub(crate) fn everything(store: &SledStore) -> (ConversationKey, Seq) {
     let conv = ConversationKey::direct("alice@x", "bob@x");
     let seq = store.next_seq().unwrap();
     let mut rec = record("alice@x", "bob@x", "m1", 10);

@@ -1,0 +1,1798 @@
+//! The PostgreSQL backend (issue 12): the [`Store`] contract over logical
+//! tables (`schema.rs`), one per kind of record of the export.
+//!
+//! One connection behind a mutex, with the synchronous `postgres` client
+//! to fit the synchronous trait. The first write after a flush opens a
+//! transaction; reads run on the same connection, so they see the writes
+//! not yet committed; [`Store::flush`] commits. The shell flushes before it
+//! sends, so nothing is relayed before the transaction that records it has
+//! committed. A tidemark moves with `INSERT ... ON CONFLICT DO UPDATE ...
+//! WHERE marks.seq < EXCLUDED.seq`: an atomic maximum in the database
+//! itself, whoever else writes to it.
+
+mod schema;
+
+use std::sync::{Mutex, MutexGuard};
+
+use ::postgres::{Client, NoTls, Row};
+
+use super::export::{ExportError, ExportRecord};
+use super::*;
+
+pub use schema::version as schema_version;
+
+pub(super) fn pg_err(e: ::postgres::Error) -> StoreError {
+    // The driver's Display says only "db error"; the server's code and
+    // message are what an admin can act on.
+    let detail = match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    };
+    StoreError::Backend(format!("PostgreSQL: {detail}"))
+}
+
+/// A `Seq` or time as PostgreSQL's BIGINT; `Seq::MAX` and the like (used
+/// as "no bound") become the largest BIGINT.
+fn big(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn unbig(v: i64) -> u64 {
+    v.max(0) as u64
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A conversation key as stored: its JSON form, the same in the export.
+fn conv_text(conv: &ConversationKey) -> String {
+    serde_json::to_string(conv).expect("a conversation key serializes")
+}
+
+fn conv_from(text: &str) -> StoreResult<ConversationKey> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        what: "conversation key",
+        detail: e.to_string(),
+    })
+}
+
+struct Conn {
+    client: Client,
+    /// A transaction is open (writes since the last flush).
+    in_tx: bool,
+    /// A schema of its own, dropped with the store (tests).
+    temporary: Option<String>,
+}
+
+pub struct PgStore {
+    conn: Mutex<Conn>,
+}
+
+/// Where and how to connect: a URL without the password, and the password
+/// read from a file (`storage.password_file`).
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    pub url: String,
+    pub password: Option<String>,
+}
+
+impl PgOptions {
+    /// `url`, with the password in the first line of `password_file` if
+    /// given.
+    pub fn new(url: &str, password_file: Option<&std::path::Path>) -> StoreResult<Self> {
+        let password = match password_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        StoreError::Backend(format!(
+                            "reading the PostgreSQL password from {}: {e}",
+                            path.display()
+                        ))
+                    })?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        Ok(PgOptions {
+            url: url.to_owned(),
+            password,
+        })
+    }
+
+    fn connect(&self) -> StoreResult<Client> {
+        let mut config: ::postgres::Config = self
+            .url
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("PostgreSQL URL: {e}")))?;
+        if let Some(p) = &self.password {
+            config.password(p);
+        }
+        config.connect(NoTls).map_err(pg_err)
+    }
+}
+
+impl PgStore {
+    /// Connects and brings the schema up to date.
+    pub fn open(options: &PgOptions) -> StoreResult<Self> {
+        let mut client = options.connect()?;
+        schema::migrate(&mut client)?;
+        Ok(PgStore {
+            conn: Mutex::new(Conn {
+                client,
+                in_tx: false,
+                temporary: None,
+            }),
+        })
+    }
+
+    /// A fresh, empty store in a schema of its own in the database, dropped
+    /// with the store: each contract check gets one.
+    pub fn temporary(options: &PgOptions) -> StoreResult<Self> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let mut client = options.connect()?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let name = format!(
+            "tidemark_tmp_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            nanos
+        );
+        client
+            .batch_execute(&format!("CREATE SCHEMA {name}; SET search_path TO {name}"))
+            .map_err(pg_err)?;
+        schema::migrate(&mut client)?;
+        Ok(PgStore {
+            conn: Mutex::new(Conn {
+                client,
+                in_tx: false,
+                temporary: Some(name),
+            }),
+        })
+    }
+
+    fn lock(&self) -> StoreResult<MutexGuard<'_, Conn>> {
+        self.conn
+            .lock()
+            .map_err(|_| StoreError::Backend("PostgreSQL connection lock poisoned".into()))
+    }
+
+    /// Runs `f` on the connection; `write`: inside the transaction of the
+    /// writes since the last flush, opened if need be. A failed statement
+    /// aborts that transaction in PostgreSQL: it is rolled back and the
+    /// error says so, rather than have later writes fail one by one.
+    fn run<T>(&self, write: bool, f: impl FnOnce(&mut Client) -> StoreResult<T>) -> StoreResult<T> {
+        let mut conn = self.lock()?;
+        if write && !conn.in_tx {
+            conn.client.batch_execute("BEGIN").map_err(pg_err)?;
+            conn.in_tx = true;
+        }
+        match f(&mut conn.client) {
+            Err(StoreError::Backend(detail)) if conn.in_tx => {
+                conn.in_tx = false;
+                let _ = conn.client.batch_execute("ROLLBACK");
+                Err(StoreError::Backend(format!(
+                    "{detail} (the writes since the last flush were rolled back)"
+                )))
+            }
+            other => other,
+        }
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&mut Client) -> StoreResult<T>) -> StoreResult<T> {
+        self.run(false, f)
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut Client) -> StoreResult<T>) -> StoreResult<T> {
+        self.run(true, f)
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Ok(conn) = self.conn.get_mut() {
+            if conn.in_tx {
+                let _ = conn.client.batch_execute("ROLLBACK");
+            }
+            if let Some(name) = conn.temporary.take() {
+                let _ = conn
+                    .client
+                    .batch_execute(&format!("DROP SCHEMA {name} CASCADE"));
+            }
+        }
+    }
+}
+
+// --- rows to records ---
+
+const MESSAGE_COLUMNS: &str = "seq, conv, id, sender, recipient, sent_at, delivered_at, failed_at, \
+     failed_condition, failed_text, wants_receipt, wants_markers, readable, queued, refused, preview";
+
+fn message_from(row: &Row) -> MessageRecord {
+    let failed_at: Option<i64> = row.get(7);
+    MessageRecord {
+        id: row.get(2),
+        sender: row.get(3),
+        recipient: row.get(4),
+        sent_at: unbig(row.get(5)),
+        delivered_at: row.get::<_, Option<i64>>(6).map(unbig),
+        failed: failed_at.map(|at| Failure {
+            at: unbig(at),
+            condition: row.get::<_, Option<String>>(8).unwrap_or_default(),
+            text: row.get::<_, Option<String>>(9).unwrap_or_default(),
+        }),
+        wants_receipt: row.get(10),
+        wants_markers: row.get(11),
+        readable: row.get(12),
+        queued: row.get(13),
+    }
+}
+
+const ROOM_MESSAGE_COLUMNS: &str = "seq, id, stanza_id, sender, sent_at, readable, stanza";
+
+fn room_message_from(row: &Row) -> (Seq, RoomMessage) {
+    (
+        unbig(row.get(0)),
+        RoomMessage {
+            id: row.get(1),
+            stanza_id: row.get(2),
+            sender: row.get(3),
+            sent_at: unbig(row.get(4)),
+            readable: row.get(5),
+            stanza: row.get(6),
+        },
+    )
+}
+
+const INBOX_COLUMNS: &str = "contact, latest, latest_at, latest_by_contact, own_latest, missed_count, \
+     missed_first_at, missed_last_at, \
+     (SELECT COUNT(*) FROM inbox_unread u WHERE u.jid = inbox.jid AND u.contact = inbox.contact)";
+
+fn inbox_from(row: &Row) -> InboxEntry {
+    let count: Option<i32> = row.get(5);
+    InboxEntry {
+        contact: row.get(0),
+        latest: unbig(row.get(1)),
+        latest_at: unbig(row.get(2)),
+        latest_by_contact: row.get(3),
+        own_latest: unbig(row.get(4)),
+        unread: row.get::<_, i64>(8) as u32,
+        missed: count.map(|count| Missed {
+            count: count as u32,
+            first_at: unbig(row.get::<_, Option<i64>>(6).unwrap_or_default()),
+            last_at: unbig(row.get::<_, Option<i64>>(7).unwrap_or_default()),
+        }),
+    }
+}
+
+const DESK_COLUMNS: &str =
+    "customer, state, until, assignee, latest, latest_at, customer_latest, read_upto, opened_at";
+
+fn desk_from(row: &Row) -> StoreResult<DeskConversation> {
+    let state: String = row.get(1);
+    let state = match state.as_str() {
+        "open" => DeskState::Open,
+        "pending" => DeskState::Pending,
+        "snoozed" => DeskState::Snoozed {
+            until: unbig(row.get::<_, Option<i64>>(2).unwrap_or_default()),
+        },
+        "done" => DeskState::Done,
+        other => {
+            return Err(StoreError::Corrupt {
+                what: "desk conversation state",
+                detail: other.to_owned(),
+            });
+        }
+    };
+    Ok(DeskConversation {
+        customer: row.get(0),
+        state,
+        assignee: row.get(3),
+        latest: unbig(row.get(4)),
+        latest_at: unbig(row.get(5)),
+        customer_latest: unbig(row.get(6)),
+        read_upto: unbig(row.get(7)),
+        opened_at: unbig(row.get(8)),
+    })
+}
+
+/// The SQL condition of a desk view (`DeskView::holds`), its agent `$3`.
+fn desk_view_condition(view: &DeskView) -> &'static str {
+    match view {
+        DeskView::Mine(_) => "state <> 'done' AND assignee = $3",
+        DeskView::Unassigned => "state <> 'done' AND assignee IS NULL AND $3::TEXT IS NULL",
+        DeskView::All => "state <> 'done' AND $3::TEXT IS NULL",
+        DeskView::Done => "state = 'done' AND $3::TEXT IS NULL",
+    }
+}
+
+// --- the writes, shared by the trait's operations and the import ---
+
+#[allow(clippy::too_many_arguments)]
+fn upsert_message(
+    c: &mut Client,
+    conv: &ConversationKey,
+    seq: Seq,
+    r: &MessageRecord,
+    refused: bool,
+) -> StoreResult<()> {
+    if ConversationKey::direct(&r.sender, &r.recipient) != *conv || r.sender == r.recipient {
+        return Err(StoreError::Rejected(format!(
+            "message {seq} from {} to {} is not of its conversation {conv:?}",
+            r.sender, r.recipient
+        )));
+    }
+    let conv = conv_text(conv);
+    if let Some(row) = c
+        .query_opt("SELECT conv FROM messages WHERE seq = $1", &[&big(seq)])
+        .map_err(pg_err)?
+    {
+        let held: String = row.get(0);
+        if held != conv {
+            return Err(StoreError::Rejected(format!(
+                "sequence {seq} is a message of another conversation"
+            )));
+        }
+    }
+    let failed = r.failed.as_ref();
+    c.execute(
+        "INSERT INTO messages (seq, conv, id, sender, recipient, sent_at, delivered_at, failed_at, \
+         failed_condition, failed_text, wants_receipt, wants_markers, readable, queued, refused) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         ON CONFLICT (seq) DO UPDATE SET id = EXCLUDED.id, sender = EXCLUDED.sender, \
+         recipient = EXCLUDED.recipient, sent_at = EXCLUDED.sent_at, \
+         delivered_at = EXCLUDED.delivered_at, failed_at = EXCLUDED.failed_at, \
+         failed_condition = EXCLUDED.failed_condition, failed_text = EXCLUDED.failed_text, \
+         wants_receipt = EXCLUDED.wants_receipt, wants_markers = EXCLUDED.wants_markers, \
+         readable = EXCLUDED.readable, queued = EXCLUDED.queued, refused = EXCLUDED.refused",
+        &[
+            &big(seq),
+            &conv,
+            &r.id,
+            &r.sender,
+            &r.recipient,
+            &big(r.sent_at),
+            &r.delivered_at.map(big),
+            &failed.map(|f| big(f.at)),
+            &failed.map(|f| f.condition.as_str()),
+            &failed.map(|f| f.text.as_str()),
+            &r.wants_receipt,
+            &r.wants_markers,
+            &r.readable,
+            &r.queued,
+            &refused,
+        ],
+    )
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+fn advance(
+    c: &mut Client,
+    conv: &ConversationKey,
+    reader: &str,
+    seq: Seq,
+    at: Millis,
+) -> StoreResult<bool> {
+    let conv = conv_text(conv);
+    let moved = advance_raw(c, &conv, reader, seq)?;
+    if moved {
+        c.execute(
+            "INSERT INTO mark_log (conv, reader, seq, at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+            &[&conv, &reader, &big(seq), &big(at)],
+        )
+        .map_err(pg_err)?;
+    }
+    Ok(moved)
+}
+
+/// Moves a tidemark as an atomic maximum, without logging when: whether
+/// this call moved it.
+fn advance_raw(c: &mut Client, conv: &str, reader: &str, seq: Seq) -> StoreResult<bool> {
+    // A row comes back only if this statement inserted or raised it.
+    Ok(c.query_opt(
+        "INSERT INTO marks (conv, reader, seq) VALUES ($1, $2, $3) \
+         ON CONFLICT (conv, reader) DO UPDATE SET seq = GREATEST(marks.seq, EXCLUDED.seq) \
+         WHERE marks.seq < EXCLUDED.seq RETURNING seq",
+        &[&conv, &reader, &big(seq)],
+    )
+    .map_err(pg_err)?
+    .is_some())
+}
+
+fn put_room_message_in(c: &mut Client, room: &str, seq: Seq, m: &RoomMessage) -> StoreResult<()> {
+    c.execute(
+        "INSERT INTO room_messages (room, seq, id, stanza_id, sender, sent_at, readable, stanza) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (room, seq) DO UPDATE SET \
+         id = EXCLUDED.id, stanza_id = EXCLUDED.stanza_id, sender = EXCLUDED.sender, \
+         sent_at = EXCLUDED.sent_at, readable = EXCLUDED.readable, stanza = EXCLUDED.stanza",
+        &[
+            &room,
+            &big(seq),
+            &m.id,
+            &m.stanza_id,
+            &m.sender,
+            &big(m.sent_at),
+            &m.readable,
+            &m.stanza,
+        ],
+    )
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+fn put_desk_in(c: &mut Client, desk: &str, d: &DeskConversation) -> StoreResult<()> {
+    let until = match d.state {
+        DeskState::Snoozed { until } => Some(big(until)),
+        _ => None,
+    };
+    c.execute(
+        "INSERT INTO desk_conversations (desk, customer, state, until, assignee, latest, latest_at, \
+         customer_latest, read_upto, opened_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (desk, customer) DO UPDATE SET state = EXCLUDED.state, until = EXCLUDED.until, \
+         assignee = EXCLUDED.assignee, latest = EXCLUDED.latest, latest_at = EXCLUDED.latest_at, \
+         customer_latest = EXCLUDED.customer_latest, read_upto = EXCLUDED.read_upto, \
+         opened_at = EXCLUDED.opened_at",
+        &[
+            &desk,
+            &d.customer,
+            &d.state.name(),
+            &until,
+            &d.assignee,
+            &big(d.latest),
+            &big(d.latest_at),
+            &big(d.customer_latest),
+            &big(d.read_upto),
+            &big(d.opened_at),
+        ],
+    )
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+fn put_desk_event_in(
+    c: &mut Client,
+    desk: &str,
+    customer: &str,
+    seq: Seq,
+    e: &DeskEvent,
+) -> StoreResult<()> {
+    let kind = serde_json::to_string(&e.kind).expect("a desk event serializes");
+    c.execute(
+        "INSERT INTO desk_events (desk, customer, seq, at, by_whom, kind) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (desk, customer, seq) DO UPDATE SET \
+         at = EXCLUDED.at, by_whom = EXCLUDED.by_whom, kind = EXCLUDED.kind",
+        &[&desk, &customer, &big(seq), &big(e.at), &e.by, &kind],
+    )
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+/// Tables in the order retention walks them, with the key columns it
+/// pages by.
+const EXPIRY_PHASES: u8 = 4;
+
+impl Store for PgStore {
+    fn next_seq(&self) -> StoreResult<Seq> {
+        // A sequence is outside transactions: a number handed out is never
+        // handed out again, even if the transaction that took it rolls back.
+        self.read(|c| {
+            let v: i64 = c
+                .query_one("SELECT nextval('seq_numbers')", &[])
+                .map_err(pg_err)?
+                .get(0);
+            Ok(unbig(v))
+        })
+    }
+
+    fn put_message(
+        &self,
+        conv: &ConversationKey,
+        seq: Seq,
+        record: &MessageRecord,
+    ) -> StoreResult<()> {
+        self.write(|c| upsert_message(c, conv, seq, record, false))
+    }
+
+    fn message(&self, conv: &ConversationKey, seq: Seq) -> StoreResult<Option<MessageRecord>> {
+        let conv = conv_text(conv);
+        self.read(|c| {
+            Ok(c.query_opt(
+                &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE seq = $1 AND conv = $2"),
+                &[&big(seq), &conv],
+            )
+            .map_err(pg_err)?
+            .map(|r| message_from(&r)))
+        })
+    }
+
+    fn find_message(
+        &self,
+        conv: &ConversationKey,
+        sender: &str,
+        id: &str,
+    ) -> StoreResult<Option<(Seq, MessageRecord)>> {
+        let conv = conv_text(conv);
+        self.read(|c| {
+            Ok(c.query_opt(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conv = $1 AND sender = $2 \
+                     AND id = $3 ORDER BY seq DESC LIMIT 1"
+                ),
+                &[&conv, &sender, &id],
+            )
+            .map_err(pg_err)?
+            .map(|r| (unbig(r.get(0)), message_from(&r))))
+        })
+    }
+
+    fn mark(&self, conv: &ConversationKey, reader: &str) -> StoreResult<Seq> {
+        let conv = conv_text(conv);
+        self.read(|c| {
+            Ok(c.query_opt(
+                "SELECT seq FROM marks WHERE conv = $1 AND reader = $2",
+                &[&conv, &reader],
+            )
+            .map_err(pg_err)?
+            .map(|r| unbig(r.get(0)))
+            .unwrap_or(0))
+        })
+    }
+
+    fn advance_mark(
+        &self,
+        conv: &ConversationKey,
+        reader: &str,
+        seq: Seq,
+        at: Millis,
+    ) -> StoreResult<bool> {
+        self.write(|c| advance(c, conv, reader, seq, at))
+    }
+
+    fn read_at(
+        &self,
+        conv: &ConversationKey,
+        reader: &str,
+        seq: Seq,
+    ) -> StoreResult<Option<Millis>> {
+        let is_party = conv.side_of(reader).is_some();
+        let conv = conv_text(conv);
+        self.read(|c| {
+            // A party reads only the other party's messages.
+            if is_party {
+                let other_message = c
+                    .query_opt(
+                        "SELECT 1 FROM messages WHERE seq = $1 AND conv = $2 AND sender <> $3",
+                        &[&big(seq), &conv, &reader],
+                    )
+                    .map_err(pg_err)?;
+                if other_message.is_none() {
+                    return Ok(None);
+                }
+            }
+            // The first move of the tidemark at or past `seq`.
+            Ok(c.query_opt(
+                "SELECT at FROM mark_log WHERE conv = $1 AND reader = $2 AND seq >= $3 \
+                 ORDER BY seq LIMIT 1",
+                &[&conv, &reader, &big(seq)],
+            )
+            .map_err(pg_err)?
+            .map(|r| unbig(r.get(0))))
+        })
+    }
+
+    fn set_presence_allowed(&self, contact: &str, watcher: &str, allowed: bool) -> StoreResult<()> {
+        self.write(|c| {
+            let sql = if allowed {
+                "INSERT INTO grants (contact, watcher) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+            } else {
+                "DELETE FROM grants WHERE contact = $1 AND watcher = $2"
+            };
+            c.execute(sql, &[&contact, &watcher]).map_err(pg_err)?;
+            Ok(())
+        })
+    }
+
+    fn presence_allowed(&self, contact: &str, watcher: &str) -> StoreResult<bool> {
+        self.read(|c| {
+            Ok(c.query_opt(
+                "SELECT 1 FROM grants WHERE contact = $1 AND watcher = $2",
+                &[&contact, &watcher],
+            )
+            .map_err(pg_err)?
+            .is_some())
+        })
+    }
+
+    fn presence_grants(&self) -> StoreResult<Vec<(String, String)>> {
+        self.read(|c| {
+            Ok(c.query(
+                "SELECT contact, watcher FROM grants ORDER BY contact, watcher",
+                &[],
+            )
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })
+    }
+
+    fn has_watchers(&self, contact: &str) -> StoreResult<bool> {
+        self.read(|c| {
+            Ok(c.query_opt(
+                "SELECT 1 FROM grants WHERE contact = $1 LIMIT 1",
+                &[&contact],
+            )
+            .map_err(pg_err)?
+            .is_some())
+        })
+    }
+
+    fn put_refused_message(
+        &self,
+        conv: &ConversationKey,
+        seq: Seq,
+        record: &MessageRecord,
+        keep: usize,
+    ) -> StoreResult<()> {
+        self.write(|c| {
+            upsert_message(c, conv, seq, record, true)?;
+            // The sender's oldest refusals beyond `keep`; the id index is
+            // the table's, so a later message with the id keeps it.
+            c.execute(
+                "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages \
+                 WHERE sender = $1 AND refused ORDER BY seq DESC OFFSET $2)",
+                &[&record.sender, &limit(keep)],
+            )
+            .map_err(pg_err)?;
+            Ok(())
+        })
+    }
+
+    fn refusal_count(&self, sender: &str) -> StoreResult<usize> {
+        self.read(|c| {
+            let n: i64 = c
+                .query_one(
+                    "SELECT COUNT(*) FROM messages WHERE sender = $1 AND refused",
+                    &[&sender],
+                )
+                .map_err(pg_err)?
+                .get(0);
+            Ok(n as usize)
+        })
+    }
+
+    fn enqueue(
+        &self,
+        recipient: &str,
+        seq: Seq,
+        conv: &ConversationKey,
+        stanza: &[u8],
+    ) -> StoreResult<()> {
+        let conv = conv_text(conv);
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO queue (recipient, seq, conv, stanza) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (recipient, seq) DO UPDATE SET conv = EXCLUDED.conv, \
+                 stanza = EXCLUDED.stanza",
+                &[&recipient, &big(seq), &conv, &stanza],
+            )
+            .map_err(pg_err)?;
+            Ok(())
+        })
+    }
+
+    fn queued_count(&self, recipient: &str) -> StoreResult<usize> {
+        self.read(|c| {
+            let n: i64 = c
+                .query_one(
+                    "SELECT COUNT(*) FROM queue WHERE recipient = $1",
+                    &[&recipient],
+                )
+                .map_err(pg_err)?
+                .get(0);
+            Ok(n as usize)
+        })
+    }
+
+    fn queued(&self, recipient: &str) -> StoreResult<Vec<QueuedStanza>> {
+        self.read(|c| {
+            c.query(
+                "SELECT seq, conv, stanza FROM queue WHERE recipient = $1 ORDER BY seq",
+                &[&recipient],
+            )
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| {
+                Ok(QueuedStanza {
+                    seq: unbig(r.get(0)),
+                    conv: conv_from(r.get(1))?,
+                    stanza: r.get(2),
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn dequeue(&self, recipient: &str, seqs: &[Seq]) -> StoreResult<()> {
+        let seqs: Vec<i64> = seqs.iter().copied().map(big).collect();
+        self.write(|c| {
+            c.execute(
+                "DELETE FROM queue WHERE recipient = $1 AND seq = ANY($2)",
+                &[&recipient, &seqs],
+            )
+            .map_err(pg_err)?;
+            Ok(())
+        })
+    }
+
+    fn put_room(&self, room: &str, record: &RoomRecord) -> StoreResult<()> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO rooms (room, created_at, fixed_members) VALUES ($1, $2, $3) \
+                 ON CONFLICT (room) DO UPDATE SET created_at = EXCLUDED.created_at, \
+                 fixed_members = EXCLUDED.fixed_members",
+                &[&room, &big(record.created_at), &record.fixed_members],
+            )
+            .map_err(pg_err)?;
+            Ok(())
+        })
+    }
+
+    fn room(&self, room: &str) -> StoreResult<Option<RoomRecord>> {
+        self.read(|c| {
+            Ok(c.query_opt(
+                "SELECT created_at, fixed_members FROM rooms WHERE room = $1",
+                &[&room],
+            )
+            .map_err(pg_err)?
+            .map(|r| RoomRecord {
+                created_at: unbig(r.get(0)),
+                fixed_members: r.get(1),
+            }))
+        })
+    }
+
+    fn rooms(&self) -> StoreResult<Vec<(String, RoomRecord)>> {
+        self.read(|c| {
+            Ok(c.query(
+                "SELECT room, created_at, fixed_members FROM rooms ORDER BY room",
+                &[],
+            )
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    RoomRecord {
+                        created_at: unbig(r.get(1)),
+                        fixed_members: r.get(2),
+                    },
+                )
+            })
+            .collect())
+        })
+    }
+
+    fn set_membership(&self, room: &str, member: &str, m: &Membership) -> StoreResult<()> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO memberships (room, member, joined, left_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (room, member) DO UPDATE SET joined = EXCLUDED.joined, \
+                 left_at = EXCLUDED.left_at",
+                &[&room, &member, &big(m.joined), &m.left.map(big)],
+            )
+            .map_err(pg_err)?;
+            Ok(())
+        })
+    }
+
+    fn membership(&self, room: &str, member: &str) -> StoreResult<Option<Membership>> {
+        self.read(|c| {
+            Ok(c.query_opt(
+                "SELECT joined, left_at FROM memberships WHERE room = $1 AND member = $2",
+                &[&room, &member],
+            )
+            .map_err(pg_err)?
+            .map(|r| Membership {
+                joined: unbig(r.get(0)),
+                left: r.get::<_, Option<i64>>(1).map(unbig),
+            }))
+        })
+    }
+
+    fn memberships(&self, room: &str) -> StoreResult<Vec<(String, Membership)>> {
+        self.read(|c| {
+            Ok(c.query(
+                "SELECT member, joined, left_at FROM memberships WHERE room = $1 ORDER BY member",
+                &[&room],
+            )
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    Membership {
+                        joined: unbig(r.get(1)),
+                        left: r.get::<_, Option<i64>>(2).map(unbig),
+                    },
+                )
+            })
+            .collect())
+        })
+    }
+
+    fn put_room_message(&self, room: &str, seq: Seq, message: &RoomMessage) -> StoreResult<()> {
+        self.write(|c| put_room_message_in(c, room, seq, message))
+    }
+
+    fn room_message_by_stanza_id(
+        &self,
+        room: &str,
+        stanza_id: &str,
+    ) -> StoreResult<Option<(Seq, RoomMessage)>> {
+        self.read(|c| {
+            Ok(c.query_opt(
+                &format!(
+                    "SELECT {ROOM_MESSAGE_COLUMNS} FROM room_messages WHERE room = $1 \
+                     AND stanza_id = $2 ORDER BY seq DESC LIMIT 1"
+                ),
+                &[&room, &stanza_id],
+            )
+            .map_err(pg_err)?
+            .map(|r| room_message_from(&r)))
+        })
+    }
+
+    fn room_message_by_sender_id(
+        &self,
+        room: &str,
+        sender: &str,
+        id: &str,
+    ) -> StoreResult<Option<(Seq, RoomMessage)>> {
+        self.read(|c| {
+            Ok(c.query_opt(
+                &format!(
+                    "SELECT {ROOM_MESSAGE_COLUMNS} FROM room_messages WHERE room = $1 \
+                     AND sender = $2 AND id = $3 ORDER BY seq DESC LIMIT 1"
+                ),
+                &[&room, &sender, &id],
+            )
+            .map_err(pg_err)?
+            .map(|r| room_message_from(&r)))
+        })
+    }
+
+    fn room_messages_with_sender_id(
+        &self,
+        room: &str,
+        id: &str,
+        after: Seq,
+        limit_to: usize,
+    ) -> StoreResult<Vec<(Seq, RoomMessage)>> {
+        self.read(|c| {
+            Ok(c.query(
+                &format!(
+                    "SELECT {ROOM_MESSAGE_COLUMNS} FROM room_messages WHERE room = $1 \
+                     AND id = $2 AND seq > $3 ORDER BY seq LIMIT $4"
+                ),
+                &[&room, &id, &big(after), &limit(limit_to)],
+            )
+            .map_err(pg_err)?
+            .iter()
+            .map(room_message_from)
+            .collect())
+        })
+    }
+
+    fn add_room_creator(&self, creator: &str, room: &str) -> StoreResult<()> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO room_creators (creator, room) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&creator, &room],
+            )
+            .map_err(pg_err)?;
+            Ok(())
+        })
+    }
+
+    fn rooms_created_by(&self, creator: &str) -> StoreResult<usize> {
+        self.read(|c| {
+            let n: i64 = c
+                .query_one(
+                    "SELECT COUNT(*) FROM room_creators WHERE creator = $1",
+                    &[&creator],
+                )
+                .map_err(pg_err)?
+                .get(0);
+            Ok(n as usize)
+        })
+    }
+
+    fn room_messages_between(
+        &self,
+        room: &str,
+        after: Seq,
+        upto: Seq,
+    ) -> StoreResult<Vec<(Seq, RoomMessage)>> {
+        self.read(|c| {
+            Ok(c.query(
+                &format!(
+                    "SELECT {ROOM_MESSAGE_COLUMNS} FROM room_messages WHERE room = $1 \
+                     AND seq > $2 AND seq <= $3 ORDER BY seq"
+                ),
+                &[&room, &big(after), &big(upto)],
+            )
+            .map_err(pg_err)?
+            .iter()
+            .map(room_message_from)
+            .collect())
+        })
+    }
+
+    fn room_history(&self, room: &str, limit_to: usize) -> StoreResult<Vec<(Seq, RoomMessage)>> {
+        self.read(|c| {
+            let mut found: Vec<(Seq, RoomMessage)> = c
+                .query(
+                    &format!(
+                        "SELECT {ROOM_MESSAGE_COLUMNS} FROM room_messages WHERE room = $1 \
+                         ORDER BY seq DESC LIMIT $2"
+                    ),
+                    &[&room, &limit(limit_to)],
+                )
+                .map_err(pg_err)?
+                .iter()
+                .map(room_message_from)
+                .collect();
+            found.reverse();
+            Ok(found)
+        })
+    }
+
+    fn read_receipts_pref(&self, user: &str) -> StoreResult<Option<bool>> {
+        self.read(|c| {
+            Ok(c.query_opt(
+                "SELECT enabled FROM read_receipts_prefs WHERE jid = $1",
+                &[&user],
+            )
+            .map_err(pg_err)?
+            .map(|r| r.get(0)))
+        })
+    }
+
+    fn set_read_receipts_pref(&self, user: &str, enabled: bool) -> StoreResult<()> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO read_receipts_prefs (jid, enabled) VALUES ($1, $2) \
+                 ON CONFLICT (jid) DO UPDATE SET enabled = EXCLUDED.enabled",
+                &[&user, &enabled],
+            )
+            .map_err(pg_err)?;
+            Ok(())
+        })
+    }
+
+    fn set_occupant(
+        &self,
+        room: &str,
+        nick: &str,
+        occupant: Option<&OccupantRecord>,
+    ) -> StoreResult<()> {
+        self.write(|c| {
+            match occupant {
+                Some(o) => c.execute(
+                    "INSERT INTO occupants (room, nick, jid, sessions, presence) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room, nick) DO UPDATE SET \
+                     jid = EXCLUDED.jid, sessions = EXCLUDED.sessions, presence = EXCLUDED.presence",
+                    &[&room, &nick, &o.user, &o.sessions, &o.presence],
+                ),
+                None => c.execute(
+                    "DELETE FROM occupants WHERE room = $1 AND nick = $2",
+                    &[&room, &nick],
+                ),
+            }
+            .map_err(pg_err)?;
+            Ok(())
+        })
+    }
+
+    fn occupants(&self) -> StoreResult<Vec<(String, String, OccupantRecord)>> {
+        self.read(|c| {
+            Ok(c.query(
+                "SELECT room, nick, jid, sessions, presence FROM occupants ORDER BY room, nick",
+                &[],
+            )
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get(1),
+                    OccupantRecord {
+                        user: r.get(2),
+                        sessions: r.get(3),
+                        presence: r.get(4),
+                    },
+                )
+            })
+            .collect())
+        })
+    }
+
+    fn set_room_subject(&self, room: &str, s: &RoomSubject) -> StoreResult<()> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO room_subjects (room, text, nick, setter, at, config) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room) DO UPDATE SET \
+                 text = EXCLUDED.text, nick = EXCLUDED.nick, setter = EXCLUDED.setter, \
+                 at = EXCLUDED.at, config = EXCLUDED.config",
+                &[&room, &s.text, &s.nick, &s.setter, &big(s.at), &s.config],
+            )
+            .map_err(pg_err)?;
+            Ok(())
+        })
+    }
+
+    fn room_subject(&self, room: &str) -> StoreResult<Option<RoomSubject>> {
+        self.read(|c| {
+            Ok(c.query_opt(
+                "SELECT text, nick, setter, at, config FROM room_subjects WHERE room = $1",
+                &[&room],
+            )
+            .map_err(pg_err)?
+            .map(|r| RoomSubject {
+                text: r.get(0),
+                nick: r.get(1),
+                setter: r.get(2),
+                at: unbig(r.get(3)),
+                config: r.get(4),
+            }))
+        })
+    }
+
+    fn created_room(&self, creator: &str, room: &str) -> StoreResult<bool> {
+        self.read(|c| {
+            Ok(c.query_opt(
+                "SELECT 1 FROM room_creators WHERE creator = $1 AND room = $2",
+                &[&creator, &room],
+            )
+            .map_err(pg_err)?
+            .is_some())
+        })
+    }
+
+    fn expire(&self, cutoff: Millis, from: &ExpiryCursor, budget: usize) -> StoreResult<Expiry> {
+        self.write(|c| expire_in(c, cutoff, from, budget.max(1)))
+    }
+
+    fn put_preview(&self, conv: &ConversationKey, seq: Seq, text: &str) -> StoreResult<()> {
+        let conv = conv_text(conv);
+        self.write(|c| {
+            c.execute(
+                "UPDATE messages SET preview = $3 WHERE seq = $1 AND conv = $2",
+                &[&big(seq), &conv, &text],
+            )
+            .map_err(pg_err)?;
+            Ok(())
+        })
+    }
+
+    fn sent_by(
+        &self,
+        user: &str,
+        from: SentFrom,
+        limit_to: usize,
+        filter: Option<&SentTo>,
+    ) -> StoreResult<SentPage> {
+        // Both kinds of message by their sender's index, merged by seq;
+        // the filter leaves one side out. PostgreSQL bounds the work by
+        // the LIMIT, so the page is never cut.
+        let (contact, room) = match filter {
+            None => (None, None),
+            Some(SentTo::Contact(c)) => (Some(c.as_str()), None),
+            Some(SentTo::Room(r)) => (None, Some(r.as_str())),
+        };
+        let (with_direct, with_rooms) = match filter {
+            None => (true, true),
+            Some(SentTo::Contact(_)) => (true, false),
+            Some(SentTo::Room(_)) => (false, true),
+        };
+        let (cmp, order, pos) = match from {
+            SentFrom::Before(s) => ("<", "DESC", s),
+            SentFrom::After(s) => (">", "ASC", s),
+        };
+        let sql = format!(
+            "SELECT seq, sent_at, is_room, target, preview FROM ( \
+               SELECT seq, sent_at, FALSE AS is_room, recipient AS target, preview FROM messages \
+                 WHERE $5 AND sender = $1 AND seq {cmp} $2 AND ($6::TEXT IS NULL OR recipient = $6) \
+               UNION ALL \
+               SELECT seq, sent_at, TRUE, room, NULL FROM room_messages \
+                 WHERE $4 AND sender = $1 AND seq {cmp} $2 AND ($7::TEXT IS NULL OR room = $7) \
+             ) s ORDER BY seq {order} LIMIT $3"
+        );
+        self.read(|c| {
+            let rows = c
+                .query(
+                    &sql,
+                    &[
+                        &user,
+                        &big(pos),
+                        &limit(limit_to),
+                        &with_rooms,
+                        &with_direct,
+                        &contact,
+                        &room,
+                    ],
+                )
+                .map_err(pg_err)?;
+            let mut entries: Vec<SentEntry> = rows
+                .iter()
+                .map(|r| {
+                    let target: String = r.get(3);
+                    SentEntry {
+                        seq: unbig(r.get(0)),
+                        sent_at: unbig(r.get(1)),
+                        to: if r.get(2) {
+                            SentTo::Room(target)
+                        } else {
+                            SentTo::Contact(target)
+                        },
+                        preview: r.get(4),
+                    }
+                })
+                .collect();
+            if matches!(from, SentFrom::After(_)) {
+                entries.reverse();
+            }
+            Ok(SentPage {
+                entries,
+                cut: false,
+            })
+        })
+    }
+
+    fn inbox_message(
+        &self,
+        user: &str,
+        contact: &str,
+        seq: Seq,
+        at: Millis,
+        own: bool,
+    ) -> StoreResult<()> {
+        self.write(|c| {
+            // Idempotent: a seq not above the entry's newest changes nothing.
+            let moved = c
+                .query_opt(
+                    "INSERT INTO inbox (jid, contact, latest, latest_at, latest_by_contact, own_latest) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (jid, contact) DO UPDATE SET \
+                     latest = EXCLUDED.latest, latest_at = EXCLUDED.latest_at, \
+                     latest_by_contact = EXCLUDED.latest_by_contact, \
+                     own_latest = GREATEST(inbox.own_latest, EXCLUDED.own_latest), \
+                     missed_count = CASE WHEN $7 THEN NULL ELSE inbox.missed_count END, \
+                     missed_first_at = CASE WHEN $7 THEN NULL ELSE inbox.missed_first_at END, \
+                     missed_last_at = CASE WHEN $7 THEN NULL ELSE inbox.missed_last_at END \
+                     WHERE inbox.latest < EXCLUDED.latest RETURNING 1",
+                    &[
+                        &user,
+                        &contact,
+                        &big(seq),
+                        &big(at),
+                        &!own,
+                        &(if own { big(seq) } else { 0 }),
+                        &own,
+                    ],
+                )
+                .map_err(pg_err)?
+                .is_some();
+            if !moved {
+                return Ok(());
+            }
+            if own {
+                // The user has the conversation open: what came before is read.
+                c.execute(
+                    "DELETE FROM inbox_unread WHERE jid = $1 AND contact = $2 AND seq < $3",
+                    &[&user, &contact, &big(seq)],
+                )
+            } else {
+                c.execute(
+                    "INSERT INTO inbox_unread (jid, contact, seq) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                    &[&user, &contact, &big(seq)],
+                )
+            }
+            .map_err(pg_err)?;
+            Ok(())
+        })
+    }
+
+    fn inbox_read(&self, user: &str, contact: &str, upto: Seq) -> StoreResult<()> {
+        self.write(|c| {
+            let found = c
+                .execute(
+                    "UPDATE inbox SET missed_count = NULL, missed_first_at = NULL, \
+                     missed_last_at = NULL WHERE jid = $1 AND contact = $2",
+                    &[&user, &contact],
+                )
+                .map_err(pg_err)?;
+            if found > 0 {
+                c.execute(
+                    "DELETE FROM inbox_unread WHERE jid = $1 AND contact = $2 AND seq <= $3",
+                    &[&user, &contact, &big(upto)],
+                )
+                .map_err(pg_err)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn inbox_missed(&self, user: &str, contact: &str, seq: Seq, at: Millis) -> StoreResult<()> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO inbox (jid, contact, latest, latest_at, latest_by_contact, own_latest, \
+                 missed_count, missed_first_at, missed_last_at) \
+                 VALUES ($1, $2, $3, $4, TRUE, 0, 1, $4, $4) ON CONFLICT (jid, contact) DO UPDATE SET \
+                 latest = EXCLUDED.latest, latest_at = EXCLUDED.latest_at, latest_by_contact = TRUE, \
+                 missed_count = COALESCE(inbox.missed_count, 0) + 1, \
+                 missed_first_at = COALESCE(inbox.missed_first_at, EXCLUDED.missed_first_at), \
+                 missed_last_at = EXCLUDED.missed_last_at \
+                 WHERE inbox.latest < EXCLUDED.latest",
+                &[&user, &contact, &big(seq), &big(at)],
+            )
+            .map_err(pg_err)?;
+            Ok(())
+        })
+    }
+
+    fn inbox_room_sent(&self, user: &str, room: &str, seq: Seq) -> StoreResult<()> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO inbox_room_sent (jid, room, seq) VALUES ($1, $2, $3) \
+                 ON CONFLICT (jid, room) DO UPDATE SET \
+                 seq = GREATEST(inbox_room_sent.seq, EXCLUDED.seq)",
+                &[&user, &room, &big(seq)],
+            )
+            .map_err(pg_err)?;
+            Ok(())
+        })
+    }
+
+    fn inbox_entry(&self, user: &str, contact: &str) -> StoreResult<Option<InboxEntry>> {
+        self.read(|c| {
+            Ok(c.query_opt(
+                &format!("SELECT {INBOX_COLUMNS} FROM inbox WHERE jid = $1 AND contact = $2"),
+                &[&user, &contact],
+            )
+            .map_err(pg_err)?
+            .map(|r| inbox_from(&r)))
+        })
+    }
+
+    fn inbox_latest(
+        &self,
+        user: &str,
+        before: Seq,
+        limit_to: usize,
+    ) -> StoreResult<Vec<InboxEntry>> {
+        self.read(|c| {
+            Ok(c.query(
+                &format!(
+                    "SELECT {INBOX_COLUMNS} FROM inbox WHERE jid = $1 AND latest < $2 \
+                     ORDER BY latest DESC LIMIT $3"
+                ),
+                &[&user, &big(before), &limit(limit_to)],
+            )
+            .map_err(pg_err)?
+            .iter()
+            .map(inbox_from)
+            .collect())
+        })
+    }
+
+    fn inbox_entries(&self, user: &str, limit_to: usize) -> StoreResult<Vec<InboxEntry>> {
+        self.read(|c| {
+            Ok(c.query(
+                &format!("SELECT {INBOX_COLUMNS} FROM inbox WHERE jid = $1 LIMIT $2"),
+                &[&user, &limit(limit_to)],
+            )
+            .map_err(pg_err)?
+            .iter()
+            .map(inbox_from)
+            .collect())
+        })
+    }
+
+    fn inbox_unread_total(&self, user: &str) -> StoreResult<u64> {
+        self.read(|c| {
+            let n: i64 = c
+                .query_one("SELECT COUNT(*) FROM inbox_unread WHERE jid = $1", &[&user])
+                .map_err(pg_err)?
+                .get(0);
+            Ok(unbig(n))
+        })
+    }
+
+    fn inbox_room_sent_seq(&self, user: &str, room: &str) -> StoreResult<Seq> {
+        self.read(|c| {
+            Ok(c.query_opt(
+                "SELECT seq FROM inbox_room_sent WHERE jid = $1 AND room = $2",
+                &[&user, &room],
+            )
+            .map_err(pg_err)?
+            .map(|r| unbig(r.get(0)))
+            .unwrap_or(0))
+        })
+    }
+
+    fn member_rooms(&self, user: &str) -> StoreResult<Vec<String>> {
+        self.read(|c| {
+            Ok(c.query(
+                "SELECT room FROM memberships WHERE member = $1 ORDER BY room",
+                &[&user],
+            )
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+        })
+    }
+
+    fn room_messages_after(&self, room: &str, after: Seq) -> StoreResult<u64> {
+        self.read(|c| {
+            let n: i64 = c
+                .query_one(
+                    "SELECT COUNT(*) FROM room_messages WHERE room = $1 AND seq > $2",
+                    &[&room, &big(after)],
+                )
+                .map_err(pg_err)?
+                .get(0);
+            Ok(unbig(n))
+        })
+    }
+
+    fn put_desk_conversation(&self, desk: &str, conv: &DeskConversation) -> StoreResult<()> {
+        self.write(|c| put_desk_in(c, desk, conv))
+    }
+
+    fn desk_conversation(
+        &self,
+        desk: &str,
+        customer: &str,
+    ) -> StoreResult<Option<DeskConversation>> {
+        self.read(|c| {
+            c.query_opt(
+                &format!(
+                    "SELECT {DESK_COLUMNS} FROM desk_conversations WHERE desk = $1 AND customer = $2"
+                ),
+                &[&desk, &customer],
+            )
+            .map_err(pg_err)?
+            .map(|r| desk_from(&r))
+            .transpose()
+        })
+    }
+
+    fn desk_view(
+        &self,
+        desk: &str,
+        view: &DeskView,
+        after: Option<&str>,
+        limit_to: usize,
+    ) -> StoreResult<Vec<DeskConversation>> {
+        let agent = match view {
+            DeskView::Mine(agent) => Some(agent.as_str()),
+            _ => None,
+        };
+        let condition = desk_view_condition(view);
+        // Latest first; ties by customer, so that "after" is one place.
+        let sql = format!(
+            "SELECT {DESK_COLUMNS} FROM desk_conversations WHERE desk = $1 AND {condition} \
+             AND ($2::TEXT IS NULL OR (latest, customer) < \
+                  (SELECT latest, customer FROM desk_conversations WHERE desk = $1 AND customer = $2)) \
+             ORDER BY latest DESC, customer DESC LIMIT $4"
+        );
+        self.read(|c| {
+            c.query(&sql, &[&desk, &after, &agent, &limit(limit_to)])
+                .map_err(pg_err)?
+                .iter()
+                .map(desk_from)
+                .collect()
+        })
+    }
+
+    fn desk_counts(&self, desk: &str, agent: &str) -> StoreResult<DeskCounts> {
+        // Counted from the conversations: O(conversations of the desk), not
+        // yet the O(1) of kept counts (left for the next step).
+        self.read(|c| {
+            let r = c
+                .query_one(
+                    "SELECT \
+                       COUNT(*) FILTER (WHERE state <> 'done' AND assignee = $2), \
+                       COUNT(*) FILTER (WHERE state <> 'done' AND assignee = $2 AND customer_latest > read_upto), \
+                       COUNT(*) FILTER (WHERE state <> 'done' AND assignee IS NULL), \
+                       COUNT(*) FILTER (WHERE state <> 'done' AND assignee IS NULL AND customer_latest > read_upto), \
+                       COUNT(*) FILTER (WHERE state <> 'done'), \
+                       COUNT(*) FILTER (WHERE state <> 'done' AND customer_latest > read_upto), \
+                       COUNT(*) FILTER (WHERE state = 'done'), \
+                       COUNT(*) FILTER (WHERE state = 'done' AND customer_latest > read_upto) \
+                     FROM desk_conversations WHERE desk = $1",
+                    &[&desk, &agent],
+                )
+                .map_err(pg_err)?;
+            let n = |i: usize| unbig(r.get::<_, i64>(i));
+            let count = |i: usize| ViewCount {
+                conversations: n(i),
+                unread: n(i + 1),
+            };
+            Ok(DeskCounts {
+                mine: count(0),
+                unassigned: count(2),
+                all: count(4),
+                done: count(6),
+            })
+        })
+    }
+
+    fn put_desk_event(
+        &self,
+        desk: &str,
+        customer: &str,
+        seq: Seq,
+        event: &DeskEvent,
+    ) -> StoreResult<()> {
+        self.write(|c| put_desk_event_in(c, desk, customer, seq, event))
+    }
+
+    fn desk_events(
+        &self,
+        desk: &str,
+        customer: &str,
+        limit_to: usize,
+    ) -> StoreResult<Vec<(Seq, DeskEvent)>> {
+        self.read(|c| {
+            let mut found = c
+                .query(
+                    "SELECT seq, at, by_whom, kind FROM desk_events WHERE desk = $1 \
+                     AND customer = $2 ORDER BY seq DESC LIMIT $3",
+                    &[&desk, &customer, &limit(limit_to)],
+                )
+                .map_err(pg_err)?
+                .iter()
+                .map(desk_event_from)
+                .collect::<StoreResult<Vec<_>>>()?;
+            found.reverse();
+            Ok(found)
+        })
+    }
+
+    fn put_desk_author(
+        &self,
+        desk: &str,
+        customer: &str,
+        seq: Seq,
+        agent: &str,
+    ) -> StoreResult<()> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO desk_authors (desk, customer, seq, agent) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (desk, customer, seq) DO UPDATE SET agent = EXCLUDED.agent",
+                &[&desk, &customer, &big(seq), &agent],
+            )
+            .map_err(pg_err)?;
+            Ok(())
+        })
+    }
+
+    fn desk_author(&self, desk: &str, customer: &str, seq: Seq) -> StoreResult<Option<String>> {
+        self.read(|c| {
+            Ok(c.query_opt(
+                "SELECT agent FROM desk_authors WHERE desk = $1 AND customer = $2 AND seq = $3",
+                &[&desk, &customer, &big(seq)],
+            )
+            .map_err(pg_err)?
+            .map(|r| r.get(0)))
+        })
+    }
+
+    fn desk_snoozed(&self) -> StoreResult<Vec<(String, String, Millis)>> {
+        self.read(|c| {
+            Ok(c.query(
+                "SELECT desk, customer, until FROM desk_conversations WHERE state = 'snoozed' \
+                 ORDER BY desk, customer",
+                &[],
+            )
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get(1),
+                    unbig(r.get::<_, Option<i64>>(2).unwrap_or_default()),
+                )
+            })
+            .collect())
+        })
+    }
+
+    fn flush(&self) -> StoreResult<()> {
+        let mut conn = self.lock()?;
+        if conn.in_tx {
+            // Cleared first: a failed COMMIT ends the transaction too.
+            conn.in_tx = false;
+            conn.client.batch_execute("COMMIT").map_err(pg_err)?;
+        }
+        Ok(())
+    }
+
+    fn export_records(
+        &self,
+        each: &mut dyn FnMut(ExportRecord) -> Result<(), ExportError>,
+    ) -> Result<(), ExportError> {
+        self.read(|c| Ok(export_in(c, each)))?
+    }
+
+    fn import_record(&self, record: ExportRecord) -> StoreResult<()> {
+        self.write(|c| import_in(c, record))
+    }
+
+    fn is_empty(&self) -> StoreResult<bool> {
+        self.read(|c| {
+            let any: bool = c
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM messages) OR EXISTS (SELECT 1 FROM marks) \
+                     OR EXISTS (SELECT 1 FROM grants) OR EXISTS (SELECT 1 FROM queue) \
+                     OR EXISTS (SELECT 1 FROM rooms) OR EXISTS (SELECT 1 FROM memberships) \
+                     OR EXISTS (SELECT 1 FROM room_messages) OR EXISTS (SELECT 1 FROM room_creators) \
+                     OR EXISTS (SELECT 1 FROM read_receipts_prefs) OR EXISTS (SELECT 1 FROM occupants) \
+                     OR EXISTS (SELECT 1 FROM room_subjects) OR EXISTS (SELECT 1 FROM inbox) \
+                     OR EXISTS (SELECT 1 FROM inbox_room_sent) \
+                     OR EXISTS (SELECT 1 FROM desk_conversations) \
+                     OR EXISTS (SELECT 1 FROM desk_events) OR EXISTS (SELECT 1 FROM desk_authors)",
+                    &[],
+                )
+                .map_err(pg_err)?
+                .get(0);
+            Ok(!any)
+        })
+    }
+
+    fn continue_after(&self, seq: Seq) -> StoreResult<()> {
+        self.read(|c| {
+            c.execute(
+                "SELECT setval('seq_numbers', GREATEST($1, (SELECT last_value FROM seq_numbers)))",
+                &[&big(seq.max(1))],
+            )
+            .map_err(pg_err)?;
+            Ok(())
+        })
+    }
+}
+
+fn desk_event_from(r: &Row) -> StoreResult<(Seq, DeskEvent)> {
+    let kind: String = r.get(3);
+    Ok((
+        unbig(r.get(0)),
+        DeskEvent {
+            at: unbig(r.get(1)),
+            by: r.get(2),
+            kind: serde_json::from_str(&kind).map_err(|e| StoreError::Corrupt {
+                what: "desk event",
+                detail: e.to_string(),
+            })?,
+        },
+    ))
+}
+
+/// One step of retention: the phases walk messages (with their held
+/// stanzas), room messages, inbox entries and tidemark log entries, each by
+/// its key, examining at most `budget` rows in all.
+fn expire_in(
+    c: &mut Client,
+    cutoff: Millis,
+    from: &ExpiryCursor,
+    budget: usize,
+) -> StoreResult<Expiry> {
+    let cutoff = big(cutoff);
+    let (mut examined, mut removed) = (0usize, 0usize);
+    // Rows removed with another (a message's held stanza): examined, but
+    // not counted against the phase's page.
+    let mut also_examined = 0usize;
+    let mut phase = from.phase;
+    let mut after: Option<serde_json::Value> = match &from.after {
+        Some(bytes) => Some(
+            serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+                what: "retention cursor",
+                detail: e.to_string(),
+            })?,
+        ),
+        None => None,
+    };
+    while phase < EXPIRY_PHASES {
+        let room = budget - examined;
+        let want = limit(room);
+        let (n, last) = match phase {
+            0 => {
+                let from_seq = after.as_ref().and_then(|v| v.as_i64()).unwrap_or(0);
+                let rows = c
+                    .query(
+                        "SELECT seq, conv, sent_at FROM messages WHERE seq > $1 ORDER BY seq LIMIT $2",
+                        &[&from_seq, &want],
+                    )
+                    .map_err(pg_err)?;
+                for r in &rows {
+                    let sent_at: i64 = r.get(2);
+                    if sent_at < cutoff {
+                        let seq: i64 = r.get(0);
+                        let conv: String = r.get(1);
+                        c.execute("DELETE FROM messages WHERE seq = $1", &[&seq])
+                            .map_err(pg_err)?;
+                        // Its held stanza goes with it, examined and
+                        // removed in the same step.
+                        let held = c
+                            .execute(
+                                "DELETE FROM queue WHERE seq = $1 AND conv = $2",
+                                &[&seq, &conv],
+                            )
+                            .map_err(pg_err)? as usize;
+                        removed += 1 + held;
+                        also_examined += held;
+                    }
+                }
+                (
+                    rows.len(),
+                    rows.last().map(|r| serde_json::json!(r.get::<_, i64>(0))),
+                )
+            }
+            1 => {
+                let (room_from, seq_from) = match &after {
+                    Some(v) => (
+                        v[0].as_str().unwrap_or_default().to_owned(),
+                        v[1].as_i64().unwrap_or(0),
+                    ),
+                    None => (String::new(), -1),
+                };
+                let rows = c
+                    .query(
+                        "SELECT room, seq, sent_at FROM room_messages WHERE (room, seq) > ($1, $2) \
+                         ORDER BY room, seq LIMIT $3",
+                        &[&room_from, &seq_from, &want],
+                    )
+                    .map_err(pg_err)?;
+                for r in &rows {
+                    let sent_at: i64 = r.get(2);
+                    if sent_at < cutoff {
+                        let (rm, seq): (String, i64) = (r.get(0), r.get(1));
+                        c.execute(
+                            "DELETE FROM room_messages WHERE room = $1 AND seq = $2",
+                            &[&rm, &seq],
+                        )
+                        .map_err(pg_err)?;
+                        removed += 1;
+                    }
+                }
+                (
+                    rows.len(),
+                    rows.last()
+                        .map(|r| serde_json::json!([r.get::<_, String>(0), r.get::<_, i64>(1)])),
+                )
+            }
+            2 => {
+                let (jid_from, contact_from) = match &after {
+                    Some(v) => (
+                        v[0].as_str().unwrap_or_default().to_owned(),
+                        v[1].as_str().unwrap_or_default().to_owned(),
+                    ),
+                    None => (String::new(), String::new()),
+                };
+                let rows = c
+                    .query(
+                        "SELECT jid, contact, latest_at FROM inbox WHERE (jid, contact) > ($1, $2) \
+                         ORDER BY jid, contact LIMIT $3",
+                        &[&jid_from, &contact_from, &want],
+                    )
+                    .map_err(pg_err)?;
+                for r in &rows {
+                    let latest_at: i64 = r.get(2);
+                    if latest_at < cutoff {
+                        let (jid, contact): (String, String) = (r.get(0), r.get(1));
+                        c.execute(
+                            "DELETE FROM inbox WHERE jid = $1 AND contact = $2",
+                            &[&jid, &contact],
+                        )
+                        .map_err(pg_err)?;
+                        c.execute(
+                            "DELETE FROM inbox_unread WHERE jid = $1 AND contact = $2",
+                            &[&jid, &contact],
+                        )
+                        .map_err(pg_err)?;
+                        removed += 1;
+                    }
+                }
+                (
+                    rows.len(),
+                    rows.last()
+                        .map(|r| serde_json::json!([r.get::<_, String>(0), r.get::<_, String>(1)])),
+                )
+            }
+            _ => {
+                let (conv_from_, reader_from, seq_from) = match &after {
+                    Some(v) => (
+                        v[0].as_str().unwrap_or_default().to_owned(),
+                        v[1].as_str().unwrap_or_default().to_owned(),
+                        v[2].as_i64().unwrap_or(0),
+                    ),
+                    None => (String::new(), String::new(), -1),
+                };
+                let rows = c
+                    .query(
+                        "SELECT conv, reader, seq, at FROM mark_log \
+                         WHERE (conv, reader, seq) > ($1, $2, $3) \
+                         ORDER BY conv, reader, seq LIMIT $4",
+                        &[&conv_from_, &reader_from, &seq_from, &want],
+                    )
+                    .map_err(pg_err)?;
+                for r in &rows {
+                    let at: i64 = r.get(3);
+                    if at < cutoff {
+                        let (conv, reader, seq): (String, String, i64) =
+                            (r.get(0), r.get(1), r.get(2));
+                        c.execute(
+                            "DELETE FROM mark_log WHERE conv = $1 AND reader = $2 AND seq = $3",
+                            &[&conv, &reader, &seq],
+                        )
+                        .map_err(pg_err)?;
+                        // A party's read times are statuses of the messages,
+                        // counted with them (as sled's status log does); a
+                        // room's or a private tidemark's log entries count.
+                        if conv_from(&conv)?.side_of(&reader).is_none() {
+                            removed += 1;
+                        }
+                    }
+                }
+                (
+                    rows.len(),
+                    rows.last().map(|r| {
+                        serde_json::json!([
+                            r.get::<_, String>(0),
+                            r.get::<_, String>(1),
+                            r.get::<_, i64>(2)
+                        ])
+                    }),
+                )
+            }
+        };
+        examined += n;
+        if n < room {
+            phase += 1;
+            after = None;
+            continue;
+        }
+        // The budget is spent within this phase: go on from its last key.
+        return Ok(Expiry {
+            examined: examined + also_examined,
+            removed,
+            next: Some(ExpiryCursor {
+                phase,
+                after: last.map(|v| v.to_string().into_bytes()),
+            }),
+        });
+    }
+    Ok(Expiry {
+        examined: examined + also_examined,
+        removed,
+        next: None,
+    })
+}
+
+mod exchange;
+use exchange::{export_in, import_in};
+
+#[cfg(test)]
+mod tests;
