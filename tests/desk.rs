@@ -989,3 +989,50 @@ fn joining_a_room_of_the_desks_name_is_refused() {
         "{text}"
     );
 }
+
+/// Anyone may subscribe to a desk and is answered, but what the desk keeps
+/// of its subscribers is bounded: past the cap a subscriber is answered,
+/// not kept, and still learns the desk's presence from a probe.
+#[test]
+fn a_desks_subscribers_are_bounded() {
+    use tidemark::desk::MAX_WATCHERS_PER_DESK;
+    let mut w = World::new("");
+    w.online("alice");
+    for i in 0..MAX_WATCHERS_PER_DESK + 3 {
+        let out = w.send(&format!(
+            "<presence type='subscribe' from='c{i}@example.org' to='{DESK}'/>"
+        ));
+        assert_eq!(out[0].attr("type"), Some("subscribed"), "{out:?}");
+        assert_eq!(out[1].attr("type"), None, "available: alice is online");
+    }
+    let kept =
+        w.tm.store()
+            .presence_grants()
+            .unwrap()
+            .into_iter()
+            .filter(|(contact, _)| contact == DESK)
+            .count();
+    assert_eq!(kept, MAX_WATCHERS_PER_DESK);
+    // One past the cap: told when their server probes.
+    let last = MAX_WATCHERS_PER_DESK + 2;
+    let out = w.send(&format!(
+        "<presence type='probe' from='c{last}@example.org' to='{DESK}'/>"
+    ));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(
+        out[0].attr("to"),
+        Some(format!("c{last}@example.org").as_str())
+    );
+    // Who leaves makes room.
+    w.send(&format!(
+        "<presence type='unsubscribe' from='c0@example.org' to='{DESK}'/>"
+    ));
+    w.send(&format!(
+        "<presence type='subscribe' from='c{last}@example.org' to='{DESK}'/>"
+    ));
+    assert!(
+        w.tm.store()
+            .presence_allowed(DESK, &format!("c{last}@example.org"))
+            .unwrap()
+    );
+}

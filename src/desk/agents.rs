@@ -7,7 +7,7 @@ use minidom::Element;
 use tracing::{debug, info};
 use xmpp_parsers::nick::Nick;
 
-use super::{At, Desks, Out, chat};
+use super::{At, Desks, MAX_WATCHERS_PER_DESK, Out, chat};
 use crate::config::DeskConfig;
 use crate::context::Context;
 use crate::incoming::{Route, SubscriptionKind};
@@ -88,7 +88,7 @@ fn desk_presence(at: &At, to: &str, available: bool) -> Element {
 /// desk's request, or a customer asking to see the desk.
 pub fn on_subscription(
     cx: &mut Context,
-    desks: &Desks,
+    desks: &mut Desks,
     at: &At,
     route: &Route,
     kind: SubscriptionKind,
@@ -119,12 +119,21 @@ pub fn on_subscription(
     }
     match kind {
         SubscriptionKind::Subscribe => {
-            // A desk is public: anyone may see whether it is staffed.
-            cx.write(Write::PresenceAllowed {
-                contact: desk_jid.clone(),
-                watcher: from.clone(),
-                allowed: true,
-            });
+            // A desk is public: anyone may see whether it is staffed. Kept
+            // (to be told of changes) within MAX_WATCHERS_PER_DESK.
+            if !cx.store.presence_allowed(&desk_jid, &from)? {
+                let kept = desks.watchers.entry(desk_jid.clone()).or_default();
+                if *kept < MAX_WATCHERS_PER_DESK {
+                    *kept += 1;
+                    cx.write(Write::PresenceAllowed {
+                        contact: desk_jid.clone(),
+                        watcher: from.clone(),
+                        allowed: true,
+                    });
+                } else {
+                    debug!(desk = %desk_jid, "subscriber not kept: the desk has MAX_WATCHERS_PER_DESK");
+                }
+            }
             let mut ok = element(
                 "presence",
                 ns::COMPONENT,
@@ -141,24 +150,26 @@ pub fn on_subscription(
             Ok(vec![ok, desk_presence(at, &from, available)])
         }
         SubscriptionKind::Unsubscribe => {
-            cx.write(Write::PresenceAllowed {
-                contact: desk_jid,
-                watcher: from,
-                allowed: false,
-            });
+            if cx.store.presence_allowed(&desk_jid, &from)? {
+                if let Some(kept) = desks.watchers.get_mut(&desk_jid) {
+                    *kept = kept.saturating_sub(1);
+                }
+                cx.write(Write::PresenceAllowed {
+                    contact: desk_jid,
+                    watcher: from,
+                    allowed: false,
+                });
+            }
             Ok(vec![])
         }
         SubscriptionKind::Subscribed | SubscriptionKind::Unsubscribed => Ok(vec![]),
     }
 }
 
-/// A probe of the desk: its presence, to whoever may see it.
-pub fn on_probe(cx: &mut Context, desks: &Desks, at: &At, route: &Route) -> Out {
+/// A probe of the desk: its presence, to anyone (a desk is public, and a
+/// subscriber past MAX_WATCHERS_PER_DESK learns it only this way).
+pub fn on_probe(desks: &Desks, at: &At, route: &Route) -> Out {
     let from = route.from.to_bare().to_string();
-    if !cx.store.presence_allowed(at.jid.as_str(), &from)? {
-        debug!("probe of a desk from someone not subscribed ignored");
-        return Ok(vec![]);
-    }
     Ok(vec![desk_presence(
         at,
         &from,

@@ -66,7 +66,17 @@ pub struct Desks {
     /// (until, desk, customer).
     snoozes: BTreeSet<(Millis, String, String)>,
     names: names::Names,
+    /// Customers subscribed to each desk (by its address), as stored: a
+    /// desk accepts anyone, so what it keeps of them is bounded.
+    watchers: HashMap<String, usize>,
 }
+
+/// Subscribers kept per desk. Past it a subscription is still answered
+/// (the desk is public, and probes are answered for anyone) but not kept,
+/// so that customers on the federation cannot grow the store without
+/// bound; those past it learn the desk's presence when their server probes
+/// (at each login), not as it changes.
+pub const MAX_WATCHERS_PER_DESK: usize = 10_000;
 
 /// A desk and the addresses the desk module answers from.
 struct At<'c> {
@@ -155,11 +165,18 @@ fn bad_request(text: impl Into<String>) -> StanzaError {
 }
 
 impl Desks {
-    /// The snoozed conversations, from the store.
-    pub fn start(store: &dyn Store) -> Result<Self, StoreError> {
+    /// The snoozed conversations and the desks' subscribers, from the
+    /// store; `domain` is the component's.
+    pub fn start(store: &dyn Store, domain: &str) -> Result<Self, StoreError> {
         let mut desks = Desks::default();
         for (desk, customer, until) in store.desk_snoozed()? {
             desks.snoozes.insert((until, desk, customer));
+        }
+        let ours = format!("@{domain}");
+        for (contact, _) in store.presence_grants()? {
+            if contact.ends_with(&ours) {
+                *desks.watchers.entry(contact).or_default() += 1;
+            }
         }
         Ok(desks)
     }
@@ -236,7 +253,7 @@ impl Desks {
             (None, Incoming::PresenceError(route)) => {
                 agents::on_agent_presence(cx, self, &at, &route, None, now)
             }
-            (None, Incoming::Probe(route)) => agents::on_probe(cx, self, &at, &route),
+            (None, Incoming::Probe(route)) => agents::on_probe(self, &at, &route),
             (Some(customer), Incoming::Chat(chat)) => {
                 chat::from_agent(cx, &at, &customer, &chat, now)
             }
