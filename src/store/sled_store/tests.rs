@@ -12,6 +12,27 @@ mod contract {
     crate::store_contract_tests!(crate::store::SledStore::temporary().unwrap());
 }
 
+/// `open` retried while it fails, for at most 5 s: sled lets go of its
+/// directory's lock only when its last background thread has, a moment
+/// after the drop on a busy machine, so opening again right after a drop
+/// may find it still locked.
+fn when_unlocked<T, E: std::fmt::Debug>(mut open: impl FnMut() -> Result<T, E>) -> T {
+    let mut last = open();
+    for _ in 0..100 {
+        if last.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        last = open();
+    }
+    last.unwrap()
+}
+
+/// The store at `path` opened again after the test dropped it.
+fn reopen(path: &std::path::Path) -> SledStore {
+    when_unlocked(|| SledStore::open(path, 8 << 20))
+}
+
 #[test]
 fn sled_keeps_everything_flushed_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -29,7 +50,7 @@ fn sled_keeps_everything_flushed_across_reopen() {
             .unwrap();
         store.flush().unwrap();
     }
-    let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+    let store = reopen(dir.path());
     assert!(
         store
             .find_message(&conv, "alice@x", "m1")
@@ -298,7 +319,7 @@ fn a_schema_1_store_is_upgraded_when_opened() {
         }
         db.flush().unwrap();
     }
-    let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+    let store = reopen(dir.path());
     let (seq, rec) = store.find_message(&conv, "alice@x", "b").unwrap().unwrap();
     assert_eq!((seq, rec.sent_at), (m2, 40));
     assert_eq!(
@@ -315,10 +336,10 @@ fn a_schema_1_store_is_upgraded_when_opened() {
     assert!(store.next_seq().unwrap() > 0);
     drop(store);
     // Opened again: schema 2, nothing of schema 1 left, nothing lost.
-    let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+    let store = reopen(dir.path());
     assert_eq!(store.read_at(&conv, "bob@x", m1).unwrap(), Some(100));
     drop(store);
-    let db = sled::open(dir.path()).unwrap();
+    let db = when_unlocked(|| sled::open(dir.path()));
     assert_eq!(
         db.get("schema_version").unwrap().unwrap().as_ref(),
         &2u32.to_be_bytes()
@@ -398,7 +419,7 @@ fn old_messages_are_found_beyond_the_ids_in_memory() {
         );
         store.flush().unwrap();
         drop(store);
-        let store = SledStore::open_tuned(dir.path(), 8 << 20, 10).unwrap();
+        let store = when_unlocked(|| SledStore::open_tuned(dir.path(), 8 << 20, 10));
         check(&store);
         assert_eq!(
             store.read_at(&conv, "bob@x", sent[1].0).unwrap(),
@@ -475,7 +496,7 @@ fn messages_sent_before_the_user_index_are_listed_after_reopen() {
     }
     {
         // What main's store lacks.
-        let db = sled::open(dir.path()).unwrap();
+        let db = when_unlocked(|| sled::open(dir.path()));
         let log = db.open_tree("status_log").unwrap();
         let users: Vec<_> = log.scan_prefix(b"u").keys().map(|k| k.unwrap()).collect();
         assert_eq!(users.len(), 2, "the higher address of two conversations");
@@ -486,7 +507,7 @@ fn messages_sent_before_the_user_index_are_listed_after_reopen() {
         db.remove("users_indexed").unwrap();
         db.flush().unwrap();
     }
-    let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+    let store = reopen(dir.path());
     let listed = store
         .sent_by("alice@x", SentFrom::Before(Seq::MAX), 20, None)
         .unwrap();
@@ -597,7 +618,7 @@ fn room_messages_written_before_counting_are_counted_at_open() {
         store.staged.tree(super::T::RoomCounts).clear().unwrap();
         store.db.flush().unwrap();
     }
-    let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+    let store = reopen(dir.path());
     assert_eq!(store.room_messages_after(room, 0).unwrap(), 3);
     assert_eq!(store.room_messages_after(room, 4).unwrap(), 1);
     let m = RoomMessage {
