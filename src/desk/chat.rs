@@ -708,18 +708,8 @@ pub fn send_as_agent(
         text,
     ));
     request_acks_as(&mut msg, true, cx.clients.of(customer.as_str()));
-    let record = MessageRecord {
-        id,
-        sender: desk_jid.to_owned(),
-        recipient: customer.to_string(),
-        sent_at: now,
-        delivered_at: None,
-        failed: None,
-        wants_receipt: true,
-        wants_markers: true,
-        readable: true,
-        queued: false,
-    };
+    // tidemark wrote this message itself, asking for receipts and markers.
+    let record = MessageRecord::sent(desk_jid, customer.as_str(), &id, now);
     record_agent_message(cx, at, conv, seq, record, agent, now);
     Ok(vec![msg])
 }

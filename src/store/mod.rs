@@ -467,7 +467,8 @@ pub trait Store: Send + Sync {
 
 impl MessageRecord {
     /// A 1:1 message just sent, whose sender asked for receipts and
-    /// markers (tests and benchmarks start from it).
+    /// markers (tests and benchmarks start from it, and a desk's
+    /// predefined message is one).
     pub fn sent(sender: &str, recipient: &str, id: &str, at: Millis) -> Self {
         MessageRecord {
             id: id.into(),
