@@ -173,10 +173,12 @@ fn install_panic_hook() {
 }
 
 fn init_tracing(level: &str) {
-    // sled is chatty below warn; xmpp-parsers logs whole stanzas.
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(format!("{level},xmpp_parsers=info,sled=warn"))
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // sled is chatty below warn, PostgreSQL passes on every NOTICE (an
+    // existing table on each start); xmpp-parsers logs whole stanzas.
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "{level},xmpp_parsers=info,sled=warn,postgres=warn,tokio_postgres=warn"
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .fmt_fields(Fields)
@@ -328,19 +330,10 @@ fn write_escaped(w: &mut impl std::fmt::Write, s: &str) -> std::fmt::Result {
 }
 
 async fn serve(config: Config) -> ExitCode {
-    let store = match open_store(&config) {
-        Ok(s) => s,
-        Err(e) => {
-            let message = open_failure(&config, &e);
-            error!("{message}");
-            eprintln!("tidemark: {message}");
-            return ExitCode::from(EXIT_STORAGE);
-        }
-    };
     info!(
         jid = %config.component.jid,
         server = %config.component.server,
-        store = %config.storage.path.display(),
+        store = %store_name(&config),
         offline = ?config.presence.offline,
         "tidemark starting"
     );
@@ -358,17 +351,7 @@ async fn serve(config: Config) -> ExitCode {
             }
         }
     }
-    let shared: Arc<dyn Store> = store.clone();
-    let started = Tidemark::start(config.clone(), shared, component::clock::now_millis())
-        .and_then(|(tm, setup)| setup.apply(&*store).map(|_| tm));
-    let mut tm = match started {
-        Ok(tm) => tm,
-        Err(e) => {
-            error!(error = %e, "cannot set up the rooms of the config file");
-            return ExitCode::from(EXIT_STORAGE);
-        }
-    };
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
         info!("stop requested; finishing what has arrived");
@@ -378,11 +361,139 @@ async fn serve(config: Config) -> ExitCode {
         warn!("second stop request; exiting at once");
         std::process::exit(1);
     });
-    let outcome = component::run_until(&config, &mut tm, stop).await;
+    loop {
+        let store = match serving_store(&config, &mut stop).await {
+            Ok(Some(store)) => store,
+            Ok(None) => {
+                info!("stopped");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                let message = open_failure(&config, &e);
+                error!("{message}");
+                eprintln!("tidemark: {message}");
+                return ExitCode::from(EXIT_STORAGE);
+            }
+        };
+        match serve_with(&config, store, stop.clone()).await {
+            Err(ComponentError::Storage(StoreError::ConnectionLost(e))) => {
+                // What the service knew beyond the store may be gone with
+                // the session (and the lead with it): start over from what
+                // the store holds, as a standby if another took over.
+                warn!(error = %e, "lost the store; starting over");
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            outcome => return outcome_code(outcome),
+        }
+    }
+}
+
+/// The store, once this tidemark is the one serving the component from it:
+/// at once for sled (its directory lock allows one process); on PostgreSQL
+/// after waiting as a standby while another serves, and retrying while the
+/// database cannot be reached. `None`: asked to stop while waiting.
+async fn serving_store(
+    config: &Config,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<Arc<dyn Store>>, StoreError> {
+    let StorageBackend::Postgres { url, password_file } = &config.storage.backend else {
+        return open_store(config).map(Some);
+    };
+    let options = PgOptions::new(url, password_file.as_deref())?;
+    let component = config.component.jid.to_string();
+    let mut standing_by = false;
+    let mut retry = std::time::Duration::from_millis(500);
+    loop {
+        let store = match PgStore::open(&options) {
+            Ok(store) => store,
+            // Unreachable, or shutting down: it may be back soon.
+            Err(StoreError::ConnectionLost(e)) => {
+                warn!(error = %e, retry_in = ?retry, "cannot reach PostgreSQL");
+                if !pause(retry, stop).await {
+                    return Ok(None);
+                }
+                retry = (retry * 2).min(config.component.reconnect_max);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        retry = std::time::Duration::from_millis(500);
+        // The session is kept while standing by: each try is one query,
+        // and the lead is taken the moment the server frees it.
+        loop {
+            match store.try_lead(&component) {
+                Ok(true) => {
+                    info!(
+                        session = store.session_pid().unwrap_or_default(),
+                        "serving {component} from {url}"
+                    );
+                    return Ok(Some(Arc::new(store)));
+                }
+                Ok(false) if !standing_by => {
+                    info!("another tidemark serves {component} from {url}; standing by");
+                    standing_by = true;
+                }
+                Ok(false) => {}
+                Err(StoreError::ConnectionLost(e)) => {
+                    warn!(error = %e, "lost PostgreSQL while standing by");
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+            if !pause(STANDBY_POLL, stop).await {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// How often a standby asks for the lead: the longest a failover waits
+/// after the server has ended the serving tidemark's session.
+const STANDBY_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Sleeps `d`; `false` if asked to stop meanwhile.
+async fn pause(d: std::time::Duration, stop: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = stop.changed() => !*stop.borrow(),
+    }
+}
+
+/// One term of service over `store`: set up, connect, serve until stopped
+/// or a fatal error.
+async fn serve_with(
+    config: &Config,
+    store: Arc<dyn Store>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ComponentError> {
+    let started = Tidemark::start(
+        config.clone(),
+        store.clone(),
+        component::clock::now_millis(),
+    )
+    .and_then(|(tm, setup)| setup.apply(&*store).map(|_| tm));
+    let mut tm = match started {
+        Ok(tm) => tm,
+        Err(e) => {
+            error!(error = %e, "cannot set up the rooms of the config file");
+            return Err(ComponentError::Storage(e));
+        }
+    };
+    let outcome = component::run_until(config, &mut tm, stop).await;
     // Everything acknowledged was flushed already; this covers the rest.
     if let Err(e) = store.flush() {
         error!(error = %e, "final flush failed");
     }
+    outcome
+}
+
+fn outcome_code(outcome: Result<(), ComponentError>) -> ExitCode {
     match outcome {
         Ok(()) => {
             info!("stopped");
@@ -399,6 +510,14 @@ async fn serve(config: Config) -> ExitCode {
                 ComponentError::Storage(_) => EXIT_STORAGE,
             })
         }
+    }
+}
+
+/// Where the store is, for the log.
+fn store_name(config: &Config) -> String {
+    match &config.storage.backend {
+        StorageBackend::Sled => config.storage.path.display().to_string(),
+        StorageBackend::Postgres { url, .. } => url.clone(),
     }
 }
 

@@ -447,6 +447,7 @@ impl Session<'_> {
     /// answers to stanzas.
     fn tick(&mut self, commit: &mut GroupCommit) -> Result<(), Fatal> {
         let now = now_millis();
+        self.tm.store().check().map_err(storage)?;
         // A failed step is tried again at a later tick rather than ending the
         // connection; stanzas meet any real storage fault.
         let keep = self.config.storage.retention;

@@ -55,6 +55,12 @@ pub enum StoreError {
     Locked { path: String },
     #[error("the store refused a record: {0}")]
     Rejected(String),
+    /// The connection to a database server is gone (it restarted, or the
+    /// network failed). What was written since the last flush may be lost
+    /// with it, so the service starts over from what the store holds
+    /// rather than carry on with state the store may not have.
+    #[error("lost the connection to the store: {0}")]
+    ConnectionLost(String),
     #[error("stored record is corrupt ({what}): {detail}")]
     Corrupt { what: &'static str, detail: String },
     #[error(
@@ -441,6 +447,14 @@ pub trait Store: Send + Sync {
 
     /// Makes every write so far durable.
     fn flush(&self) -> StoreResult<()>;
+
+    /// Whether the store can still be reached, asked once a second while
+    /// the service runs: a database session lost while idle is then found
+    /// at once, not by the next stanza (whose answer it would cost).
+    /// Local stores are always there.
+    fn check(&self) -> StoreResult<()> {
+        Ok(())
+    }
 
     /// Applies the core's writes, in order (durable at the next
     /// [`Store::flush`] like any other write).

@@ -10,6 +10,7 @@
 //! WHERE marks.seq < EXCLUDED.seq`: an atomic maximum in the database
 //! itself, whoever else writes to it.
 
+mod leader;
 mod schema;
 
 use std::sync::{Mutex, MutexGuard};
@@ -22,13 +23,49 @@ use super::*;
 pub use schema::version as schema_version;
 
 pub(super) fn pg_err(e: ::postgres::Error) -> StoreError {
-    // The driver's Display says only "db error"; the server's code and
-    // message are what an admin can act on.
-    let detail = match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
+    // The driver's Display says only "db error" or "error connecting to
+    // server"; the server's code and message, or the socket's error, are
+    // what an admin can act on.
+    let detail = match (e.as_db_error(), std::error::Error::source(&e)) {
+        (Some(db), _) => format!("{}: {}", db.code().code(), db.message()),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
     };
+    if lost_connection(&e) {
+        return StoreError::ConnectionLost(format!("PostgreSQL: {detail}"));
+    }
     StoreError::Backend(format!("PostgreSQL: {detail}"))
+}
+
+/// The server went away: the socket closed, or the server is shutting
+/// down (class 57, operator intervention) or lost the connection (class
+/// 08). Any other error leaves the session, and the leader lock held by it,
+/// in place.
+fn lost_connection(e: &::postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("57") || code.starts_with("08")
+        }
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+    }
+}
+
+/// Runs `f`, which blocks on the synchronous client, where that is allowed.
+/// The `postgres` crate drives each call on a runtime of its own, and tokio
+/// refuses to start one on a thread that is driving tasks: on the service's
+/// multi-threaded runtime the worker first hands its tasks to another
+/// thread (`block_in_place`). A single-threaded runtime cannot do that; the
+/// store is used from none (tools, tests) or from the service's.
+fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// A `Seq` or time as PostgreSQL's BIGINT; `Seq::MAX` and the like (used
@@ -58,7 +95,8 @@ fn conv_from(text: &str) -> StoreResult<ConversationKey> {
 }
 
 struct Conn {
-    client: Client,
+    /// Taken only by `Drop`, which closes it where blocking is allowed.
+    client: Option<Client>,
     /// A transaction is open (writes since the last flush).
     in_tx: bool,
     /// A schema of its own, dropped with the store (tests).
@@ -118,20 +156,23 @@ impl PgOptions {
 impl PgStore {
     /// Connects and brings the schema up to date.
     pub fn open(options: &PgOptions) -> StoreResult<Self> {
-        let mut client = options.connect()?;
-        schema::migrate(&mut client)?;
+        let client = off_runtime(|| -> StoreResult<Client> {
+            let mut client = options.connect()?;
+            schema::migrate(&mut client)?;
+            Ok(client)
+        })?;
         Ok(PgStore {
-            conn: Mutex::new(Conn {
-                client,
-                in_tx: false,
-                temporary: None,
-            }),
+            conn: Mutex::new(Conn::new(client, None)),
         })
     }
 
     /// A fresh, empty store in a schema of its own in the database, dropped
     /// with the store: each contract check gets one.
     pub fn temporary(options: &PgOptions) -> StoreResult<Self> {
+        off_runtime(|| Self::temporary_in(options))
+    }
+
+    fn temporary_in(options: &PgOptions) -> StoreResult<Self> {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let mut client = options.connect()?;
@@ -150,11 +191,7 @@ impl PgStore {
             .map_err(pg_err)?;
         schema::migrate(&mut client)?;
         Ok(PgStore {
-            conn: Mutex::new(Conn {
-                client,
-                in_tx: false,
-                temporary: Some(name),
-            }),
+            conn: Mutex::new(Conn::new(client, Some(name))),
         })
     }
 
@@ -170,17 +207,36 @@ impl PgStore {
     /// error says so, rather than have later writes fail one by one.
     fn run<T>(&self, write: bool, f: impl FnOnce(&mut Client) -> StoreResult<T>) -> StoreResult<T> {
         let mut conn = self.lock()?;
+        if conn.client()?.is_closed() {
+            // The lock this session held went with it: see `leader.rs`.
+            conn.in_tx = false;
+            return Err(StoreError::ConnectionLost(
+                "PostgreSQL: the connection is closed".into(),
+            ));
+        }
+        off_runtime(|| Self::run_in(&mut conn, write, f))
+    }
+
+    fn run_in<T>(
+        conn: &mut Conn,
+        write: bool,
+        f: impl FnOnce(&mut Client) -> StoreResult<T>,
+    ) -> StoreResult<T> {
         if write && !conn.in_tx {
-            conn.client.batch_execute("BEGIN").map_err(pg_err)?;
+            conn.client()?.batch_execute("BEGIN").map_err(pg_err)?;
             conn.in_tx = true;
         }
-        match f(&mut conn.client) {
+        match f(conn.client()?) {
             Err(StoreError::Backend(detail)) if conn.in_tx => {
                 conn.in_tx = false;
-                let _ = conn.client.batch_execute("ROLLBACK");
+                let _ = conn.client()?.batch_execute("ROLLBACK");
                 Err(StoreError::Backend(format!(
                     "{detail} (the writes since the last flush were rolled back)"
                 )))
+            }
+            Err(lost @ StoreError::ConnectionLost(_)) => {
+                conn.in_tx = false;
+                Err(lost)
             }
             other => other,
         }
@@ -195,18 +251,40 @@ impl PgStore {
     }
 }
 
-impl Drop for PgStore {
-    fn drop(&mut self) {
-        if let Ok(conn) = self.conn.get_mut() {
-            if conn.in_tx {
-                let _ = conn.client.batch_execute("ROLLBACK");
-            }
-            if let Some(name) = conn.temporary.take() {
-                let _ = conn
-                    .client
-                    .batch_execute(&format!("DROP SCHEMA {name} CASCADE"));
-            }
+impl Conn {
+    fn new(client: Client, temporary: Option<String>) -> Self {
+        Conn {
+            client: Some(client),
+            in_tx: false,
+            temporary,
         }
+    }
+
+    fn client(&mut self) -> StoreResult<&mut Client> {
+        self.client
+            .as_mut()
+            .ok_or_else(|| StoreError::ConnectionLost("PostgreSQL: the store was closed".into()))
+    }
+}
+
+impl Drop for Conn {
+    /// Closing the client blocks on its own runtime, as every call does.
+    fn drop(&mut self) {
+        let Some(mut client) = self.client.take() else {
+            return;
+        };
+        let (in_tx, temporary) = (self.in_tx, self.temporary.take());
+        off_runtime(move || {
+            if !client.is_closed() {
+                if in_tx {
+                    let _ = client.batch_execute("ROLLBACK");
+                }
+                if let Some(name) = temporary {
+                    let _ = client.batch_execute(&format!("DROP SCHEMA {name} CASCADE"));
+                }
+            }
+            drop(client);
+        })
     }
 }
 
@@ -1526,9 +1604,14 @@ impl Store for PgStore {
         if conn.in_tx {
             // Cleared first: a failed COMMIT ends the transaction too.
             conn.in_tx = false;
-            conn.client.batch_execute("COMMIT").map_err(pg_err)?;
+            let client = conn.client()?;
+            off_runtime(|| client.batch_execute("COMMIT")).map_err(pg_err)?;
         }
         Ok(())
+    }
+
+    fn check(&self) -> StoreResult<()> {
+        self.read(|c| c.batch_execute("").map_err(pg_err))
     }
 
     fn export_records(

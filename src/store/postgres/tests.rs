@@ -58,3 +58,57 @@ fn sled_exports_import_here_and_back() {
     export(&back, &mut again).unwrap();
     assert_eq!(sorted_body(&again), sorted_body(&from_sled));
 }
+
+/// Two tidemarks on one database: the first to ask serves, the second
+/// stands by until the first's session ends, then takes over. Another
+/// component on the same database is not held up.
+#[test]
+fn one_serves_the_others_stand_by() {
+    let (Some(first), Some(second)) = (fresh(), fresh()) else {
+        return;
+    };
+    // A name of this run's own: other checks run at the same time.
+    let component = format!("leader-{}.localhost", std::process::id());
+    assert!(first.try_lead(&component).unwrap());
+    assert!(!second.try_lead(&component).unwrap());
+    assert!(
+        second.try_lead(&format!("other.{component}")).unwrap(),
+        "another component's lock is another key"
+    );
+    drop(first);
+    // The server ends the session a moment after the client closes it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !second.try_lead(&component).unwrap() {
+        assert!(std::time::Instant::now() < deadline, "never took over");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A session the server ends (as on a restart or a failover) makes every
+/// later call say the connection is lost, not a generic failure: the
+/// service starts over on that, as a standby if another took over.
+#[test]
+fn a_lost_session_says_so() {
+    use crate::store::{Store, StoreError};
+    let (Some(store), Some(admin)) = (fresh(), fresh()) else {
+        return;
+    };
+    let pid = store.session_pid().unwrap();
+    admin
+        .read(|c| {
+            c.execute("SELECT pg_terminate_backend($1::int)", &[&(pid as i32)])
+                .map_err(super::pg_err)
+        })
+        .unwrap();
+    let err = (0..50)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            store.next_seq().err()
+        })
+        .expect("the store noticed");
+    assert!(matches!(err, StoreError::ConnectionLost(_)), "{err}");
+    assert!(matches!(
+        store.flush().and_then(|_| store.next_seq()),
+        Err(StoreError::ConnectionLost(_))
+    ));
+}
