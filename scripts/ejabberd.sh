@@ -17,13 +17,15 @@
 #   C2S_PORT (15222)  COMPONENT_PORT (15347)  COMPONENT_JID (chat.localhost)
 #   COMPONENT_SECRET (s3cret)  EJABBERD_LOG_LEVEL (info)  XMPP_DOMAIN (localhost)
 #   EXTRA_MODULES (none): more modules, space-separated (mod_vcard or vcard)
-#   EJABBERD_DIST_PORT (COMPONENT_PORT + 1): Erlang distribution, 127.0.0.1
-#     only, for ejabberdctl to reach this node (no epmd daemon is started)
+#   EJABBERD_DIST_PORT (COMPONENT_PORT + 1): Erlang distribution, on the
+#     node's loopback address only, for ejabberdctl (and a cluster's other
+#     node) to reach this node (no epmd daemon is started)
 #   Federation is not offered here (no s2s listener; S2S_ADDR is refused):
 #   the federation tests use scripts/prosody.sh.
 #   DOMAIN_BALANCING (none): a type (random, source, destination, bare_source,
 #     bare_destination) for COMPONENT_JID's `domain_balancing`, and
-#     COMPONENT_NUMBER (none) its `component_number` (see docs/ejabberd-balancing.md)
+#     COMPONENT_NUMBER (none) its `component_number`; 23.01 needs both (a
+#     type alone crashes every component connection): docs/ejabberd-balancing.md
 #
 # A cluster (cluster-start DIR): node 1 in DIR/node1 listens on 127.0.0.1, node 2
 # in DIR/node2 on 127.0.0.2, each on the same C2S_PORT, COMPONENT_PORT and
@@ -42,7 +44,7 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64; }
+usage() { sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64; }
 
 abs_dir() { mkdir -p "$1" && (cd "$1" && pwd); }
 
