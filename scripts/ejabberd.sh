@@ -8,16 +8,34 @@
 #   scripts/ejabberd.sh stop DIR
 #   scripts/ejabberd.sh restart DIR
 #   scripts/ejabberd.sh status DIR
-#   scripts/ejabberd.sh register DIR USER PASS  create USER@DOMAIN
+#   scripts/ejabberd.sh register DIR USER PASS  create USER@DOMAIN (DIR: one node or a cluster)
+#   scripts/ejabberd.sh cluster-start DIR       two nodes in one Mnesia cluster (below)
+#   scripts/ejabberd.sh cluster-stop DIR        (also cluster-restart DIR)
+#   scripts/ejabberd.sh cluster-status DIR
 #
 # Environment (read by start; saved in DIR so restart reuses it):
 #   C2S_PORT (15222)  COMPONENT_PORT (15347)  COMPONENT_JID (chat.localhost)
 #   COMPONENT_SECRET (s3cret)  EJABBERD_LOG_LEVEL (info)  XMPP_DOMAIN (localhost)
 #   EXTRA_MODULES (none): more modules, space-separated (mod_vcard or vcard)
-#   EJABBERD_DIST_PORT (COMPONENT_PORT + 1): Erlang distribution, 127.0.0.1
-#     only, for ejabberdctl to reach this node (no epmd daemon is started)
+#   EJABBERD_DIST_PORT (COMPONENT_PORT + 1): Erlang distribution, on the
+#     node's loopback address only, for ejabberdctl (and a cluster's other
+#     node) to reach this node (no epmd daemon is started)
 #   Federation is not offered here (no s2s listener; S2S_ADDR is refused):
 #   the federation tests use scripts/prosody.sh.
+#   DOMAIN_BALANCING (none): a type (random, source, destination, bare_source,
+#     bare_destination) for COMPONENT_JID's `domain_balancing`, and
+#     COMPONENT_NUMBER (none) its `component_number`; 23.01 needs both (a
+#     type alone crashes every component connection): docs/ejabberd-balancing.md
+#
+# A cluster (cluster-start DIR): node 1 in DIR/node1 listens on 127.0.0.1, node 2
+# in DIR/node2 on 127.0.0.2, each on the same C2S_PORT, COMPONENT_PORT and
+# distribution port (without epmd every node of a cluster must listen for
+# distribution on the one port `-erl_epmd_port` names, so the nodes differ by
+# address), named tidemark1@127.0.0.1 and tidemark2@127.0.0.2, one cookie.
+# Node 2 joins node 1's Mnesia cluster on first start: users, rosters and
+# component routes are shared; both accept the component with the same secret.
+# cluster-stop stops node 2 and then node 1, so that node 1, stopped last,
+# loads its tables from its own disc at the next cluster-start.
 #
 # Debian's /etc/ejabberd/ejabberdctl.cfg sets EJABBERD_CONFIG_PATH and would
 # override --config; every ejabberdctl call here names DIR/ejabberdctl.cfg
@@ -26,7 +44,7 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64; }
+usage() { sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64; }
 
 abs_dir() { mkdir -p "$1" && (cd "$1" && pwd); }
 
@@ -58,6 +76,12 @@ cmd_start() {
 	local jid=${COMPONENT_JID:-chat.localhost} secret=${COMPONENT_SECRET:-s3cret}
 	local level=${EJABBERD_LOG_LEVEL:-info} domain=${XMPP_DOMAIN:-localhost}
 	local dist=${EJABBERD_DIST_PORT:-$((comp + 1))}
+	# The node name is fixed per directory (Mnesia ties its data to it, so a
+	# restart must reuse it) and differs between directories, so several
+	# instances can run side by side. A cluster names its nodes itself.
+	local ip=${EJABBERD_IP:-127.0.0.1}
+	local node=${EJABBERD_NODE:-tidemark-$(printf '%s' "$dir" | sha256sum | cut -c1-12)@localhost}
+	local balancing=${DOMAIN_BALANCING:-} number=${COMPONENT_NUMBER:-}
 	cat >"$dir/env" <<ENV
 C2S_PORT=$c2s
 COMPONENT_PORT=$comp
@@ -67,9 +91,13 @@ EJABBERD_LOG_LEVEL=$level
 XMPP_DOMAIN=$domain
 EJABBERD_DIST_PORT=$dist
 EXTRA_MODULES="${EXTRA_MODULES:-}"
+EJABBERD_IP=$ip
+EJABBERD_NODE=$node
+DOMAIN_BALANCING=$balancing
+COMPONENT_NUMBER=$number
 ENV
 	for p in "$c2s" "$comp" "$dist"; do
-		port_in_use "$p" && die "127.0.0.1:$p is already in use (another server?)"
+		port_in_use "$p" "$ip" && die "$ip:$p is already in use (another server?)"
 	done
 
 	id ejabberd >/dev/null 2>&1 || die "no ejabberd user: run '$0 install'"
@@ -78,11 +106,9 @@ ENV
 	cp "$REPO_ROOT/certs/localhost.crt" "$REPO_ROOT/certs/localhost.key" "$dir/certs/"
 	chmod 600 "$dir/certs/localhost.key"
 
-	# The node name is fixed per directory (Mnesia ties its data to it, so a
-	# restart must reuse it) and differs between directories, so several
-	# instances can run side by side; the cookie is this instance's own.
-	local node cookie
-	node="tidemark-$(printf '%s' "$dir" | sha256sum | cut -c1-12)@localhost"
+	# The cookie is this instance's own (a cluster's nodes get theirs copied
+	# in before their first start).
+	local cookie
 	if [ -f "$dir/cookie" ]; then cookie=$(cat "$dir/cookie"); else
 		cookie=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'); echo "$cookie" >"$dir/cookie"
 	fi
@@ -102,14 +128,20 @@ CTL
 	# su/sh command lines (the beam process still shows it: a test box only).
 	cat >"$dir/vm.args" <<ARGS
 -setcookie $cookie
--kernel inet_dist_use_interface {127,0,0,1}
+-kernel inet_dist_use_interface {${ip//./,}}
 ARGS
 	# ERL_INETRC names DIR/inetrc: resolve from the hosts file first.
 	cp /etc/ejabberd/inetrc "$dir/inetrc"
 
-	local extra="" m
+	local extra="" m bal=""
 	for m in ${EXTRA_MODULES:-}; do extra="$extra  mod_${m#mod_}: {}\n"; done
+	if [ -n "$balancing$number" ]; then
+		bal="domain_balancing:\n  \"$jid\":\n"
+		[ -z "$balancing" ] || bal="$bal    type: $balancing\n"
+		[ -z "$number" ] || bal="$bal    component_number: $number\n"
+	fi
 	sed -e "s|@DIR@|$dir|g" -e "s|@C2S_PORT@|$c2s|g" -e "s|@COMPONENT_PORT@|$comp|g" \
+		-e "s|@IP@|$ip|g" -e "s|@DOMAIN_BALANCING@|$bal|g" \
 		-e "s|@COMPONENT_JID@|$jid|g" -e "s|@SECRET@|$secret|g" \
 		-e "s|@LOG_LEVEL@|$level|g" -e "s|@DOMAIN@|$domain|g" -e "s|@EXTRA_MODULES@|$extra|g" \
 		"$REPO_ROOT/config/ejabberd.yml.in" >"$dir/ejabberd.yml"
@@ -124,13 +156,13 @@ ARGS
 	# foreground: stays in our own background job; setsid so the caller's
 	# terminal signals do not reach it.
 	setsid bash -c "$(declare -f ctl); ctl '$dir' foreground" >>"$dir/ejabberd.out" 2>&1 </dev/null &
-	if ! wait_port "$c2s" 30 || ! wait_port "$comp" 10; then
+	if ! wait_port "$c2s" 60 "$ip" || ! wait_port "$comp" 10 "$ip"; then
 		log "ejabberd did not start; last lines of its logs:"
 		tail -n 20 "$dir/ejabberd.out" "$dir/logs/ejabberd.log" "$dir/logs/error.log" >&2 2>/dev/null || true
 		exit 1
 	fi
 	for _ in $(seq 50); do [ -n "$(pid_of "$dir")" ] && break; sleep 0.1; done
-	log "ejabberd running in $dir (pid $(pid_of "$dir"), c2s 127.0.0.1:$c2s, component 127.0.0.1:$comp)"
+	log "ejabberd running in $dir (pid $(pid_of "$dir"), node $node, c2s $ip:$c2s, component $ip:$comp)"
 }
 
 cmd_stop() {
@@ -154,11 +186,116 @@ cmd_status() {
 
 cmd_register() {
 	local dir; dir=$(abs_dir "$1")
+	# A cluster: register on node 1; Mnesia shares the user with node 2.
+	[ -f "$dir/node1/ejabberdctl.cfg" ] && dir="$dir/node1"
 	[ -f "$dir/ejabberdctl.cfg" ] || die "no $dir/ejabberdctl.cfg: run '$0 start $dir' first"
 	local XMPP_DOMAIN=localhost
 	# shellcheck disable=SC1091
 	[ -f "$dir/env" ] && source "$dir/env"
 	ctl "$dir" register "$2" "${XMPP_DOMAIN:-localhost}" "$3"
+}
+
+# --- A two-node cluster under DIR (DIR/node1, DIR/node2) ---------------------
+
+CLUSTER_IPS=(127.0.0.1 127.0.0.2)
+
+node_dir() { echo "$1/node$2"; } # DIR N
+
+# cluster_settings DIR: the cluster's settings, from the environment on first
+# start and from DIR/env afterwards (as for one node), written to DIR/env;
+# each node's own start then gets them explicitly.
+cluster_settings() {
+	local dir=$1
+	if [ -f "$dir/env" ] && [ -z "${C2S_PORT:-}${COMPONENT_PORT:-}" ]; then
+		# shellcheck disable=SC1091
+		source "$dir/env"
+	fi
+	C2S_PORT=${C2S_PORT:-15222} COMPONENT_PORT=${COMPONENT_PORT:-15347}
+	EJABBERD_DIST_PORT=${EJABBERD_DIST_PORT:-$((COMPONENT_PORT + 1))}
+	cat >"$dir/env" <<ENV
+C2S_PORT=$C2S_PORT
+COMPONENT_PORT=$COMPONENT_PORT
+COMPONENT_JID=${COMPONENT_JID:-chat.localhost}
+COMPONENT_SECRET=${COMPONENT_SECRET:-s3cret}
+EJABBERD_LOG_LEVEL=${EJABBERD_LOG_LEVEL:-info}
+XMPP_DOMAIN=${XMPP_DOMAIN:-localhost}
+EJABBERD_DIST_PORT=$EJABBERD_DIST_PORT
+EXTRA_MODULES="${EXTRA_MODULES:-}"
+DOMAIN_BALANCING=${DOMAIN_BALANCING:-}
+COMPONENT_NUMBER=${COMPONENT_NUMBER:-}
+ENV
+	chmod 640 "$dir/env"
+}
+
+cluster_start_node() { # DIR N: node N with the cluster's settings
+	local dir=$1 n=$2 ip=${CLUSTER_IPS[$(($2 - 1))]}
+	(
+		set -a
+		# shellcheck disable=SC1091
+		source "$dir/env"
+		EJABBERD_IP=$ip EJABBERD_NODE="tidemark$n@$ip"
+		set +a
+		cmd_start "$(node_dir "$dir" "$n")"
+	)
+}
+
+cmd_cluster_start() {
+	local dir n; dir=$(abs_dir "$1")
+	ensure_ejabberd
+	quiet_system_ejabberd
+	cluster_settings "$dir"
+	# 127.0.0.2 is loopback on Linux without any set-up; check it anyway.
+	(exec 3<>/dev/udp/127.0.0.2/9) 2>/dev/null || die "127.0.0.2 is not usable here"
+	# One cookie for both nodes, copied in before a node's first start.
+	[ -f "$dir/cookie" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/cookie"
+	chmod 600 "$dir/cookie"
+	for n in 1 2; do
+		mkdir -p "$(node_dir "$dir" "$n")"
+		cp "$dir/cookie" "$(node_dir "$dir" "$n")/cookie"
+	done
+	chown ejabberd:ejabberd "$dir"
+	# Node 1 first: at a restart it has the latest tables (it stopped last).
+	cluster_start_node "$dir" 1
+	cluster_start_node "$dir" 2
+	local n2; n2=$(node_dir "$dir" 2)
+	if [ ! -f "$n2/joined" ]; then
+		log "node 2 joins node 1's cluster"
+		ctl "$n2" join_cluster tidemark1@127.0.0.1
+		# join_cluster restarts ejabberd inside node 2: wait for its listeners.
+		sleep 1
+		if ! wait_port "$C2S_PORT" 60 127.0.0.2 || ! wait_port "$COMPONENT_PORT" 10 127.0.0.2; then
+			die "node 2 did not come back after join_cluster (see $n2/logs)"
+		fi
+		touch "$n2/joined"
+	fi
+	local nodes; nodes=$(ctl "$(node_dir "$dir" 1)" list_cluster | tr -d "'" | sort | tr '\n' ' ')
+	[ "$nodes" = "tidemark1@127.0.0.1 tidemark2@127.0.0.2 " ] \
+		|| die "the cluster is not whole: node 1 sees: $nodes"
+	log "ejabberd cluster running in $dir: $nodes"
+}
+
+cmd_cluster_stop() {
+	local dir n pid; dir=$(abs_dir "$1")
+	# Node 2 first, so that node 1 stops last (see the header).
+	for n in 2 1; do
+		[ -d "$(node_dir "$dir" "$n")" ] && cmd_stop "$(node_dir "$dir" "$n")"
+	done
+	# Nothing of this cluster may outlive it: a beam still naming one of its
+	# directories (a ctl call left hanging, a node whose pid file was lost).
+	for pid in $(pgrep -f "beam.*$dir/node[12]/" || true); do
+		log "killing a stray beam process $pid of $dir"; kill -KILL "$pid" 2>/dev/null || true
+	done
+	return 0
+}
+
+cmd_cluster_status() {
+	local dir n rc=0; dir=$(abs_dir "$1")
+	for n in 1 2; do
+		printf 'node %s (%s): ' "$n" "${CLUSTER_IPS[$((n - 1))]}"
+		cmd_status "$(node_dir "$dir" "$n")" || rc=3
+	done
+	if [ $rc = 0 ]; then printf 'cluster: '; ctl "$(node_dir "$dir" 1)" list_cluster | tr -d "'" | sort | tr '\n' ' '; echo; fi
+	return $rc
 }
 
 [ $# -ge 1 ] || usage
@@ -169,5 +306,9 @@ case "$1" in
 	restart) [ $# -eq 2 ] || usage; cmd_stop "$2"; cmd_start "$2" ;;
 	status) [ $# -eq 2 ] || usage; cmd_status "$2" ;;
 	register) [ $# -eq 4 ] || usage; cmd_register "$2" "$3" "$4" ;;
+	cluster-start) [ $# -eq 2 ] || usage; cmd_cluster_start "$2" ;;
+	cluster-stop) [ $# -eq 2 ] || usage; cmd_cluster_stop "$2" ;;
+	cluster-restart) [ $# -eq 2 ] || usage; cmd_cluster_stop "$2"; cmd_cluster_start "$2" ;;
+	cluster-status) [ $# -eq 2 ] || usage; cmd_cluster_status "$2" ;;
 	*) usage ;;
 esac
