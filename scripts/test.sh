@@ -30,6 +30,12 @@ done
 for d in run/it-*/ejabberd; do
 	[ -f "$d/ejabberd.pid" ] && bash scripts/ejabberd.sh stop "$d" || true
 done
+for d in run/it-*/cluster/ejabberd; do
+	[ -d "$d" ] && bash scripts/ejabberd.sh cluster-stop "$d" || true
+done
+for d in /tmp/tidemark-cluster-pg.*; do
+	[ -d "$d" ] && bash scripts/postgres.sh stop "$d" && rm -rf "$d" || true
+done
 
 log "cargo fmt --check, cargo clippy -D warnings"
 cargo fmt --all -- --check
@@ -53,13 +59,15 @@ log "integration tests (tests/integration)"
 python3 -m pytest -q tests/integration "$@"
 # The core suites against ejabberd: what a deployment on it relies on (1:1,
 # receipts and markers, the presence gate, rooms, the conversation list,
-# desks, restarts, the component link). About 5 minutes here; the rest of
-# the suite runs on Prosody only, to keep CI short.
+# desks, restarts, the component link), and two tidemarks on an ejabberd
+# cluster of two nodes over one PostgreSQL (test_cluster.py, which needs
+# ejabberd). About 6 minutes here; the rest of the suite runs on Prosody
+# only, to keep CI short.
 if [ "${EJABBERD:-1}" != 0 ]; then
 	log "integration tests, core suites, against ejabberd (TIDEMARK_IT_SERVER=ejabberd)"
 	core=()
-	for t in config connection desk groups inbox markers presence presence_gate receipts \
-		relay resilience status_query; do
+	for t in cluster config connection desk groups inbox markers presence presence_gate \
+		receipts relay resilience status_query; do
 		core+=("tests/integration/test_$t.py")
 	done
 	# Status 5: the extra arguments selected none of the core suites.

@@ -81,8 +81,10 @@ class Client:
 
     _ids = itertools.count(1)
 
-    def __init__(self, name, user, password, resource, port=5222, note=print, domain="localhost"):
+    def __init__(self, name, user, password, resource, port=5222, note=print, domain="localhost",
+                 host="127.0.0.1"):
         self.note = note  # where the transcript goes
+        self.host = host  # another loopback address reaches a cluster's second node
         self.port = port
         self.name = name
         self.user = user
@@ -132,7 +134,7 @@ class Client:
         return stanza
 
     async def connect(self, available=True, priority=None):
-        self.xmpp.connect("127.0.0.1", self.port)
+        self.xmpp.connect(self.host, self.port)
         try:
             await asyncio.wait_for(self._session, TIMEOUT * 2)
         except asyncio.TimeoutError:
