@@ -147,7 +147,10 @@ pub const MAX_SUBJECT_BYTES: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct ComponentConfig {
     pub jid: BareJid,
-    pub server: String,
+    /// Where to connect, in turn: one server, or the nodes of a cluster
+    /// (a node that cannot be reached or drops the stream is left for the
+    /// next).
+    pub servers: Vec<String>,
     pub secret: String,
     pub keepalive: Duration,
     pub reconnect_max: Duration,
@@ -340,13 +343,21 @@ struct RawRoom {
 #[serde(deny_unknown_fields)]
 struct RawComponent {
     jid: String,
-    server: String,
+    server: RawServers,
     secret: Option<String>,
     secret_file: Option<PathBuf>,
     #[serde(default = "default_keepalive_secs")]
     keepalive_secs: u64,
     #[serde(default = "default_reconnect_max_secs")]
     reconnect_max_secs: u64,
+}
+
+/// `server = "host:port"`, or a list of them: the nodes of a cluster.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawServers {
+    One(String),
+    Several(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -586,13 +597,23 @@ impl Config {
                 format!("must be a bare domain such as chat.example.org, not {jid}"),
             ));
         }
-        if raw.component.server.trim().is_empty() || !raw.component.server.contains(':') {
+        let servers = match raw.component.server {
+            RawServers::One(one) => vec![one],
+            RawServers::Several(several) => several,
+        };
+        if servers.is_empty() {
             return Err(invalid(
                 "component.server",
-                format!(
-                    "expected host:port of the server's component port, got {:?}",
-                    raw.component.server
-                ),
+                "is an empty list: name the server's component port, host:port".into(),
+            ));
+        }
+        if let Some(bad) = servers
+            .iter()
+            .find(|s| s.trim().is_empty() || !s.contains(':'))
+        {
+            return Err(invalid(
+                "component.server",
+                format!("expected host:port of the server's component port, got {bad:?}"),
             ));
         }
         let secret = match (raw.component.secret, raw.component.secret_file) {
@@ -829,7 +850,7 @@ impl Config {
         Ok(Config {
             component: ComponentConfig {
                 jid,
-                server: raw.component.server,
+                servers,
                 secret,
                 keepalive: Duration::from_secs(raw.component.keepalive_secs),
                 reconnect_max: Duration::from_secs(raw.component.reconnect_max_secs),
@@ -1137,6 +1158,33 @@ path = "data/tidemark"
         let e = parse(&text).unwrap_err().to_string();
         assert!(e.contains("secrte"), "{e}");
         assert!(e.contains("line 6"), "{e}");
+    }
+
+    #[test]
+    fn server_is_one_address_or_a_cluster_list() {
+        let one = parse(MINIMAL).unwrap();
+        assert_eq!(one.component.servers, ["127.0.0.1:5347"]);
+        let list = MINIMAL.replace(
+            "server = \"127.0.0.1:5347\"",
+            "server = [\"127.0.0.1:5347\", \"127.0.0.2:5347\"]",
+        );
+        let c = parse(&list).unwrap();
+        assert_eq!(c.component.servers, ["127.0.0.1:5347", "127.0.0.2:5347"]);
+        for (bad, says) in [
+            ("server = []", "empty list"),
+            (
+                "server = [\"127.0.0.1:5347\", \"nodeport\"]",
+                "\"nodeport\"",
+            ),
+            ("server = \"\"", "host:port"),
+        ] {
+            let text = MINIMAL.replace("server = \"127.0.0.1:5347\"", bad);
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(
+                e.contains("component.server") && e.contains(says),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -332,7 +332,7 @@ fn write_escaped(w: &mut impl std::fmt::Write, s: &str) -> std::fmt::Result {
 async fn serve(config: Config) -> ExitCode {
     info!(
         jid = %config.component.jid,
-        server = %config.component.server,
+        server = %config.component.servers.join(", "),
         store = %store_name(&config),
         offline = ?config.presence.offline,
         "tidemark starting"

@@ -14,10 +14,15 @@ use crate::config::Config;
 use crate::stanza::ns;
 use crate::wire::{Frame, Limits};
 
-/// Connects and authenticates. `first` is true until this process has been
-/// connected once: a conflict then means another process holds the name.
-pub(crate) async fn connect(config: &Config, first: bool) -> Result<(Reader, Writer), Fatal> {
-    let server = &config.component.server;
+/// Connects to `server` (one of `component.server`) and authenticates.
+/// `first` is true until this process has been connected once: a conflict
+/// then means another process holds the name.
+pub(crate) async fn connect(
+    config: &Config,
+    server: &str,
+    first: bool,
+) -> Result<(Reader, Writer), Fatal> {
+    let server = server.to_owned();
     let jid = config.component.jid.to_string();
     let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(server.as_str()))
         .await

@@ -161,6 +161,10 @@ pub async fn run_until(
     // on across reconnects.
     let mut retention = Retention::default();
     let mut connected_before = false;
+    // The servers of `component.server` in turn: one that cannot be reached
+    // or ends the stream (a cluster node going down) is left for the next.
+    let servers = &config.component.servers;
+    let mut next = 0;
     let stopping = |unsent: &Vec<Element>| {
         if !unsent.is_empty() {
             warn!(
@@ -171,8 +175,10 @@ pub async fn run_until(
         Ok(())
     };
     loop {
+        let server = &servers[next % servers.len()];
+        next += 1;
         let attempt = tokio::select! {
-            r = handshake::connect(config, !connected_before) => r,
+            r = handshake::connect(config, server, !connected_before) => r,
             _ = stopped(&mut stop) => return stopping(&unsent),
         };
         match attempt {
@@ -181,7 +187,9 @@ pub async fn run_until(
                     METRICS.reconnected();
                 }
                 connected_before = true;
-                info!(server = %config.component.server, jid = %config.component.jid, "connected to server");
+                info!(server = %server, jid = %config.component.jid, "connected to server");
+                // A stream that ends is retried on the same server first.
+                next -= 1;
                 backoff = Duration::from_secs(1);
                 let mut session = Session {
                     config,
@@ -202,7 +210,12 @@ pub async fn run_until(
                 }
             }
             Err(Fatal::Stop(e)) => return Err(e),
+            Err(Fatal::Retry(e)) if next % servers.len() != 0 => {
+                warn!(error = %e, "cannot connect to server; trying the next");
+                continue;
+            }
             Err(Fatal::Retry(e)) => {
+                // Every server tried: wait, longer each round.
                 warn!(error = %e, retry_in = ?backoff, "cannot connect to server");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}

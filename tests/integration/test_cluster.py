@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EJABBERD, REPO, Tidemark
-from match import iq, message
+from match import iq, message, receipt_for
 from stanzas import COMPONENT, chat, receipt
 from xmpp_client import Client
 
@@ -72,14 +72,15 @@ class Cluster:
                 print(e)
         shutil.rmtree(self.pg_dir, ignore_errors=True)
 
-    def instance(self, name, node):
-        """A tidemark on PostgreSQL, connected to `node`'s component port."""
+    def instance(self, name, nodes):
+        """A tidemark on PostgreSQL, connecting to the nodes' component ports in this order."""
         t = Tidemark(self.world, name)
         url = (self.pg_dir / "url").read_text().strip()
+        servers = ", ".join(f'"{NODES[n]}:{COMPONENT_PORT}"' for n in nodes)
         t.config.write_text(f"""\
 [component]
 jid = "{COMPONENT}"
-server = "{NODES[node]}:{COMPONENT_PORT}"
+server = [{servers}]
 secret = "{self.world.secret}"
 reconnect_max_secs = 2
 
@@ -119,8 +120,10 @@ def cluster(world_session):
 def instances(cluster, world):
     made = []
 
-    def make(name, node):
-        t = cluster.instance(name, node)
+    def make(name, nodes):
+        # A name of this test's own: the log of another test's "b" would
+        # say that it served.
+        t = cluster.instance(f"{name}{world.test_no}", nodes)
         made.append(t)
         return t
 
@@ -152,8 +155,8 @@ def _receipts(c: Client, seen: set):
 
 
 async def test_a_standby_takes_over_after_kill_9_under_load(cluster, instances, world):
-    a = instances("a", node=1)
-    b = instances("b", node=2)
+    a = instances("a", nodes=[1])
+    b = instances("b", nodes=[2])
     a.start()
     await _wait_log(a, r"serving chat\.localhost")
     b.start()
@@ -234,8 +237,8 @@ async def test_a_standby_takes_over_after_kill_9_under_load(cluster, instances, 
 
 
 async def test_a_second_instance_on_the_same_database_stands_by(cluster, instances, world):
-    a = instances("one", node=1)
-    b = instances("two", node=1)
+    a = instances("one", nodes=[1])
+    b = instances("two", nodes=[1])
     a.start()
     await _wait_log(a, r"serving chat\.localhost")
     b.start()
@@ -259,3 +262,35 @@ async def test_a_second_instance_on_the_same_database_stands_by(cluster, instanc
             break
         await asyncio.sleep(0.2)
     assert reply.type == "result", reply.raw
+
+
+async def test_the_serving_tidemark_moves_to_the_next_node_when_its_node_goes_down(
+        cluster, instances, world):
+    a = instances("a", nodes=[1, 2])
+    b = instances("b", nodes=[2, 1])
+    a.start()
+    await _wait_log(a, r"connected to server server=127\.0\.0\.1")
+    b.start()
+    await _wait_log(b, r"standing by")
+    alice = await cluster.client("alice", node=2)
+    bob = await cluster.client("bob", node=2)
+    await world.wait_ready(alice)
+    await world.befriend(alice, bob)
+    await alice.send(chat(bob.tracked, "m1"))
+    await bob.expect(message(frm=alice.tracked_full, id="m1"))
+
+    node1 = str(cluster.dir / "ejabberd" / "node1")
+    _run("ejabberd.sh", "stop", node1, env=cluster.ejabberd_env)
+    try:
+        await _wait_log(a, r"connected to server server=127\.0\.0\.2")
+        # Still A: it kept its session with the store, so B stays a standby.
+        assert "serving chat.localhost" not in b.log_text()
+        await world.wait_ready(alice)
+        await bob.send(receipt(alice.tracked_full, "m1"))
+        await alice.expect(receipt_for("m1"))
+        await alice.send(chat(bob.tracked, "m2"))
+        await bob.expect(message(frm=alice.tracked_full, id="m2"))
+        assert (await alice.status(bob.tracked, "m1")).summary == "delivered"
+        assert (await alice.status(bob.tracked, "m2")).summary == "sent"
+    finally:
+        _run("ejabberd.sh", "cluster-start", str(cluster.dir / "ejabberd"), env=cluster.ejabberd_env)
