@@ -218,6 +218,11 @@ pub struct LimitsConfig {
     /// Messages held in memory, all senders together, while contacts'
     /// presence is unknown after a (re)connect.
     pub max_waiting_for_presence: usize,
+    /// New desk conversations one remote server's users may open per
+    /// minute (as a burst, refilled over the minute). Each new conversation
+    /// reaches every available agent; the per-sender rate does not bound a
+    /// server that makes up fresh JIDs.
+    pub desk_openings_per_domain_per_minute: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -421,6 +426,8 @@ struct RawLimits {
     max_refusals_per_sender: usize,
     #[serde(default = "default_max_waiting_for_presence")]
     max_waiting_for_presence: usize,
+    #[serde(default = "default_desk_openings_per_domain_per_minute")]
+    desk_openings_per_domain_per_minute: u32,
 }
 
 impl Default for RawLimits {
@@ -436,6 +443,7 @@ impl Default for RawLimits {
             rate_burst: default_rate_burst(),
             max_refusals_per_sender: default_max_refusals_per_sender(),
             max_waiting_for_presence: default_max_waiting_for_presence(),
+            desk_openings_per_domain_per_minute: default_desk_openings_per_domain_per_minute(),
         }
     }
 }
@@ -541,6 +549,11 @@ fn default_max_refusals_per_sender() -> usize {
 }
 fn default_max_waiting_for_presence() -> usize {
     10_000
+}
+// A busy desk opens a few conversations a minute from one server; a
+// thousand agents' screens flooded by a made-up crowd is the harm.
+fn default_desk_openings_per_domain_per_minute() -> u32 {
+    60
 }
 fn default_probe_wait_ms() -> u64 {
     5000
@@ -732,6 +745,11 @@ impl Config {
                 1,
             ),
             ("limits.rate_burst", raw.limits.rate_burst as usize, 1),
+            (
+                "limits.desk_openings_per_domain_per_minute",
+                raw.limits.desk_openings_per_domain_per_minute as usize,
+                1,
+            ),
         ] {
             if value < min {
                 return Err(invalid(key, format!("must be at least {min}, got {value}")));
@@ -878,6 +896,7 @@ impl Config {
                 rate_burst: raw.limits.rate_burst,
                 max_refusals_per_sender: raw.limits.max_refusals_per_sender,
                 max_waiting_for_presence: raw.limits.max_waiting_for_presence,
+                desk_openings_per_domain_per_minute: raw.limits.desk_openings_per_domain_per_minute,
             },
             status: StatusConfig {
                 attachments_get_read_status: raw.status.attachments_get_read_status,
@@ -1077,6 +1096,10 @@ path = "data/tidemark"
         assert_eq!(e.rate_burst, m.rate_burst);
         assert_eq!(e.max_refusals_per_sender, m.max_refusals_per_sender);
         assert_eq!(e.max_waiting_for_presence, m.max_waiting_for_presence);
+        assert_eq!(
+            e.desk_openings_per_domain_per_minute,
+            m.desk_openings_per_domain_per_minute
+        );
         assert_eq!(example.presence.probe_wait, minimal.presence.probe_wait);
         assert_eq!(example.storage.retention, minimal.storage.retention);
         assert_eq!(example.groups.room_creators, minimal.groups.room_creators);
@@ -1121,6 +1144,7 @@ path = "data/tidemark"
             ("max_depth", "2000"),
             ("rate_per_second", "0.0"),
             ("rate_burst", "0"),
+            ("desk_openings_per_domain_per_minute", "0"),
         ] {
             let text = format!("{MINIMAL}\n[limits]\n{key} = {bad}\n");
             let e = parse(&text).unwrap_err().to_string();

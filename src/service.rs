@@ -55,7 +55,11 @@ impl Tidemark {
     ) -> Result<(Self, Effects), StoreError> {
         let rate = RateLimiter::new(config.limits.rate_per_second, config.limits.rate_burst);
         let server_domain = crate::config::own_server_domain(&config.component.jid);
-        let desks = Desks::start(&*store, config.component.jid.domain().as_str())?;
+        let desks = Desks::start(
+            &*store,
+            config.component.jid.domain().as_str(),
+            config.limits.desk_openings_per_domain_per_minute,
+        )?;
         let mut tm = Self {
             cx: Context::new(config, store),
             presence: PresenceBook::default(),

@@ -1036,3 +1036,72 @@ fn a_desks_subscribers_are_bounded() {
             .unwrap()
     );
 }
+
+/// One server's users share a budget of new conversations: a server making
+/// up JIDs cannot flood every agent's screen. Known customers go on, other
+/// servers are not held up, the desk's own server is not limited, and the
+/// budget refills.
+#[test]
+fn one_servers_new_conversations_are_bounded() {
+    let config = format!(
+        "{}\n[limits]\ndesk_openings_per_domain_per_minute = 3\n",
+        desk("")
+    );
+    let mut w = World(Router::new(&config, millis(START)));
+    w.online("alice");
+    let at = w.now;
+    let reached_alice = |out: &[Element]| {
+        out.iter().any(|el| {
+            el.attr("to") == Some("alice@localhost")
+                && el.attr("type") == Some("chat")
+                && el
+                    .get_child("body", "jabber:component:accept")
+                    .map(|b| b.text())
+                    == Some("hi".into())
+        })
+    };
+    let from = |user: &str, domain: &str, id: &str| -> Element {
+        common::with_ns(&format!(
+            "<message type='chat' id='{id}' from='{user}@{domain}/phone' to='{DESK}'><body>hi</body></message>"
+        ))
+        .parse()
+        .unwrap()
+    };
+    for i in 0..3 {
+        let out = w.handle_at(at, &from(&format!("c{i}"), "example.org", "m1"));
+        assert!(reached_alice(&out), "{out:?}");
+    }
+    let refused = w.handle_at(at, &from("c3", "example.org", "m1"));
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].attr("type"), Some("error"));
+    assert_eq!(refused[0].attr("to"), Some("c3@example.org/phone"));
+    let text = String::from(&refused[0]);
+    assert!(text.contains("resource-constraint"), "{text}");
+    assert!(
+        text.contains("too many new conversations from example.org"),
+        "{text}"
+    );
+    // Nothing was recorded for it: no conversation in any view.
+    assert!(
+        w.tm.store()
+            .desk_conversation("support", "c3@example.org")
+            .unwrap()
+            .is_none()
+    );
+    // A known customer of that server still gets through, and so do other
+    // servers' and the desk's own server's new customers.
+    let out = w.handle_at(at, &from("c0", "example.org", "m2"));
+    assert!(reached_alice(&out), "{out:?}");
+    let out = w.handle_at(at, &from("c9", "elsewhere.net", "m1"));
+    assert!(reached_alice(&out), "{out:?}");
+    for i in 0..5 {
+        let out = w.handle_at(at, &from(&format!("staff{i}"), "localhost", "m1"));
+        assert!(
+            out.iter().all(|el| el.attr("type") != Some("error")),
+            "{out:?}"
+        );
+    }
+    // A minute on, the budget is back.
+    let out = w.handle_at(at + 60_000, &from("c3", "example.org", "m1"));
+    assert!(reached_alice(&out), "{out:?}");
+}

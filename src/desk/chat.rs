@@ -117,6 +117,16 @@ fn next_in_turn(desks: &mut Desks, at: &At) -> Option<String> {
     None
 }
 
+/// Whether `customer` may open a new conversation now: one server's users
+/// share a budget (a server can make up any number of JIDs, and each new
+/// conversation reaches every available agent). The desk's own server's
+/// users are its admin's to answer for.
+fn may_open(cx: &Context, desks: &mut Desks, customer: &BareJid, now: Millis) -> bool {
+    let domain = customer.domain().as_str();
+    domain == crate::config::own_server_domain(&cx.config.component.jid)
+        || desks.openings.allow(domain, now)
+}
+
 /// A customer writes to the desk.
 pub fn from_customer(
     cx: &mut Context,
@@ -147,6 +157,19 @@ pub fn from_customer(
     let stored = cx
         .store
         .desk_conversation(&at.desk.name, customer.as_str())?;
+    if stored.is_none() && !may_open(cx, desks, &customer, now) {
+        METRICS.refused(Refusal::RateLimit);
+        return Ok(vec![chat.origin.error(
+            desk_jid,
+            ErrorType::Wait,
+            DefinedCondition::ResourceConstraint,
+            &format!(
+                "{} is taking too many new conversations from {} just now; try again in a minute.",
+                at.desk.name,
+                customer.domain()
+            ),
+        )]);
+    }
     let mut conv = stored.clone().unwrap_or_else(|| DeskConversation {
         customer: customer.to_string(),
         opened_at: now,

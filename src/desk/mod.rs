@@ -31,6 +31,7 @@ use crate::address::DeskTarget;
 use crate::config::DeskConfig;
 use crate::context::Context;
 use crate::incoming::{Incoming, Origin, ServiceRequest};
+use crate::rate_limit::RateLimiter;
 use crate::stanza::{DefinedCondition, ErrorType, StanzaError, stanza_error};
 use crate::store::{Millis, Store, StoreError};
 
@@ -59,7 +60,7 @@ const CONVERSATION_COMMANDS: [&str; 5] = [
 /// the snoozed conversations' wake-up times and which conversations' names
 /// agents' clients were told (all of it rebuilt after a restart: presence
 /// by probes, snoozes from the store, names told again).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Desks {
     agents: AgentBook,
     round_robin: HashMap<String, usize>,
@@ -69,6 +70,9 @@ pub struct Desks {
     /// Customers subscribed to each desk (by its address), as stored: a
     /// desk accepts anyone, so what it keeps of them is bounded.
     watchers: HashMap<String, usize>,
+    /// New conversations per customer's server
+    /// (`limits.desk_openings_per_domain_per_minute`).
+    openings: RateLimiter,
 }
 
 /// Subscribers kept per desk. Past it a subscription is still answered
@@ -167,8 +171,20 @@ fn bad_request(text: impl Into<String>) -> StanzaError {
 impl Desks {
     /// The snoozed conversations and the desks' subscribers, from the
     /// store; `domain` is the component's.
-    pub fn start(store: &dyn Store, domain: &str) -> Result<Self, StoreError> {
-        let mut desks = Desks::default();
+    pub fn start(
+        store: &dyn Store,
+        domain: &str,
+        openings_per_minute: u32,
+    ) -> Result<Self, StoreError> {
+        let per_minute = openings_per_minute.max(1);
+        let mut desks = Desks {
+            agents: AgentBook::default(),
+            round_robin: HashMap::new(),
+            snoozes: BTreeSet::new(),
+            names: names::Names::default(),
+            watchers: HashMap::new(),
+            openings: RateLimiter::new(f64::from(per_minute) / 60.0, per_minute),
+        };
         for (desk, customer, until) in store.desk_snoozed()? {
             desks.snoozes.insert((until, desk, customer));
         }
@@ -353,6 +369,7 @@ impl Desks {
 
     /// Once a second: snoozed conversations whose time came are back.
     pub fn tick(&mut self, cx: &mut Context, now: Millis) -> Out {
+        self.openings.sweep(now);
         let mut out = Vec::new();
         while let Some(first) = self.snoozes.first() {
             if first.0 > now {

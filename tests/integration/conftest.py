@@ -43,10 +43,17 @@ PROSODY_SH = REPO / "scripts" / "prosody.sh"
 # Which server the suite runs against. The tests are the same; where a server
 # behaves differently the test says so (`prosody_only`, or a comment).
 SERVER = os.environ.get("TIDEMARK_IT_SERVER", "prosody")
-if SERVER not in ("prosody", "ejabberd"):
-    raise RuntimeError(f"TIDEMARK_IT_SERVER={SERVER!r}: prosody or ejabberd")
-SERVER_SH = REPO / "scripts" / f"{SERVER}.sh"
-EJABBERD = SERVER == "ejabberd"
+if SERVER not in ("prosody", "ejabberd", "ejabberd-cluster"):
+    raise RuntimeError(f"TIDEMARK_IT_SERVER={SERVER!r}: prosody, ejabberd or ejabberd-cluster")
+# ejabberd-cluster: two ejabberd nodes in one cluster (scripts/ejabberd.sh
+# cluster-start; node 1 on 127.0.0.1, node 2 on 127.0.0.2, the same ports),
+# tidemark connected to node 1 (then node 2), and each test's clients logged
+# in on the nodes in turn (alice on 1, bob on 2, carol on 1, ...), so that
+# every stanza between two users crosses the cluster.
+CLUSTER = SERVER == "ejabberd-cluster"
+SERVER_SH = REPO / "scripts" / ("prosody.sh" if SERVER == "prosody" else "ejabberd.sh")
+EJABBERD = SERVER != "prosody"
+CLUSTER_NODES = ("127.0.0.1", "127.0.0.2")
 # How deep the "deeply nested stanza" attacks nest. ejabberd 23.01 itself dies
 # (the Erlang VM segfaults, taking every session with it) on a message
 # nested 20,000 deep from any logged-in user, before tidemark sees it; under
@@ -68,13 +75,18 @@ TEST_DEADLINE = 120  # a whole test, as a last resort
 
 # --- tidemark configuration -------------------------------------------------
 
-def tidemark_toml(jid=COMPONENT, server=f"127.0.0.1:{COMPONENT_PORT}", secret="s3cret",
+DEFAULT_SERVER = (", ".join(f'"{n}:{COMPONENT_PORT}"' for n in CLUSTER_NODES) if CLUSTER
+                  else f'"127.0.0.1:{COMPONENT_PORT}"')
+
+
+def tidemark_toml(jid=COMPONENT, server=None, secret="s3cret",
                   storage="db", offline="reject", max_body_bytes=65536, level="info", extra=""):
     """The config file; `extra` is appended as is (say, [groups] or [[rooms]] sections)."""
+    server = DEFAULT_SERVER if server is None else f'"{server}"'
     return f"""\
 [component]
 jid = "{jid}"
-server = "{server}"
+server = [{server}]
 secret = "{secret}"
 
 [storage]
@@ -174,6 +186,8 @@ class World:
 
     # -- the server (scripts/prosody.sh or scripts/ejabberd.sh)
     def server(self, *args, check=True):
+        if CLUSTER and args[0] in ("start", "stop", "restart", "status"):
+            args = (f"cluster-{args[0]}", *args[1:])
         env = {**os.environ, "C2S_PORT": str(C2S_PORT), "COMPONENT_PORT": str(COMPONENT_PORT),
                "COMPONENT_JID": COMPONENT, "COMPONENT_SECRET": self.secret}
         res = subprocess.run(["bash", str(SERVER_SH), *args], env=env, capture_output=True, text=True,
@@ -202,7 +216,8 @@ class World:
 
     def server_log(self):
         """The server's own log, for failure reports."""
-        name = "prosody.log" if SERVER == "prosody" else "logs/ejabberd.log"
+        name = {"prosody": "prosody.log", "ejabberd": "logs/ejabberd.log",
+                "ejabberd-cluster": "node1/logs/ejabberd.log"}[SERVER]
         try:
             return (self.server_dir / name).read_text(errors="replace")
         except OSError:
@@ -220,7 +235,9 @@ class World:
     # -- clients
     async def client(self, name, available=True, resource=None) -> Client:
         user, password = self.account(name)
-        c = Client(name, user, password, resource or f"{name}res", port=C2S_PORT, note=self.note)
+        host = CLUSTER_NODES[len(self.clients_now) % 2] if CLUSTER else "127.0.0.1"
+        c = Client(name, user, password, resource or f"{name}res", port=C2S_PORT, note=self.note,
+                   host=host)
         self.clients_now.append(c)
         await c.connect(available=available)
         if self.ready_needed and self.tidemark.alive():

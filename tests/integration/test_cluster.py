@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EJABBERD, REPO, Tidemark
+from conftest import CLUSTER, EJABBERD, REPO, Tidemark
 from match import iq, message, receipt_for
 from stanzas import COMPONENT, chat, receipt
 from xmpp_client import Client
 
 pytestmark = pytest.mark.skipif(
-    not EJABBERD, reason="needs an ejabberd cluster: run by the test command's ejabberd pass")
+    not EJABBERD or CLUSTER,
+    reason="starts an ejabberd cluster of its own: run by the test command's ejabberd pass")
 
 C2S = os.environ.get("TIDEMARK_IT_CLUSTER_C2S", "19222")
 COMPONENT_PORT = os.environ.get("TIDEMARK_IT_CLUSTER_COMPONENT", "19347")
