@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use xmpp_parsers::jid::BareJid;
 
+use crate::tls::{self, LinkTls, RootsSource};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -151,6 +153,9 @@ pub struct ComponentConfig {
     pub secret: String,
     pub keepalive: Duration,
     pub reconnect_max: Duration,
+    /// `component.tls = true`: direct TLS to the server, its name verified
+    /// (issue 12); `None` is the plain TCP link.
+    pub tls: Option<LinkTls>,
 }
 
 #[derive(Debug, Clone)]
@@ -347,6 +352,10 @@ struct RawComponent {
     keepalive_secs: u64,
     #[serde(default = "default_reconnect_max_secs")]
     reconnect_max_secs: u64,
+    #[serde(default)]
+    tls: bool,
+    ca_file: Option<PathBuf>,
+    tls_server_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -568,7 +577,7 @@ impl Config {
     /// Parses and validates `text`; `path` names the file in messages.
     /// Relative paths in the file are relative to the working directory.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
@@ -595,7 +604,8 @@ impl Config {
                 ),
             ));
         }
-        let secret = match (raw.component.secret, raw.component.secret_file) {
+        let tls = link_tls(&raw.component, &invalid)?;
+        let secret = match (raw.component.secret.take(), raw.component.secret_file.take()) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
                     "component.secret",
@@ -833,6 +843,7 @@ impl Config {
                 secret,
                 keepalive: Duration::from_secs(raw.component.keepalive_secs),
                 reconnect_max: Duration::from_secs(raw.component.reconnect_max_secs),
+                tls,
             },
             storage: StorageConfig {
                 path: raw.storage.path.unwrap_or_default(),
@@ -884,6 +895,55 @@ impl Config {
             },
         })
     }
+}
+
+/// `component.tls`, `component.ca_file` and `component.tls_server_name`:
+/// the CA file is read and the name checked here, so `--check-config`
+/// reports them.
+fn link_tls(
+    raw: &RawComponent,
+    invalid: &impl Fn(&'static str, String) -> ConfigError,
+) -> Result<Option<LinkTls>, ConfigError> {
+    if !raw.tls {
+        // Set without `tls = true` they would be silently ignored, and the
+        // admin would believe the link is encrypted.
+        for (key, set) in [
+            ("component.ca_file", raw.ca_file.is_some()),
+            ("component.tls_server_name", raw.tls_server_name.is_some()),
+        ] {
+            if set {
+                return Err(invalid(
+                    key,
+                    "only means something with component.tls = true (the link is plain TCP without it)"
+                        .into(),
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    let (name_key, name) = match &raw.tls_server_name {
+        Some(name) => ("component.tls_server_name", name.as_str()),
+        None => ("component.server", tls::host_of(&raw.server)),
+    };
+    let server_name = tls::server_name(name).map_err(|e| {
+        invalid(
+            name_key,
+            format!("{e}: the server's certificate is verified for this name (set component.tls_server_name to the name it carries)"),
+        )
+    })?;
+    let (roots, source) = match &raw.ca_file {
+        Some(path) => (
+            tls::roots_from_file(path).map_err(|e| invalid("component.ca_file", e.to_string()))?,
+            RootsSource::File(path.clone()),
+        ),
+        None => (
+            tls::system_roots().map_err(|e| invalid("component.ca_file", e.to_string()))?,
+            RootsSource::System,
+        ),
+    };
+    LinkTls::new(server_name, roots, source)
+        .map(Some)
+        .map_err(|e| invalid("component.tls", e.to_string()))
 }
 
 /// The secret of the shipped example file, which must not reach production.

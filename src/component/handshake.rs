@@ -8,7 +8,7 @@ use minidom::Element;
 use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
 
-use super::conn::{Reader, Writer};
+use super::conn::{Reader, Writer, split_plain, split_tls};
 use super::{ComponentError, Fatal, Retry, StreamError};
 use crate::config::Config;
 use crate::stanza::ns;
@@ -24,7 +24,21 @@ pub(crate) async fn connect(config: &Config, first: bool) -> Result<(Reader, Wri
         .map_err(|_| Retry::Unreachable(server.clone(), io::ErrorKind::TimedOut.into()))?
         .map_err(|e| Retry::Unreachable(server.clone(), e))?;
     tcp.set_nodelay(true).ok();
-    let (r, w) = tcp.into_split();
+    // With TLS nothing of XEP-0114 (the secret's digest least of all) is
+    // written before the server's certificate has been verified for its
+    // name: the handshake below is the first thing on the socket.
+    let (r, w) = match &config.component.tls {
+        None => split_plain(tcp),
+        Some(tls) => {
+            let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
+            let handshake = connector.connect(tls.server_name.clone(), tcp);
+            let stream = tokio::time::timeout(Duration::from_secs(10), handshake)
+                .await
+                .map_err(|_| Retry::Tls(server.clone(), io::ErrorKind::TimedOut.into()))?
+                .map_err(|e| Retry::Tls(server.clone(), e))?;
+            split_tls(stream)
+        }
+    };
     let mut reader = Reader::new(r, Limits::from(&config.limits));
     let mut writer = Writer::new(w);
 
