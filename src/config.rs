@@ -1126,6 +1126,123 @@ path = "data/tidemark"
         assert_eq!(example.metrics.listen, minimal.metrics.listen);
     }
 
+    fn with_component(lines: &str) -> String {
+        MINIMAL.replace("secret = \"s3cret\"", &format!("secret = \"s3cret\"\n{lines}"))
+    }
+
+    fn dev_cert(name: &str) -> String {
+        format!("{}/certs/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn the_link_is_plain_unless_tls_is_asked_for() {
+        assert!(parse(MINIMAL).unwrap().component.tls.is_none());
+        assert!(
+            parse(&with_component("tls = false"))
+                .unwrap()
+                .component
+                .tls
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn tls_verifies_the_host_of_the_server_address_against_the_ca_file() {
+        let text = with_component(&format!(
+            "tls = true\nca_file = {:?}",
+            dev_cert("component-ca.crt")
+        ));
+        let tls = parse(&text).unwrap().component.tls.unwrap();
+        assert_eq!(tls.server_name.to_str(), "127.0.0.1");
+        assert!(matches!(
+            tls.server_name,
+            rustls_pki_types::ServerName::IpAddress(_)
+        ));
+        assert_eq!(
+            tls.roots,
+            RootsSource::File(dev_cert("component-ca.crt").into())
+        );
+        let named = parse(&text.replace(
+            "tls = true",
+            "tls = true\ntls_server_name = \"xmpp.example.org\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            named.component.tls.unwrap().server_name.to_str(),
+            "xmpp.example.org"
+        );
+    }
+
+    #[test]
+    fn without_a_ca_file_the_system_roots_are_trusted_or_their_absence_said() {
+        match parse(&with_component("tls = true")) {
+            Ok(c) => assert_eq!(c.component.tls.unwrap().roots, RootsSource::System),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains("component.ca_file") && e.contains("ca-certificates"),
+                    "{e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tls_config_errors_name_the_key_and_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let key_only = dir.path().join("key.pem");
+        // A PEM file with only a key in it: no certificate.
+        let pem = std::fs::read_to_string(dev_cert("component-server.pem")).unwrap();
+        let key = &pem[pem.find("-----BEGIN PRIVATE KEY-----").unwrap()..];
+        std::fs::write(&key_only, key).unwrap();
+        let missing = dir.path().join("missing.pem");
+        for (lines, key, says) in [
+            (
+                format!("tls = true\nca_file = {missing:?}"),
+                "component.ca_file",
+                "cannot read",
+            ),
+            (
+                format!("tls = true\nca_file = {empty:?}"),
+                "component.ca_file",
+                "holds no certificate",
+            ),
+            (
+                format!("tls = true\nca_file = {key_only:?}"),
+                "component.ca_file",
+                "holds no certificate",
+            ),
+            (
+                format!(
+                    "tls = true\nca_file = {:?}\ntls_server_name = \"not a name\"",
+                    dev_cert("component-ca.crt")
+                ),
+                "component.tls_server_name",
+                "is not a DNS name or an IP address",
+            ),
+            (
+                format!("ca_file = {:?}", dev_cert("component-ca.crt")),
+                "component.ca_file",
+                "only means something with component.tls = true",
+            ),
+            (
+                "tls_server_name = \"localhost\"".to_owned(),
+                "component.tls_server_name",
+                "only means something with component.tls = true",
+            ),
+            (
+                "tls = \"yes\"".to_owned(),
+                "tls",
+                "invalid type",
+            ),
+        ] {
+            let e = parse(&with_component(&lines)).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(says), "{lines}: {e}");
+        }
+    }
+
     #[test]
     fn the_example_placeholder_secret_is_refused() {
         let text = MINIMAL.replace("s3cret", EXAMPLE_SECRET);
