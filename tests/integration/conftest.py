@@ -69,13 +69,16 @@ TEST_DEADLINE = 120  # a whole test, as a last resort
 # --- tidemark configuration -------------------------------------------------
 
 def tidemark_toml(jid=COMPONENT, server=f"127.0.0.1:{COMPONENT_PORT}", secret="s3cret",
-                  storage="db", offline="reject", max_body_bytes=65536, level="info", extra=""):
-    """The config file; `extra` is appended as is (say, [groups] or [[rooms]] sections)."""
+                  storage="db", offline="reject", max_body_bytes=65536, level="info", extra="",
+                  component_extra=""):
+    """The config file; `extra` is appended as is (say, [groups] or [[rooms]] sections),
+    `component_extra` goes into [component] (say, the tls keys)."""
     return f"""\
 [component]
 jid = "{jid}"
 server = "{server}"
 secret = "{secret}"
+{component_extra}
 
 [storage]
 path = "{storage}"
@@ -167,6 +170,9 @@ class World:
         self.clients_now: list[Client] = []
         self.tidemark = Tidemark(self, "main")
         self.ready_needed = False
+        # More settings for the server script (say, COMPONENT_TLS=1): see
+        # reconfigure_server.
+        self.server_env = {}
 
     # -- timeline
     def note(self, line):
@@ -175,7 +181,7 @@ class World:
     # -- the server (scripts/prosody.sh or scripts/ejabberd.sh)
     def server(self, *args, check=True):
         env = {**os.environ, "C2S_PORT": str(C2S_PORT), "COMPONENT_PORT": str(COMPONENT_PORT),
-               "COMPONENT_JID": COMPONENT, "COMPONENT_SECRET": self.secret}
+               "COMPONENT_JID": COMPONENT, "COMPONENT_SECRET": self.secret, **self.server_env}
         res = subprocess.run(["bash", str(SERVER_SH), *args], env=env, capture_output=True, text=True,
                              timeout=60)
         if check and res.returncode != 0:
@@ -195,6 +201,14 @@ class World:
 
     def restart_server(self):
         self.stop_server()
+        self.start_server()
+
+    def reconfigure_server(self, **env):
+        """Restart the server with these settings of its script (say,
+        COMPONENT_TLS="1"); none gives back the defaults. Users and rosters
+        are kept."""
+        self.stop_server()
+        self.server_env = env
         self.start_server()
 
     def server_running(self):
