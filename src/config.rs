@@ -605,7 +605,10 @@ impl Config {
             ));
         }
         let tls = link_tls(&raw.component, &invalid)?;
-        let secret = match (raw.component.secret.take(), raw.component.secret_file.take()) {
+        let secret = match (
+            raw.component.secret.take(),
+            raw.component.secret_file.take(),
+        ) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
                     "component.secret",
@@ -1127,7 +1130,10 @@ path = "data/tidemark"
     }
 
     fn with_component(lines: &str) -> String {
-        MINIMAL.replace("secret = \"s3cret\"", &format!("secret = \"s3cret\"\n{lines}"))
+        MINIMAL.replace(
+            "secret = \"s3cret\"",
+            &format!("secret = \"s3cret\"\n{lines}"),
+        )
     }
 
     fn dev_cert(name: &str) -> String {
@@ -1232,11 +1238,7 @@ path = "data/tidemark"
                 "component.tls_server_name",
                 "only means something with component.tls = true",
             ),
-            (
-                "tls = \"yes\"".to_owned(),
-                "tls",
-                "invalid type",
-            ),
+            ("tls = \"yes\"".to_owned(), "tls", "invalid type"),
         ] {
             let e = parse(&with_component(&lines)).unwrap_err().to_string();
             assert!(e.contains(key) && e.contains(says), "{lines}: {e}");

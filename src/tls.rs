@@ -27,7 +27,9 @@ pub enum TlsConfigError {
     },
     #[error("{path} is not a PEM file of certificates: {message}")]
     Pem { path: PathBuf, message: String },
-    #[error("{path} holds no certificate (expected one or more -----BEGIN CERTIFICATE----- blocks)")]
+    #[error(
+        "{path} holds no certificate (expected one or more -----BEGIN CERTIFICATE----- blocks)"
+    )]
     NoCertificate { path: PathBuf },
     #[error("certificate {index} in {path} cannot be a trust anchor: {source}")]
     BadAnchor {
@@ -110,11 +112,13 @@ pub fn roots_from_file(path: &Path) -> Result<RootCertStore, TlsConfigError> {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        roots.add(cert).map_err(|source| TlsConfigError::BadAnchor {
-            path: path.to_owned(),
-            index: index + 1,
-            source,
-        })?;
+        roots
+            .add(cert)
+            .map_err(|source| TlsConfigError::BadAnchor {
+                path: path.to_owned(),
+                index: index + 1,
+                source,
+            })?;
     }
     if roots.is_empty() {
         return Err(TlsConfigError::NoCertificate {

@@ -203,7 +203,10 @@ mod tests {
         Ok(got)
     }
 
-    async fn attempt(pem: &'static str, extra: &str) -> (Result<(), Fatal>, Result<String, io::Error>) {
+    async fn attempt(
+        pem: &'static str,
+        extra: &str,
+    ) -> (Result<(), Fatal>, Result<String, io::Error>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(serve_once(listener, pem));
@@ -221,7 +224,7 @@ mod tests {
     #[tokio::test]
     async fn a_certificate_of_another_ca_is_refused_before_anything_is_sent() {
         let (client, server) = attempt("other-server.pem", "").await;
-        let e = describe(client.err().expect("must be refused"));
+        let e = describe(client.expect_err("must be refused"));
         assert!(
             e.starts_with("TLS handshake with 127.0.0.1:")
                 && e.ends_with(" failed: invalid peer certificate: UnknownIssuer"),
@@ -234,11 +237,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_certificate_for_another_name_is_refused() {
-        let (client, server) =
-            attempt("component-server.pem", "tls_server_name = \"xmpp.example.org\"").await;
-        let e = describe(client.err().expect("must be refused"));
+        let (client, server) = attempt(
+            "component-server.pem",
+            "tls_server_name = \"xmpp.example.org\"",
+        )
+        .await;
+        let e = describe(client.expect_err("must be refused"));
         assert!(
-            e.contains("invalid peer certificate: certificate not valid for name \"xmpp.example.org\""),
+            e.contains(
+                "invalid peer certificate: certificate not valid for name \"xmpp.example.org\""
+            ),
             "{e}"
         );
         assert!(server.is_err(), "{server:?}");
