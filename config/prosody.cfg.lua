@@ -7,6 +7,17 @@
 --
 -- component_ports = { 5347 }
 -- component_interfaces = { "127.0.0.1" }
+--
+-- With tidemark on another machine (tidemark's component.tls = true): the
+-- component port is plain TCP only in Prosody 0.12, but mod_net_multiplex's
+-- ssl_ports speak direct TLS and pass a component stream on to it. The
+-- certificate must be valid for the name tidemark is told
+-- (component.tls_server_name, by default the host of component.server).
+--
+-- modules_enabled = { ...; "net_multiplex" }
+-- ssl_ports = { 5347 }
+-- ssl_interfaces = { "192.0.2.10" }
+-- ssl_ssl = { certificate = "/etc/prosody/certs/component.crt"; key = "/etc/prosody/certs/component.key" }
 
 -- At the end of the file: the component itself. The JID and secret must match
 -- [component] jid and secret (or secret_file) in tidemark's TOML config.

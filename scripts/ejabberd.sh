@@ -17,6 +17,9 @@
 #   C2S_PORT (15222)  COMPONENT_PORT (15347)  COMPONENT_JID (chat.localhost)
 #   COMPONENT_SECRET (s3cret)  EJABBERD_LOG_LEVEL (info)  XMPP_DOMAIN (localhost)
 #   EXTRA_MODULES (none): more modules, space-separated (mod_vcard or vcard)
+#   COMPONENT_TLS (0): 1 puts `tls: true` on the ejabberd_service listener
+#     (direct TLS, issue 12) with COMPONENT_CERTFILE (certs/component-server.pem:
+#     the certificate, then its key) as its certfile
 #   EJABBERD_DIST_PORT (COMPONENT_PORT + 1): Erlang distribution, on the
 #     node's loopback address only, for ejabberdctl (and a cluster's other
 #     node) to reach this node (no epmd daemon is started)
@@ -44,7 +47,7 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-usage() { sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64; }
+usage() { sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64; }
 
 abs_dir() { mkdir -p "$1" && (cd "$1" && pwd); }
 
@@ -95,6 +98,8 @@ EJABBERD_IP=$ip
 EJABBERD_NODE=$node
 DOMAIN_BALANCING=$balancing
 COMPONENT_NUMBER=$number
+COMPONENT_TLS=${COMPONENT_TLS:-0}
+COMPONENT_CERTFILE=${COMPONENT_CERTFILE:-}
 ENV
 	for p in "$c2s" "$comp" "$dist"; do
 		port_in_use "$p" "$ip" && die "$ip:$p is already in use (another server?)"
@@ -133,6 +138,16 @@ ARGS
 	# ERL_INETRC names DIR/inetrc: resolve from the hosts file first.
 	cp /etc/ejabberd/inetrc "$dir/inetrc"
 
+	# Direct TLS on the component listener: ejabberd reads its certfile as
+	# the ejabberd user, so it gets a copy of its own under DIR.
+	local component_tls=""
+	if [ "${COMPONENT_TLS:-0}" = 1 ]; then
+		local certfile=${COMPONENT_CERTFILE:-$REPO_ROOT/certs/component-server.pem}
+		[ -r "$certfile" ] || die "COMPONENT_CERTFILE $certfile cannot be read"
+		cp "$certfile" "$dir/certs/component.pem"
+		chmod 600 "$dir/certs/component.pem"
+		component_tls="    tls: true\n    certfile: \"$dir/certs/component.pem\"\n"
+	fi
 	local extra="" m bal=""
 	for m in ${EXTRA_MODULES:-}; do extra="$extra  mod_${m#mod_}: {}\n"; done
 	if [ -n "$balancing$number" ]; then
@@ -144,6 +159,7 @@ ARGS
 		-e "s|@IP@|$ip|g" -e "s|@DOMAIN_BALANCING@|$bal|g" \
 		-e "s|@COMPONENT_JID@|$jid|g" -e "s|@SECRET@|$secret|g" \
 		-e "s|@LOG_LEVEL@|$level|g" -e "s|@DOMAIN@|$domain|g" -e "s|@EXTRA_MODULES@|$extra|g" \
+		-e "s|@COMPONENT_TLS@|$component_tls|g" \
 		"$REPO_ROOT/config/ejabberd.yml.in" >"$dir/ejabberd.yml"
 	# They hold the component secret and the cookie.
 	chmod 640 "$dir/ejabberd.yml" "$dir/ejabberdctl.cfg" "$dir/env"
@@ -162,7 +178,7 @@ ARGS
 		exit 1
 	fi
 	for _ in $(seq 50); do [ -n "$(pid_of "$dir")" ] && break; sleep 0.1; done
-	log "ejabberd running in $dir (pid $(pid_of "$dir"), node $node, c2s $ip:$c2s, component $ip:$comp)"
+	log "ejabberd running in $dir (pid $(pid_of "$dir"), node $node, c2s $ip:$c2s, component $ip:$comp${component_tls:+ over TLS})"
 }
 
 cmd_stop() {

@@ -13,6 +13,9 @@
 #   C2S_PORT (15222)  COMPONENT_PORT (15347)  COMPONENT_JID (chat.localhost)
 #   COMPONENT_SECRET (s3cret)  PROSODY_LOG_LEVEL (info)  XMPP_DOMAIN (localhost)
 #   EXTRA_MODULES (none): more modules_enabled, space-separated
+#   COMPONENT_TLS (0): 1 serves COMPONENT_PORT with direct TLS instead
+#     (mod_net_multiplex's ssl_ports; issue 12), presenting COMPONENT_CERTFILE
+#     (certs/component-server.pem: the certificate, then its key)
 #   Federation, off unless S2S_ADDR is set: s2s listens on S2S_ADDR:5269
 #   (say 127.0.0.2; each server its own address) and resolves domains with
 #   the hosts file HOSTS_FILE only (lua-unbound, no DNS server asked).
@@ -24,7 +27,7 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64; }
 
 abs_dir() { mkdir -p "$1" && (cd "$1" && pwd); }
 
@@ -72,6 +75,8 @@ XMPP_DOMAIN=$domain
 S2S_ADDR=$s2s_addr
 HOSTS_FILE=$hosts
 EXTRA_MODULES="${EXTRA_MODULES:-}"
+COMPONENT_TLS=${COMPONENT_TLS:-0}
+COMPONENT_CERTFILE=${COMPONENT_CERTFILE:-}
 ENV
 	for p in "$c2s" "$comp"; do
 		port_in_use "$p" && die "127.0.0.1:$p is already in use (another Prosody?)"
@@ -104,10 +109,21 @@ ENV
 	# vcard_legacy" for scripts/gajim-screens.sh); none by default.
 	local extra="" m
 	for m in ${EXTRA_MODULES:-}; do extra="$extra\"$m\"; "; done
+	local listener="component_ports = { $comp }"
+	if [ "${COMPONENT_TLS:-0}" = 1 ]; then
+		local certfile=${COMPONENT_CERTFILE:-$REPO_ROOT/certs/component-server.pem}
+		[ -r "$certfile" ] || die "COMPONENT_CERTFILE $certfile cannot be read"
+		cp "$certfile" "$dir/certs/component.pem"
+		chmod 600 "$dir/certs/component.pem"
+		# ssl_ssl: the TLS settings of the "ssl" (multiplex_ssl) service.
+		listener="component_ports = { }; ssl_ports = { $comp }; ssl_interfaces = { \"127.0.0.1\" }; ssl_ssl = { certificate = \"$dir/certs/component.pem\"; key = \"$dir/certs/component.pem\" }"
+		extra="$extra\"net_multiplex\"; "
+	fi
 	sed -e "s|@DIR@|$dir|g" -e "s|@C2S_PORT@|$c2s|g" -e "s|@COMPONENT_PORT@|$comp|g" \
 		-e "s|@COMPONENT_JID@|$jid|g" -e "s|@SECRET@|$secret|g" \
 		-e "s|@LOG_LEVEL@|$level|g" -e "s|@RUN_AS_ROOT@|$run_as_root|g" \
 		-e "s|@DOMAIN@|$domain|g" -e "s|@S2S@|$s2s|g" -e "s|@EXTRA_MODULES@|$extra|g" \
+		-e "s|@COMPONENT_LISTENER@|$listener|g" \
 		"$REPO_ROOT/config/prosody.cfg.lua.in" >"$dir/prosody.cfg.lua"
 	chmod 640 "$dir/prosody.cfg.lua" "$dir/env" # they hold the component secret
 	[ $as_prosody = 1 ] && chown -R prosody:prosody "$dir"

@@ -59,7 +59,7 @@ log "integration tests (tests/integration)"
 python3 -m pytest -q tests/integration "$@"
 # The core suites against ejabberd: what a deployment on it relies on (1:1,
 # receipts and markers, the presence gate, rooms, the conversation list,
-# desks, restarts, the component link), and two tidemarks on an ejabberd
+# desks, restarts, the component link, TLS on it), and two tidemarks on an ejabberd
 # cluster of two nodes over one PostgreSQL (test_cluster.py, which needs
 # ejabberd). About 6 minutes here; the rest of the suite runs on Prosody
 # only, to keep CI short.
@@ -67,7 +67,7 @@ if [ "${EJABBERD:-1}" != 0 ]; then
 	log "integration tests, core suites, against ejabberd (TIDEMARK_IT_SERVER=ejabberd)"
 	core=()
 	for t in cluster config connection desk groups inbox markers presence presence_gate \
-		receipts relay resilience status_query; do
+		receipts relay resilience status_query tls; do
 		core+=("tests/integration/test_$t.py")
 	done
 	# Status 5: the extra arguments selected none of the core suites.

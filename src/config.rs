@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use xmpp_parsers::jid::BareJid;
 
+use crate::tls::{self, LinkTls, RootsSource};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -154,6 +156,9 @@ pub struct ComponentConfig {
     pub secret: String,
     pub keepalive: Duration,
     pub reconnect_max: Duration,
+    /// `component.tls = true`: direct TLS to the server, its name verified
+    /// (issue 12); `None` is the plain TCP link.
+    pub tls: Option<LinkTls>,
 }
 
 #[derive(Debug, Clone)]
@@ -355,6 +360,10 @@ struct RawComponent {
     keepalive_secs: u64,
     #[serde(default = "default_reconnect_max_secs")]
     reconnect_max_secs: u64,
+    #[serde(default)]
+    tls: bool,
+    ca_file: Option<PathBuf>,
+    tls_server_name: Option<String>,
 }
 
 /// `server = "host:port"`, or a list of them: the nodes of a cluster.
@@ -592,7 +601,7 @@ impl Config {
     /// Parses and validates `text`; `path` names the file in messages.
     /// Relative paths in the file are relative to the working directory.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
@@ -610,9 +619,9 @@ impl Config {
                 format!("must be a bare domain such as chat.example.org, not {jid}"),
             ));
         }
-        let servers = match raw.component.server {
-            RawServers::One(one) => vec![one],
-            RawServers::Several(several) => several,
+        let servers = match &raw.component.server {
+            RawServers::One(one) => vec![one.clone()],
+            RawServers::Several(several) => several.clone(),
         };
         if servers.is_empty() {
             return Err(invalid(
@@ -629,7 +638,11 @@ impl Config {
                 format!("expected host:port of the server's component port, got {bad:?}"),
             ));
         }
-        let secret = match (raw.component.secret, raw.component.secret_file) {
+        let tls = link_tls(&raw.component, &invalid)?;
+        let secret = match (
+            raw.component.secret.take(),
+            raw.component.secret_file.take(),
+        ) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
                     "component.secret",
@@ -872,6 +885,7 @@ impl Config {
                 secret,
                 keepalive: Duration::from_secs(raw.component.keepalive_secs),
                 reconnect_max: Duration::from_secs(raw.component.reconnect_max_secs),
+                tls,
             },
             storage: StorageConfig {
                 path: raw.storage.path.unwrap_or_default(),
@@ -924,6 +938,63 @@ impl Config {
             },
         })
     }
+}
+
+/// `component.tls`, `component.ca_file` and `component.tls_server_name`:
+/// the CA file is read and the name checked here, so `--check-config`
+/// reports them.
+fn link_tls(
+    raw: &RawComponent,
+    invalid: &impl Fn(&'static str, String) -> ConfigError,
+) -> Result<Option<LinkTls>, ConfigError> {
+    if !raw.tls {
+        // Set without `tls = true` they would be silently ignored, and the
+        // admin would believe the link is encrypted.
+        for (key, set) in [
+            ("component.ca_file", raw.ca_file.is_some()),
+            ("component.tls_server_name", raw.tls_server_name.is_some()),
+        ] {
+            if set {
+                return Err(invalid(
+                    key,
+                    "only means something with component.tls = true (the link is plain TCP without it)"
+                        .into(),
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    let servers = match &raw.server {
+        RawServers::One(one) => std::slice::from_ref(one),
+        RawServers::Several(several) => several.as_slice(),
+    };
+    let mut names = Vec::with_capacity(servers.len());
+    for server in servers {
+        let (name_key, name) = match &raw.tls_server_name {
+            Some(name) => ("component.tls_server_name", name.as_str()),
+            None => ("component.server", tls::host_of(server)),
+        };
+        let server_name = tls::server_name(name).map_err(|e| {
+            invalid(
+                name_key,
+                format!("{e}: the server's certificate is verified for this name (set component.tls_server_name to the name it carries)"),
+            )
+        })?;
+        names.push((server.clone(), server_name));
+    }
+    let (roots, source) = match &raw.ca_file {
+        Some(path) => (
+            tls::roots_from_file(path).map_err(|e| invalid("component.ca_file", e.to_string()))?,
+            RootsSource::File(path.clone()),
+        ),
+        None => (
+            tls::system_roots().map_err(|e| invalid("component.ca_file", e.to_string()))?,
+            RootsSource::System,
+        ),
+    };
+    LinkTls::new(names, roots, source)
+        .map(Some)
+        .map_err(|e| invalid("component.tls", e.to_string()))
 }
 
 /// The secret of the shipped example file, which must not reach production.
@@ -1108,6 +1179,122 @@ path = "data/tidemark"
             minimal.groups.max_rooms_per_creator
         );
         assert_eq!(example.metrics.listen, minimal.metrics.listen);
+    }
+
+    fn with_component(lines: &str) -> String {
+        MINIMAL.replace(
+            "secret = \"s3cret\"",
+            &format!("secret = \"s3cret\"\n{lines}"),
+        )
+    }
+
+    fn dev_cert(name: &str) -> String {
+        format!("{}/certs/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn the_link_is_plain_unless_tls_is_asked_for() {
+        assert!(parse(MINIMAL).unwrap().component.tls.is_none());
+        assert!(
+            parse(&with_component("tls = false"))
+                .unwrap()
+                .component
+                .tls
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn tls_verifies_the_host_of_the_server_address_against_the_ca_file() {
+        let text = with_component(&format!(
+            "tls = true\nca_file = {:?}",
+            dev_cert("component-ca.crt")
+        ));
+        let tls = parse(&text).unwrap().component.tls.unwrap();
+        assert_eq!(tls.server_name.to_str(), "127.0.0.1");
+        assert!(matches!(
+            tls.server_name,
+            rustls_pki_types::ServerName::IpAddress(_)
+        ));
+        assert_eq!(
+            tls.roots,
+            RootsSource::File(dev_cert("component-ca.crt").into())
+        );
+        let named = parse(&text.replace(
+            "tls = true",
+            "tls = true\ntls_server_name = \"xmpp.example.org\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            named.component.tls.unwrap().server_name.to_str(),
+            "xmpp.example.org"
+        );
+    }
+
+    #[test]
+    fn without_a_ca_file_the_system_roots_are_trusted_or_their_absence_said() {
+        match parse(&with_component("tls = true")) {
+            Ok(c) => assert_eq!(c.component.tls.unwrap().roots, RootsSource::System),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains("component.ca_file") && e.contains("ca-certificates"),
+                    "{e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tls_config_errors_name_the_key_and_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let key_only = dir.path().join("key.pem");
+        // A PEM file with only a key in it: no certificate.
+        let pem = std::fs::read_to_string(dev_cert("component-server.pem")).unwrap();
+        let key = &pem[pem.find("-----BEGIN PRIVATE KEY-----").unwrap()..];
+        std::fs::write(&key_only, key).unwrap();
+        let missing = dir.path().join("missing.pem");
+        for (lines, key, says) in [
+            (
+                format!("tls = true\nca_file = {missing:?}"),
+                "component.ca_file",
+                "cannot read",
+            ),
+            (
+                format!("tls = true\nca_file = {empty:?}"),
+                "component.ca_file",
+                "holds no certificate",
+            ),
+            (
+                format!("tls = true\nca_file = {key_only:?}"),
+                "component.ca_file",
+                "holds no certificate",
+            ),
+            (
+                format!(
+                    "tls = true\nca_file = {:?}\ntls_server_name = \"not a name\"",
+                    dev_cert("component-ca.crt")
+                ),
+                "component.tls_server_name",
+                "is not a DNS name or an IP address",
+            ),
+            (
+                format!("ca_file = {:?}", dev_cert("component-ca.crt")),
+                "component.ca_file",
+                "only means something with component.tls = true",
+            ),
+            (
+                "tls_server_name = \"localhost\"".to_owned(),
+                "component.tls_server_name",
+                "only means something with component.tls = true",
+            ),
+            ("tls = \"yes\"".to_owned(), "tls", "invalid type"),
+        ] {
+            let e = parse(&with_component(&lines)).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(says), "{lines}: {e}");
+        }
     }
 
     #[test]

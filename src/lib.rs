@@ -33,4 +33,5 @@ pub mod service;
 pub mod stanza;
 pub mod status;
 pub mod store;
+pub mod tls;
 pub mod wire;

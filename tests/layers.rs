@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
         "stanza",
         "status",
         "store",
+        "tls",
         "wire",
     ],
     // Issue 10: the conversation list as read from the store, which the

@@ -1,14 +1,18 @@
-//! The two halves of one TCP connection to the server: frames in through
-//! the [`Decoder`], serialized elements out through one buffer.
+//! The two halves of one connection to the server: frames in through the
+//! [`Decoder`], serialized elements out through one buffer. The connection
+//! is plain TCP or TLS over TCP (`component.tls`, issue 12).
 
 use std::collections::VecDeque;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use minidom::Element;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -31,8 +35,77 @@ pub(crate) enum ReadError {
 
 const READ_CHUNK: usize = 32 * 1024;
 
+pub(crate) type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// The reading half of the link. An enum rather than a boxed trait object:
+/// the plain path stays TCP's own owned halves (no lock between them, no
+/// copy), and TLS, whose one session both directions share, goes through
+/// `tokio::io::split`.
+pub(crate) enum ReadHalf {
+    Plain(OwnedReadHalf),
+    Tls(tokio::io::ReadHalf<TlsStream>),
+}
+
+/// The writing half; see [`ReadHalf`].
+pub(crate) enum WriteHalf {
+    Plain(OwnedWriteHalf),
+    Tls(tokio::io::WriteHalf<TlsStream>),
+}
+
+/// Splits a plain connection.
+pub(crate) fn split_plain(tcp: TcpStream) -> (ReadHalf, WriteHalf) {
+    let (r, w) = tcp.into_split();
+    (ReadHalf::Plain(r), WriteHalf::Plain(w))
+}
+
+/// Splits a TLS connection whose handshake is done.
+pub(crate) fn split_tls(tls: TlsStream) -> (ReadHalf, WriteHalf) {
+    let (r, w) = tokio::io::split(tls);
+    (ReadHalf::Tls(r), WriteHalf::Tls(w))
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ReadHalf::Plain(r) => Pin::new(r).poll_read(cx, buf),
+            ReadHalf::Tls(r) => Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WriteHalf::Plain(w) => Pin::new(w).poll_write(cx, buf),
+            WriteHalf::Tls(w) => Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Plain(w) => Pin::new(w).poll_flush(cx),
+            WriteHalf::Tls(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Plain(w) => Pin::new(w).poll_shutdown(cx),
+            WriteHalf::Tls(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}
+
 pub(crate) struct Reader {
-    half: OwnedReadHalf,
+    half: ReadHalf,
     decoder: Decoder,
     chunk: Box<[u8]>,
     /// When bytes last arrived: the keepalive measures silence from here.
@@ -40,7 +113,7 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
-    pub fn new(half: OwnedReadHalf, limits: Limits) -> Self {
+    pub fn new(half: ReadHalf, limits: Limits) -> Self {
         Reader {
             half,
             decoder: Decoder::new(limits),
@@ -237,12 +310,12 @@ impl Frames {
 }
 
 pub(crate) struct Writer {
-    half: OwnedWriteHalf,
+    half: WriteHalf,
     buf: Vec<u8>,
 }
 
 impl Writer {
-    pub fn new(half: OwnedWriteHalf) -> Self {
+    pub fn new(half: WriteHalf) -> Self {
         Writer {
             half,
             buf: Vec::with_capacity(16 * 1024),
@@ -297,7 +370,13 @@ impl Writer {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let r = self.half.write_all(&self.buf).await;
+        let mut r = self.half.write_all(&self.buf).await;
+        if r.is_ok() && matches!(self.half, WriteHalf::Tls(_)) {
+            // rustls may hold the last records when the socket was full:
+            // without a flush they would wait for the next write, and the
+            // server for them. (TCP's flush does nothing; it is skipped.)
+            r = self.half.flush().await;
+        }
         self.buf.clear();
         if self.buf.capacity() > 1024 * 1024 {
             // One huge batch should not pin its buffer for good.
@@ -336,7 +415,7 @@ mod tests {
             .await
             .unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
-        let (_r, w) = client.into_split();
+        let (_r, w) = split_plain(client);
         let mut writer = Writer::new(w);
         writer.queue(&bad);
         writer.queue(&Element::bare("iq", "jabber:component:accept"));

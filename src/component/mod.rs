@@ -117,6 +117,9 @@ impl fmt::Display for StreamError {
 pub(crate) enum Retry {
     #[error("cannot reach {0}: {1}")]
     Unreachable(String, io::Error),
+    /// rustls' reason, as `invalid peer certificate: UnknownIssuer`.
+    #[error("TLS handshake with {0} failed: {1}")]
+    Tls(String, io::Error),
     #[error("stream error from server: {0}")]
     StreamError(StreamError),
     #[error("connection lost: {0}")]
@@ -187,7 +190,12 @@ pub async fn run_until(
                     METRICS.reconnected();
                 }
                 connected_before = true;
-                info!(server = %server, jid = %config.component.jid, "connected to server");
+                info!(
+                    server = %server,
+                    jid = %config.component.jid,
+                    tls = config.component.tls.is_some(),
+                    "connected to server"
+                );
                 // A stream that ends is retried on the same server first.
                 next -= 1;
                 backoff = Duration::from_secs(1);

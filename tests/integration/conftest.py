@@ -80,14 +80,17 @@ DEFAULT_SERVER = (", ".join(f'"{n}:{COMPONENT_PORT}"' for n in CLUSTER_NODES) if
 
 
 def tidemark_toml(jid=COMPONENT, server=None, secret="s3cret",
-                  storage="db", offline="reject", max_body_bytes=65536, level="info", extra=""):
-    """The config file; `extra` is appended as is (say, [groups] or [[rooms]] sections)."""
+                  storage="db", offline="reject", max_body_bytes=65536, level="info", extra="",
+                  component_extra=""):
+    """The config file; `extra` is appended as is (say, [groups] or [[rooms]] sections),
+    `component_extra` goes into [component] (say, the tls keys)."""
     server = DEFAULT_SERVER if server is None else f'"{server}"'
     return f"""\
 [component]
 jid = "{jid}"
 server = [{server}]
 secret = "{secret}"
+{component_extra}
 
 [storage]
 path = "{storage}"
@@ -179,6 +182,9 @@ class World:
         self.clients_now: list[Client] = []
         self.tidemark = Tidemark(self, "main")
         self.ready_needed = False
+        # More settings for the server script (say, COMPONENT_TLS=1): see
+        # reconfigure_server.
+        self.server_env = {}
 
     # -- timeline
     def note(self, line):
@@ -189,7 +195,7 @@ class World:
         if CLUSTER and args[0] in ("start", "stop", "restart", "status"):
             args = (f"cluster-{args[0]}", *args[1:])
         env = {**os.environ, "C2S_PORT": str(C2S_PORT), "COMPONENT_PORT": str(COMPONENT_PORT),
-               "COMPONENT_JID": COMPONENT, "COMPONENT_SECRET": self.secret}
+               "COMPONENT_JID": COMPONENT, "COMPONENT_SECRET": self.secret, **self.server_env}
         res = subprocess.run(["bash", str(SERVER_SH), *args], env=env, capture_output=True, text=True,
                              timeout=60)
         if check and res.returncode != 0:
@@ -209,6 +215,14 @@ class World:
 
     def restart_server(self):
         self.stop_server()
+        self.start_server()
+
+    def reconfigure_server(self, **env):
+        """Restart the server with these settings of its script (say,
+        COMPONENT_TLS="1"); none gives back the defaults. Users and rosters
+        are kept."""
+        self.stop_server()
+        self.server_env = env
         self.start_server()
 
     def server_running(self):
