@@ -112,6 +112,9 @@ impl Pg {
     }
 }
 
+/// Opens the run's store: the first time to write, again to time the reopen.
+type Opener = Box<dyn Fn() -> Result<Arc<dyn Store>, String>>;
+
 fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
@@ -129,7 +132,7 @@ fn run(
     let cfg = || config(&dir, 64, batch);
     let schema = format!("bench_{}_{n}", std::process::id());
     let mut pg = pg;
-    let (open, db_before): (Box<dyn Fn() -> Result<Arc<dyn Store>, String>>, i64) =
+    let (open, db_before): (Opener, i64) =
         match backend {
             Backend::Sled => {
                 let dir = dir.clone();
@@ -235,7 +238,7 @@ fn run(
     drop(tm);
     drop(store);
     if backend == Backend::Postgres {
-        let pg = pg.as_deref_mut().ok_or("no PostgreSQL")?;
+        let pg = pg.ok_or("no PostgreSQL")?;
         pg.admin
             .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
             .map_err(|e| e.to_string())?;
