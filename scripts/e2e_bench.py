@@ -69,8 +69,11 @@ def pct(sorted_vals, p):
 
 
 class Client:
-    def __init__(self, n, bench):
+    def __init__(self, n, bench, host="127.0.0.1"):
         self.n = n
+        # The server node this client logs in to (scripts/cluster_bench.py
+        # spreads clients over an ejabberd cluster's two addresses).
+        self.host = host
         self.bare = f"user{n}@{DOMAIN}"
         self.partner = f"user{n ^ 1}@{DOMAIN}"
         self.bench = bench
@@ -118,7 +121,7 @@ class Client:
         self.writer.write(text.encode())
 
     async def login(self, ctx):
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.bench.port)
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.bench.port)
         self.new_parser()
         self.send(HEADER)
         feats = await self.next()

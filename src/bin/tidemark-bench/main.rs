@@ -6,6 +6,7 @@ mod component;
 mod desk;
 mod echo;
 mod inbox;
+mod pgstore;
 mod storage;
 mod util;
 mod wire;
@@ -39,6 +40,13 @@ scenarios:
                       assign, views with counts, the desk command, p50/p99
                       (--agents, --holders, --small, --conversations,
                       --messages, --ops, --queries, --alone, --rounds)
+  pgstore          issue 12: statuses through Tidemark::handle into sled
+                      (baseline) and PostgreSQL in the same run: per-flush
+                      and per-batch latency p50/p99, statuses/s, bytes per
+                      status, reopen to the first answered query
+                      (--statuses 20000,100000, --users, --flush-batch,
+                      --queries; --url / TIDEMARK_PG_URL and
+                      --password-file / TIDEMARK_PG_PASSWORD_FILE)
   storage-child    (internal) the child process of scenario 3
 
 Build first: cargo build --release --bins";
@@ -64,6 +72,7 @@ fn main() {
         "sent-pages" => storage::sent_pages(&args),
         "inbox" => inbox::main(&args),
         "desk" => desk::main(&args),
+        "pgstore" => pgstore::main(&args),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

@@ -81,7 +81,7 @@ fn preview_chars() -> usize {
     PREVIEW_CHARS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-fn config(dir: &Path, cache_mb: u64, batch: u64) -> Result<Config, String> {
+pub(crate) fn config(dir: &Path, cache_mb: u64, batch: u64) -> Result<Config, String> {
     // The bench drives each sender far faster than a person types (a status
     // every few hundred microseconds per pair): without lifting the
     // per-sender rate limit most stanzas would be refused and nothing
@@ -114,7 +114,7 @@ fn delivered(bytes: &[u8]) -> Element {
 
 /// A status query from the sender of status `i` through the IQ path;
 /// whether it answered "read".
-fn ask_read(tm: &mut Tidemark, i: u64, pairs: u64, now: u64) -> bool {
+pub(crate) fn ask_read(tm: &mut Tidemark, i: u64, pairs: u64, now: u64) -> bool {
     let (s, r) = wire::unit_users(i, pairs);
     let iq: Element = format!(
         "<iq xmlns='{COMPONENT_NS}' type='get' from='u{s}@localhost/r' to='{DOMAIN}' id='q{i}'><status xmlns='urn:tidemark:status:0' conversation='u{r}\\40localhost@{DOMAIN}' id='m{i}'/></iq>"
@@ -129,9 +129,11 @@ fn ask_read(tm: &mut Tidemark, i: u64, pairs: u64, now: u64) -> bool {
 
 /// The router over a sled store, fed stanza by stanza and flushed every
 /// `batch` stanzas, like the connection loop's group commit.
-struct RealPath {
-    tm: Tidemark,
-    store: Arc<SledStore>,
+pub(crate) struct RealPath {
+    pub(crate) tm: Tidemark,
+    store: Arc<dyn Store>,
+    /// The same store when it is sled, for its size.
+    sled: Option<Arc<SledStore>>,
     pairs: u64,
     batch: u64,
     unflushed: u64,
@@ -139,9 +141,16 @@ struct RealPath {
     next_tick: u64,
     /// Stanzas handled, stanzas sent back, and how many of those were
     /// errors (a refusal would mean the bench measured the wrong thing).
-    handled: u64,
-    out: u64,
-    errors: u64,
+    pub(crate) handled: u64,
+    pub(crate) out: u64,
+    pub(crate) errors: u64,
+    /// Per flush, when `timed`: the store's flush alone (sled's fsync,
+    /// PostgreSQL's COMMIT), and the whole batch from its first stanza's
+    /// handling to the end of that flush, in ns (scenario pgstore).
+    timed: bool,
+    batch_start: Option<Instant>,
+    pub(crate) flush_ns: Vec<u64>,
+    pub(crate) batch_ns: Vec<u64>,
 }
 
 impl RealPath {
@@ -151,14 +160,29 @@ impl RealPath {
             SledStore::open(&cfg.storage.path, cfg.storage.cache_bytes)
                 .map_err(|e| e.to_string())?,
         );
+        let mut real = RealPath::over(cfg, store.clone(), batch, pairs)?;
+        real.sled = Some(store);
+        Ok(real)
+    }
+
+    /// The router over any store (`cfg`'s storage section is not read
+    /// again: `store` is already open).
+    pub(crate) fn over(
+        cfg: Config,
+        store: Arc<dyn Store>,
+        batch: u64,
+        pairs: u64,
+    ) -> Result<RealPath, String> {
         let now = tidemark::component::clock::now_millis();
         let mut tm = Tidemark::new(cfg, store.clone(), now).map_err(|e| e.to_string())?;
         // What the connection loop does first on every connection.
         let hello = tm.on_connected(now).map_err(|e| e.to_string())?;
         hello.apply(&*store).map_err(|e| e.to_string())?;
+        store.flush().map_err(|e| e.to_string())?;
         Ok(RealPath {
             tm,
             store,
+            sled: None,
             pairs,
             batch: batch.max(1),
             unflushed: 0,
@@ -167,12 +191,21 @@ impl RealPath {
             handled: 0,
             out: 0,
             errors: 0,
+            timed: false,
+            batch_start: None,
+            flush_ns: Vec::new(),
+            batch_ns: Vec::new(),
         })
+    }
+
+    /// Time each flush and each batch from here on.
+    pub(crate) fn time_flushes(&mut self) {
+        self.timed = true;
     }
 
     /// Every pair grants each other presence and comes online, so the
     /// presence gate lets their messages through.
-    fn setup(&mut self) -> Result<(), String> {
+    pub(crate) fn setup(&mut self) -> Result<(), String> {
         let mut buf = Vec::new();
         for p in 0..self.pairs {
             buf.clear();
@@ -190,7 +223,7 @@ impl RealPath {
     /// Status `i`: the three stanzas, parsed before the clock starts (the
     /// reader parses in the real loop; the parse is not storage). Returns
     /// the time spent handling and flushing.
-    fn status(&mut self, i: u64) -> Result<Duration, String> {
+    pub(crate) fn status(&mut self, i: u64) -> Result<Duration, String> {
         let mut stanzas = Vec::with_capacity(3);
         let mut buf = Vec::with_capacity(256);
         for kind in 0..3 {
@@ -206,6 +239,9 @@ impl RealPath {
     }
 
     fn handle(&mut self, st: &Element) -> Result<(), String> {
+        if self.timed && self.batch_start.is_none() {
+            self.batch_start = Some(Instant::now());
+        }
         let effects = self.tm.handle(st, self.now);
         let out = effects.apply(&*self.store).map_err(|e| e.to_string())?;
         self.handled += 1;
@@ -223,8 +259,13 @@ impl RealPath {
 
     /// The group commit; the clock is read once per batch and the service
     /// ticked about once a second, as the connection loop does.
-    fn flush(&mut self) -> Result<(), String> {
+    pub(crate) fn flush(&mut self) -> Result<(), String> {
+        let t = Instant::now();
         self.store.flush().map_err(|e| e.to_string())?;
+        if let Some(start) = self.batch_start.take() {
+            self.flush_ns.push(t.elapsed().as_nanos() as u64);
+            self.batch_ns.push(start.elapsed().as_nanos() as u64);
+        }
         self.unflushed = 0;
         self.now = tidemark::component::clock::now_millis();
         if self.now >= self.next_tick {
@@ -334,7 +375,11 @@ impl Writer {
 
     fn size_on_disk(&self) -> u64 {
         match self {
-            Writer::Real(w) => w.store.size_on_disk().unwrap_or(0),
+            Writer::Real(w) => w
+                .sled
+                .as_ref()
+                .and_then(|s| s.size_on_disk().ok())
+                .unwrap_or(0),
             Writer::Store(w) => w.store.size_on_disk().unwrap_or(0),
             Writer::Raw(w) => w.db.size_on_disk().unwrap_or(0),
         }
