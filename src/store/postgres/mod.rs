@@ -251,9 +251,9 @@ fn room_message_from(row: &Row) -> (Seq, RoomMessage) {
     )
 }
 
+/// `unread` is kept by a trigger on inbox_unread (migration 2).
 const INBOX_COLUMNS: &str = "contact, latest, latest_at, latest_by_contact, own_latest, missed_count, \
-     missed_first_at, missed_last_at, \
-     (SELECT COUNT(*) FROM inbox_unread u WHERE u.jid = inbox.jid AND u.contact = inbox.contact)";
+     missed_first_at, missed_last_at, unread";
 
 fn inbox_from(row: &Row) -> InboxEntry {
     let count: Option<i32> = row.get(5);
@@ -263,7 +263,7 @@ fn inbox_from(row: &Row) -> InboxEntry {
         latest_at: unbig(row.get(2)),
         latest_by_contact: row.get(3),
         own_latest: unbig(row.get(4)),
-        unread: row.get::<_, i64>(8) as u32,
+        unread: u32::try_from(row.get::<_, i64>(8).max(0)).unwrap_or(u32::MAX),
         missed: count.map(|count| Missed {
             count: count as u32,
             first_at: unbig(row.get::<_, Option<i64>>(6).unwrap_or_default()),
@@ -476,6 +476,16 @@ fn put_desk_event_in(
     Ok(())
 }
 
+/// How many refused messages of `sender` are kept (a trigger keeps the
+/// count: migration 2).
+fn refusals_of(c: &mut Client, sender: &str) -> StoreResult<usize> {
+    Ok(
+        c.query_opt("SELECT n FROM refusal_counts WHERE sender = $1", &[&sender])
+            .map_err(pg_err)?
+            .map_or(0, |r| unbig(r.get(0)) as usize),
+    )
+}
+
 /// Tables in the order retention walks them, with the key columns it
 /// pages by.
 const EXPIRY_PHASES: u8 = 4;
@@ -645,29 +655,25 @@ impl Store for PgStore {
     ) -> StoreResult<()> {
         self.write(|c| {
             upsert_message(c, conv, seq, record, true)?;
-            // The sender's oldest refusals beyond `keep`; the id index is
-            // the table's, so a later message with the id keeps it.
-            c.execute(
-                "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages \
-                 WHERE sender = $1 AND refused ORDER BY seq DESC OFFSET $2)",
-                &[&record.sender, &limit(keep)],
-            )
-            .map_err(pg_err)?;
+            // The sender's oldest refusals beyond `keep`, found from the
+            // kept count: usually none, one when the sender is at the
+            // bound. The id index is the table's, so a later message with
+            // the id keeps it.
+            let over = refusals_of(c, &record.sender)?.saturating_sub(keep);
+            if over > 0 {
+                c.execute(
+                    "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages \
+                     WHERE sender = $1 AND refused ORDER BY seq LIMIT $2)",
+                    &[&record.sender, &limit(over)],
+                )
+                .map_err(pg_err)?;
+            }
             Ok(())
         })
     }
 
     fn refusal_count(&self, sender: &str) -> StoreResult<usize> {
-        self.read(|c| {
-            let n: i64 = c
-                .query_one(
-                    "SELECT COUNT(*) FROM messages WHERE sender = $1 AND refused",
-                    &[&sender],
-                )
-                .map_err(pg_err)?
-                .get(0);
-            Ok(n as usize)
-        })
+        self.read(|c| refusals_of(c, sender))
     }
 
     fn enqueue(
@@ -1310,12 +1316,13 @@ impl Store for PgStore {
     }
 
     fn inbox_unread_total(&self, user: &str) -> StoreResult<u64> {
+        // Kept by a trigger on inbox_unread (migration 2).
         self.read(|c| {
-            let n: i64 = c
-                .query_one("SELECT COUNT(*) FROM inbox_unread WHERE jid = $1", &[&user])
-                .map_err(pg_err)?
-                .get(0);
-            Ok(unbig(n))
+            Ok(
+                c.query_opt("SELECT unread FROM inbox_totals WHERE jid = $1", &[&user])
+                    .map_err(pg_err)?
+                    .map_or(0, |r| unbig(r.get(0))),
+            )
         })
     }
 
@@ -1345,15 +1352,19 @@ impl Store for PgStore {
     }
 
     fn room_messages_after(&self, room: &str, after: Seq) -> StoreResult<u64> {
+        // The room's total less the running count of its first counted
+        // message after `after` (migration 2): two index lookups.
         self.read(|c| {
-            let n: i64 = c
+            let n: Option<i64> = c
                 .query_one(
-                    "SELECT COUNT(*) FROM room_messages WHERE room = $1 AND seq > $2",
+                    "SELECT (SELECT total FROM room_counts WHERE room = $1) + 1 - \
+                     (SELECT counted FROM room_messages WHERE room = $1 AND seq > $2 \
+                      AND counted IS NOT NULL ORDER BY seq LIMIT 1)",
                     &[&room, &big(after)],
                 )
                 .map_err(pg_err)?
                 .get(0);
-            Ok(unbig(n))
+            Ok(n.map_or(0, unbig))
         })
     }
 
@@ -1408,35 +1419,36 @@ impl Store for PgStore {
     }
 
     fn desk_counts(&self, desk: &str, agent: &str) -> StoreResult<DeskCounts> {
-        // Counted from the conversations: O(conversations of the desk), not
-        // yet the O(1) of kept counts (left for the next step).
+        // Kept by a trigger on desk_conversations (migration 2): at most
+        // four rows, by the primary key.
         self.read(|c| {
-            let r = c
-                .query_one(
-                    "SELECT \
-                       COUNT(*) FILTER (WHERE state <> 'done' AND assignee = $2), \
-                       COUNT(*) FILTER (WHERE state <> 'done' AND assignee = $2 AND customer_latest > read_upto), \
-                       COUNT(*) FILTER (WHERE state <> 'done' AND assignee IS NULL), \
-                       COUNT(*) FILTER (WHERE state <> 'done' AND assignee IS NULL AND customer_latest > read_upto), \
-                       COUNT(*) FILTER (WHERE state <> 'done'), \
-                       COUNT(*) FILTER (WHERE state <> 'done' AND customer_latest > read_upto), \
-                       COUNT(*) FILTER (WHERE state = 'done'), \
-                       COUNT(*) FILTER (WHERE state = 'done' AND customer_latest > read_upto) \
-                     FROM desk_conversations WHERE desk = $1",
+            let mut counts = DeskCounts::default();
+            for r in c
+                .query(
+                    "SELECT view_name, conversations, unread FROM desk_counts WHERE desk = $1 \
+                     AND ((view_name <> 'mine' AND agent = '') OR (view_name = 'mine' AND agent = $2))",
                     &[&desk, &agent],
                 )
-                .map_err(pg_err)?;
-            let n = |i: usize| unbig(r.get::<_, i64>(i));
-            let count = |i: usize| ViewCount {
-                conversations: n(i),
-                unread: n(i + 1),
-            };
-            Ok(DeskCounts {
-                mine: count(0),
-                unassigned: count(2),
-                all: count(4),
-                done: count(6),
-            })
+                .map_err(pg_err)?
+            {
+                let count = ViewCount {
+                    conversations: unbig(r.get(1)),
+                    unread: unbig(r.get(2)),
+                };
+                match r.get::<_, &str>(0) {
+                    "mine" => counts.mine = count,
+                    "unassigned" => counts.unassigned = count,
+                    "all" => counts.all = count,
+                    "done" => counts.done = count,
+                    other => {
+                        return Err(StoreError::Corrupt {
+                            what: "desk count view",
+                            detail: other.to_owned(),
+                        });
+                    }
+                }
+            }
+            Ok(counts)
         })
     }
 
