@@ -138,9 +138,13 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
             &config.storage.path,
             config.storage.cache_bytes,
         )?),
-        StorageBackend::Postgres { url, password_file } => Arc::new(PgStore::open(
-            &PgOptions::new(url, password_file.as_deref())?,
-        )?),
+        // Off the runtime: the synchronous PostgreSQL client blocks.
+        StorageBackend::Postgres { url, password_file } => {
+            let options = PgOptions::new(url, password_file.as_deref())?;
+            Arc::new(tidemark::store::postgres::off_runtime(|| {
+                PgStore::open(&options)
+            })?)
+        }
     })
 }
 
@@ -383,6 +387,10 @@ async fn serve(config: Config) -> ExitCode {
     if let Err(e) = store.flush() {
         error!(error = %e, "final flush failed");
     }
+    // The last handles on the store go here, off the runtime: closing a
+    // PostgreSQL connection blocks (`off_runtime`).
+    drop(tm);
+    tidemark::store::postgres::off_runtime(move || drop(store));
     match outcome {
         Ok(()) => {
             info!("stopped");

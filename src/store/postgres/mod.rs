@@ -31,6 +31,25 @@ pub(super) fn pg_err(e: ::postgres::Error) -> StoreError {
     StoreError::Backend(format!("PostgreSQL: {detail}"))
 }
 
+/// Runs `f`, which talks to PostgreSQL, where the synchronous client may
+/// block. That client drives its connection with a runtime of its own and
+/// panics ("Cannot start a runtime from within a runtime") on a thread
+/// that is running tokio tasks, which is where the service calls the
+/// store. On a worker of a multi-threaded runtime (tidemark's) `f` runs
+/// under `block_in_place`: the worker's other tasks move to another thread
+/// meanwhile, as they would for any blocking call. Elsewhere (a plain
+/// thread, `spawn_blocking`, the tests) `f` just runs. A current-thread
+/// runtime cannot host this store: its only thread would block.
+pub fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// A `Seq` or time as PostgreSQL's BIGINT; `Seq::MAX` and the like (used
 /// as "no bound") become the largest BIGINT.
 fn big(v: u64) -> i64 {
@@ -187,16 +206,23 @@ impl PgStore {
     }
 
     fn read<T>(&self, f: impl FnOnce(&mut Client) -> StoreResult<T>) -> StoreResult<T> {
-        self.run(false, f)
+        off_runtime(|| self.run(false, f))
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut Client) -> StoreResult<T>) -> StoreResult<T> {
-        self.run(true, f)
+        off_runtime(|| self.run(true, f))
     }
 }
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        // The client's own drop closes the connection through its runtime.
+        off_runtime(|| self.close());
+    }
+}
+
+impl PgStore {
+    fn close(&mut self) {
         if let Ok(conn) = self.conn.get_mut() {
             if conn.in_tx {
                 let _ = conn.client.batch_execute("ROLLBACK");
@@ -1534,13 +1560,15 @@ impl Store for PgStore {
     }
 
     fn flush(&self) -> StoreResult<()> {
-        let mut conn = self.lock()?;
-        if conn.in_tx {
-            // Cleared first: a failed COMMIT ends the transaction too.
-            conn.in_tx = false;
-            conn.client.batch_execute("COMMIT").map_err(pg_err)?;
-        }
-        Ok(())
+        off_runtime(|| {
+            let mut conn = self.lock()?;
+            if conn.in_tx {
+                // Cleared first: a failed COMMIT ends the transaction too.
+                conn.in_tx = false;
+                conn.client.batch_execute("COMMIT").map_err(pg_err)?;
+            }
+            Ok(())
+        })
     }
 
     fn export_records(
