@@ -43,9 +43,7 @@ pub(super) fn pg_err(e: ::postgres::Error) -> StoreError {
 pub fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
         _ => f(),
     }
 }
@@ -1575,6 +1573,8 @@ impl Store for PgStore {
         &self,
         each: &mut dyn FnMut(ExportRecord) -> Result<(), ExportError>,
     ) -> Result<(), ExportError> {
+        // Pending writes first (export_in reads in a transaction of its own).
+        self.flush()?;
         self.read(|c| Ok(export_in(c, each)))?
     }
 

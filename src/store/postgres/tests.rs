@@ -179,3 +179,56 @@ fn migration_2_counts_the_rows_already_there() {
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .unwrap();
 }
+
+/// The export streams each table through a portal, a page at a time: a
+/// table of several pages comes out whole, in order, once, with the writes
+/// not yet flushed; and a failing writer stops it at once.
+#[test]
+fn an_export_streams_tables_larger_than_a_page() {
+    use crate::store::export::{ExportError, ExportRecord};
+    use crate::store::{ConversationKey, MessageRecord, RoomMessage, Store};
+    let Some(pg) = fresh() else { return };
+    let page = super::exchange::EXPORT_PAGE as u64;
+    let conv = ConversationKey::direct("a@x", "b@x");
+    let n = 5 * page + 3;
+    for seq in 1..=n {
+        let record = MessageRecord::sent("a@x", "b@x", &format!("m{seq}"), seq * 10);
+        pg.put_message(&conv, seq, &record).unwrap();
+        let m = RoomMessage {
+            id: format!("g{seq}"),
+            stanza_id: format!("s{seq}"),
+            sender: "a@x".into(),
+            sent_at: seq * 10,
+            readable: true,
+            stanza: b"<message type='groupchat'/>".to_vec(),
+        };
+        pg.put_room_message("r@chat", seq, &m).unwrap();
+    }
+    // Not flushed: the export commits them first.
+    let (mut messages, mut room_messages) = (Vec::new(), Vec::new());
+    pg.export_records(&mut |r| {
+        match r {
+            ExportRecord::Message { seq, .. } => messages.push(seq),
+            ExportRecord::RoomMessage { seq, .. } => room_messages.push(seq),
+            _ => {}
+        }
+        Ok(())
+    })
+    .unwrap();
+    let all: Vec<u64> = (1..=n).collect();
+    assert_eq!(messages, all);
+    assert_eq!(room_messages, all);
+
+    let mut seen = 0;
+    let stopped = pg.export_records(&mut |_| {
+        seen += 1;
+        if seen == page + 2 {
+            return Err(ExportError::Io(std::io::Error::other("disk full")));
+        }
+        Ok(())
+    });
+    assert!(matches!(stopped, Err(ExportError::Io(_))), "{stopped:?}");
+    assert_eq!(seen, page + 2, "nothing handed out after the failure");
+    // The store goes on as before.
+    assert_eq!(pg.message(&conv, n).unwrap().unwrap().id, format!("m{n}"));
+}
