@@ -1,18 +1,16 @@
-//! Export and import (`xep/export.md`): the same logical records as every
-//! backend, so a sled store moves here (and back) by an export and an
-//! import.
+//! Export (`xep/export.md`): the same logical records as every backend, so
+//! a sled store moves here (and back) by an export and an import (the
+//! import is `export::import_record`, over the store's operations, with
+//! the `import_*` ones below).
 
 use ::postgres::{Client, IsolationLevel, Row, Transaction};
 
 use super::{
-    DESK_COLUMNS, INBOX_COLUMNS, MESSAGE_COLUMNS, ROOM_MESSAGE_COLUMNS, advance_raw, big,
-    conv_from, conv_text, desk_event_from, desk_from, inbox_from, message_from, pg_err,
-    put_desk_event_in, put_desk_in, put_room_message_in, room_message_from, unbig, upsert_message,
+    DESK_COLUMNS, INBOX_COLUMNS, MESSAGE_COLUMNS, ROOM_MESSAGE_COLUMNS, big, conv_from,
+    desk_event_from, desk_from, inbox_from, message_from, pg_err, room_message_from, unbig,
 };
 use crate::store::export::{ExportError, ExportRecord};
-use crate::store::{
-    DeskConversation, DeskEvent, Membership, MessageRecord, RoomMessage, StoreError, StoreResult,
-};
+use crate::store::{InboxEntry, Membership, Seq, StoreResult};
 
 /// Rows exported per round trip. The export holds one page of rows at a
 /// time (and the record being written), whatever the size of the store: at
@@ -322,271 +320,42 @@ fn export_tables(
     Ok(())
 }
 
-/// Takes one record of an export (inside the import's transaction).
-pub(super) fn import_in(c: &mut Client, record: ExportRecord) -> StoreResult<()> {
-    let exec = |c: &mut Client, sql: &str, params: &[&(dyn ::postgres::types::ToSql + Sync)]| {
-        c.execute(sql, params).map(|_| ()).map_err(pg_err)
-    };
-    match record {
-        ExportRecord::Header { .. } => Err(StoreError::Rejected("a second header".into())),
-        ExportRecord::Message {
-            conversation,
-            seq,
-            id,
-            sender,
-            recipient,
-            sent_at,
-            delivered_at,
-            read_at,
-            failed,
-            wants_receipt,
-            wants_markers,
-            readable,
-            queued,
-            refused,
-            preview,
-        } => {
-            let record = MessageRecord {
-                id,
-                sender,
-                recipient,
-                sent_at,
-                delivered_at,
-                failed,
-                wants_receipt,
-                wants_markers,
-                readable,
-                queued,
-            };
-            upsert_message(c, &conversation, seq, &record, refused)?;
-            let conv = conv_text(&conversation);
-            if let Some(text) = preview {
-                exec(
-                    c,
-                    "UPDATE messages SET preview = $2 WHERE seq = $1",
-                    &[&big(seq), &text],
-                )?;
-            }
-            // The read time becomes the log entry of the recipient's
-            // tidemark at the message (their Mark record sets the mark).
-            if let Some(at) = read_at {
-                exec(
-                    c,
-                    "INSERT INTO mark_log (conv, reader, seq, at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT DO NOTHING",
-                    &[&conv, &record.recipient, &big(seq), &big(at)],
-                )?;
-            }
-            Ok(())
-        }
-        ExportRecord::Mark {
-            conversation,
-            reader,
-            seq,
-        } => {
-            advance_raw(c, &conv_text(&conversation), &reader, seq)?;
-            Ok(())
-        }
-        ExportRecord::MarkMoved {
-            conversation,
-            reader,
-            seq,
-            at,
-        } => exec(
-            c,
-            "INSERT INTO mark_log (conv, reader, seq, at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT DO NOTHING",
-            &[&conv_text(&conversation), &reader, &big(seq), &big(at)],
-        ),
-        ExportRecord::Grant { contact, watcher } => exec(
-            c,
-            "INSERT INTO grants (contact, watcher) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&contact, &watcher],
-        ),
-        ExportRecord::Held {
-            recipient,
-            seq,
-            conversation,
-            stanza,
-        } => exec(
-            c,
-            "INSERT INTO queue (recipient, seq, conv, stanza) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (recipient, seq) DO UPDATE SET conv = EXCLUDED.conv, stanza = EXCLUDED.stanza",
-            &[
-                &recipient,
-                &big(seq),
-                &conv_text(&conversation),
-                &stanza.into_bytes(),
-            ],
-        ),
-        ExportRecord::Room {
-            room,
-            created_at,
-            fixed_members,
-        } => exec(
-            c,
-            "INSERT INTO rooms (room, created_at, fixed_members) VALUES ($1, $2, $3) \
-             ON CONFLICT (room) DO UPDATE SET created_at = EXCLUDED.created_at, \
-             fixed_members = EXCLUDED.fixed_members",
-            &[&room, &big(created_at), &fixed_members],
-        ),
-        ExportRecord::Member {
-            room,
-            member,
-            joined,
-            left,
-        } => exec(
-            c,
-            "INSERT INTO memberships (room, member, joined, left_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (room, member) DO UPDATE SET joined = EXCLUDED.joined, left_at = EXCLUDED.left_at",
-            &[&room, &member, &big(joined), &left.map(big)],
-        ),
-        ExportRecord::RoomMessage {
-            room,
-            seq,
-            id,
-            stanza_id,
-            sender,
-            sent_at,
-            readable,
-            stanza,
-        } => put_room_message_in(
-            c,
-            &room,
-            seq,
-            &RoomMessage {
-                id,
-                stanza_id,
-                sender,
-                sent_at,
-                readable,
-                stanza: stanza.into_bytes(),
-            },
-        ),
-        ExportRecord::RoomCreator { creator, room } => exec(
-            c,
-            "INSERT INTO room_creators (creator, room) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&creator, &room],
-        ),
-        ExportRecord::ReadReceipts { user, enabled } => exec(
-            c,
-            "INSERT INTO read_receipts_prefs (jid, enabled) VALUES ($1, $2) \
-             ON CONFLICT (jid) DO UPDATE SET enabled = EXCLUDED.enabled",
-            &[&user, &enabled],
-        ),
-        ExportRecord::Occupant {
-            room,
-            nick,
-            user,
-            sessions,
-            presence,
-        } => exec(
-            c,
-            "INSERT INTO occupants (room, nick, jid, sessions, presence) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (room, nick) DO UPDATE SET jid = EXCLUDED.jid, sessions = EXCLUDED.sessions, \
-             presence = EXCLUDED.presence",
-            &[&room, &nick, &user, &sessions, &presence],
-        ),
-        ExportRecord::RoomSubject {
-            room,
-            text,
-            nick,
-            setter,
-            at,
-            config,
-        } => exec(
-            c,
-            "INSERT INTO room_subjects (room, text, nick, setter, at, config) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room) DO UPDATE SET \
-             text = EXCLUDED.text, nick = EXCLUDED.nick, setter = EXCLUDED.setter, \
-             at = EXCLUDED.at, config = EXCLUDED.config",
-            &[&room, &text, &nick, &setter, &big(at), &config],
-        ),
-        ExportRecord::InboxEntry {
-            user,
-            contact,
-            latest,
-            latest_at,
-            latest_by_contact,
-            own_latest,
-            unread,
-            missed,
-        } => {
-            exec(
-                c,
-                "INSERT INTO inbox (jid, contact, latest, latest_at, latest_by_contact, own_latest, \
-                 missed_count, missed_first_at, missed_last_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (jid, contact) DO UPDATE SET \
-                 latest = EXCLUDED.latest, latest_at = EXCLUDED.latest_at, \
-                 latest_by_contact = EXCLUDED.latest_by_contact, own_latest = EXCLUDED.own_latest, \
-                 missed_count = EXCLUDED.missed_count, missed_first_at = EXCLUDED.missed_first_at, \
-                 missed_last_at = EXCLUDED.missed_last_at",
-                &[
-                    &user,
-                    &contact,
-                    &big(latest),
-                    &big(latest_at),
-                    &latest_by_contact,
-                    &big(own_latest),
-                    &missed.map(|m| m.count as i32),
-                    &missed.map(|m| big(m.first_at)),
-                    &missed.map(|m| big(m.last_at)),
-                ],
-            )?;
-            let unread: Vec<i64> = unread.into_iter().map(big).collect();
-            exec(
-                c,
-                "INSERT INTO inbox_unread (jid, contact, seq) SELECT $1, $2, s FROM UNNEST($3::BIGINT[]) s \
-                 ON CONFLICT DO NOTHING",
-                &[&user, &contact, &unread],
-            )
-        }
-        ExportRecord::InboxRoomSent { user, room, seq } => exec(
-            c,
-            "INSERT INTO inbox_room_sent (jid, room, seq) VALUES ($1, $2, $3) \
-             ON CONFLICT (jid, room) DO UPDATE SET seq = GREATEST(inbox_room_sent.seq, EXCLUDED.seq)",
-            &[&user, &room, &big(seq)],
-        ),
-        ExportRecord::DeskConversation {
-            desk,
-            customer,
-            conversation,
-        } => put_desk_in(
-            c,
-            &desk,
-            &DeskConversation {
-                customer,
-                ..conversation
-            },
-        ),
-        ExportRecord::DeskEvent {
-            desk,
-            customer,
-            seq,
-            at,
-            by,
-            event,
-        } => put_desk_event_in(
-            c,
-            &desk,
-            &customer,
-            seq,
-            &DeskEvent {
-                at,
-                by,
-                kind: event,
-            },
-        ),
-        ExportRecord::DeskAuthor {
-            desk,
-            customer,
-            seq,
-            agent,
-        } => exec(
-            c,
-            "INSERT INTO desk_authors (desk, customer, seq, agent) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (desk, customer, seq) DO UPDATE SET agent = EXCLUDED.agent",
-            &[&desk, &customer, &big(seq), &agent],
-        ),
-    }
+/// An entry of the conversation list as exported (checked by the import);
+/// its unread count follows from the rows (migration 2's trigger).
+pub(super) fn import_inbox_entry_in(
+    c: &mut Client,
+    user: &str,
+    e: &InboxEntry,
+    unread: &[Seq],
+) -> StoreResult<()> {
+    let missed = e.missed;
+    c.execute(
+        "INSERT INTO inbox (jid, contact, latest, latest_at, latest_by_contact, own_latest, \
+         missed_count, missed_first_at, missed_last_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (jid, contact) DO UPDATE SET \
+         latest = EXCLUDED.latest, latest_at = EXCLUDED.latest_at, \
+         latest_by_contact = EXCLUDED.latest_by_contact, own_latest = EXCLUDED.own_latest, \
+         missed_count = EXCLUDED.missed_count, missed_first_at = EXCLUDED.missed_first_at, \
+         missed_last_at = EXCLUDED.missed_last_at",
+        &[
+            &user,
+            &e.contact,
+            &big(e.latest),
+            &big(e.latest_at),
+            &e.latest_by_contact,
+            &big(e.own_latest),
+            &missed.map(|m| m.count as i32),
+            &missed.map(|m| big(m.first_at)),
+            &missed.map(|m| big(m.last_at)),
+        ],
+    )
+    .map_err(pg_err)?;
+    let unread: Vec<i64> = unread.iter().copied().map(big).collect();
+    c.execute(
+        "INSERT INTO inbox_unread (jid, contact, seq) SELECT $1, $2, s FROM UNNEST($3::BIGINT[]) s \
+         ON CONFLICT DO NOTHING",
+        &[&user, &e.contact, &unread],
+    )
+    .map_err(pg_err)?;
+    Ok(())
 }

@@ -1578,8 +1578,32 @@ impl Store for PgStore {
         self.read(|c| Ok(export_in(c, each)))?
     }
 
-    fn import_record(&self, record: ExportRecord) -> StoreResult<()> {
-        self.write(|c| import_in(c, record))
+    fn import_mark(&self, conv: &ConversationKey, reader: &str, seq: Seq) -> StoreResult<()> {
+        let conv = conv_text(conv);
+        self.write(|c| advance_raw(c, &conv, reader, seq).map(|_| ()))
+    }
+
+    fn import_mark_moved(
+        &self,
+        conv: &ConversationKey,
+        reader: &str,
+        seq: Seq,
+        at: Millis,
+    ) -> StoreResult<()> {
+        let conv = conv_text(conv);
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO mark_log (conv, reader, seq, at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT DO NOTHING",
+                &[&conv, &reader, &big(seq), &big(at)],
+            )
+            .map_err(pg_err)?;
+            Ok(())
+        })
+    }
+
+    fn import_inbox_entry(&self, user: &str, entry: InboxEntry, unread: &[Seq]) -> StoreResult<()> {
+        self.write(|c| import_inbox_entry_in(c, user, &entry, unread))
     }
 
     fn is_empty(&self) -> StoreResult<bool> {
@@ -1832,7 +1856,7 @@ fn expire_in(
 }
 
 mod exchange;
-use exchange::{export_in, import_in};
+use exchange::{export_in, import_inbox_entry_in};
 
 #[cfg(test)]
 mod tests;
