@@ -214,7 +214,9 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        // The client's own drop closes the connection through its runtime.
+        // ROLLBACK and DROP SCHEMA block like any query. So does the
+        // client's own drop, after this one: the last handle on the store
+        // must go off the runtime too (main.rs's `serve` drops it so).
         off_runtime(|| self.close());
     }
 }
