@@ -1656,6 +1656,94 @@ fn desk_event_from(r: &Row) -> StoreResult<(Seq, DeskEvent)> {
     ))
 }
 
+/// A key column of a table retention walks.
+#[derive(Clone, Copy)]
+enum KeyColumn {
+    Text,
+    Big,
+}
+
+/// One phase of retention: a table walked by its key. `select` gives the
+/// key columns, then the time compared with the cutoff, then what
+/// `remove` needs; it takes the key to go on after as `$1..$k` and the
+/// page's size as `$k+1`.
+struct Walk {
+    select: &'static str,
+    key: &'static [KeyColumn],
+    /// Removes one expired row: how many entries that removed, and how
+    /// many it examined besides the row itself.
+    remove: fn(&mut Client, &Row) -> StoreResult<(usize, usize)>,
+}
+
+/// The phases, in the order retention walks them.
+const WALKS: [Walk; EXPIRY_PHASES as usize] = [
+    Walk {
+        select: "SELECT seq, sent_at, conv FROM messages WHERE seq > $1 ORDER BY seq LIMIT $2",
+        key: &[KeyColumn::Big],
+        remove: |c, r| {
+            let (seq, conv): (i64, String) = (r.get(0), r.get(2));
+            c.execute("DELETE FROM messages WHERE seq = $1", &[&seq])
+                .map_err(pg_err)?;
+            // Its held stanza goes with it, examined and removed in the
+            // same step.
+            let held = c
+                .execute(
+                    "DELETE FROM queue WHERE seq = $1 AND conv = $2",
+                    &[&seq, &conv],
+                )
+                .map_err(pg_err)? as usize;
+            Ok((1 + held, held))
+        },
+    },
+    Walk {
+        select: "SELECT room, seq, sent_at FROM room_messages WHERE (room, seq) > ($1, $2) \
+                 ORDER BY room, seq LIMIT $3",
+        key: &[KeyColumn::Text, KeyColumn::Big],
+        remove: |c, r| {
+            let (room, seq): (String, i64) = (r.get(0), r.get(1));
+            c.execute(
+                "DELETE FROM room_messages WHERE room = $1 AND seq = $2",
+                &[&room, &seq],
+            )
+            .map_err(pg_err)?;
+            Ok((1, 0))
+        },
+    },
+    Walk {
+        select: "SELECT jid, contact, latest_at FROM inbox WHERE (jid, contact) > ($1, $2) \
+                 ORDER BY jid, contact LIMIT $3",
+        key: &[KeyColumn::Text, KeyColumn::Text],
+        remove: |c, r| {
+            let (jid, contact): (String, String) = (r.get(0), r.get(1));
+            for sql in [
+                "DELETE FROM inbox WHERE jid = $1 AND contact = $2",
+                "DELETE FROM inbox_unread WHERE jid = $1 AND contact = $2",
+            ] {
+                c.execute(sql, &[&jid, &contact]).map_err(pg_err)?;
+            }
+            Ok((1, 0))
+        },
+    },
+    Walk {
+        select: "SELECT conv, reader, seq, at FROM mark_log \
+                 WHERE (conv, reader, seq) > ($1, $2, $3) ORDER BY conv, reader, seq LIMIT $4",
+        key: &[KeyColumn::Text, KeyColumn::Text, KeyColumn::Big],
+        remove: |c, r| {
+            let (conv, reader, seq): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+            c.execute(
+                "DELETE FROM mark_log WHERE conv = $1 AND reader = $2 AND seq = $3",
+                &[&conv, &reader, &seq],
+            )
+            .map_err(pg_err)?;
+            // A party's read times are statuses of the messages, counted
+            // with them (as sled's status log does); a room's or a private
+            // tidemark's log entries count.
+            let counted = conv_from(&conv)?.side_of(&reader).is_none();
+            Ok((usize::from(counted), 0))
+        },
+    },
+];
+
 /// One step of retention: the phases walk messages (with their held
 /// stanzas), room messages, inbox entries and tidemark log entries, each by
 /// its key, examining at most `budget` rows in all.
@@ -1665,12 +1753,14 @@ fn expire_in(
     from: &ExpiryCursor,
     budget: usize,
 ) -> StoreResult<Expiry> {
+    use ::postgres::types::ToSql;
     let cutoff = big(cutoff);
     let (mut examined, mut removed) = (0usize, 0usize);
     // Rows removed with another (a message's held stanza): examined, but
     // not counted against the phase's page.
     let mut also_examined = 0usize;
     let mut phase = from.phase;
+    // The key to go on after, as a JSON array of the key's columns.
     let mut after: Option<serde_json::Value> = match &from.after {
         Some(bytes) => Some(
             serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
@@ -1680,167 +1770,49 @@ fn expire_in(
         ),
         None => None,
     };
-    while phase < EXPIRY_PHASES {
+    while let Some(walk) = WALKS.get(usize::from(phase)) {
         let room = budget - examined;
-        let want = limit(room);
-        let (n, last) = match phase {
-            0 => {
-                let from_seq = after.as_ref().and_then(|v| v.as_i64()).unwrap_or(0);
-                let rows = c
-                    .query(
-                        "SELECT seq, conv, sent_at FROM messages WHERE seq > $1 ORDER BY seq LIMIT $2",
-                        &[&from_seq, &want],
-                    )
-                    .map_err(pg_err)?;
-                for r in &rows {
-                    let sent_at: i64 = r.get(2);
-                    if sent_at < cutoff {
-                        let seq: i64 = r.get(0);
-                        let conv: String = r.get(1);
-                        c.execute("DELETE FROM messages WHERE seq = $1", &[&seq])
-                            .map_err(pg_err)?;
-                        // Its held stanza goes with it, examined and
-                        // removed in the same step.
-                        let held = c
-                            .execute(
-                                "DELETE FROM queue WHERE seq = $1 AND conv = $2",
-                                &[&seq, &conv],
-                            )
-                            .map_err(pg_err)? as usize;
-                        removed += 1 + held;
-                        also_examined += held;
-                    }
+        // Below every key: "" and -1 (sequences start at 1).
+        let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
+        for (i, column) in walk.key.iter().enumerate() {
+            let v = after.as_ref().map(|a| &a[i]);
+            params.push(match column {
+                KeyColumn::Text => {
+                    Box::new(v.and_then(|v| v.as_str()).unwrap_or_default().to_owned())
                 }
-                (
-                    rows.len(),
-                    rows.last().map(|r| serde_json::json!(r.get::<_, i64>(0))),
-                )
+                KeyColumn::Big => Box::new(v.and_then(|v| v.as_i64()).unwrap_or(-1)),
+            });
+        }
+        params.push(Box::new(limit(room)));
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p).collect();
+        let rows = c.query(walk.select, &params).map_err(pg_err)?;
+        let at = walk.key.len();
+        for r in &rows {
+            if r.get::<_, i64>(at) < cutoff {
+                let (gone, with_it) = (walk.remove)(c, r)?;
+                removed += gone;
+                also_examined += with_it;
             }
-            1 => {
-                let (room_from, seq_from) = match &after {
-                    Some(v) => (
-                        v[0].as_str().unwrap_or_default().to_owned(),
-                        v[1].as_i64().unwrap_or(0),
-                    ),
-                    None => (String::new(), -1),
-                };
-                let rows = c
-                    .query(
-                        "SELECT room, seq, sent_at FROM room_messages WHERE (room, seq) > ($1, $2) \
-                         ORDER BY room, seq LIMIT $3",
-                        &[&room_from, &seq_from, &want],
-                    )
-                    .map_err(pg_err)?;
-                for r in &rows {
-                    let sent_at: i64 = r.get(2);
-                    if sent_at < cutoff {
-                        let (rm, seq): (String, i64) = (r.get(0), r.get(1));
-                        c.execute(
-                            "DELETE FROM room_messages WHERE room = $1 AND seq = $2",
-                            &[&rm, &seq],
-                        )
-                        .map_err(pg_err)?;
-                        removed += 1;
-                    }
-                }
-                (
-                    rows.len(),
-                    rows.last()
-                        .map(|r| serde_json::json!([r.get::<_, String>(0), r.get::<_, i64>(1)])),
-                )
-            }
-            2 => {
-                let (jid_from, contact_from) = match &after {
-                    Some(v) => (
-                        v[0].as_str().unwrap_or_default().to_owned(),
-                        v[1].as_str().unwrap_or_default().to_owned(),
-                    ),
-                    None => (String::new(), String::new()),
-                };
-                let rows = c
-                    .query(
-                        "SELECT jid, contact, latest_at FROM inbox WHERE (jid, contact) > ($1, $2) \
-                         ORDER BY jid, contact LIMIT $3",
-                        &[&jid_from, &contact_from, &want],
-                    )
-                    .map_err(pg_err)?;
-                for r in &rows {
-                    let latest_at: i64 = r.get(2);
-                    if latest_at < cutoff {
-                        let (jid, contact): (String, String) = (r.get(0), r.get(1));
-                        c.execute(
-                            "DELETE FROM inbox WHERE jid = $1 AND contact = $2",
-                            &[&jid, &contact],
-                        )
-                        .map_err(pg_err)?;
-                        c.execute(
-                            "DELETE FROM inbox_unread WHERE jid = $1 AND contact = $2",
-                            &[&jid, &contact],
-                        )
-                        .map_err(pg_err)?;
-                        removed += 1;
-                    }
-                }
-                (
-                    rows.len(),
-                    rows.last()
-                        .map(|r| serde_json::json!([r.get::<_, String>(0), r.get::<_, String>(1)])),
-                )
-            }
-            _ => {
-                let (conv_from_, reader_from, seq_from) = match &after {
-                    Some(v) => (
-                        v[0].as_str().unwrap_or_default().to_owned(),
-                        v[1].as_str().unwrap_or_default().to_owned(),
-                        v[2].as_i64().unwrap_or(0),
-                    ),
-                    None => (String::new(), String::new(), -1),
-                };
-                let rows = c
-                    .query(
-                        "SELECT conv, reader, seq, at FROM mark_log \
-                         WHERE (conv, reader, seq) > ($1, $2, $3) \
-                         ORDER BY conv, reader, seq LIMIT $4",
-                        &[&conv_from_, &reader_from, &seq_from, &want],
-                    )
-                    .map_err(pg_err)?;
-                for r in &rows {
-                    let at: i64 = r.get(3);
-                    if at < cutoff {
-                        let (conv, reader, seq): (String, String, i64) =
-                            (r.get(0), r.get(1), r.get(2));
-                        c.execute(
-                            "DELETE FROM mark_log WHERE conv = $1 AND reader = $2 AND seq = $3",
-                            &[&conv, &reader, &seq],
-                        )
-                        .map_err(pg_err)?;
-                        // A party's read times are statuses of the messages,
-                        // counted with them (as sled's status log does); a
-                        // room's or a private tidemark's log entries count.
-                        if conv_from(&conv)?.side_of(&reader).is_none() {
-                            removed += 1;
-                        }
-                    }
-                }
-                (
-                    rows.len(),
-                    rows.last().map(|r| {
-                        serde_json::json!([
-                            r.get::<_, String>(0),
-                            r.get::<_, String>(1),
-                            r.get::<_, i64>(2)
-                        ])
-                    }),
-                )
-            }
-        };
-        examined += n;
-        if n < room {
+        }
+        examined += rows.len();
+        if rows.len() < room {
             phase += 1;
             after = None;
             continue;
         }
         // The budget is spent within this phase: go on from its last key.
+        let last = rows.last().map(|r| {
+            serde_json::Value::Array(
+                walk.key
+                    .iter()
+                    .enumerate()
+                    .map(|(i, column)| match column {
+                        KeyColumn::Text => serde_json::json!(r.get::<_, String>(i)),
+                        KeyColumn::Big => serde_json::json!(r.get::<_, i64>(i)),
+                    })
+                    .collect(),
+            )
+        });
         return Ok(Expiry {
             examined: examined + also_examined,
             removed,
