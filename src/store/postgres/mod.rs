@@ -14,6 +14,7 @@ mod schema;
 
 use std::sync::{Mutex, MutexGuard};
 
+use ::postgres::types::ToSql;
 use ::postgres::{Client, NoTls, Row};
 
 use super::export::{ExportError, ExportRecord};
@@ -368,7 +369,8 @@ fn upsert_message(
         }
     }
     let failed = r.failed.as_ref();
-    c.execute(
+    exec(
+        c,
         "INSERT INTO messages (seq, conv, id, sender, recipient, sent_at, delivered_at, failed_at, \
          failed_condition, failed_text, wants_receipt, wants_markers, readable, queued, refused) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
@@ -396,8 +398,6 @@ fn upsert_message(
             &refused,
         ],
     )
-    .map_err(pg_err)?;
-    Ok(())
 }
 
 fn advance(
@@ -435,7 +435,8 @@ fn advance_raw(c: &mut Client, conv: &str, reader: &str, seq: Seq) -> StoreResul
 }
 
 fn put_room_message_in(c: &mut Client, room: &str, seq: Seq, m: &RoomMessage) -> StoreResult<()> {
-    c.execute(
+    exec(
+        c,
         "INSERT INTO room_messages (room, seq, id, stanza_id, sender, sent_at, readable, stanza) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (room, seq) DO UPDATE SET \
          id = EXCLUDED.id, stanza_id = EXCLUDED.stanza_id, sender = EXCLUDED.sender, \
@@ -451,8 +452,6 @@ fn put_room_message_in(c: &mut Client, room: &str, seq: Seq, m: &RoomMessage) ->
             &m.stanza,
         ],
     )
-    .map_err(pg_err)?;
-    Ok(())
 }
 
 fn put_desk_in(c: &mut Client, desk: &str, d: &DeskConversation) -> StoreResult<()> {
@@ -460,7 +459,8 @@ fn put_desk_in(c: &mut Client, desk: &str, d: &DeskConversation) -> StoreResult<
         DeskState::Snoozed { until } => Some(big(until)),
         _ => None,
     };
-    c.execute(
+    exec(
+        c,
         "INSERT INTO desk_conversations (desk, customer, state, until, assignee, latest, latest_at, \
          customer_latest, read_upto, opened_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (desk, customer) DO UPDATE SET state = EXCLUDED.state, until = EXCLUDED.until, \
@@ -480,8 +480,6 @@ fn put_desk_in(c: &mut Client, desk: &str, d: &DeskConversation) -> StoreResult<
             &big(d.opened_at),
         ],
     )
-    .map_err(pg_err)?;
-    Ok(())
 }
 
 fn put_desk_event_in(
@@ -492,14 +490,25 @@ fn put_desk_event_in(
     e: &DeskEvent,
 ) -> StoreResult<()> {
     let kind = serde_json::to_string(&e.kind).expect("a desk event serializes");
-    c.execute(
+    exec(
+        c,
         "INSERT INTO desk_events (desk, customer, seq, at, by_whom, kind) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (desk, customer, seq) DO UPDATE SET \
          at = EXCLUDED.at, by_whom = EXCLUDED.by_whom, kind = EXCLUDED.kind",
         &[&desk, &customer, &big(seq), &big(e.at), &e.by, &kind],
     )
-    .map_err(pg_err)?;
+}
+
+/// Runs one statement whose rows affected do not matter.
+fn exec(c: &mut Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<()> {
+    c.execute(sql, params).map_err(pg_err)?;
     Ok(())
+}
+
+/// A `SELECT COUNT(*) ...`'s answer.
+fn count(c: &mut Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<usize> {
+    let n: i64 = c.query_one(sql, params).map_err(pg_err)?.get(0);
+    Ok(unbig(n) as usize)
 }
 
 /// How many refused messages of `sender` are kept (a trigger keeps the
@@ -711,27 +720,23 @@ impl Store for PgStore {
     ) -> StoreResult<()> {
         let conv = conv_text(conv);
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO queue (recipient, seq, conv, stanza) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (recipient, seq) DO UPDATE SET conv = EXCLUDED.conv, \
                  stanza = EXCLUDED.stanza",
                 &[&recipient, &big(seq), &conv, &stanza],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
     fn queued_count(&self, recipient: &str) -> StoreResult<usize> {
         self.read(|c| {
-            let n: i64 = c
-                .query_one(
-                    "SELECT COUNT(*) FROM queue WHERE recipient = $1",
-                    &[&recipient],
-                )
-                .map_err(pg_err)?
-                .get(0);
-            Ok(n as usize)
+            count(
+                c,
+                "SELECT COUNT(*) FROM queue WHERE recipient = $1",
+                &[&recipient],
+            )
         })
     }
 
@@ -757,25 +762,23 @@ impl Store for PgStore {
     fn dequeue(&self, recipient: &str, seqs: &[Seq]) -> StoreResult<()> {
         let seqs: Vec<i64> = seqs.iter().copied().map(big).collect();
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "DELETE FROM queue WHERE recipient = $1 AND seq = ANY($2)",
                 &[&recipient, &seqs],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
     fn put_room(&self, room: &str, record: &RoomRecord) -> StoreResult<()> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO rooms (room, created_at, fixed_members) VALUES ($1, $2, $3) \
                  ON CONFLICT (room) DO UPDATE SET created_at = EXCLUDED.created_at, \
                  fixed_members = EXCLUDED.fixed_members",
                 &[&room, &big(record.created_at), &record.fixed_members],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
@@ -816,14 +819,13 @@ impl Store for PgStore {
 
     fn set_membership(&self, room: &str, member: &str, m: &Membership) -> StoreResult<()> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO memberships (room, member, joined, left_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (room, member) DO UPDATE SET joined = EXCLUDED.joined, \
                  left_at = EXCLUDED.left_at",
                 &[&room, &member, &big(m.joined), &m.left.map(big)],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
@@ -927,25 +929,21 @@ impl Store for PgStore {
 
     fn add_room_creator(&self, creator: &str, room: &str) -> StoreResult<()> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO room_creators (creator, room) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[&creator, &room],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
     fn rooms_created_by(&self, creator: &str) -> StoreResult<usize> {
         self.read(|c| {
-            let n: i64 = c
-                .query_one(
-                    "SELECT COUNT(*) FROM room_creators WHERE creator = $1",
-                    &[&creator],
-                )
-                .map_err(pg_err)?
-                .get(0);
-            Ok(n as usize)
+            count(
+                c,
+                "SELECT COUNT(*) FROM room_creators WHERE creator = $1",
+                &[&creator],
+            )
         })
     }
 
@@ -1002,13 +1000,12 @@ impl Store for PgStore {
 
     fn set_read_receipts_pref(&self, user: &str, enabled: bool) -> StoreResult<()> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO read_receipts_prefs (jid, enabled) VALUES ($1, $2) \
                  ON CONFLICT (jid) DO UPDATE SET enabled = EXCLUDED.enabled",
                 &[&user, &enabled],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
@@ -1061,15 +1058,14 @@ impl Store for PgStore {
 
     fn set_room_subject(&self, room: &str, s: &RoomSubject) -> StoreResult<()> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO room_subjects (room, text, nick, setter, at, config) \
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room) DO UPDATE SET \
                  text = EXCLUDED.text, nick = EXCLUDED.nick, setter = EXCLUDED.setter, \
                  at = EXCLUDED.at, config = EXCLUDED.config",
                 &[&room, &s.text, &s.nick, &s.setter, &big(s.at), &s.config],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
@@ -1108,12 +1104,11 @@ impl Store for PgStore {
     fn put_preview(&self, conv: &ConversationKey, seq: Seq, text: &str) -> StoreResult<()> {
         let conv = conv_text(conv);
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "UPDATE messages SET preview = $3 WHERE seq = $1 AND conv = $2",
                 &[&big(seq), &conv, &text],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
@@ -1267,7 +1262,8 @@ impl Store for PgStore {
 
     fn inbox_missed(&self, user: &str, contact: &str, seq: Seq, at: Millis) -> StoreResult<()> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO inbox (jid, contact, latest, latest_at, latest_by_contact, own_latest, \
                  missed_count, missed_first_at, missed_last_at) \
                  VALUES ($1, $2, $3, $4, TRUE, 0, 1, $4, $4) ON CONFLICT (jid, contact) DO UPDATE SET \
@@ -1278,21 +1274,18 @@ impl Store for PgStore {
                  WHERE inbox.latest < EXCLUDED.latest",
                 &[&user, &contact, &big(seq), &big(at)],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
     fn inbox_room_sent(&self, user: &str, room: &str, seq: Seq) -> StoreResult<()> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO inbox_room_sent (jid, room, seq) VALUES ($1, $2, $3) \
                  ON CONFLICT (jid, room) DO UPDATE SET \
                  seq = GREATEST(inbox_room_sent.seq, EXCLUDED.seq)",
                 &[&user, &room, &big(seq)],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
@@ -1518,13 +1511,12 @@ impl Store for PgStore {
         agent: &str,
     ) -> StoreResult<()> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO desk_authors (desk, customer, seq, agent) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (desk, customer, seq) DO UPDATE SET agent = EXCLUDED.agent",
                 &[&desk, &customer, &big(seq), &agent],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
@@ -1594,13 +1586,12 @@ impl Store for PgStore {
     ) -> StoreResult<()> {
         let conv = conv_text(conv);
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO mark_log (conv, reader, seq, at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT DO NOTHING",
                 &[&conv, &reader, &big(seq), &big(at)],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
@@ -1631,12 +1622,11 @@ impl Store for PgStore {
 
     fn continue_after(&self, seq: Seq) -> StoreResult<()> {
         self.read(|c| {
-            c.execute(
+            exec(
+                c,
                 "SELECT setval('seq_numbers', GREATEST($1, (SELECT last_value FROM seq_numbers)))",
                 &[&big(seq.max(1))],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 }
@@ -1753,7 +1743,6 @@ fn expire_in(
     from: &ExpiryCursor,
     budget: usize,
 ) -> StoreResult<Expiry> {
-    use ::postgres::types::ToSql;
     let cutoff = big(cutoff);
     let (mut examined, mut removed) = (0usize, 0usize);
     // Rows removed with another (a message's held stanza): examined, but
