@@ -7,7 +7,7 @@
 # with tidemark's store in PostgreSQL (issue 12).
 #
 #   bash scripts/test.sh                 everything
-#   bash scripts/test.sh -k receipts     extra arguments go to pytest (both runs)
+#   bash scripts/test.sh -k receipts     extra arguments go to pytest (every run)
 #
 # EJABBERD=0 skips the ejabberd run, PG=0 the PostgreSQL one.
 # KEEP_RUN_DIR=1 keeps run/it-*/ (Prosody + tidemark logs) even when all pass;
