@@ -7,6 +7,9 @@
 #   scripts/postgres.sh stop DIR
 #   scripts/postgres.sh status DIR
 #   scripts/postgres.sh url DIR       print the connection URL (no password)
+#   scripts/postgres.sh createdb DIR NAME
+#                                     create database NAME (owned by tidemark)
+#                                     unless it exists; print its URL
 #
 # Environment (read by the first start; saved in DIR/env for later ones):
 #   PG_PORT (15432)
@@ -26,7 +29,7 @@ source "$(dirname "$0")/lib.sh"
 
 PG_BIN=/usr/lib/postgresql/15/bin
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64; }
 
 abs_dir() { mkdir -p "$1" && (cd "$1" && pwd); }
 
@@ -102,6 +105,19 @@ cmd_start() {
 	log "PostgreSQL 15 on 127.0.0.1:$PORT, database tidemark; URL in $dir/url, password in $dir/password"
 }
 
+# A database of its own per tidemark (the integration suite on PostgreSQL:
+# every tidemark a test starts gets a fresh store, as with sled's directory).
+cmd_createdb() {
+	local dir name; dir=$(abs_dir "$1"); name=$2
+	[[ $name =~ ^[a-z_][a-z0-9_]{0,62}$ ]] || die "database name $name: lower-case letters, digits and _ only"
+	settings "$dir"
+	local psql=(as_owner "$PG_BIN/psql" -h "$dir/data" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt)
+	if [ -z "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = '$name'")" ]; then
+		"${psql[@]}" -c "CREATE DATABASE $name OWNER tidemark" >/dev/null
+	fi
+	echo "postgres://tidemark@127.0.0.1:$PORT/$name"
+}
+
 cmd_stop() {
 	local dir; dir=$(abs_dir "$1")
 	if as_owner "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
@@ -129,5 +145,6 @@ start) [ $# = 2 ] || usage; cmd_start "$2" ;;
 stop) [ $# = 2 ] || usage; cmd_stop "$2" ;;
 status) [ $# = 2 ] || usage; cmd_status "$2" ;;
 url) [ $# = 2 ] || usage; cat "$(abs_dir "$2")/url" ;;
+createdb) [ $# = 3 ] || usage; cmd_createdb "$2" "$3" ;;
 *) usage ;;
 esac

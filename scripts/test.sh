@@ -3,12 +3,13 @@
 # tests (the store contract against sled and against a private PostgreSQL 15
 # cluster: scripts/postgres.sh, on 127.0.0.1:$PG_PORT, 15432 unless set) and
 # the integration tests against a real Prosody on 127.0.0.1, then the core
-# integration suites again against a real ejabberd (issue 12).
+# integration suites again against a real ejabberd, and on Prosody again
+# with tidemark's store in PostgreSQL (issue 12).
 #
 #   bash scripts/test.sh                 everything
-#   bash scripts/test.sh -k receipts     extra arguments go to pytest (both runs)
+#   bash scripts/test.sh -k receipts     extra arguments go to pytest (every run)
 #
-# EJABBERD=0 skips the ejabberd run.
+# EJABBERD=0 skips the ejabberd run, PG=0 the PostgreSQL one.
 # KEEP_RUN_DIR=1 keeps run/it-*/ (Prosody + tidemark logs) even when all pass;
 # it is always kept when a test fails. FUZZ_STANZAS (100000; 0 skips) and FUZZ_SEED (1)
 # set the bounded fuzz run.
@@ -72,6 +73,20 @@ if [ "${EJABBERD:-1}" != 0 ]; then
 	done
 	# Status 5: the extra arguments selected none of the core suites.
 	TIDEMARK_IT_SERVER=ejabberd python3 -m pytest -q "${core[@]}" "$@" || [ $? = 5 ]
+fi
+# The store-heavy core suites with every tidemark on a PostgreSQL database
+# of its own (TIDEMARK_IT_STORE=postgres; in this run's cluster): receipts,
+# markers and the status query over restarts and kill -9, the conversation
+# list, desks, rooms. About 4 minutes here.
+if [ "${PG:-1}" != 0 ]; then
+	log "integration tests, core suites, with the store in PostgreSQL (TIDEMARK_IT_STORE=postgres)"
+	core=()
+	for t in connection desk groups inbox markers presence presence_gate receipts relay \
+		resilience rooms_restart room_subject status_query; do
+		core+=("tests/integration/test_$t.py")
+	done
+	TIDEMARK_IT_STORE=postgres TIDEMARK_IT_PG_DIR="$PG_DIR" \
+		python3 -m pytest -q "${core[@]}" "$@" || [ $? = 5 ]
 fi
 # A bounded fuzz run (scripts/fuzz.sh runs millions): about a minute here.
 # FUZZ_STANZAS=0 skips it.

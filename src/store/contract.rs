@@ -431,6 +431,10 @@ pub fn retention_removes_what_is_older_than_the_cutoff(store: &dyn Store) {
     );
     assert_eq!(store.mark(&conv, "bob@x").unwrap(), new);
     assert_eq!(store.read_at(&conv, "bob@x", new).unwrap(), Some(1100));
+    // The room's count lost the old message too.
+    assert_eq!(store.room_messages_after("team@chat", 0).unwrap(), 1);
+    assert_eq!(store.room_messages_after("team@chat", old).unwrap(), 1);
+    assert_eq!(store.room_messages_after("team@chat", new).unwrap(), 0);
     // Nothing is left to remove.
     let again = store.expire(500, &ExpiryCursor::default(), 10_000).unwrap();
     assert_eq!(again.removed, 0);
@@ -1507,6 +1511,69 @@ pub fn desk_views_and_counts_follow_each_change(store: &dyn Store) {
     );
 }
 
+/// The counts follow the moves the first check does not make: a
+/// conversation handed from one agent to another, snoozed (still in its
+/// views), read without any other change, reopened from done, and a
+/// customer writing again; several desks and agents side by side.
+pub fn desk_counts_follow_handovers_snoozes_and_reopening(store: &dyn Store) {
+    let desk = "support";
+    let count = |s: &dyn Store, agent: &str| s.desk_counts(desk, agent).unwrap();
+    let pair = |v: ViewCount| (v.conversations, v.unread);
+    let mut dan = desk_conv("dan@x", 10);
+    dan.assignee = Some("alice@x".into());
+    store.put_desk_conversation(desk, &dan).unwrap();
+    let mut erin = desk_conv("erin@x", 20);
+    erin.assignee = Some("alice@x".into());
+    store.put_desk_conversation(desk, &erin).unwrap();
+    store
+        .put_desk_conversation("sales", &desk_conv("dan@x", 30))
+        .unwrap();
+    assert_eq!(pair(count(store, "alice@x").mine), (2, 2));
+    assert_eq!(pair(count(store, "alice@x").unassigned), (0, 0));
+
+    // Handed to bob: alice's count falls, bob's rises, the desk's stays.
+    dan.assignee = Some("bob@x".into());
+    store.put_desk_conversation(desk, &dan).unwrap();
+    assert_eq!(pair(count(store, "alice@x").mine), (1, 1));
+    assert_eq!(pair(count(store, "bob@x").mine), (1, 1));
+    assert_eq!(pair(count(store, "bob@x").all), (2, 2));
+
+    // Read by the desk: unread falls, nothing else moves.
+    dan.read_upto = dan.customer_latest;
+    store.put_desk_conversation(desk, &dan).unwrap();
+    assert_eq!(pair(count(store, "bob@x").mine), (1, 0));
+    assert_eq!(pair(count(store, "bob@x").all), (2, 1));
+
+    // Snoozed: still bob's, still in all.
+    dan.state = DeskState::Snoozed { until: 500 };
+    store.put_desk_conversation(desk, &dan).unwrap();
+    assert_eq!(pair(count(store, "bob@x").mine), (1, 0));
+    assert_eq!(pair(count(store, "bob@x").all), (2, 1));
+
+    // Done, then the customer writes and it is reopened, unassigned.
+    dan.state = DeskState::Done;
+    store.put_desk_conversation(desk, &dan).unwrap();
+    assert_eq!(pair(count(store, "bob@x").mine), (0, 0));
+    assert_eq!(pair(count(store, "bob@x").done), (1, 0));
+    assert_eq!(pair(count(store, "bob@x").all), (1, 1));
+    dan.state = DeskState::Open;
+    dan.assignee = None;
+    dan.latest = 40;
+    dan.customer_latest = 40;
+    store.put_desk_conversation(desk, &dan).unwrap();
+    let c = count(store, "bob@x");
+    assert_eq!(pair(c.done), (0, 0));
+    assert_eq!(pair(c.mine), (0, 0));
+    assert_eq!(pair(c.unassigned), (1, 1));
+    assert_eq!(pair(c.all), (2, 2));
+    // A rewrite of what is already stored changes no count.
+    store.put_desk_conversation(desk, &dan).unwrap();
+    assert_eq!(count(store, "bob@x"), c);
+    // The other desk kept its own.
+    let sales = store.desk_counts("sales", "alice@x").unwrap();
+    assert_eq!((pair(sales.all), pair(sales.unassigned)), ((1, 1), (1, 1)));
+}
+
 /// Events come back oldest first, the newest `limit`; authors by message;
 /// snoozed conversations listed with their time until they wake.
 pub fn desk_events_authors_and_snoozes_are_kept(store: &dyn Store) {
@@ -1577,6 +1644,11 @@ macro_rules! store_contract_tests {
         fn desk_views_and_counts_follow_each_change() {
             let store: Box<dyn $crate::store::Store> = Box::new($make);
             $crate::store::contract::desk_views_and_counts_follow_each_change(&*store)
+        }
+        #[test]
+        fn desk_counts_follow_handovers_snoozes_and_reopening() {
+            let store: Box<dyn $crate::store::Store> = Box::new($make);
+            $crate::store::contract::desk_counts_follow_handovers_snoozes_and_reopening(&*store)
         }
         #[test]
         fn desk_events_authors_and_snoozes_are_kept() {

@@ -7,8 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConversationKey, DeskConversation, DeskEventKind, Failure, Membership, MessageRecord, Millis,
-    Missed, OccupantRecord, RoomMessage, RoomRecord, RoomSubject, Seq, Store, StoreError,
+    ConversationKey, DeskConversation, DeskEventKind, Failure, InboxEntry, Membership,
+    MessageRecord, Millis, Missed, OccupantRecord, RoomMessage, RoomRecord, RoomSubject, Seq,
+    Store, StoreError, StoreResult,
 };
 
 pub const FORMAT: &str = "tidemark-export";
@@ -345,7 +346,7 @@ pub fn import(store: &dyn Store, input: impl std::io::BufRead) -> Result<u64, Ex
                 detail: "a second header".into(),
             });
         }
-        store.import_record(record).map_err(|e| match e {
+        import_record(store, record).map_err(|e| match e {
             StoreError::Rejected(detail) => ExportError::Format {
                 line: i + 2,
                 detail,
@@ -357,4 +358,218 @@ pub fn import(store: &dyn Store, input: impl std::io::BufRead) -> Result<u64, Ex
     store.continue_after(next_seq)?;
     store.flush()?;
     Ok(n)
+}
+
+/// Takes one record of an export into `store`, through its operations: the
+/// same for every backend. What the operations cannot say (a tidemark set
+/// without a move, a move of the past, an entry of the conversation list
+/// with its unread messages) goes through the `import_*` operations each
+/// backend has for it. A record that cannot be stored is
+/// [`StoreError::Rejected`].
+pub fn import_record(store: &dyn Store, record: ExportRecord) -> StoreResult<()> {
+    match record {
+        ExportRecord::Header { .. } => Err(StoreError::Rejected("a second header".into())),
+        ExportRecord::Message {
+            conversation,
+            seq,
+            id,
+            sender,
+            recipient,
+            sent_at,
+            delivered_at,
+            read_at,
+            failed,
+            wants_receipt,
+            wants_markers,
+            readable,
+            queued,
+            refused,
+            preview,
+        } => {
+            let record = MessageRecord {
+                id,
+                sender,
+                recipient,
+                sent_at,
+                delivered_at,
+                failed,
+                wants_receipt,
+                wants_markers,
+                readable,
+                queued,
+            };
+            if refused {
+                // Kept whatever the bound: the export holds what was kept.
+                store.put_refused_message(&conversation, seq, &record, usize::MAX)?;
+            } else {
+                store.put_message(&conversation, seq, &record)?;
+            }
+            // The read time is the recipient's tidemark passing the message.
+            if let Some(at) = read_at {
+                store.import_mark_moved(&conversation, &record.recipient, seq, at)?;
+            }
+            if let Some(text) = preview {
+                store.put_preview(&conversation, seq, &text)?;
+            }
+            Ok(())
+        }
+        ExportRecord::Mark {
+            conversation,
+            reader,
+            seq,
+        } => store.import_mark(&conversation, &reader, seq),
+        ExportRecord::MarkMoved {
+            conversation,
+            reader,
+            seq,
+            at,
+        } => store.import_mark_moved(&conversation, &reader, seq, at),
+        ExportRecord::Grant { contact, watcher } => {
+            store.set_presence_allowed(&contact, &watcher, true)
+        }
+        ExportRecord::Held {
+            recipient,
+            seq,
+            conversation,
+            stanza,
+        } => store.enqueue(&recipient, seq, &conversation, stanza.as_bytes()),
+        ExportRecord::Room {
+            room,
+            created_at,
+            fixed_members,
+        } => store.put_room(
+            &room,
+            &RoomRecord {
+                created_at,
+                fixed_members,
+            },
+        ),
+        ExportRecord::Member {
+            room,
+            member,
+            joined,
+            left,
+        } => store.set_membership(&room, &member, &Membership { joined, left }),
+        ExportRecord::RoomMessage {
+            room,
+            seq,
+            id,
+            stanza_id,
+            sender,
+            sent_at,
+            readable,
+            stanza,
+        } => store.put_room_message(
+            &room,
+            seq,
+            &RoomMessage {
+                id,
+                stanza_id,
+                sender,
+                sent_at,
+                readable,
+                stanza: stanza.into_bytes(),
+            },
+        ),
+        ExportRecord::RoomCreator { creator, room } => store.add_room_creator(&creator, &room),
+        ExportRecord::ReadReceipts { user, enabled } => {
+            store.set_read_receipts_pref(&user, enabled)
+        }
+        ExportRecord::Occupant {
+            room,
+            nick,
+            user,
+            sessions,
+            presence,
+        } => store.set_occupant(
+            &room,
+            &nick,
+            Some(&OccupantRecord {
+                user,
+                sessions,
+                presence,
+            }),
+        ),
+        ExportRecord::InboxEntry {
+            user,
+            contact,
+            latest,
+            latest_at,
+            latest_by_contact,
+            own_latest,
+            unread,
+            missed,
+        } => {
+            if latest == 0 || unread.iter().any(|s| *s > latest) {
+                return Err(StoreError::Rejected(format!(
+                    "inbox entry of {user} for {contact}: unread messages after its latest"
+                )));
+            }
+            let mut unread = unread;
+            unread.sort_unstable();
+            unread.dedup();
+            store.import_inbox_entry(
+                &user,
+                InboxEntry {
+                    contact,
+                    latest,
+                    latest_at,
+                    latest_by_contact,
+                    own_latest,
+                    unread: 0,
+                    missed,
+                },
+                &unread,
+            )
+        }
+        ExportRecord::InboxRoomSent { user, room, seq } => store.inbox_room_sent(&user, &room, seq),
+        ExportRecord::DeskConversation {
+            desk,
+            customer,
+            mut conversation,
+        } => {
+            conversation.customer = customer;
+            store.put_desk_conversation(&desk, &conversation)
+        }
+        ExportRecord::DeskEvent {
+            desk,
+            customer,
+            seq,
+            at,
+            by,
+            event,
+        } => store.put_desk_event(
+            &desk,
+            &customer,
+            seq,
+            &super::DeskEvent {
+                at,
+                by,
+                kind: event,
+            },
+        ),
+        ExportRecord::DeskAuthor {
+            desk,
+            customer,
+            seq,
+            agent,
+        } => store.put_desk_author(&desk, &customer, seq, &agent),
+        ExportRecord::RoomSubject {
+            room,
+            text,
+            nick,
+            setter,
+            at,
+            config,
+        } => store.set_room_subject(
+            &room,
+            &RoomSubject {
+                text,
+                nick,
+                setter,
+                at,
+                config,
+            },
+        ),
+    }
 }

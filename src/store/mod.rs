@@ -468,9 +468,28 @@ pub trait Store: Send + Sync {
         each: &mut dyn FnMut(ExportRecord) -> Result<(), ExportError>,
     ) -> Result<(), ExportError>;
 
-    /// Takes one record of an export. A record that cannot be stored is
-    /// [`StoreError::Rejected`].
-    fn import_record(&self, record: ExportRecord) -> StoreResult<()>;
+    // What an import ([`export::import_record`]) writes that no other
+    // operation can: the past as it was, not as it happens.
+
+    /// Sets `reader`'s tidemark in `conv` to at least `seq`, with no move
+    /// logged (the export's `Mark`).
+    fn import_mark(&self, conv: &ConversationKey, reader: &str, seq: Seq) -> StoreResult<()>;
+
+    /// Records that `reader`'s tidemark in `conv` passed `seq` at `at` (a
+    /// `MarkMoved`, or a party's read time of message `seq`), leaving the
+    /// tidemark itself to [`Store::import_mark`].
+    fn import_mark_moved(
+        &self,
+        conv: &ConversationKey,
+        reader: &str,
+        seq: Seq,
+        at: Millis,
+    ) -> StoreResult<()>;
+
+    /// Stores `user`'s conversation-list entry as exported, its unread
+    /// messages `unread` (sorted, none after `entry.latest`); `entry.unread`
+    /// is ignored.
+    fn import_inbox_entry(&self, user: &str, entry: InboxEntry, unread: &[Seq]) -> StoreResult<()>;
 
     /// Whether the store holds nothing (an import needs an empty one).
     fn is_empty(&self) -> StoreResult<bool>;

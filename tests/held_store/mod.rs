@@ -183,8 +183,22 @@ impl Store for HeldStore {
         self.inner.export_records(each)
     }
 
-    fn import_record(&self, record: ExportRecord) -> StoreResult<()> {
-        self.inner.import_record(record)
+    fn import_mark(&self, conv: &ConversationKey, reader: &str, seq: Seq) -> StoreResult<()> {
+        self.inner.import_mark(conv, reader, seq)
+    }
+
+    fn import_mark_moved(
+        &self,
+        conv: &ConversationKey,
+        reader: &str,
+        seq: Seq,
+        at: Millis,
+    ) -> StoreResult<()> {
+        self.inner.import_mark_moved(conv, reader, seq, at)
+    }
+
+    fn import_inbox_entry(&self, user: &str, entry: InboxEntry, unread: &[Seq]) -> StoreResult<()> {
+        self.inner.import_inbox_entry(user, entry, unread)
     }
 
     fn is_empty(&self) -> StoreResult<bool> {

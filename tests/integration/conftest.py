@@ -16,6 +16,13 @@ connected to it as chat.localhost. Tests are `async def`; they get `world`
 
 Every wait is bounded (TIMEOUT seconds, TIDEMARK_TEST_TIMEOUT to change it);
 absence is checked for at most about a second.
+
+The store is sled, or PostgreSQL with TIDEMARK_IT_STORE=postgres: the session
+then runs a private cluster (scripts/postgres.sh, on 127.0.0.1:PG_PORT, 15432
+unless set, under /tmp; or the running one in TIDEMARK_IT_PG_DIR), and every
+tidemark a test makes gets a database of its own, named after its directory,
+so that a restart (or kill -9) of the same tidemark reopens the same store and
+a new one (`World.use_config`) starts empty.
 """
 
 import asyncio
@@ -66,6 +73,52 @@ def prosody_only(why):
     """A mark for a test that needs Prosody itself (its log, its federation),
     not just a server: skipped under ejabberd, saying why."""
     return pytest.mark.skipif(EJABBERD, reason=f"Prosody-only: {why}")
+STORE = os.environ.get("TIDEMARK_IT_STORE", "sled")
+if STORE not in ("sled", "postgres"):
+    raise RuntimeError(f"TIDEMARK_IT_STORE={STORE!r}: sled or postgres")
+POSTGRES = STORE == "postgres"
+POSTGRES_SH = REPO / "scripts" / "postgres.sh"
+
+
+def sled_only(why):
+    """A mark for a test of sled itself (its directory, its lock): skipped on
+    PostgreSQL, saying why."""
+    return pytest.mark.skipif(POSTGRES, reason=f"sled-only: {why}")
+
+
+class Postgres:
+    """The session's PostgreSQL cluster: one database per tidemark store."""
+
+    def __init__(self):
+        given = os.environ.get("TIDEMARK_IT_PG_DIR")
+        self.owned = not given
+        # Under /tmp: the postgres user must reach it (not so a clone under /root).
+        self.dir = Path(given) if given else Path(tempfile.mkdtemp(prefix="tidemark-it-pg-"))
+        os.chmod(self.dir, 0o755)
+        self.token = secrets.token_hex(3)  # databases of this session only
+        if self.owned:
+            self.run("start", str(self.dir))
+        self.password_file = self.dir / "password"
+
+    def run(self, *args):
+        res = subprocess.run(["bash", str(POSTGRES_SH), *args], capture_output=True, text=True,
+                             timeout=120)
+        if res.returncode != 0:
+            raise RuntimeError(f"postgres.sh {' '.join(args)} failed ({res.returncode}):\n"
+                               f"{res.stdout}\n{res.stderr}")
+        return res.stdout.strip()
+
+    def database(self, name):
+        """The URL of this session's database `name`, created if new."""
+        slug = "".join(ch if ch.isalnum() else "_" for ch in name.lower())
+        return self.run("createdb", str(self.dir), f"it_{self.token}_{slug}"[:63])
+
+    def stop(self):
+        if self.owned:
+            self.run("stop", str(self.dir))
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
 # Two copies of the suite can run side by side when each is given its own
 # ports (and, for federation, its own loopback addresses; test_federation.py).
 C2S_PORT = int(os.environ.get("TIDEMARK_IT_C2S_PORT", "15222"))
@@ -81,10 +134,17 @@ DEFAULT_SERVER = (", ".join(f'"{n}:{COMPONENT_PORT}"' for n in CLUSTER_NODES) if
 
 def tidemark_toml(jid=COMPONENT, server=None, secret="s3cret",
                   storage="db", offline="reject", max_body_bytes=65536, level="info", extra="",
-                  component_extra=""):
+                  component_extra="", postgres=None):
     """The config file; `extra` is appended as is (say, [groups] or [[rooms]] sections),
-    `component_extra` goes into [component] (say, the tls keys)."""
+    `component_extra` goes into [component] (say, the tls keys). `postgres`: (url,
+    password file) of a PostgreSQL store instead of sled's `storage`."""
     server = DEFAULT_SERVER if server is None else f'"{server}"'
+    if postgres:
+        url, password_file = postgres
+        storage_section = (f'backend = "postgres"\nurl = "{url}"\n'
+                           f'password_file = "{password_file}"')
+    else:
+        storage_section = f'path = "{storage}"'
     return f"""\
 [component]
 jid = "{jid}"
@@ -93,7 +153,7 @@ secret = "{secret}"
 {component_extra}
 
 [storage]
-path = "{storage}"
+{storage_section}
 
 [presence]
 offline = "{offline}"
@@ -116,6 +176,11 @@ class Tidemark:
         self.dir.mkdir(parents=True, exist_ok=True)
         config.setdefault("secret", world.secret)
         config.setdefault("storage", str(self.dir / "db"))
+        if world.postgres is not None and "postgres" not in config:
+            # The directory's name is the database's: the same tidemark
+            # (a restart, Tidemark(world, "main") again) reopens its store.
+            config["postgres"] = (world.postgres.database(self.dir.name),
+                                  world.postgres.password_file)
         self.config_text = tidemark_toml(**config)
         self.config = self.dir / "tidemark.toml"
         self.config.write_text(self.config_text)
@@ -180,6 +245,7 @@ class World:
         self.test_no = 0
         self.accounts = {}
         self.clients_now: list[Client] = []
+        self.postgres = Postgres() if POSTGRES else None
         self.tidemark = Tidemark(self, "main")
         self.ready_needed = False
         # More settings for the server script (say, COMPONENT_TLS=1): see
@@ -366,6 +432,8 @@ def world_session():
     yield w
     w.tidemark.stop()
     w.stop_server()
+    if w.postgres is not None:
+        w.postgres.stop()
     if os.environ.get("KEEP_RUN_DIR") != "1" and not getattr(w, "failed", False):
         shutil.rmtree(base, ignore_errors=True)
     else:

@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from conftest import BINARY, C2S_PORT, COMPONENT, DEEP_NESTING, EJABBERD, Tidemark, tidemark_toml
+from conftest import BINARY, C2S_PORT, COMPONENT, DEEP_NESTING, EJABBERD, Tidemark, sled_only, tidemark_toml
 from match import message
 from stanzas import chat
 
@@ -128,6 +128,7 @@ async def test_the_servers_privilege_offer_is_taken_quietly(world):
     assert "invalid stanza dropped" not in log, log[-3000:]
 
 
+@sled_only("sled's directory lock; two tidemarks on one PostgreSQL database are the leader lock's to settle")
 async def test_a_store_in_use_says_so_for_serve_export_and_import(tm, world):
     await world.wait_ready()
     in_use = "is in use by another tidemark process; stop it or set storage.path to another directory"

@@ -15,6 +15,7 @@ mod schema;
 
 use std::sync::{Mutex, MutexGuard};
 
+use ::postgres::types::ToSql;
 use ::postgres::{Client, NoTls, Row};
 
 use super::export::{ExportError, ExportRecord};
@@ -329,9 +330,9 @@ fn room_message_from(row: &Row) -> (Seq, RoomMessage) {
     )
 }
 
+/// `unread` is kept by a trigger on inbox_unread (migration 2).
 const INBOX_COLUMNS: &str = "contact, latest, latest_at, latest_by_contact, own_latest, missed_count, \
-     missed_first_at, missed_last_at, \
-     (SELECT COUNT(*) FROM inbox_unread u WHERE u.jid = inbox.jid AND u.contact = inbox.contact)";
+     missed_first_at, missed_last_at, unread";
 
 fn inbox_from(row: &Row) -> InboxEntry {
     let count: Option<i32> = row.get(5);
@@ -341,7 +342,7 @@ fn inbox_from(row: &Row) -> InboxEntry {
         latest_at: unbig(row.get(2)),
         latest_by_contact: row.get(3),
         own_latest: unbig(row.get(4)),
-        unread: row.get::<_, i64>(8) as u32,
+        unread: u32::try_from(row.get::<_, i64>(8).max(0)).unwrap_or(u32::MAX),
         missed: count.map(|count| Missed {
             count: count as u32,
             first_at: unbig(row.get::<_, Option<i64>>(6).unwrap_or_default()),
@@ -420,7 +421,8 @@ fn upsert_message(
         }
     }
     let failed = r.failed.as_ref();
-    c.execute(
+    exec(
+        c,
         "INSERT INTO messages (seq, conv, id, sender, recipient, sent_at, delivered_at, failed_at, \
          failed_condition, failed_text, wants_receipt, wants_markers, readable, queued, refused) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
@@ -448,8 +450,6 @@ fn upsert_message(
             &refused,
         ],
     )
-    .map_err(pg_err)?;
-    Ok(())
 }
 
 fn advance(
@@ -487,7 +487,8 @@ fn advance_raw(c: &mut Client, conv: &str, reader: &str, seq: Seq) -> StoreResul
 }
 
 fn put_room_message_in(c: &mut Client, room: &str, seq: Seq, m: &RoomMessage) -> StoreResult<()> {
-    c.execute(
+    exec(
+        c,
         "INSERT INTO room_messages (room, seq, id, stanza_id, sender, sent_at, readable, stanza) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (room, seq) DO UPDATE SET \
          id = EXCLUDED.id, stanza_id = EXCLUDED.stanza_id, sender = EXCLUDED.sender, \
@@ -503,8 +504,6 @@ fn put_room_message_in(c: &mut Client, room: &str, seq: Seq, m: &RoomMessage) ->
             &m.stanza,
         ],
     )
-    .map_err(pg_err)?;
-    Ok(())
 }
 
 fn put_desk_in(c: &mut Client, desk: &str, d: &DeskConversation) -> StoreResult<()> {
@@ -512,7 +511,8 @@ fn put_desk_in(c: &mut Client, desk: &str, d: &DeskConversation) -> StoreResult<
         DeskState::Snoozed { until } => Some(big(until)),
         _ => None,
     };
-    c.execute(
+    exec(
+        c,
         "INSERT INTO desk_conversations (desk, customer, state, until, assignee, latest, latest_at, \
          customer_latest, read_upto, opened_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (desk, customer) DO UPDATE SET state = EXCLUDED.state, until = EXCLUDED.until, \
@@ -532,8 +532,6 @@ fn put_desk_in(c: &mut Client, desk: &str, d: &DeskConversation) -> StoreResult<
             &big(d.opened_at),
         ],
     )
-    .map_err(pg_err)?;
-    Ok(())
 }
 
 fn put_desk_event_in(
@@ -544,14 +542,35 @@ fn put_desk_event_in(
     e: &DeskEvent,
 ) -> StoreResult<()> {
     let kind = serde_json::to_string(&e.kind).expect("a desk event serializes");
-    c.execute(
+    exec(
+        c,
         "INSERT INTO desk_events (desk, customer, seq, at, by_whom, kind) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (desk, customer, seq) DO UPDATE SET \
          at = EXCLUDED.at, by_whom = EXCLUDED.by_whom, kind = EXCLUDED.kind",
         &[&desk, &customer, &big(seq), &big(e.at), &e.by, &kind],
     )
-    .map_err(pg_err)?;
+}
+
+/// Runs one statement whose rows affected do not matter.
+fn exec(c: &mut Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<()> {
+    c.execute(sql, params).map_err(pg_err)?;
     Ok(())
+}
+
+/// A `SELECT COUNT(*) ...`'s answer.
+fn count(c: &mut Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<usize> {
+    let n: i64 = c.query_one(sql, params).map_err(pg_err)?.get(0);
+    Ok(unbig(n) as usize)
+}
+
+/// How many refused messages of `sender` are kept (a trigger keeps the
+/// count: migration 2).
+fn refusals_of(c: &mut Client, sender: &str) -> StoreResult<usize> {
+    Ok(
+        c.query_opt("SELECT n FROM refusal_counts WHERE sender = $1", &[&sender])
+            .map_err(pg_err)?
+            .map_or(0, |r| unbig(r.get(0)) as usize),
+    )
 }
 
 /// Tables in the order retention walks them, with the key columns it
@@ -723,29 +742,25 @@ impl Store for PgStore {
     ) -> StoreResult<()> {
         self.write(|c| {
             upsert_message(c, conv, seq, record, true)?;
-            // The sender's oldest refusals beyond `keep`; the id index is
-            // the table's, so a later message with the id keeps it.
-            c.execute(
-                "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages \
-                 WHERE sender = $1 AND refused ORDER BY seq DESC OFFSET $2)",
-                &[&record.sender, &limit(keep)],
-            )
-            .map_err(pg_err)?;
+            // The sender's oldest refusals beyond `keep`, found from the
+            // kept count: usually none, one when the sender is at the
+            // bound. The id index is the table's, so a later message with
+            // the id keeps it.
+            let over = refusals_of(c, &record.sender)?.saturating_sub(keep);
+            if over > 0 {
+                c.execute(
+                    "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages \
+                     WHERE sender = $1 AND refused ORDER BY seq LIMIT $2)",
+                    &[&record.sender, &limit(over)],
+                )
+                .map_err(pg_err)?;
+            }
             Ok(())
         })
     }
 
     fn refusal_count(&self, sender: &str) -> StoreResult<usize> {
-        self.read(|c| {
-            let n: i64 = c
-                .query_one(
-                    "SELECT COUNT(*) FROM messages WHERE sender = $1 AND refused",
-                    &[&sender],
-                )
-                .map_err(pg_err)?
-                .get(0);
-            Ok(n as usize)
-        })
+        self.read(|c| refusals_of(c, sender))
     }
 
     fn enqueue(
@@ -757,27 +772,23 @@ impl Store for PgStore {
     ) -> StoreResult<()> {
         let conv = conv_text(conv);
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO queue (recipient, seq, conv, stanza) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (recipient, seq) DO UPDATE SET conv = EXCLUDED.conv, \
                  stanza = EXCLUDED.stanza",
                 &[&recipient, &big(seq), &conv, &stanza],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
     fn queued_count(&self, recipient: &str) -> StoreResult<usize> {
         self.read(|c| {
-            let n: i64 = c
-                .query_one(
-                    "SELECT COUNT(*) FROM queue WHERE recipient = $1",
-                    &[&recipient],
-                )
-                .map_err(pg_err)?
-                .get(0);
-            Ok(n as usize)
+            count(
+                c,
+                "SELECT COUNT(*) FROM queue WHERE recipient = $1",
+                &[&recipient],
+            )
         })
     }
 
@@ -803,25 +814,23 @@ impl Store for PgStore {
     fn dequeue(&self, recipient: &str, seqs: &[Seq]) -> StoreResult<()> {
         let seqs: Vec<i64> = seqs.iter().copied().map(big).collect();
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "DELETE FROM queue WHERE recipient = $1 AND seq = ANY($2)",
                 &[&recipient, &seqs],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
     fn put_room(&self, room: &str, record: &RoomRecord) -> StoreResult<()> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO rooms (room, created_at, fixed_members) VALUES ($1, $2, $3) \
                  ON CONFLICT (room) DO UPDATE SET created_at = EXCLUDED.created_at, \
                  fixed_members = EXCLUDED.fixed_members",
                 &[&room, &big(record.created_at), &record.fixed_members],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
@@ -862,14 +871,13 @@ impl Store for PgStore {
 
     fn set_membership(&self, room: &str, member: &str, m: &Membership) -> StoreResult<()> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO memberships (room, member, joined, left_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (room, member) DO UPDATE SET joined = EXCLUDED.joined, \
                  left_at = EXCLUDED.left_at",
                 &[&room, &member, &big(m.joined), &m.left.map(big)],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
@@ -973,25 +981,21 @@ impl Store for PgStore {
 
     fn add_room_creator(&self, creator: &str, room: &str) -> StoreResult<()> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO room_creators (creator, room) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[&creator, &room],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
     fn rooms_created_by(&self, creator: &str) -> StoreResult<usize> {
         self.read(|c| {
-            let n: i64 = c
-                .query_one(
-                    "SELECT COUNT(*) FROM room_creators WHERE creator = $1",
-                    &[&creator],
-                )
-                .map_err(pg_err)?
-                .get(0);
-            Ok(n as usize)
+            count(
+                c,
+                "SELECT COUNT(*) FROM room_creators WHERE creator = $1",
+                &[&creator],
+            )
         })
     }
 
@@ -1048,13 +1052,12 @@ impl Store for PgStore {
 
     fn set_read_receipts_pref(&self, user: &str, enabled: bool) -> StoreResult<()> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO read_receipts_prefs (jid, enabled) VALUES ($1, $2) \
                  ON CONFLICT (jid) DO UPDATE SET enabled = EXCLUDED.enabled",
                 &[&user, &enabled],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
@@ -1107,15 +1110,14 @@ impl Store for PgStore {
 
     fn set_room_subject(&self, room: &str, s: &RoomSubject) -> StoreResult<()> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO room_subjects (room, text, nick, setter, at, config) \
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room) DO UPDATE SET \
                  text = EXCLUDED.text, nick = EXCLUDED.nick, setter = EXCLUDED.setter, \
                  at = EXCLUDED.at, config = EXCLUDED.config",
                 &[&room, &s.text, &s.nick, &s.setter, &big(s.at), &s.config],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
@@ -1154,12 +1156,11 @@ impl Store for PgStore {
     fn put_preview(&self, conv: &ConversationKey, seq: Seq, text: &str) -> StoreResult<()> {
         let conv = conv_text(conv);
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "UPDATE messages SET preview = $3 WHERE seq = $1 AND conv = $2",
                 &[&big(seq), &conv, &text],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
@@ -1313,7 +1314,8 @@ impl Store for PgStore {
 
     fn inbox_missed(&self, user: &str, contact: &str, seq: Seq, at: Millis) -> StoreResult<()> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO inbox (jid, contact, latest, latest_at, latest_by_contact, own_latest, \
                  missed_count, missed_first_at, missed_last_at) \
                  VALUES ($1, $2, $3, $4, TRUE, 0, 1, $4, $4) ON CONFLICT (jid, contact) DO UPDATE SET \
@@ -1324,21 +1326,18 @@ impl Store for PgStore {
                  WHERE inbox.latest < EXCLUDED.latest",
                 &[&user, &contact, &big(seq), &big(at)],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
     fn inbox_room_sent(&self, user: &str, room: &str, seq: Seq) -> StoreResult<()> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO inbox_room_sent (jid, room, seq) VALUES ($1, $2, $3) \
                  ON CONFLICT (jid, room) DO UPDATE SET \
                  seq = GREATEST(inbox_room_sent.seq, EXCLUDED.seq)",
                 &[&user, &room, &big(seq)],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
@@ -1388,12 +1387,13 @@ impl Store for PgStore {
     }
 
     fn inbox_unread_total(&self, user: &str) -> StoreResult<u64> {
+        // Kept by a trigger on inbox_unread (migration 2).
         self.read(|c| {
-            let n: i64 = c
-                .query_one("SELECT COUNT(*) FROM inbox_unread WHERE jid = $1", &[&user])
-                .map_err(pg_err)?
-                .get(0);
-            Ok(unbig(n))
+            Ok(
+                c.query_opt("SELECT unread FROM inbox_totals WHERE jid = $1", &[&user])
+                    .map_err(pg_err)?
+                    .map_or(0, |r| unbig(r.get(0))),
+            )
         })
     }
 
@@ -1423,15 +1423,19 @@ impl Store for PgStore {
     }
 
     fn room_messages_after(&self, room: &str, after: Seq) -> StoreResult<u64> {
+        // The room's total less the running count of its first counted
+        // message after `after` (migration 2): two index lookups.
         self.read(|c| {
-            let n: i64 = c
+            let n: Option<i64> = c
                 .query_one(
-                    "SELECT COUNT(*) FROM room_messages WHERE room = $1 AND seq > $2",
+                    "SELECT (SELECT total FROM room_counts WHERE room = $1) + 1 - \
+                     (SELECT counted FROM room_messages WHERE room = $1 AND seq > $2 \
+                      AND counted IS NOT NULL ORDER BY seq LIMIT 1)",
                     &[&room, &big(after)],
                 )
                 .map_err(pg_err)?
                 .get(0);
-            Ok(unbig(n))
+            Ok(n.map_or(0, unbig))
         })
     }
 
@@ -1486,35 +1490,36 @@ impl Store for PgStore {
     }
 
     fn desk_counts(&self, desk: &str, agent: &str) -> StoreResult<DeskCounts> {
-        // Counted from the conversations: O(conversations of the desk), not
-        // yet the O(1) of kept counts (left for the next step).
+        // Kept by a trigger on desk_conversations (migration 2): at most
+        // four rows, by the primary key.
         self.read(|c| {
-            let r = c
-                .query_one(
-                    "SELECT \
-                       COUNT(*) FILTER (WHERE state <> 'done' AND assignee = $2), \
-                       COUNT(*) FILTER (WHERE state <> 'done' AND assignee = $2 AND customer_latest > read_upto), \
-                       COUNT(*) FILTER (WHERE state <> 'done' AND assignee IS NULL), \
-                       COUNT(*) FILTER (WHERE state <> 'done' AND assignee IS NULL AND customer_latest > read_upto), \
-                       COUNT(*) FILTER (WHERE state <> 'done'), \
-                       COUNT(*) FILTER (WHERE state <> 'done' AND customer_latest > read_upto), \
-                       COUNT(*) FILTER (WHERE state = 'done'), \
-                       COUNT(*) FILTER (WHERE state = 'done' AND customer_latest > read_upto) \
-                     FROM desk_conversations WHERE desk = $1",
+            let mut counts = DeskCounts::default();
+            for r in c
+                .query(
+                    "SELECT view_name, conversations, unread FROM desk_counts WHERE desk = $1 \
+                     AND ((view_name <> 'mine' AND agent = '') OR (view_name = 'mine' AND agent = $2))",
                     &[&desk, &agent],
                 )
-                .map_err(pg_err)?;
-            let n = |i: usize| unbig(r.get::<_, i64>(i));
-            let count = |i: usize| ViewCount {
-                conversations: n(i),
-                unread: n(i + 1),
-            };
-            Ok(DeskCounts {
-                mine: count(0),
-                unassigned: count(2),
-                all: count(4),
-                done: count(6),
-            })
+                .map_err(pg_err)?
+            {
+                let count = ViewCount {
+                    conversations: unbig(r.get(1)),
+                    unread: unbig(r.get(2)),
+                };
+                match r.get::<_, &str>(0) {
+                    "mine" => counts.mine = count,
+                    "unassigned" => counts.unassigned = count,
+                    "all" => counts.all = count,
+                    "done" => counts.done = count,
+                    other => {
+                        return Err(StoreError::Corrupt {
+                            what: "desk count view",
+                            detail: other.to_owned(),
+                        });
+                    }
+                }
+            }
+            Ok(counts)
         })
     }
 
@@ -1558,13 +1563,12 @@ impl Store for PgStore {
         agent: &str,
     ) -> StoreResult<()> {
         self.write(|c| {
-            c.execute(
+            exec(
+                c,
                 "INSERT INTO desk_authors (desk, customer, seq, agent) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (desk, customer, seq) DO UPDATE SET agent = EXCLUDED.agent",
                 &[&desk, &customer, &big(seq), &agent],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 
@@ -1618,11 +1622,36 @@ impl Store for PgStore {
         &self,
         each: &mut dyn FnMut(ExportRecord) -> Result<(), ExportError>,
     ) -> Result<(), ExportError> {
+        // Pending writes first (export_in reads in a transaction of its own).
+        self.flush()?;
         self.read(|c| Ok(export_in(c, each)))?
     }
 
-    fn import_record(&self, record: ExportRecord) -> StoreResult<()> {
-        self.write(|c| import_in(c, record))
+    fn import_mark(&self, conv: &ConversationKey, reader: &str, seq: Seq) -> StoreResult<()> {
+        let conv = conv_text(conv);
+        self.write(|c| advance_raw(c, &conv, reader, seq).map(|_| ()))
+    }
+
+    fn import_mark_moved(
+        &self,
+        conv: &ConversationKey,
+        reader: &str,
+        seq: Seq,
+        at: Millis,
+    ) -> StoreResult<()> {
+        let conv = conv_text(conv);
+        self.write(|c| {
+            exec(
+                c,
+                "INSERT INTO mark_log (conv, reader, seq, at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT DO NOTHING",
+                &[&conv, &reader, &big(seq), &big(at)],
+            )
+        })
+    }
+
+    fn import_inbox_entry(&self, user: &str, entry: InboxEntry, unread: &[Seq]) -> StoreResult<()> {
+        self.write(|c| import_inbox_entry_in(c, user, &entry, unread))
     }
 
     fn is_empty(&self) -> StoreResult<bool> {
@@ -1648,12 +1677,11 @@ impl Store for PgStore {
 
     fn continue_after(&self, seq: Seq) -> StoreResult<()> {
         self.read(|c| {
-            c.execute(
+            exec(
+                c,
                 "SELECT setval('seq_numbers', GREATEST($1, (SELECT last_value FROM seq_numbers)))",
                 &[&big(seq.max(1))],
             )
-            .map_err(pg_err)?;
-            Ok(())
         })
     }
 }
@@ -1673,6 +1701,94 @@ fn desk_event_from(r: &Row) -> StoreResult<(Seq, DeskEvent)> {
     ))
 }
 
+/// A key column of a table retention walks.
+#[derive(Clone, Copy)]
+enum KeyColumn {
+    Text,
+    Big,
+}
+
+/// One phase of retention: a table walked by its key. `select` gives the
+/// key columns, then the time compared with the cutoff, then what
+/// `remove` needs; it takes the key to go on after as `$1..$k` and the
+/// page's size as `$k+1`.
+struct Walk {
+    select: &'static str,
+    key: &'static [KeyColumn],
+    /// Removes one expired row: how many entries that removed, and how
+    /// many it examined besides the row itself.
+    remove: fn(&mut Client, &Row) -> StoreResult<(usize, usize)>,
+}
+
+/// The phases, in the order retention walks them.
+const WALKS: [Walk; EXPIRY_PHASES as usize] = [
+    Walk {
+        select: "SELECT seq, sent_at, conv FROM messages WHERE seq > $1 ORDER BY seq LIMIT $2",
+        key: &[KeyColumn::Big],
+        remove: |c, r| {
+            let (seq, conv): (i64, String) = (r.get(0), r.get(2));
+            c.execute("DELETE FROM messages WHERE seq = $1", &[&seq])
+                .map_err(pg_err)?;
+            // Its held stanza goes with it, examined and removed in the
+            // same step.
+            let held = c
+                .execute(
+                    "DELETE FROM queue WHERE seq = $1 AND conv = $2",
+                    &[&seq, &conv],
+                )
+                .map_err(pg_err)? as usize;
+            Ok((1 + held, held))
+        },
+    },
+    Walk {
+        select: "SELECT room, seq, sent_at FROM room_messages WHERE (room, seq) > ($1, $2) \
+                 ORDER BY room, seq LIMIT $3",
+        key: &[KeyColumn::Text, KeyColumn::Big],
+        remove: |c, r| {
+            let (room, seq): (String, i64) = (r.get(0), r.get(1));
+            c.execute(
+                "DELETE FROM room_messages WHERE room = $1 AND seq = $2",
+                &[&room, &seq],
+            )
+            .map_err(pg_err)?;
+            Ok((1, 0))
+        },
+    },
+    Walk {
+        select: "SELECT jid, contact, latest_at FROM inbox WHERE (jid, contact) > ($1, $2) \
+                 ORDER BY jid, contact LIMIT $3",
+        key: &[KeyColumn::Text, KeyColumn::Text],
+        remove: |c, r| {
+            let (jid, contact): (String, String) = (r.get(0), r.get(1));
+            for sql in [
+                "DELETE FROM inbox WHERE jid = $1 AND contact = $2",
+                "DELETE FROM inbox_unread WHERE jid = $1 AND contact = $2",
+            ] {
+                c.execute(sql, &[&jid, &contact]).map_err(pg_err)?;
+            }
+            Ok((1, 0))
+        },
+    },
+    Walk {
+        select: "SELECT conv, reader, seq, at FROM mark_log \
+                 WHERE (conv, reader, seq) > ($1, $2, $3) ORDER BY conv, reader, seq LIMIT $4",
+        key: &[KeyColumn::Text, KeyColumn::Text, KeyColumn::Big],
+        remove: |c, r| {
+            let (conv, reader, seq): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+            c.execute(
+                "DELETE FROM mark_log WHERE conv = $1 AND reader = $2 AND seq = $3",
+                &[&conv, &reader, &seq],
+            )
+            .map_err(pg_err)?;
+            // A party's read times are statuses of the messages, counted
+            // with them (as sled's status log does); a room's or a private
+            // tidemark's log entries count.
+            let counted = conv_from(&conv)?.side_of(&reader).is_none();
+            Ok((usize::from(counted), 0))
+        },
+    },
+];
+
 /// One step of retention: the phases walk messages (with their held
 /// stanzas), room messages, inbox entries and tidemark log entries, each by
 /// its key, examining at most `budget` rows in all.
@@ -1688,6 +1804,7 @@ fn expire_in(
     // not counted against the phase's page.
     let mut also_examined = 0usize;
     let mut phase = from.phase;
+    // The key to go on after, as a JSON array of the key's columns.
     let mut after: Option<serde_json::Value> = match &from.after {
         Some(bytes) => Some(
             serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
@@ -1697,167 +1814,49 @@ fn expire_in(
         ),
         None => None,
     };
-    while phase < EXPIRY_PHASES {
+    while let Some(walk) = WALKS.get(usize::from(phase)) {
         let room = budget - examined;
-        let want = limit(room);
-        let (n, last) = match phase {
-            0 => {
-                let from_seq = after.as_ref().and_then(|v| v.as_i64()).unwrap_or(0);
-                let rows = c
-                    .query(
-                        "SELECT seq, conv, sent_at FROM messages WHERE seq > $1 ORDER BY seq LIMIT $2",
-                        &[&from_seq, &want],
-                    )
-                    .map_err(pg_err)?;
-                for r in &rows {
-                    let sent_at: i64 = r.get(2);
-                    if sent_at < cutoff {
-                        let seq: i64 = r.get(0);
-                        let conv: String = r.get(1);
-                        c.execute("DELETE FROM messages WHERE seq = $1", &[&seq])
-                            .map_err(pg_err)?;
-                        // Its held stanza goes with it, examined and
-                        // removed in the same step.
-                        let held = c
-                            .execute(
-                                "DELETE FROM queue WHERE seq = $1 AND conv = $2",
-                                &[&seq, &conv],
-                            )
-                            .map_err(pg_err)? as usize;
-                        removed += 1 + held;
-                        also_examined += held;
-                    }
+        // Below every key: "" and -1 (sequences start at 1).
+        let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
+        for (i, column) in walk.key.iter().enumerate() {
+            let v = after.as_ref().map(|a| &a[i]);
+            params.push(match column {
+                KeyColumn::Text => {
+                    Box::new(v.and_then(|v| v.as_str()).unwrap_or_default().to_owned())
                 }
-                (
-                    rows.len(),
-                    rows.last().map(|r| serde_json::json!(r.get::<_, i64>(0))),
-                )
+                KeyColumn::Big => Box::new(v.and_then(|v| v.as_i64()).unwrap_or(-1)),
+            });
+        }
+        params.push(Box::new(limit(room)));
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p).collect();
+        let rows = c.query(walk.select, &params).map_err(pg_err)?;
+        let at = walk.key.len();
+        for r in &rows {
+            if r.get::<_, i64>(at) < cutoff {
+                let (gone, with_it) = (walk.remove)(c, r)?;
+                removed += gone;
+                also_examined += with_it;
             }
-            1 => {
-                let (room_from, seq_from) = match &after {
-                    Some(v) => (
-                        v[0].as_str().unwrap_or_default().to_owned(),
-                        v[1].as_i64().unwrap_or(0),
-                    ),
-                    None => (String::new(), -1),
-                };
-                let rows = c
-                    .query(
-                        "SELECT room, seq, sent_at FROM room_messages WHERE (room, seq) > ($1, $2) \
-                         ORDER BY room, seq LIMIT $3",
-                        &[&room_from, &seq_from, &want],
-                    )
-                    .map_err(pg_err)?;
-                for r in &rows {
-                    let sent_at: i64 = r.get(2);
-                    if sent_at < cutoff {
-                        let (rm, seq): (String, i64) = (r.get(0), r.get(1));
-                        c.execute(
-                            "DELETE FROM room_messages WHERE room = $1 AND seq = $2",
-                            &[&rm, &seq],
-                        )
-                        .map_err(pg_err)?;
-                        removed += 1;
-                    }
-                }
-                (
-                    rows.len(),
-                    rows.last()
-                        .map(|r| serde_json::json!([r.get::<_, String>(0), r.get::<_, i64>(1)])),
-                )
-            }
-            2 => {
-                let (jid_from, contact_from) = match &after {
-                    Some(v) => (
-                        v[0].as_str().unwrap_or_default().to_owned(),
-                        v[1].as_str().unwrap_or_default().to_owned(),
-                    ),
-                    None => (String::new(), String::new()),
-                };
-                let rows = c
-                    .query(
-                        "SELECT jid, contact, latest_at FROM inbox WHERE (jid, contact) > ($1, $2) \
-                         ORDER BY jid, contact LIMIT $3",
-                        &[&jid_from, &contact_from, &want],
-                    )
-                    .map_err(pg_err)?;
-                for r in &rows {
-                    let latest_at: i64 = r.get(2);
-                    if latest_at < cutoff {
-                        let (jid, contact): (String, String) = (r.get(0), r.get(1));
-                        c.execute(
-                            "DELETE FROM inbox WHERE jid = $1 AND contact = $2",
-                            &[&jid, &contact],
-                        )
-                        .map_err(pg_err)?;
-                        c.execute(
-                            "DELETE FROM inbox_unread WHERE jid = $1 AND contact = $2",
-                            &[&jid, &contact],
-                        )
-                        .map_err(pg_err)?;
-                        removed += 1;
-                    }
-                }
-                (
-                    rows.len(),
-                    rows.last()
-                        .map(|r| serde_json::json!([r.get::<_, String>(0), r.get::<_, String>(1)])),
-                )
-            }
-            _ => {
-                let (conv_from_, reader_from, seq_from) = match &after {
-                    Some(v) => (
-                        v[0].as_str().unwrap_or_default().to_owned(),
-                        v[1].as_str().unwrap_or_default().to_owned(),
-                        v[2].as_i64().unwrap_or(0),
-                    ),
-                    None => (String::new(), String::new(), -1),
-                };
-                let rows = c
-                    .query(
-                        "SELECT conv, reader, seq, at FROM mark_log \
-                         WHERE (conv, reader, seq) > ($1, $2, $3) \
-                         ORDER BY conv, reader, seq LIMIT $4",
-                        &[&conv_from_, &reader_from, &seq_from, &want],
-                    )
-                    .map_err(pg_err)?;
-                for r in &rows {
-                    let at: i64 = r.get(3);
-                    if at < cutoff {
-                        let (conv, reader, seq): (String, String, i64) =
-                            (r.get(0), r.get(1), r.get(2));
-                        c.execute(
-                            "DELETE FROM mark_log WHERE conv = $1 AND reader = $2 AND seq = $3",
-                            &[&conv, &reader, &seq],
-                        )
-                        .map_err(pg_err)?;
-                        // A party's read times are statuses of the messages,
-                        // counted with them (as sled's status log does); a
-                        // room's or a private tidemark's log entries count.
-                        if conv_from(&conv)?.side_of(&reader).is_none() {
-                            removed += 1;
-                        }
-                    }
-                }
-                (
-                    rows.len(),
-                    rows.last().map(|r| {
-                        serde_json::json!([
-                            r.get::<_, String>(0),
-                            r.get::<_, String>(1),
-                            r.get::<_, i64>(2)
-                        ])
-                    }),
-                )
-            }
-        };
-        examined += n;
-        if n < room {
+        }
+        examined += rows.len();
+        if rows.len() < room {
             phase += 1;
             after = None;
             continue;
         }
         // The budget is spent within this phase: go on from its last key.
+        let last = rows.last().map(|r| {
+            serde_json::Value::Array(
+                walk.key
+                    .iter()
+                    .enumerate()
+                    .map(|(i, column)| match column {
+                        KeyColumn::Text => serde_json::json!(r.get::<_, String>(i)),
+                        KeyColumn::Big => serde_json::json!(r.get::<_, i64>(i)),
+                    })
+                    .collect(),
+            )
+        });
         return Ok(Expiry {
             examined: examined + also_examined,
             removed,
@@ -1875,7 +1874,7 @@ fn expire_in(
 }
 
 mod exchange;
-use exchange::{export_in, import_in};
+use exchange::{export_in, import_inbox_entry_in};
 
 #[cfg(test)]
 mod tests;

@@ -51,6 +51,28 @@ fn sled_exports_import_here_and_back() {
     assert_eq!(sorted_body(&from_pg), sorted_body(&from_sled));
     assert!(pg.next_seq().unwrap() > sled.next_seq().unwrap() - 1);
     assert!(!pg.is_empty().unwrap());
+    // The counts are not in the export: the import made them as the rows
+    // went in.
+    for agent in ["alice@x", "bob@x"] {
+        assert_eq!(
+            pg.desk_counts("support", agent).unwrap(),
+            sled.desk_counts("support", agent).unwrap()
+        );
+    }
+    for user in ["alice@x", "bob@x"] {
+        assert_eq!(
+            pg.inbox_unread_total(user).unwrap(),
+            sled.inbox_unread_total(user).unwrap()
+        );
+        assert_eq!(
+            pg.refusal_count(user).unwrap(),
+            sled.refusal_count(user).unwrap()
+        );
+    }
+    assert_eq!(
+        pg.room_messages_after("team@chat", 0).unwrap(),
+        sled.room_messages_after("team@chat", 0).unwrap()
+    );
 
     let back = SledStore::temporary().unwrap();
     assert_eq!(import(&back, &from_pg[..]).unwrap(), n);
@@ -111,4 +133,156 @@ fn a_lost_session_says_so() {
         store.flush().and_then(|_| store.next_seq()),
         Err(StoreError::ConnectionLost(_))
     ));
+}
+
+/// Migration 2 counts the rows a database at version 1 already holds: the
+/// kept counts then answer as counting the rows did, and go on from there.
+#[test]
+fn migration_2_counts_the_rows_already_there() {
+    use crate::store::{ConversationKey, DeskState, ExpiryCursor, Store, ViewCount};
+    let Ok(url) = std::env::var("TIDEMARK_PG_URL") else {
+        eprintln!("skipped: TIDEMARK_PG_URL is not set");
+        return;
+    };
+    let password = std::env::var_os("TIDEMARK_PG_PASSWORD_FILE").map(std::path::PathBuf::from);
+    let schema = format!("tidemark_mig_{}", std::process::id());
+    let options = PgOptions::new(&url, password.as_deref()).unwrap();
+    let mut client = options.connect().unwrap();
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; \
+             SET search_path TO {schema}"
+        ))
+        .unwrap();
+    super::schema::migrate_to(&mut client, 1).unwrap();
+    let conv = serde_json::to_string(&ConversationKey::direct("a@x", "b@x")).unwrap();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO desk_conversations VALUES \
+               ('support', 'c1@x', 'open', NULL, 'alice@x', 5, 5, 5, 0, 1), \
+               ('support', 'c2@x', 'snoozed', 900, 'alice@x', 6, 6, 6, 6, 1), \
+               ('support', 'c3@x', 'open', NULL, NULL, 7, 7, 7, 0, 1), \
+               ('support', 'c4@x', 'done', NULL, 'bob@x', 8, 8, 8, 0, 1); \
+             INSERT INTO inbox (jid, contact, latest, latest_at, latest_by_contact, own_latest) \
+               VALUES ('u@x', 'a@x', 3, 3, TRUE, 0), ('u@x', 'b@x', 4, 4, TRUE, 0); \
+             INSERT INTO inbox_unread VALUES ('u@x', 'a@x', 1), ('u@x', 'a@x', 3), \
+               ('u@x', 'b@x', 4); \
+             INSERT INTO messages (seq, conv, id, sender, recipient, sent_at, wants_receipt, \
+               wants_markers, readable, queued, refused) VALUES \
+               (10, '{conv}', 'r1', 'a@x', 'b@x', 100, TRUE, TRUE, TRUE, FALSE, TRUE), \
+               (11, '{conv}', 'r2', 'a@x', 'b@x', 100, TRUE, TRUE, TRUE, FALSE, TRUE), \
+               (12, '{conv}', 'm1', 'a@x', 'b@x', 100, TRUE, TRUE, TRUE, FALSE, FALSE); \
+             INSERT INTO room_messages VALUES \
+               ('r@chat', 20, 'g1', 's1', 'a@x', 100, TRUE, ''), \
+               ('r@chat', 21, 'g2', 's2', 'a@x', 900, TRUE, ''), \
+               ('r@chat', 22, 'g3', 's3', 'a@x', 900, TRUE, '');"
+        ))
+        .unwrap();
+    drop(client);
+    // The store opens the schema (search_path from the URL) and migrates it.
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let at_schema = PgOptions {
+        url: format!("{url}{sep}options=-csearch_path%3D{schema}"),
+        ..options.clone()
+    };
+    let store = PgStore::open(&at_schema).unwrap();
+    let c = store.desk_counts("support", "alice@x").unwrap();
+    let pair = |v: ViewCount| (v.conversations, v.unread);
+    assert_eq!(pair(c.mine), (2, 1));
+    assert_eq!(pair(c.unassigned), (1, 1));
+    assert_eq!(pair(c.all), (3, 2));
+    assert_eq!(pair(c.done), (1, 1));
+    assert_eq!(
+        pair(store.desk_counts("support", "bob@x").unwrap().mine),
+        (0, 0)
+    );
+    assert_eq!(store.inbox_unread_total("u@x").unwrap(), 3);
+    assert_eq!(store.inbox_entry("u@x", "a@x").unwrap().unwrap().unread, 2);
+    assert_eq!(store.refusal_count("a@x").unwrap(), 2);
+    assert_eq!(store.room_messages_after("r@chat", 0).unwrap(), 3);
+    assert_eq!(store.room_messages_after("r@chat", 20).unwrap(), 2);
+    // And they go on from the counted rows.
+    let mut c2 = store.desk_conversation("support", "c2@x").unwrap().unwrap();
+    c2.state = DeskState::Done;
+    store.put_desk_conversation("support", &c2).unwrap();
+    assert_eq!(
+        pair(store.desk_counts("support", "alice@x").unwrap().done),
+        (2, 1)
+    );
+    store.inbox_read("u@x", "a@x", 3).unwrap();
+    assert_eq!(store.inbox_unread_total("u@x").unwrap(), 1);
+    let mut m = store
+        .room_message_by_stanza_id("r@chat", "s3")
+        .unwrap()
+        .unwrap()
+        .1;
+    m.stanza_id = "s4".into();
+    store.put_room_message("r@chat", 23, &m).unwrap();
+    assert_eq!(store.room_messages_after("r@chat", 20).unwrap(), 3);
+    // Retention takes the room's oldest message and both refusals.
+    let mut cursor = ExpiryCursor::default();
+    while let Some(next) = store.expire(500, &cursor, 100).unwrap().next {
+        cursor = next;
+    }
+    assert_eq!(store.room_messages_after("r@chat", 0).unwrap(), 3);
+    assert_eq!(store.refusal_count("a@x").unwrap(), 0);
+    store.flush().unwrap();
+    drop(store);
+    let mut client = options.connect().unwrap();
+    client
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
+}
+
+/// The export streams each table through a portal, a page at a time: a
+/// table of several pages comes out whole, in order, once, with the writes
+/// not yet flushed; and a failing writer stops it at once.
+#[test]
+fn an_export_streams_tables_larger_than_a_page() {
+    use crate::store::export::{ExportError, ExportRecord};
+    use crate::store::{ConversationKey, MessageRecord, RoomMessage, Store};
+    let Some(pg) = fresh() else { return };
+    let page = super::exchange::EXPORT_PAGE as u64;
+    let conv = ConversationKey::direct("a@x", "b@x");
+    let n = 5 * page + 3;
+    for seq in 1..=n {
+        let record = MessageRecord::sent("a@x", "b@x", &format!("m{seq}"), seq * 10);
+        pg.put_message(&conv, seq, &record).unwrap();
+        let m = RoomMessage {
+            id: format!("g{seq}"),
+            stanza_id: format!("s{seq}"),
+            sender: "a@x".into(),
+            sent_at: seq * 10,
+            readable: true,
+            stanza: b"<message type='groupchat'/>".to_vec(),
+        };
+        pg.put_room_message("r@chat", seq, &m).unwrap();
+    }
+    // Not flushed: the export commits them first.
+    let (mut messages, mut room_messages) = (Vec::new(), Vec::new());
+    pg.export_records(&mut |r| {
+        match r {
+            ExportRecord::Message { seq, .. } => messages.push(seq),
+            ExportRecord::RoomMessage { seq, .. } => room_messages.push(seq),
+            _ => {}
+        }
+        Ok(())
+    })
+    .unwrap();
+    let all: Vec<u64> = (1..=n).collect();
+    assert_eq!(messages, all);
+    assert_eq!(room_messages, all);
+
+    let mut seen = 0;
+    let stopped = pg.export_records(&mut |_| {
+        seen += 1;
+        if seen == page + 2 {
+            return Err(ExportError::Io(std::io::Error::other("disk full")));
+        }
+        Ok(())
+    });
+    assert!(matches!(stopped, Err(ExportError::Io(_))), "{stopped:?}");
+    assert_eq!(seen, page + 2, "nothing handed out after the failure");
+    // The store goes on as before.
+    assert_eq!(pg.message(&conv, n).unwrap().unwrap().id, format!("m{n}"));
 }

@@ -593,29 +593,21 @@ impl SledStore {
         Ok(())
     }
 
-    /// One entry of an export, as it was.
-    pub(super) fn import_inbox_entry(
+    /// One entry of an export, as it was (checked by the import: its
+    /// unread messages sorted, none after its latest).
+    pub(super) fn import_inbox(
         &self,
         user: &str,
         e: InboxEntry,
         unread: &[Seq],
     ) -> StoreResult<()> {
-        if e.latest == 0 || unread.iter().any(|s| *s > e.latest) {
-            return Err(StoreError::Rejected(format!(
-                "inbox entry of {user} for {}: unread messages after its latest",
-                e.contact
-            )));
-        }
         // Imported cold: the head fills again as conversations go on.
         let mut head = self.load_head(user)?;
         let mut s = Stored {
             entry: InboxEntry { unread: 0, ..e },
             ..Stored::default()
         };
-        let mut sorted = unread.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        for seq in sorted {
+        for &seq in unread {
             self.add_unread(user, &mut s, seq, &mut head.total);
         }
         self.save_cold(user, &s)?;

@@ -930,8 +930,41 @@ impl Store for SledStore {
         self.export_all(each)
     }
 
-    fn import_record(&self, record: ExportRecord) -> StoreResult<()> {
-        self.import_one(record)
+    fn import_mark(&self, conv: &ConversationKey, reader: &str, seq: Seq) -> StoreResult<()> {
+        match conv.side_of(reader) {
+            Some(side) => self.log.set_mark(conv, side, seq),
+            None => {
+                self.staged
+                    .insert(T::Marks, keys::mark(conv, reader), seq.to_be_bytes());
+                Ok(())
+            }
+        }
+    }
+
+    fn import_mark_moved(
+        &self,
+        conv: &ConversationKey,
+        reader: &str,
+        seq: Seq,
+        at: Millis,
+    ) -> StoreResult<()> {
+        match conv.side_of(reader) {
+            // A party's moves are the read times the status log keeps with
+            // the messages.
+            Some(_) => self.log.set_read(conv, seq, at),
+            None => {
+                self.staged.insert(
+                    T::MarkLog,
+                    keys::mark_log(conv, reader, seq),
+                    at.to_be_bytes(),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn import_inbox_entry(&self, user: &str, entry: InboxEntry, unread: &[Seq]) -> StoreResult<()> {
+        self.import_inbox(user, entry, unread)
     }
 
     fn is_empty(&self) -> StoreResult<bool> {

@@ -269,6 +269,32 @@ fn an_export_imports_into_an_empty_store_as_it_was() {
         fresh.import(bad.as_bytes()),
         Err(ExportError::Format { line: 2, .. })
     ));
+    // A conversation-list entry whose unread messages come after its
+    // latest is refused by the import itself, whatever the backend.
+    let entry = crate::store::export::ExportRecord::InboxEntry {
+        user: "bob@x".into(),
+        contact: "alice@x".into(),
+        latest: 5,
+        latest_at: 50,
+        latest_by_contact: true,
+        own_latest: 0,
+        unread: vec![4, 6],
+        missed: None,
+    };
+    let bad = format!(
+        "{{\"kind\":\"header\",\"format\":\"tidemark-export\",\"version\":2,\"next_seq\":9}}\n{}\n",
+        serde_json::to_string(&entry).unwrap()
+    );
+    let fresh = SledStore::temporary().unwrap();
+    match fresh.import(bad.as_bytes()) {
+        Err(ExportError::Format { line: 2, detail }) => {
+            assert!(
+                detail.contains("unread messages after its latest"),
+                "{detail}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Schema 1 as it was written: one entry per message, an id index, and a
