@@ -3,7 +3,9 @@
 //! import is `export::import_record`, over the store's operations, with
 //! the `import_*` ones below).
 
-use ::postgres::{Client, IsolationLevel, Row, Transaction};
+use ::postgres::{IsolationLevel, Row, Transaction};
+
+use super::db::Db;
 
 use super::{
     DESK_COLUMNS, INBOX_COLUMNS, MESSAGE_COLUMNS, ROOM_MESSAGE_COLUMNS, big, conv_from,
@@ -30,10 +32,11 @@ pub(super) const EXPORT_PAGE: i32 = 16;
 /// in between, the transaction is theirs (PostgreSQL only warns of the
 /// second BEGIN) and it is committed at the end, as their flush would.
 pub(super) fn export_in(
-    c: &mut Client,
+    c: &mut Db<'_>,
     each: &mut dyn FnMut(ExportRecord) -> Result<(), ExportError>,
 ) -> Result<(), ExportError> {
     let mut tx = c
+        .client()
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .read_only(true)
@@ -323,7 +326,7 @@ fn export_tables(
 /// An entry of the conversation list as exported (checked by the import);
 /// its unread count follows from the rows (migration 2's trigger).
 pub(super) fn import_inbox_entry_in(
-    c: &mut Client,
+    c: &mut Db<'_>,
     user: &str,
     e: &InboxEntry,
     unread: &[Seq],

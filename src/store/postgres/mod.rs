@@ -10,6 +10,7 @@
 //! WHERE marks.seq < EXCLUDED.seq`: an atomic maximum in the database
 //! itself, whoever else writes to it.
 
+mod db;
 mod leader;
 mod schema;
 
@@ -17,6 +18,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use ::postgres::types::ToSql;
 use ::postgres::{Client, NoTls, Row};
+use db::{Db, Statements};
 
 use super::export::{ExportError, ExportRecord};
 use super::*;
@@ -98,6 +100,8 @@ fn conv_from(text: &str) -> StoreResult<ConversationKey> {
 struct Conn {
     /// Taken only by `Drop`, which closes it where blocking is allowed.
     client: Option<Client>,
+    /// This session's prepared statements.
+    statements: Statements,
     /// A transaction is open (writes since the last flush).
     in_tx: bool,
     /// A schema of its own, dropped with the store (tests).
@@ -206,7 +210,7 @@ impl PgStore {
     /// writes since the last flush, opened if need be. A failed statement
     /// aborts that transaction in PostgreSQL: it is rolled back and the
     /// error says so, rather than have later writes fail one by one.
-    fn run<T>(&self, write: bool, f: impl FnOnce(&mut Client) -> StoreResult<T>) -> StoreResult<T> {
+    fn run<T>(&self, write: bool, f: impl FnOnce(&mut Db<'_>) -> StoreResult<T>) -> StoreResult<T> {
         let mut conn = self.lock()?;
         if conn.client()?.is_closed() {
             // The lock this session held went with it: see `leader.rs`.
@@ -221,13 +225,22 @@ impl PgStore {
     fn run_in<T>(
         conn: &mut Conn,
         write: bool,
-        f: impl FnOnce(&mut Client) -> StoreResult<T>,
+        f: impl FnOnce(&mut Db<'_>) -> StoreResult<T>,
     ) -> StoreResult<T> {
         if write && !conn.in_tx {
             conn.client()?.batch_execute("BEGIN").map_err(pg_err)?;
             conn.in_tx = true;
         }
-        match f(conn.client()?) {
+        let result = {
+            let Conn {
+                client, statements, ..
+            } = &mut *conn;
+            let client = client.as_mut().ok_or_else(|| {
+                StoreError::ConnectionLost("PostgreSQL: the store was closed".into())
+            })?;
+            f(&mut Db::new(client, statements))
+        };
+        match result {
             Err(StoreError::Backend(detail)) if conn.in_tx => {
                 conn.in_tx = false;
                 let _ = conn.client()?.batch_execute("ROLLBACK");
@@ -243,11 +256,11 @@ impl PgStore {
         }
     }
 
-    fn read<T>(&self, f: impl FnOnce(&mut Client) -> StoreResult<T>) -> StoreResult<T> {
+    fn read<T>(&self, f: impl FnOnce(&mut Db<'_>) -> StoreResult<T>) -> StoreResult<T> {
         self.run(false, f)
     }
 
-    fn write<T>(&self, f: impl FnOnce(&mut Client) -> StoreResult<T>) -> StoreResult<T> {
+    fn write<T>(&self, f: impl FnOnce(&mut Db<'_>) -> StoreResult<T>) -> StoreResult<T> {
         self.run(true, f)
     }
 }
@@ -256,6 +269,7 @@ impl Conn {
     fn new(client: Client, temporary: Option<String>) -> Self {
         Conn {
             client: Some(client),
+            statements: Statements::default(),
             in_tx: false,
             temporary,
         }
@@ -396,7 +410,7 @@ fn desk_view_condition(view: &DeskView) -> &'static str {
 
 #[allow(clippy::too_many_arguments)]
 fn upsert_message(
-    c: &mut Client,
+    c: &mut Db<'_>,
     conv: &ConversationKey,
     seq: Seq,
     r: &MessageRecord,
@@ -453,7 +467,7 @@ fn upsert_message(
 }
 
 fn advance(
-    c: &mut Client,
+    c: &mut Db<'_>,
     conv: &ConversationKey,
     reader: &str,
     seq: Seq,
@@ -474,7 +488,7 @@ fn advance(
 
 /// Moves a tidemark as an atomic maximum, without logging when: whether
 /// this call moved it.
-fn advance_raw(c: &mut Client, conv: &str, reader: &str, seq: Seq) -> StoreResult<bool> {
+fn advance_raw(c: &mut Db<'_>, conv: &str, reader: &str, seq: Seq) -> StoreResult<bool> {
     // A row comes back only if this statement inserted or raised it.
     Ok(c.query_opt(
         "INSERT INTO marks (conv, reader, seq) VALUES ($1, $2, $3) \
@@ -486,7 +500,7 @@ fn advance_raw(c: &mut Client, conv: &str, reader: &str, seq: Seq) -> StoreResul
     .is_some())
 }
 
-fn put_room_message_in(c: &mut Client, room: &str, seq: Seq, m: &RoomMessage) -> StoreResult<()> {
+fn put_room_message_in(c: &mut Db<'_>, room: &str, seq: Seq, m: &RoomMessage) -> StoreResult<()> {
     exec(
         c,
         "INSERT INTO room_messages (room, seq, id, stanza_id, sender, sent_at, readable, stanza) \
@@ -506,7 +520,7 @@ fn put_room_message_in(c: &mut Client, room: &str, seq: Seq, m: &RoomMessage) ->
     )
 }
 
-fn put_desk_in(c: &mut Client, desk: &str, d: &DeskConversation) -> StoreResult<()> {
+fn put_desk_in(c: &mut Db<'_>, desk: &str, d: &DeskConversation) -> StoreResult<()> {
     let until = match d.state {
         DeskState::Snoozed { until } => Some(big(until)),
         _ => None,
@@ -535,7 +549,7 @@ fn put_desk_in(c: &mut Client, desk: &str, d: &DeskConversation) -> StoreResult<
 }
 
 fn put_desk_event_in(
-    c: &mut Client,
+    c: &mut Db<'_>,
     desk: &str,
     customer: &str,
     seq: Seq,
@@ -552,20 +566,20 @@ fn put_desk_event_in(
 }
 
 /// Runs one statement whose rows affected do not matter.
-fn exec(c: &mut Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<()> {
+fn exec(c: &mut Db<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<()> {
     c.execute(sql, params).map_err(pg_err)?;
     Ok(())
 }
 
 /// A `SELECT COUNT(*) ...`'s answer.
-fn count(c: &mut Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<usize> {
+fn count(c: &mut Db<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<usize> {
     let n: i64 = c.query_one(sql, params).map_err(pg_err)?.get(0);
     Ok(unbig(n) as usize)
 }
 
 /// How many refused messages of `sender` are kept (a trigger keeps the
 /// count: migration 2).
-fn refusals_of(c: &mut Client, sender: &str) -> StoreResult<usize> {
+fn refusals_of(c: &mut Db<'_>, sender: &str) -> StoreResult<usize> {
     Ok(
         c.query_opt("SELECT n FROM refusal_counts WHERE sender = $1", &[&sender])
             .map_err(pg_err)?
@@ -1717,7 +1731,7 @@ struct Walk {
     key: &'static [KeyColumn],
     /// Removes one expired row: how many entries that removed, and how
     /// many it examined besides the row itself.
-    remove: fn(&mut Client, &Row) -> StoreResult<(usize, usize)>,
+    remove: fn(&mut Db<'_>, &Row) -> StoreResult<(usize, usize)>,
 }
 
 /// The phases, in the order retention walks them.
@@ -1793,7 +1807,7 @@ const WALKS: [Walk; EXPIRY_PHASES as usize] = [
 /// stanzas), room messages, inbox entries and tidemark log entries, each by
 /// its key, examining at most `budget` rows in all.
 fn expire_in(
-    c: &mut Client,
+    c: &mut Db<'_>,
     cutoff: Millis,
     from: &ExpiryCursor,
     budget: usize,
