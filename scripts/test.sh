@@ -31,7 +31,7 @@ done
 for d in run/it-*/ejabberd; do
 	[ -f "$d/ejabberd.pid" ] && bash scripts/ejabberd.sh stop "$d" || true
 done
-for d in run/it-*/cluster/ejabberd; do
+for d in run/it-*/cluster/ejabberd run/it-*/ejabberd-cluster; do
 	[ -d "$d" ] && bash scripts/ejabberd.sh cluster-stop "$d" || true
 done
 for d in /tmp/tidemark-cluster-pg.*; do
@@ -75,17 +75,23 @@ if [ "${EJABBERD:-1}" != 0 ]; then
 	TIDEMARK_IT_SERVER=ejabberd python3 -m pytest -q "${core[@]}" "$@" || [ $? = 5 ]
 fi
 # The store-heavy core suites with every tidemark on a PostgreSQL database
-# of its own (TIDEMARK_IT_STORE=postgres; in this run's cluster): receipts,
-# markers and the status query over restarts and kill -9, the conversation
-# list, desks, rooms. About 4 minutes here.
+# of its own (TIDEMARK_IT_STORE=postgres; in this run's cluster), through a
+# two-node ejabberd cluster (TIDEMARK_IT_SERVER=ejabberd-cluster: each
+# test's users logged in on alternate nodes, tidemark given both nodes), as
+# a deployment past one machine runs (README "Several instances"); on
+# Prosody when EJABBERD=0. Receipts, markers and the status query over
+# restarts and kill -9, the conversation list, desks, rooms. About 5
+# minutes here.
 if [ "${PG:-1}" != 0 ]; then
-	log "integration tests, core suites, with the store in PostgreSQL (TIDEMARK_IT_STORE=postgres)"
+	server=ejabberd-cluster
+	[ "${EJABBERD:-1}" != 0 ] || server=prosody
+	log "integration tests, core suites, with the store in PostgreSQL (TIDEMARK_IT_STORE=postgres), through $server"
 	core=()
 	for t in connection desk groups inbox markers presence presence_gate receipts relay \
 		resilience rooms_restart room_subject status_query; do
 		core+=("tests/integration/test_$t.py")
 	done
-	TIDEMARK_IT_STORE=postgres TIDEMARK_IT_PG_DIR="$PG_DIR" \
+	TIDEMARK_IT_SERVER=$server TIDEMARK_IT_STORE=postgres TIDEMARK_IT_PG_DIR="$PG_DIR" \
 		python3 -m pytest -q "${core[@]}" "$@" || [ $? = 5 ]
 fi
 # A bounded fuzz run (scripts/fuzz.sh runs millions): about a minute here.
