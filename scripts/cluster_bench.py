@@ -223,26 +223,7 @@ def make_clients(bench, first, n):
 
 
 async def login_and_subscribe(clients, ctx, what):
-    t = time.perf_counter()
-    sem = asyncio.Semaphore(25)
-
-    async def login(c):
-        async with sem:
-            await c.login(ctx)
-    await asyncio.gather(*(login(c) for c in clients))
-    print(f"{what}: {len(clients)} clients logged in over STARTTLS in {time.perf_counter() - t:.1f}s, "
-          "half on each node", flush=True)
-    t = time.perf_counter()
-    for c in clients:
-        c.send(f"<presence type='subscribe' to={quoteattr(tracked(c.partner))}/>")
-    try:
-        await asyncio.wait_for(asyncio.gather(*(c.granted.wait() for c in clients)), 60)
-    except asyncio.TimeoutError:
-        sys.exit(f"{what}: only {sum(c.granted.is_set() for c in clients)} of {len(clients)} grants arrived")
-    for c in clients:
-        c.send("<presence/>")
-    await asyncio.sleep(1.0)
-    print(f"{what}: subscriptions through tidemark in {time.perf_counter() - t:.1f}s", flush=True)
+    await e2e.login_and_subscribe(clients, ctx, what, where=", half on each node")
 
 
 class Meter:

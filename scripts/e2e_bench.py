@@ -239,6 +239,33 @@ class Bench:
         self.path = "direct"
 
 
+async def login_and_subscribe(clients, ctx, what, where=""):
+    """Logs `clients` in, then subscribes each to its partner's tracked
+    address (setup, not timed); `where` is said after the login count."""
+    t = time.perf_counter()
+    sem = asyncio.Semaphore(25)
+
+    async def login(c):
+        async with sem:
+            await c.login(ctx)
+    await asyncio.gather(*(login(c) for c in clients))
+    print(f"{what}: {len(clients)} clients logged in over STARTTLS in "
+          f"{time.perf_counter() - t:.1f}s{where}", flush=True)
+    t = time.perf_counter()
+    for c in clients:
+        c.send(f"<presence type='subscribe' to={quoteattr(tracked(c.partner))}/>")
+    try:
+        await asyncio.wait_for(asyncio.gather(*(c.granted.wait() for c in clients)), 60)
+    except asyncio.TimeoutError:
+        sys.exit(f"{what}: only {sum(c.granted.is_set() for c in clients)} of {len(clients)} grants arrived")
+    # Come online again now that the grants exist, so tidemark sees every
+    # partner's presence after the grant that lets it count.
+    for c in clients:
+        c.send("<presence/>")
+    await asyncio.sleep(1.0)
+    print(f"{what}: subscriptions through tidemark in {time.perf_counter() - t:.1f}s", flush=True)
+
+
 async def run_phase(bench, clients, path, secs, window, pids):
     bench.path = path
     bench.stop = False
@@ -313,29 +340,7 @@ async def main():
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         clients = [Client(i, bench) for i in range(n)]
-        t = time.perf_counter()
-        sem = asyncio.Semaphore(25)
-
-        async def login(c):
-            async with sem:
-                await c.login(ctx)
-        await asyncio.gather(*(login(c) for c in clients))
-        print(f"{n} clients logged in over STARTTLS in {time.perf_counter() - t:.1f}s", flush=True)
-
-        # Setup (not timed): subscribe both ways through the tracked addresses.
-        t = time.perf_counter()
-        for c in clients:
-            c.send(f"<presence type='subscribe' to={quoteattr(tracked(c.partner))}/>")
-        try:
-            await asyncio.wait_for(asyncio.gather(*(c.granted.wait() for c in clients)), 60)
-        except asyncio.TimeoutError:
-            sys.exit(f"setup: only {sum(c.granted.is_set() for c in clients)} of {n} grants arrived")
-        # Come online again now that the grants exist, so tidemark sees every
-        # partner's presence after the grant that lets it count.
-        for c in clients:
-            c.send("<presence/>")
-        await asyncio.sleep(1.0)
-        print(f"subscriptions through tidemark in {time.perf_counter() - t:.1f}s", flush=True)
+        await login_and_subscribe(clients, ctx, "setup")
 
         pids = {"prosody": prosody_pid, "tidemark": tm.pid, "clients": os.getpid()}
         results = []
