@@ -71,6 +71,9 @@ fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Sequence numbers fetched per round trip (`next_seq`).
+const SEQ_BLOCK: i32 = 64;
+
 /// A `Seq` or time as PostgreSQL's BIGINT; `Seq::MAX` and the like (used
 /// as "no bound") become the largest BIGINT.
 fn big(v: u64) -> i64 {
@@ -102,6 +105,8 @@ struct Conn {
     client: Option<Client>,
     /// This session's prepared statements.
     statements: Statements,
+    /// Sequence numbers taken from the database and not handed out yet.
+    seqs: std::collections::VecDeque<Seq>,
     /// A transaction is open (writes since the last flush).
     in_tx: bool,
     /// A schema of its own, dropped with the store (tests).
@@ -270,6 +275,7 @@ impl Conn {
         Conn {
             client: Some(client),
             statements: Statements::default(),
+            seqs: std::collections::VecDeque::new(),
             in_tx: false,
             temporary,
         }
@@ -423,20 +429,12 @@ fn upsert_message(
         )));
     }
     let conv = conv_text(conv);
-    if let Some(row) = c
-        .query_opt("SELECT conv FROM messages WHERE seq = $1", &[&big(seq)])
-        .map_err(pg_err)?
-    {
-        let held: String = row.get(0);
-        if held != conv {
-            return Err(StoreError::Rejected(format!(
-                "sequence {seq} is a message of another conversation"
-            )));
-        }
-    }
     let failed = r.failed.as_ref();
-    exec(
-        c,
+    // A sequence number held by another conversation's message is left as
+    // it is (the WHERE), which leaves no row touched: one round trip for
+    // the check and the write.
+    let touched = c
+        .execute(
         "INSERT INTO messages (seq, conv, id, sender, recipient, sent_at, delivered_at, failed_at, \
          failed_condition, failed_text, wants_receipt, wants_markers, readable, queued, refused) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
@@ -445,7 +443,8 @@ fn upsert_message(
          delivered_at = EXCLUDED.delivered_at, failed_at = EXCLUDED.failed_at, \
          failed_condition = EXCLUDED.failed_condition, failed_text = EXCLUDED.failed_text, \
          wants_receipt = EXCLUDED.wants_receipt, wants_markers = EXCLUDED.wants_markers, \
-         readable = EXCLUDED.readable, queued = EXCLUDED.queued, refused = EXCLUDED.refused",
+         readable = EXCLUDED.readable, queued = EXCLUDED.queued, refused = EXCLUDED.refused \
+         WHERE messages.conv = EXCLUDED.conv",
         &[
             &big(seq),
             &conv,
@@ -463,7 +462,14 @@ fn upsert_message(
             &r.queued,
             &refused,
         ],
-    )
+        )
+        .map_err(pg_err)?;
+    if touched == 0 {
+        return Err(StoreError::Rejected(format!(
+            "sequence {seq} is a message of another conversation"
+        )));
+    }
+    Ok(())
 }
 
 fn advance(
@@ -593,14 +599,28 @@ const EXPIRY_PHASES: u8 = 4;
 
 impl Store for PgStore {
     fn next_seq(&self) -> StoreResult<Seq> {
+        if let Some(seq) = self.lock()?.seqs.pop_front() {
+            return Ok(seq);
+        }
         // A sequence is outside transactions: a number handed out is never
-        // handed out again, even if the transaction that took it rolls back.
-        self.read(|c| {
-            let v: i64 = c
-                .query_one("SELECT nextval('seq_numbers')", &[])
-                .map_err(pg_err)?
-                .get(0);
-            Ok(unbig(v))
+        // handed out again, even if the transaction that took it rolls
+        // back. Taken SEQ_BLOCK at a time (one round trip instead of one a
+        // message); those a session leaves unused are gaps, never repeats.
+        let mut taken: Vec<Seq> = self.read(|c| {
+            Ok(c.query(
+                "SELECT nextval('seq_numbers') FROM generate_series(1, $1)",
+                &[&SEQ_BLOCK],
+            )
+            .map_err(pg_err)?
+            .iter()
+            .map(|row| unbig(row.get(0)))
+            .collect())
+        })?;
+        taken.sort_unstable();
+        let mut conn = self.lock()?;
+        conn.seqs.extend(taken);
+        conn.seqs.pop_front().ok_or_else(|| {
+            StoreError::Backend("PostgreSQL: no sequence number was returned".into())
         })
     }
 
@@ -1690,6 +1710,8 @@ impl Store for PgStore {
     }
 
     fn continue_after(&self, seq: Seq) -> StoreResult<()> {
+        // Numbers taken before may be below `seq`.
+        self.lock()?.seqs.clear();
         self.read(|c| {
             exec(
                 c,
