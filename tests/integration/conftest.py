@@ -320,6 +320,11 @@ class World:
                    host=host)
         self.clients_now.append(c)
         await c.connect(available=available)
+        if CLUSTER:
+            # ejabberd replicates a new session to the other node a moment
+            # after the login: a message sent at once from there would go
+            # to offline storage.
+            await asyncio.sleep(0.2)
         if self.ready_needed and self.tidemark.alive():
             await self.wait_ready(c, timeout=40)  # reconnect backoff is at most 30 s
         return c
