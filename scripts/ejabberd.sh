@@ -142,11 +142,8 @@ ARGS
 	# the ejabberd user, so it gets a copy of its own under DIR.
 	local component_tls=""
 	if [ "${COMPONENT_TLS:-0}" = 1 ]; then
-		local certfile=${COMPONENT_CERTFILE:-$REPO_ROOT/certs/component-server.pem}
-		[ -r "$certfile" ] || die "COMPONENT_CERTFILE $certfile cannot be read"
-		cp "$certfile" "$dir/certs/component.pem"
-		chmod 600 "$dir/certs/component.pem"
-		component_tls="    tls: true\n    certfile: \"$dir/certs/component.pem\"\n"
+		local pem; pem=$(component_certfile "$dir")
+		component_tls="    tls: true\n    certfile: \"$pem\"\n"
 	fi
 	local extra="" m bal=""
 	for m in ${EXTRA_MODULES:-}; do extra="$extra  mod_${m#mod_}: {}\n"; done

@@ -184,3 +184,14 @@ gajim_session() {
 		"$account" "$jid" "$password" 127.0.0.1 "$C2S_PORT" "$dir/localhost.crt" 2>&1 \
 		| grep -v '^creating\|PyGIWarning\|from gi.repository\|No translations' || true
 }
+
+# COMPONENT_TLS=1 for prosody.sh and ejabberd.sh: the certificate (then its
+# key) of the component listener, COMPONENT_CERTFILE or the development one,
+# copied under DIR/certs for the server's own user; prints the copy's path.
+component_certfile() { # DIR
+	local certfile=${COMPONENT_CERTFILE:-$REPO_ROOT/certs/component-server.pem}
+	[ -r "$certfile" ] || die "COMPONENT_CERTFILE $certfile cannot be read"
+	cp "$certfile" "$1/certs/component.pem"
+	chmod 600 "$1/certs/component.pem"
+	echo "$1/certs/component.pem"
+}

@@ -111,12 +111,9 @@ ENV
 	for m in ${EXTRA_MODULES:-}; do extra="$extra\"$m\"; "; done
 	local listener="component_ports = { $comp }"
 	if [ "${COMPONENT_TLS:-0}" = 1 ]; then
-		local certfile=${COMPONENT_CERTFILE:-$REPO_ROOT/certs/component-server.pem}
-		[ -r "$certfile" ] || die "COMPONENT_CERTFILE $certfile cannot be read"
-		cp "$certfile" "$dir/certs/component.pem"
-		chmod 600 "$dir/certs/component.pem"
+		local pem; pem=$(component_certfile "$dir")
 		# ssl_ssl: the TLS settings of the "ssl" (multiplex_ssl) service.
-		listener="component_ports = { }; ssl_ports = { $comp }; ssl_interfaces = { \"127.0.0.1\" }; ssl_ssl = { certificate = \"$dir/certs/component.pem\"; key = \"$dir/certs/component.pem\" }"
+		listener="component_ports = { }; ssl_ports = { $comp }; ssl_interfaces = { \"127.0.0.1\" }; ssl_ssl = { certificate = \"$pem\"; key = \"$pem\" }"
 		extra="$extra\"net_multiplex\"; "
 	fi
 	sed -e "s|@DIR@|$dir|g" -e "s|@C2S_PORT@|$c2s|g" -e "s|@COMPONENT_PORT@|$comp|g" \

@@ -143,6 +143,17 @@ async def _wait_log(t, pattern, timeout=20):
     raise AssertionError(f"tidemark[{t.name}] never logged {pattern!r}:\n{t.log_text()[-3000:]}")
 
 
+async def _serving_and_standby(instances, first, second):
+    """Two tidemarks: ("a", [nodes]) starts and serves, then the second
+    starts and stands by."""
+    a, b = instances(*first), instances(*second)
+    a.start()
+    await _wait_log(a, r"serving chat\.localhost")
+    b.start()
+    await _wait_log(b, r"another tidemark serves chat\.localhost .*standing by")
+    return a, b
+
+
 def _receipts(c: Client, seen: set):
     """Take the receipts `c` has received; their message ids go into `seen`."""
     kept = []
@@ -156,12 +167,7 @@ def _receipts(c: Client, seen: set):
 
 
 async def test_a_standby_takes_over_after_kill_9_under_load(cluster, instances, world):
-    a = instances("a", nodes=[1])
-    b = instances("b", nodes=[2])
-    a.start()
-    await _wait_log(a, r"serving chat\.localhost")
-    b.start()
-    await _wait_log(b, r"another tidemark serves chat\.localhost .*standing by")
+    a, b = await _serving_and_standby(instances, ("a", [1]), ("b", [2]))
     alice = await cluster.client("alice", node=1)
     bob = await cluster.client("bob", node=2)
     await world.wait_ready(alice)
@@ -238,12 +244,7 @@ async def test_a_standby_takes_over_after_kill_9_under_load(cluster, instances, 
 
 
 async def test_a_second_instance_on_the_same_database_stands_by(cluster, instances, world):
-    a = instances("one", nodes=[1])
-    b = instances("two", nodes=[1])
-    a.start()
-    await _wait_log(a, r"serving chat\.localhost")
-    b.start()
-    await _wait_log(b, r"standing by")
+    a, b = await _serving_and_standby(instances, ("one", [1]), ("two", [1]))
     alice = await cluster.client("alice", node=2)
     await world.wait_ready(alice)
     # Only A is connected: ejabberd would otherwise split the traffic between
@@ -267,12 +268,8 @@ async def test_a_second_instance_on_the_same_database_stands_by(cluster, instanc
 
 async def test_the_serving_tidemark_moves_to_the_next_node_when_its_node_goes_down(
         cluster, instances, world):
-    a = instances("a", nodes=[1, 2])
-    b = instances("b", nodes=[2, 1])
-    a.start()
+    a, b = await _serving_and_standby(instances, ("a", [1, 2]), ("b", [2, 1]))
     await _wait_log(a, r"connected to server server=127\.0\.0\.1")
-    b.start()
-    await _wait_log(b, r"standing by")
     alice = await cluster.client("alice", node=2)
     bob = await cluster.client("bob", node=2)
     await world.wait_ready(alice)
