@@ -82,13 +82,12 @@ impl Pg {
         } else {
             '?'
         };
-        PgOptions {
-            url: format!(
-                "{}{sep}options=-c%20search_path%3D{schema}",
-                self.options.url
-            ),
-            password: self.options.password.clone(),
-        }
+        let mut options = self.options.clone();
+        options.url = format!(
+            "{}{sep}options=-c%20search_path%3D{schema}",
+            self.options.url
+        );
+        options
     }
 
     fn database_size(&mut self) -> Result<i64, String> {

@@ -6,12 +6,15 @@
 //! `log_min_duration_statement`: some forty round trips, which bounded the
 //! PostgreSQL store at a few hundred statuses a second on loopback). Each
 //! statement is prepared once per session here, and executing it is one
-//! round trip.
+//! round trip; a write whose answer does not matter, inside the batch's
+//! transaction, is not waited for at all ([`Db::send`]).
 
 use std::collections::HashMap;
 
 use ::postgres::types::ToSql;
-use ::postgres::{Client, Row, Statement};
+use ::postgres::{Row, Statement};
+
+use super::session::Session;
 
 /// Statements kept per session. The store's SQL is a fixed set of texts;
 /// the bound is for any that are built per call, so that they cannot grow
@@ -22,22 +25,29 @@ const MAX_STATEMENTS: usize = 512;
 pub(super) struct Statements(HashMap<String, Statement>);
 
 pub(super) struct Db<'a> {
-    client: &'a mut Client,
+    session: &'a mut Session,
     statements: &'a mut Statements,
+    /// Inside the transaction of a batch's writes: a failed write aborts
+    /// it, and its COMMIT finds out ([`super::PgStore`]'s flush).
+    in_tx: bool,
 }
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
 impl<'a> Db<'a> {
-    pub fn new(client: &'a mut Client, statements: &'a mut Statements) -> Self {
-        Db { client, statements }
+    pub fn new(session: &'a mut Session, statements: &'a mut Statements, in_tx: bool) -> Self {
+        Db {
+            session,
+            statements,
+            in_tx,
+        }
     }
 
     fn prepared(&mut self, sql: &str) -> Result<Statement, ::postgres::Error> {
         if let Some(s) = self.statements.0.get(sql) {
             return Ok(s.clone());
         }
-        let statement = self.client.prepare(sql)?;
+        let statement = self.session.prepare(sql)?;
         if self.statements.0.len() >= MAX_STATEMENTS {
             // Dropping the last handle of a statement closes it on the
             // server at the next round trip.
@@ -47,19 +57,31 @@ impl<'a> Db<'a> {
         Ok(statement)
     }
 
+    /// A write whose answer does not matter: inside a transaction it is
+    /// sent and not waited for; outside one, waited for, so that its error
+    /// is not lost.
+    pub fn send(&mut self, sql: &str, params: Params<'_>) -> Result<(), ::postgres::Error> {
+        let s = self.prepared(sql)?;
+        if self.in_tx {
+            self.session.send(&s, params)
+        } else {
+            self.session.execute(&s, params).map(drop)
+        }
+    }
+
     pub fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, ::postgres::Error> {
         let s = self.prepared(sql)?;
-        self.client.execute(&s, params)
+        self.session.execute(&s, params)
     }
 
     pub fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, ::postgres::Error> {
         let s = self.prepared(sql)?;
-        self.client.query(&s, params)
+        self.session.query(&s, params)
     }
 
     pub fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row, ::postgres::Error> {
         let s = self.prepared(sql)?;
-        self.client.query_one(&s, params)
+        self.session.query_one(&s, params)
     }
 
     pub fn query_opt(
@@ -68,18 +90,12 @@ impl<'a> Db<'a> {
         params: Params<'_>,
     ) -> Result<Option<Row>, ::postgres::Error> {
         let s = self.prepared(sql)?;
-        self.client.query_opt(&s, params)
+        self.session.query_opt(&s, params)
     }
 
     /// Statements without parameters, in the simple protocol: one round
     /// trip for all of them, nothing prepared.
     pub fn batch_execute(&mut self, sql: &str) -> Result<(), ::postgres::Error> {
-        self.client.batch_execute(sql)
-    }
-
-    /// The client itself, for what is not a single statement (a
-    /// transaction of its own, a portal).
-    pub fn client(&mut self) -> &mut Client {
-        self.client
+        self.session.batch_execute(sql)
     }
 }

@@ -3,7 +3,7 @@
 //! import is `export::import_record`, over the store's operations, with
 //! the `import_*` ones below).
 
-use ::postgres::{IsolationLevel, Row, Transaction};
+use ::postgres::{Client, IsolationLevel, Row, Transaction};
 
 use super::db::Db;
 
@@ -32,11 +32,10 @@ pub(super) const EXPORT_PAGE: i32 = 16;
 /// in between, the transaction is theirs (PostgreSQL only warns of the
 /// second BEGIN) and it is committed at the end, as their flush would.
 pub(super) fn export_in(
-    c: &mut Db<'_>,
+    client: &mut Client,
     each: &mut dyn FnMut(ExportRecord) -> Result<(), ExportError>,
 ) -> Result<(), ExportError> {
-    let mut tx = c
-        .client()
+    let mut tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .read_only(true)

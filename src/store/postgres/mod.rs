@@ -1,10 +1,10 @@
 //! The PostgreSQL backend (issue 12): the [`Store`] contract over logical
 //! tables (`schema.rs`), one per kind of record of the export.
 //!
-//! One connection behind a mutex, with the synchronous `postgres` client
-//! to fit the synchronous trait. The first write after a flush opens a
-//! transaction; reads run on the same connection, so they see the writes
-//! not yet committed; [`Store::flush`] commits. The shell flushes before it
+//! One session behind a mutex, driven synchronously to fit the synchronous
+//! trait, with the batch's writes pipelined (`session.rs`). The first write
+//! after a flush opens a transaction; reads run on the same session, so they
+//! see the writes not yet committed; [`Store::flush`] commits. The shell flushes before it
 //! sends, so nothing is relayed before the transaction that records it has
 //! committed. A tidemark moves with `INSERT ... ON CONFLICT DO UPDATE ...
 //! WHERE marks.seq < EXCLUDED.seq`: an atomic maximum in the database
@@ -13,12 +13,14 @@
 mod db;
 mod leader;
 mod schema;
+mod session;
 
 use std::sync::{Mutex, MutexGuard};
 
 use ::postgres::types::ToSql;
 use ::postgres::{Client, NoTls, Row};
 use db::{Db, Statements};
+use session::Session;
 
 use super::export::{ExportError, ExportRecord};
 use super::*;
@@ -102,7 +104,7 @@ fn conv_from(text: &str) -> StoreResult<ConversationKey> {
 
 struct Conn {
     /// Taken only by `Drop`, which closes it where blocking is allowed.
-    client: Option<Client>,
+    client: Option<Session>,
     /// This session's prepared statements.
     statements: Statements,
     /// Sequence numbers taken from the database and not handed out yet.
@@ -115,6 +117,8 @@ struct Conn {
 
 pub struct PgStore {
     conn: Mutex<Conn>,
+    /// For the export's snapshot, read on a session of its own.
+    options: PgOptions,
 }
 
 /// Where and how to connect: a URL without the password, and the password
@@ -123,6 +127,8 @@ pub struct PgStore {
 pub struct PgOptions {
     pub url: String,
     pub password: Option<String>,
+    /// A schema of its own (a temporary store's), for every session.
+    search_path: Option<String>,
 }
 
 impl PgOptions {
@@ -148,10 +154,11 @@ impl PgOptions {
         Ok(PgOptions {
             url: url.to_owned(),
             password,
+            search_path: None,
         })
     }
 
-    fn connect(&self) -> StoreResult<Client> {
+    fn config(&self) -> StoreResult<::postgres::Config> {
         let mut config: ::postgres::Config = self
             .url
             .parse()
@@ -159,20 +166,69 @@ impl PgOptions {
         if let Some(p) = &self.password {
             config.password(p);
         }
-        config.connect(NoTls).map_err(pg_err)
+        Ok(config)
+    }
+
+    /// A synchronous client, for what is not the store's own session:
+    /// migrations, the export's snapshot, tests.
+    fn connect(&self) -> StoreResult<Client> {
+        let mut client = self.config()?.connect(NoTls).map_err(pg_err)?;
+        if let Some(name) = &self.search_path {
+            client
+                .batch_execute(&format!("SET search_path TO {name}"))
+                .map_err(pg_err)?;
+        }
+        Ok(client)
+    }
+
+    /// The store's session.
+    fn session(&self) -> StoreResult<Session> {
+        let config = self.config()?;
+        let mut async_config = ::tokio_postgres::Config::new();
+        for host in config.get_hosts() {
+            match host {
+                ::postgres::config::Host::Tcp(h) => async_config.host(h),
+                #[cfg(unix)]
+                ::postgres::config::Host::Unix(p) => async_config.host_path(p),
+            };
+        }
+        for port in config.get_ports() {
+            async_config.port(*port);
+        }
+        if let Some(u) = config.get_user() {
+            async_config.user(u);
+        }
+        if let Some(p) = config.get_password() {
+            async_config.password(p);
+        }
+        if let Some(d) = config.get_dbname() {
+            async_config.dbname(d);
+        }
+        if let Some(o) = config.get_options() {
+            async_config.options(o);
+        }
+        if let Some(a) = config.get_application_name() {
+            async_config.application_name(a);
+        }
+        if let Some(t) = config.get_connect_timeout() {
+            async_config.connect_timeout(*t);
+        }
+        Session::connect(&async_config)
     }
 }
 
 impl PgStore {
     /// Connects and brings the schema up to date.
     pub fn open(options: &PgOptions) -> StoreResult<Self> {
-        let client = off_runtime(|| -> StoreResult<Client> {
+        let session = off_runtime(|| -> StoreResult<Session> {
             let mut client = options.connect()?;
             schema::migrate(&mut client)?;
-            Ok(client)
+            drop(client);
+            options.session()
         })?;
         Ok(PgStore {
-            conn: Mutex::new(Conn::new(client, None)),
+            conn: Mutex::new(Conn::new(session, None)),
+            options: options.clone(),
         })
     }
 
@@ -200,8 +256,17 @@ impl PgStore {
             .batch_execute(&format!("CREATE SCHEMA {name}; SET search_path TO {name}"))
             .map_err(pg_err)?;
         schema::migrate(&mut client)?;
+        drop(client);
+        let mut session = options.session()?;
+        session
+            .batch_execute(&format!("SET search_path TO {name}"))
+            .map_err(pg_err)?;
+        // The export's session looks in the same schema.
+        let mut options = options.clone();
+        options.search_path = Some(name.clone());
         Ok(PgStore {
-            conn: Mutex::new(Conn::new(client, Some(name))),
+            conn: Mutex::new(Conn::new(session, Some(name))),
+            options,
         })
     }
 
@@ -238,12 +303,15 @@ impl PgStore {
         }
         let result = {
             let Conn {
-                client, statements, ..
+                client,
+                statements,
+                in_tx,
+                ..
             } = &mut *conn;
             let client = client.as_mut().ok_or_else(|| {
                 StoreError::ConnectionLost("PostgreSQL: the store was closed".into())
             })?;
-            f(&mut Db::new(client, statements))
+            f(&mut Db::new(client, statements, *in_tx))
         };
         match result {
             Err(StoreError::Backend(detail)) if conn.in_tx => {
@@ -271,7 +339,7 @@ impl PgStore {
 }
 
 impl Conn {
-    fn new(client: Client, temporary: Option<String>) -> Self {
+    fn new(client: Session, temporary: Option<String>) -> Self {
         Conn {
             client: Some(client),
             statements: Statements::default(),
@@ -281,7 +349,7 @@ impl Conn {
         }
     }
 
-    fn client(&mut self) -> StoreResult<&mut Client> {
+    fn client(&mut self) -> StoreResult<&mut Session> {
         self.client
             .as_mut()
             .ok_or_else(|| StoreError::ConnectionLost("PostgreSQL: the store was closed".into()))
@@ -482,7 +550,7 @@ fn advance(
     let conv = conv_text(conv);
     let moved = advance_raw(c, &conv, reader, seq)?;
     if moved {
-        c.execute(
+        c.send(
             "INSERT INTO mark_log (conv, reader, seq, at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT DO NOTHING",
             &[&conv, &reader, &big(seq), &big(at)],
@@ -573,8 +641,7 @@ fn put_desk_event_in(
 
 /// Runs one statement whose rows affected do not matter.
 fn exec(c: &mut Db<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<()> {
-    c.execute(sql, params).map_err(pg_err)?;
-    Ok(())
+    c.send(sql, params).map_err(pg_err)
 }
 
 /// A `SELECT COUNT(*) ...`'s answer.
@@ -727,8 +794,7 @@ impl Store for PgStore {
             } else {
                 "DELETE FROM grants WHERE contact = $1 AND watcher = $2"
             };
-            c.execute(sql, &[&contact, &watcher]).map_err(pg_err)?;
-            Ok(())
+            c.send(sql, &[&contact, &watcher]).map_err(pg_err)
         })
     }
 
@@ -1280,69 +1346,53 @@ impl Store for PgStore {
         at: Millis,
         own: bool,
     ) -> StoreResult<()> {
+        // One statement, sent without waiting (`session.rs`): the entry
+        // moves only for a seq above its newest (idempotent), and only then
+        // do its unread rows change.
         self.write(|c| {
-            // Idempotent: a seq not above the entry's newest changes nothing.
-            let moved = c
-                .query_opt(
-                    "INSERT INTO inbox (jid, contact, latest, latest_at, latest_by_contact, own_latest) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (jid, contact) DO UPDATE SET \
-                     latest = EXCLUDED.latest, latest_at = EXCLUDED.latest_at, \
-                     latest_by_contact = EXCLUDED.latest_by_contact, \
-                     own_latest = GREATEST(inbox.own_latest, EXCLUDED.own_latest), \
-                     missed_count = CASE WHEN $7 THEN NULL ELSE inbox.missed_count END, \
-                     missed_first_at = CASE WHEN $7 THEN NULL ELSE inbox.missed_first_at END, \
-                     missed_last_at = CASE WHEN $7 THEN NULL ELSE inbox.missed_last_at END \
-                     WHERE inbox.latest < EXCLUDED.latest RETURNING 1",
-                    &[
-                        &user,
-                        &contact,
-                        &big(seq),
-                        &big(at),
-                        &!own,
-                        &(if own { big(seq) } else { 0 }),
-                        &own,
-                    ],
-                )
-                .map_err(pg_err)?
-                .is_some();
-            if !moved {
-                return Ok(());
-            }
-            if own {
-                // The user has the conversation open: what came before is read.
-                c.execute(
-                    "DELETE FROM inbox_unread WHERE jid = $1 AND contact = $2 AND seq < $3",
-                    &[&user, &contact, &big(seq)],
-                )
-            } else {
-                c.execute(
-                    "INSERT INTO inbox_unread (jid, contact, seq) VALUES ($1, $2, $3) \
-                     ON CONFLICT DO NOTHING",
-                    &[&user, &contact, &big(seq)],
-                )
-            }
-            .map_err(pg_err)?;
-            Ok(())
+            c.send(
+                "WITH moved AS ( \
+                   INSERT INTO inbox (jid, contact, latest, latest_at, latest_by_contact, own_latest) \
+                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (jid, contact) DO UPDATE SET \
+                   latest = EXCLUDED.latest, latest_at = EXCLUDED.latest_at, \
+                   latest_by_contact = EXCLUDED.latest_by_contact, \
+                   own_latest = GREATEST(inbox.own_latest, EXCLUDED.own_latest), \
+                   missed_count = CASE WHEN $7 THEN NULL ELSE inbox.missed_count END, \
+                   missed_first_at = CASE WHEN $7 THEN NULL ELSE inbox.missed_first_at END, \
+                   missed_last_at = CASE WHEN $7 THEN NULL ELSE inbox.missed_last_at END \
+                   WHERE inbox.latest < EXCLUDED.latest RETURNING 1), \
+                 unread AS ( \
+                   INSERT INTO inbox_unread (jid, contact, seq) \
+                   SELECT $1, $2, $3 FROM moved WHERE NOT $7 ON CONFLICT DO NOTHING) \
+                 DELETE FROM inbox_unread WHERE $7 AND jid = $1 AND contact = $2 AND seq < $3 \
+                   AND EXISTS (SELECT 1 FROM moved)",
+                // The user's own message: they have the conversation open,
+                // so what came before is read.
+                &[
+                    &user,
+                    &contact,
+                    &big(seq),
+                    &big(at),
+                    &!own,
+                    &(if own { big(seq) } else { 0 }),
+                    &own,
+                ],
+            )
+            .map_err(pg_err)
         })
     }
 
     fn inbox_read(&self, user: &str, contact: &str, upto: Seq) -> StoreResult<()> {
         self.write(|c| {
-            let found = c
-                .execute(
-                    "UPDATE inbox SET missed_count = NULL, missed_first_at = NULL, \
-                     missed_last_at = NULL WHERE jid = $1 AND contact = $2",
-                    &[&user, &contact],
-                )
-                .map_err(pg_err)?;
-            if found > 0 {
-                c.execute(
-                    "DELETE FROM inbox_unread WHERE jid = $1 AND contact = $2 AND seq <= $3",
-                    &[&user, &contact, &big(upto)],
-                )
-                .map_err(pg_err)?;
-            }
-            Ok(())
+            c.send(
+                "WITH found AS ( \
+                   UPDATE inbox SET missed_count = NULL, missed_first_at = NULL, \
+                   missed_last_at = NULL WHERE jid = $1 AND contact = $2 RETURNING 1) \
+                 DELETE FROM inbox_unread WHERE jid = $1 AND contact = $2 AND seq <= $3 \
+                   AND EXISTS (SELECT 1 FROM found)",
+                &[&user, &contact, &big(upto)],
+            )
+            .map_err(pg_err)
         })
     }
 
@@ -1643,7 +1693,22 @@ impl Store for PgStore {
             // Cleared first: a failed COMMIT ends the transaction too.
             conn.in_tx = false;
             let client = conn.client()?;
-            off_runtime(|| client.batch_execute("COMMIT")).map_err(pg_err)?;
+            // COMMIT of a transaction a write aborted answers ROLLBACK, not
+            // an error: the SELECT before it is what fails (25P02) when a
+            // write that was not waited for failed.
+            let committed = off_runtime(|| {
+                let r = client.batch_execute("SELECT 1; COMMIT");
+                if r.is_err() && !client.is_closed() {
+                    let _ = client.batch_execute("ROLLBACK");
+                }
+                r
+            });
+            committed.map_err(|e| match pg_err(e) {
+                StoreError::Backend(detail) if detail.contains("25P02") => StoreError::Backend(format!(
+                    "PostgreSQL: a write of this batch failed, and the batch was rolled back (the server's log names the statement): {detail}"
+                )),
+                other => other,
+            })?;
         }
         Ok(())
     }
@@ -1656,9 +1721,13 @@ impl Store for PgStore {
         &self,
         each: &mut dyn FnMut(ExportRecord) -> Result<(), ExportError>,
     ) -> Result<(), ExportError> {
-        // Pending writes first (export_in reads in a transaction of its own).
+        // Pending writes first: the export reads a snapshot of what is
+        // committed, on a session of its own.
         self.flush()?;
-        self.read(|c| Ok(export_in(c, each)))?
+        let mut client = off_runtime(|| self.options.connect())?;
+        let exported = off_runtime(|| export_in(&mut client, each));
+        off_runtime(move || drop(client));
+        exported
     }
 
     fn import_mark(&self, conv: &ConversationKey, reader: &str, seq: Seq) -> StoreResult<()> {

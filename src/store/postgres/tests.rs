@@ -286,3 +286,40 @@ fn an_export_streams_tables_larger_than_a_page() {
     // The store goes on as before.
     assert_eq!(pg.message(&conv, n).unwrap().unwrap().id, format!("m{n}"));
 }
+
+/// Writes are sent without waiting for their answer (`session.rs`): one
+/// that the server refuses still costs the whole batch, at the flush or at
+/// the next statement that is waited for, and never commits half of it.
+#[test]
+fn a_refused_write_not_waited_for_rolls_its_batch_back() {
+    use crate::store::Store;
+    let Some(store) = fresh() else { return };
+    // PostgreSQL's text holds no NUL: the server refuses the second write.
+    store
+        .set_presence_allowed("alice@x", "bob@x", true)
+        .unwrap();
+    store
+        .set_presence_allowed("carol@x", "bad\0@x", true)
+        .unwrap();
+    let err = store.flush().unwrap_err().to_string();
+    assert!(err.contains("rolled back"), "{err}");
+    assert!(
+        !store.presence_allowed("alice@x", "bob@x").unwrap(),
+        "the write before the refused one went with the batch"
+    );
+    // Seen by a read in the same batch instead.
+    store
+        .set_presence_allowed("carol@x", "bad\0@x", true)
+        .unwrap();
+    let err = store
+        .presence_allowed("alice@x", "bob@x")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rolled back"), "{err}");
+    // The session goes on: the next batch commits.
+    store
+        .set_presence_allowed("alice@x", "bob@x", true)
+        .unwrap();
+    store.flush().unwrap();
+    assert!(store.presence_allowed("alice@x", "bob@x").unwrap());
+}
