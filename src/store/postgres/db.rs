@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use ::postgres::types::ToSql;
 use ::postgres::{Row, Statement};
 
+use super::known::Known;
 use super::session::Session;
 
 /// Statements kept per session. The store's SQL is a fixed set of texts;
@@ -27,6 +28,7 @@ pub(super) struct Statements(HashMap<String, Statement>);
 pub(super) struct Db<'a> {
     session: &'a mut Session,
     statements: &'a mut Statements,
+    known: &'a mut Known,
     /// Inside the transaction of a batch's writes: a failed write aborts
     /// it, and its COMMIT finds out ([`super::PgStore`]'s flush).
     in_tx: bool,
@@ -35,12 +37,23 @@ pub(super) struct Db<'a> {
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
 impl<'a> Db<'a> {
-    pub fn new(session: &'a mut Session, statements: &'a mut Statements, in_tx: bool) -> Self {
+    pub fn new(
+        session: &'a mut Session,
+        statements: &'a mut Statements,
+        known: &'a mut Known,
+        in_tx: bool,
+    ) -> Self {
         Db {
             session,
             statements,
+            known,
             in_tx,
         }
+    }
+
+    /// Rows read often, already known ([`Known`]).
+    pub fn known(&mut self) -> &mut Known {
+        self.known
     }
 
     fn prepared(&mut self, sql: &str) -> Result<Statement, ::postgres::Error> {

@@ -34,9 +34,16 @@ impl PgStore {
     pub fn try_lead(&self, component: &str) -> StoreResult<bool> {
         let key = lock_key(component);
         self.read(|c| {
-            c.query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-                .map(|row| row.get(0))
-                .map_err(pg_err)
+            let leads: bool = c
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .map_err(pg_err)?
+                .get(0);
+            if leads {
+                // Another tidemark wrote until now: nothing it changed is
+                // known here (`known.rs`).
+                c.known().forget();
+            }
+            Ok(leads)
         })
     }
 

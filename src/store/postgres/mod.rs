@@ -11,6 +11,7 @@
 //! itself, whoever else writes to it.
 
 mod db;
+mod known;
 mod leader;
 mod schema;
 mod session;
@@ -107,6 +108,7 @@ struct Conn {
     client: Option<Session>,
     /// This session's prepared statements.
     statements: Statements,
+    known: known::Known,
     /// Sequence numbers taken from the database and not handed out yet.
     seqs: std::collections::VecDeque<Seq>,
     /// A transaction is open (writes since the last flush).
@@ -285,6 +287,7 @@ impl PgStore {
         if conn.client()?.is_closed() {
             // The lock this session held went with it: see `leader.rs`.
             conn.in_tx = false;
+            conn.known.forget();
             return Err(StoreError::ConnectionLost(
                 "PostgreSQL: the connection is closed".into(),
             ));
@@ -305,17 +308,19 @@ impl PgStore {
             let Conn {
                 client,
                 statements,
+                known,
                 in_tx,
                 ..
             } = &mut *conn;
             let client = client.as_mut().ok_or_else(|| {
                 StoreError::ConnectionLost("PostgreSQL: the store was closed".into())
             })?;
-            f(&mut Db::new(client, statements, *in_tx))
+            f(&mut Db::new(client, statements, known, *in_tx))
         };
         match result {
             Err(StoreError::Backend(detail)) if conn.in_tx => {
                 conn.in_tx = false;
+                conn.known.forget();
                 let _ = conn.client()?.batch_execute("ROLLBACK");
                 Err(StoreError::Backend(format!(
                     "{detail} (the writes since the last flush were rolled back)"
@@ -323,6 +328,7 @@ impl PgStore {
             }
             Err(lost @ StoreError::ConnectionLost(_)) => {
                 conn.in_tx = false;
+                conn.known.forget();
                 Err(lost)
             }
             other => other,
@@ -343,6 +349,7 @@ impl Conn {
         Conn {
             client: Some(client),
             statements: Statements::default(),
+            known: known::Known::default(),
             seqs: std::collections::VecDeque::new(),
             in_tx: false,
             temporary,
@@ -794,18 +801,26 @@ impl Store for PgStore {
             } else {
                 "DELETE FROM grants WHERE contact = $1 AND watcher = $2"
             };
-            c.send(sql, &[&contact, &watcher]).map_err(pg_err)
+            c.send(sql, &[&contact, &watcher]).map_err(pg_err)?;
+            c.known().set_grant(contact, watcher, allowed);
+            Ok(())
         })
     }
 
     fn presence_allowed(&self, contact: &str, watcher: &str) -> StoreResult<bool> {
         self.read(|c| {
-            Ok(c.query_opt(
-                "SELECT 1 FROM grants WHERE contact = $1 AND watcher = $2",
-                &[&contact, &watcher],
-            )
-            .map_err(pg_err)?
-            .is_some())
+            if let Some(allowed) = c.known().grant(contact, watcher) {
+                return Ok(allowed);
+            }
+            let allowed = c
+                .query_opt(
+                    "SELECT 1 FROM grants WHERE contact = $1 AND watcher = $2",
+                    &[&contact, &watcher],
+                )
+                .map_err(pg_err)?
+                .is_some();
+            c.known().set_grant(contact, watcher, allowed);
+            Ok(allowed)
         })
     }
 
@@ -1141,12 +1156,18 @@ impl Store for PgStore {
 
     fn read_receipts_pref(&self, user: &str) -> StoreResult<Option<bool>> {
         self.read(|c| {
-            Ok(c.query_opt(
-                "SELECT enabled FROM read_receipts_prefs WHERE jid = $1",
-                &[&user],
-            )
-            .map_err(pg_err)?
-            .map(|r| r.get(0)))
+            if let Some(pref) = c.known().receipts(user) {
+                return Ok(pref);
+            }
+            let pref = c
+                .query_opt(
+                    "SELECT enabled FROM read_receipts_prefs WHERE jid = $1",
+                    &[&user],
+                )
+                .map_err(pg_err)?
+                .map(|r| r.get(0));
+            c.known().set_receipts(user, pref);
+            Ok(pref)
         })
     }
 
@@ -1157,7 +1178,9 @@ impl Store for PgStore {
                 "INSERT INTO read_receipts_prefs (jid, enabled) VALUES ($1, $2) \
                  ON CONFLICT (jid) DO UPDATE SET enabled = EXCLUDED.enabled",
                 &[&user, &enabled],
-            )
+            )?;
+            c.known().set_receipts(user, Some(enabled));
+            Ok(())
         })
     }
 
@@ -1703,6 +1726,9 @@ impl Store for PgStore {
                 }
                 r
             });
+            if committed.is_err() {
+                conn.known.forget();
+            }
             committed.map_err(|e| match pg_err(e) {
                 StoreError::Backend(detail) if detail.contains("25P02") => StoreError::Backend(format!(
                     "PostgreSQL: a write of this batch failed, and the batch was rolled back (the server's log names the statement): {detail}"
