@@ -9,7 +9,11 @@
 
 use std::collections::HashMap;
 
+use crate::store::{MessageRecord, Seq};
+
 const LIMIT: usize = 65_536;
+/// Messages are larger: a few hundred bytes each.
+const MESSAGES: usize = 16_384;
 
 #[derive(Default)]
 pub(super) struct Known {
@@ -18,6 +22,12 @@ pub(super) struct Known {
     grants: HashMap<(String, String), bool>,
     /// A user's read-receipts choice, `None` for none made.
     receipts: HashMap<String, Option<bool>>,
+    /// seq -> its conversation (as stored) and the message as written.
+    messages: HashMap<Seq, (String, MessageRecord)>,
+    /// (conversation, sender, id) -> the newest seq written with them.
+    newest_by_id: HashMap<(String, String, String), Seq>,
+    /// (conversation, reader) -> the reader's mark.
+    marks: HashMap<(String, String), Seq>,
 }
 
 impl Known {
@@ -46,8 +56,62 @@ impl Known {
         self.receipts.insert(user.to_owned(), enabled);
     }
 
+    /// `Some(found)` when known: the message at `seq` if it is of `conv`.
+    pub fn message(&self, conv: &str, seq: Seq) -> Option<Option<MessageRecord>> {
+        let (of, record) = self.messages.get(&seq)?;
+        Some((of == conv).then(|| record.clone()))
+    }
+
+    /// Whether `seq` is known to be a message of `conv`.
+    pub fn is_message_of(&self, conv: &str, seq: Seq) -> bool {
+        self.messages.get(&seq).is_some_and(|(of, _)| of == conv)
+    }
+
+    /// The newest message of `conv` from `sender` with `id`, when known.
+    pub fn find(&self, conv: &str, sender: &str, id: &str) -> Option<(Seq, MessageRecord)> {
+        let seq = *self
+            .newest_by_id
+            .get(&(conv.to_owned(), sender.to_owned(), id.to_owned()))?;
+        let record = self.message(conv, seq)??;
+        // The row at `seq` may have been rewritten with another id since.
+        (record.sender == sender && record.id == id).then_some((seq, record))
+    }
+
+    /// `record` is what the row at `seq` holds now.
+    pub fn set_message(&mut self, conv: &str, seq: Seq, record: &MessageRecord) {
+        if self.messages.len() >= MESSAGES {
+            self.messages.clear();
+            self.newest_by_id.clear();
+        }
+        let key = (conv.to_owned(), record.sender.clone(), record.id.clone());
+        let newest = self.newest_by_id.entry(key).or_insert(seq);
+        *newest = (*newest).max(seq);
+        self.messages.insert(seq, (conv.to_owned(), record.clone()));
+    }
+
+    /// Rows of `messages` went away (retention, the refusal bound).
+    pub fn forget_messages(&mut self) {
+        self.messages.clear();
+        self.newest_by_id.clear();
+    }
+
+    pub fn mark(&self, conv: &str, reader: &str) -> Option<Seq> {
+        self.marks
+            .get(&(conv.to_owned(), reader.to_owned()))
+            .copied()
+    }
+
+    pub fn set_mark(&mut self, conv: &str, reader: &str, seq: Seq) {
+        if self.marks.len() >= LIMIT {
+            self.marks.clear();
+        }
+        self.marks.insert((conv.to_owned(), reader.to_owned()), seq);
+    }
+
     pub fn forget(&mut self) {
         self.grants.clear();
         self.receipts.clear();
+        self.forget_messages();
+        self.marks.clear();
     }
 }

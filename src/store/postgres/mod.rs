@@ -507,10 +507,9 @@ fn upsert_message(
     let failed = r.failed.as_ref();
     // A sequence number held by another conversation's message is left as
     // it is (the WHERE), which leaves no row touched: one round trip for
-    // the check and the write.
-    let touched = c
-        .execute(
-        "INSERT INTO messages (seq, conv, id, sender, recipient, sent_at, delivered_at, failed_at, \
+    // the check and the write. A message known to be of this conversation
+    // (its receipt, its failure) passes the check for sure: not waited for.
+    let sql = "INSERT INTO messages (seq, conv, id, sender, recipient, sent_at, delivered_at, failed_at, \
          failed_condition, failed_text, wants_receipt, wants_markers, readable, queued, refused) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
          ON CONFLICT (seq) DO UPDATE SET id = EXCLUDED.id, sender = EXCLUDED.sender, \
@@ -519,31 +518,32 @@ fn upsert_message(
          failed_condition = EXCLUDED.failed_condition, failed_text = EXCLUDED.failed_text, \
          wants_receipt = EXCLUDED.wants_receipt, wants_markers = EXCLUDED.wants_markers, \
          readable = EXCLUDED.readable, queued = EXCLUDED.queued, refused = EXCLUDED.refused \
-         WHERE messages.conv = EXCLUDED.conv",
-        &[
-            &big(seq),
-            &conv,
-            &r.id,
-            &r.sender,
-            &r.recipient,
-            &big(r.sent_at),
-            &r.delivered_at.map(big),
-            &failed.map(|f| big(f.at)),
-            &failed.map(|f| f.condition.as_str()),
-            &failed.map(|f| f.text.as_str()),
-            &r.wants_receipt,
-            &r.wants_markers,
-            &r.readable,
-            &r.queued,
-            &refused,
-        ],
-        )
-        .map_err(pg_err)?;
-    if touched == 0 {
+         WHERE messages.conv = EXCLUDED.conv";
+    let params: &[&(dyn ToSql + Sync)] = &[
+        &big(seq),
+        &conv,
+        &r.id,
+        &r.sender,
+        &r.recipient,
+        &big(r.sent_at),
+        &r.delivered_at.map(big),
+        &failed.map(|f| big(f.at)),
+        &failed.map(|f| f.condition.as_str()),
+        &failed.map(|f| f.text.as_str()),
+        &r.wants_receipt,
+        &r.wants_markers,
+        &r.readable,
+        &r.queued,
+        &refused,
+    ];
+    if c.known().is_message_of(&conv, seq) {
+        c.send(sql, params).map_err(pg_err)?;
+    } else if c.execute(sql, params).map_err(pg_err)? == 0 {
         return Err(StoreError::Rejected(format!(
             "sequence {seq} is a message of another conversation"
         )));
     }
+    c.known().set_message(&conv, seq, r);
     Ok(())
 }
 
@@ -571,14 +571,24 @@ fn advance(
 /// this call moved it.
 fn advance_raw(c: &mut Db<'_>, conv: &str, reader: &str, seq: Seq) -> StoreResult<bool> {
     // A row comes back only if this statement inserted or raised it.
-    Ok(c.query_opt(
-        "INSERT INTO marks (conv, reader, seq) VALUES ($1, $2, $3) \
+    let sql = "INSERT INTO marks (conv, reader, seq) VALUES ($1, $2, $3) \
          ON CONFLICT (conv, reader) DO UPDATE SET seq = GREATEST(marks.seq, EXCLUDED.seq) \
-         WHERE marks.seq < EXCLUDED.seq RETURNING seq",
-        &[&conv, &reader, &big(seq)],
-    )
-    .map_err(pg_err)?
-    .is_some())
+         WHERE marks.seq < EXCLUDED.seq RETURNING seq";
+    let params: &[&(dyn ToSql + Sync)] = &[&conv, &reader, &big(seq)];
+    // With the mark known, whether it moves is known too: it is written
+    // only here (`known.rs`), and the statement stays an atomic maximum.
+    let moved = match c.known().mark(conv, reader) {
+        Some(known) if seq <= known => return Ok(false),
+        Some(_) => {
+            c.send(sql, params).map_err(pg_err)?;
+            true
+        }
+        None => c.query_opt(sql, params).map_err(pg_err)?.is_some(),
+    };
+    if moved {
+        c.known().set_mark(conv, reader, seq);
+    }
+    Ok(moved)
 }
 
 fn put_room_message_in(c: &mut Db<'_>, room: &str, seq: Seq, m: &RoomMessage) -> StoreResult<()> {
@@ -710,12 +720,20 @@ impl Store for PgStore {
     fn message(&self, conv: &ConversationKey, seq: Seq) -> StoreResult<Option<MessageRecord>> {
         let conv = conv_text(conv);
         self.read(|c| {
-            Ok(c.query_opt(
-                &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE seq = $1 AND conv = $2"),
-                &[&big(seq), &conv],
-            )
-            .map_err(pg_err)?
-            .map(|r| message_from(&r)))
+            if let Some(known) = c.known().message(&conv, seq) {
+                return Ok(known);
+            }
+            let found = c
+                .query_opt(
+                    &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE seq = $1 AND conv = $2"),
+                    &[&big(seq), &conv],
+                )
+                .map_err(pg_err)?
+                .map(|r| message_from(&r));
+            if let Some(m) = &found {
+                c.known().set_message(&conv, seq, m);
+            }
+            Ok(found)
         })
     }
 
@@ -727,28 +745,43 @@ impl Store for PgStore {
     ) -> StoreResult<Option<(Seq, MessageRecord)>> {
         let conv = conv_text(conv);
         self.read(|c| {
-            Ok(c.query_opt(
-                &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conv = $1 AND sender = $2 \
-                     AND id = $3 ORDER BY seq DESC LIMIT 1"
-                ),
-                &[&conv, &sender, &id],
-            )
-            .map_err(pg_err)?
-            .map(|r| (unbig(r.get(0)), message_from(&r))))
+            if let Some(known) = c.known().find(&conv, sender, id) {
+                return Ok(Some(known));
+            }
+            let found = c
+                .query_opt(
+                    &format!(
+                        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conv = $1 AND sender = $2 \
+                         AND id = $3 ORDER BY seq DESC LIMIT 1"
+                    ),
+                    &[&conv, &sender, &id],
+                )
+                .map_err(pg_err)?
+                .map(|r| (unbig(r.get(0)), message_from(&r)));
+            if let Some((seq, m)) = &found {
+                c.known().set_message(&conv, *seq, m);
+            }
+            Ok(found)
         })
     }
 
     fn mark(&self, conv: &ConversationKey, reader: &str) -> StoreResult<Seq> {
         let conv = conv_text(conv);
         self.read(|c| {
-            Ok(c.query_opt(
-                "SELECT seq FROM marks WHERE conv = $1 AND reader = $2",
-                &[&conv, &reader],
-            )
-            .map_err(pg_err)?
-            .map(|r| unbig(r.get(0)))
-            .unwrap_or(0))
+            if let Some(known) = c.known().mark(&conv, reader) {
+                return Ok(known);
+            }
+            let mark = c
+                .query_opt(
+                    "SELECT seq FROM marks WHERE conv = $1 AND reader = $2",
+                    &[&conv, &reader],
+                )
+                .map_err(pg_err)?
+                .map(|r| unbig(r.get(0)));
+            if let Some(seq) = mark {
+                c.known().set_mark(&conv, reader, seq);
+            }
+            Ok(mark.unwrap_or(0))
         })
     }
 
@@ -869,6 +902,7 @@ impl Store for PgStore {
                     &[&record.sender, &limit(over)],
                 )
                 .map_err(pg_err)?;
+                c.known().forget_messages();
             }
             Ok(())
         })
@@ -1860,6 +1894,7 @@ const WALKS: [Walk; EXPIRY_PHASES as usize] = [
             let (seq, conv): (i64, String) = (r.get(0), r.get(2));
             c.execute("DELETE FROM messages WHERE seq = $1", &[&seq])
                 .map_err(pg_err)?;
+            c.known().forget_messages();
             // Its held stanza goes with it, examined and removed in the
             // same step.
             let held = c

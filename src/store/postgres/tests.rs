@@ -321,3 +321,60 @@ fn a_refused_write_not_waited_for_rolls_its_batch_back() {
     store.flush().unwrap();
     assert!(store.presence_allowed("alice@x", "bob@x").unwrap());
 }
+
+/// What the serving tidemark knows without asking (`known.rs`) answers as
+/// the database would: a message rewritten under another id, marks moved
+/// without waiting, and the same answers once forgotten and read back.
+#[test]
+fn what_is_known_answers_as_the_database_does() {
+    use crate::store::{ConversationKey, MessageRecord, Store};
+    let Some(store) = fresh() else { return };
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let seq = store.next_seq().unwrap();
+    store
+        .put_message(&conv, seq, &MessageRecord::sent("alice@x", "bob@x", "a", 1))
+        .unwrap();
+    assert_eq!(
+        store
+            .find_message(&conv, "alice@x", "a")
+            .unwrap()
+            .unwrap()
+            .0,
+        seq
+    );
+    let mut delivered = MessageRecord::sent("alice@x", "bob@x", "b", 1);
+    delivered.delivered_at = Some(2);
+    store.put_message(&conv, seq, &delivered).unwrap();
+    // Another conversation cannot take the sequence number, known or not.
+    let other = ConversationKey::direct("carol@x", "dave@x");
+    assert!(
+        store
+            .put_message(
+                &other,
+                seq,
+                &MessageRecord::sent("carol@x", "dave@x", "c", 1)
+            )
+            .is_err()
+    );
+    assert!(store.advance_mark(&conv, "bob@x", seq, 3).unwrap());
+    assert!(!store.advance_mark(&conv, "bob@x", seq - 1, 4).unwrap());
+    assert!(store.advance_mark(&conv, "bob@x", seq + 5, 5).unwrap());
+    store.flush().unwrap();
+    let answers = |store: &PgStore| {
+        (
+            store.find_message(&conv, "alice@x", "a").unwrap(),
+            store.find_message(&conv, "alice@x", "b").unwrap(),
+            store.message(&conv, seq).unwrap(),
+            store.message(&other, seq).unwrap(),
+            store.mark(&conv, "bob@x").unwrap(),
+        )
+    };
+    let known = answers(&store);
+    assert_eq!(known.0, None, "the row was rewritten with id b");
+    assert_eq!(known.1, Some((seq, delivered.clone())));
+    assert_eq!(known.2, Some(delivered));
+    assert_eq!(known.3, None);
+    assert_eq!(known.4, seq + 5);
+    store.lock().unwrap().known.forget();
+    assert_eq!(answers(&store), known, "the database says the same");
+}
