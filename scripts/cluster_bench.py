@@ -164,30 +164,19 @@ class BenchClient(e2e.Client):
                 return
         super().on_stanza(el)
 
-    def send_next(self):
-        b = self.bench
-        if b.stop or self.sent >= b.max_per_client:
-            if not self.pending and self.done and not self.done.done():
-                self.done.set_result(None)
-            return
-        self.sent += 1
-        mid = f"{b.tag}-{self.n}-{self.sent}"
-        to = self.partner if b.path == "direct" else tracked(self.partner)
+    def message_id(self):
+        return f"{self.bench.tag}-{self.n}-{self.sent}"
+
+    def sending(self, mid):
         now = time.perf_counter()
         self.pending[mid] = now
-        b.sent_at[mid] = now
-        self.send(f"<message to={quoteattr(to)} id='{mid}' type='chat'><body>Bench message {self.sent} "
-                  f"from {self.bare}: the tide is in.</body><request xmlns='{RECEIPTS}'/>"
-                  f"<markable xmlns='{MARKERS}'/></message>")
+        self.bench.sent_at[mid] = now
 
     def send_probe(self):
         """One message outside the closed loop (the failover's clock)."""
-        b = self.bench
         self.probes = getattr(self, "probes", 0) + 1
         mid = f"probe-{self.n}-{self.probes}"
-        now = time.perf_counter()
-        self.pending[mid] = now
-        b.sent_at[mid] = now
+        self.sending(mid)
         self.send(f"<message to={quoteattr(tracked(self.partner))} id='{mid}' type='chat'><body>Probe "
                   f"{self.probes}</body><request xmlns='{RECEIPTS}'/><markable xmlns='{MARKERS}'/></message>")
 

@@ -214,6 +214,13 @@ class Client:
             if item.get("jid") == tracked(self.partner) and item.get("subscription") in ("to", "both"):
                 self.granted.set()
 
+    def message_id(self):
+        return f"{self.bench.path[0]}{self.n}-{self.sent}"
+
+    def sending(self, mid):
+        """Records `mid` as sent now (a subclass may record more)."""
+        self.pending[mid] = time.perf_counter()
+
     def send_next(self):
         b = self.bench
         if b.stop or self.sent >= b.max_per_client:
@@ -221,9 +228,9 @@ class Client:
                 self.done.set_result(None)
             return
         self.sent += 1
-        mid = f"{b.path[0]}{self.n}-{self.sent}"
+        mid = self.message_id()
         to = self.partner if b.path == "direct" else tracked(self.partner)
-        self.pending[mid] = time.perf_counter()
+        self.sending(mid)
         self.send(f"<message to={quoteattr(to)} id='{mid}' type='chat'><body>Bench message {self.sent} "
                   f"from {self.bare}: the tide is in.</body><request xmlns='{RECEIPTS}'/>"
                   f"<markable xmlns='{MARKERS}'/></message>")
