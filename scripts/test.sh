@@ -80,15 +80,16 @@ fi
 # test's users logged in on alternate nodes, tidemark given both nodes), as
 # a deployment past one machine runs (README "Several instances"); on
 # Prosody when EJABBERD=0. Receipts, markers and the status query over
-# restarts and kill -9, the conversation list, desks, rooms. About 5
-# minutes here.
+# restarts and kill -9, the conversation list, desks, rooms, and Profanity
+# (a real client: what a person sees through the cluster). About 5 minutes
+# here.
 if [ "${PG:-1}" != 0 ]; then
 	server=ejabberd-cluster
 	[ "${EJABBERD:-1}" != 0 ] || server=prosody
 	log "integration tests, core suites, with the store in PostgreSQL (TIDEMARK_IT_STORE=postgres), through $server"
 	core=()
-	for t in connection desk groups inbox markers presence presence_gate receipts relay \
-		resilience rooms_restart room_subject status_query; do
+	for t in connection desk groups inbox markers presence presence_gate profanity receipts \
+		relay resilience rooms_restart room_subject status_query; do
 		core+=("tests/integration/test_$t.py")
 	done
 	TIDEMARK_IT_SERVER=$server TIDEMARK_IT_STORE=postgres TIDEMARK_IT_PG_DIR="$PG_DIR" \
