@@ -4,7 +4,8 @@
 //! One session behind a mutex, driven synchronously to fit the synchronous
 //! trait, with the batch's writes pipelined (`session.rs`). The first write
 //! after a flush opens a transaction; reads run on the same session, so they
-//! see the writes not yet committed; [`Store::flush`] commits. The shell flushes before it
+//! see the writes not yet committed; [`Store::flush`] commits. The rows the
+//! serving tidemark reads most are known without asking (`known.rs`). The shell flushes before it
 //! sends, so nothing is relayed before the transaction that records it has
 //! committed. A tidemark moves with `INSERT ... ON CONFLICT DO UPDATE ...
 //! WHERE marks.seq < EXCLUDED.seq`: an atomic maximum in the database
