@@ -8,6 +8,7 @@
 //! emptied when full, as the status log's cache is.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 
 use crate::store::{MessageRecord, Seq};
 
@@ -15,44 +16,81 @@ const LIMIT: usize = 65_536;
 /// Messages are larger: a few hundred bytes each.
 const MESSAGES: usize = 16_384;
 
-#[derive(Default)]
+/// A map emptied when it reaches its limit.
+struct Bounded<K, V> {
+    map: HashMap<K, V>,
+    limit: usize,
+}
+
+impl<K: Hash + Eq, V> Bounded<K, V> {
+    fn new(limit: usize) -> Self {
+        Bounded {
+            map: HashMap::new(),
+            limit,
+        }
+    }
+
+    fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key)
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        if self.map.len() >= self.limit {
+            self.map.clear();
+        }
+        self.map.insert(key, value);
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+    }
+}
+
+/// Two names as one key (a JID holds no NUL).
+fn pair(a: &str, b: &str) -> String {
+    format!("{a}\0{b}")
+}
+
 pub(super) struct Known {
     /// (contact, watcher) -> whether the watcher may see the contact's
     /// presence.
-    grants: HashMap<(String, String), bool>,
+    grants: Bounded<String, bool>,
     /// A user's read-receipts choice, `None` for none made.
-    receipts: HashMap<String, Option<bool>>,
+    receipts: Bounded<String, Option<bool>>,
     /// seq -> its conversation (as stored) and the message as written.
-    messages: HashMap<Seq, (String, MessageRecord)>,
+    messages: Bounded<Seq, (String, MessageRecord)>,
     /// (conversation, sender, id) -> the newest seq written with them.
-    newest_by_id: HashMap<(String, String, String), Seq>,
+    newest_by_id: Bounded<(String, String, String), Seq>,
     /// (conversation, reader) -> the reader's mark.
-    marks: HashMap<(String, String), Seq>,
+    marks: Bounded<String, Seq>,
+}
+
+impl Default for Known {
+    fn default() -> Self {
+        Known {
+            grants: Bounded::new(LIMIT),
+            receipts: Bounded::new(LIMIT),
+            messages: Bounded::new(MESSAGES),
+            newest_by_id: Bounded::new(MESSAGES),
+            marks: Bounded::new(LIMIT),
+        }
+    }
 }
 
 impl Known {
     pub fn grant(&self, contact: &str, watcher: &str) -> Option<bool> {
-        self.grants
-            .get(&(contact.to_owned(), watcher.to_owned()))
-            .copied()
+        self.grants.get(&pair(contact, watcher)).copied()
     }
 
     pub fn set_grant(&mut self, contact: &str, watcher: &str, allowed: bool) {
-        if self.grants.len() >= LIMIT {
-            self.grants.clear();
-        }
-        self.grants
-            .insert((contact.to_owned(), watcher.to_owned()), allowed);
+        self.grants.insert(pair(contact, watcher), allowed);
     }
 
     pub fn receipts(&self, user: &str) -> Option<Option<bool>> {
-        self.receipts.get(user).copied()
+        self.receipts.get(&user.to_owned()).copied()
     }
 
     pub fn set_receipts(&mut self, user: &str, enabled: Option<bool>) {
-        if self.receipts.len() >= LIMIT {
-            self.receipts.clear();
-        }
         self.receipts.insert(user.to_owned(), enabled);
     }
 
@@ -79,13 +117,9 @@ impl Known {
 
     /// `record` is what the row at `seq` holds now.
     pub fn set_message(&mut self, conv: &str, seq: Seq, record: &MessageRecord) {
-        if self.messages.len() >= MESSAGES {
-            self.messages.clear();
-            self.newest_by_id.clear();
-        }
         let key = (conv.to_owned(), record.sender.clone(), record.id.clone());
-        let newest = self.newest_by_id.entry(key).or_insert(seq);
-        *newest = (*newest).max(seq);
+        let newest = self.newest_by_id.get(&key).map_or(seq, |n| (*n).max(seq));
+        self.newest_by_id.insert(key, newest);
         self.messages.insert(seq, (conv.to_owned(), record.clone()));
     }
 
@@ -96,16 +130,11 @@ impl Known {
     }
 
     pub fn mark(&self, conv: &str, reader: &str) -> Option<Seq> {
-        self.marks
-            .get(&(conv.to_owned(), reader.to_owned()))
-            .copied()
+        self.marks.get(&pair(conv, reader)).copied()
     }
 
     pub fn set_mark(&mut self, conv: &str, reader: &str, seq: Seq) {
-        if self.marks.len() >= LIMIT {
-            self.marks.clear();
-        }
-        self.marks.insert((conv.to_owned(), reader.to_owned()), seq);
+        self.marks.insert(pair(conv, reader), seq);
     }
 
     pub fn forget(&mut self) {
@@ -113,5 +142,20 @@ impl Known {
         self.receipts.clear();
         self.forget_messages();
         self.marks.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_map_starts_over_rather_than_grow() {
+        let mut b = Bounded::new(2);
+        b.insert(1, "a");
+        b.insert(2, "b");
+        b.insert(3, "c");
+        assert_eq!((b.get(&1), b.get(&3)), (None, Some(&"c")));
+        assert!(b.map.len() <= 2);
     }
 }
