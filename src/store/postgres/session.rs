@@ -6,10 +6,10 @@
 //! so fifteen round trips, most of them writes whose answer nothing reads
 //! (measured with `pg_stat_statements`: the server spent a fifth of each
 //! status executing, the rest was the wait). Here a write whose answer does
-//! not matter ([`Session::send`]) is put on the wire and not waited for; the
-//! next statement that is waited for goes out behind it on the same
-//! connection, so it sees that write, and a flush's COMMIT is waited for
-//! last. A write that fails aborts the transaction: every later statement
+//! not matter ([`Session::send`]) is queued on the connection and not
+//! waited for; it goes out with the next statement that is waited for,
+//! ahead of it on the same connection, so that statement sees it, and a
+//! flush's COMMIT is waited for last. A write that fails aborts the transaction: every later statement
 //! of it fails with `25P02`, which is how the failure is seen.
 //!
 //! The connection is driven only while a call waits, on a current-thread
