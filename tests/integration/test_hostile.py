@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import BINARY, C2S_PORT, DEEP_NESTING, EJABBERD, Tidemark, tidemark_toml
+from conftest import BINARY, C2S_PORT, DEEP_NESTING, EJABBERD, Tidemark, sled_only, tidemark_toml
 from match import any_all_read, any_mention_of, iq, message, presence
 from stanzas import COMPONENT, NS_STANZAS, chat, disco_info, group_displayed, status_query
 from xmpp_client import Client, room_stanza_id
@@ -413,6 +413,7 @@ async def test_second_tidemark_under_the_same_name_says_another_is_connected(tm,
     await survived(tm, alice, "a second tidemark under the same name")
 
 
+@sled_only("sled's directory lock: a second tidemark on one PostgreSQL database stands by (test_cluster.py)")
 def test_store_in_use_says_so_not_wouldblock(tm, world):
     status, out = run_once(world, tidemark_toml(storage=str(tm.dir / "db"), secret=world.secret))
     assert status not in (None, 0), out
