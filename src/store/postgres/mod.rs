@@ -161,8 +161,10 @@ impl PgOptions {
         })
     }
 
-    fn config(&self) -> StoreResult<::postgres::Config> {
-        let mut config: ::postgres::Config = self
+    /// The URL with the password: one parser for both clients below (the
+    /// `postgres` crate's config wraps tokio-postgres' own).
+    fn config(&self) -> StoreResult<::tokio_postgres::Config> {
+        let mut config: ::tokio_postgres::Config = self
             .url
             .parse()
             .map_err(|e| StoreError::Backend(format!("PostgreSQL URL: {e}")))?;
@@ -175,7 +177,8 @@ impl PgOptions {
     /// A synchronous client, for what is not the store's own session:
     /// migrations, the export's snapshot, tests.
     fn connect(&self) -> StoreResult<Client> {
-        let mut client = self.config()?.connect(NoTls).map_err(pg_err)?;
+        let config = ::postgres::Config::from(self.config()?);
+        let mut client = config.connect(NoTls).map_err(pg_err)?;
         if let Some(name) = &self.search_path {
             client
                 .batch_execute(&format!("SET search_path TO {name}"))
@@ -186,37 +189,7 @@ impl PgOptions {
 
     /// The store's session.
     fn session(&self) -> StoreResult<Session> {
-        let config = self.config()?;
-        let mut async_config = ::tokio_postgres::Config::new();
-        for host in config.get_hosts() {
-            match host {
-                ::postgres::config::Host::Tcp(h) => async_config.host(h),
-                #[cfg(unix)]
-                ::postgres::config::Host::Unix(p) => async_config.host_path(p),
-            };
-        }
-        for port in config.get_ports() {
-            async_config.port(*port);
-        }
-        if let Some(u) = config.get_user() {
-            async_config.user(u);
-        }
-        if let Some(p) = config.get_password() {
-            async_config.password(p);
-        }
-        if let Some(d) = config.get_dbname() {
-            async_config.dbname(d);
-        }
-        if let Some(o) = config.get_options() {
-            async_config.options(o);
-        }
-        if let Some(a) = config.get_application_name() {
-            async_config.application_name(a);
-        }
-        if let Some(t) = config.get_connect_timeout() {
-            async_config.connect_timeout(*t);
-        }
-        Session::connect(&async_config)
+        Session::connect(&self.config()?)
     }
 }
 
