@@ -95,10 +95,19 @@ fn main() -> ExitCode {
 /// `--export` / `--import`: the store as text, for backups (DESIGN.md: sled
 /// calls itself beta, so the data must be able to leave it).
 fn backup(config: &Config, export_to: Option<PathBuf>, import_from: Option<PathBuf>) -> ExitCode {
-    let store = match open_store(config) {
+    let opened = match (&config.storage.backend, &import_from) {
+        (StorageBackend::Postgres { url, password_file }, Some(_)) => {
+            PgOptions::new(url, password_file.as_deref())
+                .and_then(|o| PgStore::open(&o))
+                .map_err(|e| open_failure(config, &e))
+                .and_then(|pg| import_alone(config, pg))
+        }
+        _ => open_store(config).map_err(|e| open_failure(config, &e)),
+    };
+    let store = match opened {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("tidemark: {}", open_failure(config, &e));
+            eprintln!("tidemark: {e}");
             return ExitCode::from(EXIT_STORAGE);
         }
     };
@@ -128,6 +137,22 @@ fn backup(config: &Config, export_to: Option<PathBuf>, import_from: Option<PathB
             eprintln!("tidemark: {e}");
             ExitCode::from(EXIT_STORAGE)
         }
+    }
+}
+
+/// An import writes where no tidemark serves (sled's directory lock sees
+/// to that on sled): on PostgreSQL it takes the serving tidemark's lock for
+/// its session (a tidemark started meanwhile stands by), and is refused if
+/// one serves, since that one answers from what it wrote and read itself
+/// (the PostgreSQL store's known rows) and would not see the import.
+fn import_alone(config: &Config, pg: PgStore) -> Result<Arc<dyn Store>, String> {
+    let jid = config.component.jid.as_str();
+    match pg.try_lead(jid) {
+        Ok(true) => Ok(Arc::new(pg)),
+        Ok(false) => Err(format!(
+            "another tidemark serves {jid} from this PostgreSQL database; stop it (and its standbys) before importing"
+        )),
+        Err(e) => Err(format!("cannot import: {e}")),
     }
 }
 

@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from conftest import BINARY, C2S_PORT, COMPONENT, DEEP_NESTING, EJABBERD, Tidemark, sled_only, tidemark_toml
+from conftest import BINARY, C2S_PORT, COMPONENT, DEEP_NESTING, EJABBERD, POSTGRES, Tidemark, sled_only, tidemark_toml
 from match import message
 from stanzas import chat
 
@@ -145,6 +145,23 @@ async def test_a_store_in_use_says_so_for_serve_export_and_import(tm, world):
                              text=True, timeout=15, env={**os.environ, "NO_COLOR": "1"})
         assert res.returncode == 4, (args, res.stderr)
         assert in_use in res.stderr, (args, res.stderr)
+
+
+@pytest.mark.skipif(not POSTGRES, reason="PostgreSQL-only: on sled the directory lock refuses it "
+                    "(test_a_store_in_use_says_so_for_serve_export_and_import)")
+async def test_an_import_into_a_database_a_tidemark_serves_is_refused(tm, world):
+    """The serving tidemark answers from the rows it wrote and read itself:
+    an import under it would go unseen, so it is refused, and says why."""
+    await world.wait_ready()
+    dump = world.dir / f"served-{world.test_no}.txt"
+    run = dict(capture_output=True, text=True, timeout=30, env={**os.environ, "NO_COLOR": "1"})
+    exported = subprocess.run([str(BINARY), "--config", str(tm.config), "--export", str(dump)], **run)
+    assert exported.returncode == 0, exported.stderr
+    imported = subprocess.run([str(BINARY), "--config", str(tm.config), "--import", str(dump)], **run)
+    assert imported.returncode == 4, imported.stderr
+    assert f"another tidemark serves {COMPONENT} from this PostgreSQL database" in imported.stderr, \
+        imported.stderr
+    assert tm.alive(), "the serving tidemark was not disturbed"
 
 
 def free_port():
