@@ -17,6 +17,15 @@ use ::postgres::{Row, Statement};
 use super::known::Known;
 use super::session::Session;
 
+/// Parameters larger than this, encoded, make a write one that is waited
+/// for. PostgreSQL refuses an index entry over 2,704 bytes, and two long
+/// JIDs (up to 3,071 bytes each) in a key reach that: a refusal of a write
+/// not waited for is only seen at the next waited statement or the flush,
+/// which would fail the whole batch (and end the service) for one stanza,
+/// while a waited one fails that stanza alone. Anyone on the federation
+/// chooses the JIDs that reach a write.
+const SENT_PARAMS_BYTES: usize = 2048;
+
 /// Statements kept per session. The store's SQL is a fixed set of texts;
 /// the bound is for any that are built per call, so that they cannot grow
 /// the session (client and server side) without end.
@@ -75,7 +84,7 @@ impl<'a> Db<'a> {
     /// is not lost.
     pub fn send(&mut self, sql: &str, params: Params<'_>) -> Result<(), ::postgres::Error> {
         let s = self.prepared(sql)?;
-        if self.in_tx {
+        if self.in_tx && encoded_len(&s, params) <= SENT_PARAMS_BYTES {
             self.session.send(&s, params)
         } else {
             self.session.execute(&s, params).map(drop)
@@ -111,4 +120,19 @@ impl<'a> Db<'a> {
     pub fn batch_execute(&mut self, sql: &str) -> Result<(), ::postgres::Error> {
         self.session.batch_execute(sql)
     }
+}
+
+/// The bytes `params` take on the wire for `s` (an encoding error counts
+/// as too many: the waited call reports it).
+fn encoded_len(s: &Statement, params: Params<'_>) -> usize {
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    for (p, ty) in params.iter().zip(s.params()) {
+        buf.clear();
+        if p.to_sql_checked(ty, &mut buf).is_err() {
+            return usize::MAX;
+        }
+        total = total.saturating_add(buf.len());
+    }
+    total
 }

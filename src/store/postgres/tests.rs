@@ -378,3 +378,39 @@ fn what_is_known_answers_as_the_database_does() {
     store.lock().unwrap().known.forget();
     assert_eq!(answers(&store), known, "the database says the same");
 }
+
+/// Two long JIDs make a key too large for PostgreSQL to index. Such a write
+/// is waited for (`db.rs`), so it fails alone, at once, rather than at the
+/// flush of the whole batch: anyone on the federation chooses JIDs.
+#[test]
+fn a_key_too_long_to_index_fails_its_own_write_at_once() {
+    use crate::store::Store;
+    let Some(store) = fresh() else { return };
+    // Varied characters, so that PostgreSQL's compression cannot shrink the
+    // key under the limit.
+    let mut x: u64 = 7;
+    let mut long = || {
+        let local: String = (0..1000)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[(x >> 33) as usize % 36])
+            })
+            .collect();
+        format!("{local}@{}.example", &local[..900])
+    };
+    let (contact, watcher) = (long(), long());
+    let err = store
+        .set_presence_allowed(&contact, &watcher, true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("54000"), "{err}");
+    // The session goes on, and the next batch commits.
+    store
+        .set_presence_allowed("alice@x", "bob@x", true)
+        .unwrap();
+    store.flush().unwrap();
+    assert!(store.presence_allowed("alice@x", "bob@x").unwrap());
+    assert!(!store.presence_allowed(&contact, &watcher).unwrap());
+}
