@@ -401,10 +401,13 @@ async fn serve(config: Config) -> ExitCode {
             }
         };
         match serve_with(&config, store, stop.clone()).await {
-            Err(ComponentError::Storage(StoreError::ConnectionLost(e))) => {
+            Err(ComponentError::Storage(
+                StoreError::ConnectionLost(e) | StoreError::BatchLost(e),
+            )) => {
                 // What the service knew beyond the store may be gone with
-                // the session (and the lead with it): start over from what
-                // the store holds, as a standby if another took over.
+                // the session (and the lead with it), or with the batch the
+                // store rolled back: start over from what the store holds,
+                // as a standby if another took over.
                 warn!(error = %e, "lost the store; starting over");
                 tokio::select! {
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}

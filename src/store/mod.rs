@@ -61,6 +61,13 @@ pub enum StoreError {
     /// rather than carry on with state the store may not have.
     #[error("lost the connection to the store: {0}")]
     ConnectionLost(String),
+    /// The writes since the last flush were undone by the store (a write
+    /// it refused aborted the batch's transaction). Their stanzas'
+    /// answers must not go out, and what the service learned from them is
+    /// not in the store: the service starts over, as after
+    /// [`StoreError::ConnectionLost`].
+    #[error("the store rolled back the writes since the last flush: {0}")]
+    BatchLost(String),
     #[error("stored record is corrupt ({what}): {detail}")]
     Corrupt { what: &'static str, detail: String },
     #[error(

@@ -21,10 +21,11 @@ use super::session::Session;
 /// for. PostgreSQL refuses an index entry over 2,704 bytes, and two long
 /// JIDs (up to 3,071 bytes each) in a key reach that: a refusal of a write
 /// not waited for is only seen at the next waited statement or the flush,
-/// which would fail the whole batch (and end the service) for one stanza,
-/// while a waited one fails that stanza alone. Anyone on the federation
-/// chooses the JIDs that reach a write.
-const SENT_PARAMS_BYTES: usize = 2048;
+/// which would fail the whole batch for one stanza, while a waited one
+/// fails that stanza alone (its writes are in a savepoint of their own:
+/// `PgStore::apply` gives one to every stanza whose text reaches this
+/// bound). Anyone on the federation chooses the JIDs that reach a write.
+pub(super) const SENT_PARAMS_BYTES: usize = 2048;
 
 /// Statements kept per session. The store's SQL is a fixed set of texts;
 /// the bound is for any that are built per call, so that they cannot grow

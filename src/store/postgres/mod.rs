@@ -44,6 +44,27 @@ pub(super) fn pg_err(e: ::postgres::Error) -> StoreError {
     StoreError::Backend(format!("PostgreSQL: {detail}"))
 }
 
+/// Whether `write` holds text enough for a key beyond what PostgreSQL
+/// indexes (2,704 bytes): its `Debug` form prints every string and byte it
+/// holds in full (derived throughout), so its length bounds any key's.
+/// Counting stops at the bound.
+fn may_be_refused(write: &write::Write) -> bool {
+    struct Upto(usize);
+    impl std::fmt::Write for Upto {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 = self.0.checked_sub(s.len()).ok_or(std::fmt::Error)?;
+            Ok(())
+        }
+    }
+    std::fmt::write(&mut Upto(db::SENT_PARAMS_BYTES), format_args!("{write:?}")).is_err()
+}
+
+/// The statement failed because one before it, not waited for, had failed
+/// and aborted the transaction (`pg_err`'s text starts with the code).
+fn aborted_before(detail: &str) -> bool {
+    detail.starts_with("PostgreSQL: 25P02")
+}
+
 /// The server went away: the socket closed, or the server is shutting
 /// down (class 57, operator intervention) or lost the connection (class
 /// 08). Any other error leaves the session, and the leader lock held by it,
@@ -114,6 +135,12 @@ struct Conn {
     seqs: std::collections::VecDeque<Seq>,
     /// A transaction is open (writes since the last flush).
     in_tx: bool,
+    /// A stanza's writes are being applied in a savepoint of their own
+    /// ([`PgStore::apply`]).
+    in_stanza: bool,
+    /// Why the writes since the last flush were rolled back, if they were:
+    /// the flush reports it instead of committing what came after.
+    lost: Option<String>,
     /// A schema of its own, dropped with the store (tests).
     temporary: Option<String>,
 }
@@ -293,20 +320,62 @@ impl PgStore {
         };
         match result {
             Err(StoreError::Backend(detail)) if conn.in_tx => {
-                conn.in_tx = false;
+                // What is known may include what was just undone.
                 conn.known.forget();
+                if std::mem::take(&mut conn.in_stanza)
+                    && !aborted_before(&detail)
+                    && conn
+                        .client()?
+                        .batch_execute("ROLLBACK TO SAVEPOINT stanza; RELEASE SAVEPOINT stanza")
+                        .is_ok()
+                {
+                    return Err(StoreError::Backend(format!(
+                        "{detail} (this stanza's writes were rolled back)"
+                    )));
+                }
+                // Not this stanza's own failure, or outside one: the
+                // transaction is lost, with the writes of stanzas whose
+                // answers are already gathered.
+                conn.in_tx = false;
                 let _ = conn.client()?.batch_execute("ROLLBACK");
+                conn.lost.get_or_insert_with(|| detail.clone());
                 Err(StoreError::Backend(format!(
                     "{detail} (the writes since the last flush were rolled back)"
                 )))
             }
             Err(lost @ StoreError::ConnectionLost(_)) => {
                 conn.in_tx = false;
+                conn.in_stanza = false;
                 conn.known.forget();
                 Err(lost)
             }
             other => other,
         }
+    }
+
+    /// The savepoint of a stanza's writes. Opened and released without
+    /// waiting (a failure shows in the next statement that is waited for,
+    /// as `25P02`); a roll back is waited for.
+    fn stanza_savepoint(&self, step: Savepoint) -> StoreResult<()> {
+        let mut conn = self.lock()?;
+        if step != Savepoint::Open && !conn.in_stanza {
+            // Rolled back to already, or the transaction is gone.
+            return Ok(());
+        }
+        conn.in_stanza = step == Savepoint::Open;
+        off_runtime(|| {
+            Self::run_in(&mut conn, true, |c| {
+                match step {
+                    Savepoint::Open => c.send("SAVEPOINT stanza", &[]),
+                    Savepoint::Release => c.send("RELEASE SAVEPOINT stanza", &[]),
+                    Savepoint::RollBack => {
+                        c.known().forget();
+                        c.batch_execute("ROLLBACK TO SAVEPOINT stanza; RELEASE SAVEPOINT stanza")
+                    }
+                }
+                .map_err(pg_err)
+            })
+        })
     }
 
     fn read<T>(&self, f: impl FnOnce(&mut Db<'_>) -> StoreResult<T>) -> StoreResult<T> {
@@ -318,6 +387,13 @@ impl PgStore {
     }
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Savepoint {
+    Open,
+    Release,
+    RollBack,
+}
+
 impl Conn {
     fn new(client: Session, temporary: Option<String>) -> Self {
         Conn {
@@ -326,6 +402,8 @@ impl Conn {
             known: known::Known::default(),
             seqs: std::collections::VecDeque::new(),
             in_tx: false,
+            in_stanza: false,
+            lost: None,
             temporary,
         }
     }
@@ -656,6 +734,29 @@ fn refusals_of(c: &mut Db<'_>, sender: &str) -> StoreResult<usize> {
 const EXPIRY_PHASES: u8 = 4;
 
 impl Store for PgStore {
+    /// A stanza whose writes could make a key PostgreSQL refuses to index
+    /// (long JIDs and ids, which anyone on the federation chooses) gets a
+    /// savepoint of its own: the refusal then undoes that stanza's writes
+    /// alone, not those of the batch's earlier stanzas, whose answers are
+    /// gathered and go out after the flush. Other stanzas go without: a
+    /// savepoint is a subtransaction, a sixth of the store's speed when
+    /// every stanza has one (`tidemark-bench pgstore`), and they can only
+    /// fail as the whole batch does.
+    fn apply(&self, writes: &[write::Write]) -> StoreResult<()> {
+        if !writes.iter().any(may_be_refused) {
+            return write::apply_each(self, writes);
+        }
+        self.stanza_savepoint(Savepoint::Open)?;
+        let applied = write::apply_each(self, writes);
+        // A refusal by the server has rolled back already (`run_in`); any
+        // other error (a record the store refused) rolls back here.
+        self.stanza_savepoint(match applied {
+            Ok(()) => Savepoint::Release,
+            Err(_) => Savepoint::RollBack,
+        })?;
+        applied
+    }
+
     fn next_seq(&self) -> StoreResult<Seq> {
         if let Some(seq) = self.lock()?.seqs.pop_front() {
             return Ok(seq);
@@ -1720,6 +1821,19 @@ impl Store for PgStore {
 
     fn flush(&self) -> StoreResult<()> {
         let mut conn = self.lock()?;
+        conn.in_stanza = false;
+        if let Some(detail) = conn.lost.take() {
+            // What came after the loss is not committed either: the
+            // service starts over from what the database holds.
+            if std::mem::take(&mut conn.in_tx) {
+                let client = conn.client()?;
+                let _ = off_runtime(|| client.batch_execute("ROLLBACK"));
+                conn.known.forget();
+            }
+            return Err(StoreError::BatchLost(format!(
+                "PostgreSQL: a write of this batch failed and the batch was rolled back: {detail}"
+            )));
+        }
         if conn.in_tx {
             // Cleared first: a failed COMMIT ends the transaction too.
             conn.in_tx = false;
@@ -1738,7 +1852,7 @@ impl Store for PgStore {
                 conn.known.forget();
             }
             committed.map_err(|e| match pg_err(e) {
-                StoreError::Backend(detail) if detail.contains("25P02") => StoreError::Backend(format!(
+                StoreError::Backend(detail) if aborted_before(&detail) => StoreError::BatchLost(format!(
                     "PostgreSQL: a write of this batch failed, and the batch was rolled back (the server's log names the statement): {detail}"
                 )),
                 other => other,

@@ -289,10 +289,12 @@ fn an_export_streams_tables_larger_than_a_page() {
 
 /// Writes are sent without waiting for their answer (`session.rs`): one
 /// that the server refuses still costs the whole batch, at the flush or at
-/// the next statement that is waited for, and never commits half of it.
+/// the next statement that is waited for, and never commits half of it; the
+/// flush says the batch was lost (the service starts over), so no answer of
+/// the batch goes out.
 #[test]
 fn a_refused_write_not_waited_for_rolls_its_batch_back() {
-    use crate::store::Store;
+    use crate::store::{Store, StoreError};
     let Some(store) = fresh() else { return };
     // PostgreSQL's text holds no NUL: the server refuses the second write.
     store
@@ -301,8 +303,8 @@ fn a_refused_write_not_waited_for_rolls_its_batch_back() {
     store
         .set_presence_allowed("carol@x", "bad\0@x", true)
         .unwrap();
-    let err = store.flush().unwrap_err().to_string();
-    assert!(err.contains("rolled back"), "{err}");
+    let err = store.flush().unwrap_err();
+    assert!(matches!(err, StoreError::BatchLost(_)), "{err}");
     assert!(
         !store.presence_allowed("alice@x", "bob@x").unwrap(),
         "the write before the refused one went with the batch"
@@ -314,12 +316,20 @@ fn a_refused_write_not_waited_for_rolls_its_batch_back() {
         .unwrap();
     let err = store.has_watchers("alice@x").unwrap_err().to_string();
     assert!(err.contains("rolled back"), "{err}");
-    // The session goes on: the next batch commits.
-    store
-        .set_presence_allowed("alice@x", "bob@x", true)
-        .unwrap();
+    // A write after it in the same batch is not committed either.
+    store.set_presence_allowed("dan@x", "bob@x", true).unwrap();
+    let err = store.flush().unwrap_err();
+    assert!(matches!(err, StoreError::BatchLost(_)), "{err}");
+    assert!(!store.presence_allowed("dan@x", "bob@x").unwrap());
+    next_batch_commits(&store);
+}
+
+/// The session goes on after a failure: the next batch commits.
+fn next_batch_commits(store: &PgStore) {
+    use crate::store::Store;
+    store.set_presence_allowed("erin@x", "bob@x", true).unwrap();
     store.flush().unwrap();
-    assert!(store.presence_allowed("alice@x", "bob@x").unwrap());
+    assert!(store.presence_allowed("erin@x", "bob@x").unwrap());
 }
 
 /// What the serving tidemark knows without asking (`known.rs`) answers as
@@ -379,12 +389,16 @@ fn what_is_known_answers_as_the_database_does() {
     assert_eq!(answers(&store), known, "the database says the same");
 }
 
-/// Two long JIDs make a key too large for PostgreSQL to index. Such a write
-/// is waited for (`db.rs`), so it fails alone, at once, rather than at the
-/// flush of the whole batch: anyone on the federation chooses JIDs.
+/// Two long JIDs make a key too large for PostgreSQL to index; anyone on
+/// the federation chooses JIDs. Such a write is waited for (`db.rs`) and
+/// each stanza's writes have a savepoint of their own (`PgStore::apply`),
+/// so it fails that stanza alone, at once: the stanzas before it in the
+/// batch, whose answers are gathered, keep their writes, and so does the
+/// stanza after it.
 #[test]
-fn a_key_too_long_to_index_fails_its_own_write_at_once() {
-    use crate::store::Store;
+fn a_key_too_long_to_index_fails_its_own_stanza_alone() {
+    use crate::store::write::Write;
+    use crate::store::{ConversationKey, MessageRecord, Store};
     let Some(store) = fresh() else { return };
     // Varied characters, so that PostgreSQL's compression cannot shrink the
     // key under the limit.
@@ -401,16 +415,48 @@ fn a_key_too_long_to_index_fails_its_own_write_at_once() {
         format!("{local}@{}.example", &local[..900])
     };
     let (contact, watcher) = (long(), long());
+    let grant = |contact: &str, watcher: &str| Write::PresenceAllowed {
+        contact: contact.to_owned(),
+        watcher: watcher.to_owned(),
+        allowed: true,
+    };
+    let conv = ConversationKey::direct("alice@x", "bob@x");
+    let message = |seq, id: &str| Write::Message {
+        conv: conv.clone(),
+        seq,
+        record: MessageRecord::sent("alice@x", "bob@x", id, 1),
+    };
+    let (first, second) = (store.next_seq().unwrap(), store.next_seq().unwrap());
+    store
+        .apply(&[message(first, "before"), grant("alice@x", "bob@x")])
+        .unwrap();
+    // The refused stanza wrote a message before its refused grant.
     let err = store
-        .set_presence_allowed(&contact, &watcher, true)
+        .apply(&[message(second, "refused"), grant(&contact, &watcher)])
         .unwrap_err()
         .to_string();
     assert!(err.contains("54000"), "{err}");
-    // The session goes on, and the next batch commits.
-    store
-        .set_presence_allowed("alice@x", "bob@x", true)
-        .unwrap();
+    assert!(
+        err.contains("this stanza's writes were rolled back"),
+        "{err}"
+    );
+    store.apply(&[grant("carol@x", "bob@x")]).unwrap();
     store.flush().unwrap();
+    assert!(
+        store
+            .find_message(&conv, "alice@x", "before")
+            .unwrap()
+            .is_some()
+    );
     assert!(store.presence_allowed("alice@x", "bob@x").unwrap());
+    assert!(store.presence_allowed("carol@x", "bob@x").unwrap());
+    assert!(
+        store
+            .find_message(&conv, "alice@x", "refused")
+            .unwrap()
+            .is_none(),
+        "the refused stanza's first write went with it"
+    );
     assert!(!store.presence_allowed(&contact, &watcher).unwrap());
+    next_batch_commits(&store);
 }
