@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Drives Gajim 1.7 through tidemark on a two-node ejabberd cluster with two
+tidemarks over one PostgreSQL, and kills the serving tidemark in the middle
+of the conversation. Run by scripts/gajim-cluster-screens.sh, which starts
+the cluster, PostgreSQL, both tidemarks, Xvfb and a session bus first.
+alice is Gajim on node 1; bob is a scripted client on node 2 that sends a
+receipt at once and a displayed marker two seconds later.
+
+Screens (PNG, in --out):
+  cluster-1-chat-read.png      alice's message with its delivered tick, then bob's read line
+  cluster-2-after-failover.png the serving tidemark killed (kill -9), the standby serving:
+                               a second message gets its statuses the same way
+  cluster-3-status-result.png  the `status` command, run from Gajim after the failover:
+                               both messages read, from what PostgreSQL kept
+"""
+
+import asyncio
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+from gajim_screens import Screen, arguments, bob_answers, quiet, step, wait_for, wait_geometry, wait_ready, gv
+from match import presence
+from stanzas import subscribe, subscribed
+from xmpp_client import Client
+
+NODE2 = "127.0.0.2"
+
+
+def serving(run):
+    """The tidemark ('a' or 'b') whose log says it serves, with its pid."""
+    for t in ("a", "b"):
+        log = (Path(run) / f"tidemark-{t}.log").read_text(errors="replace")
+        if "serving chat.localhost" in log:
+            return t, int((Path(run) / f"tidemark-{t}.pid").read_text())
+    raise SystemExit("gajim-cluster-screens: no tidemark serves chat.localhost")
+
+
+async def wait_log(path, pattern, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if re.search(pattern, Path(path).read_text(errors="replace")):
+            return
+        await asyncio.sleep(0.05)
+    raise SystemExit(f"gajim-cluster-screens: {pattern!r} not in {path} within {timeout}s")
+
+
+async def main(args):
+    screen = Screen(args)
+    (a_user, a_pw), (b_user, b_pw) = (x.split(":", 1) for x in (args.alice, args.bob))
+
+    step("setting up: alice (node 1) and bob (node 2) subscribe to each other's tracked addresses")
+    alice = await Client("alice", a_user, a_pw, "setup", port=args.port, note=quiet).connect()
+    bob = await Client("bob", b_user, b_pw, "phone", port=args.port, note=quiet,
+                       host=NODE2).connect(priority=10)
+    await wait_ready(alice)
+    for x, y in ((alice, bob), (bob, alice)):
+        await x.send(subscribe(y.tracked))
+        await y.expect(presence(frm=x.tracked, type="subscribe"))
+        await y.send(subscribed(x.tracked))
+        await x.expect(presence(frm=y.tracked, type="subscribed"))
+    await alice.disconnect()
+    log = []
+    answers = asyncio.ensure_future(bob_answers(bob, alice.tracked, log))
+
+    step("starting Gajim as " + args.user)
+    await screen.start_gajim()
+    await bob.expect(presence(frm=f"{alice.tracked}/gajim", type=False), timeout=40)
+    await asyncio.sleep(3)
+    try:
+        await run_steps(args, screen, bob, log)
+    except BaseException:
+        screen.failure_shot()
+        raise
+    answers.cancel()
+    await bob.disconnect()
+
+
+async def run_steps(args, screen, bob, log):
+    account = "alice"
+    step("1. alice writes to bob from Gajim; bob's client on the other node sends a receipt, then reads it")
+    screen.xdo("mousemove", "34", "768", "click", "1")  # the account button, bottom left
+    await asyncio.sleep(1.5)
+    screen.action("open-chat", f"<[{gv(account)}, {gv(bob.tracked)}]>")
+    await asyncio.sleep(2)
+    screen.xdo("mousemove", "640", "199", "click", "1")
+    screen.xdo("key", "Return")
+    await asyncio.sleep(1.5)
+    screen.type_text("Lunch at noon?")
+    await wait_for(lambda: ("chat", "Lunch at noon?") in log, "bob getting alice's message")
+    await asyncio.sleep(4)
+    screen.shot("cluster-1-chat-read", crop="1280x800+0+0")
+
+    which, pid = serving(args.run)
+    other = "b" if which == "a" else "a"
+    step(f"2. the serving tidemark ({which}, pid {pid}) killed with kill -9; {other} takes over")
+    killed = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    await wait_log(Path(args.run) / f"tidemark-{other}.log", r"serving chat\.localhost")
+    print(f"  {other} serving {time.monotonic() - killed:.2f} s after the kill", flush=True)
+    await wait_ready(bob)
+    screen.type_text("Still there after the failover?")
+    await wait_for(lambda: ("chat", "Still there after the failover?") in log,
+                   "bob getting alice's message after the failover")
+    await asyncio.sleep(4)
+    screen.shot("cluster-2-after-failover", crop="1280x800+0+0")
+
+    step("3. the status command, run from Gajim after the failover (Execute Command on chat.localhost)")
+    screen.action(f"{account}-execute-command", f"<{gv('chat.localhost')}>")
+    x, y, w, h, win = await wait_geometry(screen, "Command List")
+    await asyncio.sleep(1.5)
+    # The commands are listed in disco order: read-receipts, then status.
+    screen.xdo("mousemove", str(x + 144), str(y + 117), "click", "1")
+    await asyncio.sleep(0.5)
+    screen.xdo("mousemove", str(x + 533), str(y + h - 42), "click", "1")  # Execute
+    await asyncio.sleep(2)
+    screen.xdo("mousemove", str(x + 543), str(y + h - 42), "click", "1")  # Next
+    await asyncio.sleep(2.5)
+    screen.xdo("windowsize", win, str(w), "790", check=False)
+    screen.xdo("windowmove", win, str(x), "5", check=False)
+    await asyncio.sleep(1)
+    screen.shot("cluster-3-status-result", crop=f"{w}x790+{x}+5")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(arguments(__doc__, "alice", "bob")))
