@@ -63,6 +63,9 @@ pub(super) struct Known {
     newest_by_id: Bounded<(String, String, String), Seq>,
     /// (conversation, reader) -> the reader's mark.
     marks: Bounded<String, Seq>,
+    /// Sequence numbers this session took and has not written a message
+    /// with: no row holds them (a sequence never hands a number out twice).
+    fresh: Bounded<Seq, ()>,
 }
 
 impl Default for Known {
@@ -73,6 +76,7 @@ impl Default for Known {
             messages: Bounded::new(MESSAGES),
             newest_by_id: Bounded::new(MESSAGES),
             marks: Bounded::new(LIMIT),
+            fresh: Bounded::new(LIMIT),
         }
     }
 }
@@ -137,11 +141,22 @@ impl Known {
         self.marks.insert(pair(conv, reader), seq);
     }
 
+    /// `seq` was just taken from the database's sequence.
+    pub fn set_fresh(&mut self, seq: Seq) {
+        self.fresh.insert(seq, ());
+    }
+
+    /// Whether no row can hold `seq` yet; it is not fresh after this.
+    pub fn take_fresh(&mut self, seq: Seq) -> bool {
+        self.fresh.map.remove(&seq).is_some()
+    }
+
     pub fn forget(&mut self) {
         self.grants.clear();
         self.receipts.clear();
         self.forget_messages();
         self.marks.clear();
+        self.fresh.clear();
     }
 }
 

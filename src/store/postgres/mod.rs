@@ -560,7 +560,8 @@ fn upsert_message(
     // A sequence number held by another conversation's message is left as
     // it is (the WHERE), which leaves no row touched: one round trip for
     // the check and the write. A message known to be of this conversation
-    // (its receipt, its failure) passes the check for sure: not waited for.
+    // (its receipt, its failure), or a new one with a number this session
+    // took and has not used, passes the check for sure: not waited for.
     let sql = "INSERT INTO messages (seq, conv, id, sender, recipient, sent_at, delivered_at, failed_at, \
          failed_condition, failed_text, wants_receipt, wants_markers, readable, queued, refused) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
@@ -588,7 +589,7 @@ fn upsert_message(
         &r.queued,
         &refused,
     ];
-    if c.known().is_message_of(&conv, seq) {
+    if c.known().take_fresh(seq) || c.known().is_message_of(&conv, seq) {
         c.send(sql, params).map_err(pg_err)?;
     } else if c.execute(sql, params).map_err(pg_err)? == 0 {
         return Err(StoreError::Rejected(format!(
@@ -758,9 +759,12 @@ impl Store for PgStore {
     }
 
     fn next_seq(&self) -> StoreResult<Seq> {
-        if let Some(seq) = self.lock()?.seqs.pop_front() {
+        let mut conn = self.lock()?;
+        if let Some(seq) = conn.seqs.pop_front() {
+            conn.known.set_fresh(seq);
             return Ok(seq);
         }
+        drop(conn);
         // A sequence is outside transactions: a number handed out is never
         // handed out again, even if the transaction that took it rolls
         // back. Taken SEQ_BLOCK at a time (one round trip instead of one a
@@ -778,9 +782,11 @@ impl Store for PgStore {
         taken.sort_unstable();
         let mut conn = self.lock()?;
         conn.seqs.extend(taken);
-        conn.seqs.pop_front().ok_or_else(|| {
+        let seq = conn.seqs.pop_front().ok_or_else(|| {
             StoreError::Backend("PostgreSQL: no sequence number was returned".into())
-        })
+        })?;
+        conn.known.set_fresh(seq);
+        Ok(seq)
     }
 
     fn put_message(

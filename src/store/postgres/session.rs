@@ -12,8 +12,11 @@
 //! flush's COMMIT is waited for last. A write that fails aborts the transaction: every later statement
 //! of it fails with `25P02`, which is how the failure is seen.
 //!
-//! The connection is driven only while a call waits, on a current-thread
-//! runtime of the session's own, as the `postgres` crate does.
+//! The connection is driven on a current-thread runtime of the session's
+//! own, as the `postgres` crate does: while a call waits, and once after
+//! each write sent, so that the write goes out at once and the server
+//! works on it while tidemark goes on (without that it waited in memory
+//! for the next waited call; measured: 2,133 to 2,435 statuses/s).
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -72,16 +75,19 @@ impl Session {
     /// Sends `statement` without waiting for its answer; see the module's
     /// comment. An error here is one of encoding or a closed session.
     pub fn send(&mut self, statement: &Statement, params: Params<'_>) -> Result<(), Error> {
-        let mut execute = pin!(self.client.execute(statement, params));
-        // The first poll encodes the statement and queues it for the
-        // connection; its answer is then discarded, the future dropped.
-        match execute
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
         {
-            Poll::Ready(Err(e)) => Err(e),
-            Poll::Ready(Ok(_)) | Poll::Pending => Ok(()),
+            let mut execute = pin!(self.client.execute(statement, params));
+            // The first poll encodes the statement and queues it for the
+            // connection; its answer is then discarded, the future dropped.
+            if let Poll::Ready(Err(e)) = execute
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+            {
+                return Err(e);
+            }
         }
+        self.driver.poke();
+        Ok(())
     }
 
     pub fn execute(&mut self, statement: &Statement, params: Params<'_>) -> Result<u64, Error> {
@@ -117,6 +123,21 @@ impl Session {
 }
 
 impl Driver {
+    /// Lets the connection write what is queued, without waiting: the
+    /// server works on it while the caller goes on.
+    fn poke(&mut self) {
+        let connection = &mut self.connection;
+        self.runtime.block_on(std::future::poll_fn(|cx| {
+            if let Some(c) = connection.as_mut()
+                && let Poll::Ready(_) = c.as_mut().poll(cx)
+            {
+                // Ended: the next call that waits says so.
+                *connection = None;
+            }
+            Poll::Ready(())
+        }))
+    }
+
     /// Runs `call` to its end, driving the connection meanwhile.
     fn block_on<T>(&mut self, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
         let mut call = pin!(call);
