@@ -24,10 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 sys.path.insert(0, str(REPO / "scripts"))
-from gajim_screens import Screen, bob_answers, quiet, step, wait_for, wait_ready  # noqa: E402
+from gajim_screens import Screen, bob_answers, quiet, step, subscribe_each_other, wait_for, wait_ready  # noqa: E402
 from gajim_screens import ROOM  # noqa: E402
 from match import message, presence  # noqa: E402
-from stanzas import group_displayed, muc_join, subscribe, subscribed  # noqa: E402
+from stanzas import group_displayed, muc_join  # noqa: E402
 from xmpp_client import Client, room_stanza_id  # noqa: E402
 
 
@@ -85,11 +85,7 @@ async def main(args):
     alice = await Client("alice", a_user, a_pw, "setup", port=args.port, note=quiet).connect()
     bob = await Client("bob", b_user, b_pw, "phone", port=args.port, note=quiet).connect(priority=10)
     await wait_ready(alice)
-    for x, y in ((alice, bob), (bob, alice)):
-        await x.send(subscribe(y.tracked))
-        await y.expect(presence(frm=x.tracked, type="subscribe"))
-        await y.send(subscribed(x.tracked))
-        await x.expect(presence(frm=y.tracked, type="subscribed"))
+    await subscribe_each_other(alice, bob)
     qid = alice.new_id("bm")
     reply = await alice.request(
         f"<iq type='set' id='{qid}'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'>"

@@ -38,10 +38,7 @@ stop_all() {
 if [ "${1:-}" = stop ]; then stop_all; exit 0; fi
 [ $# -eq 0 ] || { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 64; }
 
-for tool in gajim Xvfb xdotool import dbus-daemon gdbus; do
-	command -v "$tool" >/dev/null || die "$tool is missing (apt-get install gajim xvfb xdotool imagemagick dbus)"
-done
-id "$GAJIM_USER" >/dev/null 2>&1 || die "no user $GAJIM_USER to run Gajim as (GAJIM_USER)"
+gajim_check "$GAJIM_USER"
 ensure_ejabberd
 ensure_python
 [ -d "$DIR" ] && stop_all

@@ -21,9 +21,9 @@ import signal
 import time
 from pathlib import Path
 
-from gajim_screens import Screen, arguments, bob_answers, quiet, step, wait_for, wait_geometry, wait_ready, gv
+from gajim_screens import (Screen, arguments, bob_answers, chat_from_start_dialog, open_first_chat, quiet,
+                           status_command, step, subscribe_each_other, wait_for, wait_ready)
 from match import presence
-from stanzas import subscribe, subscribed
 from xmpp_client import Client
 
 NODE2 = "127.0.0.2"
@@ -56,11 +56,7 @@ async def main(args):
     bob = await Client("bob", b_user, b_pw, "phone", port=args.port, note=quiet,
                        host=NODE2).connect(priority=10)
     await wait_ready(alice)
-    for x, y in ((alice, bob), (bob, alice)):
-        await x.send(subscribe(y.tracked))
-        await y.expect(presence(frm=x.tracked, type="subscribe"))
-        await y.send(subscribed(x.tracked))
-        await x.expect(presence(frm=y.tracked, type="subscribed"))
+    await subscribe_each_other(alice, bob)
     await alice.disconnect()
     log = []
     answers = asyncio.ensure_future(bob_answers(bob, alice.tracked, log))
@@ -81,13 +77,8 @@ async def main(args):
 async def run_steps(args, screen, bob, log):
     account = "alice"
     step("1. alice writes to bob from Gajim; bob's client on the other node sends a receipt, then reads it")
-    screen.xdo("mousemove", "34", "768", "click", "1")  # the account button, bottom left
-    await asyncio.sleep(1.5)
-    screen.action("open-chat", f"<[{gv(account)}, {gv(bob.tracked)}]>")
-    await asyncio.sleep(2)
-    screen.xdo("mousemove", "640", "199", "click", "1")
-    screen.xdo("key", "Return")
-    await asyncio.sleep(1.5)
+    await open_first_chat(screen, account, bob.tracked)
+    await chat_from_start_dialog(screen)
     screen.type_text("Lunch at noon?")
     await wait_for(lambda: ("chat", "Lunch at noon?") in log, "bob getting alice's message")
     await asyncio.sleep(4)
@@ -108,20 +99,7 @@ async def run_steps(args, screen, bob, log):
     screen.shot("cluster-2-after-failover", crop="1280x800+0+0")
 
     step("3. the status command, run from Gajim after the failover (Execute Command on chat.localhost)")
-    screen.action(f"{account}-execute-command", f"<{gv('chat.localhost')}>")
-    x, y, w, h, win = await wait_geometry(screen, "Command List")
-    await asyncio.sleep(1.5)
-    # The commands are listed in disco order: read-receipts, then status.
-    screen.xdo("mousemove", str(x + 144), str(y + 117), "click", "1")
-    await asyncio.sleep(0.5)
-    screen.xdo("mousemove", str(x + 533), str(y + h - 42), "click", "1")  # Execute
-    await asyncio.sleep(2)
-    screen.xdo("mousemove", str(x + 543), str(y + h - 42), "click", "1")  # Next
-    await asyncio.sleep(2.5)
-    screen.xdo("windowsize", win, str(w), "790", check=False)
-    screen.xdo("windowmove", win, str(x), "5", check=False)
-    await asyncio.sleep(1)
-    screen.shot("cluster-3-status-result", crop=f"{w}x790+{x}+5")
+    await status_command(screen, account, result_shot="cluster-3-status-result")
 
 
 if __name__ == "__main__":

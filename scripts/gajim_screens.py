@@ -150,6 +150,54 @@ async def wait_ready(client):
     raise SystemExit("gajim-screens: tidemark does not answer at chat.localhost")
 
 
+async def subscribe_each_other(x, y):
+    """Clients x and y subscribe to each other's tracked addresses."""
+    for a, b in ((x, y), (y, x)):
+        await a.send(subscribe(b.tracked))
+        await b.expect(presence(frm=a.tracked, type="subscribe"))
+        await b.send(subscribed(a.tracked))
+        await a.expect(presence(frm=b.tracked, type="subscribed"))
+
+
+async def open_first_chat(screen, account, jid):
+    """Opens Gajim's chat with `jid`, a contact with no chat yet: Gajim opens
+    its Start Chat dialog on his entry, which shows his name above his
+    tracked address; returns once the chat is open."""
+    screen.xdo("mousemove", "34", "768", "click", "1")  # the account button, bottom left
+    await asyncio.sleep(1.5)
+    screen.action("open-chat", f"<[{gv(account)}, {gv(jid)}]>")
+    await asyncio.sleep(2)
+
+
+async def chat_from_start_dialog(screen):
+    """The Start Chat dialog's first entry, opened."""
+    screen.xdo("mousemove", "640", "199", "click", "1")
+    screen.xdo("key", "Return")
+    await asyncio.sleep(1.5)
+
+
+async def status_command(screen, account, form_shot=None, result_shot="4-status-result"):
+    """Runs the `status` command from Gajim (Execute Command on
+    chat.localhost) and saves its form (if `form_shot`) and its result."""
+    screen.action(f"{account}-execute-command", f"<{gv('chat.localhost')}>")
+    x, y, w, h, win = await wait_geometry(screen, "Command List")
+    await asyncio.sleep(1.5)
+    # The commands are listed in disco order: read-receipts, then status.
+    screen.xdo("mousemove", str(x + 144), str(y + 117), "click", "1")
+    await asyncio.sleep(0.5)
+    screen.xdo("mousemove", str(x + 533), str(y + h - 42), "click", "1")  # Execute
+    await asyncio.sleep(2)
+    if form_shot:
+        screen.shot(form_shot, crop=f"{w}x{h}+{x}+{y}")
+    screen.xdo("mousemove", str(x + 543), str(y + h - 42), "click", "1")  # Next
+    await asyncio.sleep(2.5)
+    # Taller, as a person would drag it, so that both messages show.
+    screen.xdo("windowsize", win, str(w), "790", check=False)
+    screen.xdo("windowmove", win, str(x), "5", check=False)
+    await asyncio.sleep(1)
+    screen.shot(result_shot, crop=f"{w}x790+{x}+5")
+
+
 async def bob_answers(bob, alice_tracked, log):
     """bob's client: a receipt at once for each of alice's chat messages and,
     two seconds later, a displayed marker (he read it); in the room, an
@@ -196,11 +244,7 @@ async def main(args):
     alice = await Client("alice", a_user, a_pw, "setup", port=args.port, note=quiet).connect()
     bob = await Client("bob", b_user, b_pw, "phone", port=args.port, note=quiet).connect(priority=10)
     await wait_ready(alice)
-    for x, y in ((alice, bob), (bob, alice)):
-        await x.send(subscribe(y.tracked))
-        await y.expect(presence(frm=x.tracked, type="subscribe"))
-        await y.send(subscribed(x.tracked))
-        await x.expect(presence(frm=y.tracked, type="subscribed"))
+    await subscribe_each_other(alice, bob)
     # XEP-0048 bookmarks in private storage (XEP-0049), which Gajim 1.7 reads
     # and joins (autojoin) when the server has no PEP bookmarks.
     qid = alice.new_id("bm")
@@ -272,18 +316,11 @@ async def run_steps(args, screen, main_win, alice, bob, log):
     account = "alice"
 
     step("1. alice's contact list: bob under his name")
-    screen.xdo("mousemove", "34", "768", "click", "1")  # the account button, bottom left
-    await asyncio.sleep(1.5)
-    # No chat with bob yet: Gajim opens its Start Chat dialog on his entry,
-    # which shows his name above his tracked address.
-    screen.action("open-chat", f"<[{gv(account)}, {gv(bob.tracked)}]>")
-    await asyncio.sleep(2)
+    await open_first_chat(screen, account, bob.tracked)
     screen.shot("1-roster", crop="900x320+0+0")
 
     step("2. a 1:1 chat: alice writes from Gajim; bob's client sends a receipt, then reads it")
-    screen.xdo("mousemove", "640", "199", "click", "1")
-    screen.xdo("key", "Return")
-    await asyncio.sleep(1.5)
+    await chat_from_start_dialog(screen)
     screen.type_text("Lunch at noon?")
     await wait_for(lambda: ("chat", "Lunch at noon?") in log, "bob getting alice's message")
     await asyncio.sleep(4)  # the receipt at once, the displayed marker two seconds later
@@ -312,22 +349,7 @@ async def run_steps(args, screen, main_win, alice, bob, log):
     screen.shot("3-room-after-kill", crop="1280x800+0+0")
 
     step("4. the status command, run from Gajim (Execute Command on chat.localhost)")
-    screen.action(f"{account}-execute-command", f"<{gv('chat.localhost')}>")
-    x, y, w, h, win = await wait_geometry(screen, "Command List")
-    await asyncio.sleep(1.5)
-    # The commands are listed in disco order: read-receipts, then status.
-    screen.xdo("mousemove", str(x + 144), str(y + 117), "click", "1")
-    await asyncio.sleep(0.5)
-    screen.xdo("mousemove", str(x + 533), str(y + h - 42), "click", "1")  # Execute
-    await asyncio.sleep(2)
-    screen.shot("4-status-form", crop=f"{w}x{h}+{x}+{y}")
-    screen.xdo("mousemove", str(x + 543), str(y + h - 42), "click", "1")  # Next
-    await asyncio.sleep(2.5)
-    # Taller, as a person would drag it, so that both messages show.
-    screen.xdo("windowsize", win, str(w), "790", check=False)
-    screen.xdo("windowmove", win, str(x), "5", check=False)
-    await asyncio.sleep(1)
-    screen.shot("4-status-result", crop=f"{w}x790+{x}+5")
+    await status_command(screen, account, form_shot="4-status-form")
 
 
 def arguments(doc, *users):

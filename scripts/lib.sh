@@ -128,16 +128,22 @@ gajim_stop() {
 	[ -d "$dir/prosody" ] && bash "$REPO_ROOT/scripts/prosody.sh" stop "$dir/prosody" || true
 }
 
+# gajim_check GAJIM_USER: what running Gajim under Xvfb needs is there.
+gajim_check() {
+	local tool
+	for tool in gajim Xvfb xdotool import dbus-daemon gdbus; do
+		command -v "$tool" >/dev/null || die "$tool is missing (apt-get install gajim xvfb xdotool imagemagick dbus)"
+	done
+	id "$1" >/dev/null 2>&1 || die "no user $1 to run Gajim as (GAJIM_USER)"
+}
+
 # gajim_prepare DIR GAJIM_USER USER...: checks the tools, starts afresh a
 # Prosody under DIR (C2S_PORT, COMPONENT_PORT, with what Gajim looks for on a
 # real server) and registers each USER with a random password, kept in PW.
 # Exports COMPONENT_SECRET for the tidemark config.
 gajim_prepare() {
 	local dir=$1 gajim_user=$2 u; shift 2
-	for tool in gajim Xvfb xdotool import dbus-daemon gdbus; do
-		command -v "$tool" >/dev/null || die "$tool is missing (apt-get install gajim xvfb xdotool imagemagick dbus)"
-	done
-	id "$gajim_user" >/dev/null 2>&1 || die "no user $gajim_user to run Gajim as (GAJIM_USER)"
+	gajim_check "$gajim_user"
 	ensure_prosody
 	ensure_python
 	gajim_stop "$dir"
