@@ -164,6 +164,29 @@ async def test_an_import_into_a_database_a_tidemark_serves_is_refused(tm, world)
     assert tm.alive(), "the serving tidemark was not disturbed"
 
 
+@pytest.mark.skipif(not POSTGRES, reason="PostgreSQL-only: sled's directory lock refuses any second "
+                    "process (test_a_store_in_use_says_so_for_serve_export_and_import)")
+async def test_a_second_component_on_the_tables_a_tidemark_serves_from_is_refused(tm, world):
+    """A config copied for another component but left on the same database
+    would mix two services' data under one tidemark's known rows: the
+    second is refused at start, says why, and the first goes on serving."""
+    await world.wait_ready()
+    other = world.dir / f"other-component-{world.test_no}.toml"
+    text = tm.config.read_text()
+    assert f'jid = "{COMPONENT}"' in text
+    other.write_text(text.replace(f'jid = "{COMPONENT}"', 'jid = "desk.localhost"', 1))
+    res = subprocess.run([str(BINARY), "--config", str(other)], capture_output=True, text=True,
+                         timeout=30, env={**os.environ, "NO_COLOR": "1"})
+    assert res.returncode == 4, res.stderr
+    assert "another component is served from these tables" in res.stderr, res.stderr
+    assert "give desk.localhost a database, or a schema, of its own" in res.stderr, res.stderr
+    assert tm.alive(), "the serving tidemark was not disturbed"
+    alice, bob = await world.clients("alice", "bob")
+    await world.befriend(alice, bob)
+    await alice.send(chat(bob.tracked, "after", "still served"))
+    await bob.expect(message(frm=alice.tracked_full, id="after"))
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,10 +10,18 @@
 //! more, and the lock is free for a standby at the moment the server ends
 //! the session. The one that lost it starts over as a standby
 //! ([`StoreError::ConnectionLost`]).
+//!
+//! One component per set of tables: the one serving also holds a lock
+//! named after the schema its tables are in, so that a second component
+//! pointed at the same tables (a copied config) is refused with a clear
+//! error instead of writing beside the first, whose known rows
+//! (`known.rs`) would then be wrong and whose users' data would mix.
+//! Components sharing a database server, or one database in schemas of
+//! their own, are not held up.
 
 use sha1::{Digest, Sha1};
 
-use super::{PgStore, StoreResult, pg_err};
+use super::{PgStore, StoreError, StoreResult, pg_err};
 
 /// The advisory lock's key for `component`: the same in every tidemark, and
 /// different per component so that two components may share a database
@@ -38,12 +46,29 @@ impl PgStore {
                 .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
                 .map_err(pg_err)?
                 .get(0);
-            if leads {
-                // Another tidemark wrote until now: nothing it changed is
-                // known here (`known.rs`).
-                c.known().forget();
+            if !leads {
+                return Ok(false);
             }
-            Ok(leads)
+            let tables = c
+                .query_one(
+                    // No schema (a search_path naming none) is one name too.
+                    "SELECT pg_try_advisory_lock(hashtextextended('tidemark tables ' || \
+                     coalesce(current_schema(), ''), 0)), coalesce(current_schema(), '')::text",
+                    &[],
+                )
+                .map_err(pg_err)?;
+            let (alone, schema): (bool, String) = (tables.get(0), tables.get(1));
+            if !alone {
+                c.query_one("SELECT pg_advisory_unlock($1)", &[&key])
+                    .map_err(pg_err)?;
+                return Err(StoreError::Backend(format!(
+                    "another component is served from these tables (schema {schema} of this PostgreSQL database); give {component} a database, or a schema, of its own"
+                )));
+            }
+            // Another tidemark wrote until now: nothing it changed is known
+            // here (`known.rs`).
+            c.known().forget();
+            Ok(true)
         })
     }
 

@@ -81,9 +81,57 @@ fn sled_exports_import_here_and_back() {
     assert_eq!(sorted_body(&again), sorted_body(&from_sled));
 }
 
+/// Another store on `store`'s tables (its schema), which it leaves to
+/// `store` to drop.
+fn beside(store: &PgStore) -> PgStore {
+    let mut session = store.options.session().unwrap();
+    if let Some(name) = &store.options.search_path {
+        session
+            .batch_execute(&format!("SET search_path TO {name}"))
+            .unwrap();
+    }
+    PgStore {
+        conn: std::sync::Mutex::new(super::Conn::new(session, None)),
+        options: store.options.clone(),
+    }
+}
+
+/// Another component pointed at the tables a tidemark serves from (a
+/// copied config) is refused and says why, and takes nothing: the serving
+/// one goes on, and a standby of its stands by.
+#[test]
+fn a_second_component_on_the_same_tables_is_refused() {
+    let Some(first) = fresh() else { return };
+    let component = format!("tables-{}.localhost", std::process::id());
+    assert!(first.try_lead(&component).unwrap());
+    let second = beside(&first);
+    let err = second
+        .try_lead(&format!("other.{component}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("another component is served from these tables"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("give other.{component} a database")),
+        "{err}"
+    );
+    // It kept no lock: a third is refused the same way (not told that
+    // the second serves), and the serving component's standby stands by.
+    let third = beside(&first);
+    assert!(third.try_lead(&format!("other.{component}")).is_err());
+    assert!(!second.try_lead(&component).unwrap());
+    assert!(
+        first.try_lead(&component).unwrap(),
+        "the first still serves"
+    );
+}
+
 /// Two tidemarks on one database: the first to ask serves, the second
 /// stands by until the first's session ends, then takes over. Another
-/// component on the same database is not held up.
+/// component with tables of its own (here a schema; a database of its own
+/// the same) is not held up.
 #[test]
 fn one_serves_the_others_stand_by() {
     let (Some(first), Some(second)) = (fresh(), fresh()) else {
