@@ -401,14 +401,14 @@ async fn serve(config: Config) -> ExitCode {
             }
         };
         match serve_with(&config, store, stop.clone()).await {
-            Err(ComponentError::Storage(
-                StoreError::ConnectionLost(e) | StoreError::BatchLost(e),
-            )) => {
+            Err(ComponentError::Storage(lost @ StoreError::ConnectionLost(_)))
+            | Err(ComponentError::Storage(lost @ StoreError::BatchLost(_))) => {
                 // What the service knew beyond the store may be gone with
                 // the session (and the lead with it), or with the batch the
-                // store rolled back: start over from what the store holds,
-                // as a standby if another took over.
-                warn!(error = %e, "lost the store; starting over");
+                // store rolled back, whose answers were not sent: start over
+                // from what the store holds, as a standby if another took
+                // over.
+                warn!(error = %lost, "starting over from what the store holds");
                 tokio::select! {
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                     _ = stop.changed() => {}

@@ -2,8 +2,14 @@
 Prosody restarts or was not there yet."""
 
 import asyncio
+import os
+import re
+import subprocess
 import time
 
+import pytest
+
+from conftest import POSTGRES, Tidemark
 from match import marker_for, message, presence, receipt_for
 from stanzas import chat, marker, receipt
 
@@ -123,3 +129,54 @@ async def test_a_backup_restored_into_a_new_store_keeps_every_status(tm, world):
     await bob.send(marker("displayed", alice2.tracked_full, "b3"))
     await alice2.expect(marker_for("displayed", "b3"))
     assert (await alice2.status(bob.tracked, "b2")).summary == "read"
+
+
+def _psql(tm, world, sql):
+    """Runs `sql` in `tm`'s own database, as tidemark's role."""
+    url = re.search(r'^url = "([^"]+)"', tm.config_text, re.M).group(1)
+    env = {**os.environ, "PGPASSWORD": world.postgres.password_file.read_text().splitlines()[0]}
+    res = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql], env=env,
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.skipif(not POSTGRES, reason="PostgreSQL-only: a trigger in the database refuses the write")
+async def test_a_batch_postgresql_refuses_is_not_relayed_and_the_service_starts_over(world):
+    """A write PostgreSQL refuses after it was sent (here a trigger, as a
+    constraint an admin added would) loses its whole batch: nothing of it
+    is relayed (it would be relayed without its status), tidemark says so
+    and starts over from what the database holds, and serves again."""
+    tm = world.use_tidemark(Tidemark(world, f"refusing{world.test_no}"))
+    alice, bob = await world.clients("alice", "bob")
+    await world.befriend(alice, bob)
+    await alice.send(chat(bob.tracked, "before"))
+    await bob.expect(message(frm=alice.tracked_full, id="before"))
+    _psql(tm, world, """
+        CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.id = 'boom' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse_boom BEFORE INSERT ON messages
+            FOR EACH ROW EXECUTE FUNCTION refuse_boom();""")
+
+    await alice.send(chat(bob.tracked, "boom", "the database refuses this one"))
+    deadline = time.monotonic() + 15
+    while "starting over" not in tm.log_text():
+        assert time.monotonic() < deadline, tm.log_text()[-3000:]
+        await asyncio.sleep(0.1)
+    # The write was not waited for: what tidemark sees is the transaction
+    # it aborted; PostgreSQL's own log names the statement and the reason.
+    assert "the store rolled back the writes since the last flush" in tm.log_text(), \
+        tm.log_text()[-3000:]
+    await bob.expect_nothing(message(id="boom"), what="the message whose record was refused")
+    assert tm.alive(), "started over in the same process"
+
+    await world.wait_ready(alice)
+    await alice.send(chat(bob.tracked, "after"))
+    await bob.expect(message(frm=alice.tracked_full, id="after"))
+    await bob.send(receipt(alice.tracked_full, "after"))
+    await alice.expect(receipt_for("after"))
+    assert (await alice.status(bob.tracked, "after")).summary == "delivered"
+    assert (await alice.status(bob.tracked, "before")).summary == "sent"
+    assert (await alice.status(bob.tracked, "boom")).error == "item-not-found"

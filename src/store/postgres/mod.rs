@@ -1837,7 +1837,7 @@ impl Store for PgStore {
                 conn.known.forget();
             }
             return Err(StoreError::BatchLost(format!(
-                "PostgreSQL: a write of this batch failed and the batch was rolled back: {detail}"
+                "a write of this batch failed: {detail}"
             )));
         }
         if conn.in_tx {
@@ -1859,7 +1859,7 @@ impl Store for PgStore {
             }
             committed.map_err(|e| match pg_err(e) {
                 StoreError::Backend(detail) if aborted_before(&detail) => StoreError::BatchLost(format!(
-                    "PostgreSQL: a write of this batch failed, and the batch was rolled back (the server's log names the statement): {detail}"
+                    "a write of this batch sent without waiting was refused (PostgreSQL's log names the statement and why): {detail}"
                 )),
                 other => other,
             })?;
