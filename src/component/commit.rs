@@ -8,6 +8,10 @@
 //! not grow. sled's flush makes everything written before it started durable,
 //! so a flush that starts once a batch is fully handled covers all of that
 //! batch's writes, and earlier ones.
+//!
+//! Each batch keeps the stanzas it handled until its flush is done: when a
+//! flush fails, their senders are to be told ([`GroupCommit::unanswered`]),
+//! since nothing of theirs goes out.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,10 +33,15 @@ pub(crate) struct GroupCommit {
     /// An emptied vector of answers, for the next batch to gather into
     /// ([`GroupCommit::recycle`]).
     spare: Vec<Element>,
+    /// The stanzas of batches whose flush is done, to be freed.
+    spent: Vec<Element>,
+    /// The stanzas of the batches a failed flush left unanswered.
+    unanswered: Vec<Element>,
 }
 
 struct InFlight {
     answers: Vec<Element>,
+    handled: Vec<Element>,
     started: Instant,
     task: JoinHandle<StoreResult<()>>,
 }
@@ -43,6 +52,8 @@ struct Batch {
     /// stanza's writes need the flush even when it has no answer.
     stanzas: usize,
     answers: Vec<Element>,
+    /// The stanzas themselves, as [`GroupCommit::hold`] gave them.
+    handled: Vec<Element>,
 }
 
 impl Batch {
@@ -65,6 +76,8 @@ impl GroupCommit {
             flushing: None,
             gathering: Batch::default(),
             spare: Vec::new(),
+            spent: Vec::new(),
+            unanswered: Vec::new(),
         }
     }
 
@@ -94,6 +107,27 @@ impl GroupCommit {
         }
     }
 
+    /// Keeps the stanzas handled into the batch being gathered until its
+    /// flush is done.
+    pub fn hold(&mut self, handled: Vec<Element>) {
+        if self.gathering.handled.is_empty() {
+            self.gathering.handled = handled;
+        } else {
+            self.gathering.handled.extend(handled);
+        }
+    }
+
+    /// The stanzas of the batches whose flush is done, to be freed.
+    pub fn take_spent(&mut self) -> Vec<Element> {
+        std::mem::take(&mut self.spent)
+    }
+
+    /// After a failed flush: the stanzas of its batch and of the one
+    /// gathered behind it, none of which was answered.
+    pub fn unanswered(&mut self) -> Vec<Element> {
+        std::mem::take(&mut self.unanswered)
+    }
+
     /// Adds `stanzas` handled stanzas, all of whose writes are done, and
     /// their `answers`. With no flush running, one starts at once for them.
     pub fn gather(&mut self, stanzas: usize, answers: Vec<Element>) {
@@ -112,6 +146,7 @@ impl GroupCommit {
         let flush = self.flush.clone();
         self.flushing = Some(InFlight {
             answers: batch.answers,
+            handled: batch.handled,
             started: Instant::now(),
             // fsync blocks for milliseconds: off the connection's task, so
             // reading goes on meanwhile.
@@ -131,10 +166,24 @@ impl GroupCommit {
         let Some(done) = self.flushing.take() else {
             unreachable!("the running flush was there above");
         };
-        match result {
-            Ok(Ok(())) => METRICS.flushed(done.started.elapsed()),
-            Ok(Err(e)) => return Err(e),
-            Err(e) => return Err(StoreError::Backend(format!("the flush failed: {e}"))),
+        let failed = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(e) => Some(StoreError::Backend(format!("the flush failed: {e}"))),
+        };
+        if let Some(e) = failed {
+            // The batch behind it goes with it: its writes were made on a
+            // store the service no longer trusts, and it is not flushed.
+            let behind = std::mem::take(&mut self.gathering);
+            self.unanswered = done.handled;
+            self.unanswered.extend(behind.handled);
+            return Err(e);
+        }
+        METRICS.flushed(done.started.elapsed());
+        if self.spent.is_empty() {
+            self.spent = done.handled;
+        } else {
+            self.spent.extend(done.handled);
         }
         self.start();
         Ok(done.answers)
@@ -307,5 +356,43 @@ mod tests {
         commit.gather(1, vec![answer("a")]);
         let err = commit.durable().await.expect_err("the flush failed");
         assert!(err.to_string().contains("disk gone"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_leaves_its_stanzas_and_those_behind_it_unanswered() {
+        let (mut commit, open, _held) = held(8);
+        commit.hold(vec![answer("in1")]);
+        commit.gather(1, vec![answer("a")]);
+        open.send(()).unwrap();
+        assert_eq!(ids(&durable_soon(&mut commit).await.unwrap()), ["a"]);
+        assert_eq!(ids(&commit.take_spent()), ["in1"], "done: to be freed");
+        assert!(commit.unanswered().is_empty());
+
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let f = failing.clone();
+        let mut commit = GroupCommit::with_flush(
+            Arc::new(move || {
+                if f.load(std::sync::atomic::Ordering::SeqCst) {
+                    Err(StoreError::BatchLost("refused".into()))
+                } else {
+                    Ok(())
+                }
+            }),
+            8,
+        );
+        commit.hold(vec![answer("in2"), answer("in3")]);
+        commit.gather(2, vec![answer("b")]);
+        // Handled while that flush ran.
+        commit.hold(vec![answer("in4")]);
+        commit.gather(1, vec![answer("c")]);
+        let err = commit.durable().await.expect_err("the flush failed");
+        assert!(matches!(err, StoreError::BatchLost(_)), "{err}");
+        assert_eq!(ids(&commit.unanswered()), ["in2", "in3", "in4"]);
+        assert!(commit.take_spent().is_empty());
+        failing.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            durable_soon(&mut commit).await.is_none(),
+            "nothing of the lost batches is left to release"
+        );
     }
 }

@@ -65,6 +65,17 @@ pub(crate) fn applied(
 }
 
 fn internal_error(stanza: &Element, service: &str) -> Option<Element> {
+    not_processed(
+        stanza,
+        service,
+        "tidemark failed on this stanza; it was not processed",
+    )
+}
+
+/// An `internal-server-error` of type `wait` saying `why`, for a message or
+/// request that was not processed; none for errors, results and presence,
+/// which get no error answers.
+pub(crate) fn not_processed(stanza: &Element, service: &str, why: &str) -> Option<Element> {
     if !matches!(stanza.name(), "message" | "iq")
         || matches!(stanza.attr("type"), Some("error" | "result"))
         || stanza.attr("from").is_none()
@@ -77,7 +88,7 @@ fn internal_error(stanza: &Element, service: &str) -> Option<Element> {
         from,
         ErrorType::Wait,
         DefinedCondition::InternalServerError,
-        "tidemark failed on this stanza; it was not processed",
+        why,
     ))
 }
 

@@ -309,7 +309,7 @@ impl Session<'_> {
         }
         // Handled but not sent (this connection is over): kept for the next
         // one, once durable, after any answers a failed write left there.
-        let rest = commit.settle().await.map_err(storage)?;
+        let rest = self.settled(&mut commit).await?;
         self.unsent.extend(rest);
         ended
     }
@@ -334,7 +334,11 @@ impl Session<'_> {
             tokio::select! {
                 biased;
                 out = commit.durable() => {
-                    let out = out.map_err(storage)?;
+                    let out = match out {
+                        Ok(out) => out,
+                        Err(e) => return Err(self.lost(commit, e).await),
+                    };
+                    self.free(commit.take_spent());
                     let emptied = self.send(out).await?;
                     commit.recycle(emptied);
                 }
@@ -423,13 +427,59 @@ impl Session<'_> {
                 Item::Answer(el) => out.push(el),
             }
         }
+        commit.hold(handled);
         commit.gather(stanzas, vec![]);
-        // A large batch is freed by the reading task (see `retire`); a small
-        // one here, where waking that task would cost more than it saves
-        // and add a hop to a lightly loaded stanza's path.
-        if handled.len() >= RETIRE_FROM {
-            self.reader.retire(handled);
+    }
+
+    /// Frees the stanzas of batches whose answers went out. A large batch
+    /// is freed by the reading task (see `retire`); a small one here, where
+    /// waking that task would cost more than it saves and add a hop to a
+    /// lightly loaded stanza's path.
+    fn free(&self, spent: Vec<Element>) {
+        if spent.len() >= RETIRE_FROM {
+            self.reader.retire(spent);
         }
+    }
+
+    /// Every answer `commit` holds, once durable ([`GroupCommit::settle`]).
+    /// If a flush fails, the senders of the stanzas it leaves unanswered
+    /// are told, and the failure ends the session.
+    async fn settled(&mut self, commit: &mut GroupCommit) -> Result<Vec<Element>, Fatal> {
+        let settled = commit.settle().await;
+        self.free(commit.take_spent());
+        match settled {
+            Ok(out) => Ok(out),
+            Err(e) => Err(self.lost(commit, e).await),
+        }
+    }
+
+    /// A flush failed: nothing of its batch, nor of the one behind it, goes
+    /// out; each sender of a message or request in them gets an error that
+    /// says so (best effort: the connection may be gone too).
+    async fn lost(&mut self, commit: &mut GroupCommit, e: StoreError) -> Fatal {
+        let service = self.config.component.jid.as_str();
+        let unanswered = commit.unanswered();
+        let bounces: Vec<Element> = unanswered
+            .iter()
+            .filter_map(|stanza| {
+                guard::not_processed(
+                    stanza,
+                    service,
+                    "the message status store failed; this was not processed, try again",
+                )
+            })
+            .collect();
+        error!(
+            stanzas = unanswered.len(),
+            told = bounces.len(),
+            error = %e,
+            "the store's flush failed; nothing of its batch was sent, and its senders are told"
+        );
+        for el in &bounces {
+            self.writer.queue(el);
+        }
+        let _ = self.writer.flush().await;
+        storage(e)
     }
 
     /// Sends `out`; if the connection is lost, keeps them for the next one.
@@ -547,7 +597,7 @@ impl Session<'_> {
         loop {
             // No overlap while stopping: each batch is answered before the
             // next is read, so nothing is left held when the stream closes.
-            let out = commit.settle().await.map_err(storage)?;
+            let out = self.settled(commit).await?;
             self.send(out).await?;
             let quiet = (Instant::now() + STOP_QUIET).min(give_up);
             let Ok(first) = tokio::time::timeout_at(quiet, self.reader.next()).await else {
@@ -556,7 +606,7 @@ impl Session<'_> {
             let ended = self.collect(first, commit.room());
             self.handle(commit);
             if ended.is_some() {
-                let rest = commit.settle().await.map_err(storage)?;
+                let rest = self.settled(commit).await?;
                 self.unsent.extend(rest);
                 if !self.unsent.is_empty() {
                     warn!(

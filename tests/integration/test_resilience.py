@@ -144,8 +144,9 @@ def _psql(tm, world, sql):
 async def test_a_batch_postgresql_refuses_is_not_relayed_and_the_service_starts_over(world):
     """A write PostgreSQL refuses after it was sent (here a trigger, as a
     constraint an admin added would) loses its whole batch: nothing of it
-    is relayed (it would be relayed without its status), tidemark says so
-    and starts over from what the database holds, and serves again."""
+    is relayed (it would be relayed without its status), its sender is told
+    to try again, tidemark says so and starts over from what the database
+    holds, and serves again."""
     tm = world.use_tidemark(Tidemark(world, f"refusing{world.test_no}"))
     alice, bob = await world.clients("alice", "bob")
     await world.befriend(alice, bob)
@@ -169,6 +170,9 @@ async def test_a_batch_postgresql_refuses_is_not_relayed_and_the_service_starts_
     # it aborted; PostgreSQL's own log names the statement and the reason.
     assert "the store rolled back the writes since the last flush" in tm.log_text(), \
         tm.log_text()[-3000:]
+    err = await alice.expect(message(id="boom", type="error"))
+    assert err.error_type == "wait" and err.error_condition == "internal-server-error", err.xml
+    assert "try again" in (err.error_text or ""), err.xml
     await bob.expect_nothing(message(id="boom"), what="the message whose record was refused")
     assert tm.alive(), "started over in the same process"
 
