@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from gajim_screens import (Screen, arguments, bob_answers, chat_from_start_dialog, open_first_chat, quiet,
-                           status_command, step, subscribe_each_other, wait_for, wait_ready)
+                           say_and_shoot, status_command, step, subscribe_each_other, wait_ready)
 from match import presence
 from xmpp_client import Client
 
@@ -79,10 +79,7 @@ async def run_steps(args, screen, bob, log):
     step("1. alice writes to bob from Gajim; bob's client on the other node sends a receipt, then reads it")
     await open_first_chat(screen, account, bob.tracked)
     await chat_from_start_dialog(screen)
-    screen.type_text("Lunch at noon?")
-    await wait_for(lambda: ("chat", "Lunch at noon?") in log, "bob getting alice's message")
-    await asyncio.sleep(4)
-    screen.shot("cluster-1-chat-read", crop="1280x800+0+0")
+    await say_and_shoot(screen, log, "chat", "Lunch at noon?", "cluster-1-chat-read")
 
     which, pid = serving(args.run)
     other = "b" if which == "a" else "a"
@@ -92,11 +89,7 @@ async def run_steps(args, screen, bob, log):
     await wait_log(Path(args.run) / f"tidemark-{other}.log", r"serving chat\.localhost")
     print(f"  {other} serving {time.monotonic() - killed:.2f} s after the kill", flush=True)
     await wait_ready(bob)
-    screen.type_text("Still there after the failover?")
-    await wait_for(lambda: ("chat", "Still there after the failover?") in log,
-                   "bob getting alice's message after the failover")
-    await asyncio.sleep(4)
-    screen.shot("cluster-2-after-failover", crop="1280x800+0+0")
+    await say_and_shoot(screen, log, "chat", "Still there after the failover?", "cluster-2-after-failover")
 
     step("3. the status command, run from Gajim after the failover (Execute Command on chat.localhost)")
     await status_command(screen, account, result_shot="cluster-3-status-result")

@@ -176,6 +176,16 @@ async def chat_from_start_dialog(screen):
     await asyncio.sleep(1.5)
 
 
+async def say_and_shoot(screen, log, kind, text, shot, settle=4):
+    """alice types `text` in Gajim; once bob's client has it (`kind`: chat
+    or room) and `settle` seconds passed (a receipt comes at once, a
+    displayed marker two seconds later), the screen is saved as `shot`."""
+    screen.type_text(text)
+    await wait_for(lambda: (kind, text) in log, f"bob getting {text!r}")
+    await asyncio.sleep(settle)
+    screen.shot(shot, crop="1280x800+0+0")
+
+
 async def status_command(screen, account, form_shot=None, result_shot="4-status-result"):
     """Runs the `status` command from Gajim (Execute Command on
     chat.localhost) and saves its form (if `form_shot`) and its result."""
@@ -321,10 +331,7 @@ async def run_steps(args, screen, main_win, alice, bob, log):
 
     step("2. a 1:1 chat: alice writes from Gajim; bob's client sends a receipt, then reads it")
     await chat_from_start_dialog(screen)
-    screen.type_text("Lunch at noon?")
-    await wait_for(lambda: ("chat", "Lunch at noon?") in log, "bob getting alice's message")
-    await asyncio.sleep(4)  # the receipt at once, the displayed marker two seconds later
-    screen.shot("2-chat-read", crop="1280x800+0+0")
+    await say_and_shoot(screen, log, "chat", "Lunch at noon?", "2-chat-read")
 
     step(f"5. the room {ROOM}: its subject row, set by bob")
     screen.action("open-chat", f"<[{gv(account)}, {gv(ROOM)}]>")
@@ -342,11 +349,7 @@ async def run_steps(args, screen, main_win, alice, bob, log):
     old, new = kill9_and_restart(args.run)
     print(f"  tidemark pid {old} killed, restarted as {new}", flush=True)
     await wait_ready(bob)
-    screen.type_text("Still here after the restart?")
-    await wait_for(lambda: ("room", "Still here after the restart?") in log,
-                   "bob getting alice's room message after the restart")
-    await asyncio.sleep(2)
-    screen.shot("3-room-after-kill", crop="1280x800+0+0")
+    await say_and_shoot(screen, log, "room", "Still here after the restart?", "3-room-after-kill", settle=2)
 
     step("4. the status command, run from Gajim (Execute Command on chat.localhost)")
     await status_command(screen, account, form_shot="4-status-form")
