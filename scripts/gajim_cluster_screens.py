@@ -8,16 +8,19 @@ receipt at once and a displayed marker two seconds later.
 
 Screens (PNG, in --out):
   cluster-1-chat-read.png      alice's message with its delivered tick, then bob's read line
-  cluster-2-after-failover.png the serving tidemark killed (kill -9), the standby serving:
-                               a second message gets its statuses the same way
-  cluster-3-status-result.png  the `status` command, run from Gajim after the failover:
-                               both messages read, from what PostgreSQL kept
+  cluster-2-refused.png        a trigger in the database refuses the next message's record:
+                               the error alice's Gajim shows (the message is not relayed)
+  cluster-3-after-failover.png the serving tidemark killed (kill -9), the standby serving:
+                               a next message gets its statuses the same way
+  cluster-4-status-result.png  the `status` command, run from Gajim after the failover:
+                               the two relayed messages read, from what PostgreSQL kept
 """
 
 import asyncio
 import os
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -29,22 +32,37 @@ from xmpp_client import Client
 NODE2 = "127.0.0.2"
 
 
+def lines(run, t, text):
+    """The lines of tidemark `t`'s log holding `text`."""
+    log = (Path(run) / f"tidemark-{t}.log").read_text(errors="replace")
+    return [line for line in log.splitlines() if text in line]
+
+
 def serving(run):
-    """The tidemark ('a' or 'b') whose log says it serves, with its pid."""
-    for t in ("a", "b"):
-        log = (Path(run) / f"tidemark-{t}.log").read_text(errors="replace")
-        if "serving chat.localhost" in log:
-            return t, int((Path(run) / f"tidemark-{t}.pid").read_text())
-    raise SystemExit("gajim-cluster-screens: no tidemark serves chat.localhost")
+    """The tidemark ('a' or 'b') that took the lead last (its log's lines
+    start with their time), with its pid."""
+    last = {t: max(lines(run, t, "serving chat.localhost"), default="") for t in ("a", "b")}
+    t = max(last, key=last.get)
+    if not last[t]:
+        raise SystemExit("gajim-cluster-screens: no tidemark serves chat.localhost")
+    return t, int((Path(run) / f"tidemark-{t}.pid").read_text())
 
 
-async def wait_log(path, pattern, timeout=30):
+async def wait_lines(run, t, text, count, timeout=30):
+    """Until tidemark `t`'s log holds `count` lines with `text`."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if re.search(pattern, Path(path).read_text(errors="replace")):
-            return
+    while len(lines(run, t, text)) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"gajim-cluster-screens: {text!r} not in tidemark-{t}.log {count} times")
         await asyncio.sleep(0.05)
-    raise SystemExit(f"gajim-cluster-screens: {pattern!r} not in {path} within {timeout}s")
+
+
+def psql(run, sql):
+    """`sql` in the tidemarks' database, as their role."""
+    pg = Path(run) / "pg"
+    env = {**os.environ, "PGPASSWORD": (pg / "password").read_text().splitlines()[0]}
+    subprocess.run(["psql", (pg / "url").read_text().strip(), "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+                   env=env, check=True)
 
 
 async def main(args):
@@ -81,18 +99,36 @@ async def run_steps(args, screen, bob, log):
     await chat_from_start_dialog(screen)
     await say_and_shoot(screen, log, "chat", "Lunch at noon?", "cluster-1-chat-read")
 
+    step("2. the database refuses the record of alice's next message (a trigger, as a constraint an admin "
+         "added would): Gajim shows the error, bob gets nothing, tidemark starts over")
+    psql(args.run, """
+        CREATE FUNCTION refuse_next() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'refused by gajim-cluster-screens'; END $$;
+        CREATE TRIGGER refuse_next BEFORE INSERT ON messages
+            FOR EACH ROW EXECUTE FUNCTION refuse_next();""")
+    which, _ = serving(args.run)
+    over = len(lines(args.run, which, "starting over"))
+    screen.type_text("This one the database refuses")
+    await wait_lines(args.run, which, "starting over", over + 1)
+    psql(args.run, "DROP TRIGGER refuse_next ON messages; DROP FUNCTION refuse_next();")
+    await wait_ready(bob)
+    await asyncio.sleep(2)
+    assert not any(text == "This one the database refuses" for _, text in log), log
+    screen.shot("cluster-2-refused", crop="1280x800+0+0")
+
     which, pid = serving(args.run)
     other = "b" if which == "a" else "a"
-    step(f"2. the serving tidemark ({which}, pid {pid}) killed with kill -9; {other} takes over")
+    step(f"3. the serving tidemark ({which}, pid {pid}) killed with kill -9; {other} takes over")
+    led = len(lines(args.run, other, "serving chat.localhost"))
     killed = time.monotonic()
     os.kill(pid, signal.SIGKILL)
-    await wait_log(Path(args.run) / f"tidemark-{other}.log", r"serving chat\.localhost")
+    await wait_lines(args.run, other, "serving chat.localhost", led + 1)
     print(f"  {other} serving {time.monotonic() - killed:.2f} s after the kill", flush=True)
     await wait_ready(bob)
-    await say_and_shoot(screen, log, "chat", "Still there after the failover?", "cluster-2-after-failover")
+    await say_and_shoot(screen, log, "chat", "Still there after the failover?", "cluster-3-after-failover")
 
-    step("3. the status command, run from Gajim after the failover (Execute Command on chat.localhost)")
-    await status_command(screen, account, result_shot="cluster-3-status-result")
+    step("4. the status command, run from Gajim after the failover (Execute Command on chat.localhost)")
+    await status_command(screen, account, result_shot="cluster-4-status-result")
 
 
 if __name__ == "__main__":
