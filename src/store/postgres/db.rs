@@ -17,16 +17,6 @@ use ::postgres::{Row, Statement};
 use super::known::Known;
 use super::session::Session;
 
-/// Parameters larger than this, encoded, make a write one that is waited
-/// for. PostgreSQL refuses an index entry over 2,704 bytes, and two long
-/// JIDs (up to 3,071 bytes each) in a key reach that: a refusal of a write
-/// not waited for is only seen at the next waited statement or the flush,
-/// which would fail the whole batch for one stanza, while a waited one
-/// fails that stanza alone (its writes are in a savepoint of their own:
-/// `PgStore::apply` gives one to every stanza whose text reaches this
-/// bound). Anyone on the federation chooses the JIDs that reach a write.
-pub(super) const SENT_PARAMS_BYTES: usize = 2048;
-
 /// Statements kept per session. The store's SQL is a fixed set of texts;
 /// the bound is for any that are built per call, so that they cannot grow
 /// the session (client and server side) without end.
@@ -39,9 +29,12 @@ pub(super) struct Db<'a> {
     session: &'a mut Session,
     statements: &'a mut Statements,
     known: &'a mut Known,
-    /// Inside the transaction of a batch's writes: a failed write aborts
-    /// it, and its COMMIT finds out ([`super::PgStore`]'s flush).
-    in_tx: bool,
+    /// Writes may go without waiting: inside the transaction of a batch's
+    /// writes (a failed write aborts it, and the next waited statement or
+    /// the COMMIT finds out), and not inside a stanza's savepoint, where a
+    /// refusal must show while that stanza's writes can still be rolled
+    /// back alone ([`super::PgStore`]'s `apply`).
+    unwaited: bool,
 }
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
@@ -51,13 +44,13 @@ impl<'a> Db<'a> {
         session: &'a mut Session,
         statements: &'a mut Statements,
         known: &'a mut Known,
-        in_tx: bool,
+        unwaited: bool,
     ) -> Self {
         Db {
             session,
             statements,
             known,
-            in_tx,
+            unwaited,
         }
     }
 
@@ -85,7 +78,7 @@ impl<'a> Db<'a> {
     /// is not lost.
     pub fn send(&mut self, sql: &str, params: Params<'_>) -> Result<(), ::postgres::Error> {
         let s = self.prepared(sql)?;
-        if self.in_tx && encoded_len(&s, params) <= SENT_PARAMS_BYTES {
+        if self.unwaited {
             self.session.send(&s, params)
         } else {
             self.session.execute(&s, params).map(drop)
@@ -121,19 +114,4 @@ impl<'a> Db<'a> {
     pub fn batch_execute(&mut self, sql: &str) -> Result<(), ::postgres::Error> {
         self.session.batch_execute(sql)
     }
-}
-
-/// The bytes `params` take on the wire for `s` (an encoding error counts
-/// as too many: the waited call reports it).
-fn encoded_len(s: &Statement, params: Params<'_>) -> usize {
-    let mut buf = bytes::BytesMut::new();
-    let mut total = 0usize;
-    for (p, ty) in params.iter().zip(s.params()) {
-        buf.clear();
-        if p.to_sql_checked(ty, &mut buf).is_err() {
-            return usize::MAX;
-        }
-        total = total.saturating_add(buf.len());
-    }
-    total
 }

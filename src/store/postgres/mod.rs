@@ -44,10 +44,15 @@ pub(super) fn pg_err(e: ::postgres::Error) -> StoreError {
     StoreError::Backend(format!("PostgreSQL: {detail}"))
 }
 
+/// Text below this cannot make a key PostgreSQL refuses to index (2,704
+/// bytes; two long JIDs reach that, and anyone on the federation chooses
+/// JIDs), whatever else the key holds.
+const KEY_TEXT_BOUND: usize = 2048;
+
 /// Whether `write` holds text enough for a key beyond what PostgreSQL
-/// indexes (2,704 bytes): its `Debug` form prints every string and byte it
-/// holds in full (derived throughout), so its length bounds any key's.
-/// Counting stops at the bound.
+/// indexes: its `Debug` form prints every string and byte it holds in full
+/// (derived throughout), so its length bounds any key's. Counting stops at
+/// [`KEY_TEXT_BOUND`].
 fn may_be_refused(write: &write::Write) -> bool {
     struct Upto(usize);
     impl std::fmt::Write for Upto {
@@ -56,7 +61,7 @@ fn may_be_refused(write: &write::Write) -> bool {
             Ok(())
         }
     }
-    std::fmt::write(&mut Upto(db::SENT_PARAMS_BYTES), format_args!("{write:?}")).is_err()
+    std::fmt::write(&mut Upto(KEY_TEXT_BOUND), format_args!("{write:?}")).is_err()
 }
 
 /// The statement failed because one before it, not waited for, had failed
@@ -311,12 +316,18 @@ impl PgStore {
                 statements,
                 known,
                 in_tx,
+                in_stanza,
                 ..
             } = &mut *conn;
             let client = client.as_mut().ok_or_else(|| {
                 StoreError::ConnectionLost("PostgreSQL: the store was closed".into())
             })?;
-            f(&mut Db::new(client, statements, known, *in_tx))
+            f(&mut Db::new(
+                client,
+                statements,
+                known,
+                *in_tx && !*in_stanza,
+            ))
         };
         match result {
             Err(StoreError::Backend(detail)) if conn.in_tx => {
