@@ -72,14 +72,21 @@ fn internal_error(stanza: &Element, service: &str) -> Option<Element> {
     )
 }
 
-/// An `internal-server-error` of type `wait` saying `why`, for a message or
-/// request that was not processed; none for errors, results and presence,
-/// which get no error answers.
+/// An `internal-server-error` of type `wait` saying `why`, for a message
+/// someone wrote or a request that was not processed. None for errors,
+/// results and presence, which get no error answers, nor for messages
+/// without a body (receipts, markers, chat states): their sender's client
+/// sent them on its own and cannot send them again, so an error would only
+/// show its user a failure of something they never did.
 pub(crate) fn not_processed(stanza: &Element, service: &str, why: &str) -> Option<Element> {
-    if !matches!(stanza.name(), "message" | "iq")
-        || matches!(stanza.attr("type"), Some("error" | "result"))
-        || stanza.attr("from").is_none()
-    {
+    let told = match stanza.name() {
+        "message" => {
+            stanza.attr("type") != Some("error") && stanza.children().any(|c| c.name() == "body")
+        }
+        "iq" => matches!(stanza.attr("type"), Some("get" | "set")),
+        _ => false,
+    };
+    if !told || stanza.attr("from").is_none() {
         return None;
     }
     let from = stanza.attr("to").unwrap_or(service);
@@ -105,7 +112,7 @@ mod tests {
     use super::*;
     use crate::stanza::{element, ns};
 
-    fn stanza(name: &str, type_: &str) -> Element {
+    fn bare(name: &str, type_: &str) -> Element {
         element(
             name,
             ns::COMPONENT,
@@ -116,6 +123,15 @@ mod tests {
                 ("to", "bob\\40localhost@chat.localhost"),
             ],
         )
+    }
+
+    /// A message someone wrote (with a body), or any other stanza.
+    fn stanza(name: &str, type_: &str) -> Element {
+        let mut el = bare(name, type_);
+        if name == "message" {
+            el.append_child(Element::builder("body", ns::COMPONENT).append("hi").build());
+        }
+        el
     }
 
     #[test]
@@ -148,6 +164,22 @@ mod tests {
             let out = guarded(&stanza(name, type_), "chat.localhost", || panic!("boom")).send;
             assert!(out.is_empty(), "{name} {type_}");
         }
+    }
+
+    #[test]
+    fn receipts_markers_and_chat_states_that_panic_get_no_answer() {
+        for payload in [
+            ("received", ns::RECEIPTS),
+            ("displayed", ns::CHAT_MARKERS),
+            ("active", "http://jabber.org/protocol/chatstates"),
+        ] {
+            let mut ack = bare("message", "chat");
+            ack.append_child(Element::bare(payload.0, payload.1));
+            let out = guarded(&ack, "chat.localhost", || panic!("boom")).send;
+            assert!(out.is_empty(), "{}", payload.0);
+        }
+        let q = guarded(&stanza("iq", "set"), "chat.localhost", || panic!("boom")).send;
+        assert_eq!(q.len(), 1, "a request is answered");
     }
 
     #[test]

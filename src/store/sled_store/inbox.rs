@@ -21,7 +21,9 @@
 //! positions spill to `Iu` keys, each written once and removed once. Every
 //! operation is O(log n).
 
+use std::collections::HashMap;
 use std::ops::Bound;
+use std::sync::MutexGuard;
 
 use super::staged::T;
 use super::{SledStore, decode, decode_seq, encode};
@@ -129,10 +131,34 @@ struct Hot {
 /// recently active conversations, newest first. The others are cold: an
 /// `Ie` entry and its `It` place in the index by latest activity, written
 /// when the conversation leaves the head and removed when it comes back.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Head {
     total: u64,
     hot: Vec<Hot>,
+}
+
+/// Heads kept in memory, cleared when full (which costs reading them
+/// again): a user's next status reads no sled page and decodes nothing.
+const KNOWN_HEADS: usize = 16_384;
+
+/// Users' heads as last loaded or written, decoded. Every write of a head
+/// goes through [`SledStore::save_head`], which keeps this in step; a
+/// failed flush stages its writes again (`StagedTrees::end_flush`), so
+/// what is here stays what a read of the staged trees would give.
+#[derive(Default)]
+pub(super) struct KnownHeads(HashMap<String, Head>);
+
+impl KnownHeads {
+    fn get(&self, user: &str) -> Option<&Head> {
+        self.0.get(user)
+    }
+
+    fn put(&mut self, user: &str, head: Head) {
+        if self.0.len() >= KNOWN_HEADS && !self.0.contains_key(user) {
+            self.0.clear();
+        }
+        self.0.insert(user.to_owned(), head);
+    }
 }
 
 /// Where an entry was found.
@@ -147,25 +173,40 @@ fn head_key(user: &str) -> Vec<u8> {
     key(HEAD, &[user.as_bytes()])
 }
 
+/// A stored head, its entries' contacts filled in from their keys.
+fn decode_head(v: &[u8]) -> StoreResult<Head> {
+    let mut head: Head = decode(v, "inbox head")?;
+    for h in &mut head.hot {
+        h.stored.entry.contact = h.contact.clone();
+    }
+    Ok(head)
+}
+
 fn u64_value(bytes: &[u8], what: &'static str) -> StoreResult<u64> {
     decode_seq(bytes, what)
 }
 
 impl SledStore {
+    fn known_heads(&self) -> MutexGuard<'_, KnownHeads> {
+        self.heads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn load_head(&self, user: &str) -> StoreResult<Head> {
-        let Some(v) = self.staged.get(T::Inbox, &head_key(user))? else {
-            return Ok(Head::default());
-        };
-        let mut head: Head = decode(&v, "inbox head")?;
-        for h in &mut head.hot {
-            h.stored.entry.contact = h.contact.clone();
+        if let Some(head) = self.known_heads().get(user) {
+            return Ok(head.clone());
         }
+        let head = match self.staged.get(T::Inbox, &head_key(user))? {
+            None => Head::default(),
+            Some(v) => decode_head(&v)?,
+        };
+        self.known_heads().put(user, head.clone());
         Ok(head)
     }
 
-    fn save_head(&self, user: &str, head: &Head) -> StoreResult<()> {
+    fn save_head(&self, user: &str, head: Head) -> StoreResult<()> {
         self.staged
-            .insert(T::Inbox, head_key(user), encode(head, "inbox head")?);
+            .insert(T::Inbox, head_key(user), encode(&head, "inbox head")?);
+        self.known_heads().put(user, head);
         Ok(())
     }
 
@@ -261,7 +302,7 @@ impl SledStore {
                 self.save_cold(user, &cold.stored)?;
             }
         }
-        self.save_head(user, &head)
+        self.save_head(user, head)
     }
 
     /// One more unread message at `seq` (the newest).
@@ -611,7 +652,7 @@ impl SledStore {
             self.add_unread(user, &mut s, seq, &mut head.total);
         }
         self.save_cold(user, &s)?;
-        self.save_head(user, &head)
+        self.save_head(user, head)
     }
 
     /// Retention: entries with nothing since `cutoff` go (their messages
@@ -621,7 +662,7 @@ impl SledStore {
     pub(super) fn expire_inbox_entry(&self, k: &[u8], v: &[u8], cutoff: Millis) -> StoreResult<()> {
         if k.starts_with(&[LIST, HEAD]) {
             let user = String::from_utf8_lossy(&k[2..]).into_owned();
-            let Ok(mut head) = decode::<Head>(v, "inbox head") else {
+            let Ok(mut head) = decode_head(v) else {
                 return Ok(());
             };
             if head.hot.iter().all(|h| h.stored.entry.latest_at >= cutoff) {
@@ -631,13 +672,12 @@ impl SledStore {
                 .into_iter()
                 .partition(|h| h.stored.entry.latest_at >= cutoff);
             for mut h in gone {
-                h.stored.entry.contact = h.contact.clone();
                 self.clear_unread(&user, &mut h.stored, Seq::MAX, &mut head.total)?;
             }
             head.hot = keep;
             // The pass reads sled after the staged writes went there
             // (`expire_step`): `v` is the head as it stands.
-            return self.save_head(&user, &head);
+            return self.save_head(&user, head);
         }
         if !k.starts_with(&[LIST, ENTRY]) {
             return Ok(());
@@ -656,7 +696,7 @@ impl SledStore {
         s.entry.contact = String::from_utf8_lossy(&rest[at + 1..]).into_owned();
         let mut head = self.load_head(&user)?;
         self.clear_unread(&user, &mut s, Seq::MAX, &mut head.total)?;
-        self.save_head(&user, &head)?;
+        self.save_head(&user, head)?;
         self.staged
             .remove(T::Inbox, time_key(&user, s.entry.latest));
         self.staged.remove(T::Inbox, k.to_vec());

@@ -40,6 +40,8 @@ pub struct SledStore {
     staged: StagedTrees,
     /// One flush at a time: a later one must never write older data.
     flush_lock: std::sync::Mutex<()>,
+    /// The conversation list's heads, decoded (`inbox.rs`).
+    heads: std::sync::Mutex<inbox::KnownHeads>,
 }
 
 impl SledStore {
@@ -114,6 +116,7 @@ impl SledStore {
             log: StatusLog::open(db.open_tree("status_log")?, recent_ids)?,
             staged: StagedTrees::open(&db)?,
             flush_lock: std::sync::Mutex::new(()),
+            heads: std::sync::Mutex::default(),
             db,
         };
         if found == Some(1) {
