@@ -23,8 +23,11 @@
 #   EJABBERD_DIST_PORT (COMPONENT_PORT + 1): Erlang distribution, on the
 #     node's loopback address only, for ejabberdctl (and a cluster's other
 #     node) to reach this node (no epmd daemon is started)
-#   Federation is not offered here (no s2s listener; S2S_ADDR is refused):
-#   the federation tests use scripts/prosody.sh.
+#   Federation, off unless S2S_ADDR is set: s2s listens on S2S_ADDR:5269
+#   (a cluster's nodes each on their own address instead), dialback without
+#   TLS (as scripts/prosody.sh offers it), the peers' addresses from the hosts
+#   file HOSTS_FILE (the node sees it as /etc/hosts, in a mount namespace of
+#   its own)
 #   DOMAIN_BALANCING (none): a type (random, source, destination, bare_source,
 #     bare_destination) for COMPONENT_JID's `domain_balancing`, and
 #     COMPONENT_NUMBER (none) its `component_number`; 23.01 needs both (a
@@ -74,7 +77,6 @@ cmd_start() {
 		# shellcheck disable=SC1091
 		source "$dir/env"
 	fi
-	[ -z "${S2S_ADDR:-}" ] || die "federation (S2S_ADDR) is not offered by scripts/ejabberd.sh: use scripts/prosody.sh"
 	local c2s=${C2S_PORT:-15222} comp=${COMPONENT_PORT:-15347}
 	local jid=${COMPONENT_JID:-chat.localhost} secret=${COMPONENT_SECRET:-s3cret}
 	local level=${EJABBERD_LOG_LEVEL:-info} domain=${XMPP_DOMAIN:-localhost}
@@ -100,6 +102,8 @@ DOMAIN_BALANCING=$balancing
 COMPONENT_NUMBER=$number
 COMPONENT_TLS=${COMPONENT_TLS:-0}
 COMPONENT_CERTFILE=${COMPONENT_CERTFILE:-}
+S2S_ADDR=${S2S_ADDR:-}
+HOSTS_FILE=${HOSTS_FILE:-}
 ENV
 	for p in "$c2s" "$comp" "$dist"; do
 		port_in_use "$p" "$ip" && die "$ip:$p is already in use (another server?)"
@@ -136,6 +140,20 @@ CTL
 -kernel inet_dist_use_interface {${ip//./,}}
 ARGS
 	# ERL_INETRC names DIR/inetrc: resolve from the hosts file first.
+	local s2s="s2s_access: none" s2s_listener="" s2s_modules=""
+	if [ -n "${S2S_ADDR:-}" ]; then
+		[ -f "${HOSTS_FILE:-}" ] || die "S2S_ADDR needs HOSTS_FILE, a hosts file naming the federated domains"
+		port_in_use 5269 "$S2S_ADDR" && die "$S2S_ADDR:5269 is already in use"
+		s2s_listener="  - port: 5269\n    ip: \"$S2S_ADDR\"\n    module: ejabberd_s2s_in\n    shaper: none\n"
+		s2s="s2s_access: all\ns2s_use_starttls: false\ns2s_dns_timeout: 1\ns2s_dns_retries: 1\noutgoing_s2s_families: [ipv4]"
+		s2s_modules="  mod_s2s_dialback: {}\n"
+		# ejabberd's s2s (p1_xmpp 1.6) looks SRV records up through Erlang's
+		# resolver and addresses through the C library's getaddrinfo, which
+		# reads /etc/hosts only: the node runs in a mount namespace of its
+		# own where /etc/hosts is this file (the system's lines, then the
+		# federated domains), so nothing outside it changes.
+		cat /etc/hosts "$HOSTS_FILE" >"$dir/hosts"
+	fi
 	cp /etc/ejabberd/inetrc "$dir/inetrc"
 
 	# Direct TLS on the component listener: ejabberd reads its certfile as
@@ -156,7 +174,8 @@ ARGS
 		-e "s|@IP@|$ip|g" -e "s|@DOMAIN_BALANCING@|$bal|g" \
 		-e "s|@COMPONENT_JID@|$jid|g" -e "s|@SECRET@|$secret|g" \
 		-e "s|@LOG_LEVEL@|$level|g" -e "s|@DOMAIN@|$domain|g" -e "s|@EXTRA_MODULES@|$extra|g" \
-		-e "s|@COMPONENT_TLS@|$component_tls|g" \
+		-e "s|@COMPONENT_TLS@|$component_tls|g" -e "s|@S2S@|$s2s|g" \
+		-e "s|@S2S_LISTENER@|$s2s_listener|g" -e "s|@S2S_MODULES@|$s2s_modules|g" \
 		"$REPO_ROOT/config/ejabberd.yml.in" >"$dir/ejabberd.yml"
 	# They hold the component secret and the cookie.
 	chmod 640 "$dir/ejabberd.yml" "$dir/ejabberdctl.cfg" "$dir/env"
@@ -168,7 +187,15 @@ ARGS
 	rm -f "$dir/ejabberd.pid"
 	# foreground: stays in our own background job; setsid so the caller's
 	# terminal signals do not reach it.
-	setsid bash -c "$(declare -f ctl); ctl '$dir' foreground" >>"$dir/ejabberd.out" 2>&1 </dev/null &
+	local ns=()
+	if [ -n "${S2S_ADDR:-}" ]; then
+		ns=(unshare --mount --propagation private)
+		printf 'mount --bind %q /etc/hosts\n' "$dir/hosts" >"$dir/foreground.sh"
+	else
+		: >"$dir/foreground.sh"
+	fi
+	printf 'exec ejabberdctl --config-dir %q --ctl-config %q foreground\n' "$dir" "$dir/ejabberdctl.cfg" >>"$dir/foreground.sh"
+	setsid "${ns[@]}" bash -e "$dir/foreground.sh" >>"$dir/ejabberd.out" 2>&1 </dev/null &
 	if ! wait_port "$c2s" 60 "$ip" || ! wait_port "$comp" 10 "$ip"; then
 		log "ejabberd did not start; last lines of its logs:"
 		tail -n 20 "$dir/ejabberd.out" "$dir/logs/ejabberd.log" "$dir/logs/error.log" >&2 2>/dev/null || true
@@ -236,6 +263,8 @@ EJABBERD_DIST_PORT=$EJABBERD_DIST_PORT
 EXTRA_MODULES="${EXTRA_MODULES:-}"
 DOMAIN_BALANCING=${DOMAIN_BALANCING:-}
 COMPONENT_NUMBER=${COMPONENT_NUMBER:-}
+S2S_ADDR=${S2S_ADDR:-}
+HOSTS_FILE=${HOSTS_FILE:-}
 ENV
 	chmod 640 "$dir/env"
 }
@@ -247,6 +276,8 @@ cluster_start_node() { # DIR N: node N with the cluster's settings
 		# shellcheck disable=SC1091
 		source "$dir/env"
 		EJABBERD_IP=$ip EJABBERD_NODE="tidemark$n@$ip"
+		# Federation: each node listens for s2s on its own address.
+		[ -z "${S2S_ADDR:-}" ] || S2S_ADDR=$ip
 		set +a
 		cmd_start "$(node_dir "$dir" "$n")"
 	)

@@ -60,15 +60,16 @@ log "integration tests (tests/integration)"
 python3 -m pytest -q tests/integration "$@"
 # The core suites against ejabberd: what a deployment on it relies on (1:1,
 # receipts and markers, the presence gate, rooms, the conversation list,
-# desks, restarts, the component link, TLS on it), and two tidemarks on an ejabberd
+# desks, restarts, the component link, TLS on it, federation with a Prosody),
+# and two tidemarks on an ejabberd
 # cluster of two nodes over one PostgreSQL (test_cluster.py, which needs
 # ejabberd). About 6 minutes here; the rest of the suite runs on Prosody
 # only, to keep CI short.
 if [ "${EJABBERD:-1}" != 0 ]; then
 	log "integration tests, core suites, against ejabberd (TIDEMARK_IT_SERVER=ejabberd)"
 	core=()
-	for t in cluster config connection desk groups inbox markers presence presence_gate \
-		receipts relay resilience status_query tls; do
+	for t in cluster config connection desk federation groups inbox markers presence \
+		presence_gate receipts relay resilience status_query tls; do
 		core+=("tests/integration/test_$t.py")
 	done
 	# Status 5: the extra arguments selected none of the core suites.
@@ -79,10 +80,9 @@ fi
 # through a two-node ejabberd cluster (TIDEMARK_IT_SERVER=ejabberd-cluster:
 # each test's users logged in on alternate nodes, tidemark given both
 # nodes), as a deployment past one machine runs (README "Several
-# instances"); on Prosody when EJABBERD=0. What needs Prosody (federation)
-# or sled (its directory lock), and test_cluster.py (which starts a cluster
-# of its own in the ejabberd run), skip themselves and say why. About 8
-# minutes here.
+# instances"); on Prosody when EJABBERD=0. What needs Prosody or sled (its
+# directory lock), and test_cluster.py (which starts a cluster of its own in
+# the ejabberd run), skip themselves and say why. About 8 minutes here.
 if [ "${PG:-1}" != 0 ]; then
 	server=ejabberd-cluster
 	[ "${EJABBERD:-1}" != 0 ] || server=prosody

@@ -1,10 +1,18 @@
 """Federation: tidemark on one server, a contact on another, over real s2s.
 
-Two Prosody instances on loopback, each with its own s2s address (one.test on
+Two servers on loopback, each with its own s2s address (one.test on
 127.0.0.2, two.test on 127.0.0.3), resolving each other through a hosts file
-only (lua-unbound), dialback between them. tidemark is chat.one.test on
-one.test's server. alice@one.test is local to tidemark; bob@two.test reaches it
-over s2s, as a user of another server would.
+only, dialback between them. tidemark is chat.one.test on one.test's server.
+alice@one.test is local to tidemark; bob@two.test reaches it over s2s, as a
+user of another server would.
+
+two.test is always a Prosody. one.test is the server the suite runs against:
+a Prosody, an ejabberd (TIDEMARK_IT_SERVER=ejabberd), or a two-node ejabberd
+cluster (ejabberd-cluster: s2s on each node's own address, the hosts file
+naming node 1, alice on node 1 and tidemark on node 2: two.test's stanzas
+come in at node 1 and cross the cluster to tidemark, tidemark's go out to
+two.test from node 2, and two.test checks node 2's dialback keys by asking
+node 1).
 """
 
 import os
@@ -13,14 +21,12 @@ import subprocess
 
 import pytest
 
-from conftest import PROSODY_SH, Tidemark, prosody_only
+from conftest import CLUSTER, CLUSTER_NODES, EJABBERD, PROSODY_SH, REPO, Tidemark
 from match import message, presence, receipt_for, marker_for
 from stanzas import chat, marker, receipt, status_query, subscribe, subscribed, tracked
 from xmpp_client import Client, parse_status
 
-# Two Prosody servers federating (scripts/ejabberd.sh offers no s2s): under
-# TIDEMARK_IT_SERVER=ejabberd this file would only repeat the Prosody run.
-pytestmark = prosody_only("federation between two Prosody servers")
+EJABBERD_SH = REPO / "scripts" / "ejabberd.sh"
 
 ONE, TWO = "one.test", "two.test"
 COMPONENT = "chat.one.test"
@@ -31,8 +37,11 @@ def _fed(server, key, default):
 
 
 SERVERS = {
+    # A cluster's nodes each listen for s2s on their own address; the hosts
+    # file names node 1's.
     ONE: {"C2S_PORT": _fed("ONE", "C2S", "16222"), "COMPONENT_PORT": _fed("ONE", "COMPONENT", "16347"),
-          "S2S_ADDR": _fed("ONE", "ADDR", "127.0.0.2"), "COMPONENT_JID": COMPONENT},
+          "S2S_ADDR": CLUSTER_NODES[0] if CLUSTER else _fed("ONE", "ADDR", "127.0.0.2"),
+          "COMPONENT_JID": COMPONENT},
     TWO: {"C2S_PORT": _fed("TWO", "C2S", "17222"), "COMPONENT_PORT": _fed("TWO", "COMPONENT", "17347"),
           "S2S_ADDR": _fed("TWO", "ADDR", "127.0.0.3"), "COMPONENT_JID": "chat.two.test"},
 }
@@ -51,31 +60,37 @@ class Federation:
         self.secret = "fed-" + secrets.token_hex(8)
         self.n = 0
 
-    def prosody(self, domain, *args):
+    def server(self, domain, command, *args):
+        """scripts/prosody.sh for two.test; for one.test, the script of the
+        server the suite runs against (a cluster's commands for a cluster)."""
+        script = EJABBERD_SH if domain == ONE and EJABBERD else PROSODY_SH
+        if domain == ONE and CLUSTER and command in ("start", "stop"):
+            command = f"cluster-{command}"
         env = {**os.environ, **SERVERS[domain], "XMPP_DOMAIN": domain,
                "HOSTS_FILE": str(self.hosts), "COMPONENT_SECRET": self.secret}
-        res = subprocess.run(["bash", str(PROSODY_SH), *args], env=env, capture_output=True,
-                             text=True, timeout=60)
+        res = subprocess.run(["bash", str(script), command, str(self.dir / domain), *args],
+                             env=env, capture_output=True, text=True, timeout=120)
         if res.returncode != 0:
-            raise RuntimeError(f"prosody.sh {' '.join(args)}: {res.stdout}\n{res.stderr}")
+            raise RuntimeError(f"{script.name} {command}: {res.stdout}\n{res.stderr}")
 
     def start(self):
         for domain in (ONE, TWO):
-            self.prosody(domain, "start", str(self.dir / domain))
+            self.server(domain, "start")
+        node = CLUSTER_NODES[1] if CLUSTER else "127.0.0.1"
         self.tidemark = Tidemark(self.world, "federation", jid=COMPONENT,
-                                 server=f"127.0.0.1:{SERVERS[ONE]['COMPONENT_PORT']}",
+                                 server=f"{node}:{SERVERS[ONE]['COMPONENT_PORT']}",
                                  secret=self.secret)
         self.tidemark.start()
 
     def stop(self):
         self.tidemark.stop()
         for domain in (ONE, TWO):
-            self.prosody(domain, "stop", str(self.dir / domain))
+            self.server(domain, "stop")
 
     async def client(self, name, domain) -> Client:
         self.n += 1
         user, password = f"{name}{self.n}", "pw-" + secrets.token_hex(4)
-        self.prosody(domain, "register", str(self.dir / domain), user, password)
+        self.server(domain, "register", user, password)
         c = Client(name, user, password, f"{name}res", port=int(SERVERS[domain]["C2S_PORT"]),
                    note=self.world.note, domain=domain)
         c.tracked = tracked(c.jid, COMPONENT)
