@@ -658,3 +658,81 @@ fn room_messages_written_before_counting_are_counted_at_open() {
     store.put_room_message(room, 9, &m).unwrap();
     assert_eq!(store.room_messages_after(room, 4).unwrap(), 2);
 }
+
+/// The conversation list's heads go to journal records, one per flush,
+/// and to their own keys only when a record is retired
+/// (`head_journal.rs`): a reopen finds every list as the last flush left
+/// it, whether its head was in a record, at its key, or both.
+#[test]
+fn the_list_as_flushed_survives_a_reopen_from_journal_records_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let users: Vec<String> = (0..40).map(|i| format!("u{i}@x")).collect();
+    let mut expected = Vec::new();
+    let mut retired = false;
+    {
+        let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+        // A journal bound small enough that flushes, each changing a few
+        // users, retire heads to their keys, which are then journaled again.
+        store.bound_head_journal(2_000);
+        for round in 0..150u64 {
+            let seq = round + 1;
+            for k in 0..3 {
+                let user = &users[((round * 7 + k * 13) % 40) as usize];
+                let contact = format!("c{}@x", (round + k) % 5);
+                store
+                    .inbox_message(user, &contact, seq, seq * 10, k == 1)
+                    .unwrap();
+            }
+            if round % 5 == 0 {
+                let user = &users[(round % 40) as usize];
+                store.inbox_read(user, "c0@x", seq).unwrap();
+            }
+            store.flush().unwrap();
+            retired |= store
+                .staged
+                .tree(super::staged::T::Inbox)
+                .scan_prefix(b"Ih")
+                .next()
+                .is_some();
+        }
+        assert!(retired, "some heads went to their keys");
+        let journal = store
+            .staged
+            .tree(super::staged::T::Inbox)
+            .scan_prefix(b"Ij")
+            .count();
+        assert!(journal > 0, "some heads are in journal records only");
+        for u in &users {
+            expected.push((
+                store.inbox_latest(u, Seq::MAX, 10).unwrap(),
+                store.inbox_unread_total(u).unwrap(),
+            ));
+        }
+        // Written after the last flush: not acknowledged, gone with the
+        // process like any write that was not flushed.
+        store
+            .inbox_message(&users[0], "late@x", 10_000, 1, false)
+            .unwrap();
+    }
+    let store = reopen(dir.path());
+    for (u, want) in users.iter().zip(&expected) {
+        let got = (
+            store.inbox_latest(u, Seq::MAX, 10).unwrap(),
+            store.inbox_unread_total(u).unwrap(),
+        );
+        assert_eq!(&got, want, "{u}");
+    }
+    assert!(
+        expected
+            .iter()
+            .any(|(list, total)| !list.is_empty() && *total > 0),
+        "the test writes lists with unread messages"
+    );
+    // The records were replayed to the keys and removed.
+    let journal = store
+        .staged
+        .tree(super::staged::T::Inbox)
+        .scan_prefix(b"Ij")
+        .count();
+    assert_eq!(journal, 0);
+}
