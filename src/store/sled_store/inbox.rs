@@ -15,15 +15,12 @@
 //! `room_counts`: room NUL seq -> how many messages the room had up to it.
 //!
 //! sled pays per key written, so a 1:1 message in a conversation of the
-//! head changes one head per party and no other key: an entry keeps its
-//! newest [`INLINE`] unread positions in its own value, the head the
-//! unread total. The changed heads are not written to their keys either,
-//! but all of a flush's into one journal record (`Ij`, a few values),
-//! retired to the `Ih` keys only when the journal grows past its bound
-//! ([`super::head_journal`]). A conversation coming back into the head
-//! removes its two cold keys and may push the head's oldest out (two
-//! keys); older unread positions spill to `Iu` keys, each written once and
-//! removed once. Every operation is O(log n).
+//! head rewrites one key per party, the head: an entry keeps its newest
+//! [`INLINE`] unread positions in its own value, the head the unread
+//! total. A conversation coming back into the head removes its two cold
+//! keys and may push the head's oldest out (two keys); older unread
+//! positions spill to `Iu` keys, each written once and removed once. Every
+//! operation is O(log n).
 
 use std::collections::HashMap;
 use std::ops::Bound;
