@@ -89,12 +89,6 @@ impl SledStore {
                 };
                 continue;
             }
-            if matches!(phase, Phase::Inbox) && cursor.after.is_none() {
-                // The pass reads the heads' keys: at the start of the list's
-                // part of it, every head goes there (once per pass).
-                self.stage_heads(true)?;
-                self.write_staged()?;
-            }
             let tree = self.phase_tree(phase);
             // Taken first and then removed, so that removals never race the
             // iterator over the same tree.

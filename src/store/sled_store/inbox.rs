@@ -10,7 +10,6 @@
 //! | `It` user NUL inverted newest seq | a cold entry's contact: the cold ones by latest activity |
 //! | `Iu` user NUL contact NUL seq | nothing: one spilled unread message |
 //! | `Ir` user NUL room | the user's newest message in the room |
-//! | `Ij` record chunk | heads changed by one flush, not yet at their `Ih` keys ([`super::head_journal`]) |
 //!
 //! `room_counts`: room NUL seq -> how many messages the room had up to it.
 //!
@@ -26,7 +25,6 @@ use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::MutexGuard;
 
-use super::head_journal::HeadJournal;
 use super::staged::T;
 use super::{SledStore, decode, decode_seq, encode};
 use crate::store::export::{ExportError, ExportRecord};
@@ -40,7 +38,6 @@ const ENTRY: u8 = b'e';
 const BY_TIME: u8 = b't';
 const UNREAD: u8 = b'u';
 const HEAD: u8 = b'h';
-const JOURNAL: u8 = b'j';
 const ROOM_SENT: u8 = b'r';
 
 fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -140,55 +137,28 @@ struct Head {
     hot: Vec<Hot>,
 }
 
-/// Heads kept in memory besides the pinned ones (whose newest version is
-/// nowhere else), dropped when full (which costs reading them again): a
-/// user's next status reads no sled page and decodes nothing.
+/// Heads kept in memory, cleared when full (which costs reading them
+/// again): a user's next status reads no sled page and decodes nothing.
 const KNOWN_HEADS: usize = 16_384;
 
-/// A journal record is written as values of about this size: well under
-/// the size past which sled keeps a value in a file of its own.
-const JOURNAL_CHUNK_BYTES: usize = 16 * 1024;
-
-/// Users' heads, decoded: every head changed since it was last written to
-/// its key, and others as last loaded. Every write of a head goes through
-/// [`SledStore::save_head`]; the flush writes the changed ones into a
-/// journal record ([`SledStore::stage_heads`]). A failed flush stages its
-/// writes again (`StagedTrees::end_flush`), records included.
+/// Users' heads as last loaded or written, decoded. Every write of a head
+/// goes through [`SledStore::save_head`], which keeps this in step; a
+/// failed flush stages its writes again (`StagedTrees::end_flush`), so
+/// what is here stays what a read of the staged trees would give.
 #[derive(Default)]
-pub(super) struct KnownHeads {
-    heads: HashMap<String, Head>,
-    journal: HeadJournal,
-}
+pub(super) struct KnownHeads(HashMap<String, Head>);
 
 impl KnownHeads {
     fn get(&self, user: &str) -> Option<&Head> {
-        self.heads.get(user)
+        self.0.get(user)
     }
 
     fn put(&mut self, user: &str, head: Head) {
-        if self.heads.len() >= KNOWN_HEADS + self.journal.pinned_count()
-            && !self.heads.contains_key(user)
-        {
-            let journal = &self.journal;
-            self.heads.retain(|u, _| journal.pinned(u));
+        if self.0.len() >= KNOWN_HEADS && !self.0.contains_key(user) {
+            self.0.clear();
         }
-        self.heads.insert(user.to_owned(), head);
+        self.0.insert(user.to_owned(), head);
     }
-
-    fn encoded(&self, user: &str) -> StoreResult<Vec<u8>> {
-        let head = self.heads.get(user).ok_or_else(|| StoreError::Corrupt {
-            what: "inbox head journal",
-            detail: format!("the changed head of {user} is not in memory"),
-        })?;
-        encode(head, "inbox head")
-    }
-}
-
-fn journal_key(record: u64, chunk: u16) -> Vec<u8> {
-    let mut k = vec![LIST, JOURNAL];
-    k.extend_from_slice(&record.to_be_bytes());
-    k.extend_from_slice(&chunk.to_be_bytes());
-    k
 }
 
 /// Where an entry was found.
@@ -233,111 +203,10 @@ impl SledStore {
         Ok(head)
     }
 
-    /// Retires the heads' journal records past `bytes` (tests).
-    #[cfg(test)]
-    pub(super) fn bound_head_journal(&self, bytes: usize) {
-        self.known_heads().journal.bound_to(bytes);
-    }
-
-    /// Written at the next flush, into its journal record.
     fn save_head(&self, user: &str, head: Head) -> StoreResult<()> {
-        let mut known = self.known_heads();
-        known.put(user, head);
-        known.journal.changed(user);
-        Ok(())
-    }
-
-    /// Stages the heads' writes of a flush: the heads changed since the
-    /// last one as a new journal record, the heads of retired records to
-    /// their keys, retired records removed. With `all`, every head to its
-    /// key and no record left (before a pass over the keys themselves).
-    pub(super) fn stage_heads(&self, all: bool) -> StoreResult<()> {
-        let mut guard = self.known_heads();
-        let known = &mut *guard;
-        let w = if all {
-            known.journal.flush_all()
-        } else {
-            known.journal.flush()
-        };
-        if let Some(n) = w.record {
-            // A value is (user, head) pairs one after the other.
-            let mut value = Vec::with_capacity(JOURNAL_CHUNK_BYTES + 1024);
-            let (mut chunks, mut bytes) = (0u16, 0usize);
-            for user in known.journal.users_of(n) {
-                let head = known.heads.get(user).ok_or_else(|| StoreError::Corrupt {
-                    what: "inbox head journal",
-                    detail: format!("the changed head of {user} is not in memory"),
-                })?;
-                value =
-                    postcard::to_extend(&(user, head), value).map_err(|e| StoreError::Corrupt {
-                        what: "inbox head journal",
-                        detail: e.to_string(),
-                    })?;
-                if value.len() >= JOURNAL_CHUNK_BYTES {
-                    let full = std::mem::replace(
-                        &mut value,
-                        Vec::with_capacity(JOURNAL_CHUNK_BYTES + 1024),
-                    );
-                    bytes += full.len();
-                    self.staged.insert(T::Inbox, journal_key(n, chunks), full);
-                    chunks += 1;
-                }
-            }
-            if !value.is_empty() {
-                bytes += value.len();
-                self.staged.insert(T::Inbox, journal_key(n, chunks), value);
-                chunks += 1;
-            }
-            known.journal.written_as(n, chunks, bytes);
-        }
-        for user in &w.to_keys {
-            self.staged
-                .insert(T::Inbox, head_key(user), known.encoded(user)?);
-        }
-        for (n, chunks) in &w.removed {
-            for c in 0..*chunks {
-                self.staged.remove(T::Inbox, journal_key(*n, c));
-            }
-        }
-        Ok(())
-    }
-
-    /// At open: the heads of the journal records a crash (or a stop) left
-    /// go to their keys, newest last, and the records go.
-    pub(super) fn replay_head_journal(&self) -> StoreResult<()> {
-        let tree = self.staged.tree(T::Inbox);
-        let mut newest: HashMap<String, Head> = HashMap::new();
-        let mut batch = sled::Batch::default();
-        let mut records = 0usize;
-        for entry in tree.scan_prefix([LIST, JOURNAL]) {
-            let (k, v) = entry?;
-            let mut rest: &[u8] = &v;
-            while !rest.is_empty() {
-                let ((user, head), after): ((String, Head), &[u8]) =
-                    postcard::take_from_bytes(rest).map_err(|e| StoreError::Corrupt {
-                        what: "inbox head journal",
-                        detail: e.to_string(),
-                    })?;
-                newest.insert(user, head);
-                rest = after;
-            }
-            batch.remove(k);
-            records += 1;
-        }
-        if records == 0 {
-            return Ok(());
-        }
-        let heads = newest.len();
-        for (user, head) in newest {
-            batch.insert(head_key(&user), encode(&head, "inbox head")?);
-        }
-        tree.apply_batch(batch)?;
-        self.db.flush()?;
-        tracing::info!(
-            records,
-            heads,
-            "conversation list: heads written since the last retirement replayed"
-        );
+        self.staged
+            .insert(T::Inbox, head_key(user), encode(&head, "inbox head")?);
+        self.known_heads().put(user, head);
         Ok(())
     }
 
@@ -714,9 +583,6 @@ impl SledStore {
                 String::from_utf8_lossy(&rest[at + 1..]).into_owned(),
             ))
         };
-        // The pass reads the heads' keys: every head goes there first.
-        self.stage_heads(true)?;
-        self.write_staged()?;
         let mut all: Vec<(String, String, Stored)> = Vec::new();
         for entry in self.staged.tree(T::Inbox).scan_prefix([LIST, HEAD]) {
             let (k, v) = entry.map_err(StoreError::from)?;
@@ -796,12 +662,9 @@ impl SledStore {
     pub(super) fn expire_inbox_entry(&self, k: &[u8], v: &[u8], cutoff: Millis) -> StoreResult<()> {
         if k.starts_with(&[LIST, HEAD]) {
             let user = String::from_utf8_lossy(&k[2..]).into_owned();
-            if decode_head(v).is_err() {
+            let Ok(mut head) = decode_head(v) else {
                 return Ok(());
-            }
-            // The newest head may be in memory or a journal record, newer
-            // than its key.
-            let mut head = self.load_head(&user)?;
+            };
             if head.hot.iter().all(|h| h.stored.entry.latest_at >= cutoff) {
                 return Ok(());
             }
@@ -812,6 +675,8 @@ impl SledStore {
                 self.clear_unread(&user, &mut h.stored, Seq::MAX, &mut head.total)?;
             }
             head.hot = keep;
+            // The pass reads sled after the staged writes went there
+            // (`expire_step`): `v` is the head as it stands.
             return self.save_head(&user, head);
         }
         if !k.starts_with(&[LIST, ENTRY]) {

@@ -2,7 +2,6 @@
 
 mod desk;
 mod expire;
-mod head_journal;
 mod inbox;
 mod logical;
 mod sent;
@@ -125,7 +124,6 @@ impl SledStore {
             store.db.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
             store.db.flush()?;
         }
-        store.replay_head_journal()?;
         upgrade::drop_schema_1_trees(&store.db, &store)?;
         upgrade::index_users(&store.db, &store, path)?;
         upgrade::count_room_messages(&store)?;
@@ -137,7 +135,6 @@ impl SledStore {
     /// flush that follows): a crash keeps all of a group commit or none.
     fn write_staged(&self) -> StoreResult<()> {
         let _one = self.flush_lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.stage_heads(false)?;
         let writes = self.staged.begin_flush();
         // The conversation list lives in the status log's tree: its
         // writes join the log's batch, and that tree is never listed twice.
