@@ -18,15 +18,14 @@ Screens (PNG, in --out):
 
 import asyncio
 import os
-import re
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 from gajim_screens import (Screen, arguments, bob_answers, chat_from_start_dialog, open_first_chat, quiet,
                            say_and_shoot, status_command, step, subscribe_each_other, wait_ready)
 from match import presence
+from sql import psql
 from xmpp_client import Client
 
 NODE2 = "127.0.0.2"
@@ -57,12 +56,10 @@ async def wait_lines(run, t, text, count, timeout=30):
         await asyncio.sleep(0.05)
 
 
-def psql(run, sql):
+def run_sql(run, sql):
     """`sql` in the tidemarks' database, as their role."""
     pg = Path(run) / "pg"
-    env = {**os.environ, "PGPASSWORD": (pg / "password").read_text().splitlines()[0]}
-    subprocess.run(["psql", (pg / "url").read_text().strip(), "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
-                   env=env, check=True)
+    psql((pg / "url").read_text().strip(), (pg / "password").read_text().splitlines()[0], sql)
 
 
 async def main(args):
@@ -101,7 +98,7 @@ async def run_steps(args, screen, bob, log):
 
     step("2. the database refuses the record of alice's next message (a trigger, as a constraint an admin "
          "added would): Gajim shows the error, bob gets nothing, tidemark starts over")
-    psql(args.run, """
+    run_sql(args.run, """
         CREATE FUNCTION refuse_next() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN RAISE EXCEPTION 'refused by gajim-cluster-screens'; END $$;
         CREATE TRIGGER refuse_next BEFORE INSERT ON messages
@@ -110,7 +107,7 @@ async def run_steps(args, screen, bob, log):
     over = len(lines(args.run, which, "starting over"))
     screen.type_text("This one the database refuses")
     await wait_lines(args.run, which, "starting over", over + 1)
-    psql(args.run, "DROP TRIGGER refuse_next ON messages; DROP FUNCTION refuse_next();")
+    run_sql(args.run, "DROP TRIGGER refuse_next ON messages; DROP FUNCTION refuse_next();")
     await wait_ready(bob)
     await asyncio.sleep(2)
     assert not any(text == "This one the database refuses" for _, text in log), log

@@ -2,7 +2,6 @@
 Prosody restarts or was not there yet."""
 
 import asyncio
-import os
 import re
 import subprocess
 import time
@@ -11,6 +10,7 @@ import pytest
 
 from conftest import POSTGRES, Tidemark
 from match import marker_for, message, presence, receipt_for
+from sql import psql
 from stanzas import chat, marker, receipt
 
 
@@ -134,10 +134,7 @@ async def test_a_backup_restored_into_a_new_store_keeps_every_status(tm, world):
 def _psql(tm, world, sql):
     """Runs `sql` in `tm`'s own database, as tidemark's role."""
     url = re.search(r'^url = "([^"]+)"', tm.config_text, re.M).group(1)
-    env = {**os.environ, "PGPASSWORD": world.postgres.password_file.read_text().splitlines()[0]}
-    res = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql], env=env,
-                         capture_output=True, text=True, timeout=30)
-    assert res.returncode == 0, res.stderr
+    psql(url, world.postgres.password_file.read_text().splitlines()[0], sql)
 
 
 @pytest.mark.skipif(not POSTGRES, reason="PostgreSQL-only: a trigger in the database refuses the write")
