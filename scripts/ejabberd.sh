@@ -139,12 +139,12 @@ CTL
 -setcookie $cookie
 -kernel inet_dist_use_interface {${ip//./,}}
 ARGS
-	# ERL_INETRC names DIR/inetrc: resolve from the hosts file first.
 	local s2s="s2s_access: none" s2s_listener="" s2s_modules=""
 	if [ -n "${S2S_ADDR:-}" ]; then
 		[ -f "${HOSTS_FILE:-}" ] || die "S2S_ADDR needs HOSTS_FILE, a hosts file naming the federated domains"
 		port_in_use 5269 "$S2S_ADDR" && die "$S2S_ADDR:5269 is already in use"
 		s2s_listener="  - port: 5269\n    ip: \"$S2S_ADDR\"\n    module: ejabberd_s2s_in\n    shaper: none\n"
+		# s2s_dns_retries counts the first try: 0 fails every lookup at once.
 		s2s="s2s_access: all\ns2s_use_starttls: false\ns2s_dns_timeout: 1\ns2s_dns_retries: 1\noutgoing_s2s_families: [ipv4]"
 		s2s_modules="  mod_s2s_dialback: {}\n"
 		# ejabberd's s2s (p1_xmpp 1.6) looks SRV records up through Erlang's
@@ -154,6 +154,7 @@ ARGS
 		# federated domains), so nothing outside it changes.
 		cat /etc/hosts "$HOSTS_FILE" >"$dir/hosts"
 	fi
+	# ERL_INETRC names DIR/inetrc: resolve from the hosts file first.
 	cp /etc/ejabberd/inetrc "$dir/inetrc"
 
 	# Direct TLS on the component listener: ejabberd reads its certfile as
