@@ -181,3 +181,27 @@ async def test_a_batch_postgresql_refuses_is_not_relayed_and_the_service_starts_
     assert (await alice.status(bob.tracked, "after")).summary == "delivered"
     assert (await alice.status(bob.tracked, "before")).summary == "sent"
     assert (await alice.status(bob.tracked, "boom")).error == "item-not-found"
+
+    # A receipt in a batch PostgreSQL refuses: nothing is relayed, and its
+    # sender is not told (bob's client sent it on its own and cannot send it
+    # again; an error would show bob a failure of something he never did).
+    await alice.send(chat(bob.tracked, "ack-me"))
+    await bob.expect(message(frm=alice.tracked_full, id="ack-me"))
+    _psql(tm, world, """
+        CREATE FUNCTION refuse_ack() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.id = 'ack-me' AND NEW.delivered_at IS NOT NULL THEN
+                RAISE EXCEPTION 'refused by the test';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse_ack BEFORE UPDATE ON messages
+            FOR EACH ROW EXECUTE FUNCTION refuse_ack();""")
+    started_over = tm.log_text().count("starting over")
+    await bob.send(receipt(alice.tracked_full, "ack-me", msg_id="r-ack-me"))
+    deadline = time.monotonic() + 15
+    while tm.log_text().count("starting over") == started_over:
+        assert time.monotonic() < deadline, tm.log_text()[-3000:]
+        await asyncio.sleep(0.1)
+    await bob.expect_nothing(message(id="r-ack-me", type="error"), what="an error for his receipt")
+    await alice.expect_nothing(receipt_for("ack-me"), what="the receipt whose record was refused")
